@@ -1,0 +1,327 @@
+//! Pool configuration and its validation.
+//!
+//! [`Config`] holds every pool-wide setting with the default a production user
+//! would pick; [`RouteConfig`] overrides some of them for one route at run time.
+//! Both are validated into a [`ConfigError`]; nothing here panics.
+
+use crate::time::Duration;
+
+/// Order in which idle connections of a route are reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ReusePolicy {
+    /// Most recently released first (HttpClient's default): a few connections
+    /// stay hot and the rest idle out.
+    #[default]
+    Lifo,
+    /// Least recently released first: load spreads over all connections.
+    Fifo,
+}
+
+/// What [`Pool::cancel`](crate::Pool::cancel) does beyond removing the waiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CancelPolicy {
+    /// Only remove the waiter.
+    #[default]
+    Default,
+    /// Also close the route's oldest connecting connection if the remaining
+    /// demand no longer needs it (Envoy's `CancelPolicy::CloseExcess`).
+    CloseExcess,
+}
+
+/// Pool-wide settings. `Config::default()` gives the documented defaults.
+///
+/// ```
+/// use wharf_core::{Config, Duration};
+/// let cfg = Config {
+///     max_total: 8,
+///     max_per_route: 4,
+///     idle_timeout: Some(Duration::from_secs(30)),
+///     ..Config::default()
+/// };
+/// assert_eq!(cfg.connect_timeout, Some(Duration::from_secs(5)));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Open + connecting connections over all routes (default 25, HttpClient's).
+    /// Must fit the storage's connection slots.
+    pub max_total: u32,
+    /// Default open + connecting connections per route (default 5). Routes can
+    /// override it with [`RouteConfig::max_connections`].
+    pub max_per_route: u32,
+    /// Waiters (lease requests not yet answered) over all routes. A lease that
+    /// would exceed it fails at once with `Overflow` and is never queued.
+    /// `None` = the storage's waiter slots.
+    pub max_pending: Option<u32>,
+    /// Leases in use over all connections (Envoy's `max_requests`). `None` = the
+    /// storage's lease slots.
+    pub max_leases: Option<u32>,
+    /// Reuse order of idle connections (default LIFO).
+    pub reuse: ReusePolicy,
+    /// Bound on a connect (default 5 s, Envoy's). `None` = unbounded.
+    pub connect_timeout: Option<Duration>,
+    /// Close a connection idle (no lease) this long (default 90 s, Go's
+    /// `IdleConnTimeout`). `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// Maximum connection lifetime from connect (TTL; HttpClient's `timeToLive`,
+    /// Envoy's `max_connection_duration`). Idle connections past it close; busy
+    /// ones drain. `None` (default) = unlimited.
+    pub max_lifetime: Option<Duration>,
+    /// Validate an idle connection that has been inactive at least this long
+    /// before handing it out (default 2 s, HttpClient's). `Some(ZERO)` = always;
+    /// `None` = never.
+    pub validate_after_inactivity: Option<Duration>,
+    /// Envoy's `per_upstream_preconnect_ratio`, 1.0..=3.0 (default 1.0 = no
+    /// preconnect). Applied with 1/1000 precision.
+    pub preconnect_ratio: f32,
+    /// Idle connections to keep per route (warm-up); never exceeds any limit.
+    pub min_idle_per_route: u32,
+    /// Idle connections allowed per route; a connection that goes idle over it
+    /// is closed (Go's `MaxIdleConnsPerHost`). `None` = no limit.
+    pub max_idle_per_route: Option<u32>,
+    /// Idle connections allowed over all routes; over it the least recently
+    /// used idle connection is closed (Go's `MaxIdleConns`). `None` = no limit.
+    pub max_idle: Option<u32>,
+    /// Stream capacity assumed for a connection still connecting (1 for
+    /// HTTP/1, the expected `max_concurrent_streams` for HTTP/2). The real
+    /// capacity is given when the connect completes.
+    pub connecting_capacity: u32,
+    /// Leases one connection may serve in its life (Envoy's
+    /// `max_requests_per_connection`); the lease that uses the last one moves
+    /// the connection to draining. `None` (default) = unlimited.
+    pub max_leases_per_conn: Option<u32>,
+    /// Envoy's starvation guard: a route with no connection at all may open one
+    /// even when `max_total` is reached (default off).
+    pub starvation_guard: bool,
+    /// After a failed connect, preconnect and warm-up connects for that route
+    /// pause this long (default 1 s). Connects for waiting leases never wait.
+    pub retry_backoff: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_total: 25,
+            max_per_route: 5,
+            max_pending: None,
+            max_leases: None,
+            reuse: ReusePolicy::Lifo,
+            connect_timeout: Some(Duration::from_secs(5)),
+            idle_timeout: Some(Duration::from_secs(90)),
+            max_lifetime: None,
+            validate_after_inactivity: Some(Duration::from_secs(2)),
+            preconnect_ratio: 1.0,
+            min_idle_per_route: 0,
+            max_idle_per_route: None,
+            max_idle: None,
+            connecting_capacity: 1,
+            max_leases_per_conn: None,
+            starvation_guard: false,
+            retry_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Per-route overrides; `None` fields follow the pool's [`Config`].
+///
+/// Set with [`Pool::set_route_config`](crate::Pool::set_route_config). Lowering
+/// `max_connections` closes nothing at once: excess connections close as they
+/// are released (HttpClient's lazy `setMaxPerRoute`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RouteConfig {
+    /// Open + connecting connections for this route (>= 1).
+    pub max_connections: Option<u32>,
+    /// Idle connections to keep warm for this route.
+    pub min_idle: Option<u32>,
+    /// Preconnect ratio for this route, 1.0..=3.0.
+    pub preconnect_ratio: Option<f32>,
+}
+
+impl RouteConfig {
+    /// True when nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        self.max_connections.is_none() && self.min_idle.is_none() && self.preconnect_ratio.is_none()
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConfigError {
+    /// `max_total` is 0.
+    ZeroMaxTotal,
+    /// `max_per_route` (or a route's `max_connections`) is 0.
+    ZeroMaxPerRoute,
+    /// `max_total` exceeds the storage's connection slots.
+    MaxTotalExceedsStorage,
+    /// `max_pending` exceeds the storage's waiter slots.
+    MaxPendingExceedsStorage,
+    /// `max_leases` is 0 or exceeds the storage's lease slots.
+    BadMaxLeases,
+    /// A timeout or lifetime of zero where zero makes no sense.
+    ZeroTimeout,
+    /// A preconnect ratio outside 1.0..=3.0 (or not a number).
+    BadPreconnectRatio,
+    /// `min_idle` exceeds the route limit or the idle limit.
+    MinIdleTooLarge,
+    /// `connecting_capacity` is 0.
+    ZeroConnectingCapacity,
+    /// `max_leases_per_conn` is `Some(0)`.
+    ZeroMaxLeasesPerConn,
+    /// A storage with no connection, route or lease slot, or more than 2^30 of any.
+    BadStorage,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = match self {
+            ConfigError::ZeroMaxTotal => "max_total must be at least 1",
+            ConfigError::ZeroMaxPerRoute => "max connections per route must be at least 1",
+            ConfigError::MaxTotalExceedsStorage => "max_total exceeds the connection slots",
+            ConfigError::MaxPendingExceedsStorage => "max_pending exceeds the waiter slots",
+            ConfigError::BadMaxLeases => "max_leases must be in 1..=lease slots",
+            ConfigError::ZeroTimeout => "timeouts and lifetimes must be positive",
+            ConfigError::BadPreconnectRatio => "preconnect ratio must be within 1.0..=3.0",
+            ConfigError::MinIdleTooLarge => "min idle exceeds the route or idle limit",
+            ConfigError::ZeroConnectingCapacity => "connecting_capacity must be at least 1",
+            ConfigError::ZeroMaxLeasesPerConn => "max_leases_per_conn must be at least 1",
+            ConfigError::BadStorage => "storage needs 1..=2^30 connection, route and lease slots",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A ratio in thousandths, validated to 1000..=3000.
+pub(crate) fn ratio_milli(r: f32) -> Result<u32, ConfigError> {
+    // `!(a <= r && r <= b)` also rejects NaN.
+    if !(1.0..=3.0).contains(&r) {
+        return Err(ConfigError::BadPreconnectRatio);
+    }
+    // r in [1, 3] so r * 1000 + 0.5 is in [1000.5, 3000.5]; the cast truncates.
+    Ok((r * 1000.0 + 0.5) as u32)
+}
+
+fn positive(d: Option<Duration>) -> Result<(), ConfigError> {
+    match d {
+        Some(d) if d.is_zero() => Err(ConfigError::ZeroTimeout),
+        _ => Ok(()),
+    }
+}
+
+/// Validated settings in the form the pool uses.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub max_total: u32,
+    pub max_per_route: u32,
+    pub max_pending: u32,
+    pub max_leases: u32,
+    pub reuse: ReusePolicy,
+    pub connect_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
+    pub validate_after: Option<Duration>,
+    pub ratio_milli: u32,
+    pub min_idle: u32,
+    pub max_idle_per_route: Option<u32>,
+    pub max_idle: Option<u32>,
+    pub connecting_capacity: u32,
+    pub max_leases_per_conn: Option<u32>,
+    pub starvation_guard: bool,
+    pub retry_backoff: Duration,
+}
+
+impl Config {
+    pub(crate) fn validate(
+        &self,
+        conns: usize,
+        waiters: usize,
+        leases: usize,
+    ) -> Result<Settings, ConfigError> {
+        if self.max_total == 0 {
+            return Err(ConfigError::ZeroMaxTotal);
+        }
+        if self.max_per_route == 0 {
+            return Err(ConfigError::ZeroMaxPerRoute);
+        }
+        if self.max_total as usize > conns {
+            return Err(ConfigError::MaxTotalExceedsStorage);
+        }
+        let max_pending = match self.max_pending {
+            Some(p) if p as usize > waiters => return Err(ConfigError::MaxPendingExceedsStorage),
+            Some(p) => p,
+            None => waiters as u32,
+        };
+        let max_leases = match self.max_leases {
+            Some(l) if l == 0 || l as usize > leases => return Err(ConfigError::BadMaxLeases),
+            Some(l) => l,
+            None => leases as u32,
+        };
+        positive(self.connect_timeout)?;
+        positive(self.idle_timeout)?;
+        positive(self.max_lifetime)?;
+        let ratio_milli = ratio_milli(self.preconnect_ratio)?;
+        if self.min_idle_per_route > self.max_per_route
+            || self.max_idle_per_route.is_some_and(|m| self.min_idle_per_route > m)
+        {
+            return Err(ConfigError::MinIdleTooLarge);
+        }
+        if self.connecting_capacity == 0 {
+            return Err(ConfigError::ZeroConnectingCapacity);
+        }
+        if self.max_leases_per_conn == Some(0) {
+            return Err(ConfigError::ZeroMaxLeasesPerConn);
+        }
+        Ok(Settings {
+            max_total: self.max_total,
+            max_per_route: self.max_per_route,
+            max_pending,
+            max_leases,
+            reuse: self.reuse,
+            connect_timeout: self.connect_timeout,
+            idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
+            validate_after: self.validate_after_inactivity,
+            ratio_milli,
+            min_idle: self.min_idle_per_route,
+            max_idle_per_route: self.max_idle_per_route,
+            max_idle: self.max_idle,
+            connecting_capacity: self.connecting_capacity,
+            max_leases_per_conn: self.max_leases_per_conn,
+            starvation_guard: self.starvation_guard,
+            retry_backoff: self.retry_backoff,
+        })
+    }
+}
+
+/// A validated [`RouteConfig`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RouteOverrides {
+    pub max_connections: Option<u32>,
+    pub min_idle: Option<u32>,
+    pub ratio_milli: Option<u32>,
+}
+
+impl RouteOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.max_connections.is_none() && self.min_idle.is_none() && self.ratio_milli.is_none()
+    }
+}
+
+impl RouteConfig {
+    pub(crate) fn validate(&self, s: &Settings) -> Result<RouteOverrides, ConfigError> {
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::ZeroMaxPerRoute);
+        }
+        let limit = self.max_connections.unwrap_or(s.max_per_route);
+        let min_idle = self.min_idle.unwrap_or(s.min_idle);
+        if min_idle > limit || s.max_idle_per_route.is_some_and(|m| min_idle > m) {
+            return Err(ConfigError::MinIdleTooLarge);
+        }
+        let ratio_milli = match self.preconnect_ratio {
+            Some(r) => Some(ratio_milli(r)?),
+            None => None,
+        };
+        Ok(RouteOverrides { max_connections: self.max_connections, min_idle: self.min_idle, ratio_milli })
+    }
+}

@@ -1,0 +1,114 @@
+//! Fixed storage for a pool: sized once, never grown.
+//!
+//! Two ways to get it:
+//! - [`Storage`]: const-generic arrays, for firmware (`static` via `StaticCell`,
+//!   or on the stack). `Pool::new(&mut storage, config)` borrows it.
+//! - [`Capacity`] with `Pool::with_capacity` (feature `alloc`): boxed slices
+//!   allocated once at construction, for servers with thousands of connections.
+//!
+//! Either way the pool works over plain slices ([`Slots`]); nothing allocates
+//! after construction.
+
+use core::ops::{Deref, DerefMut};
+
+use crate::slot::{ConnSlot, HeapEntry, LeaseSlot, RouteSlot, WaiterSlot};
+
+/// A slice the pool either borrows or (with `alloc`) owns.
+pub(crate) enum Slots<'a, T> {
+    Borrowed(&'a mut [T]),
+    #[cfg(feature = "alloc")]
+    Owned(alloc::boxed::Box<[T]>),
+}
+
+impl<T> Deref for Slots<'_, T> {
+    type Target = [T];
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        match self {
+            Slots::Borrowed(s) => s,
+            #[cfg(feature = "alloc")]
+            Slots::Owned(b) => b,
+        }
+    }
+}
+
+impl<T> DerefMut for Slots<'_, T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Slots::Borrowed(s) => s,
+            #[cfg(feature = "alloc")]
+            Slots::Owned(b) => b,
+        }
+    }
+}
+
+/// Const-generic storage for a pool with `CONNS` connection slots, `ROUTES`
+/// route slots, `WAITERS` waiter slots and `LEASES` lease slots.
+///
+/// Size it as: `CONNS >= max_total` (one or two more lets an eviction connect
+/// before the evicted connection's `Close` is polled), `ROUTES` = routes in use
+/// at once, `WAITERS >= max_pending`, `LEASES` = leases in use at once
+/// (`CONNS` for HTTP/1).
+///
+/// ```
+/// use wharf_core::{Config, Pool, Storage};
+/// let mut storage: Storage<u8, 4, 2, 8, 4> = Storage::new();
+/// let cfg = Config { max_total: 4, max_per_route: 2, ..Config::default() };
+/// let pool = Pool::new(&mut storage, cfg).unwrap();
+/// assert_eq!(pool.stats().connections, 0);
+/// ```
+pub struct Storage<K, const CONNS: usize, const ROUTES: usize, const WAITERS: usize, const LEASES: usize>
+{
+    pub(crate) conns: [ConnSlot; CONNS],
+    pub(crate) routes: [RouteSlot<K>; ROUTES],
+    pub(crate) buckets: [u32; ROUTES],
+    pub(crate) waiters: [WaiterSlot; WAITERS],
+    pub(crate) leases: [LeaseSlot; LEASES],
+    pub(crate) conn_heap: [HeapEntry; CONNS],
+    pub(crate) conn_pos: [u32; CONNS],
+    pub(crate) waiter_heap: [HeapEntry; WAITERS],
+    pub(crate) waiter_pos: [u32; WAITERS],
+    pub(crate) route_heap: [HeapEntry; ROUTES],
+    pub(crate) route_pos: [u32; ROUTES],
+}
+
+impl<K, const C: usize, const R: usize, const W: usize, const L: usize> Storage<K, C, R, W, L> {
+    /// Empty storage; `const`, so it can initialise a `static`.
+    pub const fn new() -> Self {
+        Storage {
+            conns: [ConnSlot::EMPTY; C],
+            routes: [const { RouteSlot::EMPTY }; R],
+            buckets: [u32::MAX; R],
+            waiters: [WaiterSlot::EMPTY; W],
+            leases: [LeaseSlot::EMPTY; L],
+            conn_heap: [HeapEntry::EMPTY; C],
+            conn_pos: [u32::MAX; C],
+            waiter_heap: [HeapEntry::EMPTY; W],
+            waiter_pos: [u32::MAX; W],
+            route_heap: [HeapEntry::EMPTY; R],
+            route_pos: [u32::MAX; R],
+        }
+    }
+}
+
+impl<K, const C: usize, const R: usize, const W: usize, const L: usize> Default
+    for Storage<K, C, R, W, L>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Slot counts for runtime-sized storage (`Pool::with_capacity`, feature `alloc`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Connection slots (>= `max_total`).
+    pub conns: usize,
+    /// Route slots.
+    pub routes: usize,
+    /// Waiter slots (>= `max_pending`).
+    pub waiters: usize,
+    /// Lease slots.
+    pub leases: usize,
+}
