@@ -1,1 +1,187 @@
+//! §3.3 route and total limits, eviction, blocking, starvation guard, lazy
+//! shrink of a lowered route limit, and §3.10 idle limits.
+
 use crate::support::*;
+use wharf_core::*;
+
+#[test]
+fn route_limit_queues_leases_beyond_it_without_connecting() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let (w1, c1) = lease_connect(&mut p, A, t(0));
+    let (w2, c2) = lease_connect(&mut p, A, t(0));
+    let w3 = lease_wait(&mut p, A, None, t(0));
+    let rs = p.route_stats(&A).unwrap();
+    assert_eq!((rs.connections, rs.connecting, rs.pending, rs.limit), (2, 2, 3, 2));
+    assert_eq!(p.counters().connects, 2);
+
+    let v = connect(&mut p, c1, 1, t(1));
+    let l1 = single_grant(&v, w1);
+    let v = connect(&mut p, c2, 1, t(1));
+    single_grant(&v, w2);
+    let v = release(&mut p, l1, Release::REUSE, t(2));
+    assert_eq!(single_grant(&v, w3).conn(), c1);
+    assert_eq!(p.counters().connects, 2);
+}
+
+#[test]
+fn total_limit_evicts_the_lru_idle_connection_of_another_route() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, Config { max_total: 2, ..cfg() });
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    put_back(&mut p, l1, t(10));
+    put_back(&mut p, l2, t(20));
+
+    let w = queued(p.lease(&B, None, t(30), None));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l1.conn(), CloseReason::Evicted));
+    let c3 = connect_of(&v[1]);
+    assert_eq!(p.route_key(route(&p, c3)), Some(&B));
+    assert_eq!(p.counters().closes_for(CloseReason::Evicted), 1);
+    assert_eq!(p.stats().connections, 2);
+    assert_eq!(p.route_stats(&A).unwrap().connections, 1);
+
+    let v = connect(&mut p, c3, 1, t(31));
+    assert_eq!(single_grant(&v, w).conn(), c3);
+    // The most recently used connection of A survived.
+    assert_eq!(granted(p.lease(&A, None, t(32), None)).conn(), l2.conn());
+    quiet(&mut p);
+}
+
+#[test]
+fn total_limit_blocks_the_route_until_an_idle_connection_can_be_evicted() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, Config { max_total: 2, ..cfg() });
+    let l1 = open(&mut p, A, t(0));
+    let _l2 = open(&mut p, A, t(0));
+    // Nothing idle to evict: B waits without a connect.
+    let w = lease_wait(&mut p, B, None, t(1));
+    assert_eq!(p.stats().connections, 2);
+
+    // A connection goes idle: unblock() evicts it for the blocked route.
+    let v = release(&mut p, l1, Release::REUSE, t(2));
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l1.conn(), CloseReason::Evicted));
+    let c3 = connect_of(&v[1]);
+    assert_eq!(p.route_key(route(&p, c3)), Some(&B));
+    let v = connect(&mut p, c3, 1, t(3));
+    assert_eq!(single_grant(&v, w).conn(), c3);
+}
+
+#[test]
+fn total_limit_unblocks_the_blocked_route_when_a_connection_closes() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, Config { max_total: 2, ..cfg() });
+    let l1 = open(&mut p, A, t(0));
+    let _l2 = open(&mut p, A, t(0));
+    let w = lease_wait(&mut p, B, None, t(1));
+    let v = release(&mut p, l1, Release::Discard, t(2));
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l1.conn(), CloseReason::Discarded));
+    let c3 = connect_of(&v[1]);
+    assert_eq!(p.route_key(route(&p, c3)), Some(&B));
+    assert_eq!(p.counters().closes_for(CloseReason::Evicted), 0);
+    let v = connect(&mut p, c3, 1, t(3));
+    single_grant(&v, w);
+}
+
+#[test]
+fn lowering_the_route_limit_closes_nothing_at_once_and_excess_closes_on_release() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    let one = RouteConfig { max_connections: Some(1), ..RouteConfig::default() };
+    p.set_route_config(&A, one, t(1)).unwrap();
+    quiet(&mut p);
+    let rs = p.route_stats(&A).unwrap();
+    assert_eq!((rs.limit, rs.connections, rs.leased), (1, 2, 2));
+
+    let v = release(&mut p, l1, Release::REUSE, t(2));
+    assert_eq!(v, vec![close(l1.conn(), CloseReason::RouteLimit)]);
+    assert_eq!(p.counters().closes_for(CloseReason::RouteLimit), 1);
+    // Now at the limit: the last connection goes idle.
+    put_back(&mut p, l2, t(3));
+    let rs = p.route_stats(&A).unwrap();
+    assert_eq!((rs.connections, rs.idle), (1, 1));
+}
+
+#[test]
+fn starvation_guard_opens_one_connection_for_a_route_with_none() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, Config { max_total: 1, max_per_route: 1, starvation_guard: true, ..cfg() });
+    let _la = open(&mut p, A, t(0));
+    // max_total is reached and nothing is idle, but B has no connection at all.
+    let (w, cb) = lease_connect(&mut p, B, t(1));
+    let n = *p.counters();
+    assert_eq!((n.guard_connects, n.connects, n.preconnects), (1, 2, 0));
+    assert_eq!(p.stats().connections, 2);
+    // Only one: B now has a connection, so a second waiter on B just waits.
+    let _w2 = lease_wait(&mut p, B, None, t(2));
+    assert_eq!(p.counters().guard_connects, 1);
+    let v = connect(&mut p, cb, 1, t(3));
+    assert_eq!(single_grant(&v, w).conn(), cb);
+    // Another route with no connection gets its own guard connect.
+    let (_wc, _cc) = lease_connect(&mut p, C, t(4));
+    assert_eq!(p.counters().guard_connects, 2);
+    assert_eq!(p.stats().connections, 3);
+}
+
+#[test]
+fn without_starvation_guard_a_route_waits_at_the_total_limit() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, Config { max_total: 1, max_per_route: 1, ..cfg() });
+    let la = open(&mut p, A, t(0));
+    let ra = route(&p, la.conn());
+    let w = lease_wait(&mut p, B, None, t(1));
+    assert_eq!(p.counters().guard_connects, 0);
+    assert_eq!(p.stats().connections, 1);
+    // Blocked until A's connection goes idle and can be evicted; A, now empty,
+    // becomes idle (the order of its RouteIdle and B's Connect is not fixed).
+    let v = release(&mut p, la, Release::REUSE, t(2));
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!(v[0], close(la.conn(), CloseReason::Evicted));
+    assert!(v.contains(&route_idle(ra, A)), "{v:?}");
+    let cb = v.iter().find_map(|a| match a {
+        Action::Connect { conn, .. } => Some(*conn),
+        _ => None,
+    });
+    let cb = cb.expect("a Connect for B");
+    assert_eq!(p.route_key(route(&p, cb)), Some(&B));
+    let v = connect(&mut p, cb, 1, t(3));
+    single_grant(&v, w);
+}
+
+#[test]
+fn max_idle_per_route_closes_the_returning_connection() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, Config { max_idle_per_route: Some(1), ..cfg() });
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    put_back(&mut p, l1, t(1));
+    let v = release(&mut p, l2, Release::REUSE, t(2));
+    assert_eq!(v, vec![close(l2.conn(), CloseReason::IdleLimit)]);
+    assert_eq!(p.counters().closes_for(CloseReason::IdleLimit), 1);
+    assert_eq!(granted(p.lease(&A, None, t(3), None)).conn(), l1.conn());
+    quiet(&mut p);
+}
+
+#[test]
+fn max_idle_closes_the_global_lru_idle_connection() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, Config { max_idle: Some(1), ..cfg() });
+    let la = open(&mut p, A, t(0));
+    let lb = open(&mut p, B, t(0));
+    let ra = route(&p, la.conn());
+    put_back(&mut p, la, t(10));
+    // B's connection goes idle: 2 idle > 1, A's (least recently used) closes,
+    // and A, now empty, is idle.
+    let v = release(&mut p, lb, Release::REUSE, t(20));
+    assert_eq!(v, vec![close(la.conn(), CloseReason::IdleLimit), route_idle(ra, A)]);
+    assert_eq!(p.counters().closes_for(CloseReason::IdleLimit), 1);
+    assert_eq!(p.stats().idle, 1);
+    assert_eq!(granted(p.lease(&B, None, t(21), None)).conn(), lb.conn());
+    quiet(&mut p);
+}
