@@ -262,7 +262,9 @@ impl Config {
         positive(self.max_lifetime)?;
         let ratio_milli = ratio_milli(self.preconnect_ratio)?;
         if self.min_idle_per_route > self.max_per_route
-            || self.max_idle_per_route.is_some_and(|m| self.min_idle_per_route > m)
+            || self
+                .max_idle_per_route
+                .is_some_and(|m| self.min_idle_per_route > m)
         {
             return Err(ConfigError::MinIdleTooLarge);
         }
@@ -322,6 +324,10 @@ impl RouteConfig {
             Some(r) => Some(ratio_milli(r)?),
             None => None,
         };
-        Ok(RouteOverrides { max_connections: self.max_connections, min_idle: self.min_idle, ratio_milli })
+        Ok(RouteOverrides {
+            max_connections: self.max_connections,
+            min_idle: self.min_idle,
+            ratio_milli,
+        })
     }
 }

@@ -24,4 +24,5 @@ macro_rules! debug {
     }};
 }
 
+#[allow(unused_imports)]
 pub(crate) use {debug, trace};

@@ -84,7 +84,6 @@ mod hash;
 mod heap;
 mod list;
 mod slot;
-mod table;
 
 mod pool;
 

@@ -58,8 +58,13 @@ impl<T> DerefMut for Slots<'_, T> {
 /// let pool = Pool::new(&mut storage, cfg).unwrap();
 /// assert_eq!(pool.stats().connections, 0);
 /// ```
-pub struct Storage<K, const CONNS: usize, const ROUTES: usize, const WAITERS: usize, const LEASES: usize>
-{
+pub struct Storage<
+    K,
+    const CONNS: usize,
+    const ROUTES: usize,
+    const WAITERS: usize,
+    const LEASES: usize,
+> {
     pub(crate) conns: [ConnSlot; CONNS],
     pub(crate) routes: [RouteSlot<K>; ROUTES],
     pub(crate) buckets: [u32; ROUTES],

@@ -47,11 +47,15 @@ impl Instant {
     }
     /// An instant `millis` milliseconds after the epoch (saturating).
     pub const fn from_millis(millis: u64) -> Self {
-        Instant { micros: millis.saturating_mul(1_000) }
+        Instant {
+            micros: millis.saturating_mul(1_000),
+        }
     }
     /// An instant `secs` seconds after the epoch (saturating).
     pub const fn from_secs(secs: u64) -> Self {
-        Instant { micros: secs.saturating_mul(1_000_000) }
+        Instant {
+            micros: secs.saturating_mul(1_000_000),
+        }
     }
     /// Microseconds since the epoch.
     pub const fn as_micros(self) -> u64 {
@@ -63,11 +67,15 @@ impl Instant {
     }
     /// `self + d`, saturating at [`Instant::MAX`].
     pub const fn saturating_add(self, d: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_add(d.micros) }
+        Instant {
+            micros: self.micros.saturating_add(d.micros),
+        }
     }
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration { micros: self.micros.saturating_sub(earlier.micros) }
+        Duration {
+            micros: self.micros.saturating_sub(earlier.micros),
+        }
     }
 }
 
@@ -83,11 +91,15 @@ impl Duration {
     }
     /// `millis` milliseconds (saturating).
     pub const fn from_millis(millis: u64) -> Self {
-        Duration { micros: millis.saturating_mul(1_000) }
+        Duration {
+            micros: millis.saturating_mul(1_000),
+        }
     }
     /// `secs` seconds (saturating).
     pub const fn from_secs(secs: u64) -> Self {
-        Duration { micros: secs.saturating_mul(1_000_000) }
+        Duration {
+            micros: secs.saturating_mul(1_000_000),
+        }
     }
     /// Whole microseconds.
     pub const fn as_micros(self) -> u64 {
@@ -107,7 +119,13 @@ impl From<core::time::Duration> for Duration {
     /// Converts, truncating below a microsecond and saturating above `u64::MAX` µs.
     fn from(d: core::time::Duration) -> Self {
         let micros = d.as_micros();
-        Duration { micros: if micros > u64::MAX as u128 { u64::MAX } else { micros as u64 } }
+        Duration {
+            micros: if micros > u64::MAX as u128 {
+                u64::MAX
+            } else {
+                micros as u64
+            },
+        }
     }
 }
 
@@ -137,6 +155,8 @@ impl Add for Duration {
     type Output = Duration;
     /// Saturating addition.
     fn add(self, rhs: Duration) -> Duration {
-        Duration { micros: self.micros.saturating_add(rhs.micros) }
+        Duration {
+            micros: self.micros.saturating_add(rhs.micros),
+        }
     }
 }

@@ -1,0 +1,187 @@
+//! Indexed binary min-heap of timers, one entry per owner slot at most.
+//!
+//! Keys are `(deadline, sequence number)`, so timers due at the same instant
+//! fire in creation order. `pos[owner]` gives an owner's place in the heap, so
+//! re-keying and removal are O(log n). The pool keeps every entry's key at or
+//! before its owner's real next deadline and re-keys lazily when one fires
+//! early; on the hot path nothing is moved.
+
+use crate::slot::{HeapEntry, NIL};
+use crate::storage::Slots;
+use crate::time::Instant;
+
+pub(crate) struct Heap<'a> {
+    entries: Slots<'a, HeapEntry>,
+    pos: Slots<'a, u32>,
+    len: usize,
+}
+
+impl<'a> Heap<'a> {
+    pub(crate) fn new(entries: Slots<'a, HeapEntry>, mut pos: Slots<'a, u32>) -> Self {
+        pos.iter_mut().for_each(|p| *p = NIL);
+        Heap {
+            entries,
+            pos,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn peek(&self) -> Option<HeapEntry> {
+        if self.len == 0 {
+            None
+        } else {
+            Some(self.entries[0])
+        }
+    }
+
+    /// The owner's current key, if it has an entry.
+    #[inline]
+    pub(crate) fn key_of(&self, owner: u32) -> Option<(Instant, u64)> {
+        let p = self.pos[owner as usize];
+        if p == NIL {
+            None
+        } else {
+            Some(self.entries[p as usize].key())
+        }
+    }
+
+    /// Makes sure `owner` fires no later than `(at, seq)`.
+    #[inline]
+    pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u64) {
+        match self.key_of(owner) {
+            Some(k) if k <= (at, seq) => {}
+            _ => self.set(owner, at, seq),
+        }
+    }
+
+    /// Inserts or re-keys `owner`.
+    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u64) {
+        let p = self.pos[owner as usize];
+        let e = HeapEntry { at, seq, owner };
+        if p == NIL {
+            let i = self.len;
+            self.len += 1;
+            self.entries[i] = e;
+            self.pos[owner as usize] = i as u32;
+            self.up(i);
+        } else {
+            let i = p as usize;
+            let old = self.entries[i].key();
+            self.entries[i] = e;
+            if e.key() < old {
+                self.up(i);
+            } else {
+                self.down(i);
+            }
+        }
+    }
+
+    /// Removes `owner`'s entry if it has one.
+    pub(crate) fn remove(&mut self, owner: u32) {
+        let p = self.pos[owner as usize];
+        if p == NIL {
+            return;
+        }
+        let i = p as usize;
+        self.pos[owner as usize] = NIL;
+        self.len -= 1;
+        if i == self.len {
+            return;
+        }
+        let last = self.entries[self.len];
+        let old = self.entries[i].key();
+        self.entries[i] = last;
+        self.pos[last.owner as usize] = i as u32;
+        if last.key() < old {
+            self.up(i);
+        } else {
+            self.down(i);
+        }
+    }
+
+    fn up(&mut self, mut i: usize) {
+        let e = self.entries[i];
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            let p = self.entries[parent];
+            if p.key() <= e.key() {
+                break;
+            }
+            self.entries[i] = p;
+            self.pos[p.owner as usize] = i as u32;
+            i = parent;
+        }
+        self.entries[i] = e;
+        self.pos[e.owner as usize] = i as u32;
+    }
+
+    fn down(&mut self, mut i: usize) {
+        let e = self.entries[i];
+        loop {
+            let l = 2 * i + 1;
+            if l >= self.len {
+                break;
+            }
+            let r = l + 1;
+            let c = if r < self.len && self.entries[r].key() < self.entries[l].key() {
+                r
+            } else {
+                l
+            };
+            let ce = self.entries[c];
+            if e.key() <= ce.key() {
+                break;
+            }
+            self.entries[i] = ce;
+            self.pos[ce.owner as usize] = i as u32;
+            i = c;
+        }
+        self.entries[i] = e;
+        self.pos[e.owner as usize] = i as u32;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Checks the heap property and the position index.
+    pub(crate) fn check(&self) -> bool {
+        (0..self.len).all(|i| {
+            let e = self.entries[i];
+            self.pos[e.owner as usize] == i as u32
+                && (i == 0 || self.entries[(i - 1) / 2].key() <= e.key())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_key_order_after_rekeys_and_removals() {
+        let mut e = [HeapEntry::EMPTY; 16];
+        let mut p = [0u32; 16];
+        let mut h = Heap::new(Slots::Borrowed(&mut e), Slots::Borrowed(&mut p));
+        for o in 0..16u32 {
+            h.set(o, Instant::from_micros(((o * 7) % 16) as u64), o as u64);
+        }
+        h.set(3, Instant::from_micros(100), 3);
+        h.arm(4, Instant::from_micros(0), 0);
+        h.remove(9);
+        assert!(h.check());
+        let mut last = (Instant::ZERO, 0);
+        let mut n = 0;
+        while let Some(top) = h.peek() {
+            assert!(top.key() >= last);
+            last = top.key();
+            h.remove(top.owner);
+            assert!(h.check());
+            n += 1;
+        }
+        assert_eq!(n, 15);
+        assert_eq!(h.len(), 0);
+    }
+}

@@ -1,0 +1,349 @@
+//! `check_invariants`: recomputes every count from the slots and checks the
+//! state-checkable invariants of `pool-semantics.md` (numbered as there).
+//! O(slots); for tests, fuzzing and debugging, not the hot path.
+
+use core::hash::Hash;
+
+use crate::list::{Link, List};
+use crate::pool::Pool;
+use crate::slot::{ConnState, RouteListKind, WaiterState, NIL};
+use crate::time::Instant;
+
+/// Which invariant broke, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct InvariantViolation {
+    /// The invariant's number in `pool-semantics.md` (1..=16); 0 for the
+    /// core's own bookkeeping (lists, heaps, handles).
+    pub invariant: u8,
+    /// What was found.
+    pub what: &'static str,
+}
+
+impl core::fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "invariant {} violated: {}", self.invariant, self.what)
+    }
+}
+
+macro_rules! ensure {
+    ($cond:expr, $n:expr, $what:expr) => {
+        if !$cond {
+            return Err(InvariantViolation {
+                invariant: $n,
+                what: $what,
+            });
+        }
+    };
+}
+
+fn walk<T>(
+    list: &List,
+    slots: &[T],
+    link: impl Fn(&T) -> Link,
+    mut f: impl FnMut(u32) -> bool,
+) -> bool {
+    let mut n = 0;
+    let mut prev = NIL;
+    let mut i = list.head;
+    while i != NIL {
+        if i as usize >= slots.len() || n > list.len {
+            return false;
+        }
+        let l = link(&slots[i as usize]);
+        if l.prev != prev || !f(i) {
+            return false;
+        }
+        prev = i;
+        i = l.next;
+        n += 1;
+    }
+    n == list.len && prev == list.tail
+}
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    /// Verifies every state-checkable invariant; returns the first that broke.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let now = self.now;
+        let (mut total, mut connecting, mut idle, mut active, mut closing, mut guards) =
+            (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
+        for (i, c) in self.conns.iter().enumerate() {
+            match c.state {
+                ConnState::Free => continue,
+                ConnState::Closing => {
+                    closing += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            total += 1;
+            guards += c.guard as u32;
+            let r = &self.routes[c.route as usize];
+            ensure!(r.live(), 10, "connection on a dead route");
+            if c.state == ConnState::Connecting {
+                connecting += 1;
+                ensure!(
+                    c.list == RouteListKind::Connecting,
+                    0,
+                    "connecting not on connecting list"
+                );
+            }
+            if c.state == ConnState::Validating {
+                ensure!(
+                    c.list == RouteListKind::Busy && c.active == 0,
+                    0,
+                    "validating misfiled"
+                );
+            }
+            if c.state == ConnState::Ready {
+                ensure!(
+                    c.capacity >= 1 && c.active <= c.capacity,
+                    5,
+                    "active exceeds capacity"
+                );
+                ensure!(
+                    c.remaining != 0 || c.draining,
+                    5,
+                    "no leases left but not draining"
+                );
+                ensure!(
+                    !(c.draining && c.active == 0),
+                    6,
+                    "draining connection with no lease left open"
+                );
+                ensure!(c.expiry <= c.validity, 7, "expiry after validity");
+                if c.available() {
+                    ensure!(
+                        c.list == RouteListKind::Ready,
+                        4,
+                        "available connection not on ready list"
+                    );
+                } else {
+                    ensure!(
+                        c.list == RouteListKind::Busy,
+                        4,
+                        "unavailable connection on ready list"
+                    );
+                }
+                if c.idle() {
+                    ensure!(c.expiry > now, 7, "expired connection kept idle");
+                    if let Some(t) = self.cfg.idle_timeout {
+                        ensure!(c.updated + t > now, 7, "idle-timed-out connection kept");
+                    }
+                }
+                active += c.active;
+            }
+            ensure!(
+                c.in_lru == c.idle(),
+                8,
+                "idle LRU membership differs from idleness"
+            );
+            idle += c.in_lru as u32;
+            let _ = i;
+        }
+        ensure!(
+            total == self.total,
+            11,
+            "total count differs from connections"
+        );
+        ensure!(
+            connecting == self.connecting,
+            11,
+            "connecting count differs"
+        );
+        ensure!(
+            idle == self.idle && idle == self.lru.len,
+            11,
+            "idle count differs"
+        );
+        ensure!(active == self.active, 11, "lease count differs");
+        ensure!(closing == self.closing, 11, "closing count differs");
+        ensure!(guards == self.guard_conns, 11, "guard count differs");
+        ensure!(
+            total - guards <= self.cfg.max_total,
+            1,
+            "connections exceed max_total"
+        );
+        ensure!(
+            walk(
+                &self.lru,
+                &self.conns,
+                |c| c.glink,
+                |c| self.conns[c as usize].in_lru
+            ),
+            8,
+            "idle LRU broken"
+        );
+        if let Some(m) = self.cfg.max_idle {
+            ensure!(self.idle <= m, 13, "idle connections exceed max_idle");
+        }
+
+        // Leases.
+        let mut lease_count = 0u32;
+        for l in self.leases.iter() {
+            if l.conn != NIL {
+                lease_count += 1;
+                let c = &self.conns[l.conn as usize];
+                ensure!(
+                    c.state == ConnState::Ready && c.active > 0,
+                    11,
+                    "lease on a connection without it"
+                );
+            }
+        }
+        ensure!(
+            lease_count == self.active,
+            11,
+            "lease slots differ from active leases"
+        );
+        ensure!(
+            self.active <= self.cfg.max_leases,
+            5,
+            "leases exceed max_leases"
+        );
+
+        // Waiters.
+        let mut pending = 0u32;
+        for (i, w) in self.waiters.iter().enumerate() {
+            match w.state {
+                WaiterState::Queued => pending += 1,
+                WaiterState::Validating => {
+                    pending += 1;
+                    if w.conn != NIL {
+                        let c = &self.conns[w.conn as usize];
+                        ensure!(
+                            c.state == ConnState::Validating && c.waiter == i as u32,
+                            9,
+                            "validating waiter and connection disagree"
+                        );
+                    }
+                }
+                WaiterState::Granted => {
+                    ensure!(w.lease.is_some(), 9, "granted waiter without lease")
+                }
+                _ => {}
+            }
+            if let (WaiterState::Queued | WaiterState::Validating, Some(d)) = (w.state, w.deadline)
+            {
+                ensure!(d > now, 9, "waiter past its deadline still waiting");
+            }
+        }
+        ensure!(pending == self.pending, 11, "pending count differs");
+        ensure!(
+            pending <= self.cfg.max_pending,
+            12,
+            "pending exceeds max_pending"
+        );
+
+        // Routes.
+        let mut routes = 0u32;
+        for (ri, r) in self.routes.iter().enumerate() {
+            if !r.live() {
+                continue;
+            }
+            routes += 1;
+            let ri = ri as u32;
+            let (mut alloc, mut ridle, mut ractive, mut spare) = (0u32, 0u32, 0u32, 0u32);
+            for c in self.conns.iter() {
+                if c.route == ri && c.allocated() {
+                    alloc += 1;
+                    ridle += c.in_lru as u32;
+                    if c.state == ConnState::Ready {
+                        ractive += c.active;
+                        spare += c.spare();
+                    }
+                }
+            }
+            ensure!(alloc == r.allocated, 11, "route connection count differs");
+            ensure!(ridle == r.idle, 11, "route idle count differs");
+            ensure!(ractive == r.active, 11, "route lease count differs");
+            ensure!(spare == r.spare, 11, "route spare capacity differs");
+            let limit = self.limit(ri);
+            let guard_here = self
+                .conns
+                .iter()
+                .any(|c| c.route == ri && c.allocated() && c.guard);
+            ensure!(
+                alloc <= limit || r.over_limit || guard_here,
+                2,
+                "route exceeds its limit"
+            );
+            if let Some(m) = self.cfg.max_idle_per_route {
+                ensure!(ridle <= m, 13, "route idle exceeds max_idle_per_route");
+            }
+            let conns = &self.conns;
+            let on = |list: &List, kind: RouteListKind| {
+                walk(
+                    list,
+                    conns,
+                    |c| c.rlink,
+                    |c| {
+                        let c = &conns[c as usize];
+                        c.route == ri && c.list == kind
+                    },
+                )
+            };
+            ensure!(
+                on(&r.connecting, RouteListKind::Connecting),
+                0,
+                "connecting list broken"
+            );
+            ensure!(on(&r.ready, RouteListKind::Ready), 0, "ready list broken");
+            ensure!(on(&r.busy, RouteListKind::Busy), 0, "busy list broken");
+            let mut last_seq = 0u64;
+            let mut fifo = true;
+            let queue_ok = walk(
+                &r.queue,
+                &self.waiters,
+                |w| w.qlink,
+                |w| {
+                    let w = &self.waiters[w as usize];
+                    fifo &= w.seq > last_seq;
+                    last_seq = w.seq;
+                    w.state == WaiterState::Queued && w.route == ri
+                },
+            );
+            ensure!(queue_ok, 0, "waiter queue broken");
+            ensure!(fifo, 3, "waiter queue not in arrival order");
+            let validating = self
+                .waiters
+                .iter()
+                .filter(|w| w.route == ri && w.state == WaiterState::Validating)
+                .count() as u32;
+            ensure!(
+                validating == r.validating,
+                11,
+                "route validating count differs"
+            );
+            let empty = alloc == 0 && r.queue.is_empty() && r.validating == 0;
+            ensure!(
+                !empty || r.idle_mark,
+                15,
+                "empty route without an idle notice"
+            );
+            ensure!(empty || !r.idle_mark, 15, "idle notice on a route in use");
+            if r.deleting {
+                ensure!(r.idle == 0, 14, "idle connection kept on a deleted route");
+            }
+        }
+        ensure!(routes == self.route_count, 11, "route count differs");
+        ensure!(
+            self.conn_timers.check() && self.waiter_timers.check() && self.route_timers.check(),
+            0,
+            "timer heap broken"
+        );
+        // Every timer is due no later than its owner's real deadline.
+        for (i, _) in self.conns.iter().enumerate() {
+            if let Some(t) = self.conn_deadline(i as u32) {
+                let armed = self.conn_timers.key_of(i as u32);
+                ensure!(
+                    armed.is_some_and(|(a, _)| a <= t),
+                    0,
+                    "connection deadline not armed"
+                );
+            }
+        }
+        let _ = Instant::ZERO;
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! The action queue: one FIFO threaded through the slots.
+//!
+//! Each connection, waiter and route slot holds at most one undelivered action,
+//! and a slot holding one is not reused until it is polled, so the queue never
+//! holds more than `conns + waiters + routes` entries: it cannot overflow.
+//! What the action *is* follows from the slot's state (a `Connecting` slot
+//! means `Connect`, a `Closing` one `Close`, a `Granted` waiter `Granted`, ...).
+
+use core::hash::Hash;
+
+use super::Pool;
+use crate::action::Action;
+use crate::handle::ConnId;
+use crate::list::Link;
+use crate::slot::{ConnState, WaiterState, NIL};
+
+/// An entry of the action queue: slot kind in the top two bits, index below.
+pub(crate) type Entity = u32;
+pub(crate) const CONN: u32 = 0;
+pub(crate) const WAITER: u32 = 1 << 30;
+pub(crate) const ROUTE: u32 = 2 << 30;
+const INDEX: u32 = (1 << 30) - 1;
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    #[inline]
+    fn alink(&mut self, e: Entity) -> &mut Link {
+        let i = (e & INDEX) as usize;
+        match e & !INDEX {
+            CONN => &mut self.conns[i].alink,
+            WAITER => &mut self.waiters[i].alink,
+            _ => &mut self.routes[i].alink,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn act_queued(&mut self, e: Entity) -> bool {
+        self.act_head == e || self.alink(e).prev != NIL
+    }
+
+    pub(crate) fn act_push(&mut self, e: Entity) {
+        let tail = self.act_tail;
+        *self.alink(e) = Link {
+            prev: tail,
+            next: NIL,
+        };
+        if tail == NIL {
+            self.act_head = e;
+        } else {
+            self.alink(tail).next = e;
+        }
+        self.act_tail = e;
+    }
+
+    pub(crate) fn act_remove(&mut self, e: Entity) {
+        if !self.act_queued(e) {
+            return;
+        }
+        let Link { prev, next } = *self.alink(e);
+        if prev == NIL {
+            self.act_head = next;
+        } else {
+            self.alink(prev).next = next;
+        }
+        if next == NIL {
+            self.act_tail = prev;
+        } else {
+            self.alink(next).prev = prev;
+        }
+        *self.alink(e) = Link::NONE;
+    }
+
+    /// The next action for the backend, or `None` when there is nothing to do
+    /// until the next input or [`Pool::poll_timeout`].
+    pub fn poll_action(&mut self) -> Option<Action<K>> {
+        loop {
+            let e = self.act_head;
+            if e == NIL {
+                return None;
+            }
+            self.act_remove(e);
+            let i = e & INDEX;
+            match e & !INDEX {
+                CONN => {
+                    let conn = self.conn_handle(i);
+                    let c = &mut self.conns[i as usize];
+                    match c.state {
+                        ConnState::Connecting => {
+                            c.delivered = true;
+                            let r = c.route;
+                            return Some(Action::Connect {
+                                conn,
+                                route: self.route_handle(r),
+                            });
+                        }
+                        ConnState::Validating => {
+                            c.delivered = true;
+                            return Some(Action::Validate { conn });
+                        }
+                        ConnState::Closing => {
+                            let reason = c.reason;
+                            self.closing -= 1;
+                            self.free_conn_slot(i);
+                            self.unblock();
+                            return Some(Action::Close { conn, reason });
+                        }
+                        _ => continue,
+                    }
+                }
+                WAITER => {
+                    let w = &self.waiters[i as usize];
+                    let waiter = self.waiter_handle(i);
+                    let action = match (w.state, w.lease) {
+                        (WaiterState::Granted, Some(lease)) => Action::Granted { waiter, lease },
+                        (WaiterState::Failed, _) => Action::Failed {
+                            waiter,
+                            reason: w.reason,
+                        },
+                        _ => continue,
+                    };
+                    self.free_waiter_slot(i);
+                    return Some(action);
+                }
+                _ => {
+                    let route = self.route_handle(i);
+                    let s = &self.routes[i as usize];
+                    let key = if s.deleting || s.overrides.is_empty() {
+                        self.free_route(i)
+                    } else {
+                        s.key.clone()
+                    };
+                    match key {
+                        Some(key) => return Some(Action::RouteIdle { route, key }),
+                        None => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn conn_entity(c: u32) -> Entity {
+        CONN | c
+    }
+    pub(crate) fn waiter_entity(w: u32) -> Entity {
+        WAITER | w
+    }
+    pub(crate) fn route_entity(r: u32) -> Entity {
+        ROUTE | r
+    }
+
+    /// Slot index of a live connection handle.
+    pub(crate) fn live_conn(&self, id: ConnId) -> Result<u32, crate::ConnError> {
+        match self.conns.get(id.index()) {
+            Some(c)
+                if c.gen == id.gen && !matches!(c.state, ConnState::Free | ConnState::Closing) =>
+            {
+                Ok(id.index)
+            }
+            _ => Err(crate::ConnError::StaleConn),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Connect decisions: Envoy's `shouldConnect` and `tryCreateNewConnections`,
+//! HttpClient's per-route shrink and cross-route eviction, the starvation
+//! guard, blocked routes waiting for total capacity, and min-idle warm-up.
+
+use core::hash::Hash;
+
+use super::Pool;
+use crate::action::CloseReason;
+use crate::list::kind;
+use crate::slot::{ConnState, RouteListKind, NIL};
+use crate::time::Instant;
+
+/// Why a connection is being created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Queued waiters exceed the connecting capacity.
+    Demand,
+    /// The preconnect ratio asks for more.
+    Preconnect,
+    /// `min_idle` warm-up.
+    Warm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Created {
+    Yes,
+    /// Created past `max_total` by the starvation guard.
+    Guard,
+    No,
+}
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    /// `(demand, preconnect)` for route `r` (§3.2).
+    pub(crate) fn should_connect(&self, r: u32) -> (bool, bool) {
+        let s = &self.routes[r as usize];
+        let queued = s.queue.len as u64;
+        let connecting_capacity = s.connecting.len as u64 * self.cfg.connecting_capacity as u64;
+        let demand = queued > connecting_capacity;
+        let ratio = self.ratio(r) as u64;
+        let active = s.active as u64;
+        let pre = ratio > 1000
+            && s.retry_until.is_none()
+            && (queued + active) * ratio > (connecting_capacity + s.spare as u64 + active) * 1000;
+        (demand, pre)
+    }
+
+    /// Envoy's `tryCreateNewConnections`: at most 3 connects per trigger.
+    pub(crate) fn try_create(&mut self, r: u32) {
+        if self.closed || !self.routes[r as usize].live() || self.routes[r as usize].deleting {
+            return;
+        }
+        for _ in 0..3 {
+            let purpose = match self.should_connect(r) {
+                (true, _) => Purpose::Demand,
+                (false, true) => Purpose::Preconnect,
+                (false, false) => return,
+            };
+            if self.create(r, purpose) != Created::Yes {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn block(&mut self, r: u32) {
+        if !self.routes[r as usize].blocked {
+            self.routes[r as usize].blocked = true;
+            self.blocked
+                .push_back::<kind::Blocked, _>(&mut self.routes, r);
+        }
+    }
+
+    /// HttpClient's capacity steps, then a `Connect` (§3.3).
+    pub(crate) fn create(&mut self, r: u32, purpose: Purpose) -> Created {
+        let demand = purpose == Purpose::Demand;
+        // 1. Route limit, shrinking idle connections from the back for demand.
+        if self.routes[r as usize].allocated >= self.limit(r) {
+            if !demand {
+                return Created::No;
+            }
+            while self.routes[r as usize].allocated >= self.limit(r) {
+                let mut c = self.routes[r as usize].ready.tail;
+                while c != NIL && !self.conns[c as usize].idle() {
+                    c = self.conns[c as usize].rlink.prev;
+                }
+                if c == NIL {
+                    break;
+                }
+                self.close(c, CloseReason::RouteLimit);
+            }
+            if self.routes[r as usize].allocated >= self.limit(r) {
+                return Created::No;
+            }
+        }
+        // 2. Total limit: evict the least recently used idle connection.
+        let mut guard = false;
+        if self.total >= self.cfg.max_total {
+            if demand && self.lru.tail != NIL {
+                let v = self.lru.tail;
+                let vr = self.conns[v as usize].route;
+                self.close(v, CloseReason::Evicted);
+                if vr != r {
+                    self.check_idle(vr);
+                }
+            }
+            if self.total >= self.cfg.max_total {
+                if self.cfg.starvation_guard
+                    && purpose != Purpose::Warm
+                    && self.routes[r as usize].allocated == 0
+                {
+                    guard = true;
+                } else {
+                    if demand {
+                        self.block(r);
+                    }
+                    return Created::No;
+                }
+            }
+        }
+        // 3. A free slot.
+        let c = self.free_conn;
+        if c == NIL {
+            if demand {
+                self.block(r);
+            }
+            return Created::No;
+        }
+        // 4. Create.
+        let seq = self.next_seq();
+        let now = self.now;
+        let deadline = match self.cfg.connect_timeout {
+            Some(t) => now + t,
+            None => Instant::MAX,
+        };
+        {
+            let s = &mut self.conns[c as usize];
+            self.free_conn = s.rlink.next;
+            s.state = ConnState::Connecting;
+            s.route = r;
+            s.delivered = false;
+            s.draining = false;
+            s.guard = guard;
+            s.seq = seq;
+            s.connect_deadline = deadline;
+            s.capacity = 0;
+            s.active = 0;
+            s.served = 0;
+            s.tag = None;
+            s.waiter = NIL;
+        }
+        self.route_list_push(c, RouteListKind::Connecting, false);
+        let rs = &mut self.routes[r as usize];
+        rs.allocated += 1;
+        rs.connects += 1;
+        self.total += 1;
+        self.connecting += 1;
+        self.touch_route(r);
+        self.act_push(Self::conn_entity(c));
+        self.rearm_conn(c);
+        self.counters.connects += 1;
+        match purpose {
+            Purpose::Warm => self.counters.warmups += 1,
+            Purpose::Preconnect => self.counters.preconnects += 1,
+            Purpose::Demand => {}
+        }
+        if guard {
+            self.counters.guard_connects += 1;
+            self.guard_conns += 1;
+            return Created::Guard;
+        }
+        Created::Yes
+    }
+
+    /// Serves routes blocked on total capacity (§3.4).
+    pub(crate) fn unblock(&mut self) {
+        loop {
+            let b = self.blocked.head;
+            let room = self.total < self.cfg.max_total || !self.lru.is_empty();
+            if b == NIL || !room || self.free_conn == NIL {
+                return;
+            }
+            self.blocked.remove::<kind::Blocked, _>(&mut self.routes, b);
+            self.routes[b as usize].blocked = false;
+            self.try_create(b);
+        }
+    }
+
+    /// Min-idle warm-up (§3.5).
+    pub(crate) fn warm(&mut self, r: u32) {
+        let s = &self.routes[r as usize];
+        if self.closed || !s.live() || s.deleting || s.retry_until.is_some() {
+            return;
+        }
+        let m = self.min_idle(r);
+        while self.routes[r as usize].idle + self.routes[r as usize].connecting.len < m {
+            if self.create(r, Purpose::Warm) != Created::Yes {
+                return;
+            }
+        }
+    }
+}

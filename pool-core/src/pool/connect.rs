@@ -1,0 +1,181 @@
+//! Connection inputs from the backend: connect results, peer close, validation.
+
+use core::hash::Hash;
+
+use super::{Pool, Validation};
+use crate::action::{CloseReason, ConnectFailure, FailReason};
+use crate::error::ConnError;
+use crate::handle::ConnId;
+use crate::slot::{ConnState, NIL};
+use crate::time::Instant;
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    fn connecting_conn(&self, conn: ConnId) -> Result<u32, ConnError> {
+        let c = self.live_conn(conn)?;
+        let cs = &self.conns[c as usize];
+        if cs.state != ConnState::Connecting || !cs.delivered {
+            return Err(ConnError::WrongState);
+        }
+        Ok(c)
+    }
+
+    /// The connect for `conn` succeeded; it can carry `capacity` concurrent
+    /// leases (1 for HTTP/1). Queued waiters of its route are served FIFO (§6).
+    pub fn connected(
+        &mut self,
+        conn: ConnId,
+        capacity: u32,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        self.advance(now);
+        let c = self.connecting_conn(conn)?;
+        if capacity == 0 {
+            return Err(ConnError::ZeroCapacity);
+        }
+        let r = self.conns[c as usize].route;
+        self.route_list_remove(c);
+        self.connecting -= 1;
+        let now = self.now;
+        let validity = match self.cfg.max_lifetime {
+            Some(t) => now + t,
+            None => Instant::MAX,
+        };
+        let remaining = self.cfg.max_leases_per_conn.unwrap_or(u32::MAX);
+        let cs = &mut self.conns[c as usize];
+        cs.state = ConnState::Ready;
+        cs.capacity = capacity;
+        cs.active = 0;
+        cs.remaining = remaining;
+        cs.served = 0;
+        cs.tag = None;
+        cs.updated = now;
+        cs.validity = validity;
+        cs.expiry = validity;
+        self.counters.connected += 1;
+        self.place(c);
+        self.offer(c);
+        self.after_available(c);
+        if self.conns[c as usize].state == ConnState::Ready {
+            self.rearm_conn(c);
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// The connect for `conn` failed. Every queued waiter of its route fails
+    /// with the reason (Envoy), then the route may connect again (§6).
+    pub fn connect_failed(
+        &mut self,
+        conn: ConnId,
+        reason: ConnectFailure,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        self.advance(now);
+        let c = self.connecting_conn(conn)?;
+        self.connect_failure(c, reason);
+        Ok(())
+    }
+
+    /// A failed or timed-out connect of slot `c`.
+    pub(crate) fn connect_failure(&mut self, c: u32, reason: ConnectFailure) {
+        let r = self.conns[c as usize].route;
+        self.counters.connect_failures[reason as usize] += 1;
+        if reason == ConnectFailure::Timeout {
+            self.close(c, CloseReason::ConnectTimeout);
+        } else {
+            self.detach_conn(c);
+            self.act_remove(Self::conn_entity(c));
+            self.free_conn_slot(c);
+        }
+        self.fail_queue(r, FailReason::ConnectFailed(reason));
+        if !self.cfg.retry_backoff.is_zero() {
+            let until = self.now + self.cfg.retry_backoff;
+            let seq = self.routes[r as usize].seq;
+            self.routes[r as usize].retry_until = Some(until);
+            self.route_timers.arm(r, until, seq);
+        }
+        self.settle(r);
+    }
+
+    /// The peer closed `conn` (FIN or RST seen by the backend) (§7).
+    pub fn peer_closed(&mut self, conn: ConnId, now: Instant) -> Result<(), ConnError> {
+        self.advance(now);
+        let c = self.live_conn(conn)?;
+        let r = self.conns[c as usize].route;
+        match self.conns[c as usize].state {
+            ConnState::Connecting => return Err(ConnError::WrongState),
+            ConnState::Validating => {
+                let w = self.conns[c as usize].waiter;
+                self.close(c, CloseReason::PeerClosed);
+                if w != NIL {
+                    self.retry(w);
+                }
+            }
+            _ => {
+                if self.conns[c as usize].active == 0 {
+                    self.close(c, CloseReason::PeerClosed);
+                } else {
+                    self.start_draining(c, CloseReason::PeerClosed);
+                }
+            }
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// The answer to a `Validate` action (§7).
+    pub fn validated(
+        &mut self,
+        conn: ConnId,
+        result: Validation,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        self.advance(now);
+        let c = self.live_conn(conn)?;
+        let cs = &self.conns[c as usize];
+        if cs.state != ConnState::Validating || !cs.delivered {
+            return Err(ConnError::WrongState);
+        }
+        let r = cs.route;
+        let w = cs.waiter;
+        let now = self.now;
+        match result {
+            Validation::Stale => {
+                self.counters.stale += 1;
+                self.close(c, CloseReason::Stale);
+                if w != NIL {
+                    self.retry(w);
+                }
+            }
+            Validation::Alive => {
+                let cs = &mut self.conns[c as usize];
+                cs.updated = now;
+                cs.state = ConnState::Ready;
+                cs.waiter = NIL;
+                if cs.draining || cs.expiry <= now {
+                    let reason = if cs.draining {
+                        cs.reason
+                    } else {
+                        CloseReason::Expired
+                    };
+                    self.close(c, reason);
+                    if w != NIL {
+                        self.retry(w);
+                    }
+                } else {
+                    if w != NIL {
+                        self.grant(c, w);
+                    }
+                    self.place(c);
+                    self.offer(c);
+                    self.after_available(c);
+                    if self.conns[c as usize].state == ConnState::Ready {
+                        self.rearm_conn(c);
+                    }
+                }
+            }
+        }
+        self.settle(r);
+        Ok(())
+    }
+}

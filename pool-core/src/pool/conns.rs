@@ -1,0 +1,273 @@
+//! Connection transitions and list membership: the route's connecting, ready
+//! and busy lists, the global idle LRU, attach (a lease on a connection),
+//! place/offer after a connection becomes available, draining and closing.
+
+use core::hash::Hash;
+
+use super::Pool;
+use crate::action::CloseReason;
+use crate::config::ReusePolicy;
+use crate::handle::{Lease, LeaseId};
+use crate::list::kind;
+use crate::slot::{ConnState, RouteListKind, NIL};
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    /// Puts `c` on one of its route's lists; the ready list tracks spare capacity.
+    pub(crate) fn route_list_push(&mut self, c: u32, which: RouteListKind, front: bool) {
+        let r = self.conns[c as usize].route as usize;
+        let s = &mut self.routes[r];
+        let list = match which {
+            RouteListKind::Connecting => &mut s.connecting,
+            RouteListKind::Ready => {
+                let cs = &self.conns[c as usize];
+                s.spare += cs.capacity - cs.active;
+                &mut s.ready
+            }
+            RouteListKind::Busy => &mut s.busy,
+            RouteListKind::None => return,
+        };
+        if front {
+            list.push_front::<kind::RouteList, _>(&mut self.conns, c);
+        } else {
+            list.push_back::<kind::RouteList, _>(&mut self.conns, c);
+        }
+        self.conns[c as usize].list = which;
+    }
+
+    pub(crate) fn route_list_remove(&mut self, c: u32) {
+        let cs = &self.conns[c as usize];
+        let r = cs.route as usize;
+        let s = &mut self.routes[r];
+        let list = match cs.list {
+            RouteListKind::Connecting => &mut s.connecting,
+            RouteListKind::Ready => {
+                s.spare -= cs.capacity - cs.active;
+                &mut s.ready
+            }
+            RouteListKind::Busy => &mut s.busy,
+            RouteListKind::None => return,
+        };
+        list.remove::<kind::RouteList, _>(&mut self.conns, c);
+        self.conns[c as usize].list = RouteListKind::None;
+    }
+
+    #[inline]
+    pub(crate) fn lru_remove(&mut self, c: u32) {
+        if self.conns[c as usize].in_lru {
+            self.lru.remove::<kind::Lru, _>(&mut self.conns, c);
+            self.conns[c as usize].in_lru = false;
+            let r = self.conns[c as usize].route as usize;
+            self.routes[r].idle -= 1;
+            self.idle -= 1;
+        }
+    }
+
+    /// After release, connect or validation: front (LIFO) or back (FIFO) of the
+    /// ready list if available, else the busy list; idle ones join the LRU (§3.9).
+    pub(crate) fn place(&mut self, c: u32) {
+        self.route_list_remove(c);
+        let cs = &self.conns[c as usize];
+        if cs.available() {
+            let front = self.cfg.reuse == ReusePolicy::Lifo;
+            self.route_list_push(c, RouteListKind::Ready, front);
+            if self.conns[c as usize].active == 0 && !self.conns[c as usize].in_lru {
+                self.lru.push_front::<kind::Lru, _>(&mut self.conns, c);
+                self.conns[c as usize].in_lru = true;
+                let r = self.conns[c as usize].route as usize;
+                self.routes[r].idle += 1;
+                self.idle += 1;
+            }
+        } else {
+            self.route_list_push(c, RouteListKind::Busy, false);
+        }
+    }
+
+    /// Attaches a lease to available connection `c` (§3.8). The caller checked
+    /// that a lease slot is free and `max_leases` not reached.
+    pub(crate) fn attach(&mut self, c: u32) -> Lease {
+        let l = self.free_lease;
+        let ls = &mut self.leases[l as usize];
+        self.free_lease = ls.next_free;
+        ls.conn = c;
+        let id = LeaseId {
+            index: l,
+            gen: ls.gen,
+        };
+        self.lru_remove(c);
+        let r = self.conns[c as usize].route;
+        if self.conns[c as usize].list == RouteListKind::Ready {
+            self.routes[r as usize].spare -= 1;
+        }
+        let cs = &mut self.conns[c as usize];
+        cs.active += 1;
+        let reused = cs.served > 0;
+        cs.served += 1;
+        let mut drained = false;
+        if cs.remaining != u32::MAX {
+            cs.remaining -= 1;
+            drained = cs.remaining == 0;
+        }
+        self.routes[r as usize].active += 1;
+        self.routes[r as usize].grants += 1;
+        self.active += 1;
+        self.counters.grants += 1;
+        if reused {
+            self.counters.reuses += 1;
+        }
+        if drained {
+            self.start_draining(c, CloseReason::MaxLeases);
+        } else if self.conns[c as usize].list == RouteListKind::Ready
+            && !self.conns[c as usize].available()
+        {
+            self.route_list_remove(c);
+            self.route_list_push(c, RouteListKind::Busy, false);
+        }
+        self.rearm_conn(c);
+        Lease {
+            id,
+            conn: self.conn_handle(c),
+        }
+    }
+
+    /// Never hand `c` out again; it closes when its last lease ends (§3.12).
+    pub(crate) fn start_draining(&mut self, c: u32, reason: CloseReason) {
+        if self.conns[c as usize].draining {
+            return;
+        }
+        self.conns[c as usize].draining = true;
+        self.conns[c as usize].reason = reason;
+        self.lru_remove(c);
+        if self.conns[c as usize].list == RouteListKind::Ready {
+            self.route_list_remove(c);
+            self.route_list_push(c, RouteListKind::Busy, false);
+        }
+    }
+
+    /// Closes `c` (§3.11). Validation waiters are the caller's business.
+    pub(crate) fn close(&mut self, c: u32, reason: CloseReason) {
+        self.detach_conn(c);
+        self.conn_timers.remove(c);
+        let e = Self::conn_entity(c);
+        let cs = &self.conns[c as usize];
+        if cs.state == ConnState::Connecting && !cs.delivered {
+            self.act_remove(e);
+            self.free_conn_slot(c);
+            return;
+        }
+        self.act_remove(e);
+        let cs = &mut self.conns[c as usize];
+        cs.state = ConnState::Closing;
+        cs.reason = reason;
+        self.closing += 1;
+        self.counters.closes[reason.index()] += 1;
+        self.act_push(e);
+    }
+
+    /// Removes `c` from every list and count (it stops being allocated).
+    pub(crate) fn detach_conn(&mut self, c: u32) {
+        self.lru_remove(c);
+        self.route_list_remove(c);
+        let cs = &self.conns[c as usize];
+        let r = cs.route;
+        if cs.state == ConnState::Connecting {
+            self.connecting -= 1;
+        }
+        if cs.allocated() {
+            if cs.guard {
+                self.guard_conns -= 1;
+            }
+            self.total -= 1;
+            let limit = self.limit(r);
+            let s = &mut self.routes[r as usize];
+            s.allocated -= 1;
+            if s.allocated <= limit {
+                s.over_limit = false;
+            }
+        }
+        self.conns[c as usize].guard = false;
+    }
+
+    pub(crate) fn free_conn_slot(&mut self, c: u32) {
+        self.conn_timers.remove(c);
+        let cs = &mut self.conns[c as usize];
+        cs.gen = cs.gen.wrapping_add(1);
+        cs.state = ConnState::Free;
+        cs.list = RouteListKind::None;
+        cs.waiter = NIL;
+        cs.rlink.next = self.free_conn;
+        self.free_conn = c;
+    }
+
+    /// Grants `c` to compatible queued waiters of its route, FIFO (§3.7).
+    pub(crate) fn offer(&mut self, c: u32) {
+        let r = self.conns[c as usize].route;
+        let mut w = self.routes[r as usize].queue.head;
+        while w != NIL && self.conns[c as usize].available() {
+            let next = self.waiters[w as usize].qlink.next;
+            let tag = self.conns[c as usize].tag;
+            if tag.is_none() || tag == self.waiters[w as usize].tag {
+                self.grant(c, w);
+            }
+            w = next;
+        }
+    }
+
+    /// Idle limits and deleted routes after `place` + `offer` (§3.10).
+    pub(crate) fn after_available(&mut self, c: u32) {
+        if !self.conns[c as usize].idle() {
+            return;
+        }
+        let r = self.conns[c as usize].route;
+        if self.routes[r as usize].deleting {
+            self.close(c, CloseReason::Drained);
+        } else if self
+            .cfg
+            .max_idle_per_route
+            .is_some_and(|m| self.routes[r as usize].idle > m)
+        {
+            self.close(c, CloseReason::IdleLimit);
+        } else if self.cfg.max_idle.is_some_and(|m| self.idle > m) {
+            let v = self.lru.tail;
+            let vr = self.conns[v as usize].route;
+            self.close(v, CloseReason::IdleLimit);
+            if vr != r {
+                self.check_idle(vr);
+            }
+        }
+    }
+
+    /// First connection of `r`'s ready list matching `tag` (§4.3).
+    pub(crate) fn find_conn(&self, r: u32, tag: Option<crate::Tag>) -> u32 {
+        let mut c = self.routes[r as usize].ready.head;
+        let mut untagged = NIL;
+        while c != NIL {
+            let ct = self.conns[c as usize].tag;
+            if ct == tag {
+                return c;
+            }
+            if ct.is_none() && untagged == NIL {
+                untagged = c;
+                if tag.is_none() {
+                    return c;
+                }
+            }
+            c = self.conns[c as usize].rlink.next;
+        }
+        untagged
+    }
+
+    #[inline]
+    pub(crate) fn needs_validation(&self, c: u32) -> bool {
+        let cs = &self.conns[c as usize];
+        cs.active == 0
+            && self
+                .cfg
+                .validate_after
+                .is_some_and(|v| self.now >= cs.updated + v)
+    }
+
+    #[inline]
+    pub(crate) fn can_lease(&self) -> bool {
+        self.active < self.cfg.max_leases && self.free_lease != NIL
+    }
+}

@@ -1,0 +1,140 @@
+//! `lease` and `cancel`.
+
+use core::hash::Hash;
+
+use super::{LeaseOutcome, Pool, Release};
+use crate::config::CancelPolicy;
+use crate::error::{CancelError, LeaseError};
+use crate::handle::{Tag, WaiterId};
+use crate::slot::{WaiterState, NIL};
+use crate::time::Instant;
+use crate::CloseReason;
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    /// Asks for a lease on route `key` (created on first use), optionally for
+    /// connections tagged `tag`, waiting at most until `deadline` (§4).
+    ///
+    /// `Granted` when a matching idle connection is ready (no validation due);
+    /// `Queued` otherwise, answered later by a `Granted`/`Failed` action.
+    /// Errors are synchronous: `Overflow` is never queued.
+    pub fn lease(
+        &mut self,
+        key: &K,
+        tag: Option<Tag>,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<LeaseOutcome, LeaseError> {
+        self.advance(now);
+        if self.closed {
+            return Err(LeaseError::Closed);
+        }
+        if deadline.is_some_and(|d| d <= self.now) {
+            return Err(LeaseError::Timeout);
+        }
+        let r = match self.find_route(key) {
+            Some(r) => r,
+            None => {
+                if !self.can_queue() {
+                    self.counters.overflows += 1;
+                    return Err(LeaseError::Overflow);
+                }
+                self.create_route(key).ok_or(LeaseError::RouteTableFull)?
+            }
+        };
+        if self.routes[r as usize].deleting {
+            return Err(LeaseError::Draining);
+        }
+        let c = self.find_conn(r, tag);
+        let outcome = if c != NIL && self.needs_validation(c) {
+            if !self.can_queue() {
+                self.counters.overflows += 1;
+                return Err(LeaseError::Overflow);
+            }
+            let w = self.new_waiter(r, tag, deadline, WaiterState::Validating);
+            self.start_validation(c, w);
+            LeaseOutcome::Queued(self.waiter_handle(w))
+        } else if c != NIL {
+            if !self.can_lease() {
+                self.counters.overflows += 1;
+                return Err(LeaseError::Overflow);
+            }
+            LeaseOutcome::Granted(self.attach(c))
+        } else {
+            if !self.can_queue() {
+                self.counters.overflows += 1;
+                return Err(LeaseError::Overflow);
+            }
+            let w = self.new_waiter(r, tag, deadline, WaiterState::Queued);
+            LeaseOutcome::Queued(self.waiter_handle(w))
+        };
+        self.settle(r);
+        Ok(outcome)
+    }
+
+    /// Withdraws a lease request (§7). If it was granted but the `Granted`
+    /// action not polled yet, the connection goes back to the pool. Once its
+    /// answer was polled the waiter is gone: `Err(StaleWaiter)` (if that answer
+    /// was `Granted`, release the lease).
+    pub fn cancel(
+        &mut self,
+        waiter: WaiterId,
+        policy: CancelPolicy,
+        now: Instant,
+    ) -> Result<(), CancelError> {
+        self.advance(now);
+        let w = waiter.index;
+        match self.waiters.get(waiter.index()) {
+            Some(ws) if ws.gen == waiter.gen && ws.state != WaiterState::Free => {}
+            _ => return Err(CancelError::StaleWaiter),
+        }
+        let ws = self.waiters[w as usize];
+        let r = ws.route;
+        self.counters.cancels += 1;
+        match ws.state {
+            WaiterState::Queued | WaiterState::Validating => {
+                self.unwait(w);
+                self.free_waiter_slot(w);
+                if ws.state == WaiterState::Queued && policy == CancelPolicy::CloseExcess {
+                    self.close_excess(r);
+                }
+            }
+            WaiterState::Granted => {
+                self.act_remove(Self::waiter_entity(w));
+                self.free_waiter_slot(w);
+                if let Some(lease) = ws.lease {
+                    let tag = self.conns[lease.conn.index()].tag;
+                    let l = lease.id.index;
+                    self.release_slot(
+                        l,
+                        Release::Reuse {
+                            keep_alive: None,
+                            tag,
+                        },
+                    );
+                }
+            }
+            _ => {
+                self.act_remove(Self::waiter_entity(w));
+                self.free_waiter_slot(w);
+            }
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// Envoy's `CloseExcess`: close the oldest connecting connection if the
+    /// remaining demand no longer needs it.
+    fn close_excess(&mut self, r: u32) {
+        let s = &self.routes[r as usize];
+        let c = s.connecting.head;
+        if c == NIL {
+            return;
+        }
+        let per = self.cfg.connecting_capacity as u64;
+        let cc = s.connecting.len as u64 * per;
+        let active = s.active as u64;
+        if (s.queue.len as u64 + active) * self.ratio(r) as u64 <= (cc - per + active) * 1000 {
+            self.close(c, CloseReason::Excess);
+        }
+    }
+}

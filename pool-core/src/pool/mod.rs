@@ -1,0 +1,386 @@
+//! The pool state machine: [`Pool`] and its inputs and outputs.
+//!
+//! One file per concern: `routes` (route table, idle notices, `settle`),
+//! `capacity` (connect decisions: demand, preconnect, warm-up, eviction,
+//! blocked routes), `conns` (connection lists and transitions), `waiters`
+//! (queues, grants, failures), `timers` (deadlines), `actions` (the output
+//! queue), and one file per group of inputs (`lease`, `release`, `connect`,
+//! `drain`).
+
+mod actions;
+mod capacity;
+mod connect;
+mod conns;
+mod drain;
+mod lease;
+mod release;
+mod routes;
+mod timers;
+mod waiters;
+
+use core::hash::Hash;
+
+use crate::config::{Config, ConfigError, Settings};
+use crate::handle::{ConnId, Lease, RouteId, Tag, WaiterId};
+use crate::heap::Heap;
+use crate::list::List;
+use crate::slot::{ConnSlot, HeapEntry, LeaseSlot, RouteSlot, WaiterSlot, NIL};
+use crate::stats::{Counters, PoolStats, RouteStats};
+use crate::storage::{Slots, Storage};
+use crate::time::{Duration, Instant};
+
+pub use drain::{DrainMode, DrainScope};
+
+/// Answer to [`Pool::lease`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LeaseOutcome {
+    /// A connection was free: here is the lease.
+    Granted(Lease),
+    /// The request waits; its answer comes as [`Action::Granted`](crate::Action::Granted)
+    /// or [`Action::Failed`](crate::Action::Failed) for this waiter.
+    Queued(WaiterId),
+}
+
+/// How a lease comes back to [`Pool::release`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Release {
+    /// The connection is healthy and may serve another lease.
+    Reuse {
+        /// Keep-alive the server announced: the connection expires at
+        /// `min(now + keep_alive, created + max_lifetime)`.
+        keep_alive: Option<Duration>,
+        /// The connection's tag from now on (`None` = untagged).
+        tag: Option<Tag>,
+    },
+    /// The connection is broken or its state unknown: never reuse it.
+    Discard,
+}
+
+impl Release {
+    /// Reusable, no keep-alive, untagged.
+    pub const REUSE: Release = Release::Reuse {
+        keep_alive: None,
+        tag: None,
+    };
+}
+
+/// Result of a validation the pool asked for with [`Action::Validate`](crate::Action::Validate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Validation {
+    /// Still usable.
+    Alive,
+    /// Closed by the peer, reset, or unexpected bytes pending.
+    Stale,
+}
+
+/// The pool. See the [crate docs](crate) for how to drive it and
+/// `docs/SEMANTICS.md` for the exact rules.
+pub struct Pool<'a, K> {
+    pub(crate) conns: Slots<'a, ConnSlot>,
+    pub(crate) routes: Slots<'a, RouteSlot<K>>,
+    pub(crate) buckets: Slots<'a, u32>,
+    pub(crate) waiters: Slots<'a, WaiterSlot>,
+    pub(crate) leases: Slots<'a, LeaseSlot>,
+    pub(crate) conn_timers: Heap<'a>,
+    pub(crate) waiter_timers: Heap<'a>,
+    pub(crate) route_timers: Heap<'a>,
+    pub(crate) cfg: Settings,
+    pub(crate) now: Instant,
+    pub(crate) seq: u64,
+    pub(crate) free_conn: u32,
+    pub(crate) free_waiter: u32,
+    pub(crate) free_lease: u32,
+    pub(crate) free_route: u32,
+    /// Global idle LRU: front = most recently idle.
+    pub(crate) lru: List,
+    pub(crate) blocked: List,
+    pub(crate) all_routes: List,
+    pub(crate) act_head: u32,
+    pub(crate) act_tail: u32,
+    /// Open + connecting + validating connections.
+    pub(crate) total: u32,
+    pub(crate) connecting: u32,
+    pub(crate) idle: u32,
+    pub(crate) active: u32,
+    /// Queued + validating waiters.
+    pub(crate) pending: u32,
+    pub(crate) closing: u32,
+    pub(crate) route_count: u32,
+    pub(crate) guard_conns: u32,
+    pub(crate) closed: bool,
+    pub(crate) counters: Counters,
+}
+
+const MAX_SLOTS: usize = (1 << 30) - 1;
+
+impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
+    /// A pool over const-generic storage (firmware). Fails with a
+    /// [`ConfigError`] if the configuration is invalid or does not fit.
+    pub fn new<const C: usize, const R: usize, const W: usize, const L: usize>(
+        storage: &'a mut Storage<K, C, R, W, L>,
+        config: Config,
+    ) -> Result<Self, ConfigError> {
+        let s = storage;
+        Self::from_slots(
+            Slots::Borrowed(&mut s.conns),
+            Slots::Borrowed(&mut s.routes),
+            Slots::Borrowed(&mut s.buckets),
+            Slots::Borrowed(&mut s.waiters),
+            Slots::Borrowed(&mut s.leases),
+            [
+                (
+                    Slots::Borrowed(&mut s.conn_heap),
+                    Slots::Borrowed(&mut s.conn_pos),
+                ),
+                (
+                    Slots::Borrowed(&mut s.waiter_heap),
+                    Slots::Borrowed(&mut s.waiter_pos),
+                ),
+                (
+                    Slots::Borrowed(&mut s.route_heap),
+                    Slots::Borrowed(&mut s.route_pos),
+                ),
+            ],
+            config,
+        )
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn from_slots(
+        mut conns: Slots<'a, ConnSlot>,
+        mut routes: Slots<'a, RouteSlot<K>>,
+        mut buckets: Slots<'a, u32>,
+        mut waiters: Slots<'a, WaiterSlot>,
+        mut leases: Slots<'a, LeaseSlot>,
+        heaps: [(Slots<'a, HeapEntry>, Slots<'a, u32>); 3],
+        config: Config,
+    ) -> Result<Self, ConfigError> {
+        let (nc, nr, nw, nl) = (conns.len(), routes.len(), waiters.len(), leases.len());
+        if nc == 0 || nr == 0 || nl == 0 || [nc, nr, nw, nl].iter().any(|&n| n > MAX_SLOTS) {
+            return Err(ConfigError::BadStorage);
+        }
+        let cfg = config.validate(nc, nw, nl)?;
+        for (i, c) in conns.iter_mut().enumerate() {
+            *c = ConnSlot::EMPTY;
+            c.rlink.next = if i + 1 < nc { i as u32 + 1 } else { NIL };
+        }
+        for (i, r) in routes.iter_mut().enumerate() {
+            *r = RouteSlot::EMPTY;
+            r.chain = if i + 1 < nr { i as u32 + 1 } else { NIL };
+        }
+        buckets.iter_mut().for_each(|b| *b = NIL);
+        for (i, w) in waiters.iter_mut().enumerate() {
+            *w = WaiterSlot::EMPTY;
+            w.qlink.next = if i + 1 < nw { i as u32 + 1 } else { NIL };
+        }
+        for (i, l) in leases.iter_mut().enumerate() {
+            *l = LeaseSlot::EMPTY;
+            l.next_free = if i + 1 < nl { i as u32 + 1 } else { NIL };
+        }
+        let [ch, wh, rh] = heaps;
+        Ok(Pool {
+            conns,
+            routes,
+            buckets,
+            waiters,
+            leases,
+            conn_timers: Heap::new(ch.0, ch.1),
+            waiter_timers: Heap::new(wh.0, wh.1),
+            route_timers: Heap::new(rh.0, rh.1),
+            cfg,
+            now: Instant::ZERO,
+            seq: 0,
+            free_conn: 0,
+            free_waiter: if nw > 0 { 0 } else { NIL },
+            free_lease: 0,
+            free_route: 0,
+            lru: List::EMPTY,
+            blocked: List::EMPTY,
+            all_routes: List::EMPTY,
+            act_head: NIL,
+            act_tail: NIL,
+            total: 0,
+            connecting: 0,
+            idle: 0,
+            active: 0,
+            pending: 0,
+            closing: 0,
+            route_count: 0,
+            guard_conns: 0,
+            closed: false,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Processes every timer due at `now`: waiter deadlines, connect timeouts,
+    /// idle and keep-alive expiry, lifetimes, retry backoffs. Every other input
+    /// does this first too.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// The earliest instant at which [`Pool::handle_timeout`] has work, if any.
+    /// May be earlier than strictly needed (timers are re-armed lazily).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.conn_timers.peek(),
+            self.waiter_timers.peek(),
+            self.route_timers.peek(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|e| e.at)
+        .min()
+    }
+
+    /// Pool-wide gauges.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            connections: self.total,
+            connecting: self.connecting,
+            idle: self.idle,
+            leased: self.active,
+            pending: self.pending,
+            closing: self.closing,
+            routes: self.route_count,
+            max_total: self.cfg.max_total,
+        }
+    }
+
+    /// Gauges for one route, if it is in the table.
+    pub fn route_stats(&self, key: &K) -> Option<RouteStats> {
+        let r = self.find_route(key)?;
+        let s = &self.routes[r as usize];
+        Some(RouteStats {
+            connections: s.allocated,
+            connecting: s.connecting.len,
+            idle: s.idle,
+            leased: s.active,
+            pending: s.queue.len + s.validating,
+            limit: self.limit(r),
+            connects: s.connects,
+            grants: s.grants,
+        })
+    }
+
+    /// Counters since creation.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The key of a live route.
+    pub fn route_key(&self, route: RouteId) -> Option<&K> {
+        let s = self.routes.get(route.index())?;
+        if s.gen == route.gen {
+            s.key.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// The handle of the route with this key, if it is in the table.
+    pub fn route_id(&self, key: &K) -> Option<RouteId> {
+        self.find_route(key).map(|r| self.route_handle(r))
+    }
+
+    /// The route a live connection belongs to.
+    pub fn route_of(&self, conn: ConnId) -> Option<RouteId> {
+        let c = self.live_conn(conn).ok()?;
+        Some(self.route_handle(self.conns[c as usize].route))
+    }
+
+    /// True once the whole pool was drained with `DrainAndDelete`.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The latest `now` seen.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    #[inline]
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    #[inline]
+    pub(crate) fn conn_handle(&self, c: u32) -> ConnId {
+        ConnId {
+            index: c,
+            gen: self.conns[c as usize].gen,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn route_handle(&self, r: u32) -> RouteId {
+        RouteId {
+            index: r,
+            gen: self.routes[r as usize].gen,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn waiter_handle(&self, w: u32) -> WaiterId {
+        WaiterId {
+            index: w,
+            gen: self.waiters[w as usize].gen,
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<K: Eq + Hash + Clone> Pool<'static, K> {
+    /// A pool over storage allocated once here (feature `alloc`), for servers.
+    ///
+    /// ```
+    /// use wharf_core::{Capacity, Config, Pool};
+    /// let cap = Capacity { conns: 1024, routes: 64, waiters: 4096, leases: 1024 };
+    /// let pool: Pool<'static, String> =
+    ///     Pool::with_capacity(cap, Config { max_total: 1000, ..Config::default() }).unwrap();
+    /// assert_eq!(pool.stats().max_total, 1000);
+    /// ```
+    pub fn with_capacity(
+        capacity: crate::storage::Capacity,
+        config: Config,
+    ) -> Result<Self, ConfigError> {
+        use alloc::boxed::Box;
+        use alloc::vec::Vec;
+        fn boxed<T: Copy>(v: T, n: usize) -> Slots<'static, T> {
+            Slots::Owned(alloc::vec![v; n].into_boxed_slice())
+        }
+        let crate::storage::Capacity {
+            conns,
+            routes,
+            waiters,
+            leases,
+        } = capacity;
+        if [conns, routes, waiters, leases]
+            .iter()
+            .any(|&n| n > MAX_SLOTS)
+        {
+            return Err(ConfigError::BadStorage);
+        }
+        let route_slots: Box<[RouteSlot<K>]> = (0..routes)
+            .map(|_| RouteSlot::EMPTY)
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        Self::from_slots(
+            boxed(ConnSlot::EMPTY, conns),
+            Slots::Owned(route_slots),
+            boxed(NIL, routes),
+            boxed(WaiterSlot::EMPTY, waiters),
+            boxed(LeaseSlot::EMPTY, leases),
+            [
+                (boxed(HeapEntry::EMPTY, conns), boxed(NIL, conns)),
+                (boxed(HeapEntry::EMPTY, waiters), boxed(NIL, waiters)),
+                (boxed(HeapEntry::EMPTY, routes), boxed(NIL, routes)),
+            ],
+            config,
+        )
+    }
+}

@@ -1,0 +1,94 @@
+//! `release`: a lease comes back.
+
+use core::hash::Hash;
+
+use super::{Pool, Release};
+use crate::action::CloseReason;
+use crate::error::ReleaseError;
+use crate::handle::Lease;
+use crate::slot::{RouteListKind, NIL};
+use crate::time::Instant;
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    /// Gives a lease back (§5). `Reuse` keeps the connection for the next lease
+    /// (first to a queued waiter of its route, FIFO); `Discard` closes it once
+    /// its other leases end. A lease released twice, or unknown, is
+    /// `Err(StaleLease)` and changes nothing.
+    pub fn release(
+        &mut self,
+        lease: Lease,
+        how: Release,
+        now: Instant,
+    ) -> Result<(), ReleaseError> {
+        self.advance(now);
+        let l = lease.id.index;
+        let valid = match self.leases.get(lease.id.index()) {
+            Some(ls) => {
+                ls.gen == lease.id.gen
+                    && ls.conn == lease.conn.index
+                    && self.conns[ls.conn as usize].gen == lease.conn.gen
+            }
+            None => false,
+        };
+        if !valid {
+            return Err(ReleaseError::StaleLease);
+        }
+        let r = self.release_slot(l, how);
+        self.settle(r);
+        Ok(())
+    }
+
+    /// Frees lease slot `l` and files its connection; returns the route.
+    pub(crate) fn release_slot(&mut self, l: u32, how: Release) -> u32 {
+        let ls = &mut self.leases[l as usize];
+        let c = ls.conn;
+        ls.conn = NIL;
+        ls.gen = ls.gen.wrapping_add(1);
+        ls.next_free = self.free_lease;
+        self.free_lease = l;
+
+        let r = self.conns[c as usize].route;
+        if self.conns[c as usize].list == RouteListKind::Ready {
+            self.routes[r as usize].spare += 1;
+        }
+        self.conns[c as usize].active -= 1;
+        self.routes[r as usize].active -= 1;
+        self.active -= 1;
+
+        let now = self.now;
+        match how {
+            Release::Discard => self.start_draining(c, CloseReason::Discarded),
+            Release::Reuse { keep_alive, tag } => {
+                let cs = &mut self.conns[c as usize];
+                cs.updated = now;
+                cs.tag = tag;
+                cs.expiry = match keep_alive {
+                    Some(k) => (now + k).min(cs.validity),
+                    None => cs.validity,
+                };
+            }
+        }
+        let cs = &self.conns[c as usize];
+        if cs.draining {
+            if cs.active == 0 {
+                self.close(c, cs.reason);
+            }
+        } else if cs.expiry <= now {
+            if cs.active == 0 {
+                self.close(c, CloseReason::Expired);
+            } else {
+                self.start_draining(c, CloseReason::Expired);
+            }
+        } else if cs.active == 0 && self.routes[r as usize].allocated > self.limit(r) {
+            self.close(c, CloseReason::RouteLimit);
+        } else {
+            self.place(c);
+            self.offer(c);
+            self.after_available(c);
+            if self.conns[c as usize].state == crate::slot::ConnState::Ready {
+                self.rearm_conn(c);
+            }
+        }
+        r
+    }
+}

@@ -1,0 +1,142 @@
+//! The route table (a chained hash index threaded through the route slots),
+//! per-route settings, idle notices and `settle`, the step every input ends with.
+
+use core::hash::Hash;
+
+use super::Pool;
+use crate::action::FailReason;
+use crate::hash::bucket;
+use crate::list::kind;
+use crate::slot::{RouteSlot, NIL};
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    pub(crate) fn find_route(&self, key: &K) -> Option<u32> {
+        let mut i = self.buckets[bucket(key, self.buckets.len())];
+        while i != NIL {
+            let s = &self.routes[i as usize];
+            if s.key.as_ref() == Some(key) {
+                return Some(i);
+            }
+            i = s.chain;
+        }
+        None
+    }
+
+    /// A new route for `key`; `None` when the table is full.
+    pub(crate) fn create_route(&mut self, key: &K) -> Option<u32> {
+        let r = self.free_route;
+        if r == NIL {
+            return None;
+        }
+        let b = bucket(key, self.buckets.len());
+        let seq = self.next_seq();
+        let s = &mut self.routes[r as usize];
+        self.free_route = s.chain;
+        let gen = s.gen;
+        *s = RouteSlot::EMPTY;
+        s.gen = gen;
+        s.key = Some(key.clone());
+        s.seq = seq;
+        s.idle_mark = true;
+        s.chain = self.buckets[b];
+        self.buckets[b] = r;
+        self.all_routes
+            .push_back::<kind::AllRoutes, _>(&mut self.routes, r);
+        self.route_count += 1;
+        Some(r)
+    }
+
+    /// Removes route `r` from the table and returns its key.
+    pub(crate) fn free_route(&mut self, r: u32) -> Option<K> {
+        let key = self.routes[r as usize].key.take()?;
+        let b = bucket(&key, self.buckets.len());
+        let next = self.routes[r as usize].chain;
+        if self.buckets[b] == r {
+            self.buckets[b] = next;
+        } else {
+            let mut i = self.buckets[b];
+            while i != NIL {
+                let n = self.routes[i as usize].chain;
+                if n == r {
+                    self.routes[i as usize].chain = next;
+                    break;
+                }
+                i = n;
+            }
+        }
+        if self.routes[r as usize].blocked {
+            self.blocked.remove::<kind::Blocked, _>(&mut self.routes, r);
+        }
+        self.all_routes
+            .remove::<kind::AllRoutes, _>(&mut self.routes, r);
+        self.route_timers.remove(r);
+        self.act_remove(Self::route_entity(r));
+        let s = &mut self.routes[r as usize];
+        s.gen = s.gen.wrapping_add(1);
+        s.blocked = false;
+        s.chain = self.free_route;
+        self.free_route = r;
+        self.route_count -= 1;
+        Some(key)
+    }
+
+    #[inline]
+    pub(crate) fn limit(&self, r: u32) -> u32 {
+        self.routes[r as usize]
+            .overrides
+            .max_connections
+            .unwrap_or(self.cfg.max_per_route)
+    }
+
+    #[inline]
+    pub(crate) fn ratio(&self, r: u32) -> u32 {
+        self.routes[r as usize]
+            .overrides
+            .ratio_milli
+            .unwrap_or(self.cfg.ratio_milli)
+    }
+
+    #[inline]
+    pub(crate) fn min_idle(&self, r: u32) -> u32 {
+        self.routes[r as usize]
+            .overrides
+            .min_idle
+            .unwrap_or(self.cfg.min_idle)
+    }
+
+    /// Something is being added to route `r`: it is no longer idle.
+    #[inline]
+    pub(crate) fn touch_route(&mut self, r: u32) {
+        if self.routes[r as usize].idle_mark {
+            self.routes[r as usize].idle_mark = false;
+            self.act_remove(Self::route_entity(r));
+        }
+    }
+
+    /// Queues `RouteIdle` if `r` has no connection and no waiter (§3.6).
+    pub(crate) fn check_idle(&mut self, r: u32) {
+        let s = &self.routes[r as usize];
+        if !s.live() || s.idle_mark {
+            return;
+        }
+        if s.allocated == 0 && s.queue.is_empty() && s.validating == 0 {
+            self.routes[r as usize].idle_mark = true;
+            self.act_push(Self::route_entity(r));
+        }
+    }
+
+    /// The end of every input for each route it touched (§3.1).
+    pub(crate) fn settle(&mut self, r: u32) {
+        if !self.routes[r as usize].live() {
+            return;
+        }
+        let s = &self.routes[r as usize];
+        if s.deleting && s.allocated == 0 && !s.queue.is_empty() {
+            self.fail_queue(r, FailReason::Draining);
+        }
+        self.try_create(r);
+        self.unblock();
+        self.warm(r);
+        self.check_idle(r);
+    }
+}

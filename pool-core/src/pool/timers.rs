@@ -1,0 +1,154 @@
+//! Deadlines: one timer per connection, waiter and route at most, in three
+//! indexed heaps keyed by `(deadline, sequence number)`. Keys are kept at or
+//! before the real deadline and corrected lazily when they come due, so leases
+//! and releases never move heap entries.
+
+use core::hash::Hash;
+
+use super::Pool;
+use crate::action::{CloseReason, ConnectFailure, FailReason};
+use crate::slot::{ConnState, WaiterState};
+use crate::time::Instant;
+
+#[derive(Clone, Copy)]
+enum Owner {
+    Conn,
+    Waiter,
+    Route,
+}
+
+fn some(t: Instant) -> Option<Instant> {
+    if t == Instant::MAX {
+        None
+    } else {
+        Some(t)
+    }
+}
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    /// The real next deadline of connection `c` (§2).
+    pub(crate) fn conn_deadline(&self, c: u32) -> Option<Instant> {
+        let cs = &self.conns[c as usize];
+        match cs.state {
+            ConnState::Connecting => some(cs.connect_deadline),
+            ConnState::Ready if cs.idle() => {
+                let idle = match self.cfg.idle_timeout {
+                    Some(t) => cs.updated + t,
+                    None => Instant::MAX,
+                };
+                some(cs.expiry.min(idle))
+            }
+            ConnState::Ready if !cs.draining && cs.active > 0 => some(cs.validity),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn rearm_conn(&mut self, c: u32) {
+        if let Some(t) = self.conn_deadline(c) {
+            self.conn_timers.arm(c, t, self.conns[c as usize].seq);
+        }
+    }
+
+    fn waiter_deadline(&self, w: u32) -> Option<Instant> {
+        let ws = &self.waiters[w as usize];
+        match ws.state {
+            WaiterState::Queued | WaiterState::Validating => ws.deadline,
+            _ => None,
+        }
+    }
+
+    /// Moves time to `now` (never backwards) and fires everything due, in
+    /// `(deadline, sequence)` order.
+    pub(crate) fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+        let now = self.now;
+        loop {
+            let mut best = None;
+            for (owner, e) in [
+                (Owner::Conn, self.conn_timers.peek()),
+                (Owner::Waiter, self.waiter_timers.peek()),
+                (Owner::Route, self.route_timers.peek()),
+            ] {
+                if let Some(e) = e {
+                    if e.at <= now
+                        && best
+                            .is_none_or(|(_, b): (Owner, crate::slot::HeapEntry)| e.key() < b.key())
+                    {
+                        best = Some((owner, e));
+                    }
+                }
+            }
+            let Some((owner, e)) = best else { return };
+            let o = e.owner;
+            let real = match owner {
+                Owner::Conn => self
+                    .conn_deadline(o)
+                    .map(|t| (t, self.conns[o as usize].seq)),
+                Owner::Waiter => self
+                    .waiter_deadline(o)
+                    .map(|t| (t, self.waiters[o as usize].seq)),
+                Owner::Route => {
+                    let s = &self.routes[o as usize];
+                    if s.live() {
+                        s.retry_until.map(|t| (t, s.seq))
+                    } else {
+                        None
+                    }
+                }
+            };
+            let heap = match owner {
+                Owner::Conn => &mut self.conn_timers,
+                Owner::Waiter => &mut self.waiter_timers,
+                Owner::Route => &mut self.route_timers,
+            };
+            match real {
+                None => heap.remove(o),
+                Some(k) if k > e.key() => heap.set(o, k.0, k.1),
+                Some(_) => {
+                    heap.remove(o);
+                    match owner {
+                        Owner::Conn => self.fire_conn(o),
+                        Owner::Waiter => self.fire_waiter(o),
+                        Owner::Route => self.fire_route(o),
+                    }
+                }
+            }
+        }
+    }
+
+    fn fire_conn(&mut self, c: u32) {
+        let r = self.conns[c as usize].route;
+        let cs = &self.conns[c as usize];
+        match cs.state {
+            ConnState::Connecting => self.connect_failure(c, ConnectFailure::Timeout),
+            ConnState::Ready if cs.idle() => {
+                let reason = if cs.expiry <= self.now {
+                    CloseReason::Expired
+                } else {
+                    CloseReason::IdleTimeout
+                };
+                self.close(c, reason);
+                self.settle(r);
+            }
+            ConnState::Ready => {
+                self.start_draining(c, CloseReason::Expired);
+                self.settle(r);
+            }
+            _ => {}
+        }
+    }
+
+    fn fire_waiter(&mut self, w: u32) {
+        let r = self.waiters[w as usize].route;
+        self.fail(w, FailReason::Timeout);
+        self.settle(r);
+    }
+
+    fn fire_route(&mut self, r: u32) {
+        self.routes[r as usize].retry_until = None;
+        self.settle(r);
+    }
+}

@@ -1,0 +1,276 @@
+//! The records kept in storage slots. Internal: handles name them by index.
+
+use crate::action::{CloseReason, FailReason};
+use crate::config::RouteOverrides;
+use crate::handle::{Lease, Tag};
+use crate::list::{Link, List};
+use crate::time::Instant;
+
+/// "No index": list ends, free-list end, absent links.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Lifecycle of a connection slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    Free,
+    Connecting,
+    Validating,
+    Ready,
+    /// Closed; its `Close` action is not polled yet.
+    Closing,
+}
+
+/// Which of its route's lists a connection is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RouteListKind {
+    None,
+    Connecting,
+    Ready,
+    Busy,
+}
+
+/// One connection slot.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnSlot {
+    pub(crate) gen: u32,
+    pub(crate) state: ConnState,
+    pub(crate) list: RouteListKind,
+    /// Never handed out again; closes when `active` reaches 0.
+    pub(crate) draining: bool,
+    /// Its `Connect` (or `Validate`) action was polled.
+    pub(crate) delivered: bool,
+    pub(crate) in_lru: bool,
+    /// Counted as a starvation-guard connection.
+    pub(crate) guard: bool,
+    /// Drain reason, then close reason.
+    pub(crate) reason: CloseReason,
+    pub(crate) route: u32,
+    pub(crate) capacity: u32,
+    pub(crate) active: u32,
+    /// Leases it may still serve (`u32::MAX` = unlimited).
+    pub(crate) remaining: u32,
+    pub(crate) served: u32,
+    pub(crate) tag: Option<Tag>,
+    pub(crate) updated: Instant,
+    pub(crate) validity: Instant,
+    pub(crate) expiry: Instant,
+    pub(crate) connect_deadline: Instant,
+    pub(crate) seq: u64,
+    /// The waiter a validation is for (`NIL` if none / gone).
+    pub(crate) waiter: u32,
+    /// Route list link (connecting, ready or busy list); free-list link when free.
+    pub(crate) rlink: Link,
+    /// Idle LRU link.
+    pub(crate) glink: Link,
+    /// Action queue link.
+    pub(crate) alink: Link,
+}
+
+impl ConnSlot {
+    pub(crate) const EMPTY: ConnSlot = ConnSlot {
+        gen: 0,
+        state: ConnState::Free,
+        list: RouteListKind::None,
+        draining: false,
+        delivered: false,
+        in_lru: false,
+        guard: false,
+        reason: CloseReason::Drained,
+        route: NIL,
+        capacity: 0,
+        active: 0,
+        remaining: 0,
+        served: 0,
+        tag: None,
+        updated: Instant::ZERO,
+        validity: Instant::MAX,
+        expiry: Instant::MAX,
+        connect_deadline: Instant::MAX,
+        seq: 0,
+        waiter: NIL,
+        rlink: Link::NONE,
+        glink: Link::NONE,
+        alink: Link::NONE,
+    };
+
+    /// Ready, not draining, with a free stream.
+    #[inline]
+    pub(crate) fn available(&self) -> bool {
+        self.state == ConnState::Ready && !self.draining && self.active < self.capacity
+    }
+    /// Available with no lease.
+    #[inline]
+    pub(crate) fn idle(&self) -> bool {
+        self.available() && self.active == 0
+    }
+    /// Counts toward the limits (connecting, validating or ready).
+    #[inline]
+    pub(crate) fn allocated(&self) -> bool {
+        matches!(
+            self.state,
+            ConnState::Connecting | ConnState::Validating | ConnState::Ready
+        )
+    }
+    /// Streams it can still take (0 unless available).
+    #[inline]
+    pub(crate) fn spare(&self) -> u32 {
+        if self.available() {
+            self.capacity - self.active
+        } else {
+            0
+        }
+    }
+}
+
+/// State of a waiter slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaiterState {
+    Free,
+    Queued,
+    /// Waiting for the validation of connection `conn`.
+    Validating,
+    /// Answered; the answer is in the action queue.
+    Granted,
+    Failed,
+}
+
+/// One waiter slot.
+#[derive(Clone, Copy, Debug)]
+pub struct WaiterSlot {
+    pub(crate) gen: u32,
+    pub(crate) state: WaiterState,
+    pub(crate) route: u32,
+    pub(crate) tag: Option<Tag>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) seq: u64,
+    pub(crate) conn: u32,
+    pub(crate) lease: Option<Lease>,
+    pub(crate) reason: FailReason,
+    /// Route queue link; free-list link when free.
+    pub(crate) qlink: Link,
+    pub(crate) alink: Link,
+}
+
+impl WaiterSlot {
+    pub(crate) const EMPTY: WaiterSlot = WaiterSlot {
+        gen: 0,
+        state: WaiterState::Free,
+        route: NIL,
+        tag: None,
+        deadline: None,
+        seq: 0,
+        conn: NIL,
+        lease: None,
+        reason: FailReason::Timeout,
+        qlink: Link::NONE,
+        alink: Link::NONE,
+    };
+}
+
+/// One lease slot.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseSlot {
+    pub(crate) gen: u32,
+    /// The connection it runs on, `NIL` when free.
+    pub(crate) conn: u32,
+    pub(crate) next_free: u32,
+}
+
+impl LeaseSlot {
+    pub(crate) const EMPTY: LeaseSlot = LeaseSlot {
+        gen: 0,
+        conn: NIL,
+        next_free: NIL,
+    };
+}
+
+/// One route slot.
+#[derive(Debug)]
+pub struct RouteSlot<K> {
+    pub(crate) key: Option<K>,
+    pub(crate) gen: u32,
+    /// Next route in the same hash bucket; free-list link when free.
+    pub(crate) chain: u32,
+    pub(crate) seq: u64,
+    pub(crate) overrides: RouteOverrides,
+    pub(crate) connecting: List,
+    pub(crate) ready: List,
+    pub(crate) busy: List,
+    pub(crate) queue: List,
+    /// Waiters bound to a validation.
+    pub(crate) validating: u32,
+    pub(crate) allocated: u32,
+    pub(crate) idle: u32,
+    pub(crate) active: u32,
+    /// Sum of `capacity - active` over the ready list.
+    pub(crate) spare: u32,
+    pub(crate) deleting: bool,
+    pub(crate) blocked: bool,
+    /// A `RouteIdle` notice is outstanding (queued or delivered while still idle).
+    pub(crate) idle_mark: bool,
+    /// Created past its limit after the limit was lowered: may exceed it until back under.
+    pub(crate) over_limit: bool,
+    pub(crate) retry_until: Option<Instant>,
+    pub(crate) connects: u64,
+    pub(crate) grants: u64,
+    pub(crate) blink: Link,
+    pub(crate) all: Link,
+    pub(crate) alink: Link,
+}
+
+impl<K> RouteSlot<K> {
+    pub(crate) const EMPTY: RouteSlot<K> = RouteSlot {
+        key: None,
+        gen: 0,
+        chain: NIL,
+        seq: 0,
+        overrides: RouteOverrides {
+            max_connections: None,
+            min_idle: None,
+            ratio_milli: None,
+        },
+        connecting: List::EMPTY,
+        ready: List::EMPTY,
+        busy: List::EMPTY,
+        queue: List::EMPTY,
+        validating: 0,
+        allocated: 0,
+        idle: 0,
+        active: 0,
+        spare: 0,
+        deleting: false,
+        blocked: false,
+        idle_mark: false,
+        over_limit: false,
+        retry_until: None,
+        connects: 0,
+        grants: 0,
+        blink: Link::NONE,
+        all: Link::NONE,
+        alink: Link::NONE,
+    };
+
+    pub(crate) fn live(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// A timer heap entry: `(at, seq)` ordered, naming its owner slot.
+#[derive(Clone, Copy, Debug)]
+pub struct HeapEntry {
+    pub(crate) at: Instant,
+    pub(crate) seq: u64,
+    pub(crate) owner: u32,
+}
+
+impl HeapEntry {
+    pub(crate) const EMPTY: HeapEntry = HeapEntry {
+        at: Instant::ZERO,
+        seq: 0,
+        owner: NIL,
+    };
+    #[inline]
+    pub(crate) fn key(&self) -> (Instant, u64) {
+        (self.at, self.seq)
+    }
+}

@@ -1,0 +1,21 @@
+//! # wharf
+//!
+//! One connection-pool state machine for microcontrollers and servers.
+//!
+//! This facade re-exports [`wharf_core`] (the sans-I/O pool: `#![no_std]`, no
+//! allocation, no clock) at its root. The backends arrive behind features:
+//! `tokio` (servers, real TCP) and `embassy` (microcontrollers, embassy-net);
+//! `defmt` turns on defmt support, `alloc` runtime-sized storage.
+//!
+//! ```
+//! use wharf::{Config, LeaseOutcome, Pool, Storage, Instant};
+//! let mut storage: Storage<u16, 8, 4, 8, 8> = Storage::new();
+//! let mut pool = Pool::new(&mut storage, Config { max_total: 8, ..Config::default() }).unwrap();
+//! let out = pool.lease(&443, None, Instant::ZERO, None).unwrap();
+//! assert!(matches!(out, LeaseOutcome::Queued(_)));
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use wharf_core::*;
