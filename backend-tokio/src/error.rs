@@ -1,0 +1,158 @@
+//! The pool's typed errors.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use wharf_core::ConnectFailure;
+
+/// Why a lease (or another pool operation) failed.
+///
+/// Every variant that concerns a route names it (as the connector's
+/// [`describe`](crate::Connector::describe) renders it, e.g. `127.0.0.1:8080`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lease waited for a connection longer than its lease timeout.
+    Timeout {
+        /// The route.
+        route: String,
+        /// How long the lease waited before it gave up.
+        waited: Duration,
+    },
+    /// Too many pending lease requests (`max_pending`) or leases in use: the
+    /// request was refused at once and never queued (Envoy's overflow).
+    Overflow {
+        /// The route.
+        route: String,
+    },
+    /// Connecting to the route failed; every lease waiting for the route
+    /// fails with it. [`std::error::Error::source`] gives the `io::Error`.
+    ConnectFailed {
+        /// The route.
+        route: String,
+        /// Timeout (the pool's connect timeout), local (resolution, no route,
+        /// socket exhaustion) or remote (refused, reset).
+        reason: ConnectFailure,
+        /// The connector's error (for a connect timeout, a `TimedOut` error).
+        source: Arc<io::Error>,
+    },
+    /// The pool was closed ([`Pool::close`](crate::Pool::close), or drained
+    /// for deletion as a whole).
+    Closed {
+        /// The route.
+        route: String,
+    },
+    /// The route is being drained for deletion
+    /// ([`DrainMode::DrainAndDelete`](crate::DrainMode)).
+    Draining {
+        /// The route.
+        route: String,
+    },
+    /// The route is new and every route slot is taken (see
+    /// [`Builder::max_routes`](crate::Builder::max_routes)).
+    RouteTableFull {
+        /// The route.
+        route: String,
+    },
+    /// The configuration was refused.
+    Config(ConfigError),
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The core refused the pool-wide settings.
+    Pool(wharf_core::ConfigError),
+    /// The core refused a route's settings.
+    Route {
+        /// The route.
+        route: String,
+        /// Why.
+        error: wharf_core::ConfigError,
+    },
+    /// `build()` was called outside a tokio runtime and no runtime handle was
+    /// given with [`Builder::runtime`](crate::Builder::runtime).
+    NoRuntime,
+}
+
+impl Error {
+    /// The route this error is about, if any.
+    pub fn route(&self) -> Option<&str> {
+        match self {
+            Error::Timeout { route, .. }
+            | Error::Overflow { route }
+            | Error::ConnectFailed { route, .. }
+            | Error::Closed { route }
+            | Error::Draining { route }
+            | Error::RouteTableFull { route } => Some(route),
+            Error::Config(_) => None,
+        }
+    }
+
+    /// True for [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout { route, waited } => {
+                write!(f, "lease on route {route} timed out after waiting {waited:?}")
+            }
+            Error::Overflow { route } => {
+                write!(f, "lease on route {route} refused: too many pending requests or leases")
+            }
+            Error::ConnectFailed { route, reason, source } => {
+                let what = match reason {
+                    ConnectFailure::Timeout => "timed out",
+                    ConnectFailure::Local => "failed locally",
+                    ConnectFailure::Remote => "failed at the remote end",
+                };
+                write!(f, "connect to route {route} {what}: {source}")
+            }
+            Error::Closed { route } => write!(f, "lease on route {route} refused: the pool is closed"),
+            Error::Draining { route } => {
+                write!(f, "lease on route {route} refused: the route is draining for deletion")
+            }
+            Error::RouteTableFull { route } => {
+                write!(f, "lease on route {route} refused: the route table is full")
+            }
+            Error::Config(e) => write!(f, "invalid pool configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::ConnectFailed { source, .. } => Some(&**source),
+            Error::Config(ConfigError::Pool(e)) | Error::Config(ConfigError::Route { error: e, .. }) => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Pool(e) => write!(f, "{e}"),
+            ConfigError::Route { route, error } => write!(f, "route {route}: {error}"),
+            ConfigError::NoRuntime => f.write_str("no tokio runtime: build inside one or pass Builder::runtime"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}

@@ -1,0 +1,166 @@
+//! A leased connection.
+
+use std::fmt;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use wharf_core::Tag;
+
+use crate::pool::RouteKey;
+use crate::shared::{Inner, Shared};
+use crate::trace;
+use crate::Connector;
+
+/// A connection leased from a [`Pool`](crate::Pool).
+///
+/// Derefs to the connection; is `AsyncRead`/`AsyncWrite` when the connection
+/// is. Dropping it gives the connection back to the pool for reuse, unless
+/// [`discard`](Lease::discard) was called or the connector's
+/// [`is_broken`](Connector::is_broken) says so, in which case it is closed.
+pub struct Lease<K: RouteKey, C: Connector<K>> {
+    shared: Arc<Shared<K, C>>,
+    lease: wharf_core::Lease,
+    conn: Option<C::Conn>,
+    keep_alive: Option<Duration>,
+    tag: Option<Tag>,
+    discard: bool,
+}
+
+impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
+    /// Moves the granted connection out of its slot (under the lock).
+    pub(crate) fn take(shared: &Arc<Shared<K, C>>, g: &mut Inner<K, C::Conn>, lease: wharf_core::Lease) -> Self {
+        let slot = &mut g.conns[lease.conn().index()];
+        let conn = slot.conn.take();
+        assert!(conn.is_some(), "wharf-tokio: granted connection has no object (bug)");
+        slot.served += 1;
+        let tag = slot.tag;
+        if slot.served > 1 {
+            trace::reuse(shared, &g.core, lease.conn(), slot.served);
+        }
+        Lease { shared: shared.clone(), lease, conn, keep_alive: None, tag, discard: false }
+    }
+
+    /// Marks the connection as not reusable: it is closed when the lease is
+    /// dropped (e.g. after a protocol error or `Connection: close`).
+    pub fn discard(&mut self) {
+        self.discard = true;
+    }
+
+    /// True when [`discard`](Lease::discard) was called.
+    pub fn is_discarded(&self) -> bool {
+        self.discard
+    }
+
+    /// Sets the keep-alive the server announced (e.g. HTTP `Keep-Alive:
+    /// timeout=5`): the idle connection is not reused after it and closes
+    /// then.
+    pub fn set_keep_alive(&mut self, keep_alive: Duration) {
+        self.keep_alive = Some(keep_alive);
+    }
+
+    /// Sets the connection's tag (its state for matching, e.g. the identity it
+    /// authenticated as) for when it goes back to the pool. A lease starts
+    /// with the connection's current tag.
+    pub fn set_tag(&mut self, tag: Option<Tag>) {
+        self.tag = tag;
+    }
+
+    /// The tag the connection goes back with.
+    pub fn tag(&self) -> Option<Tag> {
+        self.tag
+    }
+
+    /// The core's handle of this lease (its connection's slot, for logs).
+    pub fn id(&self) -> wharf_core::Lease {
+        self.lease
+    }
+
+    /// Takes the connection out of the pool for good: the pool forgets it
+    /// (its slot frees up as if it was closed) and the caller owns it.
+    pub fn detach(mut self) -> C::Conn {
+        let conn = self.conn.take().expect("lease holds its connection");
+        self.shared.forget(self.lease);
+        conn
+    }
+
+    fn conn_ref(&self) -> &C::Conn {
+        self.conn.as_ref().expect("lease holds its connection")
+    }
+
+    fn conn_mut(&mut self) -> &mut C::Conn {
+        self.conn.as_mut().expect("lease holds its connection")
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> Drop for Lease<K, C> {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        let broken = self.discard || self.shared.connector.is_broken(&mut conn);
+        self.shared.release(self.lease, conn, broken, self.keep_alive, self.tag);
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> Deref for Lease<K, C> {
+    type Target = C::Conn;
+    fn deref(&self) -> &C::Conn {
+        self.conn_ref()
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> DerefMut for Lease<K, C> {
+    fn deref_mut(&mut self) -> &mut C::Conn {
+        self.conn_mut()
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> fmt::Debug for Lease<K, C>
+where
+    C::Conn: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("lease", &self.lease)
+            .field("conn", &self.conn)
+            .field("discard", &self.discard)
+            .finish()
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> AsyncRead for Lease<K, C>
+where
+    C::Conn: AsyncRead + Unpin,
+{
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().conn_mut()).poll_read(cx, buf)
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> AsyncWrite for Lease<K, C>
+where
+    C::Conn: AsyncWrite + Unpin,
+{
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().conn_mut()).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().conn_mut()).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().conn_mut()).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().conn_mut()).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.conn_ref().is_write_vectored()
+    }
+}
