@@ -1,0 +1,175 @@
+//! Two real embassy-net stacks joined by an in-memory IP link
+//! (embassy-net-driver-channel), for tests inside
+//! `#[tokio::test(flavor = "current_thread")]`.
+//!
+//! Client stack 10.0.0.1 (the pool's), server stack 10.0.0.2. Packets to any
+//! other address go to the server stack, which drops them: 10.0.0.3 is a host
+//! that never answers.
+#![allow(dead_code)]
+
+use core::cell::RefCell;
+use std::vec::Vec;
+
+use embassy_futures::join::join_array;
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StaticConfigV4};
+use embassy_net_driver_channel::{RxRunner, TxRunner};
+use embedded_io_async::Write;
+
+pub const MTU: usize = 1514;
+pub const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+pub const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
+/// Routed to the server stack, which drops it: no answer ever.
+pub const BLACKHOLE: Ipv4Address = Ipv4Address::new(10, 0, 0, 3);
+
+pub fn ip_config(addr: Ipv4Address) -> embassy_net::Config {
+    embassy_net::Config::ipv4_static(StaticConfigV4 {
+        address: Ipv4Cidr::new(addr, 24),
+        gateway: None,
+        dns_servers: Default::default(),
+    })
+}
+
+/// Copies packets from one device's transmit queue to the other's receive queue.
+pub async fn pipe(mut tx: TxRunner<'_, MTU>, mut rx: RxRunner<'_, MTU>) -> ! {
+    loop {
+        let pkt = tx.tx_buf().await;
+        let n = pkt.len();
+        let dst = rx.rx_buf().await;
+        dst[..n].copy_from_slice(pkt);
+        rx.rx_done(n);
+        tx.tx_done();
+    }
+}
+
+/// Sets up the two stacks and runs `$body` (an expression using `$client` and
+/// `$server`, the two `Stack`s) with the stacks and the link running.
+/// The client stack has `$client_socks` socket slots: the pool's connection
+/// slots plus one for DNS (so a pool that overruns its reservation panics).
+#[macro_export]
+macro_rules! two_stacks {
+    ($client_socks:literal, |$client:ident, $server:ident| $body:expr) => {{
+        use embassy_futures::select::{select4, Either4};
+        let mut ch_a = embassy_net_driver_channel::State::<{ common::MTU }, 4, 4>::new();
+        let mut ch_b = embassy_net_driver_channel::State::<{ common::MTU }, 4, 4>::new();
+        let (link_a, dev_a) = embassy_net_driver_channel::new(
+            &mut ch_a,
+            embassy_net_driver_channel::driver::HardwareAddress::Ip,
+        );
+        let (link_b, dev_b) = embassy_net_driver_channel::new(
+            &mut ch_b,
+            embassy_net_driver_channel::driver::HardwareAddress::Ip,
+        );
+        let (state_a, rx_a, tx_a) = link_a.split();
+        let (state_b, rx_b, tx_b) = link_b.split();
+        state_a.set_link_state(embassy_net_driver_channel::driver::LinkState::Up);
+        state_b.set_link_state(embassy_net_driver_channel::driver::LinkState::Up);
+        let mut res_a = embassy_net::StackResources::<$client_socks>::new();
+        let mut res_b = embassy_net::StackResources::<24>::new();
+        let ($client, mut net_a) =
+            embassy_net::new(dev_a, common::ip_config(common::CLIENT), &mut res_a, 1);
+        let ($server, mut net_b) =
+            embassy_net::new(dev_b, common::ip_config(common::SERVER), &mut res_b, 2);
+        let link = embassy_futures::join::join(common::pipe(tx_a, rx_b), common::pipe(tx_b, rx_a));
+        match select4(net_a.run(), net_b.run(), link, async { $body }).await {
+            Either4::Fourth(r) => r,
+            _ => unreachable!(),
+        }
+    }};
+}
+
+/// What a test server saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ev {
+    /// A connection from this client port.
+    Accepted(u16),
+    /// The client closed it gracefully (FIN: read returned 0).
+    Fin(u16),
+    /// The client reset it (RST).
+    Rst(u16),
+}
+
+/// How a test server treats its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Echo everything until the client closes.
+    Echo,
+    /// Echo the first message, then close the connection (FIN).
+    CloseAfterFirst,
+}
+
+#[derive(Default)]
+pub struct Log {
+    pub events: RefCell<Vec<Ev>>,
+}
+
+impl Log {
+    pub fn events(&self) -> Vec<Ev> {
+        self.events.borrow().clone()
+    }
+    pub fn accepted(&self) -> usize {
+        self.events.borrow().iter().filter(|e| matches!(e, Ev::Accepted(_))).count()
+    }
+    pub fn fins(&self) -> usize {
+        self.events.borrow().iter().filter(|e| matches!(e, Ev::Fin(_))).count()
+    }
+    pub fn rsts(&self) -> usize {
+        self.events.borrow().iter().filter(|e| matches!(e, Ev::Rst(_))).count()
+    }
+}
+
+/// Accepts connections on `port` with 4 listening sockets.
+pub async fn server(stack: Stack<'_>, port: u16, mode: Mode, log: &Log) -> ! {
+    let [never, ..] = join_array([0, 1, 2, 3].map(|_| serve_one(stack, port, mode, log))).await;
+    never
+}
+
+async fn serve_one(stack: Stack<'_>, port: u16, mode: Mode, log: &Log) -> ! {
+    let mut rx = [0u8; 1024];
+    let mut tx = [0u8; 1024];
+    loop {
+        let mut s = TcpSocket::new(stack, &mut rx, &mut tx);
+        if s.accept(port).await.is_err() {
+            continue;
+        }
+        let peer = s.remote_endpoint().map(|e| e.port).unwrap_or(0);
+        log.events.borrow_mut().push(Ev::Accepted(peer));
+        let mut buf = [0u8; 256];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) => {
+                    log.events.borrow_mut().push(Ev::Fin(peer));
+                    break;
+                }
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        log.events.borrow_mut().push(Ev::Rst(peer));
+                        break;
+                    }
+                    let _ = s.flush().await;
+                    if mode == Mode::CloseAfterFirst {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    log.events.borrow_mut().push(Ev::Rst(peer));
+                    break;
+                }
+            }
+        }
+        s.close();
+        let _ = embassy_time::with_timeout(embassy_time::Duration::from_secs(1), s.flush()).await;
+    }
+}
+
+/// Waits until `cond` holds (checked every 5 ms), at most `ms` milliseconds.
+pub async fn eventually(ms: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = embassy_time::Instant::now() + embassy_time::Duration::from_millis(ms);
+    while embassy_time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        embassy_time::Timer::after_millis(5).await;
+    }
+    cond()
+}
