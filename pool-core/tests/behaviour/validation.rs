@@ -1,1 +1,161 @@
+//! §4.4 validate-after-inactivity, §7 `validated`, §7.1 retry of a validating waiter.
+
 use crate::support::*;
+use wharf_core::*;
+
+fn validating() -> Config {
+    Config { validate_after_inactivity: Some(ms(1000)), ..cfg() }
+}
+
+fn validate_of(a: &Action<Key>) -> ConnId {
+    match a {
+        Action::Validate { conn } => *conn,
+        other => panic!("expected Validate, got {other:?}"),
+    }
+}
+
+#[test]
+fn idle_connection_inactive_past_the_threshold_is_validated_before_it_is_granted() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    // Inactive for 490 ms: granted at once.
+    let l = granted(p.lease(&A, None, t(500), None));
+    quiet(&mut p);
+    put_back(&mut p, l, t(600));
+    // Inactive for 1000 ms: validated first.
+    let w = queued(p.lease(&A, None, t(1600), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    assert_eq!(p.counters().validations, 1);
+    let s = p.stats();
+    assert_eq!((s.pending, s.idle, s.leased, s.connections), (1, 0, 0, 1));
+
+    p.validated(l.conn(), Validation::Alive, t(1601)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(single_grant(&v, w).conn(), l.conn());
+    assert_eq!((p.stats().pending, p.stats().leased), (0, 1));
+    assert_eq!(p.counters().stale, 0);
+}
+
+#[test]
+fn zero_threshold_validates_every_reuse() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, Config { validate_after_inactivity: Some(Duration::ZERO), ..cfg() });
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let _w = queued(p.lease(&A, None, t(10), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+}
+
+#[test]
+fn stale_validation_closes_it_and_the_waiter_tries_the_next_idle_connection() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    put_back(&mut p, l1, t(10));
+    put_back(&mut p, l2, t(20));
+    let w = queued(p.lease(&A, None, t(5000), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l2.conn() }]);
+
+    p.validated(l2.conn(), Validation::Stale, t(5001)).unwrap();
+    assert_eq!(
+        acts(&mut p),
+        vec![close(l2.conn(), CloseReason::Stale), Action::Validate { conn: l1.conn() }]
+    );
+    let n = *p.counters();
+    assert_eq!((n.stale, n.validations, n.closes_for(CloseReason::Stale)), (1, 2, 1));
+
+    p.validated(l1.conn(), Validation::Alive, t(5002)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(single_grant(&v, w).conn(), l1.conn());
+}
+
+#[test]
+fn stale_validation_with_nothing_else_idle_connects_for_the_waiter() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let w = queued(p.lease(&A, None, t(5000), None));
+    let c1 = validate_of(&acts(&mut p)[0]);
+    p.validated(c1, Validation::Stale, t(5001)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(c1, CloseReason::Stale));
+    let c2 = connect_of(&v[1]);
+    assert_eq!(p.stats().pending, 1);
+    let v = connect(&mut p, c2, 1, t(5002));
+    assert_eq!(single_grant(&v, w).conn(), c2);
+}
+
+#[test]
+fn validated_before_its_validate_was_polled_is_wrong_state() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    // Ready, not validating.
+    assert_eq!(p.validated(l.conn(), Validation::Alive, t(11)), Err(ConnError::WrongState));
+    ok(&p);
+    let w = queued(p.lease(&A, None, t(5000), None));
+    assert_eq!(p.validated(l.conn(), Validation::Alive, t(5000)), Err(ConnError::WrongState));
+    ok(&p);
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    p.validated(l.conn(), Validation::Alive, t(5001)).unwrap();
+    let v = acts(&mut p);
+    single_grant(&v, w);
+}
+
+#[test]
+fn cancelled_validating_waiter_lets_the_validation_finish_and_the_connection_go_idle() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let w = queued(p.lease(&A, None, t(5000), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    p.cancel(w, CancelPolicy::Default, t(5001)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.stats().pending, 0);
+    p.validated(l.conn(), Validation::Alive, t(5002)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.stats().idle, 1);
+    // Just validated (updated = 5002): granted without another validation.
+    assert_eq!(granted(p.lease(&A, None, t(5003), None)).conn(), l.conn());
+    quiet(&mut p);
+    assert_eq!(p.counters().validations, 1);
+}
+
+#[test]
+fn peer_close_of_a_validating_connection_retries_its_waiter() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let w = queued(p.lease(&A, None, t(5000), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    p.peer_closed(l.conn(), t(5001)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l.conn(), CloseReason::PeerClosed));
+    let c2 = connect_of(&v[1]);
+    let v = connect(&mut p, c2, 1, t(5002));
+    assert_eq!(single_grant(&v, w).conn(), c2);
+}
+
+#[test]
+fn validating_waiter_deadline_fails_it_and_the_connection_goes_idle_after_validation() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let w = queued(p.lease(&A, None, t(5000), Some(t(5100))));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    assert_eq!(tick(&mut p, t(5100)), vec![failed(w, FailReason::Timeout)]);
+    assert_eq!(p.counters().timeouts, 1);
+    p.validated(l.conn(), Validation::Alive, t(5200)).unwrap();
+    quiet(&mut p);
+    assert_eq!((p.stats().idle, p.stats().pending), (1, 0));
+}
