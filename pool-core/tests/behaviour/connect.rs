@@ -7,7 +7,13 @@ use wharf_core::*;
 #[test]
 fn connect_failure_fails_all_queued_waiters_of_the_route() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 1, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
     let (w1, c1) = lease_connect(&mut p, A, t(0));
     let w2 = lease_wait(&mut p, A, None, t(1));
     let w3 = lease_wait(&mut p, A, None, t(2));
@@ -18,7 +24,12 @@ fn connect_failure_fails_all_queued_waiters_of_the_route() {
     let why = FailReason::ConnectFailed(ConnectFailure::Remote);
     assert_eq!(
         acts(&mut p),
-        vec![failed(w1, why), failed(w2, why), failed(w3, why), route_idle(ra, A)]
+        vec![
+            failed(w1, why),
+            failed(w2, why),
+            failed(w3, why),
+            route_idle(ra, A)
+        ]
     );
     let n = *p.counters();
     assert_eq!(n.connect_failures_for(ConnectFailure::Remote), 1);
@@ -43,7 +54,10 @@ fn connect_failure_reason_is_typed_local() {
     p.connect_failed(c, ConnectFailure::Local, t(1)).unwrap();
     assert_eq!(
         acts(&mut p),
-        vec![failed(w, FailReason::ConnectFailed(ConnectFailure::Local)), route_idle(ra, A)]
+        vec![
+            failed(w, FailReason::ConnectFailed(ConnectFailure::Local)),
+            route_idle(ra, A)
+        ]
     );
     assert_eq!(p.counters().connect_failures, [0, 1, 0]);
 }
@@ -53,7 +67,10 @@ fn demand_connect_after_a_failure_is_not_delayed_by_the_retry_backoff() {
     let mut st = Store::new();
     let mut p = pool(&mut st, cfg());
     // Per-route configuration keeps the route (and its backoff) alive.
-    let two = RouteConfig { max_connections: Some(2), ..RouteConfig::default() };
+    let two = RouteConfig {
+        max_connections: Some(2),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, two, t(0)).unwrap();
     quiet(&mut p);
     let (w, c) = lease_connect(&mut p, A, t(0));
@@ -61,9 +78,16 @@ fn demand_connect_after_a_failure_is_not_delayed_by_the_retry_backoff() {
     p.connect_failed(c, ConnectFailure::Remote, t(10)).unwrap();
     assert_eq!(
         acts(&mut p),
-        vec![failed(w, FailReason::ConnectFailed(ConnectFailure::Remote)), route_idle(ra, A)]
+        vec![
+            failed(w, FailReason::ConnectFailed(ConnectFailure::Remote)),
+            route_idle(ra, A)
+        ]
     );
-    assert_eq!(p.route_key(ra), Some(&A), "a configured route keeps its slot");
+    assert_eq!(
+        p.route_key(ra),
+        Some(&A),
+        "a configured route keeps its slot"
+    );
     // Within the backoff (1 s) a waiting lease still connects at once.
     let (w2, c2) = lease_connect(&mut p, A, t(20));
     assert_eq!(route(&p, c2), ra);
@@ -74,7 +98,13 @@ fn demand_connect_after_a_failure_is_not_delayed_by_the_retry_backoff() {
 #[test]
 fn connect_timeout_closes_with_connect_timeout_and_fails_waiters_with_timeout() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { connect_timeout: Some(ms(100)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            connect_timeout: Some(ms(100)),
+            ..cfg()
+        },
+    );
     let (w, c) = lease_connect(&mut p, A, t(0));
     let ra = route(&p, c);
     assert_eq!(p.poll_timeout(), Some(t(100)));
@@ -98,7 +128,13 @@ fn connect_timeout_closes_with_connect_timeout_and_fails_waiters_with_timeout() 
 #[test]
 fn completed_connect_cancels_its_connect_timeout() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { connect_timeout: Some(ms(100)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            connect_timeout: Some(ms(100)),
+            ..cfg()
+        },
+    );
     let (w, c) = lease_connect(&mut p, A, t(0));
     let v = connect(&mut p, c, 1, t(50));
     single_grant(&v, w);
@@ -128,7 +164,10 @@ fn peer_close_of_an_idle_connection_closes_it() {
     let ra = route(&p, l.conn());
     put_back(&mut p, l, t(1));
     p.peer_closed(l.conn(), t(2)).unwrap();
-    assert_eq!(acts(&mut p), vec![close(l.conn(), CloseReason::PeerClosed), route_idle(ra, A)]);
+    assert_eq!(
+        acts(&mut p),
+        vec![close(l.conn(), CloseReason::PeerClosed), route_idle(ra, A)]
+    );
     assert_eq!(p.counters().closes_for(CloseReason::PeerClosed), 1);
     assert_eq!(p.stats().connections, 0);
 }
@@ -163,7 +202,13 @@ fn peer_close_of_a_connecting_connection_is_wrong_state() {
 #[test]
 fn multiplexed_connection_serves_up_to_its_capacity() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 1, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
     let (w1, c) = lease_connect(&mut p, A, t(0));
     let w2 = lease_wait(&mut p, A, None, t(0));
     let w3 = lease_wait(&mut p, A, None, t(0));
@@ -174,7 +219,10 @@ fn multiplexed_connection_serves_up_to_its_capacity() {
     assert_eq!((g1, g2), (w1, w2));
     assert_eq!((l1.conn(), l2.conn()), (c, c));
     assert_ne!(l1.id(), l2.id());
-    assert_eq!((p.stats().leased, p.stats().pending, p.stats().idle), (2, 1, 0));
+    assert_eq!(
+        (p.stats().leased, p.stats().pending, p.stats().idle),
+        (2, 1, 0)
+    );
 
     let v = release(&mut p, l1, Release::REUSE, t(2));
     assert_eq!(single_grant(&v, w3).conn(), c);
@@ -188,7 +236,13 @@ fn multiplexed_connection_serves_up_to_its_capacity() {
 #[test]
 fn max_leases_per_conn_drains_the_connection_and_closes_it_when_its_leases_end() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_leases_per_conn: Some(2), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_leases_per_conn: Some(2),
+            ..cfg()
+        },
+    );
     let (w1, c1) = lease_connect(&mut p, A, t(0));
     let v = connect(&mut p, c1, 4, t(1));
     let l1 = single_grant(&v, w1);

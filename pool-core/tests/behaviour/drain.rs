@@ -7,7 +7,13 @@ use wharf_core::*;
 #[test]
 fn drain_existing_closes_idle_and_connecting_and_drains_busy_connections() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 3, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
     let l1 = open(&mut p, A, t(0));
     let l2 = open(&mut p, A, t(0));
     let (w3, c3) = lease_connect(&mut p, A, t(0));
@@ -16,9 +22,18 @@ fn drain_existing_closes_idle_and_connecting_and_drains_busy_connections() {
     put_back(&mut p, l1, t(2));
     // c1 idle, c2 leased, c3 connecting, nothing queued.
     p.drain(DrainScope::Route(&A), DrainMode::DrainExisting, t(3));
-    assert_eq!(acts(&mut p), vec![close(l1.conn(), CloseReason::Drained), close(c3, CloseReason::Drained)]);
+    assert_eq!(
+        acts(&mut p),
+        vec![
+            close(l1.conn(), CloseReason::Drained),
+            close(c3, CloseReason::Drained)
+        ]
+    );
     let rs = p.route_stats(&A).unwrap();
-    assert_eq!((rs.connections, rs.idle, rs.connecting, rs.leased), (1, 0, 0, 1));
+    assert_eq!(
+        (rs.connections, rs.idle, rs.connecting, rs.leased),
+        (1, 0, 0, 1)
+    );
 
     // New leases get new connections; the route is not deleted.
     let (w4, c4) = lease_connect(&mut p, A, t(4));
@@ -52,7 +67,10 @@ fn drain_existing_only_touches_the_route_in_scope() {
     put_back(&mut p, la, t(1));
     put_back(&mut p, lb, t(1));
     p.drain(DrainScope::Route(&A), DrainMode::DrainExisting, t(2));
-    assert_eq!(acts(&mut p), vec![close(la.conn(), CloseReason::Drained), route_idle(ra, A)]);
+    assert_eq!(
+        acts(&mut p),
+        vec![close(la.conn(), CloseReason::Drained), route_idle(ra, A)]
+    );
     assert_eq!(granted(p.lease(&B, None, t(3), None)).conn(), lb.conn());
     quiet(&mut p);
 }
@@ -68,14 +86,20 @@ fn drain_and_delete_refuses_new_leases_and_frees_the_route_when_empty() {
     p.drain(DrainScope::Route(&A), DrainMode::DrainAndDelete, t(2));
     assert_eq!(acts(&mut p), vec![close(l2.conn(), CloseReason::Drained)]);
     assert_eq!(refused(p.lease(&A, None, t(3), None)), LeaseError::Draining);
-    let one = RouteConfig { max_connections: Some(1), ..RouteConfig::default() };
+    let one = RouteConfig {
+        max_connections: Some(1),
+        ..RouteConfig::default()
+    };
     assert_eq!(p.set_route_config(&A, one, t(3)), Err(RouteError::Draining));
     quiet(&mut p);
 
     // The busy connection closes when it goes idle; then the route is idle
     // and its slot freed.
     let v = release(&mut p, l1, Release::REUSE, t(4));
-    assert_eq!(v, vec![close(l1.conn(), CloseReason::Drained), route_idle(ra, A)]);
+    assert_eq!(
+        v,
+        vec![close(l1.conn(), CloseReason::Drained), route_idle(ra, A)]
+    );
     assert_eq!(p.route_key(ra), None);
     assert_eq!(p.route_stats(&A), None);
     assert_eq!(p.stats().routes, 0);
@@ -87,7 +111,13 @@ fn drain_and_delete_refuses_new_leases_and_frees_the_route_when_empty() {
 #[test]
 fn drain_and_delete_creates_no_connection_and_fails_waiters_when_none_is_left() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 1, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     let ra = route(&p, l.conn());
     let w = lease_wait(&mut p, A, None, t(1));
@@ -96,7 +126,11 @@ fn drain_and_delete_creates_no_connection_and_fails_waiters_when_none_is_left() 
     let v = release(&mut p, l, Release::Discard, t(3));
     assert_eq!(
         v,
-        vec![close(l.conn(), CloseReason::Discarded), failed(w, FailReason::Draining), route_idle(ra, A)]
+        vec![
+            close(l.conn(), CloseReason::Discarded),
+            failed(w, FailReason::Draining),
+            route_idle(ra, A)
+        ]
     );
     assert_eq!(p.counters().connects, 1);
     assert_eq!(p.stats().routes, 0);
@@ -121,7 +155,10 @@ fn drain_all_and_delete_closes_the_pool() {
     assert_eq!(refused(p.lease(&C, None, t(3), None)), LeaseError::Closed);
     quiet(&mut p);
     let v = release(&mut p, lb, Release::REUSE, t(4));
-    assert_eq!(v, vec![close(lb.conn(), CloseReason::Drained), route_idle(rb, B)]);
+    assert_eq!(
+        v,
+        vec![close(lb.conn(), CloseReason::Drained), route_idle(rb, B)]
+    );
     let s = p.stats();
     assert_eq!((s.connections, s.routes, s.pending), (0, 0, 0));
 }
@@ -131,13 +168,19 @@ fn route_idle_is_emitted_once_when_a_route_becomes_empty() {
     let mut st = Store::new();
     let mut p = pool(&mut st, cfg());
     // Configured: the route keeps its slot after RouteIdle.
-    let two = RouteConfig { max_connections: Some(2), ..RouteConfig::default() };
+    let two = RouteConfig {
+        max_connections: Some(2),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, two, t(0)).unwrap();
     quiet(&mut p);
     let l = open(&mut p, A, t(1));
     let ra = route(&p, l.conn());
     let v = release(&mut p, l, Release::Discard, t(2));
-    assert_eq!(v, vec![close(l.conn(), CloseReason::Discarded), route_idle(ra, A)]);
+    assert_eq!(
+        v,
+        vec![close(l.conn(), CloseReason::Discarded), route_idle(ra, A)]
+    );
     assert_eq!(p.route_key(ra), Some(&A));
     // Further inputs on the empty route give no second notice.
     p.set_route_config(&A, two, t(3)).unwrap();
@@ -149,14 +192,20 @@ fn route_idle_is_emitted_once_when_a_route_becomes_empty() {
     let l = open(&mut p, A, t(6));
     assert_eq!(route(&p, l.conn()), ra);
     let v = release(&mut p, l, Release::Discard, t(7));
-    assert_eq!(v, vec![close(l.conn(), CloseReason::Discarded), route_idle(ra, A)]);
+    assert_eq!(
+        v,
+        vec![close(l.conn(), CloseReason::Discarded), route_idle(ra, A)]
+    );
 }
 
 #[test]
 fn route_created_by_configuration_alone_gets_no_idle_notice() {
     let mut st = Store::new();
     let mut p = pool(&mut st, cfg());
-    let one = RouteConfig { max_connections: Some(1), ..RouteConfig::default() };
+    let one = RouteConfig {
+        max_connections: Some(1),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&B, one, t(0)).unwrap();
     quiet(&mut p);
     assert_eq!(p.stats().routes, 1);

@@ -6,7 +6,10 @@ use wharf_core::*;
 
 /// HTTP/2-like: a connecting connection is assumed to carry 100 streams.
 fn h2() -> Config {
-    Config { connecting_capacity: 100, ..cfg() }
+    Config {
+        connecting_capacity: 100,
+        ..cfg()
+    }
 }
 
 #[test]
@@ -37,7 +40,15 @@ fn envoy_connect_failure_fails_all_pending_streams_of_that_pool_then_reconnects(
     let ra = route(&p, c);
     p.connect_failed(c, ConnectFailure::Remote, t(3)).unwrap();
     let why = FailReason::ConnectFailed(ConnectFailure::Remote);
-    assert_eq!(acts(&mut p), vec![failed(w1, why), failed(w2, why), failed(w3, why), route_idle(ra, A)]);
+    assert_eq!(
+        acts(&mut p),
+        vec![
+            failed(w1, why),
+            failed(w2, why),
+            failed(w3, why),
+            route_idle(ra, A)
+        ]
+    );
     // A retry issued after the failure gets a new connect.
     let (w4, c2) = lease_connect(&mut p, A, t(4));
     let v = connect(&mut p, c2, 100, t(5));
@@ -47,7 +58,13 @@ fn envoy_connect_failure_fails_all_pending_streams_of_that_pool_then_reconnects(
 #[test]
 fn envoy_max_requests_overflow_is_synchronous_even_with_free_streams() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_leases: Some(2), ..h2() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_leases: Some(2),
+            ..h2()
+        },
+    );
     let (w, c) = lease_connect(&mut p, A, t(0));
     let v = connect(&mut p, c, 100, t(1));
     single_grant(&v, w);
@@ -63,7 +80,13 @@ fn envoy_max_requests_overflow_is_synchronous_even_with_free_streams() {
 #[test]
 fn envoy_pending_overflow_is_never_queued() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_pending: Some(1), ..h2() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_pending: Some(1),
+            ..h2()
+        },
+    );
     let (_w, _c) = lease_connect(&mut p, A, t(0));
     assert_eq!(refused(p.lease(&A, None, t(1), None)), LeaseError::Overflow);
     quiet(&mut p);
@@ -74,7 +97,13 @@ fn envoy_pending_overflow_is_never_queued() {
 #[test]
 fn envoy_max_connection_duration_drains_then_closes_when_streams_end() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_lifetime: Some(ms(1000)), ..h2() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_lifetime: Some(ms(1000)),
+            ..h2()
+        },
+    );
     let (w, c) = lease_connect(&mut p, A, t(0));
     let v = connect(&mut p, c, 100, t(0));
     let ra = route(&p, c);

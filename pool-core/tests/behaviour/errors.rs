@@ -16,36 +16,151 @@ fn invalid_config_is_rejected_with_each_config_error() {
     assert_eq!(refuse(base.clone()), None);
     // The default max_total (25) does not fit 8 connection slots.
     assert_eq!(refuse(Config::default()), Some(MaxTotalExceedsStorage));
-    assert_eq!(refuse(Config { max_total: 0, ..base.clone() }), Some(ZeroMaxTotal));
-    assert_eq!(refuse(Config { max_per_route: 0, ..base.clone() }), Some(ZeroMaxPerRoute));
-    assert_eq!(refuse(Config { max_total: 9, ..base.clone() }), Some(MaxTotalExceedsStorage));
-    assert_eq!(refuse(Config { max_pending: Some(9), ..base.clone() }), Some(MaxPendingExceedsStorage));
-    assert_eq!(refuse(Config { max_leases: Some(0), ..base.clone() }), Some(BadMaxLeases));
-    assert_eq!(refuse(Config { max_leases: Some(9), ..base.clone() }), Some(BadMaxLeases));
-    assert_eq!(refuse(Config { connect_timeout: Some(Duration::ZERO), ..base.clone() }), Some(ZeroTimeout));
-    assert_eq!(refuse(Config { idle_timeout: Some(Duration::ZERO), ..base.clone() }), Some(ZeroTimeout));
-    assert_eq!(refuse(Config { max_lifetime: Some(Duration::ZERO), ..base.clone() }), Some(ZeroTimeout));
-    assert_eq!(refuse(Config { preconnect_ratio: 0.9, ..base.clone() }), Some(BadPreconnectRatio));
-    assert_eq!(refuse(Config { preconnect_ratio: 3.1, ..base.clone() }), Some(BadPreconnectRatio));
-    assert_eq!(refuse(Config { preconnect_ratio: f32::NAN, ..base.clone() }), Some(BadPreconnectRatio));
-    assert_eq!(refuse(Config { min_idle_per_route: 3, ..base.clone() }), Some(MinIdleTooLarge));
     assert_eq!(
-        refuse(Config { min_idle_per_route: 2, max_idle_per_route: Some(1), ..base.clone() }),
+        refuse(Config {
+            max_total: 0,
+            ..base.clone()
+        }),
+        Some(ZeroMaxTotal)
+    );
+    assert_eq!(
+        refuse(Config {
+            max_per_route: 0,
+            ..base.clone()
+        }),
+        Some(ZeroMaxPerRoute)
+    );
+    assert_eq!(
+        refuse(Config {
+            max_total: 9,
+            ..base.clone()
+        }),
+        Some(MaxTotalExceedsStorage)
+    );
+    assert_eq!(
+        refuse(Config {
+            max_pending: Some(9),
+            ..base.clone()
+        }),
+        Some(MaxPendingExceedsStorage)
+    );
+    assert_eq!(
+        refuse(Config {
+            max_leases: Some(0),
+            ..base.clone()
+        }),
+        Some(BadMaxLeases)
+    );
+    assert_eq!(
+        refuse(Config {
+            max_leases: Some(9),
+            ..base.clone()
+        }),
+        Some(BadMaxLeases)
+    );
+    assert_eq!(
+        refuse(Config {
+            connect_timeout: Some(Duration::ZERO),
+            ..base.clone()
+        }),
+        Some(ZeroTimeout)
+    );
+    assert_eq!(
+        refuse(Config {
+            idle_timeout: Some(Duration::ZERO),
+            ..base.clone()
+        }),
+        Some(ZeroTimeout)
+    );
+    assert_eq!(
+        refuse(Config {
+            max_lifetime: Some(Duration::ZERO),
+            ..base.clone()
+        }),
+        Some(ZeroTimeout)
+    );
+    assert_eq!(
+        refuse(Config {
+            preconnect_ratio: 0.9,
+            ..base.clone()
+        }),
+        Some(BadPreconnectRatio)
+    );
+    assert_eq!(
+        refuse(Config {
+            preconnect_ratio: 3.1,
+            ..base.clone()
+        }),
+        Some(BadPreconnectRatio)
+    );
+    assert_eq!(
+        refuse(Config {
+            preconnect_ratio: f32::NAN,
+            ..base.clone()
+        }),
+        Some(BadPreconnectRatio)
+    );
+    assert_eq!(
+        refuse(Config {
+            min_idle_per_route: 3,
+            ..base.clone()
+        }),
         Some(MinIdleTooLarge)
     );
-    assert_eq!(refuse(Config { connecting_capacity: 0, ..base.clone() }), Some(ZeroConnectingCapacity));
-    assert_eq!(refuse(Config { max_leases_per_conn: Some(0), ..base.clone() }), Some(ZeroMaxLeasesPerConn));
+    assert_eq!(
+        refuse(Config {
+            min_idle_per_route: 2,
+            max_idle_per_route: Some(1),
+            ..base.clone()
+        }),
+        Some(MinIdleTooLarge)
+    );
+    assert_eq!(
+        refuse(Config {
+            connecting_capacity: 0,
+            ..base.clone()
+        }),
+        Some(ZeroConnectingCapacity)
+    );
+    assert_eq!(
+        refuse(Config {
+            max_leases_per_conn: Some(0),
+            ..base.clone()
+        }),
+        Some(ZeroMaxLeasesPerConn)
+    );
     // Bounds that are valid.
-    assert_eq!(refuse(Config { max_total: 8, max_pending: Some(8), max_leases: Some(8), ..base.clone() }), None);
-    assert_eq!(refuse(Config { preconnect_ratio: 3.0, validate_after_inactivity: Some(Duration::ZERO), ..base }), None);
+    assert_eq!(
+        refuse(Config {
+            max_total: 8,
+            max_pending: Some(8),
+            max_leases: Some(8),
+            ..base.clone()
+        }),
+        None
+    );
+    assert_eq!(
+        refuse(Config {
+            preconnect_ratio: 3.0,
+            validate_after_inactivity: Some(Duration::ZERO),
+            ..base
+        }),
+        None
+    );
 }
 
 #[test]
 fn storage_without_route_or_lease_slots_is_bad_storage() {
     let mut no_routes: Storage<Key, 4, 0, 4, 4> = Storage::new();
-    assert_eq!(Pool::new(&mut no_routes, cfg()).err(), Some(ConfigError::BadStorage));
+    assert_eq!(
+        Pool::new(&mut no_routes, cfg()).err(),
+        Some(ConfigError::BadStorage)
+    );
     let mut no_leases: Storage<Key, 4, 2, 4, 0> = Storage::new();
-    assert_eq!(Pool::new(&mut no_leases, cfg()).err(), Some(ConfigError::BadStorage));
+    assert_eq!(
+        Pool::new(&mut no_leases, cfg()).err(),
+        Some(ConfigError::BadStorage)
+    );
 }
 
 #[test]
@@ -53,11 +168,33 @@ fn invalid_route_config_is_rejected_and_creates_no_route() {
     let mut st = Store::new();
     let mut p = pool(&mut st, cfg());
     let bad = [
-        (RouteConfig { max_connections: Some(0), ..RouteConfig::default() }, ConfigError::ZeroMaxPerRoute),
-        (RouteConfig { preconnect_ratio: Some(0.5), ..RouteConfig::default() }, ConfigError::BadPreconnectRatio),
-        (RouteConfig { min_idle: Some(3), ..RouteConfig::default() }, ConfigError::MinIdleTooLarge),
         (
-            RouteConfig { max_connections: Some(1), min_idle: Some(2), ..RouteConfig::default() },
+            RouteConfig {
+                max_connections: Some(0),
+                ..RouteConfig::default()
+            },
+            ConfigError::ZeroMaxPerRoute,
+        ),
+        (
+            RouteConfig {
+                preconnect_ratio: Some(0.5),
+                ..RouteConfig::default()
+            },
+            ConfigError::BadPreconnectRatio,
+        ),
+        (
+            RouteConfig {
+                min_idle: Some(3),
+                ..RouteConfig::default()
+            },
+            ConfigError::MinIdleTooLarge,
+        ),
+        (
+            RouteConfig {
+                max_connections: Some(1),
+                min_idle: Some(2),
+                ..RouteConfig::default()
+            },
             ConfigError::MinIdleTooLarge,
         ),
     ];
@@ -66,7 +203,8 @@ fn invalid_route_config_is_rejected_and_creates_no_route() {
         quiet(&mut p);
     }
     // An empty configuration for an unknown route is a no-op.
-    p.set_route_config(&A, RouteConfig::default(), t(0)).unwrap();
+    p.set_route_config(&A, RouteConfig::default(), t(0))
+        .unwrap();
     quiet(&mut p);
     assert_eq!(p.route_stats(&A), None);
     assert_eq!(p.stats().routes, 0);
@@ -80,10 +218,19 @@ fn full_route_table_refuses_new_routes() {
         lease_connect(&mut p, k, t(0));
     }
     assert_eq!(p.stats().routes, 4);
-    assert_eq!(refused(p.lease(&"e", None, t(1), None)), LeaseError::RouteTableFull);
+    assert_eq!(
+        refused(p.lease(&"e", None, t(1), None)),
+        LeaseError::RouteTableFull
+    );
     quiet(&mut p);
-    let one = RouteConfig { max_connections: Some(1), ..RouteConfig::default() };
-    assert_eq!(p.set_route_config(&"e", one, t(1)), Err(RouteError::RouteTableFull));
+    let one = RouteConfig {
+        max_connections: Some(1),
+        ..RouteConfig::default()
+    };
+    assert_eq!(
+        p.set_route_config(&"e", one, t(1)),
+        Err(RouteError::RouteTableFull)
+    );
     quiet(&mut p);
     assert_eq!(p.route_stats(&"e"), None);
     let s = p.stats();
@@ -99,14 +246,23 @@ fn double_release_is_stale_lease_and_leaves_the_pool_consistent() {
     let l = open(&mut p, A, t(0));
     put_back(&mut p, l, t(1));
     let (s, n) = (p.stats(), *p.counters());
-    assert_eq!(p.release(l, Release::REUSE, t(2)), Err(ReleaseError::StaleLease));
-    assert_eq!(p.release(l, Release::Discard, t(2)), Err(ReleaseError::StaleLease));
+    assert_eq!(
+        p.release(l, Release::REUSE, t(2)),
+        Err(ReleaseError::StaleLease)
+    );
+    assert_eq!(
+        p.release(l, Release::Discard, t(2)),
+        Err(ReleaseError::StaleLease)
+    );
     quiet(&mut p);
     assert_eq!((p.stats(), *p.counters()), (s, n));
     // The connection is reused by another lease: the old lease is still stale.
     let l2 = granted(p.lease(&A, None, t(3), None));
     assert_eq!(l2.conn(), l.conn());
-    assert_eq!(p.release(l, Release::REUSE, t(4)), Err(ReleaseError::StaleLease));
+    assert_eq!(
+        p.release(l, Release::REUSE, t(4)),
+        Err(ReleaseError::StaleLease)
+    );
     quiet(&mut p);
     assert_eq!(p.stats().leased, 1);
     put_back(&mut p, l2, t(5));
@@ -120,7 +276,10 @@ fn lease_on_a_closed_connection_is_stale() {
     let l = open(&mut p, A, t(0));
     let v = release(&mut p, l, Release::Discard, t(1));
     assert_eq!(v[0], close(l.conn(), CloseReason::Discarded));
-    assert_eq!(p.release(l, Release::REUSE, t(2)), Err(ReleaseError::StaleLease));
+    assert_eq!(
+        p.release(l, Release::REUSE, t(2)),
+        Err(ReleaseError::StaleLease)
+    );
     quiet(&mut p);
 }
 
@@ -134,9 +293,15 @@ fn inputs_for_a_closed_connection_are_stale_conn() {
     assert_eq!(acts(&mut p)[0], close(l.conn(), CloseReason::PeerClosed));
     let c = l.conn();
     assert_eq!(p.connected(c, 1, t(3)), Err(ConnError::StaleConn));
-    assert_eq!(p.connect_failed(c, ConnectFailure::Remote, t(3)), Err(ConnError::StaleConn));
+    assert_eq!(
+        p.connect_failed(c, ConnectFailure::Remote, t(3)),
+        Err(ConnError::StaleConn)
+    );
     assert_eq!(p.peer_closed(c, t(3)), Err(ConnError::StaleConn));
-    assert_eq!(p.validated(c, Validation::Alive, t(3)), Err(ConnError::StaleConn));
+    assert_eq!(
+        p.validated(c, Validation::Alive, t(3)),
+        Err(ConnError::StaleConn)
+    );
     quiet(&mut p);
     assert_eq!(p.route_of(c), None);
     assert_eq!(*p.counters().closes.iter().max().unwrap(), 1);
@@ -150,15 +315,27 @@ fn inputs_for_a_connection_in_another_state_are_wrong_state() {
     let c = l.conn();
     // Ready (leased): not connecting, not validating.
     assert_eq!(p.connected(c, 1, t(1)), Err(ConnError::WrongState));
-    assert_eq!(p.connect_failed(c, ConnectFailure::Local, t(1)), Err(ConnError::WrongState));
-    assert_eq!(p.validated(c, Validation::Stale, t(1)), Err(ConnError::WrongState));
+    assert_eq!(
+        p.connect_failed(c, ConnectFailure::Local, t(1)),
+        Err(ConnError::WrongState)
+    );
+    assert_eq!(
+        p.validated(c, Validation::Stale, t(1)),
+        Err(ConnError::WrongState)
+    );
     quiet(&mut p);
     // Connecting: no peer close, no validation result.
     let (_w, c2) = lease_connect(&mut p, A, t(2));
     assert_eq!(p.peer_closed(c2, t(3)), Err(ConnError::WrongState));
-    assert_eq!(p.validated(c2, Validation::Alive, t(3)), Err(ConnError::WrongState));
+    assert_eq!(
+        p.validated(c2, Validation::Alive, t(3)),
+        Err(ConnError::WrongState)
+    );
     quiet(&mut p);
     let s = p.stats();
-    assert_eq!((s.connections, s.connecting, s.leased, s.pending), (2, 1, 1, 1));
+    assert_eq!(
+        (s.connections, s.connecting, s.leased, s.pending),
+        (2, 1, 1, 1)
+    );
     assert_eq!(p.counters().closes, [0; 12]);
 }

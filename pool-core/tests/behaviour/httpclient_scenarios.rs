@@ -7,7 +7,14 @@ use wharf_core::*;
 #[test]
 fn httpclient_full_total_closes_exactly_one_idle_connection_from_the_global_available_list() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_total: 3, max_per_route: 3, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 3,
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
     let ls: Vec<Lease> = (0..3).map(|_| open(&mut p, A, t(0))).collect();
     for (i, l) in ls.iter().enumerate() {
         put_back(&mut p, *l, t(10 * (i as u64 + 1)));
@@ -34,8 +41,14 @@ fn httpclient_state_matching_prefers_same_state_then_null_state() {
     p.release(l2, tagged(T1), t(20)).unwrap();
     quiet(&mut p);
     // Ready list: [c2 (T1), c1 (null)]. A T2 request takes the null-state one.
-    assert_eq!(granted(p.lease(&A, Some(T2), t(30), None)).conn(), l1.conn());
-    assert_eq!(granted(p.lease(&A, Some(T1), t(31), None)).conn(), l2.conn());
+    assert_eq!(
+        granted(p.lease(&A, Some(T2), t(30), None)).conn(),
+        l1.conn()
+    );
+    assert_eq!(
+        granted(p.lease(&A, Some(T1), t(31), None)).conn(),
+        l2.conn()
+    );
     quiet(&mut p);
 }
 
@@ -46,7 +59,10 @@ fn httpclient_lazy_set_max_per_route_serves_waiters_within_the_new_limit() {
     let l1 = open(&mut p, A, t(0));
     let l2 = open(&mut p, A, t(0));
     let w = lease_wait(&mut p, A, None, t(1));
-    let one = RouteConfig { max_connections: Some(1), ..RouteConfig::default() };
+    let one = RouteConfig {
+        max_connections: Some(1),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, one, t(2)).unwrap();
     quiet(&mut p);
     // Over the lowered limit: the released connection closes instead of
@@ -60,7 +76,13 @@ fn httpclient_lazy_set_max_per_route_serves_waiters_within_the_new_limit() {
 #[test]
 fn httpclient_update_expiry_with_keep_alive_is_bounded_by_validity() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_lifetime: Some(ms(2000)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_lifetime: Some(ms(2000)),
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     p.release(l, keep_alive(ms(60_000)), t(100)).unwrap();
     quiet(&mut p);
@@ -78,7 +100,14 @@ fn httpclient_update_expiry_with_keep_alive_is_bounded_by_validity() {
 #[test]
 fn go_max_idle_conns_per_host_closes_the_returning_connection() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 3, max_idle_per_route: Some(2), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            max_idle_per_route: Some(2),
+            ..cfg()
+        },
+    );
     let ls: Vec<Lease> = (0..3).map(|_| open(&mut p, A, t(0))).collect();
     put_back(&mut p, ls[0], t(1));
     put_back(&mut p, ls[1], t(2));
@@ -90,7 +119,13 @@ fn go_max_idle_conns_per_host_closes_the_returning_connection() {
 #[test]
 fn go_dial_completing_after_its_requester_was_served_hands_the_connection_to_the_next_waiter() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 3, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     // w1 waits and dials c2; then l comes back and serves w1 first.
     let (w1, c2) = lease_connect(&mut p, A, t(1));
@@ -108,7 +143,14 @@ fn go_dial_completing_after_its_requester_was_served_hands_the_connection_to_the
 #[test]
 fn okhttp_style_max_idle_closes_the_oldest_idle_connection() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 3, max_idle: Some(2), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            max_idle: Some(2),
+            ..cfg()
+        },
+    );
     let ls: Vec<Lease> = (0..3).map(|_| open(&mut p, A, t(0))).collect();
     put_back(&mut p, ls[0], t(1));
     put_back(&mut p, ls[1], t(2));

@@ -12,20 +12,43 @@ fn lease_on_empty_route_is_queued_and_asks_for_one_connect() {
     let c = single_connect(&p, &v, A);
     let s = p.stats();
     assert_eq!(
-        (s.connections, s.connecting, s.idle, s.leased, s.pending, s.routes, s.max_total),
+        (
+            s.connections,
+            s.connecting,
+            s.idle,
+            s.leased,
+            s.pending,
+            s.routes,
+            s.max_total
+        ),
         (1, 1, 0, 0, 1, 1, 4)
     );
     let rs = p.route_stats(&A).unwrap();
-    assert_eq!((rs.connections, rs.connecting, rs.pending, rs.limit, rs.connects), (1, 1, 1, 2, 1));
+    assert_eq!(
+        (
+            rs.connections,
+            rs.connecting,
+            rs.pending,
+            rs.limit,
+            rs.connects
+        ),
+        (1, 1, 1, 2, 1)
+    );
     let n = *p.counters();
-    assert_eq!((n.connects, n.queued, n.preconnects, n.warmups, n.grants), (1, 1, 0, 0, 0));
+    assert_eq!(
+        (n.connects, n.queued, n.preconnects, n.warmups, n.grants),
+        (1, 1, 0, 0, 0)
+    );
 
     // §6 connected: Ready, offered to the queue, the waiter is granted.
     let v = connect(&mut p, c, 1, t(3));
     let l = single_grant(&v, w);
     assert_eq!(l.conn(), c);
     let s = p.stats();
-    assert_eq!((s.connections, s.connecting, s.idle, s.leased, s.pending), (1, 0, 0, 1, 0));
+    assert_eq!(
+        (s.connections, s.connecting, s.idle, s.leased, s.pending),
+        (1, 0, 0, 1, 0)
+    );
     let n = *p.counters();
     assert_eq!((n.connected, n.grants, n.reuses), (1, 1, 0));
     assert_eq!(p.route_stats(&A).unwrap().grants, 1);
@@ -61,7 +84,13 @@ fn two_idle(p: &mut P<'_>) -> (ConnId, ConnId) {
 #[test]
 fn lifo_reuses_most_recently_released() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { reuse: ReusePolicy::Lifo, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            reuse: ReusePolicy::Lifo,
+            ..cfg()
+        },
+    );
     let (c1, c2) = two_idle(&mut p);
     assert_eq!(granted(p.lease(&A, None, t(30), None)).conn(), c2);
     ok(&p);
@@ -72,7 +101,13 @@ fn lifo_reuses_most_recently_released() {
 #[test]
 fn fifo_reuses_least_recently_released() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { reuse: ReusePolicy::Fifo, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            reuse: ReusePolicy::Fifo,
+            ..cfg()
+        },
+    );
     let (c1, c2) = two_idle(&mut p);
     assert_eq!(granted(p.lease(&A, None, t(30), None)).conn(), c1);
     ok(&p);
@@ -86,10 +121,22 @@ fn lease_with_past_deadline_fails_timeout_and_changes_nothing() {
     let mut p = pool(&mut st, cfg());
     p.handle_timeout(t(100));
     quiet(&mut p);
-    assert_eq!(refused(p.lease(&A, None, t(100), Some(t(100)))), LeaseError::Timeout);
-    assert_eq!(refused(p.lease(&A, None, t(100), Some(t(50)))), LeaseError::Timeout);
+    assert_eq!(
+        refused(p.lease(&A, None, t(100), Some(t(100)))),
+        LeaseError::Timeout
+    );
+    assert_eq!(
+        refused(p.lease(&A, None, t(100), Some(t(50)))),
+        LeaseError::Timeout
+    );
     quiet(&mut p);
-    assert_eq!(p.stats(), PoolStats { max_total: 4, ..PoolStats::default() });
+    assert_eq!(
+        p.stats(),
+        PoolStats {
+            max_total: 4,
+            ..PoolStats::default()
+        }
+    );
     assert_eq!(p.route_stats(&A), None);
     assert_eq!(*p.counters(), Counters::default());
     // A deadline in the future is accepted.
@@ -104,7 +151,10 @@ fn release_discard_closes_the_connection_with_discarded() {
     let l = open(&mut p, A, t(0));
     let ra = route(&p, l.conn());
     let v = release(&mut p, l, Release::Discard, t(5));
-    assert_eq!(v, vec![close(l.conn(), CloseReason::Discarded), route_idle(ra, A)]);
+    assert_eq!(
+        v,
+        vec![close(l.conn(), CloseReason::Discarded), route_idle(ra, A)]
+    );
     assert_eq!(p.counters().closes_for(CloseReason::Discarded), 1);
     assert_eq!(p.stats().connections, 0);
     // The next lease needs a new connection.
@@ -115,12 +165,21 @@ fn release_discard_closes_the_connection_with_discarded() {
 #[test]
 fn released_connection_serves_the_queued_waiter_not_the_idle_list() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 1, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     let w = lease_wait(&mut p, A, None, t(1));
     let v = release(&mut p, l, Release::REUSE, t(2));
     let l2 = single_grant(&v, w);
     assert_eq!(l2.conn(), l.conn());
-    assert_eq!((p.stats().idle, p.stats().pending, p.stats().leased), (0, 0, 1));
+    assert_eq!(
+        (p.stats().idle, p.stats().pending, p.stats().leased),
+        (0, 0, 1)
+    );
     assert_eq!(p.counters().reuses, 1);
 }

@@ -12,7 +12,10 @@ fn route_limit_queues_leases_beyond_it_without_connecting() {
     let (w2, c2) = lease_connect(&mut p, A, t(0));
     let w3 = lease_wait(&mut p, A, None, t(0));
     let rs = p.route_stats(&A).unwrap();
-    assert_eq!((rs.connections, rs.connecting, rs.pending, rs.limit), (2, 2, 3, 2));
+    assert_eq!(
+        (rs.connections, rs.connecting, rs.pending, rs.limit),
+        (2, 2, 3, 2)
+    );
     assert_eq!(p.counters().connects, 2);
 
     let v = connect(&mut p, c1, 1, t(1));
@@ -27,7 +30,13 @@ fn route_limit_queues_leases_beyond_it_without_connecting() {
 #[test]
 fn total_limit_evicts_the_lru_idle_connection_of_another_route() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_total: 2, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 2,
+            ..cfg()
+        },
+    );
     let l1 = open(&mut p, A, t(0));
     let l2 = open(&mut p, A, t(0));
     put_back(&mut p, l1, t(10));
@@ -53,7 +62,13 @@ fn total_limit_evicts_the_lru_idle_connection_of_another_route() {
 #[test]
 fn total_limit_blocks_the_route_until_an_idle_connection_can_be_evicted() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_total: 2, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 2,
+            ..cfg()
+        },
+    );
     let l1 = open(&mut p, A, t(0));
     let _l2 = open(&mut p, A, t(0));
     // Nothing idle to evict: B waits without a connect.
@@ -73,7 +88,13 @@ fn total_limit_blocks_the_route_until_an_idle_connection_can_be_evicted() {
 #[test]
 fn total_limit_unblocks_the_blocked_route_when_a_connection_closes() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_total: 2, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 2,
+            ..cfg()
+        },
+    );
     let l1 = open(&mut p, A, t(0));
     let _l2 = open(&mut p, A, t(0));
     let w = lease_wait(&mut p, B, None, t(1));
@@ -93,7 +114,10 @@ fn lowering_the_route_limit_closes_nothing_at_once_and_excess_closes_on_release(
     let mut p = pool(&mut st, cfg());
     let l1 = open(&mut p, A, t(0));
     let l2 = open(&mut p, A, t(0));
-    let one = RouteConfig { max_connections: Some(1), ..RouteConfig::default() };
+    let one = RouteConfig {
+        max_connections: Some(1),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, one, t(1)).unwrap();
     quiet(&mut p);
     let rs = p.route_stats(&A).unwrap();
@@ -111,7 +135,15 @@ fn lowering_the_route_limit_closes_nothing_at_once_and_excess_closes_on_release(
 #[test]
 fn starvation_guard_opens_one_connection_for_a_route_with_none() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_total: 1, max_per_route: 1, starvation_guard: true, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            max_per_route: 1,
+            starvation_guard: true,
+            ..cfg()
+        },
+    );
     let _la = open(&mut p, A, t(0));
     // max_total is reached and nothing is idle, but B has no connection at all.
     let (w, cb) = lease_connect(&mut p, B, t(1));
@@ -132,7 +164,14 @@ fn starvation_guard_opens_one_connection_for_a_route_with_none() {
 #[test]
 fn without_starvation_guard_a_route_waits_at_the_total_limit() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_total: 1, max_per_route: 1, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
     let la = open(&mut p, A, t(0));
     let ra = route(&p, la.conn());
     let w = lease_wait(&mut p, B, None, t(1));
@@ -157,7 +196,13 @@ fn without_starvation_guard_a_route_waits_at_the_total_limit() {
 #[test]
 fn max_idle_per_route_closes_the_returning_connection() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_idle_per_route: Some(1), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_idle_per_route: Some(1),
+            ..cfg()
+        },
+    );
     let l1 = open(&mut p, A, t(0));
     let l2 = open(&mut p, A, t(0));
     put_back(&mut p, l1, t(1));
@@ -171,7 +216,13 @@ fn max_idle_per_route_closes_the_returning_connection() {
 #[test]
 fn max_idle_closes_the_global_lru_idle_connection() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_idle: Some(1), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_idle: Some(1),
+            ..cfg()
+        },
+    );
     let la = open(&mut p, A, t(0));
     let lb = open(&mut p, B, t(0));
     let ra = route(&p, la.conn());
@@ -179,7 +230,10 @@ fn max_idle_closes_the_global_lru_idle_connection() {
     // B's connection goes idle: 2 idle > 1, A's (least recently used) closes,
     // and A, now empty, is idle.
     let v = release(&mut p, lb, Release::REUSE, t(20));
-    assert_eq!(v, vec![close(la.conn(), CloseReason::IdleLimit), route_idle(ra, A)]);
+    assert_eq!(
+        v,
+        vec![close(la.conn(), CloseReason::IdleLimit), route_idle(ra, A)]
+    );
     assert_eq!(p.counters().closes_for(CloseReason::IdleLimit), 1);
     assert_eq!(p.stats().idle, 1);
     assert_eq!(granted(p.lease(&B, None, t(21), None)).conn(), lb.conn());

@@ -11,7 +11,14 @@ fn connects(v: &Acts) -> Vec<ConnId> {
 #[test]
 fn preconnect_ratio_opens_connections_beyond_the_demand() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 4, preconnect_ratio: 1.5, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            preconnect_ratio: 1.5,
+            ..cfg()
+        },
+    );
     let _w = queued(p.lease(&A, None, t(0), None));
     // Demand: 1 > 0 -> connect. Preconnect: 1 * 1.5 > 1 -> connect; 1.5 > 2 stops.
     let v = acts(&mut p);
@@ -23,7 +30,14 @@ fn preconnect_ratio_opens_connections_beyond_the_demand() {
 #[test]
 fn ratio_one_never_preconnects() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 4, preconnect_ratio: 1.0, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            preconnect_ratio: 1.0,
+            ..cfg()
+        },
+    );
     let (w, c) = lease_connect(&mut p, A, t(0));
     let v = connect(&mut p, c, 1, t(1));
     single_grant(&v, w);
@@ -33,13 +47,23 @@ fn ratio_one_never_preconnects() {
 #[test]
 fn preconnect_makes_at_most_three_connects_per_trigger_and_never_passes_limits() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_total: 8, max_per_route: 8, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 8,
+            max_per_route: 8,
+            ..cfg()
+        },
+    );
     for _ in 0..3 {
         lease_connect(&mut p, A, t(0));
     }
     // 3 queued, 3 connecting: ratio 3 wants 9 connections' worth of capacity,
     // but one trigger makes at most 3 connects.
-    let r3 = RouteConfig { preconnect_ratio: Some(3.0), ..RouteConfig::default() };
+    let r3 = RouteConfig {
+        preconnect_ratio: Some(3.0),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, r3, t(1)).unwrap();
     let v = acts(&mut p);
     assert_eq!(connects(&v).len(), 3, "{v:?}");
@@ -59,7 +83,14 @@ fn preconnect_makes_at_most_three_connects_per_trigger_and_never_passes_limits()
 #[test]
 fn preconnect_counts_the_spare_capacity_of_open_connections() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 4, preconnect_ratio: 1.5, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            preconnect_ratio: 1.5,
+            ..cfg()
+        },
+    );
     let w = queued(p.lease(&A, None, t(0), None));
     let v = acts(&mut p);
     let cs = connects(&v);
@@ -88,14 +119,28 @@ fn preconnect_counts_the_spare_capacity_of_open_connections() {
 #[test]
 fn preconnect_is_paused_by_the_retry_backoff() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 4, preconnect_ratio: 2.0, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            preconnect_ratio: 2.0,
+            ..cfg()
+        },
+    );
     let w1 = queued(p.lease(&A, None, t(0), None));
     let v = acts(&mut p);
     let cs = connects(&v);
     assert_eq!(cs.len(), 2, "{v:?}");
     assert_eq!(p.counters().preconnects, 1);
-    p.connect_failed(cs[0], ConnectFailure::Remote, t(5)).unwrap();
-    assert_eq!(acts(&mut p), vec![failed(w1, FailReason::ConnectFailed(ConnectFailure::Remote))]);
+    p.connect_failed(cs[0], ConnectFailure::Remote, t(5))
+        .unwrap();
+    assert_eq!(
+        acts(&mut p),
+        vec![failed(
+            w1,
+            FailReason::ConnectFailed(ConnectFailure::Remote)
+        )]
+    );
     // 1 queued * 2.0 > 1 connecting would preconnect, but the backoff (until
     // 1005 ms) pauses it; demand (1 > 1) does not ask for one.
     let _w2 = lease_wait(&mut p, A, None, t(10));
@@ -110,7 +155,10 @@ fn preconnect_is_paused_by_the_retry_backoff() {
 fn min_idle_warms_up_a_configured_route_within_its_limit() {
     let mut st = Store::new();
     let mut p = pool(&mut st, cfg());
-    let warm = RouteConfig { min_idle: Some(2), ..RouteConfig::default() };
+    let warm = RouteConfig {
+        min_idle: Some(2),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, warm, t(0)).unwrap();
     let v = acts(&mut p);
     assert_eq!(connects(&v).len(), 2, "{v:?}");
@@ -127,7 +175,13 @@ fn min_idle_warms_up_a_configured_route_within_its_limit() {
 #[test]
 fn global_min_idle_warms_up_after_a_route_is_used() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { min_idle_per_route: 1, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            min_idle_per_route: 1,
+            ..cfg()
+        },
+    );
     // The connecting connection counts towards min_idle: one connect only.
     let (w, c1) = lease_connect(&mut p, A, t(0));
     assert_eq!(p.counters().warmups, 0);
@@ -142,13 +196,25 @@ fn global_min_idle_warms_up_after_a_route_is_used() {
 #[test]
 fn warm_up_never_passes_the_total_limit_and_never_evicts() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_total: 1, ..cfg() });
-    let warm = RouteConfig { min_idle: Some(2), ..RouteConfig::default() };
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            ..cfg()
+        },
+    );
+    let warm = RouteConfig {
+        min_idle: Some(2),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, warm, t(0)).unwrap();
     let v = acts(&mut p);
     let c1 = single_connect(&p, &v, A);
     assert_eq!(connect(&mut p, c1, 1, t(1)), vec![]);
-    let one = RouteConfig { min_idle: Some(1), ..RouteConfig::default() };
+    let one = RouteConfig {
+        min_idle: Some(1),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&B, one, t(2)).unwrap();
     quiet(&mut p);
     assert_eq!(p.stats().connections, 1);
@@ -160,7 +226,10 @@ fn warm_up_never_passes_the_total_limit_and_never_evicts() {
 fn warm_up_pauses_after_a_connect_failure_until_the_backoff_ends() {
     let mut st = Store::new();
     let mut p = pool(&mut st, cfg());
-    let warm = RouteConfig { min_idle: Some(1), ..RouteConfig::default() };
+    let warm = RouteConfig {
+        min_idle: Some(1),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, warm, t(0)).unwrap();
     let v = acts(&mut p);
     let c1 = single_connect(&p, &v, A);

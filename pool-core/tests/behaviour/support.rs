@@ -134,7 +134,9 @@ pub fn grant_of(a: &Action<Key>) -> (WaiterId, Lease) {
 pub fn single_connect(p: &P<'_>, v: &Acts, key: Key) -> ConnId {
     assert_eq!(v.len(), 1, "expected exactly one Connect, got {v:?}");
     let c = connect_of(&v[0]);
-    let Action::Connect { route, .. } = v[0] else { unreachable!() };
+    let Action::Connect { route, .. } = v[0] else {
+        unreachable!()
+    };
     assert_eq!(p.route_key(route), Some(&key));
     assert_eq!(p.route_of(c), Some(route));
     c
@@ -212,12 +214,18 @@ pub fn put_back(p: &mut P<'_>, lease: Lease, now: Instant) {
 
 /// Release for reuse with a tag.
 pub fn tagged(tag: Tag) -> Release {
-    Release::Reuse { keep_alive: None, tag: Some(tag) }
+    Release::Reuse {
+        keep_alive: None,
+        tag: Some(tag),
+    }
 }
 
 /// Release for reuse with a keep-alive.
 pub fn keep_alive(d: Duration) -> Release {
-    Release::Reuse { keep_alive: Some(d), tag: None }
+    Release::Reuse {
+        keep_alive: Some(d),
+        tag: None,
+    }
 }
 
 pub fn close(conn: ConnId, reason: CloseReason) -> Action<Key> {

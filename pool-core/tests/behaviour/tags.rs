@@ -7,7 +7,13 @@ use wharf_core::*;
 #[test]
 fn tagged_lease_takes_same_tag_first_then_untagged_and_skips_other_tags() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 3, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
     let l1 = open(&mut p, A, t(0));
     let l2 = open(&mut p, A, t(0));
     let l3 = open(&mut p, A, t(0));
@@ -19,13 +25,22 @@ fn tagged_lease_takes_same_tag_first_then_untagged_and_skips_other_tags() {
     quiet(&mut p);
 
     // T2: the connection tagged T2 although it is last in the list.
-    assert_eq!(granted(p.lease(&A, Some(T2), t(20), None)).conn(), l1.conn());
+    assert_eq!(
+        granted(p.lease(&A, Some(T2), t(20), None)).conn(),
+        l1.conn()
+    );
     ok(&p);
     // T3: no connection tagged T3; the untagged one, skipping c3 (T1).
-    assert_eq!(granted(p.lease(&A, Some(T3), t(21), None)).conn(), l2.conn());
+    assert_eq!(
+        granted(p.lease(&A, Some(T3), t(21), None)).conn(),
+        l2.conn()
+    );
     ok(&p);
     // T1: its own connection.
-    assert_eq!(granted(p.lease(&A, Some(T1), t(22), None)).conn(), l3.conn());
+    assert_eq!(
+        granted(p.lease(&A, Some(T1), t(22), None)).conn(),
+        l3.conn()
+    );
     quiet(&mut p);
     assert_eq!(p.counters().reuses, 3);
 }
@@ -45,7 +60,10 @@ fn untagged_lease_takes_only_untagged_connections() {
     let v = connect(&mut p, c2, 1, t(12));
     assert_eq!(single_grant(&v, w).conn(), c2);
     // The tagged connection is still there for a T1 lease.
-    assert_eq!(granted(p.lease(&A, Some(T1), t(13), None)).conn(), l1.conn());
+    assert_eq!(
+        granted(p.lease(&A, Some(T1), t(13), None)).conn(),
+        l1.conn()
+    );
     quiet(&mut p);
 }
 
@@ -83,19 +101,31 @@ fn route_limit_closes_mismatched_idle_connections_from_the_back_for_a_waiting_le
     assert_eq!(p.counters().closes_for(CloseReason::RouteLimit), 1);
     assert_eq!(p.counters().closes_for(CloseReason::Evicted), 0);
     let rs = p.route_stats(&A).unwrap();
-    assert_eq!((rs.connections, rs.idle, rs.connecting, rs.pending), (2, 1, 1, 1));
+    assert_eq!(
+        (rs.connections, rs.idle, rs.connecting, rs.pending),
+        (2, 1, 1, 1)
+    );
 
     let v = connect(&mut p, c3, 1, t(31));
     assert_eq!(single_grant(&v, w).conn(), c3);
     // c2 (T2) survived.
-    assert_eq!(granted(p.lease(&A, Some(T2), t(32), None)).conn(), l2.conn());
+    assert_eq!(
+        granted(p.lease(&A, Some(T2), t(32), None)).conn(),
+        l2.conn()
+    );
     quiet(&mut p);
 }
 
 #[test]
 fn waiting_lease_under_the_route_limit_does_not_close_mismatched_connections() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 3, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
     let l1 = open(&mut p, A, t(0));
     let l2 = open(&mut p, A, t(0));
     p.release(l1, tagged(T1), t(10)).unwrap();

@@ -7,12 +7,21 @@ use wharf_core::*;
 #[test]
 fn idle_timeout_closes_an_idle_connection() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { idle_timeout: Some(ms(1000)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            idle_timeout: Some(ms(1000)),
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     let ra = route(&p, l.conn());
     put_back(&mut p, l, t(100));
     assert_eq!(tick(&mut p, t(1099)), vec![]);
-    assert_eq!(tick(&mut p, t(1100)), vec![close(l.conn(), CloseReason::IdleTimeout), route_idle(ra, A)]);
+    assert_eq!(
+        tick(&mut p, t(1100)),
+        vec![close(l.conn(), CloseReason::IdleTimeout), route_idle(ra, A)]
+    );
     assert_eq!(p.counters().closes_for(CloseReason::IdleTimeout), 1);
     assert_eq!(p.stats().connections, 0);
 }
@@ -20,7 +29,13 @@ fn idle_timeout_closes_an_idle_connection() {
 #[test]
 fn idle_timeout_counts_from_the_last_release() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { idle_timeout: Some(ms(1000)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            idle_timeout: Some(ms(1000)),
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     put_back(&mut p, l, t(100));
     let l = granted(p.lease(&A, None, t(900), None));
@@ -29,32 +44,53 @@ fn idle_timeout_counts_from_the_last_release() {
     assert_eq!(tick(&mut p, t(1500)), vec![]);
     put_back(&mut p, l, t(1600));
     assert_eq!(tick(&mut p, t(2599)), vec![]);
-    assert_eq!(tick(&mut p, t(2600))[0], close(l.conn(), CloseReason::IdleTimeout));
+    assert_eq!(
+        tick(&mut p, t(2600))[0],
+        close(l.conn(), CloseReason::IdleTimeout)
+    );
 }
 
 #[test]
 fn keep_alive_sets_the_expiry_of_a_released_connection() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_lifetime: Some(ms(10_000)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_lifetime: Some(ms(10_000)),
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     let ra = route(&p, l.conn());
     p.release(l, keep_alive(ms(3000)), t(1000)).unwrap();
     quiet(&mut p);
     assert_eq!(tick(&mut p, t(3999)), vec![]);
-    assert_eq!(tick(&mut p, t(4000)), vec![close(l.conn(), CloseReason::Expired), route_idle(ra, A)]);
+    assert_eq!(
+        tick(&mut p, t(4000)),
+        vec![close(l.conn(), CloseReason::Expired), route_idle(ra, A)]
+    );
     assert_eq!(p.counters().closes_for(CloseReason::Expired), 1);
 }
 
 #[test]
 fn keep_alive_never_extends_past_the_lifetime() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_lifetime: Some(ms(10_000)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_lifetime: Some(ms(10_000)),
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     let ra = route(&p, l.conn());
     p.release(l, keep_alive(ms(5000)), t(8000)).unwrap();
     quiet(&mut p);
     assert_eq!(tick(&mut p, t(9999)), vec![]);
-    assert_eq!(tick(&mut p, t(10_000)), vec![close(l.conn(), CloseReason::Expired), route_idle(ra, A)]);
+    assert_eq!(
+        tick(&mut p, t(10_000)),
+        vec![close(l.conn(), CloseReason::Expired), route_idle(ra, A)]
+    );
 }
 
 #[test]
@@ -64,13 +100,22 @@ fn release_with_zero_keep_alive_closes_expired_at_once() {
     let l = open(&mut p, A, t(0));
     let ra = route(&p, l.conn());
     let v = release(&mut p, l, keep_alive(Duration::ZERO), t(5));
-    assert_eq!(v, vec![close(l.conn(), CloseReason::Expired), route_idle(ra, A)]);
+    assert_eq!(
+        v,
+        vec![close(l.conn(), CloseReason::Expired), route_idle(ra, A)]
+    );
 }
 
 #[test]
 fn expired_idle_connection_is_never_leased() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_lifetime: Some(ms(1000)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_lifetime: Some(ms(1000)),
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     put_back(&mut p, l, t(500));
     // At 1000 ms the lifetime ends: the lease first closes it, then needs a new one
@@ -87,7 +132,13 @@ fn expired_idle_connection_is_never_leased() {
 #[test]
 fn lifetime_drains_a_connection_with_leases_and_closes_it_on_release() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_lifetime: Some(ms(1000)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_lifetime: Some(ms(1000)),
+            ..cfg()
+        },
+    );
     let (w, c1) = lease_connect(&mut p, A, t(0));
     // Capacity 2: still available while it carries one lease.
     let v = connect(&mut p, c1, 2, t(0));
@@ -109,8 +160,17 @@ fn lifetime_drains_a_connection_with_leases_and_closes_it_on_release() {
 #[test]
 fn idle_timeout_applies_below_min_idle_and_warm_up_reopens() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { idle_timeout: Some(ms(1000)), ..cfg() });
-    let warm = RouteConfig { min_idle: Some(1), ..RouteConfig::default() };
+    let mut p = pool(
+        &mut st,
+        Config {
+            idle_timeout: Some(ms(1000)),
+            ..cfg()
+        },
+    );
+    let warm = RouteConfig {
+        min_idle: Some(1),
+        ..RouteConfig::default()
+    };
     p.set_route_config(&A, warm, t(0)).unwrap();
     let v = acts(&mut p);
     let c1 = single_connect(&p, &v, A);
@@ -128,20 +188,32 @@ fn idle_timeout_applies_below_min_idle_and_warm_up_reopens() {
 #[test]
 fn time_going_backwards_is_treated_as_the_previous_now() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 1, ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     let ra = route(&p, l.conn());
     let w = queued(p.lease(&A, None, t(1), Some(t(100))));
     quiet(&mut p);
     assert_eq!(tick(&mut p, t(200)), vec![failed(w, FailReason::Timeout)]);
     // "50 ms" is taken as 200 ms: a deadline of 100 ms has passed.
-    assert_eq!(refused(p.lease(&A, None, t(50), Some(t(100)))), LeaseError::Timeout);
+    assert_eq!(
+        refused(p.lease(&A, None, t(50), Some(t(100)))),
+        LeaseError::Timeout
+    );
     ok(&p);
     // A release "at 10 ms" with a 500 ms keep-alive expires at 200 + 500.
     p.release(l, keep_alive(ms(500)), t(10)).unwrap();
     quiet(&mut p);
     assert_eq!(tick(&mut p, t(699)), vec![]);
-    assert_eq!(tick(&mut p, t(700)), vec![close(l.conn(), CloseReason::Expired), route_idle(ra, A)]);
+    assert_eq!(
+        tick(&mut p, t(700)),
+        vec![close(l.conn(), CloseReason::Expired), route_idle(ra, A)]
+    );
 }
 
 #[test]
@@ -157,7 +229,14 @@ fn poll_timeout_is_none_without_any_deadline() {
 #[test]
 fn poll_timeout_reports_the_earliest_deadline() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_per_route: 1, idle_timeout: Some(ms(5000)), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            idle_timeout: Some(ms(5000)),
+            ..cfg()
+        },
+    );
     let lb = open(&mut p, B, t(0));
     let la = open(&mut p, A, t(0));
     // Idle since 10 ms: its idle deadline is 5010 ms.

@@ -4,7 +4,10 @@ use crate::support::*;
 use wharf_core::*;
 
 fn validating() -> Config {
-    Config { validate_after_inactivity: Some(ms(1000)), ..cfg() }
+    Config {
+        validate_after_inactivity: Some(ms(1000)),
+        ..cfg()
+    }
 }
 
 fn validate_of(a: &Action<Key>) -> ConnId {
@@ -41,7 +44,13 @@ fn idle_connection_inactive_past_the_threshold_is_validated_before_it_is_granted
 #[test]
 fn zero_threshold_validates_every_reuse() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { validate_after_inactivity: Some(Duration::ZERO), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            validate_after_inactivity: Some(Duration::ZERO),
+            ..cfg()
+        },
+    );
     let l = open(&mut p, A, t(0));
     put_back(&mut p, l, t(10));
     let _w = queued(p.lease(&A, None, t(10), None));
@@ -62,10 +71,16 @@ fn stale_validation_closes_it_and_the_waiter_tries_the_next_idle_connection() {
     p.validated(l2.conn(), Validation::Stale, t(5001)).unwrap();
     assert_eq!(
         acts(&mut p),
-        vec![close(l2.conn(), CloseReason::Stale), Action::Validate { conn: l1.conn() }]
+        vec![
+            close(l2.conn(), CloseReason::Stale),
+            Action::Validate { conn: l1.conn() }
+        ]
     );
     let n = *p.counters();
-    assert_eq!((n.stale, n.validations, n.closes_for(CloseReason::Stale)), (1, 2, 1));
+    assert_eq!(
+        (n.stale, n.validations, n.closes_for(CloseReason::Stale)),
+        (1, 2, 1)
+    );
 
     p.validated(l1.conn(), Validation::Alive, t(5002)).unwrap();
     let v = acts(&mut p);
@@ -97,10 +112,16 @@ fn validated_before_its_validate_was_polled_is_wrong_state() {
     let l = open(&mut p, A, t(0));
     put_back(&mut p, l, t(10));
     // Ready, not validating.
-    assert_eq!(p.validated(l.conn(), Validation::Alive, t(11)), Err(ConnError::WrongState));
+    assert_eq!(
+        p.validated(l.conn(), Validation::Alive, t(11)),
+        Err(ConnError::WrongState)
+    );
     ok(&p);
     let w = queued(p.lease(&A, None, t(5000), None));
-    assert_eq!(p.validated(l.conn(), Validation::Alive, t(5000)), Err(ConnError::WrongState));
+    assert_eq!(
+        p.validated(l.conn(), Validation::Alive, t(5000)),
+        Err(ConnError::WrongState)
+    );
     ok(&p);
     assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
     p.validated(l.conn(), Validation::Alive, t(5001)).unwrap();

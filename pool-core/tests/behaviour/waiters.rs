@@ -5,7 +5,10 @@ use crate::support::*;
 use wharf_core::*;
 
 fn one_per_route() -> Config {
-    Config { max_per_route: 1, ..cfg() }
+    Config {
+        max_per_route: 1,
+        ..cfg()
+    }
 }
 
 #[test]
@@ -51,7 +54,13 @@ fn incompatible_waiters_are_skipped_and_keep_their_place() {
 #[test]
 fn full_waiter_queue_overflows_synchronously() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_pending: Some(2), ..one_per_route() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_pending: Some(2),
+            ..one_per_route()
+        },
+    );
     let _l = open(&mut p, A, t(0));
     let _w1 = lease_wait(&mut p, A, None, t(1));
     let _w2 = lease_wait(&mut p, A, None, t(2));
@@ -72,7 +81,13 @@ fn full_waiter_queue_overflows_synchronously() {
 #[test]
 fn grant_at_max_leases_fails_the_waiter_with_overflow_and_lease_is_refused() {
     let mut st = Store::new();
-    let mut p = pool(&mut st, Config { max_leases: Some(1), ..cfg() });
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_leases: Some(1),
+            ..cfg()
+        },
+    );
     let (w1, c1) = lease_connect(&mut p, A, t(0));
     let (w2, c2) = lease_connect(&mut p, A, t(0));
     let v = connect(&mut p, c1, 1, t(1));
@@ -81,7 +96,10 @@ fn grant_at_max_leases_fails_the_waiter_with_overflow_and_lease_is_refused() {
     let v = connect(&mut p, c2, 1, t(2));
     assert_eq!(v, vec![failed(w2, FailReason::Overflow)]);
     assert_eq!(p.counters().overflows, 1);
-    assert_eq!((p.stats().idle, p.stats().pending, p.stats().leased), (1, 0, 1));
+    assert_eq!(
+        (p.stats().idle, p.stats().pending, p.stats().leased),
+        (1, 0, 1)
+    );
 
     // An idle connection exists but the lease limit is reached: refused at once.
     assert_eq!(refused(p.lease(&A, None, t(3), None)), LeaseError::Overflow);
@@ -110,7 +128,10 @@ fn waiter_deadline_fails_the_waiter_with_timeout() {
     // It is gone: the released connection goes idle instead of to it.
     put_back(&mut p, l, t(101));
     assert_eq!(p.stats().idle, 1);
-    assert_eq!(p.cancel(w, CancelPolicy::Default, t(102)), Err(CancelError::StaleWaiter));
+    assert_eq!(
+        p.cancel(w, CancelPolicy::Default, t(102)),
+        Err(CancelError::StaleWaiter)
+    );
     ok(&p);
 }
 
@@ -140,7 +161,10 @@ fn cancel_removes_a_queued_waiter() {
     assert_eq!(p.stats().pending, 0);
     put_back(&mut p, l, t(3));
     assert_eq!(p.stats().idle, 1);
-    assert_eq!(p.cancel(w, CancelPolicy::Default, t(4)), Err(CancelError::StaleWaiter));
+    assert_eq!(
+        p.cancel(w, CancelPolicy::Default, t(4)),
+        Err(CancelError::StaleWaiter)
+    );
     ok(&p);
 }
 
@@ -186,7 +210,10 @@ fn cancel_after_grant_before_poll_gives_the_connection_to_the_next_waiter() {
     let v = acts(&mut p);
     assert_eq!(single_grant(&v, w2).conn(), l.conn());
     assert_eq!(p.counters().cancels, 1);
-    assert_eq!((p.stats().leased, p.stats().pending, p.stats().idle), (1, 0, 0));
+    assert_eq!(
+        (p.stats().leased, p.stats().pending, p.stats().idle),
+        (1, 0, 0)
+    );
 }
 
 #[test]
@@ -198,7 +225,10 @@ fn cancel_after_grant_before_poll_with_no_other_waiter_returns_the_connection_id
     ok(&p);
     p.cancel(w, CancelPolicy::Default, t(1)).unwrap();
     quiet(&mut p);
-    assert_eq!((p.stats().leased, p.stats().pending, p.stats().idle), (0, 0, 1));
+    assert_eq!(
+        (p.stats().leased, p.stats().pending, p.stats().idle),
+        (0, 0, 1)
+    );
     assert_eq!(granted(p.lease(&A, None, t(2), None)).conn(), c);
     quiet(&mut p);
 }
@@ -210,7 +240,10 @@ fn cancel_after_the_answer_was_polled_is_stale_waiter() {
     let (w, c) = lease_connect(&mut p, A, t(0));
     let v = connect(&mut p, c, 1, t(1));
     let l = single_grant(&v, w);
-    assert_eq!(p.cancel(w, CancelPolicy::Default, t(2)), Err(CancelError::StaleWaiter));
+    assert_eq!(
+        p.cancel(w, CancelPolicy::Default, t(2)),
+        Err(CancelError::StaleWaiter)
+    );
     quiet(&mut p);
     assert_eq!(p.counters().cancels, 0);
     // The caller still owns the lease.
@@ -231,7 +264,10 @@ fn cancel_of_a_failed_unpolled_waiter_withdraws_the_failure() {
     p.cancel(w, CancelPolicy::Default, t(100)).unwrap();
     quiet(&mut p);
     assert_eq!(p.stats().pending, 0);
-    assert_eq!(p.cancel(w, CancelPolicy::Default, t(101)), Err(CancelError::StaleWaiter));
+    assert_eq!(
+        p.cancel(w, CancelPolicy::Default, t(101)),
+        Err(CancelError::StaleWaiter)
+    );
 }
 
 #[test]
