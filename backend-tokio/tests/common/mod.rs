@@ -1,0 +1,263 @@
+//! A loopback test server that can be told to misbehave, and a tiny client.
+//!
+//! Protocol: the client sends a line; the server answers one line.
+//! - `REQ\n` -> `OK <conn> <n>\n` (`OK <conn> <n> close\n` and a close when
+//!   the connection reached `max_requests`).
+//! - `RST\n` -> the server resets the connection (SO_LINGER 0, close).
+//!
+//! Connection counting is exact on the server side: a connection counts from
+//! its accept until the server sees its end. Before counting a new
+//! connection, the server checks every live one for a FIN with a
+//! non-blocking peek, so a connection the client closed before it opened the
+//! next one is never counted twice.
+#![allow(dead_code)]
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Concurrent connection counter.
+#[derive(Default, Debug)]
+pub struct Tracker {
+    pub current: AtomicUsize,
+    pub max: AtomicUsize,
+    pub accepted: AtomicUsize,
+}
+
+impl Tracker {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Tracker::default())
+    }
+    fn inc(&self) {
+        let c = self.current.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(c, Ordering::SeqCst);
+        self.accepted.fetch_add(1, Ordering::SeqCst);
+    }
+    fn dec(&self) {
+        self.current.fetch_sub(1, Ordering::SeqCst);
+    }
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::SeqCst)
+    }
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// How the server behaves.
+#[derive(Clone, Debug, Default)]
+pub struct Opts {
+    /// Close a connection that sent nothing for this long.
+    pub idle_close: Option<Duration>,
+    /// Close a connection after this many requests (the last answer says `close`).
+    pub max_requests: Option<u64>,
+    /// Wait this long before each accept.
+    pub accept_delay: Option<Duration>,
+    /// Also count connections in this tracker (shared by several servers).
+    pub global: Option<Arc<Tracker>>,
+}
+
+struct Entry {
+    stream: TcpStream,
+    counted: AtomicBool,
+}
+
+struct State {
+    opts: Opts,
+    tracker: Arc<Tracker>,
+    live: Mutex<Vec<Arc<Entry>>>,
+    seq: AtomicU64,
+}
+
+impl State {
+    fn retire(&self, e: &Arc<Entry>) {
+        if e.counted.swap(false, Ordering::SeqCst) {
+            self.tracker.dec();
+            if let Some(g) = &self.opts.global {
+                g.dec();
+            }
+        }
+        self.live.lock().unwrap().retain(|x| !Arc::ptr_eq(x, e));
+    }
+
+    /// Retires every live connection whose peer already closed it.
+    fn reap(&self) {
+        let ended: Vec<Arc<Entry>> =
+            self.live.lock().unwrap().iter().filter(|e| peer_ended(&e.stream)).cloned().collect();
+        for e in ended {
+            self.retire(&e);
+        }
+    }
+}
+
+fn peer_ended(s: &TcpStream) -> bool {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(s).peek(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+    }
+}
+
+/// A running test server on 127.0.0.1.
+pub struct Server {
+    pub port: u16,
+    pub tracker: Arc<Tracker>,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    pub async fn start(opts: Opts) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tracker = Tracker::new();
+        let state = Arc::new(State { opts, tracker: tracker.clone(), live: Mutex::new(Vec::new()), seq: AtomicU64::new(0) });
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(d) = st.opts.accept_delay {
+                    tokio::time::sleep(d).await;
+                }
+                let Ok((stream, _)) = listener.accept().await else { return };
+                st.reap();
+                let entry = Arc::new(Entry { stream, counted: AtomicBool::new(true) });
+                st.tracker.inc();
+                if let Some(g) = &st.opts.global {
+                    g.inc();
+                }
+                st.live.lock().unwrap().push(entry.clone());
+                let id = st.seq.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(st.clone(), entry, id));
+            }
+        });
+        Server { port, tracker, state, task }
+    }
+
+    pub fn route(&self) -> (String, u16) {
+        (String::from("127.0.0.1"), self.port)
+    }
+
+    /// Waits (bounded) until the server counts `n` live connections.
+    pub async fn wait_current(&self, n: usize) -> usize {
+        for _ in 0..500 {
+            self.state.reap();
+            if self.tracker.current() == n {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.tracker.current()
+    }
+}
+
+async fn read_some(s: &TcpStream, buf: &mut [u8], idle: Option<Duration>) -> io::Result<usize> {
+    loop {
+        let ready = s.readable();
+        match idle {
+            Some(d) => match tokio::time::timeout(d, ready).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
+            },
+            None => ready.await?,
+        }
+        match s.try_read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn write_all(s: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        s.writable().await?;
+        match s.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn serve(st: Arc<State>, e: Arc<Entry>, id: u64) {
+    let mut buf = [0u8; 256];
+    let mut line = Vec::new();
+    let mut served = 0u64;
+    loop {
+        let n = match read_some(&e.stream, &mut buf, st.opts.idle_close).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        line.extend_from_slice(&buf[..n]);
+        while let Some(pos) = line.iter().position(|&b| b == b'\n') {
+            let req: Vec<u8> = line.drain(..=pos).collect();
+            if req.starts_with(b"RST") {
+                let _ = socket2::SockRef::from(&e.stream).set_linger(Some(Duration::ZERO));
+                st.retire(&e);
+                return; // the last reference drops here: RST
+            }
+            served += 1;
+            let close = st.opts.max_requests.is_some_and(|m| served >= m);
+            let reply = format!("OK {id} {served}{}\n", if close { " close" } else { "" });
+            if write_all(&e.stream, reply.as_bytes()).await.is_err() {
+                st.retire(&e);
+                return;
+            }
+            if close {
+                st.retire(&e);
+                return;
+            }
+        }
+    }
+    st.retire(&e);
+}
+
+/// Sends `REQ` and reads the one-line answer.
+pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<String> {
+    s.write_all(b"REQ\n").await?;
+    read_line(s).await
+}
+
+/// Reads one line (the server never sends more than one per request).
+pub async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<String> {
+    let mut out = Vec::new();
+    let mut b = [0u8; 64];
+    loop {
+        let n = s.read(&mut b).await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+        }
+        out.extend_from_slice(&b[..n]);
+        if out.last() == Some(&b'\n') {
+            return Ok(String::from_utf8_lossy(&out).trim_end().to_string());
+        }
+    }
+}
+
+/// Waits (bounded) until `f` holds.
+pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f()
+}
