@@ -1,0 +1,224 @@
+//! Differential test: random operation sequences run against the core and
+//! against an independent reference model (`tests/model/`), comparing every
+//! return value, every action (in order, modulo handle mapping), the gauges,
+//! the counters and `check_invariants()` after every step.
+//!
+//! `WHARF_MODEL_CASES=<n>` sets the number of sequences (default 500; each has
+//! at least 200 operations). The test prints one line:
+//! `model: <sequences> sequences, <operations> operations, 0 divergences`.
+//! A failing sequence is shrunk by proptest and printed as Rust.
+
+#[path = "model/mod.rs"]
+mod model;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use model::harness::{run_sequence, Cfg, Harness, Op, RelHow, KEYS};
+use model::Slots;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestError, TestRunner};
+use wharf_core::{Pool, Storage};
+
+static OPS: AtomicU64 = AtomicU64::new(0);
+
+/// Small storage: 4 connections, 2 routes (3 keys: the table fills), 4
+/// waiters, 4 leases.
+type Small = Storage<u8, 4, 2, 4, 4>;
+const SMALL: Slots = Slots { conns: 4, routes: 2, waiters: 4, leases: 4 };
+/// Larger storage: 8 connections, 4 routes, 10 waiters, 10 leases.
+type Big = Storage<u8, 8, 4, 10, 10>;
+const BIG: Slots = Slots { conns: 8, routes: 4, waiters: 10, leases: 10 };
+
+/// Run one sequence on a fresh pool; returns operations run and the verdict.
+pub fn run_case(big: bool, cfg: &Cfg, ops: &[Op], trace: bool) -> (u64, Result<(), String>) {
+    let config = cfg.to_config();
+    let slots = if big { BIG } else { SMALL };
+    let model = Harness::model_for(&config, slots);
+    if big {
+        let mut storage: Box<Big> = Box::new(Storage::new());
+        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
+        run_sequence(pool, &config, Some(model), ops, trace)
+    } else {
+        let mut storage: Box<Small> = Box::new(Storage::new());
+        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
+        run_sequence(pool, &config, Some(model), ops, trace)
+    }
+}
+
+fn opt<T: std::fmt::Debug + Clone + 'static>(
+    s: impl Strategy<Value = T> + 'static,
+) -> impl Strategy<Value = Option<T>> {
+    prop_oneof![1 => Just(None), 3 => s.prop_map(Some)]
+}
+
+fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
+    let slots = if big { BIG } else { SMALL };
+    let conns = slots.conns as u32;
+    let waiters = slots.waiters as u32;
+    let leases = slots.leases as u32;
+    let limits = (1..=conns, 1..=3u32, opt(1..=waiters), opt(1..=leases), any::<bool>());
+    let times = (
+        opt(100..3_000u32),
+        opt(200..6_000u32),
+        opt(500..10_000u32),
+        prop_oneof![2 => Just(None), 1 => Just(Some(0u32)), 2 => (1..3_000u32).prop_map(Some)],
+        1..2_000u32,
+    );
+    let shape = (
+        prop_oneof![2 => Just(1000u32), 3 => 1000..=3000u32],
+        0..=2u32,
+        prop_oneof![3 => Just(None), 1 => (0..=3u32).prop_map(Some)],
+        prop_oneof![3 => Just(None), 1 => (0..=4u32).prop_map(Some)],
+        prop_oneof![4 => Just(1u32), 1 => 2..=3u32],
+        prop_oneof![3 => Just(None), 1 => (1..=4u32).prop_map(Some)],
+        any::<bool>(),
+    );
+    (limits, times, shape).prop_map(
+        |(
+            (max_total, max_per_route, max_pending, max_leases, fifo),
+            (ct, it, life, va, backoff),
+            (ratio, min_idle, mipr, mi, cc, mlpc, guard),
+        )| {
+            // Keep the configuration valid: min idle within the limits.
+            let min_idle = min_idle.min(max_per_route).min(mipr.unwrap_or(u32::MAX));
+            Cfg {
+                max_total,
+                max_per_route,
+                max_pending,
+                max_leases,
+                fifo,
+                connect_timeout_ms: ct,
+                idle_timeout_ms: it,
+                max_lifetime_ms: life,
+                validate_after_ms: va,
+                ratio_milli: ratio,
+                min_idle,
+                max_idle_per_route: mipr,
+                max_idle: mi,
+                connecting_capacity: cc,
+                max_leases_per_conn: mlpc,
+                starvation_guard: guard,
+                retry_backoff_ms: backoff,
+            }
+        },
+    )
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let idx = 0..64usize;
+    let key = 0..KEYS;
+    let tag = prop_oneof![3 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))];
+    let rel = prop_oneof![
+        6 => (opt(0..3_000u32), prop_oneof![4 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))])
+            .prop_map(|(keep_alive_ms, tag)| RelHow::Reuse { keep_alive_ms, tag }),
+        1 => Just(RelHow::Discard),
+    ];
+    prop_oneof![
+        250 => (key.clone(), tag, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
+            .prop_map(|(key, tag, deadline_ms)| Op::Lease { key, tag, deadline_ms }),
+        150 => (idx.clone(), rel).prop_map(|(idx, how)| Op::Release { idx, how }),
+        10 => idx.clone().prop_map(|idx| Op::ReleaseStale { idx }),
+        50 => (idx.clone(), any::<bool>()).prop_map(|(idx, excess)| Op::Cancel { idx, excess }),
+        150 => (idx.clone(), prop_oneof![10 => 1..=3u32, 1 => Just(0u32)], prop_oneof![9 => Just(false), 1 => Just(true)])
+            .prop_map(|(idx, cap, any)| Op::Connected { idx, cap, any }),
+        40 => (idx.clone(), 0..3u8, prop_oneof![9 => Just(false), 1 => Just(true)])
+            .prop_map(|(idx, reason, any)| Op::ConnectFailed { idx, reason, any }),
+        30 => idx.clone().prop_map(|idx| Op::PeerClosed { idx }),
+        80 => (idx.clone(), prop_oneof![3 => Just(true), 1 => Just(false)], prop_oneof![9 => Just(false), 1 => Just(true)])
+            .prop_map(|(idx, alive, any)| Op::Validated { idx, alive, any }),
+        100 => prop_oneof![4 => 0..300u32, 1 => 0..6_000u32].prop_map(|ms| Op::Advance { ms }),
+        40 => Just(Op::AdvanceToTimer),
+        10 => (0..2_000u32).prop_map(|ms| Op::Backwards { ms }),
+        20 => (key.clone(), any::<bool>()).prop_map(|(k, delete)| Op::Drain { key: Some(k), delete }),
+        8 => Just(Op::Drain { key: None, delete: false }),
+        1 => Just(Op::Drain { key: None, delete: true }),
+        20 => (key, opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32]))
+            .prop_map(|(key, limit, min_idle, ratio_milli)| Op::RouteConfig { key, limit, min_idle, ratio_milli }),
+    ]
+}
+
+/// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from known,
+/// already-reported divergences so a run can look for new ones:
+/// `cf-timeout` (connect_failed with reason Timeout).
+fn avoid(op: Op, list: &str) -> Op {
+    match op {
+        Op::ConnectFailed { idx, reason, any } if list.contains("cf-timeout") && reason % 3 == 0 => {
+            Op::ConnectFailed { idx, reason: 1, any }
+        }
+        op => op,
+    }
+}
+
+fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
+    let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
+    any::<bool>().prop_flat_map(move |big| {
+        let list = list.clone();
+        (
+            Just(big),
+            cfg_strategy(big),
+            prop::collection::vec(op_strategy(), 200..320)
+                .prop_map(move |ops| ops.into_iter().map(|op| avoid(op, &list)).collect::<Vec<_>>()),
+        )
+    })
+}
+
+/// Delta debugging: drop chunks of operations while the sequence still fails.
+pub fn shrink(big: bool, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
+    let fails = |ops: &[Op]| run_case(big, cfg, ops, false).1.is_err();
+    let mut chunk = ops.len().div_ceil(2).max(1);
+    loop {
+        let mut i = 0;
+        while i < ops.len() {
+            let mut cand = ops.clone();
+            cand.drain(i..(i + chunk).min(ops.len()));
+            if fails(&cand) {
+                ops = cand;
+            } else {
+                i += chunk;
+            }
+        }
+        if chunk == 1 {
+            return ops;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+}
+
+#[test]
+fn model_agrees_with_core() {
+    let cases: u32 = if cfg!(miri) {
+        2
+    } else {
+        std::env::var("WHARF_MODEL_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(500)
+    };
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        failure_persistence: None,
+        // Shrinking is done below by delta debugging over the whole sequence
+        // (proptest's vec shrinker cannot go below the 200-operation minimum).
+        max_shrink_iters: 0,
+        max_global_rejects: 0,
+        ..RunnerConfig::default()
+    });
+    let result = runner.run(&case_strategy(), |(big, cfg, ops)| {
+        let (n, verdict) = run_case(big, &cfg, &ops, false);
+        OPS.fetch_add(n, Ordering::Relaxed);
+        verdict.map_err(TestCaseError::fail)
+    });
+    match result {
+        Ok(()) => println!(
+            "model: {cases} sequences, {} operations, 0 divergences",
+            OPS.load(Ordering::Relaxed)
+        ),
+        Err(TestError::Fail(why, (big, cfg, ops))) => {
+            let ops = shrink(big, &cfg, ops);
+            // Replay the minimal case with a trace for the report.
+            let (_, verdict) = run_case(big, &cfg, &ops, true);
+            panic!(
+                "divergence: {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}",
+                verdict.err().unwrap_or_default()
+            );
+        }
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -1,0 +1,676 @@
+//! The operation language and the harness that plays the backend: it feeds the
+//! same inputs to the core and (when present) to the reference model, drains
+//! `poll_action` after every input, maps the core's handles to the model's by
+//! correspondence, and compares every observable output.
+//!
+//! Shared by the `model` test and the fuzz target (which runs without a model
+//! and checks the core's own invariants and the harness's safety checks).
+
+use std::collections::HashMap;
+
+use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
+use wharf_core::{
+    Action, CancelPolicy, CloseReason, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
+    Duration, Instant, Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag,
+    Validation, WaiterId,
+};
+
+/// Route keys used by the harness.
+pub const KEYS: u8 = 3;
+
+/// How a lease is given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelHow {
+    Reuse { keep_alive_ms: Option<u32>, tag: Option<u8> },
+    Discard,
+}
+
+/// One input (indices are taken modulo the harness's current lists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Lease { key: u8, tag: Option<u8>, deadline_ms: Option<u32> },
+    Release { idx: usize, how: RelHow },
+    ReleaseStale { idx: usize },
+    Cancel { idx: usize, excess: bool },
+    Connected { idx: usize, cap: u32, any: bool },
+    ConnectFailed { idx: usize, reason: u8, any: bool },
+    PeerClosed { idx: usize },
+    Validated { idx: usize, alive: bool, any: bool },
+    Advance { ms: u32 },
+    AdvanceToTimer,
+    Backwards { ms: u32 },
+    Drain { key: Option<u8>, delete: bool },
+    RouteConfig { key: u8, limit: Option<u32>, min_idle: Option<u32>, ratio_milli: Option<u32> },
+}
+
+/// A pool configuration in harness terms (milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cfg {
+    pub max_total: u32,
+    pub max_per_route: u32,
+    pub max_pending: Option<u32>,
+    pub max_leases: Option<u32>,
+    pub fifo: bool,
+    pub connect_timeout_ms: Option<u32>,
+    pub idle_timeout_ms: Option<u32>,
+    pub max_lifetime_ms: Option<u32>,
+    pub validate_after_ms: Option<u32>,
+    pub ratio_milli: u32,
+    pub min_idle: u32,
+    pub max_idle_per_route: Option<u32>,
+    pub max_idle: Option<u32>,
+    pub connecting_capacity: u32,
+    pub max_leases_per_conn: Option<u32>,
+    pub starvation_guard: bool,
+    pub retry_backoff_ms: u32,
+}
+
+fn ms(m: u32) -> Duration {
+    Duration::from_millis(m as u64)
+}
+
+impl Cfg {
+    pub fn to_config(self) -> Config {
+        Config {
+            max_total: self.max_total,
+            max_per_route: self.max_per_route,
+            max_pending: self.max_pending,
+            max_leases: self.max_leases,
+            reuse: if self.fifo { ReusePolicy::Fifo } else { ReusePolicy::Lifo },
+            connect_timeout: self.connect_timeout_ms.map(ms),
+            idle_timeout: self.idle_timeout_ms.map(ms),
+            max_lifetime: self.max_lifetime_ms.map(ms),
+            validate_after_inactivity: self.validate_after_ms.map(ms),
+            preconnect_ratio: self.ratio_milli as f32 / 1000.0,
+            min_idle_per_route: self.min_idle,
+            max_idle_per_route: self.max_idle_per_route,
+            max_idle: self.max_idle,
+            connecting_capacity: self.connecting_capacity,
+            max_leases_per_conn: self.max_leases_per_conn,
+            starvation_guard: self.starvation_guard,
+            retry_backoff: ms(self.retry_backoff_ms),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WState {
+    Pending,
+    Answered,
+    Cancelled,
+}
+
+#[derive(Clone, Debug)]
+struct WInfo {
+    id: WaiterId,
+    wid: Option<Wid>,
+    key: u8,
+    tag: Option<Tag>,
+    state: WState,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    lease: Lease,
+    lid: Option<Lid>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ConnInfo {
+    key: u8,
+    tag: Option<Tag>,
+    /// Discarded, peer-closed, drained, or out of leases: never handed out again.
+    dead: bool,
+    closed: bool,
+    grants: u32,
+}
+
+/// Drives a core pool (and optionally the model) with [`Op`]s.
+pub struct Harness<'a> {
+    pub pool: Pool<'a, u8>,
+    pub model: Option<Model>,
+    pub now: Instant,
+    cfg: Config,
+    conn_map: HashMap<ConnId, Cid>,
+    conns: Vec<ConnId>,
+    info: HashMap<ConnId, ConnInfo>,
+    connecting: Vec<ConnId>,
+    validating: Vec<ConnId>,
+    leases: Vec<Held>,
+    stale: Vec<Held>,
+    live_lease_ids: HashMap<Lease, Lid>,
+    waiters: Vec<WInfo>,
+    waiter_pos: HashMap<WaiterId, usize>,
+    pub steps: u64,
+    pub trace: bool,
+}
+
+/// A divergence or a violated check, with a description.
+pub type Check = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            return Err(format!($($arg)*));
+        }
+    };
+}
+
+impl<'a> Harness<'a> {
+    /// `slots` must describe the storage behind `pool`.
+    pub fn new(pool: Pool<'a, u8>, cfg: Config, model: Option<Model>) -> Self {
+        Harness {
+            pool,
+            model,
+            now: Instant::from_millis(1_000),
+            cfg,
+            conn_map: HashMap::new(),
+            conns: Vec::new(),
+            info: HashMap::new(),
+            connecting: Vec::new(),
+            validating: Vec::new(),
+            leases: Vec::new(),
+            stale: Vec::new(),
+            live_lease_ids: HashMap::new(),
+            waiters: Vec::new(),
+            waiter_pos: HashMap::new(),
+            steps: 0,
+            trace: false,
+        }
+    }
+
+    pub fn model_for(cfg: &Config, slots: Slots) -> Model {
+        Model::new(cfg.clone(), slots).expect("harness: valid config")
+    }
+
+    fn mconn(&self, c: ConnId) -> Result<Cid, String> {
+        self.conn_map.get(&c).copied().ok_or_else(|| format!("unknown core conn {c:?}"))
+    }
+
+    /// Register a granted lease (sync or by action) and check tag isolation
+    /// and the other safety rules.
+    fn on_grant(&mut self, lease: Lease, lid: Option<Lid>, key: u8, tag: Option<Tag>) -> Check {
+        let c = lease.conn();
+        let info = self.info.get_mut(&c).ok_or_else(|| format!("grant on unknown conn {c:?}"))?;
+        ensure!(info.key == key, "lease for route {key} got a connection of route {}", info.key);
+        ensure!(
+            info.tag.is_none() || info.tag == tag,
+            "lease asking tag {tag:?} got a connection tagged {:?}",
+            info.tag
+        );
+        ensure!(!info.dead, "lease got a discarded/closed/draining connection {c:?}");
+        ensure!(!info.closed, "lease got a closed connection {c:?}");
+        info.grants += 1;
+        if self.cfg.max_leases_per_conn.is_some_and(|m| info.grants >= m) {
+            info.dead = true;
+        }
+        ensure!(
+            self.pool.route_of(c).and_then(|r| self.pool.route_key(r).copied()) == Some(key),
+            "route_of({c:?}) does not name route {key}"
+        );
+        ensure!(!self.live_lease_ids.contains_key(&lease), "lease handle {lease:?} handed out twice");
+        if let Some(l) = lid {
+            self.live_lease_ids.insert(lease, l);
+        }
+        self.leases.push(Held { lease, lid });
+        Ok(())
+    }
+
+    fn waiter_answer(&mut self, w: WaiterId) -> Result<usize, String> {
+        let i = *self.waiter_pos.get(&w).ok_or_else(|| format!("answer for unknown waiter {w:?}"))?;
+        ensure!(
+            self.waiters[i].state == WState::Pending,
+            "waiter {w:?} answered twice (state {:?})",
+            self.waiters[i].state
+        );
+        self.waiters[i].state = WState::Answered;
+        Ok(i)
+    }
+
+    /// Poll both until empty, comparing action by action.
+    fn drain_actions(&mut self) -> Check {
+        for n in 0.. {
+            ensure!(n < 100_000, "poll_action does not end");
+            let got = self.pool.poll_action();
+            let want = self.model.as_mut().and_then(|m| m.poll());
+            if self.trace {
+                eprintln!("    core {got:?} / model {want:?}");
+            }
+            let Some(a) = got else {
+                ensure!(want.is_none() || self.model.is_none(), "core has no more actions, model has {want:?}");
+                return Ok(());
+            };
+            let has_model = self.model.is_some();
+            ensure!(!has_model || want.is_some(), "core has action {a:?}, model has none");
+            match a {
+                Action::Connect { conn, route } => {
+                    let key = *self.pool.route_key(route).ok_or("Connect names an unknown route")?;
+                    if let Some(w) = &want {
+                        let MAction::Connect { conn: mc, key: mk } = *w else {
+                            return Err(format!("core Connect({key}), model {w:?}"));
+                        };
+                        ensure!(mk == key, "Connect on route {key}, model on route {mk}");
+                        self.conn_map.insert(conn, mc);
+                    }
+                    ensure!(!self.info.contains_key(&conn), "Connect reuses a live handle {conn:?}");
+                    self.info.insert(conn, ConnInfo { key, tag: None, dead: false, closed: false, grants: 0 });
+                    self.conns.push(conn);
+                    self.connecting.push(conn);
+                }
+                Action::Close { conn, reason } => {
+                    if let Some(w) = &want {
+                        let mc = self.mconn(conn)?;
+                        ensure!(
+                            *w == MAction::Close { conn: mc, reason },
+                            "core Close(#{mc}, {reason:?}), model {w:?}"
+                        );
+                    }
+                    let info = self.info.get_mut(&conn).ok_or("Close of an unknown conn")?;
+                    ensure!(!info.closed, "conn {conn:?} closed twice");
+                    info.closed = true;
+                    self.connecting.retain(|&c| c != conn);
+                    self.validating.retain(|&c| c != conn);
+                    ensure!(
+                        !self.leases.iter().any(|h| h.lease.conn() == conn),
+                        "conn {conn:?} closed with leases outstanding"
+                    );
+                }
+                Action::Validate { conn } => {
+                    if let Some(w) = &want {
+                        let mc = self.mconn(conn)?;
+                        ensure!(*w == MAction::Validate { conn: mc }, "core Validate(#{mc}), model {w:?}");
+                    }
+                    ensure!(!self.validating.contains(&conn), "Validate twice for {conn:?}");
+                    self.validating.push(conn);
+                }
+                Action::Granted { waiter, lease } => {
+                    let i = self.waiter_answer(waiter)?;
+                    let mut lid = None;
+                    if let Some(w) = &want {
+                        let MAction::Granted { waiter: mw, lease: ml, conn: mc } = *w else {
+                            return Err(format!("core Granted, model {w:?}"));
+                        };
+                        ensure!(Some(mw) == self.waiters[i].wid, "Granted to another waiter than the model's");
+                        ensure!(self.mconn(lease.conn())? == mc, "Granted on conn #{} vs model #{mc}", self.mconn(lease.conn())?);
+                        lid = Some(ml);
+                    }
+                    let (key, tag) = (self.waiters[i].key, self.waiters[i].tag);
+                    self.on_grant(lease, lid, key, tag)?;
+                }
+                Action::Failed { waiter, reason } => {
+                    let i = self.waiter_answer(waiter)?;
+                    if let Some(w) = &want {
+                        let mw = self.waiters[i].wid.ok_or("unmapped waiter")?;
+                        ensure!(
+                            *w == MAction::Failed { waiter: mw, reason },
+                            "core Failed(w{mw}, {reason:?}), model {w:?}"
+                        );
+                    }
+                }
+                Action::RouteIdle { route, key } => {
+                    if let Some(w) = &want {
+                        ensure!(*w == MAction::RouteIdle { key }, "core RouteIdle({key}), model {w:?}");
+                        let kept = self.model.as_ref().unwrap().has_route(key);
+                        let core_kept = self.pool.route_key(route).is_some();
+                        ensure!(kept == core_kept, "after RouteIdle({key}) model keeps route: {kept}, core: {core_kept}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compare_state(&mut self) -> Check {
+        self.pool
+            .check_invariants()
+            .map_err(|v| format!("check_invariants: invariant {} violated: {}", v.invariant, v.what))?;
+        let s = self.pool.stats();
+        ensure!(s.closing == 0, "closing {} after every action was polled", s.closing);
+        ensure!(s.leased as usize == self.leases.len(), "stats.leased {} vs {} held", s.leased, self.leases.len());
+        let pending = self.waiters.iter().filter(|w| w.state == WState::Pending).count();
+        ensure!(s.pending as usize == pending, "stats.pending {} vs {} unanswered", s.pending, pending);
+        ensure!(
+            s.connecting as usize == self.connecting.len(),
+            "stats.connecting {} vs {} outstanding connects",
+            s.connecting,
+            self.connecting.len()
+        );
+        let Some(m) = &self.model else { return Ok(()) };
+        ensure!(s == m.stats(), "stats: core {s:?}\n  model {:?}", m.stats());
+        for k in 0..KEYS {
+            let (a, b) = (self.pool.route_stats(&k), m.route_stats(k));
+            ensure!(a == b, "route_stats({k}): core {a:?}\n  model {b:?}");
+        }
+        let (a, b) = (self.pool.counters(), m.counters());
+        ensure!(a == b, "counters: core {a:?}\n  model {b:?}");
+        ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
+        if let Some(d) = m.next_deadline() {
+            match self.pool.poll_timeout() {
+                Some(t) => ensure!(t <= d, "poll_timeout {t:?} is later than the next event {d:?}"),
+                None => return Err(format!("poll_timeout None, model has an event at {d:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply one operation to both, then compare everything.
+    pub fn step(&mut self, op: &Op) -> Check {
+        self.steps += 1;
+        if self.trace {
+            eprintln!("  [{}] t={} {op:?}", self.steps, self.now.as_micros());
+        }
+        self.apply(op)?;
+        self.drain_actions()?;
+        self.compare_state()
+    }
+
+    fn pick<T: Copy>(v: &[T], idx: usize) -> Option<T> {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v[idx % v.len()])
+        }
+    }
+
+    fn apply(&mut self, op: &Op) -> Check {
+        let now = self.now;
+        match *op {
+            Op::Lease { key, tag, deadline_ms } => {
+                let tag = tag.map(|t| Tag(t as u64));
+                let deadline = deadline_ms.map(|d| now + ms(d));
+                let got = self.pool.lease(&key, tag, now, deadline);
+                let want = self.model.as_mut().map(|m| m.lease(key, tag, now, deadline));
+                match got {
+                    Ok(LeaseOutcome::Granted(l)) => {
+                        let mut lid = None;
+                        if let Some(w) = want {
+                            let Ok(MOutcome::Granted { lease, conn }) = w else {
+                                return Err(format!("lease: core Granted, model {w:?}"));
+                            };
+                            ensure!(self.mconn(l.conn())? == conn, "lease granted conn #{} vs model #{conn}", self.mconn(l.conn())?);
+                            lid = Some(lease);
+                        }
+                        self.on_grant(l, lid, key, tag)?;
+                    }
+                    Ok(LeaseOutcome::Queued(w)) => {
+                        let mut wid = None;
+                        if let Some(mw) = want {
+                            let Ok(MOutcome::Queued(x)) = mw else {
+                                return Err(format!("lease: core Queued, model {mw:?}"));
+                            };
+                            wid = Some(x);
+                        }
+                        ensure!(!self.waiter_pos.contains_key(&w), "waiter handle {w:?} reused");
+                        self.waiter_pos.insert(w, self.waiters.len());
+                        self.waiters.push(WInfo { id: w, wid, key, tag, state: WState::Pending });
+                    }
+                    Err(e) => {
+                        if let Some(w) = want {
+                            ensure!(w == Err(e), "lease: core Err({e:?}), model {w:?}");
+                        }
+                    }
+                }
+            }
+            Op::Release { idx, how } => {
+                if self.leases.is_empty() {
+                    return Ok(());
+                }
+                let h = self.leases.remove(idx % self.leases.len());
+                let rel = match how {
+                    RelHow::Discard => Release::Discard,
+                    RelHow::Reuse { keep_alive_ms, tag } => Release::Reuse {
+                        keep_alive: keep_alive_ms.map(ms),
+                        tag: tag.map(|t| Tag(t as u64)),
+                    },
+                };
+                let got = self.pool.release(h.lease, rel, now);
+                ensure!(got.is_ok(), "release of a held lease failed: {got:?}");
+                if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
+                    let want = m.release(l, rel, now);
+                    ensure!(want == got, "release: core {got:?}, model {want:?}");
+                }
+                self.live_lease_ids.remove(&h.lease);
+                let info = self.info.get_mut(&h.lease.conn()).unwrap();
+                match rel {
+                    Release::Discard => info.dead = true,
+                    Release::Reuse { tag, .. } => info.tag = tag,
+                }
+                self.stale.push(h);
+                if self.stale.len() > 8 {
+                    self.stale.remove(0);
+                }
+            }
+            Op::ReleaseStale { idx } => {
+                let Some(h) = Self::pick(&self.stale, idx) else { return Ok(()) };
+                let got = self.pool.release(h.lease, Release::REUSE, now);
+                ensure!(got == Err(wharf_core::ReleaseError::StaleLease), "double release: {got:?}");
+                if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
+                    let want = m.release(l, Release::REUSE, now);
+                    ensure!(want == got, "stale release: core {got:?}, model {want:?}");
+                }
+            }
+            Op::Cancel { idx, excess } => {
+                if self.waiters.is_empty() {
+                    return Ok(());
+                }
+                // Prefer pending waiters; any waiter otherwise (stale handle test).
+                let pend: Vec<usize> =
+                    (0..self.waiters.len()).filter(|&i| self.waiters[i].state == WState::Pending).collect();
+                let i = if !pend.is_empty() && idx % 4 != 3 { pend[idx % pend.len()] } else { idx % self.waiters.len() };
+                let policy = if excess { CancelPolicy::CloseExcess } else { CancelPolicy::Default };
+                let w = self.waiters[i].clone();
+                let got = self.pool.cancel(w.id, policy, now);
+                if let (Some(m), Some(mw)) = (self.model.as_mut(), w.wid) {
+                    let want = m.cancel(mw, policy, now);
+                    ensure!(want == got, "cancel: core {got:?}, model {want:?}");
+                }
+                if got.is_ok() {
+                    ensure!(w.state == WState::Pending, "cancel of an answered waiter succeeded");
+                    self.waiters[i].state = WState::Cancelled;
+                }
+            }
+            Op::Connected { idx, cap, any } => {
+                let list = if any { &self.conns } else { &self.connecting };
+                let Some(c) = Self::pick(list, idx) else { return Ok(()) };
+                let was_connecting = self.connecting.contains(&c);
+                let got = self.pool.connected(c, cap, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.connected(mc, cap, now);
+                    ensure!(want == got, "connected(#{mc}, {cap}): core {got:?}, model {want:?}");
+                }
+                if got.is_ok() {
+                    ensure!(was_connecting, "connected accepted for a conn that was not connecting");
+                    self.connecting.retain(|&x| x != c);
+                }
+            }
+            Op::ConnectFailed { idx, reason, any } => {
+                let list = if any { &self.conns } else { &self.connecting };
+                let Some(c) = Self::pick(list, idx) else { return Ok(()) };
+                let reason = match reason % 3 {
+                    0 => ConnectFailure::Timeout,
+                    1 => ConnectFailure::Local,
+                    _ => ConnectFailure::Remote,
+                };
+                let got = self.pool.connect_failed(c, reason, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.connect_failed(mc, reason, now);
+                    ensure!(want == got, "connect_failed(#{mc}): core {got:?}, model {want:?}");
+                }
+                if got.is_ok() {
+                    self.connecting.retain(|&x| x != c);
+                    self.info.get_mut(&c).unwrap().closed = true;
+                }
+            }
+            Op::PeerClosed { idx } => {
+                let Some(c) = Self::pick(&self.conns, idx) else { return Ok(()) };
+                let got = self.pool.peer_closed(c, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.peer_closed(mc, now);
+                    ensure!(want == got, "peer_closed(#{mc}): core {got:?}, model {want:?}");
+                }
+                if got.is_ok() {
+                    self.info.get_mut(&c).unwrap().dead = true;
+                }
+            }
+            Op::Validated { idx, alive, any } => {
+                let list = if any { &self.conns } else { &self.validating };
+                let Some(c) = Self::pick(list, idx) else { return Ok(()) };
+                let result = if alive { Validation::Alive } else { Validation::Stale };
+                let got = self.pool.validated(c, result, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.validated(mc, result, now);
+                    ensure!(want == got, "validated(#{mc}, {result:?}): core {got:?}, model {want:?}");
+                }
+                if got.is_ok() {
+                    ensure!(self.validating.contains(&c), "validated accepted for a conn not validating");
+                    self.validating.retain(|&x| x != c);
+                }
+            }
+            Op::Advance { ms: d } => {
+                self.now = now + ms(d);
+                self.pool.handle_timeout(self.now);
+                if let Some(m) = self.model.as_mut() {
+                    m.handle_timeout(self.now);
+                }
+            }
+            Op::AdvanceToTimer => {
+                if let Some(t) = self.pool.poll_timeout() {
+                    if t > self.now {
+                        self.now = t;
+                    }
+                }
+                self.pool.handle_timeout(self.now);
+                if let Some(m) = self.model.as_mut() {
+                    m.handle_timeout(self.now);
+                }
+            }
+            Op::Backwards { ms: d } => {
+                let t = Instant::from_micros(now.as_micros().saturating_sub(d as u64 * 1000));
+                self.pool.handle_timeout(t);
+                if let Some(m) = self.model.as_mut() {
+                    m.handle_timeout(t);
+                }
+            }
+            Op::Drain { key, delete } => {
+                let mode = if delete { DrainMode::DrainAndDelete } else { DrainMode::DrainExisting };
+                let key = key.map(|k| k % KEYS);
+                let scope = match &key {
+                    Some(k) => DrainScope::Route(k),
+                    None => DrainScope::All,
+                };
+                // Timers due now run first: let them run before marking what
+                // the drain makes unusable.
+                self.pool.drain(scope, mode, now);
+                if let Some(m) = self.model.as_mut() {
+                    m.drain(key, mode, now);
+                }
+                if mode == DrainMode::DrainExisting {
+                    for (c, info) in self.info.iter_mut() {
+                        if key.is_none_or(|k| k == info.key) && !self.connecting.contains(c) {
+                            info.dead = true;
+                        }
+                    }
+                }
+            }
+            Op::RouteConfig { key, limit, min_idle, ratio_milli } => {
+                let cfg = RouteConfig {
+                    max_connections: limit,
+                    min_idle,
+                    preconnect_ratio: ratio_milli.map(|r| r as f32 / 1000.0),
+                };
+                let got = self.pool.set_route_config(&(key % KEYS), cfg, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_route_config(key % KEYS, cfg, now);
+                    ensure!(want == got, "set_route_config: core {got:?}, model {want:?}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Give everything back, drain everything for deletion, run past every
+    /// deadline, and check that the pool ends empty.
+    pub fn finish(&mut self) -> Check {
+        self.settle_all()?;
+        self.step(&Op::Drain { key: None, delete: true })?;
+        self.settle_all()?;
+        self.step(&Op::Advance { ms: 100_000_000 })?;
+        self.settle_all()?;
+        let s = self.pool.stats();
+        ensure!(
+            s.connections == 0 && s.connecting == 0 && s.idle == 0 && s.leased == 0 && s.pending == 0,
+            "pool not empty at the end: {s:?}"
+        );
+        ensure!(self.pool.is_closed(), "pool not closed after drain(All, DrainAndDelete)");
+        for w in &self.waiters {
+            ensure!(w.state != WState::Pending, "waiter {:?} never answered", w.id);
+        }
+        for (c, info) in &self.info {
+            ensure!(info.closed, "conn {c:?} never closed");
+        }
+        let lease = self.pool.lease(&0, None, self.now, None);
+        ensure!(lease == Err(wharf_core::LeaseError::Closed), "lease after close: {lease:?}");
+        if let Some(m) = self.model.as_mut() {
+            let l = m.lease(0, None, self.now, None);
+            ensure!(l == Err(wharf_core::LeaseError::Closed), "model lease after close: {l:?}");
+        }
+        Ok(())
+    }
+
+    /// Answer every connect and validation and release every lease, until
+    /// nothing is outstanding.
+    fn settle_all(&mut self) -> Check {
+        for _ in 0..64 {
+            if self.connecting.is_empty() && self.validating.is_empty() && self.leases.is_empty() {
+                return Ok(());
+            }
+            while !self.connecting.is_empty() {
+                self.step(&Op::Connected { idx: 0, cap: 1, any: false })?;
+            }
+            while !self.validating.is_empty() {
+                self.step(&Op::Validated { idx: 0, alive: true, any: false })?;
+            }
+            while !self.leases.is_empty() {
+                self.step(&Op::Release { idx: 0, how: RelHow::Reuse { keep_alive_ms: None, tag: None } })?;
+            }
+        }
+        Err("outstanding work never ends".into())
+    }
+
+    /// Which routes exist in the core (for end checks in tests).
+    pub fn core_routes(&self) -> u32 {
+        self.pool.stats().routes
+    }
+
+    /// Unused-closure helper to keep the reason list referenced.
+    pub fn close_reasons() -> [CloseReason; 12] {
+        CloseReason::ALL
+    }
+}
+
+/// Run one whole sequence. `with_model` selects differential mode.
+pub fn run_sequence<'a>(
+    pool: Pool<'a, u8>,
+    cfg: &Config,
+    model: Option<Model>,
+    ops: &[Op],
+    trace: bool,
+) -> (u64, Check) {
+    let mut h = Harness::new(pool, cfg.clone(), model);
+    h.trace = trace;
+    let first = h.compare_state();
+    if first.is_err() {
+        return (0, first);
+    }
+    for op in ops {
+        if let Err(e) = h.step(op) {
+            return (h.steps, Err(format!("step {}: {op:?}: {e}", h.steps)));
+        }
+    }
+    let r = h.finish().map_err(|e| format!("end phase, step {}: {e}", h.steps));
+    (h.steps, r)
+}
