@@ -258,3 +258,80 @@ fn max_leases_per_conn_drains_the_connection_and_closes_it_when_its_leases_end()
     assert_eq!(v, vec![close(c1, CloseReason::MaxLeases)]);
     assert_eq!(p.counters().closes_for(CloseReason::MaxLeases), 1);
 }
+
+#[test]
+fn connect_failure_frees_capacity_for_a_blocked_route() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            ..cfg()
+        },
+    );
+    let (wa, ca) = lease_connect(&mut p, A, t(0));
+    let ra = route(&p, ca);
+    // B is blocked by max_total (nothing idle to evict).
+    let wb = lease_wait(&mut p, B, None, t(1));
+    p.connect_failed(ca, ConnectFailure::Remote, t(2)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!(
+        v[0],
+        failed(wa, FailReason::ConnectFailed(ConnectFailure::Remote))
+    );
+    let cb = connect_of(&v[1]);
+    assert_eq!(p.route_key(route(&p, cb)), Some(&B));
+    assert_eq!(v[2], route_idle(ra, A));
+    let v = connect(&mut p, cb, 1, t(3));
+    single_grant(&v, wb);
+}
+
+#[test]
+fn connect_failure_leaves_validating_waiters_alone() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            validate_after_inactivity: Some(ms(1000)),
+            ..cfg()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let w1 = queued(p.lease(&A, None, t(5000), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    let (w2, c2) = lease_connect(&mut p, A, t(5001));
+    p.connect_failed(c2, ConnectFailure::Local, t(5002))
+        .unwrap();
+    assert_eq!(
+        acts(&mut p),
+        vec![failed(w2, FailReason::ConnectFailed(ConnectFailure::Local))]
+    );
+    assert_eq!(p.stats().pending, 1);
+    p.validated(l.conn(), Validation::Alive, t(5003)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(single_grant(&v, w1).conn(), l.conn());
+}
+
+#[test]
+fn close_of_a_connection_whose_connect_was_never_polled_vanishes_silently() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    // The Connect for w is queued but never polled.
+    let w = queued(p.lease(&A, None, t(0), None));
+    ok(&p);
+    assert_eq!(p.stats().connecting, 1);
+    // (0 queued + 0 active) * 1.0 <= 1 - 1 + 0: the connecting one is excess.
+    p.cancel(w, CancelPolicy::CloseExcess, t(1)).unwrap();
+    ok(&p);
+    let s = p.stats();
+    assert_eq!((s.connections, s.connecting, s.closing), (0, 0, 0));
+    // Neither a Connect nor a Close is delivered; only the route's idle notice.
+    let v = acts(&mut p);
+    assert!(
+        matches!(v[..], [Action::RouteIdle { key: "a", .. }]),
+        "{v:?}"
+    );
+    assert_eq!(p.counters().connects, 1);
+}

@@ -239,3 +239,151 @@ fn max_idle_closes_the_global_lru_idle_connection() {
     assert_eq!(granted(p.lease(&B, None, t(21), None)).conn(), lb.conn());
     quiet(&mut p);
 }
+
+#[test]
+fn eviction_waits_for_the_close_to_be_polled_when_no_connection_slot_is_free() {
+    // Exactly 2 connection slots for max_total 2.
+    let mut st: Storage<Key, 2, 4, 8, 8> = Storage::new();
+    let mut p = Pool::new(
+        &mut st,
+        Config {
+            max_total: 2,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let mut drain = |p: &mut Pool<'_, Key>| {
+        let mut v = Vec::new();
+        while let Some(a) = p.poll_action() {
+            v.push(a);
+        }
+        p.check_invariants().unwrap();
+        v
+    };
+    let mut ls = Vec::new();
+    for _ in 0..2 {
+        let _w = queued(p.lease(&A, None, t(0), None));
+        let v = drain(&mut p);
+        let c = connect_of(&v[0]);
+        p.connected(c, 1, t(0)).unwrap();
+        let v = drain(&mut p);
+        ls.push(grant_of(&v[0]).1);
+    }
+    for (i, l) in ls.iter().enumerate() {
+        p.release(*l, Release::REUSE, t(10 + i as u64)).unwrap();
+        assert_eq!(drain(&mut p), vec![]);
+    }
+    let w = queued(p.lease(&B, None, t(20), None));
+    p.check_invariants().unwrap();
+    // The evicted connection's slot is held by its unpolled Close: B is blocked.
+    let s = p.stats();
+    assert_eq!((s.connections, s.closing, s.connecting), (1, 1, 0));
+    assert_eq!(
+        p.poll_action(),
+        Some(close(ls[0].conn(), CloseReason::Evicted))
+    );
+    p.check_invariants().unwrap();
+    // Polling the Close freed the slot and unblocked B.
+    let cb = match p.poll_action() {
+        Some(Action::Connect { conn, .. }) => conn,
+        other => panic!("expected Connect, got {other:?}"),
+    };
+    assert_eq!(p.poll_action(), None);
+    assert_eq!(p.route_key(p.route_of(cb).unwrap()), Some(&B));
+    p.connected(cb, 1, t(21)).unwrap();
+    let v = drain(&mut p);
+    assert_eq!(grant_of(&v[0]).0, w);
+}
+
+#[test]
+fn blocked_routes_are_unblocked_in_the_order_they_were_blocked() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 2,
+            ..cfg()
+        },
+    );
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    let _wc = lease_wait(&mut p, C, None, t(1));
+    let _wb = lease_wait(&mut p, B, None, t(2));
+    let v = release(&mut p, l1, Release::Discard, t(3));
+    assert_eq!(v[0], close(l1.conn(), CloseReason::Discarded));
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(p.route_key(route(&p, connect_of(&v[1]))), Some(&C));
+    let v = release(&mut p, l2, Release::Discard, t(4));
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!(v[0], close(l2.conn(), CloseReason::Discarded));
+    let cb = v.iter().find_map(|a| match a {
+        Action::Connect { conn, .. } => Some(*conn),
+        _ => None,
+    });
+    assert_eq!(p.route_key(route(&p, cb.unwrap())), Some(&B));
+}
+
+#[test]
+fn raising_the_route_limit_connects_for_queued_waiters() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let _l1 = open(&mut p, A, t(0));
+    let _l2 = open(&mut p, A, t(0));
+    let w = lease_wait(&mut p, A, None, t(1));
+    let three = RouteConfig {
+        max_connections: Some(3),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&A, three, t(2)).unwrap();
+    let v = acts(&mut p);
+    let c3 = single_connect(&p, &v, A);
+    let v = connect(&mut p, c3, 1, t(3));
+    single_grant(&v, w);
+    assert_eq!(p.route_stats(&A).unwrap().limit, 3);
+}
+
+#[test]
+fn returned_connection_serves_a_waiter_before_idle_limits_apply() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            max_idle_per_route: Some(0),
+            ..cfg()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    let w = lease_wait(&mut p, A, None, t(1));
+    let v = release(&mut p, l, Release::REUSE, t(2));
+    let l2 = single_grant(&v, w);
+    assert_eq!(p.counters().closes_for(CloseReason::IdleLimit), 0);
+    let v = release(&mut p, l2, Release::REUSE, t(3));
+    assert_eq!(v[0], close(l.conn(), CloseReason::IdleLimit));
+}
+
+#[test]
+fn route_idle_frees_the_slot_of_an_unconfigured_route() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let la = open(&mut p, A, t(0));
+    let ra = route(&p, la.conn());
+    for k in [B, C, D] {
+        lease_connect(&mut p, k, t(0));
+    }
+    assert_eq!(
+        refused(p.lease(&"e", None, t(1), None)),
+        LeaseError::RouteTableFull
+    );
+    let v = release(&mut p, la, Release::Discard, t(2));
+    assert_eq!(
+        v,
+        vec![close(la.conn(), CloseReason::Discarded), route_idle(ra, A)]
+    );
+    assert_eq!(p.route_key(ra), None);
+    assert_eq!(p.stats().routes, 3);
+    // The freed slot takes a new route.
+    queued(p.lease(&"e", None, t(3), None));
+    ok(&p);
+    assert_eq!(p.stats().routes, 4);
+}

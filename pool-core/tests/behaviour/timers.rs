@@ -257,3 +257,41 @@ fn poll_timeout_reports_the_earliest_deadline() {
     assert!(next > t(300) && next <= t(5010), "{next:?}");
     put_back(&mut p, la, t(400));
 }
+
+#[test]
+fn expiry_is_checked_before_the_idle_timeout_at_the_same_instant() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            idle_timeout: Some(ms(1000)),
+            ..cfg()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    p.release(l, keep_alive(ms(1000)), t(100)).unwrap();
+    quiet(&mut p);
+    assert_eq!(
+        tick(&mut p, t(1100))[0],
+        close(l.conn(), CloseReason::Expired)
+    );
+    assert_eq!(p.counters().closes_for(CloseReason::IdleTimeout), 0);
+}
+
+#[test]
+fn expired_release_of_a_multiplexed_connection_drains_it_until_its_last_lease() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let v = connect(&mut p, c, 2, t(0));
+    let l1 = single_grant(&v, w);
+    let l2 = granted(p.lease(&A, None, t(1), None));
+    quiet(&mut p);
+    // Keep-alive 0: expired, but another lease is active: draining.
+    p.release(l1, keep_alive(Duration::ZERO), t(2)).unwrap();
+    quiet(&mut p);
+    let (_w3, c3) = lease_connect(&mut p, A, t(3));
+    assert_ne!(c3, c);
+    let v = release(&mut p, l2, Release::REUSE, t(4));
+    assert_eq!(v, vec![close(c, CloseReason::Expired)]);
+}

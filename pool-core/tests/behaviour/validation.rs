@@ -180,3 +180,86 @@ fn validating_waiter_deadline_fails_it_and_the_connection_goes_idle_after_valida
     quiet(&mut p);
     assert_eq!((p.stats().idle, p.stats().pending), (1, 0));
 }
+
+#[test]
+fn validation_needs_a_waiter_slot_and_overflows_without_one() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_pending: Some(1),
+            ..validating()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let (_wb, _cb) = lease_connect(&mut p, B, t(20));
+    assert_eq!(
+        refused(p.lease(&A, None, t(5000), None)),
+        LeaseError::Overflow
+    );
+    quiet(&mut p);
+    assert_eq!((p.counters().overflows, p.counters().validations), (1, 0));
+    assert_eq!(p.stats().idle, 1);
+}
+
+#[test]
+fn validating_waiter_that_retries_keeps_its_age_in_the_queue() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    put_back(&mut p, l1, t(10));
+    let w1 = queued(p.lease(&A, None, t(5000), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l1.conn() }]);
+    // w2 is younger and waits in the queue (the route is at its limit).
+    let w2 = lease_wait(&mut p, A, None, t(5001));
+    p.validated(l1.conn(), Validation::Stale, t(5002)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l1.conn(), CloseReason::Stale));
+    let c3 = connect_of(&v[1]);
+    // w1 re-entered the queue ahead of w2.
+    let v = connect(&mut p, c3, 1, t(5003));
+    assert_eq!(single_grant(&v, w1).conn(), c3);
+    let v = release(&mut p, l2, Release::REUSE, t(5004));
+    assert_eq!(single_grant(&v, w2).conn(), l2.conn());
+}
+
+#[test]
+fn alive_validation_of_a_draining_connection_closes_it_and_the_waiter_retries() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let w = queued(p.lease(&A, None, t(5000), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    // Validating connections start draining.
+    p.drain(DrainScope::Route(&A), DrainMode::DrainExisting, t(5001));
+    quiet(&mut p);
+    p.validated(l.conn(), Validation::Alive, t(5002)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l.conn(), CloseReason::Drained));
+    let c2 = connect_of(&v[1]);
+    let v = connect(&mut p, c2, 1, t(5003));
+    assert_eq!(single_grant(&v, w).conn(), c2);
+}
+
+#[test]
+fn close_replaces_an_undelivered_validate() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let w = queued(p.lease(&A, None, t(5000), None));
+    ok(&p);
+    // The Validate is not polled before the peer closes the connection.
+    p.peer_closed(l.conn(), t(5001)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l.conn(), CloseReason::PeerClosed));
+    let c2 = connect_of(&v[1]);
+    let v = connect(&mut p, c2, 1, t(5002));
+    assert_eq!(single_grant(&v, w).conn(), c2);
+}
