@@ -252,7 +252,7 @@ fn eviction_waits_for_the_close_to_be_polled_when_no_connection_slot_is_free() {
         },
     )
     .unwrap();
-    let mut drain = |p: &mut Pool<'_, Key>| {
+    let drain = |p: &mut Pool<'_, Key>| {
         let mut v = Vec::new();
         while let Some(a) = p.poll_action() {
             v.push(a);
