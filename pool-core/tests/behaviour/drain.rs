@@ -231,3 +231,49 @@ fn unpolled_route_idle_is_withdrawn_when_the_route_is_used_again() {
     assert_eq!(route(&p, c2), ra);
     assert_eq!(p.route_key(ra), Some(&A));
 }
+
+#[test]
+fn drain_all_existing_closes_idle_connections_route_by_route_in_creation_order() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let lb = open(&mut p, B, t(0));
+    let la = open(&mut p, A, t(0));
+    let (ra, rb) = (route(&p, la.conn()), route(&p, lb.conn()));
+    put_back(&mut p, la, t(1));
+    put_back(&mut p, lb, t(2));
+    p.drain(DrainScope::All, DrainMode::DrainExisting, t(3));
+    let v = acts(&mut p);
+    let closes: Vec<_> = v
+        .iter()
+        .filter(|a| matches!(a, Action::Close { .. }))
+        .cloned()
+        .collect();
+    // B was created first.
+    assert_eq!(
+        closes,
+        vec![
+            close(lb.conn(), CloseReason::Drained),
+            close(la.conn(), CloseReason::Drained)
+        ]
+    );
+    assert_eq!(v.len(), 4, "{v:?}");
+    assert!(
+        v.contains(&route_idle(ra, A)) && v.contains(&route_idle(rb, B)),
+        "{v:?}"
+    );
+    assert!(!p.is_closed());
+}
+
+#[test]
+fn drain_and_delete_lets_a_connecting_connection_serve_queued_waiters() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let ra = route(&p, c);
+    p.drain(DrainScope::Route(&A), DrainMode::DrainAndDelete, t(1));
+    quiet(&mut p);
+    let v = connect(&mut p, c, 1, t(2));
+    let l = single_grant(&v, w);
+    let v = release(&mut p, l, Release::REUSE, t(3));
+    assert_eq!(v, vec![close(c, CloseReason::Drained), route_idle(ra, A)]);
+}

@@ -136,3 +136,42 @@ fn waiting_lease_under_the_route_limit_does_not_close_mismatched_connections() {
     assert_eq!(p.counters().closes_for(CloseReason::RouteLimit), 0);
     assert_eq!(p.stats().idle, 2);
 }
+
+#[test]
+fn route_limit_shrink_takes_the_back_of_the_ready_list_under_fifo() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            reuse: ReusePolicy::Fifo,
+            ..cfg()
+        },
+    );
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    p.release(l1, tagged(T1), t(10)).unwrap();
+    p.release(l2, tagged(T2), t(20)).unwrap();
+    quiet(&mut p);
+    // Ready list (FIFO): [c1 (T1), c2 (T2)]: the back is c2.
+    let _w = queued(p.lease(&A, Some(T3), t(30), None));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l2.conn(), CloseReason::RouteLimit));
+    connect_of(&v[1]);
+    assert_eq!(
+        granted(p.lease(&A, Some(T1), t(31), None)).conn(),
+        l1.conn()
+    );
+    quiet(&mut p);
+}
+
+#[test]
+fn tagged_waiter_is_served_by_a_fresh_untagged_connection() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let w = queued(p.lease(&A, Some(T1), t(0), None));
+    let v = acts(&mut p);
+    let c = single_connect(&p, &v, A);
+    let v = connect(&mut p, c, 1, t(1));
+    assert_eq!(single_grant(&v, w).conn(), c);
+}

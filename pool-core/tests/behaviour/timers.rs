@@ -295,3 +295,52 @@ fn expired_release_of_a_multiplexed_connection_drains_it_until_its_last_lease() 
     let v = release(&mut p, l2, Release::REUSE, t(4));
     assert_eq!(v, vec![close(c, CloseReason::Expired)]);
 }
+
+#[test]
+fn due_timers_are_processed_in_deadline_then_creation_order() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let _l = open(&mut p, A, t(0));
+    let w1 = queued(p.lease(&A, None, t(1), Some(t(100))));
+    let w2 = queued(p.lease(&A, None, t(2), Some(t(50))));
+    let w3 = queued(p.lease(&A, None, t(3), Some(t(100))));
+    quiet(&mut p);
+    assert_eq!(
+        tick(&mut p, t(200)),
+        vec![
+            failed(w2, FailReason::Timeout),
+            failed(w1, FailReason::Timeout),
+            failed(w3, FailReason::Timeout),
+        ]
+    );
+    assert_eq!(p.counters().timeouts, 3);
+}
+
+#[test]
+fn lifetime_counts_from_connect_completion() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_lifetime: Some(ms(1000)),
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let ra = route(&p, c);
+    let v = connect(&mut p, c, 1, t(500));
+    let l = single_grant(&v, w);
+    put_back(&mut p, l, t(600));
+    assert_eq!(tick(&mut p, t(1000)), vec![]);
+    assert_eq!(tick(&mut p, t(1499)), vec![]);
+    assert_eq!(
+        tick(&mut p, t(1500)),
+        vec![close(c, CloseReason::Expired), route_idle(ra, A)]
+    );
+}

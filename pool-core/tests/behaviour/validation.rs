@@ -263,3 +263,39 @@ fn close_replaces_an_undelivered_validate() {
     let v = connect(&mut p, c2, 1, t(5002));
     assert_eq!(single_grant(&v, w).conn(), c2);
 }
+
+#[test]
+fn alive_validation_of_an_expired_connection_closes_it_expired_and_the_waiter_retries() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_lifetime: Some(ms(6000)),
+            ..validating()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(10));
+    let w = queued(p.lease(&A, None, t(5000), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    p.validated(l.conn(), Validation::Alive, t(6000)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l.conn(), CloseReason::Expired));
+    let c2 = connect_of(&v[1]);
+    let v = connect(&mut p, c2, 1, t(6001));
+    assert_eq!(single_grant(&v, w).conn(), c2);
+}
+
+#[test]
+fn connection_with_active_leases_is_not_validated() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let v = connect(&mut p, c, 2, t(0));
+    single_grant(&v, w);
+    // Not idle (one lease): no validation however long since its last release.
+    assert_eq!(granted(p.lease(&A, None, t(5000), None)).conn(), c);
+    quiet(&mut p);
+    assert_eq!(p.counters().validations, 0);
+}
