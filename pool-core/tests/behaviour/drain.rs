@@ -277,3 +277,29 @@ fn drain_and_delete_lets_a_connecting_connection_serve_queued_waiters() {
     let v = release(&mut p, l, Release::REUSE, t(3));
     assert_eq!(v, vec![close(c, CloseReason::Drained), route_idle(ra, A)]);
 }
+
+#[test]
+fn drain_and_delete_frees_even_a_configured_route() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let one = RouteConfig {
+        max_connections: Some(1),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&A, one, t(0)).unwrap();
+    quiet(&mut p);
+    let l = open(&mut p, A, t(1));
+    let ra = route(&p, l.conn());
+    p.drain(DrainScope::Route(&A), DrainMode::DrainAndDelete, t(2));
+    quiet(&mut p);
+    let v = release(&mut p, l, Release::REUSE, t(3));
+    assert_eq!(
+        v,
+        vec![close(l.conn(), CloseReason::Drained), route_idle(ra, A)]
+    );
+    assert_eq!(p.route_key(ra), None);
+    assert_eq!(p.route_stats(&A), None);
+    // A new route for the key has the default limit again.
+    let (_w, _c) = lease_connect(&mut p, A, t(4));
+    assert_eq!(p.route_stats(&A).unwrap().limit, 2);
+}

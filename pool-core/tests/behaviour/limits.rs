@@ -387,3 +387,31 @@ fn route_idle_frees_the_slot_of_an_unconfigured_route() {
     ok(&p);
     assert_eq!(p.stats().routes, 4);
 }
+
+#[test]
+fn total_limit_eviction_may_take_the_routes_own_mismatched_idle_connection() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 2,
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
+    let l1 = open(&mut p, A, t(0));
+    let _l2 = open(&mut p, A, t(0));
+    p.release(l1, tagged(T1), t(10)).unwrap();
+    quiet(&mut p);
+    // Under the route limit (2 < 3) but at max_total: the global LRU idle
+    // connection, here A's own (tagged T1), is evicted (HttpClient: any route,
+    // this one included).
+    let w = queued(p.lease(&A, None, t(20), None));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l1.conn(), CloseReason::Evicted));
+    let c3 = connect_of(&v[1]);
+    assert_eq!(p.counters().closes_for(CloseReason::RouteLimit), 0);
+    let v = connect(&mut p, c3, 1, t(21));
+    single_grant(&v, w);
+}

@@ -300,3 +300,50 @@ fn close_excess_cancel_keeps_connecting_connections_still_needed() {
     assert_eq!(p.stats().connecting, 2);
     assert_eq!(p.counters().closes_for(CloseReason::Excess), 0);
 }
+
+#[test]
+fn cancel_after_grant_before_poll_keeps_the_connection_tag() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, one_per_route());
+    let l = open(&mut p, A, t(0));
+    let w1 = lease_wait(&mut p, A, Some(T1), t(1));
+    // Released tagged T1: granted to w1, not polled, then cancelled. The
+    // connection goes back as Reuse { keep_alive: None, tag: Some(T1) }.
+    p.release(l, tagged(T1), t(2)).unwrap();
+    ok(&p);
+    p.cancel(w1, CancelPolicy::Default, t(2)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.stats().idle, 1);
+    // Still tagged T1: an untagged lease cannot take it and, at the route
+    // limit, closes it to make room.
+    let _w = queued(p.lease(&A, None, t(3), None));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l.conn(), CloseReason::RouteLimit));
+    connect_of(&v[1]);
+}
+
+#[test]
+fn lease_processes_due_timers_before_checking_overflow() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_pending: Some(1),
+            ..one_per_route()
+        },
+    );
+    let _l = open(&mut p, A, t(0));
+    let w1 = queued(p.lease(&A, None, t(1), Some(t(100))));
+    quiet(&mut p);
+    assert_eq!(
+        refused(p.lease(&A, None, t(99), None)),
+        LeaseError::Overflow
+    );
+    quiet(&mut p);
+    // At 100 ms w1 times out first, which frees the waiter slot.
+    let w2 = queued(p.lease(&A, None, t(100), None));
+    assert_ne!(w2, w1);
+    assert_eq!(acts(&mut p), vec![failed(w1, FailReason::Timeout)]);
+    assert_eq!(p.stats().pending, 1);
+}
