@@ -289,7 +289,6 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 "connecting list broken"
             );
             ensure!(on(&r.ready, RouteListKind::Ready), 0, "ready list broken");
-            ensure!(on(&r.busy, RouteListKind::Busy), 0, "busy list broken");
             let mut last_seq = 0u64;
             let mut fifo = true;
             let queue_ok = walk(

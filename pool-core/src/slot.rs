@@ -26,6 +26,7 @@ pub(crate) enum RouteListKind {
     None,
     Connecting,
     Ready,
+    /// Open but not available (leased to capacity, draining, validating); no list.
     Busy,
 }
 
@@ -195,7 +196,6 @@ pub struct RouteSlot<K> {
     pub(crate) overrides: RouteOverrides,
     pub(crate) connecting: List,
     pub(crate) ready: List,
-    pub(crate) busy: List,
     pub(crate) queue: List,
     /// Waiters bound to a validation.
     pub(crate) validating: u32,
@@ -231,7 +231,6 @@ impl<K> RouteSlot<K> {
         },
         connecting: List::EMPTY,
         ready: List::EMPTY,
-        busy: List::EMPTY,
         queue: List::EMPTY,
         validating: 0,
         allocated: 0,

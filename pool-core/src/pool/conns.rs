@@ -13,6 +13,7 @@ use crate::slot::{ConnState, RouteListKind, NIL};
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Puts `c` on one of its route's lists; the ready list tracks spare capacity.
+    /// `Busy` is a mark, not a list: the warm path stays at two list moves.
     pub(crate) fn route_list_push(&mut self, c: u32, which: RouteListKind, front: bool) {
         let r = self.conns[c as usize].route as usize;
         let s = &mut self.routes[r];
@@ -23,8 +24,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 s.spare += cs.capacity - cs.active;
                 &mut s.ready
             }
-            RouteListKind::Busy => &mut s.busy,
-            RouteListKind::None => return,
+            RouteListKind::Busy | RouteListKind::None => {
+                self.conns[c as usize].list = which;
+                return;
+            }
         };
         if front {
             list.push_front::<kind::RouteList, _>(&mut self.conns, c);
@@ -44,7 +47,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 s.spare -= cs.capacity - cs.active;
                 &mut s.ready
             }
-            RouteListKind::Busy => &mut s.busy,
+            RouteListKind::Busy => {
+                self.conns[c as usize].list = RouteListKind::None;
+                return;
+            }
             RouteListKind::None => return,
         };
         list.remove::<kind::RouteList, _>(&mut self.conns, c);
@@ -122,7 +128,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             self.route_list_remove(c);
             self.route_list_push(c, RouteListKind::Busy, false);
         }
-        self.rearm_conn(c);
+        if self.cfg.max_lifetime.is_some() {
+            self.rearm_conn(c);
+        }
         Lease {
             id,
             conn: self.conn_handle(c),

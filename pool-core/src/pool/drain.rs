@@ -6,7 +6,7 @@ use super::Pool;
 use crate::action::CloseReason;
 use crate::config::RouteConfig;
 use crate::error::RouteError;
-use crate::slot::NIL;
+use crate::slot::{RouteListKind, NIL};
 use crate::time::Instant;
 
 /// Which routes a drain applies to.
@@ -81,10 +81,12 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
         }
         if existing {
-            let mut c = self.routes[r as usize].busy.head;
-            while c != NIL {
-                self.start_draining(c, CloseReason::Drained);
-                c = self.conns[c as usize].rlink.next;
+            // Busy connections are on no list: scan the slots (drains are rare).
+            for c in 0..self.conns.len() as u32 {
+                let cs = &self.conns[c as usize];
+                if cs.route == r && cs.list == RouteListKind::Busy && cs.allocated() {
+                    self.start_draining(c, CloseReason::Drained);
+                }
             }
         }
     }

@@ -134,9 +134,15 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if s.deleting && s.allocated == 0 && !s.queue.is_empty() {
             self.fail_queue(r, FailReason::Draining);
         }
-        self.try_create(r);
-        self.unblock();
-        self.warm(r);
+        if !self.routes[r as usize].queue.is_empty() || self.ratio(r) > 1000 {
+            self.try_create(r);
+        }
+        if !self.blocked.is_empty() {
+            self.unblock();
+        }
+        if self.min_idle(r) > 0 {
+            self.warm(r);
+        }
         self.check_idle(r);
     }
 }

@@ -60,10 +60,25 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// Moves time to `now` (never backwards) and fires everything due, in
     /// `(deadline, sequence)` order.
+    #[inline]
     pub(crate) fn advance(&mut self, now: Instant) {
         if now > self.now {
             self.now = now;
         }
+        if self.next_due() <= self.now {
+            self.fire_due();
+        }
+    }
+
+    #[inline]
+    fn next_due(&self) -> Instant {
+        let at = |e: Option<crate::slot::HeapEntry>| e.map_or(Instant::MAX, |e| e.at);
+        at(self.conn_timers.peek())
+            .min(at(self.waiter_timers.peek()))
+            .min(at(self.route_timers.peek()))
+    }
+
+    fn fire_due(&mut self) {
         let now = self.now;
         loop {
             let mut best = None;
