@@ -27,7 +27,7 @@
 //! All of it is single-threaded (the stack is `!Send`): run the runner and the
 //! lease users on the same executor.
 //!
-//! ```ignore
+//! ```text
 //! static STATE: ConstStaticCell<wharf_embassy::State<'static, 4, 4, 2, 1024, 1024>> =
 //!     ConstStaticCell::new(wharf_embassy::State::new());
 //! let (pool, runner) = wharf_embassy::new(stack, STATE.take(), Config::default())?;
@@ -198,7 +198,12 @@ enum SlotState {
     /// No socket; the buffers are free.
     Free,
     /// Opening a connection for `conn` (the worker owns the socket).
-    Connecting { conn: ConnId, route: Route, started: bool, abort: bool },
+    Connecting {
+        conn: ConnId,
+        route: Route,
+        started: bool,
+        abort: bool,
+    },
     /// An open connection: the socket is in `Slot::socket` (idle) or lent to a
     /// [`Lease`].
     Open { conn: ConnId },
@@ -215,7 +220,12 @@ struct Slot<'d> {
 }
 
 impl<'d> Slot<'d> {
-    const EMPTY: Slot<'d> = Slot { state: SlotState::Free, socket: None, waker: None, rst: false };
+    const EMPTY: Slot<'d> = Slot {
+        state: SlotState::Free,
+        socket: None,
+        waker: None,
+        rst: false,
+    };
     fn wake(&mut self) {
         if let Some(w) = self.waker.take() {
             w.wake();
@@ -239,7 +249,10 @@ struct Ticket {
 }
 
 impl Ticket {
-    const EMPTY: Ticket = Ticket { state: TicketState::Free, waker: None };
+    const EMPTY: Ticket = Ticket {
+        state: TicketState::Free,
+        waker: None,
+    };
 }
 
 /// Everything a pool needs, sized by const generics: `N` connection slots
@@ -346,7 +359,17 @@ pub fn new_with_options<
     if N > u16::MAX as usize || W > u16::MAX as usize {
         return Err(ConfigError::BadStorage);
     }
-    let State { storage, slots, conn_slot, pending, tickets, ticket_of, rx, tx, shared } = state;
+    let State {
+        storage,
+        slots,
+        conn_slot,
+        pending,
+        tickets,
+        ticket_of,
+        rx,
+        tx,
+        shared,
+    } = state;
     let pool = wharf_core::Pool::new(storage, config)?;
     let slots: &'d mut [Slot<'d>] = {
         let base = slots.as_mut_ptr().cast::<Slot<'d>>();
@@ -381,11 +404,19 @@ pub fn new_with_options<
         let p = shared.as_mut_ptr().cast::<Shared<'d>>();
         // SAFETY: as for the slots: exclusive for 'd, same layout, never dropped.
         unsafe {
-            p.write(Shared { inner: RefCell::new(inner) });
+            p.write(Shared {
+                inner: RefCell::new(inner),
+            });
             &*p
         }
     };
-    Ok((Pool { shared }, Runner { shared, _slots: PhantomData }))
+    Ok((
+        Pool { shared },
+        Runner {
+            shared,
+            _slots: PhantomData,
+        },
+    ))
 }
 
 fn now() -> Instant {
@@ -427,7 +458,11 @@ impl<'d> Inner<'d> {
                     self.close_conn(conn, reason);
                 }
                 Action::Validate { conn } => {
-                    let result = if self.is_alive(conn) { Validation::Alive } else { Validation::Stale };
+                    let result = if self.is_alive(conn) {
+                        Validation::Alive
+                    } else {
+                        Validation::Stale
+                    };
                     debug!("validate {:?}: {:?}", conn, result);
                     // An input in the middle of the drain: its actions join this loop.
                     if let Err(e) = self.pool.validated(conn, result, now) {
@@ -472,7 +507,12 @@ impl<'d> Inner<'d> {
     fn assign(&mut self, j: usize, conn: ConnId, route: Route) {
         self.conn_slot[conn.index()] = Some((conn, j as u16));
         let slot = &mut self.slots[j];
-        slot.state = SlotState::Connecting { conn, route, started: false, abort: false };
+        slot.state = SlotState::Connecting {
+            conn,
+            route,
+            started: false,
+            abort: false,
+        };
         slot.rst = false;
         slot.wake();
     }
@@ -487,7 +527,11 @@ impl<'d> Inner<'d> {
     }
 
     fn close_conn(&mut self, conn: ConnId, reason: CloseReason) {
-        if let Some(i) = self.pending.iter().position(|p| matches!(p, Some((c, _)) if *c == conn)) {
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| matches!(p, Some((c, _)) if *c == conn))
+        {
             self.pending[i] = None;
             self.pending[i..].rotate_left(1);
             return;
@@ -502,7 +546,10 @@ impl<'d> Inner<'d> {
             SlotState::Connecting { abort, .. } => *abort = true,
             SlotState::Open { .. } if slot.socket.is_some() => {
                 let rst = slot.rst || reason == CloseReason::ConnectTimeout;
-                slot.state = SlotState::Closing { rst, started: false };
+                slot.state = SlotState::Closing {
+                    rst,
+                    started: false,
+                };
             }
             other => {
                 // The core closes only connections without a lease.
@@ -514,15 +561,26 @@ impl<'d> Inner<'d> {
     }
 
     fn is_alive(&self, conn: ConnId) -> bool {
-        let Some(j) = self.slot_of(conn) else { return false };
+        let Some(j) = self.slot_of(conn) else {
+            return false;
+        };
         match &self.slots[j].socket {
             Some(s) => healthy(s),
             None => false,
         }
     }
 
-    fn answer(&mut self, waiter: WaiterId, result: Result<wharf_core::Lease, FailReason>, now: Instant) {
-        let t = self.ticket_of.get(waiter.index()).copied().unwrap_or(u16::MAX) as usize;
+    fn answer(
+        &mut self,
+        waiter: WaiterId,
+        result: Result<wharf_core::Lease, FailReason>,
+        now: Instant,
+    ) {
+        let t = self
+            .ticket_of
+            .get(waiter.index())
+            .copied()
+            .unwrap_or(u16::MAX) as usize;
         match self.tickets.get_mut(t) {
             Some(ticket) if ticket.state == TicketState::Waiting(waiter) => {
                 ticket.state = TicketState::Answered(waiter, result);
@@ -543,14 +601,26 @@ impl<'d> Inner<'d> {
     fn take_job(&mut self, j: usize, cx: &mut Context<'_>) -> Poll<Job<'d>> {
         let slot = &mut self.slots[j];
         match &mut slot.state {
-            SlotState::Connecting { abort: true, started: false, .. } => {
+            SlotState::Connecting {
+                abort: true,
+                started: false,
+                ..
+            } => {
                 // Given up before it started: nothing to abort.
                 self.slot_freed(j);
                 self.take_job(j, cx)
             }
-            SlotState::Connecting { conn, route, started, .. } if !*started => {
+            SlotState::Connecting {
+                conn,
+                route,
+                started,
+                ..
+            } if !*started => {
                 *started = true;
-                Poll::Ready(Job::Connect { conn: *conn, route: *route })
+                Poll::Ready(Job::Connect {
+                    conn: *conn,
+                    route: *route,
+                })
             }
             SlotState::Closing { rst, started } if !*started => {
                 *started = true;
@@ -577,7 +647,11 @@ impl<'d> Inner<'d> {
     fn poll_abort(&mut self, j: usize, conn: ConnId, cx: &mut Context<'_>) -> Poll<()> {
         let slot = &mut self.slots[j];
         match slot.state {
-            SlotState::Connecting { conn: c, abort: false, .. } if c == conn => {
+            SlotState::Connecting {
+                conn: c,
+                abort: false,
+                ..
+            } if c == conn => {
                 set_waker(&mut slot.waker, cx.waker());
                 Poll::Pending
             }
@@ -632,7 +706,11 @@ impl<'d> Pool<'d> {
         let deadline = opts.timeout.map(|d| now + d);
         let (outcome, ticket) = {
             let mut inner = self.shared.inner.borrow_mut();
-            let Some(t) = inner.tickets.iter().position(|t| t.state == TicketState::Free) else {
+            let Some(t) = inner
+                .tickets
+                .iter()
+                .position(|t| t.state == TicketState::Free)
+            else {
                 return Err(Error::Overflow);
             };
             let outcome = inner.pool.lease(route, opts.tag, now, deadline);
@@ -646,7 +724,11 @@ impl<'d> Pool<'d> {
         let lease = match outcome? {
             LeaseOutcome::Granted(lease) => lease,
             LeaseOutcome::Queued(_) => {
-                let mut guard = TicketGuard { shared: self.shared, ticket, armed: true };
+                let mut guard = TicketGuard {
+                    shared: self.shared,
+                    ticket,
+                    armed: true,
+                };
                 let answer = poll_fn(|cx| {
                     let mut inner = self.shared.inner.borrow_mut();
                     let t = &mut inner.tickets[ticket];
@@ -671,8 +753,13 @@ impl<'d> Pool<'d> {
 
     fn make_lease(&self, lease: wharf_core::Lease) -> Lease<'d> {
         let mut inner = self.shared.inner.borrow_mut();
-        let j = inner.slot_of(lease.conn()).expect("granted connection has a socket slot");
-        let socket = inner.slots[j].socket.take().expect("granted connection is idle");
+        let j = inner
+            .slot_of(lease.conn())
+            .expect("granted connection has a socket slot");
+        let socket = inner.slots[j]
+            .socket
+            .take()
+            .expect("granted connection is idle");
         Lease {
             shared: self.shared,
             lease,
@@ -808,17 +895,25 @@ impl<'d> Lease<'d> {
 
 impl core::fmt::Debug for Lease<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Lease").field("lease", &self.lease).field("slot", &self.slot).finish()
+        f.debug_struct("Lease")
+            .field("lease", &self.lease)
+            .field("slot", &self.slot)
+            .finish()
     }
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        let Some(socket) = self.socket.take() else { return };
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
         let how = if self.discard || !healthy(&socket) {
             Release::Discard
         } else {
-            Release::Reuse { keep_alive: self.keep_alive, tag: self.tag }
+            Release::Reuse {
+                keep_alive: self.keep_alive,
+                tag: self.tag,
+            }
         };
         let now = now();
         let mut inner = self.shared.inner.borrow_mut();
@@ -830,7 +925,10 @@ impl Drop for Lease<'_> {
             // free the socket anyway.
             warning!("release({:?}) refused: {:?}", self.lease, e);
             let slot = &mut inner.slots[self.slot];
-            slot.state = SlotState::Closing { rst: true, started: false };
+            slot.state = SlotState::Closing {
+                rst: true,
+                started: false,
+            };
             slot.wake();
         }
         inner.pump(now);
@@ -960,7 +1058,12 @@ async fn connect(shared: &Shared<'_>, j: usize, conn: ConnId, route: Route) {
     let endpoint = match route {
         Route::Ip(ep) => Some(ep),
         Route::Host { name, port } => {
-            match select(stack.dns_query(name, DnsQueryType::A), abort_signal(shared, j, conn)).await {
+            match select(
+                stack.dns_query(name, DnsQueryType::A),
+                abort_signal(shared, j, conn),
+            )
+            .await
+            {
                 Either::First(Ok(addrs)) => addrs.first().map(|a| IpEndpoint::new(*a, port)),
                 Either::First(Err(_)) => None,
                 Either::Second(()) => {
@@ -982,18 +1085,17 @@ async fn connect(shared: &Shared<'_>, j: usize, conn: ConnId, route: Route) {
     socket.set_timeout(opts.socket_timeout);
     match select(socket.connect(endpoint), abort_signal(shared, j, conn)).await {
         Either::First(Ok(())) => {
-            let now = now();
-            let mut inner = shared.inner.borrow_mut();
             let still_wanted = matches!(
-                inner.slots[j].state,
+                shared.inner.borrow().slots[j].state,
                 SlotState::Connecting { conn: c, abort: false, .. } if c == conn
             );
             if !still_wanted {
-                drop(inner);
                 close(socket, true, opts.close_timeout).await;
                 shared.inner.borrow_mut().slot_freed(j);
                 return;
             }
+            let now = now();
+            let mut inner = shared.inner.borrow_mut();
             inner.slots[j].state = SlotState::Open { conn };
             inner.slots[j].socket = Some(socket);
             let accepted = inner.pool.connected(conn, 1, now);
@@ -1004,7 +1106,10 @@ async fn connect(shared: &Shared<'_>, j: usize, conn: ConnId, route: Route) {
                 if inner.slots[j].state == (SlotState::Open { conn }) {
                     inner.conn_slot[conn.index()] = None;
                     let slot = &mut inner.slots[j];
-                    slot.state = SlotState::Closing { rst: true, started: false };
+                    slot.state = SlotState::Closing {
+                        rst: true,
+                        started: false,
+                    };
                     slot.wake();
                 }
             }

@@ -24,11 +24,19 @@ async fn two_stacks_talk_tcp() {
             let port = s.local_endpoint().unwrap().port;
             s.close();
             s.flush().await.unwrap();
-            assert!(eventually(1000, || log.events().contains(&Ev::Fin(port))).await, "{:?}", log.events());
+            assert!(
+                eventually(1000, || log.events().contains(&Ev::Fin(port))).await,
+                "{:?}",
+                log.events()
+            );
 
             let (mut rx2, mut tx2) = ([0u8; 512], [0u8; 512]);
             let mut t = TcpSocket::new(client, &mut rx2, &mut tx2);
-            let r = embassy_time::with_timeout(Duration::from_millis(200), t.connect((BLACKHOLE, 7000))).await;
+            let r = embassy_time::with_timeout(
+                Duration::from_millis(200),
+                t.connect((BLACKHOLE, 7000)),
+            )
+            .await;
             assert!(r.is_err(), "the black hole never answers");
             assert_eq!(log.accepted(), 1);
         };

@@ -49,7 +49,8 @@ async fn echo(lease: &mut wharf_embassy::Lease<'_>, msg: &[u8]) {
 }
 
 fn check(pool: &Pool<'_>) {
-    pool.inspect(|p| p.check_invariants()).expect("core invariants");
+    pool.inspect(|p| p.check_invariants())
+        .expect("core invariants");
 }
 
 /// Runs `$test` (an async block using `pool`, `log`) with a pool over the
@@ -88,7 +89,11 @@ async fn a_kept_connection_is_reused() {
         let first = a.id().conn();
         drop(a);
         let mut b = pool.lease(&route(7000)).await.unwrap();
-        assert_eq!(b.id().conn(), first, "the idle connection is handed out again");
+        assert_eq!(
+            b.id().conn(),
+            first,
+            "the idle connection is handed out again"
+        );
         echo(&mut b, b"two").await;
         drop(b);
         assert_eq!(log.accepted(), 1, "one TCP connection for both leases");
@@ -100,20 +105,37 @@ async fn a_kept_connection_is_reused() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn per_route_and_total_limits_hold() {
-    let cfg = Config { max_total: 3, max_per_route: 2, ..config() };
+    let cfg = Config {
+        max_total: 3,
+        max_per_route: 2,
+        ..config()
+    };
     pool_test!(cfg, |pool, log| {
-        let short = LeaseOptions { timeout: Some(Duration::from_millis(150)), ..Default::default() };
+        let short = LeaseOptions {
+            timeout: Some(Duration::from_millis(150)),
+            ..Default::default()
+        };
         let a1 = pool.lease(&route(7000)).await.unwrap();
         let a2 = pool.lease(&route(7000)).await.unwrap();
         // Route limit: a third lease on 7000 waits and times out.
-        assert_eq!(pool.lease_with(&route(7000), short).await.err(), Some(Error::Timeout));
+        assert_eq!(
+            pool.lease_with(&route(7000), short).await.err(),
+            Some(Error::Timeout)
+        );
         assert_eq!(pool.route_stats(&route(7000)).unwrap().connections, 2);
         // Another route still gets a connection (total 3)...
         let b1 = pool.lease(&route(7001)).await.unwrap();
         // ...but the total limit stops the next one.
-        assert_eq!(pool.lease_with(&route(7001), short).await.err(), Some(Error::Timeout));
+        assert_eq!(
+            pool.lease_with(&route(7001), short).await.err(),
+            Some(Error::Timeout)
+        );
         assert_eq!(pool.stats().connections, 3);
-        assert_eq!(log.accepted(), 3);
+        assert!(
+            eventually(500, || log.accepted() == 3).await,
+            "{:?}",
+            log.events()
+        );
         // Releasing one on 7000 (kept idle) does not free room for 7001 unless
         // the waiter evicts it: a waiting lease on 7001 evicts the idle one.
         drop(a2);
@@ -126,7 +148,10 @@ async fn per_route_and_total_limits_hold() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn waiters_are_served_in_fifo_order() {
-    let cfg = Config { max_per_route: 1, ..config() };
+    let cfg = Config {
+        max_per_route: 1,
+        ..config()
+    };
     pool_test!(cfg, |pool, log| {
         let holder = pool.lease(&route(7000)).await.unwrap();
         let order = RefCell::new(Vec::new());
@@ -151,7 +176,11 @@ async fn waiters_are_served_in_fifo_order() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn overflow_when_the_waiter_queue_is_full() {
-    let cfg = Config { max_per_route: 1, max_pending: Some(2), ..config() };
+    let cfg = Config {
+        max_per_route: 1,
+        max_pending: Some(2),
+        ..config()
+    };
     pool_test!(cfg, |pool, _log| {
         let holder = pool.lease(&route(7000)).await.unwrap();
         let w = || async { pool.lease(&route(7000)).await.map(|l| l.id().conn()) };
@@ -165,13 +194,19 @@ async fn overflow_when_the_waiter_queue_is_full() {
         };
         let (r1, r2, r3) = embassy_futures::join::join3(w(), w(), third).await;
         assert_eq!(r3, Some(Error::Overflow));
-        assert!(r1.is_ok() && r2.is_ok(), "the queued ones are served: {r1:?} {r2:?}");
+        assert!(
+            r1.is_ok() && r2.is_ok(),
+            "the queued ones are served: {r1:?} {r2:?}"
+        );
     })
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_connection_the_peer_closed_while_idle_is_never_handed_out() {
-    let cfg = Config { validate_after_inactivity: Some(Duration::ZERO), ..config() };
+    let cfg = Config {
+        validate_after_inactivity: Some(Duration::ZERO),
+        ..config()
+    };
     pool_test!(cfg, |pool, log| {
         let mut a = pool.lease(&route(7002)).await.unwrap();
         echo(&mut a, b"only once").await;
@@ -179,9 +214,17 @@ async fn a_connection_the_peer_closed_while_idle_is_never_handed_out() {
         drop(a);
         // The server closes after its first echo: wait for its FIN to arrive.
         Timer::after_millis(100).await;
-        assert_eq!(pool.stats().idle, 1, "closed by the peer but not noticed yet");
+        assert_eq!(
+            pool.stats().idle,
+            1,
+            "closed by the peer but not noticed yet"
+        );
         let mut b = pool.lease(&route(7002)).await.unwrap();
-        assert_ne!(b.id().conn(), first, "validation caught the closed connection");
+        assert_ne!(
+            b.id().conn(),
+            first,
+            "validation caught the closed connection"
+        );
         echo(&mut b, b"fresh").await;
         let c = pool.counters();
         assert_eq!((c.validations, c.stale), (1, 1));
@@ -197,9 +240,16 @@ async fn connect_timeout_against_a_host_that_does_not_answer() {
         let r = pool.lease(&Route::ip(BLACKHOLE, 7000)).await.err();
         let took = start.elapsed();
         assert_eq!(r, Some(Error::ConnectFailed(ConnectFailure::Timeout)));
-        assert!(took >= EDuration::from_millis(290), "bounded by the pool's connect timeout: {took:?}");
+        assert!(
+            took >= EDuration::from_millis(290),
+            "bounded by the pool's connect timeout: {took:?}"
+        );
         assert!(took < EDuration::from_millis(1500), "{took:?}");
-        assert_eq!(pool.counters().connect_failures_for(ConnectFailure::Timeout), 1);
+        assert_eq!(
+            pool.counters()
+                .connect_failures_for(ConnectFailure::Timeout),
+            1
+        );
         assert_eq!(pool.counters().closes_for(CloseReason::ConnectTimeout), 1);
         assert_eq!(pool.stats().connections, 0);
         // The aborted attempt's socket is given back: all slots work.
@@ -222,7 +272,10 @@ async fn a_refused_connect_fails_the_waiters() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn connects_for_different_slots_proceed_concurrently() {
-    let cfg = Config { connect_timeout: Some(Duration::from_secs(2)), ..config() };
+    let cfg = Config {
+        connect_timeout: Some(Duration::from_secs(2)),
+        ..config()
+    };
     pool_test!(cfg, |pool, _log| {
         // One slot hangs on a host that never answers...
         let nowhere = Route::ip(BLACKHOLE, 7000);
@@ -232,24 +285,40 @@ async fn connects_for_different_slots_proceed_concurrently() {
             let start = EInstant::now();
             let mut l = pool.lease(&route(7000)).await.unwrap();
             echo(&mut l, b"meanwhile").await;
-            assert!(start.elapsed() < EDuration::from_millis(500));
-            assert_eq!(pool.stats().connecting, 1, "the stuck connect is still running");
+            assert!(
+                start.elapsed() < EDuration::from_millis(1500),
+                "not behind the stuck connect"
+            );
+            assert_eq!(
+                pool.stats().connecting,
+                1,
+                "the stuck connect is still running"
+            );
         };
         match embassy_futures::select::select(stuck, other).await {
             embassy_futures::select::Either::Second(()) => {}
-            embassy_futures::select::Either::First(r) => panic!("stuck lease finished first: {r:?}"),
+            embassy_futures::select::Either::First(r) => {
+                panic!("stuck lease finished first: {r:?}")
+            }
         }
     })
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_peer_sees_a_fin_when_the_pool_closes_a_connection() {
-    let cfg = Config { idle_timeout: Some(Duration::from_millis(100)), ..config() };
+    let cfg = Config {
+        idle_timeout: Some(Duration::from_millis(100)),
+        ..config()
+    };
     pool_test!(cfg, |pool, log| {
         let mut a = pool.lease(&route(7000)).await.unwrap();
         echo(&mut a, b"bye").await;
         drop(a);
-        assert!(eventually(1000, || log.fins() == 1).await, "FIN: {:?}", log.events());
+        assert!(
+            eventually(1000, || log.fins() == 1).await,
+            "FIN: {:?}",
+            log.events()
+        );
         assert_eq!(log.rsts(), 0, "{:?}", log.events());
         assert_eq!(pool.counters().closes_for(CloseReason::IdleTimeout), 1);
         assert_eq!(pool.stats().connections, 0);
@@ -262,7 +331,11 @@ async fn discard_sends_a_rst() {
         let mut a = pool.lease(&route(7000)).await.unwrap();
         echo(&mut a, b"broken").await;
         a.discard();
-        assert!(eventually(1000, || log.rsts() == 1).await, "RST: {:?}", log.events());
+        assert!(
+            eventually(1000, || log.rsts() == 1).await,
+            "RST: {:?}",
+            log.events()
+        );
         assert_eq!(log.fins(), 0, "{:?}", log.events());
         assert_eq!(pool.counters().closes_for(CloseReason::Discarded), 1);
         // The next lease opens a new connection.
@@ -281,7 +354,11 @@ async fn drain_closes_idle_connections_with_a_fin() {
         echo(&mut b, b"b").await;
         drop((a, b));
         pool.drain(None, wharf_embassy::DrainMode::DrainExisting);
-        assert!(eventually(1000, || log.fins() == 2).await, "{:?}", log.events());
+        assert!(
+            eventually(1000, || log.fins() == 2).await,
+            "{:?}",
+            log.events()
+        );
         assert_eq!(pool.counters().closes_for(CloseReason::Drained), 2);
     })
 }
@@ -303,7 +380,10 @@ async fn host_routes_with_an_ip_literal_need_no_dns_server() {
 #[tokio::test(flavor = "current_thread")]
 async fn tags_and_keep_alive_follow_the_core() {
     pool_test!(config(), |pool, log| {
-        let tagged = LeaseOptions { tag: Some(Tag(7)), ..Default::default() };
+        let tagged = LeaseOptions {
+            tag: Some(Tag(7)),
+            ..Default::default()
+        };
         let mut a = pool.lease(&route(7000)).await.unwrap();
         echo(&mut a, b"t").await;
         a.set_tag(Some(Tag(7)));
@@ -319,14 +399,21 @@ async fn tags_and_keep_alive_follow_the_core() {
         // Keep-alive: kept at most 50 ms after release, then closed (FIN).
         c.set_keep_alive(Some(Duration::from_millis(50)));
         drop(c);
-        assert!(eventually(1000, || log.fins() == 1).await, "{:?}", log.events());
+        assert!(
+            eventually(1000, || log.fins() == 1).await,
+            "{:?}",
+            log.events()
+        );
         assert_eq!(pool.counters().closes_for(CloseReason::Expired), 1);
     })
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_dropped_lease_future_withdraws_its_request() {
-    let cfg = Config { max_per_route: 1, ..config() };
+    let cfg = Config {
+        max_per_route: 1,
+        ..config()
+    };
     pool_test!(cfg, |pool, _log| {
         let holder = pool.lease(&route(7000)).await.unwrap();
         let gave_up =
@@ -355,7 +442,8 @@ async fn churn_never_overruns_the_reserved_sockets() {
             }
             assert_eq!(pool.stats().connections, 0, "round {round}");
         }
-        assert_eq!(log.accepted(), 6 * SLOTS);
-        assert!(eventually(1000, || log.rsts() == 6 * SLOTS).await, "{:?}", log.events());
+        let all = 6 * SLOTS;
+        let seen = eventually(1000, || log.accepted() == all && log.rsts() == all).await;
+        assert!(seen, "{} accepted, {:?}", log.accepted(), log.events());
     })
 }

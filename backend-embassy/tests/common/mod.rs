@@ -108,13 +108,25 @@ impl Log {
         self.events.borrow().clone()
     }
     pub fn accepted(&self) -> usize {
-        self.events.borrow().iter().filter(|e| matches!(e, Ev::Accepted(_))).count()
+        self.events
+            .borrow()
+            .iter()
+            .filter(|e| matches!(e, Ev::Accepted(_)))
+            .count()
     }
     pub fn fins(&self) -> usize {
-        self.events.borrow().iter().filter(|e| matches!(e, Ev::Fin(_))).count()
+        self.events
+            .borrow()
+            .iter()
+            .filter(|e| matches!(e, Ev::Fin(_)))
+            .count()
     }
     pub fn rsts(&self) -> usize {
-        self.events.borrow().iter().filter(|e| matches!(e, Ev::Rst(_))).count()
+        self.events
+            .borrow()
+            .iter()
+            .filter(|e| matches!(e, Ev::Rst(_)))
+            .count()
     }
 }
 
