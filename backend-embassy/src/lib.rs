@@ -194,6 +194,7 @@ impl Default for Options {
 // State
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 enum SlotState {
     /// No socket; the buffers are free.
     Free,
@@ -295,6 +296,17 @@ impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: 
             shared: MaybeUninit::uninit(),
         }
     }
+}
+
+// SAFETY: a `State` that can be moved (not borrowed by a pool) holds plain
+// data, and in its `MaybeUninit` fields either nothing or the leftovers of a
+// pool whose borrow has ended, which are never read or dropped again (`new`
+// overwrites them). The `!Send` values (stack handle, sockets, wakers) are
+// only used through the `Pool`/`Runner`/`Lease` handles, which are `!Send`.
+// This lets the state live in a `static` (`StaticCell` needs `Send`).
+unsafe impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize> Send
+    for State<N, W, R, TX, RX>
+{
 }
 
 impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize> Default
