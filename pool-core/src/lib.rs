@@ -72,6 +72,7 @@ extern crate alloc;
 mod fmt;
 
 mod action;
+mod cluster;
 mod config;
 mod error;
 mod handle;
@@ -88,11 +89,12 @@ mod slot;
 mod pool;
 
 pub use action::{Action, CloseReason, ConnectFailure, FailReason};
+pub use cluster::{Balancer, Cluster, ClusterError, ClusterLease};
 pub use config::{CancelPolicy, Config, ConfigError, ReusePolicy, RouteConfig};
 pub use error::{CancelError, ConnError, LeaseError, ReleaseError, RouteError};
 pub use handle::{ConnId, Lease, LeaseId, RouteId, Tag, WaiterId};
 pub use invariant::InvariantViolation;
-pub use pool::{DrainMode, DrainScope, LeaseOutcome, Pool, Release, Validation};
+pub use pool::{DrainMode, DrainScope, LeaseOutcome, Pool, Release, RouteLoad, Validation};
 pub use stats::{Counters, PoolStats, RouteStats};
 pub use storage::{Capacity, Storage};
 pub use time::{Duration, Instant};

@@ -211,6 +211,8 @@ pub struct RouteSlot<K> {
     /// Created past its limit after the limit was lowered: may exceed it until back under.
     pub(crate) over_limit: bool,
     pub(crate) retry_until: Option<Instant>,
+    /// Host health (clusters): an unhealthy route connects only for demand.
+    pub(crate) unhealthy: bool,
     pub(crate) connects: u64,
     pub(crate) grants: u64,
     pub(crate) blink: Link,
@@ -242,6 +244,7 @@ impl<K> RouteSlot<K> {
         idle_mark: false,
         over_limit: false,
         retry_until: None,
+        unhealthy: false,
         connects: 0,
         grants: 0,
         blink: Link::NONE,
@@ -251,6 +254,11 @@ impl<K> RouteSlot<K> {
 
     pub(crate) fn live(&self) -> bool {
         self.key.is_some()
+    }
+
+    /// Carries settings that outlive its connections (kept when idle).
+    pub(crate) fn configured(&self) -> bool {
+        !self.overrides.is_empty() || self.unhealthy
     }
 }
 

@@ -123,7 +123,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 _ => {
                     let route = self.route_handle(i);
                     let s = &self.routes[i as usize];
-                    let key = if s.deleting || s.overrides.is_empty() {
+                    let key = if s.deleting || !s.configured() {
                         self.free_route(i)
                     } else {
                         s.key.clone()

@@ -36,6 +36,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let queued = s.queue.len as u64;
         let connecting_capacity = s.connecting.len as u64 * self.cfg.connecting_capacity as u64;
         let demand = queued > connecting_capacity;
+        if s.unhealthy {
+            // Envoy: an unhealthy host gets no extra work.
+            return (demand, false);
+        }
         let ratio = self.ratio(r) as u64;
         let active = s.active as u64;
         let pre = ratio > 1000
@@ -187,7 +191,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Min-idle warm-up (§3.5).
     pub(crate) fn warm(&mut self, r: u32) {
         let s = &self.routes[r as usize];
-        if self.closed || !s.live() || s.deleting || s.retry_until.is_some() {
+        if self.closed || !s.live() || s.deleting || s.unhealthy || s.retry_until.is_some() {
             return;
         }
         let m = self.min_idle(r);

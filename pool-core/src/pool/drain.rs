@@ -62,7 +62,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     fn drain_route(&mut self, r: u32, mode: DrainMode) {
         let existing = mode == DrainMode::DrainExisting;
         if !existing {
-            self.routes[r as usize].deleting = true;
+            // Deletion always ends with a `RouteIdle` that frees the slot, even
+            // for a route that was idle (configured but unused, or notified).
+            let s = &mut self.routes[r as usize];
+            s.deleting = true;
+            if s.idle_mark && !self.act_queued(Self::route_entity(r)) {
+                self.routes[r as usize].idle_mark = false;
+            }
         }
         let mut c = self.routes[r as usize].ready.head;
         while c != NIL {
@@ -116,7 +122,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             self.routes[r as usize].over_limit = true;
         }
         let s = &self.routes[r as usize];
-        if ov.is_empty()
+        if !s.configured()
             && s.idle_mark
             && s.allocated == 0
             && s.queue.is_empty()

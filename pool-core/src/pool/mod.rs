@@ -12,6 +12,7 @@ mod capacity;
 mod connect;
 mod conns;
 mod drain;
+mod hosts;
 mod lease;
 mod release;
 mod routes;
@@ -30,6 +31,7 @@ use crate::storage::{Slots, Storage};
 use crate::time::{Duration, Instant};
 
 pub use drain::{DrainMode, DrainScope};
+pub use hosts::RouteLoad;
 
 /// Answer to [`Pool::lease`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
