@@ -51,7 +51,7 @@ handle!(
 /// Give it back with [`Pool::release`](crate::Pool::release) exactly once; a
 /// second release (or one after the pool closed the connection) returns
 /// [`ReleaseError::StaleLease`](crate::ReleaseError::StaleLease).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Lease {
     pub(crate) id: LeaseId,
