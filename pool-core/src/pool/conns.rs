@@ -207,8 +207,12 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     /// Grants `c` to compatible queued waiters of its route, FIFO (§3.7).
+    #[inline]
     pub(crate) fn offer(&mut self, c: u32) {
         let r = self.conns[c as usize].route;
+        if self.routes[r as usize].queue.is_empty() {
+            return;
+        }
         let mut w = self.routes[r as usize].queue.head;
         while w != NIL && self.conns[c as usize].available() {
             let next = self.waiters[w as usize].qlink.next;
@@ -221,11 +225,18 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     /// Idle limits and deleted routes after `place` + `offer` (§3.10).
+    #[inline]
     pub(crate) fn after_available(&mut self, c: u32) {
+        let r = self.conns[c as usize].route;
+        if !self.routes[r as usize].deleting
+            && self.cfg.max_idle_per_route.is_none()
+            && self.cfg.max_idle.is_none()
+        {
+            return;
+        }
         if !self.conns[c as usize].idle() {
             return;
         }
-        let r = self.conns[c as usize].route;
         if self.routes[r as usize].deleting {
             self.close(c, CloseReason::Drained);
         } else if self

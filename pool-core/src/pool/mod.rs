@@ -113,6 +113,8 @@ pub struct Pool<'a, K> {
     pub(crate) route_count: u32,
     pub(crate) guard_conns: u32,
     pub(crate) closed: bool,
+    /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
+    pub(crate) plain: bool,
     pub(crate) counters: Counters,
 }
 
@@ -183,6 +185,7 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             l.next_free = if i + 1 < nl { i as u32 + 1 } else { NIL };
         }
         let [ch, wh, rh] = heaps;
+        let plain = cfg.ratio_milli <= 1000 && cfg.min_idle == 0;
         Ok(Pool {
             conns,
             routes,
@@ -213,6 +216,7 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             route_count: 0,
             guard_conns: 0,
             closed: false,
+            plain,
             counters: Counters::default(),
         })
     }

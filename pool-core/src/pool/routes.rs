@@ -126,7 +126,24 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     /// The end of every input for each route it touched (§3.1).
+    #[inline]
     pub(crate) fn settle(&mut self, r: u32) {
+        let s = &self.routes[r as usize];
+        // Fast path (the warm lease/release): nothing queued, nothing to
+        // preconnect or warm, nobody blocked, and the route is in use.
+        if self.plain
+            && s.queue.is_empty()
+            && s.allocated > 0
+            && !s.deleting
+            && !s.configured()
+            && self.blocked.is_empty()
+        {
+            return;
+        }
+        self.settle_slow(r);
+    }
+
+    fn settle_slow(&mut self, r: u32) {
         if !self.routes[r as usize].live() {
             return;
         }
