@@ -25,7 +25,7 @@ echo "-- wharf-embassy for thumbv7em-none-eabihf (no_std, defmt)"
 (cd examples/firmware && CARGO_TARGET_DIR="$ROOT/examples/firmware/target" cargo build --release --locked)
 ELF="$ROOT/examples/firmware/target/thumbv7em-none-eabihf/release/wharf-firmware-example"
 echo "firmware example ($ELF):"
-python3 examples/firmware/tools/elf_size.py "$ELF"
+python3 examples/firmware/tools/elf_size.py "$ELF" --u32 WHARF_STATE_SIZES
 
 echo "-- wharf-core scenarios on Cortex-M4 (qemu mps2-an386)"
 OUT=$(mktemp)

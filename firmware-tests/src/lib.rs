@@ -29,14 +29,20 @@ pub type Outcome = Result<(), Failure>;
 macro_rules! ensure {
     ($c:expr) => {
         if !$c {
-            return Err(Failure { line: line!(), what: stringify!($c) });
+            return Err(Failure {
+                line: line!(),
+                what: stringify!($c),
+            });
         }
     };
 }
 
 macro_rules! fail {
     ($what:expr) => {
-        return Err(Failure { line: line!(), what: $what })
+        return Err(Failure {
+            line: line!(),
+            what: $what,
+        })
     };
 }
 
@@ -45,7 +51,12 @@ macro_rules! ok {
     ($e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(_) => return Err(Failure { line: line!(), what: concat!("Ok: ", stringify!($e)) }),
+            Err(_) => {
+                return Err(Failure {
+                    line: line!(),
+                    what: concat!("Ok: ", stringify!($e)),
+                })
+            }
         }
     };
 }
@@ -113,7 +124,10 @@ impl Acts {
 }
 
 fn drain(p: &mut P<'_>) -> Acts {
-    let mut acts = Acts { a: [const { None }; 16], n: 0 };
+    let mut acts = Acts {
+        a: [const { None }; 16],
+        n: 0,
+    };
     while let Some(a) = p.poll_action() {
         if acts.n < acts.a.len() {
             acts.a[acts.n] = Some(a);
@@ -126,21 +140,30 @@ fn drain(p: &mut P<'_>) -> Acts {
 fn queued(o: Result<LeaseOutcome, LeaseError>) -> Result<WaiterId, Failure> {
     match o {
         Ok(LeaseOutcome::Queued(w)) => Ok(w),
-        _ => Err(Failure { line: line!(), what: "lease was not queued" }),
+        _ => Err(Failure {
+            line: line!(),
+            what: "lease was not queued",
+        }),
     }
 }
 
 fn granted(o: Result<LeaseOutcome, LeaseError>) -> Result<Lease, Failure> {
     match o {
         Ok(LeaseOutcome::Granted(l)) => Ok(l),
-        _ => Err(Failure { line: line!(), what: "lease was not granted at once" }),
+        _ => Err(Failure {
+            line: line!(),
+            what: "lease was not granted at once",
+        }),
     }
 }
 
 fn invariants(p: &P<'_>) -> Outcome {
     match p.check_invariants() {
         Ok(()) => Ok(()),
-        Err(_) => Err(Failure { line: line!(), what: "check_invariants" }),
+        Err(_) => Err(Failure {
+            line: line!(),
+            what: "check_invariants",
+        }),
     }
 }
 
@@ -148,12 +171,17 @@ fn invariants(p: &P<'_>) -> Outcome {
 fn open(p: &mut P<'_>, key: Key, now: Instant) -> Result<Lease, Failure> {
     let w = queued(p.lease(&key, None, now, None))?;
     let acts = drain(p);
-    let Some((conn, _)) = acts.connect() else { fail!("no Connect") };
+    let Some((conn, _)) = acts.connect() else {
+        fail!("no Connect")
+    };
     ok!(p.connected(conn, 1, now));
     let acts = drain(p);
     match acts.granted(w) {
         Some(l) if l.conn() == conn => Ok(l),
-        _ => Err(Failure { line: line!(), what: "the waiter was not granted its connection" }),
+        _ => Err(Failure {
+            line: line!(),
+            what: "the waiter was not granted its connection",
+        }),
     }
 }
 
@@ -165,14 +193,18 @@ fn lease_connect_grant() -> Outcome {
     let w = queued(p.lease(&A, None, t(0), None))?;
     let acts = drain(&mut p);
     ensure!(acts.n == 1);
-    let Some(&Action::Connect { conn, route }) = acts.get(0) else { fail!("first action is Connect") };
+    let Some(&Action::Connect { conn, route }) = acts.get(0) else {
+        fail!("first action is Connect")
+    };
     ensure!(p.route_key(route) == Some(&A));
     ensure!(p.route_of(conn) == Some(route));
     ensure!(p.stats().connecting == 1 && p.stats().pending == 1);
     ok!(p.connected(conn, 1, t(3)));
     let acts = drain(&mut p);
     ensure!(acts.n == 1);
-    let Some(lease) = acts.granted(w) else { fail!("Granted") };
+    let Some(lease) = acts.granted(w) else {
+        fail!("Granted")
+    };
     ensure!(lease.conn() == conn);
     let st = p.stats();
     ensure!(st.leased == 1 && st.pending == 0 && st.connecting == 0 && st.connections == 1);
@@ -198,7 +230,13 @@ fn release_then_reuse() -> Outcome {
 fn lifo_and_fifo_reuse_order() -> Outcome {
     for (policy, want_first) in [(ReusePolicy::Lifo, false), (ReusePolicy::Fifo, true)] {
         let mut s = S::new();
-        let mut p = ok!(P::new(&mut s, Config { reuse: policy, ..base() }));
+        let mut p = ok!(P::new(
+            &mut s,
+            Config {
+                reuse: policy,
+                ..base()
+            }
+        ));
         let l1 = open(&mut p, A, t(0))?;
         let l2 = open(&mut p, A, t(1))?;
         ok!(p.release(l1, Release::REUSE, t(10)));
@@ -213,7 +251,13 @@ fn lifo_and_fifo_reuse_order() -> Outcome {
 
 fn per_route_limit() -> Outcome {
     let mut s = S::new();
-    let mut p = ok!(P::new(&mut s, Config { max_per_route: 2, ..base() }));
+    let mut p = ok!(P::new(
+        &mut s,
+        Config {
+            max_per_route: 2,
+            ..base()
+        }
+    ));
     let w1 = queued(p.lease(&A, None, t(0), None))?;
     let w2 = queued(p.lease(&A, None, t(0), None))?;
     let w3 = queued(p.lease(&A, None, t(0), None))?;
@@ -226,15 +270,21 @@ fn per_route_limit() -> Outcome {
         Action::Connect { conn, .. } => Some(*conn),
         _ => None,
     });
-    let (Some(c1), Some(c2)) = (conns.next(), conns.next()) else { fail!("two connects") };
+    let (Some(c1), Some(c2)) = (conns.next(), conns.next()) else {
+        fail!("two connects")
+    };
     ok!(p.connected(c1, 1, t(1)));
     ok!(p.connected(c2, 1, t(1)));
     let acts = drain(&mut p);
-    let (Some(l1), Some(_l2)) = (acts.granted(w1), acts.granted(w2)) else { fail!("w1, w2 granted") };
+    let (Some(l1), Some(_l2)) = (acts.granted(w1), acts.granted(w2)) else {
+        fail!("w1, w2 granted")
+    };
     ensure!(p.stats().pending == 1);
     ok!(p.release(l1, Release::REUSE, t(5)));
     let acts = drain(&mut p);
-    let Some(l3) = acts.granted(w3) else { fail!("w3 granted on release") };
+    let Some(l3) = acts.granted(w3) else {
+        fail!("w3 granted on release")
+    };
     ensure!(l3.conn() == l1.conn());
     ensure!(p.counters().connects == 2);
     invariants(&p)
@@ -242,7 +292,14 @@ fn per_route_limit() -> Outcome {
 
 fn total_limit_blocks_then_evicts() -> Outcome {
     let mut s = S::new();
-    let mut p = ok!(P::new(&mut s, Config { max_total: 2, max_per_route: 2, ..base() }));
+    let mut p = ok!(P::new(
+        &mut s,
+        Config {
+            max_total: 2,
+            max_per_route: 2,
+            ..base()
+        }
+    ));
     let a1 = open(&mut p, A, t(0))?;
     let a2 = open(&mut p, A, t(0))?;
     ok!(p.release(a1, Release::REUSE, t(5)));
@@ -250,7 +307,9 @@ fn total_limit_blocks_then_evicts() -> Outcome {
     let wb = queued(p.lease(&B, None, t(10), None))?;
     let acts = drain(&mut p);
     ensure!(acts.closed(a1.conn(), CloseReason::Evicted));
-    let Some((cb, rb)) = acts.connect() else { fail!("Connect for B") };
+    let Some((cb, rb)) = acts.connect() else {
+        fail!("Connect for B")
+    };
     ensure!(p.route_key(rb) == Some(&B));
     ensure!(p.stats().connections == 2);
     ok!(p.connected(cb, 1, t(11)));
@@ -260,7 +319,9 @@ fn total_limit_blocks_then_evicts() -> Outcome {
     ensure!(drain(&mut p).connects() == 0);
     // A release on A serves the blocked waiter.
     ok!(p.release(a2, Release::REUSE, t(30)));
-    let Some(l) = drain(&mut p).granted(wa) else { fail!("waiter on A granted") };
+    let Some(l) = drain(&mut p).granted(wa) else {
+        fail!("waiter on A granted")
+    };
     ensure!(l.conn() == a2.conn());
     ensure!(p.counters().closes_for(CloseReason::Evicted) == 1);
     invariants(&p)
@@ -268,21 +329,35 @@ fn total_limit_blocks_then_evicts() -> Outcome {
 
 fn fifo_waiters() -> Outcome {
     let mut s = S::new();
-    let mut p = ok!(P::new(&mut s, Config { max_per_route: 1, ..base() }));
+    let mut p = ok!(P::new(
+        &mut s,
+        Config {
+            max_per_route: 1,
+            ..base()
+        }
+    ));
     let w1 = queued(p.lease(&A, None, t(0), None))?;
     let w2 = queued(p.lease(&A, None, t(1), None))?;
     let w3 = queued(p.lease(&A, None, t(2), None))?;
     let acts = drain(&mut p);
     ensure!(acts.connects() == 1);
-    let Some((c, _)) = acts.connect() else { fail!("Connect") };
+    let Some((c, _)) = acts.connect() else {
+        fail!("Connect")
+    };
     ok!(p.connected(c, 1, t(3)));
-    let Some(l1) = drain(&mut p).granted(w1) else { fail!("w1 first") };
+    let Some(l1) = drain(&mut p).granted(w1) else {
+        fail!("w1 first")
+    };
     ok!(p.release(l1, Release::REUSE, t(4)));
     let acts = drain(&mut p);
     ensure!(acts.granted(w3).is_none());
-    let Some(l2) = acts.granted(w2) else { fail!("w2 second") };
+    let Some(l2) = acts.granted(w2) else {
+        fail!("w2 second")
+    };
     ok!(p.release(l2, Release::REUSE, t(5)));
-    let Some(l3) = drain(&mut p).granted(w3) else { fail!("w3 third") };
+    let Some(l3) = drain(&mut p).granted(w3) else {
+        fail!("w3 third")
+    };
     ensure!(l3.conn() == c);
     ensure!(p.counters().queued == 3 && p.counters().reuses == 2);
     invariants(&p)
@@ -292,13 +367,18 @@ fn waiter_deadline() -> Outcome {
     let mut s = S::new();
     let mut p = ok!(P::new(&mut s, base()));
     let w = queued(p.lease(&A, None, t(0), Some(t(100))))?;
-    let Some((c, _)) = drain(&mut p).connect() else { fail!("Connect") };
+    let Some((c, _)) = drain(&mut p).connect() else {
+        fail!("Connect")
+    };
     ensure!(p.poll_timeout().is_some_and(|d| d <= t(100)));
     p.handle_timeout(t(99));
     ensure!(drain(&mut p).n == 0);
     p.handle_timeout(t(100));
     let acts = drain(&mut p);
-    ensure!(acts.has(&Action::Failed { waiter: w, reason: FailReason::Timeout }));
+    ensure!(acts.has(&Action::Failed {
+        waiter: w,
+        reason: FailReason::Timeout
+    }));
     ensure!(p.counters().timeouts == 1 && p.stats().pending == 0);
     // The connect goes on; once done the connection is idle.
     ensure!(p.stats().connecting == 1);
@@ -312,17 +392,25 @@ fn waiter_deadline() -> Outcome {
 
 fn connect_timeout() -> Outcome {
     let mut s = S::new();
-    let cfg = Config { connect_timeout: Some(Duration::from_secs(1)), ..base() };
+    let cfg = Config {
+        connect_timeout: Some(Duration::from_secs(1)),
+        ..base()
+    };
     let mut p = ok!(P::new(&mut s, cfg));
     let w = queued(p.lease(&A, None, t(0), None))?;
-    let Some((c, _)) = drain(&mut p).connect() else { fail!("Connect") };
+    let Some((c, _)) = drain(&mut p).connect() else {
+        fail!("Connect")
+    };
     p.handle_timeout(t(999));
     ensure!(drain(&mut p).n == 0);
     p.handle_timeout(t(1000));
     let acts = drain(&mut p);
     ensure!(acts.closed(c, CloseReason::ConnectTimeout));
     let failed = FailReason::ConnectFailed(ConnectFailure::Timeout);
-    ensure!(acts.has(&Action::Failed { waiter: w, reason: failed }));
+    ensure!(acts.has(&Action::Failed {
+        waiter: w,
+        reason: failed
+    }));
     // A late success for the aborted connect is refused.
     ensure!(p.connected(c, 1, t(1001)) == Err(ConnError::StaleConn));
     ensure!(p.counters().connect_failures_for(ConnectFailure::Timeout) == 1);
@@ -332,13 +420,21 @@ fn connect_timeout() -> Outcome {
 
 fn connect_failure_purges_the_queue() -> Outcome {
     let mut s = S::new();
-    let mut p = ok!(P::new(&mut s, Config { max_per_route: 1, ..base() }));
+    let mut p = ok!(P::new(
+        &mut s,
+        Config {
+            max_per_route: 1,
+            ..base()
+        }
+    ));
     let ws = [
         queued(p.lease(&A, None, t(0), None))?,
         queued(p.lease(&A, None, t(1), None))?,
         queued(p.lease(&A, None, t(2), None))?,
     ];
-    let Some((c, _)) = drain(&mut p).connect() else { fail!("Connect") };
+    let Some((c, _)) = drain(&mut p).connect() else {
+        fail!("Connect")
+    };
     ok!(p.connect_failed(c, ConnectFailure::Remote, t(10)));
     let acts = drain(&mut p);
     let reason = FailReason::ConnectFailed(ConnectFailure::Remote);
@@ -357,7 +453,10 @@ fn connect_failure_purges_the_queue() -> Outcome {
 
 fn idle_timeout_closes() -> Outcome {
     let mut s = S::new();
-    let cfg = Config { idle_timeout: Some(Duration::from_secs(10)), ..base() };
+    let cfg = Config {
+        idle_timeout: Some(Duration::from_secs(10)),
+        ..base()
+    };
     let mut p = ok!(P::new(&mut s, cfg));
     let l = open(&mut p, A, t(0))?;
     ok!(p.release(l, Release::REUSE, t(1000)));
@@ -376,7 +475,10 @@ fn idle_timeout_closes() -> Outcome {
 
 fn validation_finds_stale() -> Outcome {
     let mut s = S::new();
-    let cfg = Config { validate_after_inactivity: Some(Duration::from_secs(1)), ..base() };
+    let cfg = Config {
+        validate_after_inactivity: Some(Duration::from_secs(1)),
+        ..base()
+    };
     let mut p = ok!(P::new(&mut s, cfg));
     let l = open(&mut p, A, t(0))?;
     ok!(p.release(l, Release::REUSE, t(10)));
@@ -390,9 +492,13 @@ fn validation_finds_stale() -> Outcome {
     ok!(p.validated(l.conn(), Validation::Stale, t(1601)));
     let acts = drain(&mut p);
     ensure!(acts.closed(l.conn(), CloseReason::Stale));
-    let Some((fresh, _)) = acts.connect() else { fail!("a new connect for the waiter") };
+    let Some((fresh, _)) = acts.connect() else {
+        fail!("a new connect for the waiter")
+    };
     ok!(p.connected(fresh, 1, t(1602)));
-    let Some(got) = drain(&mut p).granted(w) else { fail!("granted the new one") };
+    let Some(got) = drain(&mut p).granted(w) else {
+        fail!("granted the new one")
+    };
     ensure!(got.conn() == fresh);
     ensure!(p.counters().validations == 1 && p.counters().stale == 1);
     invariants(&p)
@@ -400,7 +506,10 @@ fn validation_finds_stale() -> Outcome {
 
 fn validation_alive_grants() -> Outcome {
     let mut s = S::new();
-    let cfg = Config { validate_after_inactivity: Some(Duration::ZERO), ..base() };
+    let cfg = Config {
+        validate_after_inactivity: Some(Duration::ZERO),
+        ..base()
+    };
     let mut p = ok!(P::new(&mut s, cfg));
     let l = open(&mut p, A, t(0))?;
     ok!(p.release(l, Release::REUSE, t(10)));
@@ -409,7 +518,9 @@ fn validation_alive_grants() -> Outcome {
     ensure!(p.stats().idle == 0);
     // Answering before the Validate was polled would be WrongState; now it is fine.
     ok!(p.validated(l.conn(), Validation::Alive, t(21)));
-    let Some(got) = drain(&mut p).granted(w) else { fail!("granted after validation") };
+    let Some(got) = drain(&mut p).granted(w) else {
+        fail!("granted after validation")
+    };
     ensure!(got.conn() == l.conn());
     ensure!(p.counters().stale == 0 && p.counters().connects == 1);
     invariants(&p)
@@ -419,7 +530,14 @@ fn tags_match_state() -> Outcome {
     let mut s = S::new();
     let mut p = ok!(P::new(&mut s, base()));
     let l = open(&mut p, A, t(0))?;
-    ok!(p.release(l, Release::Reuse { keep_alive: None, tag: Some(Tag(7)) }, t(1)));
+    ok!(p.release(
+        l,
+        Release::Reuse {
+            keep_alive: None,
+            tag: Some(Tag(7))
+        },
+        t(1)
+    ));
     // Untagged leases take only untagged connections.
     let _w = queued(p.lease(&A, None, t(2), None))?;
     ensure!(drain(&mut p).connects() == 1);
@@ -443,7 +561,11 @@ fn stale_release_is_an_error() -> Outcome {
 
 fn overflow_when_waiters_full() -> Outcome {
     let mut s = S::new();
-    let cfg = Config { max_per_route: 1, max_pending: Some(2), ..base() };
+    let cfg = Config {
+        max_per_route: 1,
+        max_pending: Some(2),
+        ..base()
+    };
     let mut p = ok!(P::new(&mut s, cfg));
     let _w1 = queued(p.lease(&A, None, t(0), None))?;
     let _w2 = queued(p.lease(&A, None, t(0), None))?;
@@ -499,7 +621,9 @@ fn cancel_a_waiter() -> Outcome {
     let mut s = S::new();
     let mut p = ok!(P::new(&mut s, base()));
     let w = queued(p.lease(&A, None, t(0), None))?;
-    let Some((c, _)) = drain(&mut p).connect() else { fail!("Connect") };
+    let Some((c, _)) = drain(&mut p).connect() else {
+        fail!("Connect")
+    };
     ok!(p.cancel(w, CancelPolicy::Default, t(1)));
     ensure!(p.cancel(w, CancelPolicy::Default, t(2)) == Err(CancelError::StaleWaiter));
     ensure!(p.counters().cancels == 1 && p.stats().pending == 0);
@@ -512,7 +636,10 @@ fn cancel_a_waiter() -> Outcome {
 
 fn max_lifetime_expires() -> Outcome {
     let mut s = S::new();
-    let cfg = Config { max_lifetime: Some(Duration::from_secs(5)), ..base() };
+    let cfg = Config {
+        max_lifetime: Some(Duration::from_secs(5)),
+        ..base()
+    };
     let mut p = ok!(P::new(&mut s, cfg));
     let l = open(&mut p, A, t(0))?;
     // Leased past its lifetime: closed when it comes back, never reused.
@@ -526,7 +653,10 @@ fn keep_alive_expires() -> Outcome {
     let mut s = S::new();
     let mut p = ok!(P::new(&mut s, base()));
     let l = open(&mut p, A, t(0))?;
-    let keep = Release::Reuse { keep_alive: Some(Duration::from_secs(2)), tag: None };
+    let keep = Release::Reuse {
+        keep_alive: Some(Duration::from_secs(2)),
+        tag: None,
+    };
     ok!(p.release(l, keep, t(100)));
     p.handle_timeout(t(2099));
     ensure!(drain(&mut p).n == 0);
@@ -538,7 +668,10 @@ fn keep_alive_expires() -> Outcome {
 fn warm_up_keeps_min_idle() -> Outcome {
     let mut s = S::new();
     let mut p = ok!(P::new(&mut s, base()));
-    let cfg = RouteConfig { min_idle: Some(2), ..RouteConfig::default() };
+    let cfg = RouteConfig {
+        min_idle: Some(2),
+        ..RouteConfig::default()
+    };
     ok!(p.set_route_config(&A, cfg, t(0)));
     let acts = drain(&mut p);
     ensure!(acts.connects() == 2);
@@ -575,7 +708,13 @@ fn peer_closed_connections() -> Outcome {
 
 fn max_leases_per_connection() -> Outcome {
     let mut s = S::new();
-    let mut p = ok!(P::new(&mut s, Config { max_leases_per_conn: Some(2), ..base() }));
+    let mut p = ok!(P::new(
+        &mut s,
+        Config {
+            max_leases_per_conn: Some(2),
+            ..base()
+        }
+    ));
     let l1 = open(&mut p, A, t(0))?;
     ok!(p.release(l1, Release::REUSE, t(1)));
     let l2 = granted(p.lease(&A, None, t(2), None))?;
@@ -587,11 +726,20 @@ fn max_leases_per_connection() -> Outcome {
 
 fn config_is_validated() -> Outcome {
     let mut s = S::new();
-    let too_many = Config { max_total: 9, ..base() };
+    let too_many = Config {
+        max_total: 9,
+        ..base()
+    };
     ensure!(P::new(&mut s, too_many).err() == Some(ConfigError::MaxTotalExceedsStorage));
-    let ratio = Config { preconnect_ratio: 0.5, ..base() };
+    let ratio = Config {
+        preconnect_ratio: 0.5,
+        ..base()
+    };
     ensure!(P::new(&mut s, ratio).err() == Some(ConfigError::BadPreconnectRatio));
-    let zero = Config { max_per_route: 0, ..base() };
+    let zero = Config {
+        max_per_route: 0,
+        ..base()
+    };
     ensure!(P::new(&mut s, zero).err() == Some(ConfigError::ZeroMaxPerRoute));
     ensure!(P::new(&mut s, base()).is_ok());
     Ok(())
@@ -599,7 +747,13 @@ fn config_is_validated() -> Outcome {
 
 fn preconnect_ratio_opens_ahead() -> Outcome {
     let mut s = S::new();
-    let mut p = ok!(P::new(&mut s, Config { preconnect_ratio: 2.0, ..base() }));
+    let mut p = ok!(P::new(
+        &mut s,
+        Config {
+            preconnect_ratio: 2.0,
+            ..base()
+        }
+    ));
     // One request with ratio 2: one connect for demand, one ahead of it.
     let _w = queued(p.lease(&A, None, t(0), None))?;
     ensure!(drain(&mut p).connects() == 2);
@@ -613,11 +767,17 @@ pub const SCENARIOS: &[(&str, fn() -> Outcome)] = &[
     ("release_then_reuse", release_then_reuse),
     ("lifo_and_fifo_reuse_order", lifo_and_fifo_reuse_order),
     ("per_route_limit", per_route_limit),
-    ("total_limit_blocks_then_evicts", total_limit_blocks_then_evicts),
+    (
+        "total_limit_blocks_then_evicts",
+        total_limit_blocks_then_evicts,
+    ),
     ("fifo_waiters", fifo_waiters),
     ("waiter_deadline", waiter_deadline),
     ("connect_timeout", connect_timeout),
-    ("connect_failure_purges_the_queue", connect_failure_purges_the_queue),
+    (
+        "connect_failure_purges_the_queue",
+        connect_failure_purges_the_queue,
+    ),
     ("idle_timeout_closes", idle_timeout_closes),
     ("validation_finds_stale", validation_finds_stale),
     ("validation_alive_grants", validation_alive_grants),
@@ -625,7 +785,10 @@ pub const SCENARIOS: &[(&str, fn() -> Outcome)] = &[
     ("stale_release_is_an_error", stale_release_is_an_error),
     ("overflow_when_waiters_full", overflow_when_waiters_full),
     ("drain_existing", drain_existing),
-    ("drain_and_delete_closes_the_pool", drain_and_delete_closes_the_pool),
+    (
+        "drain_and_delete_closes_the_pool",
+        drain_and_delete_closes_the_pool,
+    ),
     ("discard_closes", discard_closes),
     ("cancel_a_waiter", cancel_a_waiter),
     ("max_lifetime_expires", max_lifetime_expires),
@@ -636,6 +799,36 @@ pub const SCENARIOS: &[(&str, fn() -> Outcome)] = &[
     ("config_is_validated", config_is_validated),
     ("preconnect_ratio_opens_ahead", preconnect_ratio_opens_ahead),
 ];
+
+/// RAM of the core's [`Storage`] on this target (key `u32`), and the cost of
+/// one more slot of each kind, measured with `size_of` (the slot types are
+/// private): `(base 8 conns/4 routes/8 waiters/8 leases, per conn, per route,
+/// per waiter, per lease)` in bytes. Per-slot costs are averaged over 16
+/// slots to hide alignment padding.
+pub fn storage_sizes() -> [(&'static str, usize); 5] {
+    use core::mem::size_of;
+    let base = size_of::<Storage<u32, 8, 4, 8, 8>>();
+    let per = |bigger: usize| (bigger - base) / 16;
+    [
+        ("Storage<u32, 8, 4, 8, 8>", base),
+        (
+            "per connection slot",
+            per(size_of::<Storage<u32, 24, 4, 8, 8>>()),
+        ),
+        (
+            "per route slot (u32 key)",
+            per(size_of::<Storage<u32, 8, 20, 8, 8>>()),
+        ),
+        (
+            "per waiter slot",
+            per(size_of::<Storage<u32, 8, 4, 24, 8>>()),
+        ),
+        (
+            "per lease slot",
+            per(size_of::<Storage<u32, 8, 4, 8, 24>>()),
+        ),
+    ]
+}
 
 /// Runs every scenario, reporting each through `report`; returns
 /// `(passed, failed)`.

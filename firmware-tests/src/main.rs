@@ -28,13 +28,20 @@ mod target {
     #[entry]
     fn main() -> ! {
         hprintln!("wharf-core scenarios on {}", "cortex-m4 (qemu mps2-an386)");
+        for (what, bytes) in wharf_firmware_tests::storage_sizes() {
+            hprintln!("size: {} = {} bytes", what, bytes);
+        }
         let (passed, failed) = super::run_all(|name, r| {
             super::line(name, r, |a| hprintln!("{}", a));
             let c = if r.is_ok() { &PASSED } else { &FAILED };
             c.fetch_add(1, Ordering::Relaxed);
         });
         hprintln!("{} passed, {} failed", passed, failed);
-        debug::exit(if failed == 0 { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+        debug::exit(if failed == 0 {
+            debug::EXIT_SUCCESS
+        } else {
+            debug::EXIT_FAILURE
+        });
         loop {}
     }
 
@@ -60,6 +67,9 @@ mod target {
 
 #[cfg(not(target_os = "none"))]
 fn main() {
+    for (what, bytes) in wharf_firmware_tests::storage_sizes() {
+        println!("size: {what} = {bytes} bytes");
+    }
     let (passed, failed) = run_all(|name, r| line(name, r, |a| println!("{a}")));
     println!("{passed} passed, {failed} failed");
     std::process::exit(if failed == 0 { 0 } else { 1 });

@@ -41,6 +41,23 @@ static POOL: StaticCell<PoolState> = StaticCell::new();
 static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
 static LINK: StaticCell<ch::State<MTU, 4, 4>> = StaticCell::new();
 
+/// `size_of` of the pool state on this target, read back from the ELF by
+/// `tools/elf_size.py` (docs/EMBEDDED.md): the example's state, then a state
+/// with one slot of each kind and states with 16 more connection, waiter and
+/// route slots (no socket buffers).
+#[no_mangle]
+static WHARF_STATE_SIZES: [u32; 5] = {
+    use core::mem::size_of;
+    use wharf_embassy::State;
+    [
+        size_of::<PoolState>() as u32,
+        size_of::<State<1, 1, 1, 0, 0>>() as u32,
+        size_of::<State<17, 1, 1, 0, 0>>() as u32,
+        size_of::<State<1, 17, 1, 0, 0>>() as u32,
+        size_of::<State<1, 1, 17, 0, 0>>() as u32,
+    ]
+};
+
 const ROUTES: [Route; 2] = [
     Route::Ip(embassy_net::IpEndpoint::new(
         embassy_net::IpAddress::Ipv4(Ipv4Address::new(192, 168, 1, 10)),
@@ -51,6 +68,8 @@ const ROUTES: [Route; 2] = [
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
+    // Keep the size table in the image.
+    core::hint::black_box(&WHARF_STATE_SIZES);
     let mut cp = cortex_m::Peripherals::take().unwrap();
     time::start(&mut cp.SYST);
 
@@ -60,8 +79,12 @@ async fn main(spawner: Spawner) {
         gateway: Some(Ipv4Address::new(192, 168, 1, 1)),
         dns_servers: [Ipv4Address::new(192, 168, 1, 1)].into_iter().collect(),
     });
-    let (stack, net_runner) =
-        embassy_net::new(device, config, RESOURCES.init(StackResources::new()), 0x5eed_1234);
+    let (stack, net_runner) = embassy_net::new(
+        device,
+        config,
+        RESOURCES.init(StackResources::new()),
+        0x5eed_1234,
+    );
 
     let pool_config = Config {
         max_total: SLOTS as u32,
@@ -71,10 +94,11 @@ async fn main(spawner: Spawner) {
         validate_after_inactivity: Some(Duration::from_secs(2)),
         ..Config::default()
     };
-    let (pool, runner) = match wharf_embassy::new(stack, POOL.init_with(PoolState::new), pool_config) {
-        Ok(p) => p,
-        Err(e) => defmt::panic!("pool config: {}", e),
-    };
+    let (pool, runner) =
+        match wharf_embassy::new(stack, POOL.init_with(PoolState::new), pool_config) {
+            Ok(p) => p,
+            Err(e) => defmt::panic!("pool config: {}", e),
+        };
 
     spawner.spawn(link_task(link).unwrap());
     spawner.spawn(net_task(net_runner).unwrap());
@@ -112,7 +136,10 @@ async fn pool_task(mut runner: Runner<'static, SLOTS>) -> ! {
 /// Sends one small request per period on a pooled connection.
 #[embassy_executor::task(pool_size = 2)]
 async fn client_task(pool: Pool<'static>, route: Route, id: u32) -> ! {
-    let opts = LeaseOptions { timeout: Some(Duration::from_secs(10)), ..Default::default() };
+    let opts = LeaseOptions {
+        timeout: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
     loop {
         match pool.lease_with(&route, opts).await {
             Ok(mut conn) => {
@@ -128,7 +155,13 @@ async fn client_task(pool: Pool<'static>, route: Route, id: u32) -> ! {
             Err(e) => defmt::warn!("client {}: {}", id, e),
         }
         let s = pool.stats();
-        defmt::info!("client {}: {} conns, {} idle, {} leased", id, s.connections, s.idle, s.leased);
+        defmt::info!(
+            "client {}: {} conns, {} idle, {} leased",
+            id,
+            s.connections,
+            s.idle,
+            s.leased
+        );
         Timer::after(EDuration::from_secs(5)).await;
     }
 }
@@ -179,7 +212,11 @@ mod time {
         critical_section::with(|cs| {
             let t = DRIVER.ticks.borrow(cs);
             t.set(t.get() + 1);
-            DRIVER.queue.borrow(cs).borrow_mut().next_expiration(t.get());
+            DRIVER
+                .queue
+                .borrow(cs)
+                .borrow_mut()
+                .next_expiration(t.get());
         });
     }
 }

@@ -3,42 +3,64 @@
 
 flash = allocated sections with contents (code, read-only data, .data's load image)
 ram   = allocated writable sections (.data, .bss, .uninit); the stack is extra.
+
+With `--u32 SYMBOL`, also prints the u32 array stored at SYMBOL (e.g. sizes
+the firmware computed with `size_of` at compile time).
 """
 import struct
 import sys
 
 SHF_WRITE, SHF_ALLOC = 0x1, 0x2
-SHT_NOBITS = 8
+SHT_SYMTAB, SHT_NOBITS = 2, 8
 
 
-def sections(path):
-    data = open(path, "rb").read()
+def read_sections(data):
     if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
-        sys.exit(f"{path}: not a 32-bit little-endian ELF")
+        sys.exit("not a 32-bit little-endian ELF")
     shoff, = struct.unpack_from("<I", data, 0x20)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
-    hdrs = [struct.unpack_from("<IIIIII", data, shoff + i * shentsize) for i in range(shnum)]
-    strtab_off = hdrs[shstrndx][4]
-    for name, typ, flags, _addr, _off, size in hdrs:
-        end = data.index(b"\0", strtab_off + name)
-        yield data[strtab_off + name:end].decode(), typ, flags, size
+    hdrs = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize) for i in range(shnum)]
+    strtab = hdrs[shstrndx][4]
+    out = []
+    for h in hdrs:
+        name = data[strtab + h[0]:data.index(b"\0", strtab + h[0])].decode()
+        out.append(dict(name=name, type=h[1], flags=h[2], addr=h[3], offset=h[4], size=h[5], link=h[6]))
+    return out
 
 
-def main(path):
-    flash = ram = 0
-    rows = []
-    for name, typ, flags, size in sections(path):
-        if not flags & SHF_ALLOC or size == 0:
+def symbol_u32s(data, secs, wanted):
+    for sec in secs:
+        if sec["type"] != SHT_SYMTAB:
             continue
-        in_flash = typ != SHT_NOBITS
-        in_ram = bool(flags & SHF_WRITE)
-        flash += size if in_flash else 0
-        ram += size if in_ram else 0
+        strtab = secs[sec["link"]]["offset"]
+        for i in range(sec["size"] // 16):
+            name, value, size, _info, _other, shndx = struct.unpack_from("<IIIBBH", data, sec["offset"] + i * 16)
+            sym = data[strtab + name:data.index(b"\0", strtab + name)].decode()
+            if sym == wanted and 0 < shndx < len(secs):
+                home = secs[shndx]
+                off = home["offset"] + value - home["addr"]
+                return list(struct.unpack_from(f"<{size // 4}I", data, off))
+    sys.exit(f"symbol {wanted} not found")
+
+
+def main(argv):
+    path = argv[1]
+    data = open(path, "rb").read()
+    secs = read_sections(data)
+    flash = ram = 0
+    for s in secs:
+        if not s["flags"] & SHF_ALLOC or s["size"] == 0:
+            continue
+        in_flash = s["type"] != SHT_NOBITS
+        in_ram = bool(s["flags"] & SHF_WRITE)
+        flash += s["size"] if in_flash else 0
+        ram += s["size"] if in_ram else 0
         where = "+".join(w for w, on in (("flash", in_flash), ("ram", in_ram)) if on)
-        rows.append(f"  {name:<16} {size:>8}  {where}")
-    print("\n".join(rows))
+        print(f"  {s['name']:<16} {s['size']:>8}  {where}")
     print(f"flash: {flash} bytes ({flash / 1024:.1f} KiB), static RAM: {ram} bytes ({ram / 1024:.1f} KiB)")
+    if len(argv) > 3 and argv[2] == "--u32":
+        print(f"{argv[3]}: {symbol_u32s(data, secs, argv[3])}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv)
