@@ -451,17 +451,32 @@ async fn churn_never_overruns_the_reserved_sockets() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_runner_warms_up_idle_connections() {
     pool_test!(config(), |pool, log| {
-        let warm = wharf_embassy::RouteConfig { min_idle: Some(2), ..Default::default() };
+        let warm = wharf_embassy::RouteConfig {
+            min_idle: Some(2),
+            ..Default::default()
+        };
         pool.set_route_config(&route(7001), warm).unwrap();
         // No lease at all: the runner opens two connections on its own.
-        assert!(eventually(1000, || pool.stats().idle == 2).await, "{:?}", pool.stats());
-        assert!(eventually(500, || log.accepted() == 2).await, "{:?}", log.events());
+        assert!(
+            eventually(1000, || pool.stats().idle == 2).await,
+            "{:?}",
+            pool.stats()
+        );
+        assert!(
+            eventually(500, || log.accepted() == 2).await,
+            "{:?}",
+            log.events()
+        );
         assert_eq!(pool.counters().warmups, 2);
         // A lease takes a warm one at once (no connect), and warm-up refills.
         let mut a = pool.lease(&route(7001)).await.unwrap();
         echo(&mut a, b"warm").await;
         assert_eq!(pool.counters().reuses, 0);
-        assert!(eventually(1000, || pool.stats().idle == 2).await, "{:?}", pool.stats());
+        assert!(
+            eventually(1000, || pool.stats().idle == 2).await,
+            "{:?}",
+            pool.stats()
+        );
         assert_eq!(pool.counters().warmups, 3);
     })
 }
