@@ -761,8 +761,11 @@ fn preconnect_ratio_opens_ahead() -> Outcome {
     invariants(&p)
 }
 
+/// A named scenario.
+pub type Scenario = (&'static str, fn() -> Outcome);
+
 /// Every scenario, in order.
-pub const SCENARIOS: &[(&str, fn() -> Outcome)] = &[
+pub const SCENARIOS: &[Scenario] = &[
     ("lease_connect_grant", lease_connect_grant),
     ("release_then_reuse", release_then_reuse),
     ("lifo_and_fifo_reuse_order", lifo_and_fifo_reuse_order),
