@@ -42,7 +42,9 @@ mod target {
         } else {
             debug::EXIT_FAILURE
         });
-        loop {}
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
 
     #[panic_handler]
@@ -54,14 +56,18 @@ mod target {
             FAILED.load(Ordering::Relaxed) + 1
         );
         debug::exit(debug::EXIT_FAILURE);
-        loop {}
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
 
     #[cortex_m_rt::exception]
     unsafe fn HardFault(ef: &cortex_m_rt::ExceptionFrame) -> ! {
         hprintln!("FAIL (hard fault): {:?}", ef);
         debug::exit(debug::EXIT_FAILURE);
-        loop {}
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
 }
 
