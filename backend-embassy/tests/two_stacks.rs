@@ -480,3 +480,30 @@ async fn the_runner_warms_up_idle_connections() {
         assert_eq!(pool.counters().warmups, 3);
     })
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_grant_nobody_picked_up_goes_back_to_the_pool() {
+    let cfg = Config {
+        max_per_route: 1,
+        ..config()
+    };
+    pool_test!(cfg, |pool, log| {
+        let holder = pool.lease(&route(7000)).await.unwrap();
+        let conn = holder.id().conn();
+        let r = route(7000);
+        let mut waiting = Box::pin(pool.lease(&r));
+        assert!(embassy_futures::poll_once(waiting.as_mut()).is_pending());
+        assert_eq!(pool.stats().pending, 1);
+        // The release grants the connection to the waiting request...
+        drop(holder);
+        assert_eq!(pool.stats().leased, 1);
+        // ...whose future is dropped before it ever sees the answer.
+        drop(waiting);
+        assert_eq!(pool.stats().leased, 0);
+        assert_eq!(pool.stats().idle, 1);
+        let mut again = pool.lease(&route(7000)).await.unwrap();
+        assert_eq!(again.id().conn(), conn);
+        echo(&mut again, b"still fine").await;
+        assert_eq!(log.accepted(), 1);
+    })
+}
