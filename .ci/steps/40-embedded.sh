@@ -22,7 +22,7 @@ qemu-system-arm --version | head -n 1
 
 echo "-- wharf-embassy for thumbv7em-none-eabihf (no_std, defmt)"
 # (run from the crate's folder: its .cargo/config.toml sets the target and linker scripts)
-(cd examples/firmware && CARGO_TARGET_DIR="$ROOT/examples/firmware/target" cargo build --release --locked)
+(cd examples/firmware && CARGO_TARGET_DIR="$ROOT/examples/firmware/target" cargo build --release)
 ELF="$ROOT/examples/firmware/target/thumbv7em-none-eabihf/release/wharf-firmware-example"
 echo "firmware example ($ELF):"
 python3 examples/firmware/tools/elf_size.py "$ELF" --u32 WHARF_STATE_SIZES
@@ -32,7 +32,7 @@ OUT=$(mktemp)
 status=0
 (
   cd firmware-tests
-  CARGO_TARGET_DIR="$ROOT/firmware-tests/target" timeout 600 cargo run --release --locked
+  CARGO_TARGET_DIR="$ROOT/firmware-tests/target" timeout 600 cargo run --release
 ) 2>&1 | tee "$OUT" || status=$?
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$OUT" | tail -n 1 || true)
 rm -f "$OUT"
