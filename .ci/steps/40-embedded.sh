@@ -32,7 +32,7 @@ OUT=$(mktemp)
 status=0
 (
   cd firmware-tests
-  CARGO_TARGET_DIR="$ROOT/firmware-tests/target" timeout 600 cargo run --release
+  CARGO_TARGET_DIR="$ROOT/firmware-tests/target" timeout 300 cargo run --release
 ) 2>&1 | tee "$OUT" || status=$?
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$OUT" | tail -n 1 || true)
 rm -f "$OUT"
