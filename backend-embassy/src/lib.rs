@@ -714,8 +714,26 @@ impl<'d> Pool<'d> {
     /// Cancel-safe: dropping the future withdraws the request (and gives back a
     /// connection granted but not yet picked up).
     pub async fn lease_with(&self, route: &Route, opts: LeaseOptions) -> Result<Lease<'d>, Error> {
+        let deadline = opts.timeout.map(|d| now() + d);
+        // A connection found dead when it is handed out (the peer closed it
+        // while it was idle and no validation was due) is closed and the
+        // request tried again; each try closes one, so this ends.
+        let tries = self.shared.inner.borrow().slots.len() + 2;
+        for _ in 0..tries {
+            if let Some(lease) = self.lease_once(route, opts.tag, deadline).await? {
+                return Ok(lease);
+            }
+        }
+        Err(Error::ConnectFailed(ConnectFailure::Remote))
+    }
+
+    async fn lease_once(
+        &self,
+        route: &Route,
+        tag: Option<Tag>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Lease<'d>>, Error> {
         let now = now();
-        let deadline = opts.timeout.map(|d| now + d);
         let (outcome, ticket) = {
             let mut inner = self.shared.inner.borrow_mut();
             let Some(t) = inner
@@ -725,7 +743,7 @@ impl<'d> Pool<'d> {
             else {
                 return Err(Error::Overflow);
             };
-            let outcome = inner.pool.lease(route, opts.tag, now, deadline);
+            let outcome = inner.pool.lease(route, tag, now, deadline);
             if let Ok(LeaseOutcome::Queued(w)) = outcome {
                 inner.tickets[t].state = TicketState::Waiting(w);
                 inner.ticket_of[w.index()] = t as u16;
@@ -763,7 +781,9 @@ impl<'d> Pool<'d> {
         Ok(self.make_lease(lease))
     }
 
-    fn make_lease(&self, lease: wharf_core::Lease) -> Lease<'d> {
+    /// Takes the granted connection's socket, unless the peer has closed it
+    /// meanwhile: then the connection is closed (`PeerClosed`) and `None`.
+    fn make_lease(&self, lease: wharf_core::Lease) -> Option<Lease<'d>> {
         let mut inner = self.shared.inner.borrow_mut();
         let j = inner
             .slot_of(lease.conn())
@@ -772,7 +792,15 @@ impl<'d> Pool<'d> {
             .socket
             .take()
             .expect("granted connection is idle");
-        Lease {
+        if socket.state() != embassy_net::tcp::State::Established {
+            let now = now();
+            inner.slots[j].socket = Some(socket);
+            let _ = inner.pool.peer_closed(lease.conn(), now);
+            let _ = inner.pool.release(lease, Release::REUSE, now);
+            inner.pump(now);
+            return None;
+        }
+        Some(Lease {
             shared: self.shared,
             lease,
             slot: j,
@@ -780,7 +808,7 @@ impl<'d> Pool<'d> {
             keep_alive: None,
             tag: None,
             discard: false,
-        }
+        })
     }
 
     /// Pool-wide gauges.
@@ -919,7 +947,13 @@ impl Drop for Lease<'_> {
         let Some(socket) = self.socket.take() else {
             return;
         };
-        let how = if self.discard || !healthy(&socket) {
+        // Closed or reset by the peer: closed as `PeerClosed`. Unread data
+        // left: not reusable, closed as `Discarded` (with a FIN).
+        let peer_closed = !self.discard && socket.state() != embassy_net::tcp::State::Established;
+        let how = if peer_closed {
+            // `peer_closed` below marks it draining: it closes as it comes back.
+            Release::REUSE
+        } else if self.discard || socket.can_recv() {
             Release::Discard
         } else {
             Release::Reuse {
@@ -929,6 +963,9 @@ impl Drop for Lease<'_> {
         };
         let now = now();
         let mut inner = self.shared.inner.borrow_mut();
+        if peer_closed {
+            let _ = inner.pool.peer_closed(self.lease.conn(), now);
+        }
         let slot = &mut inner.slots[self.slot];
         slot.socket = Some(socket);
         slot.rst = self.discard;

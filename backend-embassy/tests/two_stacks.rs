@@ -507,3 +507,41 @@ async fn a_grant_nobody_picked_up_goes_back_to_the_pool() {
         assert_eq!(log.accepted(), 1);
     })
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_validation_a_dead_idle_connection_is_still_never_handed_out() {
+    // validate_after_inactivity: None (the test config): the backend checks the
+    // socket when the core hands the connection out.
+    pool_test!(config(), |pool, log| {
+        let mut a = pool.lease(&route(7002)).await.unwrap();
+        echo(&mut a, b"only once").await;
+        let first = a.id().conn();
+        drop(a);
+        Timer::after_millis(100).await;
+        let mut b = pool.lease(&route(7002)).await.unwrap();
+        assert_ne!(b.id().conn(), first);
+        echo(&mut b, b"fresh").await;
+        assert_eq!(pool.counters().closes_for(CloseReason::PeerClosed), 1);
+        assert_eq!(pool.counters().validations, 0);
+        assert_eq!(log.accepted(), 2);
+    })
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_lease_whose_peer_closed_is_closed_when_dropped() {
+    pool_test!(config(), |pool, log| {
+        let mut a = pool.lease(&route(7002)).await.unwrap();
+        echo(&mut a, b"last").await;
+        // The server closes after its echo: the lease reads the end of stream.
+        let mut buf = [0u8; 8];
+        assert_eq!(a.read(&mut buf).await, Ok(0));
+        drop(a);
+        assert_eq!(pool.counters().closes_for(CloseReason::PeerClosed), 1);
+        assert_eq!(pool.counters().closes_for(CloseReason::Discarded), 0);
+        assert_eq!(pool.stats().connections, 0);
+        // The next lease gets a new connection.
+        let mut b = pool.lease(&route(7002)).await.unwrap();
+        echo(&mut b, b"next").await;
+        assert_eq!(log.accepted(), 2);
+    })
+}
