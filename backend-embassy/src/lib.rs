@@ -435,8 +435,18 @@ fn now() -> Instant {
     Instant::from_micros(embassy_time::Instant::now().as_micros())
 }
 
+/// The first tick at or after `t` (rounding down would wake the timer task
+/// before the deadline, and it would spin until the clock reaches it).
 fn to_embassy(t: Instant) -> embassy_time::Instant {
-    embassy_time::Instant::try_from_micros(t.as_micros()).unwrap_or(embassy_time::Instant::MAX)
+    const HZ: u64 = embassy_time::TICK_HZ;
+    let ticks = if HZ <= 1_000_000 && 1_000_000 % HZ == 0 {
+        // The usual tick rates (1 MHz, 1 kHz, ...): no 128-bit division.
+        t.as_micros().div_ceil(1_000_000 / HZ)
+    } else {
+        let ticks = (u128::from(t.as_micros()) * u128::from(HZ)).div_ceil(1_000_000);
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    };
+    embassy_time::Instant::from_ticks(ticks)
 }
 
 fn set_waker(slot: &mut Option<Waker>, w: &Waker) {
