@@ -761,6 +761,85 @@ fn preconnect_ratio_opens_ahead() -> Outcome {
     invariants(&p)
 }
 
+fn starvation_guard_connects_past_max_total() -> Outcome {
+    let mut s = S::new();
+    let cfg = Config {
+        max_total: 1,
+        starvation_guard: true,
+        ..base()
+    };
+    let mut p = ok!(P::new(&mut s, cfg));
+    let _a = open(&mut p, A, t(0))?;
+    // B has no connection at all: the guard lets it open one past max_total.
+    let _w = queued(p.lease(&B, None, t(1), None))?;
+    ensure!(drain(&mut p).connects() == 1);
+    ensure!(p.counters().guard_connects == 1);
+    ensure!(p.stats().connections == 2);
+    invariants(&p)
+}
+
+fn lowered_route_limit_closes_on_release() -> Outcome {
+    let mut s = S::new();
+    let mut p = ok!(P::new(&mut s, base()));
+    let l1 = open(&mut p, A, t(0))?;
+    let l2 = open(&mut p, A, t(0))?;
+    let one = RouteConfig {
+        max_connections: Some(1),
+        ..RouteConfig::default()
+    };
+    ok!(p.set_route_config(&A, one, t(1)));
+    // Nothing closes at once (lazy, as HttpClient's setMaxPerRoute)...
+    ensure!(drain(&mut p).n == 0);
+    ensure!(p.route_stats(&A).map(|r| (r.connections, r.limit)) == Some((2, 1)));
+    // ...but the first one released over the limit closes.
+    ok!(p.release(l1, Release::REUSE, t(2)));
+    ensure!(drain(&mut p).closed(l1.conn(), CloseReason::RouteLimit));
+    ok!(p.release(l2, Release::REUSE, t(3)));
+    ensure!(drain(&mut p).n == 0);
+    ensure!(p.stats().idle == 1);
+    invariants(&p)
+}
+
+fn cancel_close_excess() -> Outcome {
+    let mut s = S::new();
+    let mut p = ok!(P::new(&mut s, base()));
+    let w = queued(p.lease(&A, None, t(0), None))?;
+    let Some((c, _)) = drain(&mut p).connect() else {
+        fail!("Connect")
+    };
+    // Nobody needs the connect any more: it is closed (aborted).
+    ok!(p.cancel(w, CancelPolicy::CloseExcess, t(1)));
+    ensure!(drain(&mut p).closed(c, CloseReason::Excess));
+    ensure!(p.stats().connections == 0);
+    ensure!(p.connected(c, 1, t(2)) == Err(ConnError::StaleConn));
+    invariants(&p)
+}
+
+fn route_idle_frees_the_route() -> Outcome {
+    let mut s = S::new();
+    let cfg = Config {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..base()
+    };
+    let mut p = ok!(P::new(&mut s, cfg));
+    let w = queued(p.lease(&A, None, t(0), None))?;
+    let Some((c, route)) = drain(&mut p).connect() else {
+        fail!("Connect")
+    };
+    ok!(p.connected(c, 1, t(0)));
+    let Some(l) = drain(&mut p).granted(w) else {
+        fail!("Granted")
+    };
+    ok!(p.release(l, Release::REUSE, t(0)));
+    p.handle_timeout(t(1000));
+    let acts = drain(&mut p);
+    ensure!(acts.has(&Action::RouteIdle { route, key: A }));
+    // Polled: the route's slot is free and its id stale.
+    ensure!(p.route_key(route).is_none());
+    ensure!(p.stats().routes == 0);
+    invariants(&p)
+}
+
 /// A named scenario.
 pub type Scenario = (&'static str, fn() -> Outcome);
 
@@ -801,6 +880,16 @@ pub const SCENARIOS: &[Scenario] = &[
     ("max_leases_per_connection", max_leases_per_connection),
     ("config_is_validated", config_is_validated),
     ("preconnect_ratio_opens_ahead", preconnect_ratio_opens_ahead),
+    (
+        "starvation_guard_connects_past_max_total",
+        starvation_guard_connects_past_max_total,
+    ),
+    (
+        "lowered_route_limit_closes_on_release",
+        lowered_route_limit_closes_on_release,
+    ),
+    ("cancel_close_excess", cancel_close_excess),
+    ("route_idle_frees_the_route", route_idle_frees_the_route),
 ];
 
 /// RAM of the core's [`Storage`] on this target (key `u32`), and the cost of
