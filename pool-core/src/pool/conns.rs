@@ -14,6 +14,7 @@ use crate::slot::{ConnState, RouteListKind, NIL};
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Puts `c` on one of its route's lists; the ready list tracks spare capacity.
     /// `Busy` is a mark, not a list: the warm path stays at two list moves.
+    #[inline(always)]
     pub(crate) fn route_list_push(&mut self, c: u32, which: RouteListKind, front: bool) {
         let r = self.conns[c as usize].route as usize;
         let s = &mut self.routes[r];
@@ -37,6 +38,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.conns[c as usize].list = which;
     }
 
+    #[inline(always)]
     pub(crate) fn route_list_remove(&mut self, c: u32) {
         let cs = &self.conns[c as usize];
         let r = cs.route as usize;
@@ -57,7 +59,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.conns[c as usize].list = RouteListKind::None;
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lru_remove(&mut self, c: u32) {
         if self.conns[c as usize].in_lru {
             self.lru.remove::<kind::Lru, _>(&mut self.conns, c);
@@ -70,6 +72,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// After release, connect or validation: front (LIFO) or back (FIFO) of the
     /// ready list if available, else the busy list; idle ones join the LRU (§3.9).
+    #[inline]
     pub(crate) fn place(&mut self, c: u32) {
         self.route_list_remove(c);
         let cs = &self.conns[c as usize];
@@ -90,6 +93,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// Attaches a lease to available connection `c` (§3.8). The caller checked
     /// that a lease slot is free and `max_leases` not reached.
+    #[inline]
     pub(crate) fn attach(&mut self, c: u32) -> Lease {
         let l = self.free_lease;
         let ls = &mut self.leases[l as usize];
@@ -256,6 +260,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     /// First connection of `r`'s ready list matching `tag` (§4.3).
+    #[inline]
     pub(crate) fn find_conn(&self, r: u32, tag: Option<crate::Tag>) -> u32 {
         let mut c = self.routes[r as usize].ready.head;
         let mut untagged = NIL;

@@ -39,6 +39,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     /// Frees lease slot `l` and files its connection; returns the route.
+    #[inline]
     pub(crate) fn release_slot(&mut self, l: u32, how: Release) -> u32 {
         let ls = &mut self.leases[l as usize];
         let c = ls.conn;

@@ -10,6 +10,7 @@ use crate::list::kind;
 use crate::slot::{RouteSlot, NIL};
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    #[inline]
     pub(crate) fn find_route(&self, key: &K) -> Option<u32> {
         let mut i = self.buckets[bucket(key, self.buckets.len())];
         while i != NIL {

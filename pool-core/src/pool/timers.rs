@@ -27,6 +27,7 @@ fn some(t: Instant) -> Option<Instant> {
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// The real next deadline of connection `c` (§2).
+    #[inline]
     pub(crate) fn conn_deadline(&self, c: u32) -> Option<Instant> {
         let cs = &self.conns[c as usize];
         match cs.state {
