@@ -125,7 +125,10 @@ impl TcpConnector {
             }
         }
         Err(last.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address resolved"))
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host}: no address resolved"),
+            )
         }))
     }
 
@@ -182,6 +185,14 @@ macro_rules! tcp_connector_for {
     };
 }
 
-tcp_connector_for!((String, u16), |s, r| s.connect_host(&r.0, r.1), |r| format!("{}:{}", r.0, r.1));
-tcp_connector_for!((&'static str, u16), |s, r| s.connect_host(r.0, r.1), |r| format!("{}:{}", r.0, r.1));
+tcp_connector_for!(
+    (String, u16),
+    |s, r| s.connect_host(&r.0, r.1),
+    |r| format!("{}:{}", r.0, r.1)
+);
+tcp_connector_for!(
+    (&'static str, u16),
+    |s, r| s.connect_host(r.0, r.1),
+    |r| format!("{}:{}", r.0, r.1)
+);
 tcp_connector_for!(SocketAddr, |s, r| s.connect_addr(*r), |r| r.to_string());

@@ -102,12 +102,22 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Timeout { route, waited } => {
-                write!(f, "lease on route {route} timed out after waiting {waited:?}")
+                write!(
+                    f,
+                    "lease on route {route} timed out after waiting {waited:?}"
+                )
             }
             Error::Overflow { route } => {
-                write!(f, "lease on route {route} refused: too many pending requests or leases")
+                write!(
+                    f,
+                    "lease on route {route} refused: too many pending requests or leases"
+                )
             }
-            Error::ConnectFailed { route, reason, source } => {
+            Error::ConnectFailed {
+                route,
+                reason,
+                source,
+            } => {
                 let what = match reason {
                     ConnectFailure::Timeout => "timed out",
                     ConnectFailure::Local => "failed locally",
@@ -115,9 +125,14 @@ impl fmt::Display for Error {
                 };
                 write!(f, "connect to route {route} {what}: {source}")
             }
-            Error::Closed { route } => write!(f, "lease on route {route} refused: the pool is closed"),
+            Error::Closed { route } => {
+                write!(f, "lease on route {route} refused: the pool is closed")
+            }
             Error::Draining { route } => {
-                write!(f, "lease on route {route} refused: the route is draining for deletion")
+                write!(
+                    f,
+                    "lease on route {route} refused: the route is draining for deletion"
+                )
             }
             Error::RouteTableFull { route } => {
                 write!(f, "lease on route {route} refused: the route table is full")
@@ -131,9 +146,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::ConnectFailed { source, .. } => Some(&**source),
-            Error::Config(ConfigError::Pool(e)) | Error::Config(ConfigError::Route { error: e, .. }) => {
-                Some(e)
-            }
+            Error::Config(ConfigError::Pool(e))
+            | Error::Config(ConfigError::Route { error: e, .. }) => Some(e),
             _ => None,
         }
     }
@@ -144,7 +158,9 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Pool(e) => write!(f, "{e}"),
             ConfigError::Route { route, error } => write!(f, "route {route}: {error}"),
-            ConfigError::NoRuntime => f.write_str("no tokio runtime: build inside one or pass Builder::runtime"),
+            ConfigError::NoRuntime => {
+                f.write_str("no tokio runtime: build inside one or pass Builder::runtime")
+            }
         }
     }
 }

@@ -33,16 +33,30 @@ pub struct Lease<K: RouteKey, C: Connector<K>> {
 
 impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
     /// Moves the granted connection out of its slot (under the lock).
-    pub(crate) fn take(shared: &Arc<Shared<K, C>>, g: &mut Inner<K, C::Conn>, lease: wharf_core::Lease) -> Self {
+    pub(crate) fn take(
+        shared: &Arc<Shared<K, C>>,
+        g: &mut Inner<K, C::Conn>,
+        lease: wharf_core::Lease,
+    ) -> Self {
         let slot = &mut g.conns[lease.conn().index()];
         let conn = slot.conn.take();
-        assert!(conn.is_some(), "wharf-tokio: granted connection has no object (bug)");
+        assert!(
+            conn.is_some(),
+            "wharf-tokio: granted connection has no object (bug)"
+        );
         slot.served += 1;
         let tag = slot.tag;
         if slot.served > 1 {
             trace::reuse(shared, &g.core, lease.conn(), slot.served);
         }
-        Lease { shared: shared.clone(), lease, conn, keep_alive: None, tag, discard: false }
+        Lease {
+            shared: shared.clone(),
+            lease,
+            conn,
+            keep_alive: None,
+            tag,
+            discard: false,
+        }
     }
 
     /// Marks the connection as not reusable: it is closed when the lease is
@@ -99,9 +113,12 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
 
 impl<K: RouteKey, C: Connector<K>> Drop for Lease<K, C> {
     fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else { return };
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
         let broken = self.discard || self.shared.connector.is_broken(&mut conn);
-        self.shared.release(self.lease, conn, broken, self.keep_alive, self.tag);
+        self.shared
+            .release(self.lease, conn, broken, self.keep_alive, self.tag);
     }
 }
 
@@ -135,7 +152,11 @@ impl<K: RouteKey, C: Connector<K>> AsyncRead for Lease<K, C>
 where
     C::Conn: AsyncRead + Unpin,
 {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(self.get_mut().conn_mut()).poll_read(cx, buf)
     }
 }
@@ -144,7 +165,11 @@ impl<K: RouteKey, C: Connector<K>> AsyncWrite for Lease<K, C>
 where
     C::Conn: AsyncWrite + Unpin,
 {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(self.get_mut().conn_mut()).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -99,8 +99,8 @@ pub use lease::Lease;
 pub use pool::{Builder, LeaseFuture, LeaseOptions, Pool, RouteKey};
 
 pub use wharf_core::{
-    CancelPolicy, CloseReason, ConnectFailure, Counters, DrainMode, PoolStats, ReusePolicy, RouteConfig,
-    RouteStats, Tag,
+    CancelPolicy, CloseReason, ConnectFailure, Counters, DrainMode, PoolStats, ReusePolicy,
+    RouteConfig, RouteStats, Tag,
 };
 
 /// The core state machine this crate drives.

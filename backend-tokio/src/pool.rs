@@ -49,13 +49,17 @@ impl<K: RouteKey, C: Connector<K>> Drop for PoolHandle<K, C> {
 
 impl<K: RouteKey, C: Connector<K>> Clone for Pool<K, C> {
     fn clone(&self) -> Self {
-        Pool { handle: self.handle.clone() }
+        Pool {
+            handle: self.handle.clone(),
+        }
     }
 }
 
 impl<K: RouteKey, C: Connector<K>> fmt::Debug for Pool<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool").field("stats", &self.stats()).finish()
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -72,7 +76,10 @@ pub struct LeaseOptions {
 impl LeaseOptions {
     /// No tag, the pool's lease timeout.
     pub const fn new() -> Self {
-        LeaseOptions { tag: None, timeout: None }
+        LeaseOptions {
+            tag: None,
+            timeout: None,
+        }
     }
     /// Asks for connections tagged `tag` (or untagged ones).
     pub const fn tag(mut self, tag: Tag) -> Self {
@@ -182,7 +189,10 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
             {
                 let g = shared.lock();
                 let s = g.core.stats();
-                if s.connections == 0 && s.closing == 0 && g.ops.is_empty() && !g.flushing
+                if s.connections == 0
+                    && s.closing == 0
+                    && g.ops.is_empty()
+                    && !g.flushing
                     && shared.tasks.load(Ordering::Acquire) == 0
                 {
                     return;
@@ -206,7 +216,11 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
 
 enum State {
     Init,
-    Waiting { waiter: WaiterId, started: wharf_core::Instant },
+    Waiting {
+        waiter: WaiterId,
+        slot: u32,
+        started: wharf_core::Instant,
+    },
     Done,
 }
 
@@ -223,7 +237,9 @@ pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
 
 impl<K: RouteKey, C: Connector<K>> fmt::Debug for LeaseFuture<'_, K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeaseFuture").field("route", self.key).finish_non_exhaustive()
+        f.debug_struct("LeaseFuture")
+            .field("route", self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -235,7 +251,10 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
             LeaseError::RouteTableFull => Error::RouteTableFull { route },
             LeaseError::Draining => Error::Draining { route },
             LeaseError::Closed => Error::Closed { route },
-            LeaseError::Timeout => Error::Timeout { route, waited: Duration::ZERO },
+            LeaseError::Timeout => Error::Timeout {
+                route,
+                waited: Duration::ZERO,
+            },
         }
     }
 }
@@ -259,11 +278,12 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                         Poll::Ready(Ok(lease))
                     }
                     Ok(LeaseOutcome::Queued(waiter)) => {
-                        let slot = &mut g.waiters[waiter.index()];
-                        slot.id = Some(waiter);
-                        slot.answer = None;
-                        slot.waker = Some(cx.waker().clone());
-                        this.state = State::Waiting { waiter, started: now };
+                        let slot = g.alloc_waiter(waiter, cx.waker().clone());
+                        this.state = State::Waiting {
+                            waiter,
+                            slot,
+                            started: now,
+                        };
                         shared.process(&mut g);
                         match this.answer(&mut g) {
                             Some(r) => {
@@ -283,7 +303,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                     }
                 }
             }
-            State::Waiting { waiter, .. } => {
+            State::Waiting { slot, .. } => {
                 let mut g = shared.lock();
                 match this.answer(&mut g) {
                     Some(r) => {
@@ -291,7 +311,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                         Poll::Ready(r)
                     }
                     None => {
-                        let slot = &mut g.waiters[waiter.index()];
+                        let slot = &mut g.waiters[slot as usize];
                         match &mut slot.waker {
                             Some(w) => w.clone_from(cx.waker()),
                             None => slot.waker = Some(cx.waker().clone()),
@@ -311,11 +331,11 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
         &mut self,
         g: &mut crate::shared::Inner<K, C::Conn>,
     ) -> Option<Result<Lease<K, C>, Error>> {
-        let State::Waiting { waiter, started } = self.state else { return None };
-        let slot = &mut g.waiters[waiter.index()];
-        let answer = slot.answer.take()?;
-        slot.id = None;
-        slot.waker = None;
+        let State::Waiting { slot, started, .. } = self.state else {
+            return None;
+        };
+        let answer = g.waiters[slot as usize].answer.take()?;
+        g.free_waiter(slot);
         self.state = State::Done;
         Some(match answer {
             Answer::Granted(l) => Ok(Lease::take(self.shared, g, l)),
@@ -329,8 +349,8 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
 
 impl<K: RouteKey, C: Connector<K>> Drop for LeaseFuture<'_, K, C> {
     fn drop(&mut self) {
-        if let State::Waiting { waiter, .. } = self.state {
-            self.shared.cancel(waiter);
+        if let State::Waiting { waiter, slot, .. } = self.state {
+            self.shared.cancel(waiter, slot);
         }
     }
 }
@@ -519,14 +539,26 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         // the connection it replaces is being delivered.
         let conns = config.max_total as usize + 2;
         let waiters = self.max_pending.max(1) as usize;
-        let capacity = Capacity { conns, routes: self.max_routes, waiters, leases: conns };
+        let capacity = Capacity {
+            conns,
+            routes: self.max_routes,
+            waiters,
+            leases: conns,
+        };
         let core = wharf_core::Pool::with_capacity(capacity, config)
             .map_err(|e| Error::Config(ConfigError::Pool(e)))?;
         let settings = Settings {
             lease_timeout: core_dur(self.lease_timeout),
             cancel_policy: self.cancel_policy,
         };
-        let shared = Arc::new(Shared::new(core, conns, waiters, self.connector, rt.clone(), settings));
+        let shared = Arc::new(Shared::new(
+            core,
+            conns,
+            waiters,
+            self.connector,
+            rt.clone(),
+            settings,
+        ));
         {
             let mut g = shared.lock();
             let now = shared.now();
@@ -534,7 +566,9 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
                 if let Err(e) = g.core.set_route_config(key, *cfg, now) {
                     let route = shared.describe(key);
                     return Err(match e {
-                        RouteError::Config(error) => Error::Config(ConfigError::Route { route, error }),
+                        RouteError::Config(error) => {
+                            Error::Config(ConfigError::Route { route, error })
+                        }
                         _ => Error::RouteTableFull { route },
                     });
                 }
@@ -542,6 +576,8 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
             shared.finish(g);
         }
         rt.spawn(driver(shared.clone()));
-        Ok(Pool { handle: Arc::new(PoolHandle { shared }) })
+        Ok(Pool {
+            handle: Arc::new(PoolHandle { shared }),
+        })
     }
 }

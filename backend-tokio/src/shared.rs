@@ -16,8 +16,8 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use wharf_core::{
-    Action, CancelPolicy, CloseReason, ConnId, Duration, FailReason, Instant, Release, Tag, Validation,
-    WaiterId,
+    Action, CancelPolicy, CloseReason, ConnId, Duration, FailReason, Instant, Release, Tag,
+    Validation, WaiterId,
 };
 
 use crate::trace;
@@ -35,6 +35,52 @@ pub(crate) struct WaiterSlot {
     pub id: Option<WaiterId>,
     pub waker: Option<Waker>,
     pub answer: Option<Answer>,
+}
+
+impl WaiterSlot {
+    const EMPTY: WaiterSlot = WaiterSlot { id: None, waker: None, answer: None };
+}
+
+pub(crate) const NO_SLOT: u32 = u32::MAX;
+
+impl<K: 'static, T> Inner<K, T> {
+    /// Takes a waiter slot for a queued core waiter.
+    pub fn alloc_waiter(&mut self, waiter: WaiterId, waker: Waker) -> u32 {
+        let s = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                // More answered-but-untaken failures than expected: grow.
+                self.waiters.push(WaiterSlot::EMPTY);
+                (self.waiters.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.waiters[s as usize];
+        slot.id = Some(waiter);
+        slot.waker = Some(waker);
+        slot.answer = None;
+        self.by_core[waiter.index()] = s;
+        s
+    }
+
+    /// Gives a waiter slot back.
+    pub fn free_waiter(&mut self, s: u32) {
+        let slot = &mut self.waiters[s as usize];
+        slot.id = None;
+        slot.waker = None;
+        slot.answer = None;
+        self.free.push(s);
+    }
+
+    /// The slot waiting for the core's answer to `waiter` (the core forgets
+    /// the waiter once the answer is polled, so the link goes).
+    fn answered(&mut self, waiter: WaiterId) -> Option<&mut WaiterSlot> {
+        let s = std::mem::replace(&mut self.by_core[waiter.index()], NO_SLOT);
+        if s == NO_SLOT {
+            return None;
+        }
+        let slot = &mut self.waiters[s as usize];
+        (slot.id == Some(waiter)).then_some(slot)
+    }
 }
 
 /// One connection slot, indexed by `ConnId::index()`.
@@ -56,21 +102,45 @@ pub(crate) struct ConnSlot<T> {
 
 impl<T> ConnSlot<T> {
     const fn empty() -> Self {
-        ConnSlot { id: None, conn: None, abort: None, tag: None, keep_alive_until: None, served: 0 }
+        ConnSlot {
+            id: None,
+            conn: None,
+            abort: None,
+            tag: None,
+            keep_alive_until: None,
+            served: 0,
+        }
     }
 }
 
 /// Work for outside the lock, in the order the core asked for it.
 pub(crate) enum Op<K, T> {
-    Connect { conn: ConnId, key: K },
-    Validate { conn: ConnId, obj: T },
-    Close { conn: ConnId, obj: T, reason: CloseReason },
+    Connect {
+        conn: ConnId,
+        key: K,
+    },
+    Validate {
+        conn: ConnId,
+        obj: T,
+    },
+    Close {
+        conn: ConnId,
+        obj: T,
+        reason: CloseReason,
+    },
 }
 
 pub(crate) struct Inner<K: 'static, T> {
     pub core: wharf_core::Pool<'static, K>,
     pub conns: Vec<ConnSlot<T>>,
+    /// The backend's waiter slots. Separate from the core's: the core frees
+    /// its slot when the answer is polled, ours lives until the future takes
+    /// the answer (or is dropped).
     pub waiters: Vec<WaiterSlot>,
+    /// Free slots of `waiters`.
+    pub free: Vec<u32>,
+    /// Core waiter index -> our slot (`NO_SLOT` when none).
+    pub by_core: Vec<u32>,
     pub ops: VecDeque<Op<K, T>>,
     /// Some task is running `ops` (one at a time keeps their order).
     pub flushing: bool,
@@ -127,7 +197,11 @@ where
             inner: Mutex::new(Inner {
                 core,
                 conns: (0..conns).map(|_| ConnSlot::empty()).collect(),
-                waiters: (0..waiters).map(|_| WaiterSlot { id: None, waker: None, answer: None }).collect(),
+                // Queued waiters plus answered ones not yet taken (each of
+                // those holds a lease, or a failure; rare beyond this).
+                waiters: (0..waiters + conns).map(|_| WaiterSlot::EMPTY).collect(),
+                free: (0..(waiters + conns) as u32).rev().collect(),
+                by_core: vec![NO_SLOT; waiters],
                 ops: VecDeque::with_capacity(2 * conns + 8),
                 flushing: false,
                 armed: Instant::MAX,
@@ -194,8 +268,7 @@ where
         while let Some(action) = g.core.poll_action() {
             match action {
                 Action::Granted { waiter, lease } => {
-                    let slot = &mut g.waiters[waiter.index()];
-                    if slot.id == Some(waiter) {
+                    if let Some(slot) = g.answered(waiter) {
                         slot.answer = Some(Answer::Granted(lease));
                         if let Some(w) = slot.waker.take() {
                             w.wake();
@@ -203,7 +276,10 @@ where
                     } else {
                         // Nobody is waiting for it (cannot happen: cancels go
                         // through the core first); give the connection back.
-                        let how = Release::Reuse { keep_alive: None, tag: g.conns[lease.conn().index()].tag };
+                        let how = Release::Reuse {
+                            keep_alive: None,
+                            tag: g.conns[lease.conn().index()].tag,
+                        };
                         let now = self.now();
                         let _ = g.core.release(lease, how, now);
                     }
@@ -213,8 +289,7 @@ where
                         FailReason::ConnectFailed(_) => g.connect_error.clone(),
                         _ => None,
                     };
-                    let slot = &mut g.waiters[waiter.index()];
-                    if slot.id == Some(waiter) {
+                    if let Some(slot) = g.answered(waiter) {
                         slot.answer = Some(Answer::Failed(reason, source));
                         if let Some(w) = slot.waker.take() {
                             w.wake();
@@ -233,7 +308,9 @@ where
                 Action::Validate { conn } => {
                     let slot = &mut g.conns[conn.index()];
                     match slot.conn.take() {
-                        Some(obj) if slot.id == Some(conn) => g.ops.push_back(Op::Validate { conn, obj }),
+                        Some(obj) if slot.id == Some(conn) => {
+                            g.ops.push_back(Op::Validate { conn, obj })
+                        }
                         other => {
                             slot.conn = other;
                             // No object to check: treat it as stale.
@@ -257,7 +334,10 @@ where
                         }
                     }
                 }
-                Action::RouteIdle { route: _, key: _key } => {
+                Action::RouteIdle {
+                    route: _,
+                    key: _key,
+                } => {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(route = %self.describe(&_key), "route idle");
                 }
@@ -385,23 +465,27 @@ where
 
     /// Removes a waiter whose future was dropped; a lease granted to it in the
     /// meantime goes back to the pool as it was.
-    pub fn cancel(self: &Arc<Self>, waiter: WaiterId) {
+    pub fn cancel(self: &Arc<Self>, waiter: WaiterId, s: u32) {
         let mut g = self.lock();
         let now = self.now();
-        let slot = &mut g.waiters[waiter.index()];
+        let slot = &mut g.waiters[s as usize];
         if slot.id != Some(waiter) {
             return;
         }
-        slot.id = None;
-        slot.waker = None;
-        match slot.answer.take() {
+        let answer = slot.answer.take();
+        g.free_waiter(s);
+        match answer {
             None => {
+                g.by_core[waiter.index()] = NO_SLOT;
                 let _ = g.core.cancel(waiter, self.settings.cancel_policy, now);
             }
             Some(Answer::Granted(lease)) => {
                 let c = &g.conns[lease.conn().index()];
                 let keep_alive = c.keep_alive_until.map(|t| t.saturating_duration_since(now));
-                let how = Release::Reuse { keep_alive, tag: c.tag };
+                let how = Release::Reuse {
+                    keep_alive,
+                    tag: c.tag,
+                };
                 if g.core.release(lease, how, now).is_err() {
                     // Cannot happen; do not leak the object.
                     if let Some(obj) = g.conns[lease.conn().index()].conn.take() {
@@ -426,7 +510,10 @@ where
     ) -> Error {
         let route = self.describe(key);
         match reason {
-            FailReason::Timeout => Error::Timeout { route, waited: waited.into() },
+            FailReason::Timeout => Error::Timeout {
+                route,
+                waited: waited.into(),
+            },
             FailReason::Overflow => Error::Overflow { route },
             FailReason::Draining => Error::Draining { route },
             FailReason::ConnectFailed(reason) => {
@@ -439,7 +526,11 @@ where
                         },
                     ))
                 });
-                Error::ConnectFailed { route, reason, source }
+                Error::ConnectFailed {
+                    route,
+                    reason,
+                    source,
+                }
             }
         }
     }
@@ -520,7 +611,11 @@ where
         return;
     }
     g.conns[idx].conn = Some(obj);
-    let result = if stale { Validation::Stale } else { Validation::Alive };
+    let result = if stale {
+        Validation::Stale
+    } else {
+        Validation::Alive
+    };
     trace::validated(&shared, &g.core, conn, stale);
     if g.core.validated(conn, result, now).is_err() {
         let slot = &mut g.conns[idx];
@@ -552,7 +647,11 @@ where
             let now = shared.now();
             g.core.handle_timeout(now);
             if gone {
-                g.core.drain(wharf_core::DrainScope::All, wharf_core::DrainMode::DrainAndDelete, now);
+                g.core.drain(
+                    wharf_core::DrainScope::All,
+                    wharf_core::DrainMode::DrainAndDelete,
+                    now,
+                );
             }
             shared.process(&mut g);
             let next = g.core.poll_timeout().unwrap_or(Instant::MAX);

@@ -12,7 +12,11 @@ use crate::shared::Shared;
 use crate::Connector;
 
 #[cfg(feature = "tracing")]
-fn route_of<K, C>(shared: &Shared<K, C>, core: &wharf_core::Pool<'static, K>, conn: ConnId) -> String
+fn route_of<K, C>(
+    shared: &Shared<K, C>,
+    core: &wharf_core::Pool<'static, K>,
+    conn: ConnId,
+) -> String
 where
     K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
     C: Connector<K>,
@@ -59,8 +63,12 @@ pub(crate) fn connect_failed<K, C>(
 }
 
 #[inline]
-pub(crate) fn reuse<K, C>(shared: &Shared<K, C>, core: &wharf_core::Pool<'static, K>, conn: ConnId, served: u64)
-where
+pub(crate) fn reuse<K, C>(
+    shared: &Shared<K, C>,
+    core: &wharf_core::Pool<'static, K>,
+    conn: ConnId,
+    served: u64,
+) where
     K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
     C: Connector<K>,
 {
@@ -71,8 +79,12 @@ where
 }
 
 #[inline]
-pub(crate) fn validated<K, C>(shared: &Shared<K, C>, core: &wharf_core::Pool<'static, K>, conn: ConnId, stale: bool)
-where
+pub(crate) fn validated<K, C>(
+    shared: &Shared<K, C>,
+    core: &wharf_core::Pool<'static, K>,
+    conn: ConnId,
+    stale: bool,
+) where
     K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
     C: Connector<K>,
 {

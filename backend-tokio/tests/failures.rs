@@ -22,7 +22,11 @@ fn pool(connect_timeout: Duration) -> Pool<(String, u16), TcpConnector> {
 
 fn assert_clean(pool: &Pool<(String, u16), TcpConnector>) {
     let s = pool.stats();
-    assert_eq!((s.connections, s.connecting, s.leased, s.pending, s.closing), (0, 0, 0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.connections, s.connecting, s.leased, s.pending, s.closing),
+        (0, 0, 0, 0, 0),
+        "{s:?}"
+    );
     pool.check_invariants().unwrap();
 }
 
@@ -37,7 +41,11 @@ async fn connection_refused() {
     let route = (String::from("127.0.0.1"), port);
     let err = pool.lease(&route).await.unwrap_err();
     match &err {
-        Error::ConnectFailed { route: r, reason, source } => {
+        Error::ConnectFailed {
+            route: r,
+            reason,
+            source,
+        } => {
             assert_eq!(r, &format!("127.0.0.1:{port}"));
             assert_eq!(*reason, ConnectFailure::Remote);
             assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused);
@@ -45,8 +53,14 @@ async fn connection_refused() {
         other => panic!("expected ConnectFailed, got {other:?}"),
     }
     assert!(err.source().is_some());
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
-    assert_eq!(pool.counters().connect_failures_for(ConnectFailure::Remote), 1);
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert_eq!(
+        pool.counters().connect_failures_for(ConnectFailure::Remote),
+        1
+    );
     assert_clean(&pool);
 
     // The pool recovers once something listens (the demand connect is not
@@ -71,7 +85,12 @@ async fn connect_never_completes_is_bounded_by_connect_timeout() {
     let mut fillers = Vec::new();
     let mut full = false;
     for _ in 0..64 {
-        match tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
             Ok(Ok(s)) => fillers.push(s),
             Ok(Err(e)) => panic!("filler connect failed: {e}"),
             Err(_) => {
@@ -113,7 +132,10 @@ async fn unresolvable_name() {
         }
         other => panic!("expected ConnectFailed, got {other:?}"),
     }
-    assert_eq!(pool.counters().connect_failures_for(ConnectFailure::Local), 1);
+    assert_eq!(
+        pool.counters().connect_failures_for(ConnectFailure::Local),
+        1
+    );
     assert_clean(&pool);
 }
 
@@ -129,11 +151,22 @@ async fn every_waiter_of_a_failed_route_fails_and_nothing_leaks() {
     for _ in 0..20 {
         let pool = pool.clone();
         let route = route.clone();
-        tasks.push(tokio::spawn(async move { pool.lease(&route).await.map(drop) }));
+        tasks.push(tokio::spawn(
+            async move { pool.lease(&route).await.map(drop) },
+        ));
     }
     for t in tasks {
         let r = t.await.unwrap();
-        assert!(matches!(r, Err(Error::ConnectFailed { reason: ConnectFailure::Remote, .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(Error::ConnectFailed {
+                    reason: ConnectFailure::Remote,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
     }
     assert!(eventually(|| pool.stats().connections == 0).await);
     assert_clean(&pool);

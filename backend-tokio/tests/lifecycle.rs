@@ -21,15 +21,21 @@ type TcpPool = Pool<(String, u16), TcpConnector>;
 
 /// Polls a future once; `Some` if it completed.
 async fn poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }))
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
     .await
 }
 
 fn tcp_pool(per_route: u32) -> TcpPool {
-    Pool::builder(TcpConnector::new()).max_total(8).max_per_route(per_route).build().unwrap()
+    Pool::builder(TcpConnector::new())
+        .max_total(8)
+        .max_per_route(per_route)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -87,7 +93,10 @@ impl Connector<(String, u16)> for Gated {
 async fn a_connect_that_finishes_after_its_waiter_left_serves_the_next() {
     let server = Server::start(Opts::default()).await;
     let gate = Arc::new(Semaphore::new(0));
-    let pool = Pool::builder(Gated { gate: gate.clone() }).max_per_route(1).build().unwrap();
+    let pool = Pool::builder(Gated { gate: gate.clone() })
+        .max_per_route(1)
+        .build()
+        .unwrap();
     let route = server.route();
     {
         let mut first = pin!(pool.lease(&route));
@@ -110,7 +119,10 @@ async fn a_connect_that_finishes_after_its_waiter_left_serves_the_next() {
 async fn a_connect_nobody_waits_for_any_more_goes_idle() {
     let server = Server::start(Opts::default()).await;
     let gate = Arc::new(Semaphore::new(0));
-    let pool = Pool::builder(Gated { gate: gate.clone() }).max_per_route(1).build().unwrap();
+    let pool = Pool::builder(Gated { gate: gate.clone() })
+        .max_per_route(1)
+        .build()
+        .unwrap();
     let route = server.route();
     {
         let mut first = pin!(pool.lease(&route));
@@ -129,7 +141,13 @@ async fn lease_timeout_names_the_route_and_the_wait() {
     let pool = tcp_pool(1);
     let route = server.route();
     let _held = pool.lease(&route).await.unwrap();
-    let err = pool.lease_with(&route, LeaseOptions::new().timeout(Duration::from_millis(80))).await.unwrap_err();
+    let err = pool
+        .lease_with(
+            &route,
+            LeaseOptions::new().timeout(Duration::from_millis(80)),
+        )
+        .await
+        .unwrap_err();
     match &err {
         Error::Timeout { route: r, waited } => {
             assert_eq!(r, &format!("127.0.0.1:{}", server.port));
@@ -145,7 +163,11 @@ async fn lease_timeout_names_the_route_and_the_wait() {
 #[tokio::test]
 async fn overflow_is_immediate() {
     let server = Server::start(Opts::default()).await;
-    let pool: TcpPool = Pool::builder(TcpConnector::new()).max_per_route(1).max_pending(1).build().unwrap();
+    let pool: TcpPool = Pool::builder(TcpConnector::new())
+        .max_per_route(1)
+        .max_pending(1)
+        .build()
+        .unwrap();
     let route = server.route();
     let held = pool.lease(&route).await.unwrap();
     let mut waiting = Box::pin(pool.lease(&route));
@@ -165,7 +187,13 @@ async fn warm_up_opens_connections_before_any_lease() {
     let route = server.route();
     let pool: TcpPool = Pool::builder(TcpConnector::new())
         .max_per_route(4)
-        .route(route.clone(), RouteConfig { min_idle: Some(2), ..RouteConfig::default() })
+        .route(
+            route.clone(),
+            RouteConfig {
+                min_idle: Some(2),
+                ..RouteConfig::default()
+            },
+        )
         .build()
         .unwrap();
     assert_eq!(server.wait_current(2).await, 2);
@@ -189,7 +217,10 @@ async fn tags_select_connections() {
     let pool = tcp_pool(2);
     let route = server.route();
     {
-        let mut l = pool.lease_with(&route, LeaseOptions::new().tag(Tag(7))).await.unwrap();
+        let mut l = pool
+            .lease_with(&route, LeaseOptions::new().tag(Tag(7)))
+            .await
+            .unwrap();
         request(&mut l).await.unwrap();
         l.set_tag(Some(Tag(7)));
     }
@@ -197,7 +228,10 @@ async fn tags_select_connections() {
     let mut u = pool.lease(&route).await.unwrap();
     assert!(request(&mut u).await.unwrap().starts_with("OK 1 1"));
     // A lease for tag 7 does.
-    let mut t = pool.lease_with(&route, LeaseOptions::new().tag(Tag(7))).await.unwrap();
+    let mut t = pool
+        .lease_with(&route, LeaseOptions::new().tag(Tag(7)))
+        .await
+        .unwrap();
     assert!(request(&mut t).await.unwrap().starts_with("OK 0 2"));
     assert_eq!(t.tag(), Some(Tag(7)));
 }
@@ -261,14 +295,25 @@ async fn detach_takes_the_connection_out() {
 
 #[tokio::test]
 async fn config_errors_are_typed() {
-    let err = Pool::<(String, u16), _>::builder(TcpConnector::new()).max_total(0).build().unwrap_err();
+    let err = Pool::<(String, u16), _>::builder(TcpConnector::new())
+        .max_total(0)
+        .build()
+        .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
-    let err = Pool::<(String, u16), _>::builder(TcpConnector::new()).preconnect_ratio(9.0).build().unwrap_err();
+    let err = Pool::<(String, u16), _>::builder(TcpConnector::new())
+        .preconnect_ratio(9.0)
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("preconnect"), "{err}");
 }
 
 #[test]
 fn build_outside_a_runtime_is_a_config_error() {
-    let err = Pool::<(String, u16), _>::builder(TcpConnector::new()).build().unwrap_err();
-    assert!(matches!(err, Error::Config(wharf_tokio::ConfigError::NoRuntime)), "{err:?}");
+    let err = Pool::<(String, u16), _>::builder(TcpConnector::new())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Config(wharf_tokio::ConfigError::NoRuntime)),
+        "{err:?}"
+    );
 }

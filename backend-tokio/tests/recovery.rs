@@ -15,14 +15,26 @@ type TcpPool = Pool<(String, u16), TcpConnector>;
 async fn close_and_check(pool: TcpPool, server: &Server) {
     pool.close().await;
     let s = pool.stats();
-    assert_eq!((s.connections, s.leased, s.pending, s.closing), (0, 0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.connections, s.leased, s.pending, s.closing),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
     pool.check_invariants().unwrap();
-    assert_eq!(server.wait_current(0).await, 0, "the server still sees connections");
+    assert_eq!(
+        server.wait_current(0).await,
+        0,
+        "the server still sees connections"
+    );
 }
 
 #[tokio::test]
 async fn server_closes_idle_connections() {
-    let server = Server::start(Opts { idle_close: Some(Duration::from_millis(100)), ..Opts::default() }).await;
+    let server = Server::start(Opts {
+        idle_close: Some(Duration::from_millis(100)),
+        ..Opts::default()
+    })
+    .await;
     let pool: TcpPool = Pool::builder(TcpConnector::new())
         .max_per_route(2)
         .validate_after_inactivity(Duration::from_millis(20))
@@ -39,7 +51,10 @@ async fn server_closes_idle_connections() {
     {
         let mut l = pool.lease(&route).await.unwrap();
         let reply = request(&mut l).await.unwrap();
-        assert!(reply.starts_with("OK 1 1"), "served by a new connection: {reply}");
+        assert!(
+            reply.starts_with("OK 1 1"),
+            "served by a new connection: {reply}"
+        );
     }
     let c = pool.counters();
     assert_eq!(c.connects, 2);
@@ -52,13 +67,23 @@ async fn server_closes_idle_connections() {
 
 #[tokio::test]
 async fn server_closes_after_n_requests() {
-    let server = Server::start(Opts { max_requests: Some(3), ..Opts::default() }).await;
-    let pool: TcpPool = Pool::builder(TcpConnector::new()).max_per_route(1).build().unwrap();
+    let server = Server::start(Opts {
+        max_requests: Some(3),
+        ..Opts::default()
+    })
+    .await;
+    let pool: TcpPool = Pool::builder(TcpConnector::new())
+        .max_per_route(1)
+        .build()
+        .unwrap();
     let route = server.route();
     for i in 0..10 {
         let mut l = pool.lease(&route).await.unwrap();
         let reply = request(&mut l).await.unwrap();
-        assert!(reply.starts_with(&format!("OK {} ", i / 3)), "request {i}: {reply}");
+        assert!(
+            reply.starts_with(&format!("OK {} ", i / 3)),
+            "request {i}: {reply}"
+        );
         if reply.ends_with("close") {
             // `Connection: close`: do not reuse it.
             l.discard();
@@ -78,7 +103,11 @@ async fn server_close_noticed_on_release_without_discard() {
     // The client forgets to look at `close`; the connector's broken check
     // (a non-blocking peek) catches the FIN when the lease is dropped, or the
     // stale check catches it before the next reuse.
-    let server = Server::start(Opts { max_requests: Some(1), ..Opts::default() }).await;
+    let server = Server::start(Opts {
+        max_requests: Some(1),
+        ..Opts::default()
+    })
+    .await;
     let pool: TcpPool = Pool::builder(TcpConnector::new())
         .max_per_route(1)
         .validate_after_inactivity(Duration::ZERO)
@@ -97,7 +126,10 @@ async fn server_close_noticed_on_release_without_discard() {
 #[tokio::test]
 async fn reset_in_the_middle_of_a_lease() {
     let server = Server::start(Opts::default()).await;
-    let pool: TcpPool = Pool::builder(TcpConnector::new()).max_per_route(1).build().unwrap();
+    let pool: TcpPool = Pool::builder(TcpConnector::new())
+        .max_per_route(1)
+        .build()
+        .unwrap();
     let route = server.route();
     {
         let mut l = pool.lease(&route).await.unwrap();
@@ -105,7 +137,10 @@ async fn reset_in_the_middle_of_a_lease() {
         l.write_all(b"RST\n").await.unwrap();
         let err = common::read_line(&mut *l).await.unwrap_err();
         assert!(
-            matches!(err.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof),
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+            ),
             "{err:?}"
         );
         // Dropped without discard(): the broken check sees the reset.
@@ -121,8 +156,15 @@ async fn reset_in_the_middle_of_a_lease() {
 
 #[tokio::test]
 async fn slow_accept() {
-    let server = Server::start(Opts { accept_delay: Some(Duration::from_millis(150)), ..Opts::default() }).await;
-    let pool: TcpPool = Pool::builder(TcpConnector::new()).max_per_route(2).build().unwrap();
+    let server = Server::start(Opts {
+        accept_delay: Some(Duration::from_millis(150)),
+        ..Opts::default()
+    })
+    .await;
+    let pool: TcpPool = Pool::builder(TcpConnector::new())
+        .max_per_route(2)
+        .build()
+        .unwrap();
     let route = server.route();
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -148,7 +190,10 @@ async fn slow_accept() {
 #[tokio::test]
 async fn server_keep_alive_expires_idle_connection() {
     let server = Server::start(Opts::default()).await;
-    let pool: TcpPool = Pool::builder(TcpConnector::new()).max_per_route(1).build().unwrap();
+    let pool: TcpPool = Pool::builder(TcpConnector::new())
+        .max_per_route(1)
+        .build()
+        .unwrap();
     let route = server.route();
     {
         let mut l = pool.lease(&route).await.unwrap();

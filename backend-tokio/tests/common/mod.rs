@@ -91,8 +91,14 @@ impl State {
 
     /// Retires every live connection whose peer already closed it.
     fn reap(&self) {
-        let ended: Vec<Arc<Entry>> =
-            self.live.lock().unwrap().iter().filter(|e| peer_ended(&e.stream)).cloned().collect();
+        let ended: Vec<Arc<Entry>> = self
+            .live
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| peer_ended(&e.stream))
+            .cloned()
+            .collect();
         for e in ended {
             self.retire(&e);
         }
@@ -127,16 +133,26 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let tracker = Tracker::new();
-        let state = Arc::new(State { opts, tracker: tracker.clone(), live: Mutex::new(Vec::new()), seq: AtomicU64::new(0) });
+        let state = Arc::new(State {
+            opts,
+            tracker: tracker.clone(),
+            live: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(0),
+        });
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
                 if let Some(d) = st.opts.accept_delay {
                     tokio::time::sleep(d).await;
                 }
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 st.reap();
-                let entry = Arc::new(Entry { stream, counted: AtomicBool::new(true) });
+                let entry = Arc::new(Entry {
+                    stream,
+                    counted: AtomicBool::new(true),
+                });
                 st.tracker.inc();
                 if let Some(g) = &st.opts.global {
                     g.inc();
@@ -146,7 +162,12 @@ impl Server {
                 tokio::spawn(serve(st.clone(), entry, id));
             }
         });
-        Server { port, tracker, state, task }
+        Server {
+            port,
+            tracker,
+            state,
+            task,
+        }
     }
 
     pub fn route(&self) -> (String, u16) {
@@ -242,7 +263,10 @@ pub async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<String> {
     loop {
         let n = s.read(&mut b).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed",
+            ));
         }
         out.extend_from_slice(&b[..n]);
         if out.last() == Some(&b'\n') {
