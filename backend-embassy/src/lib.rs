@@ -28,9 +28,9 @@
 //! lease users on the same executor.
 //!
 //! ```text
-//! static STATE: ConstStaticCell<wharf_embassy::State<'static, 4, 4, 2, 1024, 1024>> =
-//!     ConstStaticCell::new(wharf_embassy::State::new());
-//! let (pool, runner) = wharf_embassy::new(stack, STATE.take(), Config::default())?;
+//! static STATE: StaticCell<wharf_embassy::State<4, 4, 2, 1024, 1024>> = StaticCell::new();
+//! let config = Config { max_total: 4, ..Config::default() };
+//! let (pool, runner) = wharf_embassy::new(stack, STATE.init_with(State::new), config)?;
 //! spawner.spawn(pool_task(runner))?;
 //! let mut conn = pool.lease(&Route::host("broker.local", 1883)).await?;
 //! conn.write_all(b"...").await?;
@@ -262,9 +262,12 @@ impl Ticket {
 ///
 /// `Config::max_total` must be at most `N`; lease slots are `N` (one lease per
 /// connection: plain TCP streams). Put it in a `static`:
-/// `ConstStaticCell<State<N, W, R, TX, RX>>` (or any place that outlives the
-/// stack borrow; like embassy-net's `StackResources`, the sockets it holds are
-/// not dropped with it).
+/// `StaticCell<State<N, W, R, TX, RX>>` initialised with
+/// `init_with(State::new)` keeps it in `.bss` (a `ConstStaticCell` works too
+/// but puts all of it in `.data`, buffers included). Any place that outlives
+/// the stack borrow works; like embassy-net's `StackResources`, the sockets it
+/// holds are not dropped with it: they stay in the stack's socket set, so give
+/// a new pool a new stack too.
 pub struct State<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize> {
     storage: Storage<Route, N, R, W, N>,
     conn_slot: [Option<(ConnId, u16)>; N],
@@ -383,6 +386,11 @@ pub fn new_with_options<
         shared,
     } = state;
     let pool = wharf_core::Pool::new(storage, config)?;
+    // A state can serve again once an earlier pool's borrow has ended.
+    conn_slot.fill(None);
+    pending.fill(None);
+    tickets.iter_mut().for_each(|t| *t = Ticket::EMPTY);
+    ticket_of.fill(u16::MAX);
     let slots: &'d mut [Slot<'d>] = {
         let base = slots.as_mut_ptr().cast::<Slot<'d>>();
         for j in 0..N {
