@@ -12,6 +12,7 @@ use crate::time::Instant;
 
 /// Why a connection is being created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum Purpose {
     /// Queued waiters exceed the connecting capacity.
     Demand,
@@ -160,6 +161,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.touch_route(r);
         self.act_push(Self::conn_entity(c));
         self.rearm_conn(c);
+        crate::fmt::debug!("wharf: connect conn {} route {} ({:?})", c, r, purpose);
         self.counters.connects += 1;
         match purpose {
             Purpose::Warm => self.counters.warmups += 1,

@@ -172,6 +172,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         cs.reason = reason;
         self.closing += 1;
         self.counters.closes[reason.index()] += 1;
+        crate::fmt::debug!("wharf: close conn {} ({:?})", c, reason);
         self.act_push(e);
     }
 

@@ -105,6 +105,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let ws = &mut self.waiters[w as usize];
         ws.state = WaiterState::Failed;
         ws.reason = reason;
+        crate::fmt::debug!("wharf: waiter {} failed ({:?})", w, reason);
         match reason {
             FailReason::Timeout => self.counters.timeouts += 1,
             FailReason::Overflow => self.counters.overflows += 1,
