@@ -9,8 +9,8 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 export CARGO_TERM_COLOR=never
 
-echo "-- toolchain: thumbv7em-none-eabihf"
-rustup target add thumbv7em-none-eabihf
+echo "-- toolchain: thumbv7em-none-eabihf, thumbv6m-none-eabi"
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
 
 echo "-- qemu-system-arm"
 if ! command -v qemu-system-arm >/dev/null 2>&1; then
@@ -26,6 +26,9 @@ echo "-- wharf-embassy for thumbv7em-none-eabihf (no_std, defmt)"
 ELF="$ROOT/examples/firmware/target/thumbv7em-none-eabihf/release/wharf-firmware-example"
 echo "firmware example ($ELF):"
 python3 examples/firmware/tools/elf_size.py "$ELF" --u32 WHARF_STATE_SIZES
+
+echo "-- wharf-embassy for Cortex-M0 (thumbv6m-none-eabi: no compare-and-swap atomics)"
+cargo check -p wharf-embassy --target thumbv6m-none-eabi
 
 echo "-- wharf-core scenarios on Cortex-M4 (qemu mps2-an386)"
 OUT=$(mktemp)
