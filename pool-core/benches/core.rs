@@ -9,7 +9,12 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use wharf_core::{Action, Capacity, Config, Instant, LeaseOutcome, Pool, Release};
 
 fn warm_pool(slots: usize, routes: usize) -> Pool<'static, u32> {
-    let cap = Capacity { conns: slots + 1, routes, waiters: 64, leases: slots + 1 };
+    let cap = Capacity {
+        conns: slots + 1,
+        routes,
+        waiters: 64,
+        leases: slots + 1,
+    };
     let cfg = Config {
         max_total: slots as u32,
         max_per_route: (slots / routes) as u32,
@@ -50,7 +55,8 @@ fn warm(c: &mut Criterion) {
                 else {
                     unreachable!()
                 };
-                p.release(black_box(l), Release::REUSE, Instant::ZERO).unwrap();
+                p.release(black_box(l), Release::REUSE, Instant::ZERO)
+                    .unwrap();
             })
         });
     }
@@ -81,11 +87,21 @@ fn timeout(c: &mut Criterion) {
     c.bench_function("handle_timeout/1024 armed", |b| {
         b.iter_batched(
             || {
-                let cap = Capacity { conns: 8, routes: 1, waiters: 1024, leases: 8 };
-                let cfg = Config { max_total: 8, max_per_route: 8, ..Config::default() };
+                let cap = Capacity {
+                    conns: 8,
+                    routes: 1,
+                    waiters: 1024,
+                    leases: 8,
+                };
+                let cfg = Config {
+                    max_total: 8,
+                    max_per_route: 8,
+                    ..Config::default()
+                };
                 let mut p: Pool<'static, u32> = Pool::with_capacity(cap, cfg).unwrap();
                 for i in 0..1024u64 {
-                    p.lease(&0, None, Instant::ZERO, Some(Instant::from_micros(10 + i))).unwrap();
+                    p.lease(&0, None, Instant::ZERO, Some(Instant::from_micros(10 + i)))
+                        .unwrap();
                 }
                 while p.poll_action().is_some() {}
                 p
