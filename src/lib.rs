@@ -19,3 +19,8 @@
 #![warn(missing_docs)]
 
 pub use wharf_core::*;
+
+/// The tokio backend (feature `tokio`): an async pool over tokio sockets,
+/// re-exported from [`wharf_tokio`].
+#[cfg(feature = "tokio")]
+pub use wharf_tokio as tokio;

@@ -38,7 +38,11 @@ pub(crate) struct WaiterSlot {
 }
 
 impl WaiterSlot {
-    const EMPTY: WaiterSlot = WaiterSlot { id: None, waker: None, answer: None };
+    const EMPTY: WaiterSlot = WaiterSlot {
+        id: None,
+        waker: None,
+        answer: None,
+    };
 }
 
 pub(crate) const NO_SLOT: u32 = u32::MAX;

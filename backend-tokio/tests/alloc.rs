@@ -46,10 +46,17 @@ const PAIRS: u64 = 10_000;
 
 #[test]
 fn warm_lease_release_allocates_nothing() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let server = Server::start(Opts::default()).await;
-        let pool = Pool::builder(TcpConnector::new()).max_total(4).max_per_route(2).build().unwrap();
+        let pool = Pool::builder(TcpConnector::new())
+            .max_total(4)
+            .max_per_route(2)
+            .build()
+            .unwrap();
         let route = server.route();
         // Warm up: connect, talk once, and cycle a few times so the driver
         // has armed its timer.
@@ -74,12 +81,19 @@ fn warm_lease_release_allocates_nothing() {
         let c = pool.counters();
         assert_eq!(c.connects, 1);
         assert_eq!(c.reuses, 100 + PAIRS);
-        assert_eq!(allocs, 0, "{allocs} allocations over {PAIRS} warm lease/release pairs");
+        assert_eq!(
+            allocs, 0,
+            "{allocs} allocations over {PAIRS} warm lease/release pairs"
+        );
         eprintln!("alloc: {allocs} allocations over {PAIRS} warm lease/release pairs");
 
         // Waiters: two tasks take turns on one connection, so every other
         // lease queues (a pre-sized waiter slot holding the task's waker).
-        let one = Pool::builder(TcpConnector::new()).max_total(1).max_per_route(1).build().unwrap();
+        let one = Pool::builder(TcpConnector::new())
+            .max_total(1)
+            .max_per_route(1)
+            .build()
+            .unwrap();
         drop(one.lease(&route).await.unwrap());
         let start = std::sync::Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
@@ -106,7 +120,14 @@ fn warm_lease_release_allocates_nothing() {
         let c = one.counters();
         assert!(c.queued >= PAIRS / 4, "leases queued: {}", c.queued);
         assert_eq!(c.connects, 1);
-        assert_eq!(allocs, 0, "{allocs} allocations over {PAIRS} leases, {} of them queued", c.queued);
-        eprintln!("alloc: {allocs} allocations over {PAIRS} leases, {} of them queued", c.queued);
+        assert_eq!(
+            allocs, 0,
+            "{allocs} allocations over {PAIRS} leases, {} of them queued",
+            c.queued
+        );
+        eprintln!(
+            "alloc: {allocs} allocations over {PAIRS} leases, {} of them queued",
+            c.queued
+        );
     });
 }

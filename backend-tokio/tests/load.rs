@@ -82,7 +82,7 @@ async fn thousand_tasks_respect_limits_and_fifo() {
     }
 
     // FIFO per route: grants in the order the requests queued.
-    let served = served.lock().unwrap();
+    let served = std::mem::take(&mut *served.lock().unwrap());
     let mut total = 0;
     for (r, order) in served.iter().enumerate() {
         total += order.len();
