@@ -256,7 +256,7 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
             let l = pool.route_load(&h.key);
             p += l.queued as u64;
             a += l.active as u64;
-            c += (l.connecting_capacity + l.spare) as u64;
+            c += l.connecting_capacity + l.spare;
         }
         (p, a, c)
     }

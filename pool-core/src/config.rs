@@ -165,7 +165,7 @@ pub enum ConfigError {
     BadPreconnectRatio,
     /// `min_idle` exceeds the route limit or the idle limit.
     MinIdleTooLarge,
-    /// `connecting_capacity` is 0.
+    /// `connecting_capacity` is 0 or above 65,536.
     ZeroConnectingCapacity,
     /// `max_leases_per_conn` is `Some(0)`.
     ZeroMaxLeasesPerConn,
@@ -184,7 +184,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::ZeroTimeout => "timeouts and lifetimes must be positive",
             ConfigError::BadPreconnectRatio => "preconnect ratio must be within 1.0..=3.0",
             ConfigError::MinIdleTooLarge => "min idle exceeds the route or idle limit",
-            ConfigError::ZeroConnectingCapacity => "connecting_capacity must be at least 1",
+            ConfigError::ZeroConnectingCapacity => "connecting_capacity must be in 1..=65536",
             ConfigError::ZeroMaxLeasesPerConn => "max_leases_per_conn must be at least 1",
             ConfigError::BadStorage => "storage needs 1..=2^30 connection, route and lease slots",
         };
@@ -268,7 +268,7 @@ impl Config {
         {
             return Err(ConfigError::MinIdleTooLarge);
         }
-        if self.connecting_capacity == 0 {
+        if self.connecting_capacity == 0 || self.connecting_capacity > 1 << 16 {
             return Err(ConfigError::ZeroConnectingCapacity);
         }
         if self.max_leases_per_conn == Some(0) {

@@ -243,14 +243,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
             routes += 1;
             let ri = ri as u32;
-            let (mut alloc, mut ridle, mut ractive, mut spare) = (0u32, 0u32, 0u32, 0u32);
+            let (mut alloc, mut ridle, mut ractive, mut spare) = (0u32, 0u32, 0u32, 0u64);
             for c in self.conns.iter() {
                 if c.route == ri && c.allocated() {
                     alloc += 1;
                     ridle += c.in_lru as u32;
                     if c.state == ConnState::Ready {
                         ractive += c.active;
-                        spare += c.spare();
+                        spare += c.spare() as u64;
                     }
                 }
             }

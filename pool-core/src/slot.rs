@@ -203,7 +203,7 @@ pub struct RouteSlot<K> {
     pub(crate) idle: u32,
     pub(crate) active: u32,
     /// Sum of `capacity - active` over the ready list.
-    pub(crate) spare: u32,
+    pub(crate) spare: u64,
     pub(crate) deleting: bool,
     pub(crate) blocked: bool,
     /// A `RouteIdle` notice is outstanding (queued or delivered while still idle).

@@ -45,7 +45,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let active = s.active as u64;
         let pre = ratio > 1000
             && s.retry_until.is_none()
-            && (queued + active) * ratio > (connecting_capacity + s.spare as u64 + active) * 1000;
+            && (queued + active) * ratio > (connecting_capacity + s.spare + active) * 1000;
         (demand, pre)
     }
 

@@ -20,7 +20,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     /// The connect for `conn` succeeded; it can carry `capacity` concurrent
-    /// leases (1 for HTTP/1). Queued waiters of its route are served FIFO (§6).
+    /// leases (1 for HTTP/1; at most [`Pool::MAX_STREAMS`], larger values are
+    /// clamped). Queued waiters of its route are served FIFO (§6).
     pub fn connected(
         &mut self,
         conn: ConnId,
@@ -32,6 +33,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if capacity == 0 {
             return Err(ConnError::ZeroCapacity);
         }
+        let capacity = capacity.min(Self::MAX_STREAMS);
         let r = self.conns[c as usize].route;
         self.route_list_remove(c);
         self.connecting -= 1;

@@ -22,7 +22,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             RouteListKind::Connecting => &mut s.connecting,
             RouteListKind::Ready => {
                 let cs = &self.conns[c as usize];
-                s.spare += cs.capacity - cs.active;
+                s.spare += (cs.capacity - cs.active) as u64;
                 &mut s.ready
             }
             RouteListKind::Busy | RouteListKind::None => {
@@ -46,7 +46,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let list = match cs.list {
             RouteListKind::Connecting => &mut s.connecting,
             RouteListKind::Ready => {
-                s.spare -= cs.capacity - cs.active;
+                s.spare -= (cs.capacity - cs.active) as u64;
                 &mut s.ready
             }
             RouteListKind::Busy => {

@@ -18,9 +18,9 @@ pub struct RouteLoad {
     /// Leases in use.
     pub active: u32,
     /// Stream capacity of connections still connecting.
-    pub connecting_capacity: u32,
+    pub connecting_capacity: u64,
     /// Unused stream capacity of open, available connections.
-    pub spare: u32,
+    pub spare: u64,
     /// Host health.
     pub healthy: bool,
 }
@@ -38,7 +38,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 RouteLoad {
                     queued: s.queue.len,
                     active: s.active,
-                    connecting_capacity: s.connecting.len * self.cfg.connecting_capacity,
+                    connecting_capacity: s.connecting.len as u64
+                        * self.cfg.connecting_capacity as u64,
                     spare: s.spare,
                     healthy: !s.unhealthy,
                 }

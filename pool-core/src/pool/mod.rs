@@ -121,6 +121,10 @@ pub struct Pool<'a, K> {
 const MAX_SLOTS: usize = (1 << 30) - 1;
 
 impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
+    /// Largest stream capacity of one connection (HTTP/2 servers commonly
+    /// announce 100 to 1000); `connected` clamps larger values.
+    pub const MAX_STREAMS: u32 = 1 << 16;
+
     /// A pool over const-generic storage (firmware). Fails with a
     /// [`ConfigError`] if the configuration is invalid or does not fit.
     pub fn new<const C: usize, const R: usize, const W: usize, const L: usize>(

@@ -1,0 +1,200 @@
+//! Caller input never panics the core: handles from another pool, absurd
+//! capacities, time going backwards, exhausted storage.
+
+use wharf_core::*;
+
+fn pool() -> Pool<'static, u8> {
+    let cap = Capacity {
+        conns: 4,
+        routes: 2,
+        waiters: 4,
+        leases: 4,
+    };
+    Pool::with_capacity(
+        cap,
+        Config {
+            max_total: 4,
+            max_per_route: 4,
+            ..Config::default()
+        },
+    )
+    .unwrap()
+}
+
+fn connect_one(p: &mut Pool<'static, u8>, key: u8, capacity: u32) -> (ConnId, Vec<Lease>) {
+    p.lease(&key, None, Instant::ZERO, None).unwrap();
+    let Some(Action::Connect { conn, .. }) = p.poll_action() else {
+        panic!("no connect")
+    };
+    p.connected(conn, capacity, Instant::ZERO).unwrap();
+    let mut leases = Vec::new();
+    while let Some(a) = p.poll_action() {
+        if let Action::Granted { lease, .. } = a {
+            leases.push(lease);
+        }
+    }
+    (conn, leases)
+}
+
+#[test]
+fn huge_stream_capacity_is_clamped_and_accounting_stays_exact() {
+    let mut p = pool();
+    let (conn, leases) = connect_one(&mut p, 1, u32::MAX);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(p.route_load(&1).spare, (Pool::<u8>::MAX_STREAMS - 1) as u64);
+    p.release(leases[0], Release::REUSE, Instant::ZERO).unwrap();
+    p.check_invariants().unwrap();
+    let _ = conn;
+}
+
+#[test]
+fn handles_from_another_pool_are_typed_errors() {
+    let mut big: Pool<'static, u8> = Pool::with_capacity(
+        Capacity {
+            conns: 64,
+            routes: 8,
+            waiters: 64,
+            leases: 64,
+        },
+        Config {
+            max_total: 64,
+            max_per_route: 64,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let mut leases = Vec::new();
+    let mut conns = Vec::new();
+    let mut waiters = Vec::new();
+    for _ in 0..40 {
+        if let LeaseOutcome::Queued(w) = big.lease(&1, None, Instant::ZERO, None).unwrap() {
+            waiters.push(w);
+        }
+        while let Some(a) = big.poll_action() {
+            if let Action::Connect { conn, .. } = a {
+                conns.push(conn);
+                big.connected(conn, 1, Instant::ZERO).unwrap();
+            }
+            if let Action::Granted { lease, .. } = a {
+                leases.push(lease);
+            }
+        }
+    }
+    let mut small = pool();
+    for l in &leases {
+        assert_eq!(
+            small.release(*l, Release::REUSE, Instant::ZERO),
+            Err(ReleaseError::StaleLease)
+        );
+    }
+    for c in &conns {
+        assert!(small.connected(*c, 1, Instant::ZERO).is_err());
+        assert!(small.peer_closed(*c, Instant::ZERO).is_err());
+        assert!(small
+            .validated(*c, Validation::Alive, Instant::ZERO)
+            .is_err());
+        assert_eq!(small.route_of(*c), None);
+    }
+    for w in &waiters {
+        assert_eq!(
+            small.cancel(*w, CancelPolicy::Default, Instant::ZERO),
+            Err(CancelError::StaleWaiter)
+        );
+    }
+    small.check_invariants().unwrap();
+}
+
+#[test]
+fn time_going_backwards_is_the_previous_now() {
+    let mut p = pool();
+    let (_, leases) = connect_one(&mut p, 1, 1);
+    p.release(leases[0], Release::REUSE, Instant::from_secs(10))
+        .unwrap();
+    // An input "in the past" runs at the latest now (10 s): the connection was
+    // used 0 s ago, so no validation is due and it is granted at once.
+    let out = p.lease(&1, None, Instant::from_secs(1), None).unwrap();
+    assert!(matches!(out, LeaseOutcome::Granted(_)));
+    assert_eq!(p.now(), Instant::from_secs(10));
+    // And its idle timeout (90 s) counts from 10 s, not from 1 s.
+    let LeaseOutcome::Granted(l) = out else {
+        unreachable!()
+    };
+    p.release(l, Release::REUSE, Instant::from_secs(2)).unwrap();
+    p.handle_timeout(Instant::from_secs(99));
+    assert_eq!(p.stats().idle, 1);
+    p.handle_timeout(Instant::from_secs(100));
+    assert_eq!(p.stats().idle, 0);
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn exhausted_route_and_waiter_storage_answer_with_errors() {
+    let mut p = pool();
+    for k in 0..2u8 {
+        p.lease(&k, None, Instant::ZERO, None).unwrap();
+    }
+    assert_eq!(
+        p.lease(&9, None, Instant::ZERO, None),
+        Err(LeaseError::RouteTableFull)
+    );
+    p.lease(&0, None, Instant::ZERO, None).unwrap();
+    p.lease(&1, None, Instant::ZERO, None).unwrap();
+    assert_eq!(
+        p.lease(&0, None, Instant::ZERO, None),
+        Err(LeaseError::Overflow)
+    );
+    while p.poll_action().is_some() {}
+    p.check_invariants().unwrap();
+    assert_eq!(p.stats().pending, 4);
+}
+
+#[test]
+fn out_of_range_config_values_are_refused() {
+    let cap = Capacity {
+        conns: 4,
+        routes: 2,
+        waiters: 4,
+        leases: 4,
+    };
+    let bad = [
+        Config {
+            connecting_capacity: 1 << 20,
+            ..Config::default()
+        },
+        Config {
+            preconnect_ratio: f32::NAN,
+            ..Config::default()
+        },
+        Config {
+            max_total: 5,
+            ..Config::default()
+        },
+    ];
+    for cfg in bad {
+        assert!(Pool::<u8>::with_capacity(
+            cap,
+            Config {
+                max_per_route: 2,
+                ..cfg
+            }
+        )
+        .is_err());
+    }
+    let empty = Capacity {
+        conns: 0,
+        routes: 1,
+        waiters: 0,
+        leases: 1,
+    };
+    assert_eq!(
+        Pool::<u8>::with_capacity(
+            empty,
+            Config {
+                max_total: 1,
+                ..Config::default()
+            }
+        )
+        .err(),
+        Some(ConfigError::BadStorage)
+    );
+}
