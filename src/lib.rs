@@ -24,3 +24,8 @@ pub use wharf_core::*;
 /// re-exported from [`wharf_tokio`].
 #[cfg(feature = "tokio")]
 pub use wharf_tokio as tokio;
+
+/// The embassy backend (feature `embassy`): a pool over embassy-net sockets
+/// for microcontrollers, re-exported from [`wharf_embassy`].
+#[cfg(feature = "embassy")]
+pub use wharf_embassy as embassy;

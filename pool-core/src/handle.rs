@@ -35,6 +35,11 @@ handle!(
 );
 handle!(
     /// A lease request that has not been answered yet (a queued waiter).
+    ///
+    /// Its slot is reused as soon as its answer (`Granted`/`Failed`) is polled:
+    /// the next waiter may get the same [`index`](WaiterId::index) with a new
+    /// generation. A backend keeping answers per waiter must compare the whole
+    /// handle, or keep them in its own table.
     WaiterId
 );
 handle!(
