@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use model::harness::{run_sequence, Cfg, Harness, Op, RelHow, KEYS};
 use model::Slots;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{
+    Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
+};
 use wharf_core::{Pool, Storage};
 
 static OPS: AtomicU64 = AtomicU64::new(0);
@@ -24,10 +26,20 @@ static OPS: AtomicU64 = AtomicU64::new(0);
 /// Small storage: 4 connections, 2 routes (3 keys: the table fills), 4
 /// waiters, 4 leases.
 type Small = Storage<u8, 4, 2, 4, 4>;
-const SMALL: Slots = Slots { conns: 4, routes: 2, waiters: 4, leases: 4 };
+const SMALL: Slots = Slots {
+    conns: 4,
+    routes: 2,
+    waiters: 4,
+    leases: 4,
+};
 /// Larger storage: 8 connections, 4 routes, 10 waiters, 10 leases.
 type Big = Storage<u8, 8, 4, 10, 10>;
-const BIG: Slots = Slots { conns: 8, routes: 4, waiters: 10, leases: 10 };
+const BIG: Slots = Slots {
+    conns: 8,
+    routes: 4,
+    waiters: 10,
+    leases: 10,
+};
 
 /// Run one sequence on a fresh pool; returns operations run and the verdict.
 pub fn run_case(big: bool, cfg: &Cfg, ops: &[Op], trace: bool) -> (u64, Result<(), String>) {
@@ -56,7 +68,13 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
     let conns = slots.conns as u32;
     let waiters = slots.waiters as u32;
     let leases = slots.leases as u32;
-    let limits = (1..=conns, 1..=3u32, opt(1..=waiters), opt(1..=leases), any::<bool>());
+    let limits = (
+        1..=conns,
+        1..=3u32,
+        opt(1..=waiters),
+        opt(1..=leases),
+        any::<bool>(),
+    );
     let times = (
         opt(100..3_000u32),
         opt(200..6_000u32),
@@ -142,8 +160,14 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 /// `cf-timeout` (connect_failed with reason Timeout).
 fn avoid(op: Op, list: &str) -> Op {
     match op {
-        Op::ConnectFailed { idx, reason, any } if list.contains("cf-timeout") && reason % 3 == 0 => {
-            Op::ConnectFailed { idx, reason: 1, any }
+        Op::ConnectFailed { idx, reason, any }
+            if list.contains("cf-timeout") && reason % 3 == 0 =>
+        {
+            Op::ConnectFailed {
+                idx,
+                reason: 1,
+                any,
+            }
         }
         op => op,
     }
@@ -156,8 +180,11 @@ fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
         (
             Just(big),
             cfg_strategy(big),
-            prop::collection::vec(op_strategy(), 200..320)
-                .prop_map(move |ops| ops.into_iter().map(|op| avoid(op, &list)).collect::<Vec<_>>()),
+            prop::collection::vec(op_strategy(), 200..320).prop_map(move |ops| {
+                ops.into_iter()
+                    .map(|op| avoid(op, &list))
+                    .collect::<Vec<_>>()
+            }),
         )
     })
 }
@@ -189,17 +216,37 @@ fn model_agrees_with_core() {
     let cases: u32 = if cfg!(miri) {
         2
     } else {
-        std::env::var("WHARF_MODEL_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(500)
+        std::env::var("WHARF_MODEL_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(500)
     };
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases,
-        failure_persistence: None,
-        // Shrinking is done below by delta debugging over the whole sequence
-        // (proptest's vec shrinker cannot go below the 200-operation minimum).
-        max_shrink_iters: 0,
-        max_global_rejects: 0,
-        ..RunnerConfig::default()
-    });
+    // WHARF_MODEL_SEED=<u64> replays a run; by default every run explores a
+    // new seed (printed on failure).
+    let seed: u64 = std::env::var("WHARF_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(std::process::id() as u64);
+            h.finish()
+        });
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+    let mut runner = TestRunner::new_with_rng(
+        RunnerConfig {
+            cases,
+            failure_persistence: None,
+            // Shrinking is done below by delta debugging over the whole sequence
+            // (proptest's vec shrinker cannot go below the 200-operation minimum).
+            max_shrink_iters: 0,
+            max_global_rejects: 0,
+            ..RunnerConfig::default()
+        },
+        rng,
+    );
     let result = runner.run(&case_strategy(), |(big, cfg, ops)| {
         let (n, verdict) = run_case(big, &cfg, &ops, false);
         OPS.fetch_add(n, Ordering::Relaxed);
@@ -215,7 +262,7 @@ fn model_agrees_with_core() {
             // Replay the minimal case with a trace for the report.
             let (_, verdict) = run_case(big, &cfg, &ops, true);
             panic!(
-                "divergence: {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}",
+                "divergence (WHARF_MODEL_SEED={seed}): {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}",
                 verdict.err().unwrap_or_default()
             );
         }

@@ -21,26 +21,67 @@ pub const KEYS: u8 = 3;
 /// How a lease is given back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RelHow {
-    Reuse { keep_alive_ms: Option<u32>, tag: Option<u8> },
+    Reuse {
+        keep_alive_ms: Option<u32>,
+        tag: Option<u8>,
+    },
     Discard,
 }
 
 /// One input (indices are taken modulo the harness's current lists).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    Lease { key: u8, tag: Option<u8>, deadline_ms: Option<u32> },
-    Release { idx: usize, how: RelHow },
-    ReleaseStale { idx: usize },
-    Cancel { idx: usize, excess: bool },
-    Connected { idx: usize, cap: u32, any: bool },
-    ConnectFailed { idx: usize, reason: u8, any: bool },
-    PeerClosed { idx: usize },
-    Validated { idx: usize, alive: bool, any: bool },
-    Advance { ms: u32 },
+    Lease {
+        key: u8,
+        tag: Option<u8>,
+        deadline_ms: Option<u32>,
+    },
+    Release {
+        idx: usize,
+        how: RelHow,
+    },
+    ReleaseStale {
+        idx: usize,
+    },
+    Cancel {
+        idx: usize,
+        excess: bool,
+    },
+    Connected {
+        idx: usize,
+        cap: u32,
+        any: bool,
+    },
+    ConnectFailed {
+        idx: usize,
+        reason: u8,
+        any: bool,
+    },
+    PeerClosed {
+        idx: usize,
+    },
+    Validated {
+        idx: usize,
+        alive: bool,
+        any: bool,
+    },
+    Advance {
+        ms: u32,
+    },
     AdvanceToTimer,
-    Backwards { ms: u32 },
-    Drain { key: Option<u8>, delete: bool },
-    RouteConfig { key: u8, limit: Option<u32>, min_idle: Option<u32>, ratio_milli: Option<u32> },
+    Backwards {
+        ms: u32,
+    },
+    Drain {
+        key: Option<u8>,
+        delete: bool,
+    },
+    RouteConfig {
+        key: u8,
+        limit: Option<u32>,
+        min_idle: Option<u32>,
+        ratio_milli: Option<u32>,
+    },
 }
 
 /// A pool configuration in harness terms (milliseconds).
@@ -76,7 +117,11 @@ impl Cfg {
             max_per_route: self.max_per_route,
             max_pending: self.max_pending,
             max_leases: self.max_leases,
-            reuse: if self.fifo { ReusePolicy::Fifo } else { ReusePolicy::Lifo },
+            reuse: if self.fifo {
+                ReusePolicy::Fifo
+            } else {
+                ReusePolicy::Lifo
+            },
             connect_timeout: self.connect_timeout_ms.map(ms),
             idle_timeout: self.idle_timeout_ms.map(ms),
             max_lifetime: self.max_lifetime_ms.map(ms),
@@ -184,31 +229,54 @@ impl<'a> Harness<'a> {
     }
 
     fn mconn(&self, c: ConnId) -> Result<Cid, String> {
-        self.conn_map.get(&c).copied().ok_or_else(|| format!("unknown core conn {c:?}"))
+        self.conn_map
+            .get(&c)
+            .copied()
+            .ok_or_else(|| format!("unknown core conn {c:?}"))
     }
 
     /// Register a granted lease (sync or by action) and check tag isolation
     /// and the other safety rules.
     fn on_grant(&mut self, lease: Lease, lid: Option<Lid>, key: u8, tag: Option<Tag>) -> Check {
         let c = lease.conn();
-        let info = self.info.get_mut(&c).ok_or_else(|| format!("grant on unknown conn {c:?}"))?;
-        ensure!(info.key == key, "lease for route {key} got a connection of route {}", info.key);
+        let info = self
+            .info
+            .get_mut(&c)
+            .ok_or_else(|| format!("grant on unknown conn {c:?}"))?;
+        ensure!(
+            info.key == key,
+            "lease for route {key} got a connection of route {}",
+            info.key
+        );
         ensure!(
             info.tag.is_none() || info.tag == tag,
             "lease asking tag {tag:?} got a connection tagged {:?}",
             info.tag
         );
-        ensure!(!info.dead, "lease got a discarded/closed/draining connection {c:?}");
+        ensure!(
+            !info.dead,
+            "lease got a discarded/closed/draining connection {c:?}"
+        );
         ensure!(!info.closed, "lease got a closed connection {c:?}");
         info.grants += 1;
-        if self.cfg.max_leases_per_conn.is_some_and(|m| info.grants >= m) {
+        if self
+            .cfg
+            .max_leases_per_conn
+            .is_some_and(|m| info.grants >= m)
+        {
             info.dead = true;
         }
         ensure!(
-            self.pool.route_of(c).and_then(|r| self.pool.route_key(r).copied()) == Some(key),
+            self.pool
+                .route_of(c)
+                .and_then(|r| self.pool.route_key(r).copied())
+                == Some(key),
             "route_of({c:?}) does not name route {key}"
         );
-        ensure!(!self.live_lease_ids.contains_key(&lease), "lease handle {lease:?} handed out twice");
+        ensure!(
+            !self.live_lease_ids.contains_key(&lease),
+            "lease handle {lease:?} handed out twice"
+        );
         if let Some(l) = lid {
             self.live_lease_ids.insert(lease, l);
         }
@@ -217,7 +285,10 @@ impl<'a> Harness<'a> {
     }
 
     fn waiter_answer(&mut self, w: WaiterId) -> Result<usize, String> {
-        let i = *self.waiter_pos.get(&w).ok_or_else(|| format!("answer for unknown waiter {w:?}"))?;
+        let i = *self
+            .waiter_pos
+            .get(&w)
+            .ok_or_else(|| format!("answer for unknown waiter {w:?}"))?;
         ensure!(
             self.waiters[i].state == WState::Pending,
             "waiter {w:?} answered twice (state {:?})",
@@ -237,14 +308,23 @@ impl<'a> Harness<'a> {
                 eprintln!("    core {got:?} / model {want:?}");
             }
             let Some(a) = got else {
-                ensure!(want.is_none() || self.model.is_none(), "core has no more actions, model has {want:?}");
+                ensure!(
+                    want.is_none() || self.model.is_none(),
+                    "core has no more actions, model has {want:?}"
+                );
                 return Ok(());
             };
             let has_model = self.model.is_some();
-            ensure!(!has_model || want.is_some(), "core has action {a:?}, model has none");
+            ensure!(
+                !has_model || want.is_some(),
+                "core has action {a:?}, model has none"
+            );
             match a {
                 Action::Connect { conn, route } => {
-                    let key = *self.pool.route_key(route).ok_or("Connect names an unknown route")?;
+                    let key = *self
+                        .pool
+                        .route_key(route)
+                        .ok_or("Connect names an unknown route")?;
                     if let Some(w) = &want {
                         let MAction::Connect { conn: mc, key: mk } = *w else {
                             return Err(format!("core Connect({key}), model {w:?}"));
@@ -252,8 +332,20 @@ impl<'a> Harness<'a> {
                         ensure!(mk == key, "Connect on route {key}, model on route {mk}");
                         self.conn_map.insert(conn, mc);
                     }
-                    ensure!(!self.info.contains_key(&conn), "Connect reuses a live handle {conn:?}");
-                    self.info.insert(conn, ConnInfo { key, tag: None, dead: false, closed: false, grants: 0 });
+                    ensure!(
+                        !self.info.contains_key(&conn),
+                        "Connect reuses a live handle {conn:?}"
+                    );
+                    self.info.insert(
+                        conn,
+                        ConnInfo {
+                            key,
+                            tag: None,
+                            dead: false,
+                            closed: false,
+                            grants: 0,
+                        },
+                    );
                     self.conns.push(conn);
                     self.connecting.push(conn);
                 }
@@ -278,20 +370,38 @@ impl<'a> Harness<'a> {
                 Action::Validate { conn } => {
                     if let Some(w) = &want {
                         let mc = self.mconn(conn)?;
-                        ensure!(*w == MAction::Validate { conn: mc }, "core Validate(#{mc}), model {w:?}");
+                        ensure!(
+                            *w == MAction::Validate { conn: mc },
+                            "core Validate(#{mc}), model {w:?}"
+                        );
                     }
-                    ensure!(!self.validating.contains(&conn), "Validate twice for {conn:?}");
+                    ensure!(
+                        !self.validating.contains(&conn),
+                        "Validate twice for {conn:?}"
+                    );
                     self.validating.push(conn);
                 }
                 Action::Granted { waiter, lease } => {
                     let i = self.waiter_answer(waiter)?;
                     let mut lid = None;
                     if let Some(w) = &want {
-                        let MAction::Granted { waiter: mw, lease: ml, conn: mc } = *w else {
+                        let MAction::Granted {
+                            waiter: mw,
+                            lease: ml,
+                            conn: mc,
+                        } = *w
+                        else {
                             return Err(format!("core Granted, model {w:?}"));
                         };
-                        ensure!(Some(mw) == self.waiters[i].wid, "Granted to another waiter than the model's");
-                        ensure!(self.mconn(lease.conn())? == mc, "Granted on conn #{} vs model #{mc}", self.mconn(lease.conn())?);
+                        ensure!(
+                            Some(mw) == self.waiters[i].wid,
+                            "Granted to another waiter than the model's"
+                        );
+                        ensure!(
+                            self.mconn(lease.conn())? == mc,
+                            "Granted on conn #{} vs model #{mc}",
+                            self.mconn(lease.conn())?
+                        );
                         lid = Some(ml);
                     }
                     let (key, tag) = (self.waiters[i].key, self.waiters[i].tag);
@@ -309,10 +419,16 @@ impl<'a> Harness<'a> {
                 }
                 Action::RouteIdle { route, key } => {
                     if let Some(w) = &want {
-                        ensure!(*w == MAction::RouteIdle { key }, "core RouteIdle({key}), model {w:?}");
+                        ensure!(
+                            *w == MAction::RouteIdle { key },
+                            "core RouteIdle({key}), model {w:?}"
+                        );
                         let kept = self.model.as_ref().unwrap().has_route(key);
                         let core_kept = self.pool.route_key(route).is_some();
-                        ensure!(kept == core_kept, "after RouteIdle({key}) model keeps route: {kept}, core: {core_kept}");
+                        ensure!(
+                            kept == core_kept,
+                            "after RouteIdle({key}) model keeps route: {kept}, core: {core_kept}"
+                        );
                     }
                 }
             }
@@ -321,14 +437,35 @@ impl<'a> Harness<'a> {
     }
 
     fn compare_state(&mut self) -> Check {
-        self.pool
-            .check_invariants()
-            .map_err(|v| format!("check_invariants: invariant {} violated: {}", v.invariant, v.what))?;
+        self.pool.check_invariants().map_err(|v| {
+            format!(
+                "check_invariants: invariant {} violated: {}",
+                v.invariant, v.what
+            )
+        })?;
         let s = self.pool.stats();
-        ensure!(s.closing == 0, "closing {} after every action was polled", s.closing);
-        ensure!(s.leased as usize == self.leases.len(), "stats.leased {} vs {} held", s.leased, self.leases.len());
-        let pending = self.waiters.iter().filter(|w| w.state == WState::Pending).count();
-        ensure!(s.pending as usize == pending, "stats.pending {} vs {} unanswered", s.pending, pending);
+        ensure!(
+            s.closing == 0,
+            "closing {} after every action was polled",
+            s.closing
+        );
+        ensure!(
+            s.leased as usize == self.leases.len(),
+            "stats.leased {} vs {} held",
+            s.leased,
+            self.leases.len()
+        );
+        let pending = self
+            .waiters
+            .iter()
+            .filter(|w| w.state == WState::Pending)
+            .count();
+        ensure!(
+            s.pending as usize == pending,
+            "stats.pending {} vs {} unanswered",
+            s.pending,
+            pending
+        );
         ensure!(
             s.connecting as usize == self.connecting.len(),
             "stats.connecting {} vs {} outstanding connects",
@@ -346,7 +483,10 @@ impl<'a> Harness<'a> {
         ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
         if let Some(d) = m.next_deadline() {
             match self.pool.poll_timeout() {
-                Some(t) => ensure!(t <= d, "poll_timeout {t:?} is later than the next event {d:?}"),
+                Some(t) => ensure!(
+                    t <= d,
+                    "poll_timeout {t:?} is later than the next event {d:?}"
+                ),
                 None => return Err(format!("poll_timeout None, model has an event at {d:?}")),
             }
         }
@@ -375,11 +515,18 @@ impl<'a> Harness<'a> {
     fn apply(&mut self, op: &Op) -> Check {
         let now = self.now;
         match *op {
-            Op::Lease { key, tag, deadline_ms } => {
+            Op::Lease {
+                key,
+                tag,
+                deadline_ms,
+            } => {
                 let tag = tag.map(|t| Tag(t as u64));
                 let deadline = deadline_ms.map(|d| now + ms(d));
                 let got = self.pool.lease(&key, tag, now, deadline);
-                let want = self.model.as_mut().map(|m| m.lease(key, tag, now, deadline));
+                let want = self
+                    .model
+                    .as_mut()
+                    .map(|m| m.lease(key, tag, now, deadline));
                 match got {
                     Ok(LeaseOutcome::Granted(l)) => {
                         let mut lid = None;
@@ -387,7 +534,11 @@ impl<'a> Harness<'a> {
                             let Ok(MOutcome::Granted { lease, conn }) = w else {
                                 return Err(format!("lease: core Granted, model {w:?}"));
                             };
-                            ensure!(self.mconn(l.conn())? == conn, "lease granted conn #{} vs model #{conn}", self.mconn(l.conn())?);
+                            ensure!(
+                                self.mconn(l.conn())? == conn,
+                                "lease granted conn #{} vs model #{conn}",
+                                self.mconn(l.conn())?
+                            );
                             lid = Some(lease);
                         }
                         self.on_grant(l, lid, key, tag)?;
@@ -400,9 +551,18 @@ impl<'a> Harness<'a> {
                             };
                             wid = Some(x);
                         }
-                        ensure!(!self.waiter_pos.contains_key(&w), "waiter handle {w:?} reused");
+                        ensure!(
+                            !self.waiter_pos.contains_key(&w),
+                            "waiter handle {w:?} reused"
+                        );
                         self.waiter_pos.insert(w, self.waiters.len());
-                        self.waiters.push(WInfo { id: w, wid, key, tag, state: WState::Pending });
+                        self.waiters.push(WInfo {
+                            id: w,
+                            wid,
+                            key,
+                            tag,
+                            state: WState::Pending,
+                        });
                     }
                     Err(e) => {
                         if let Some(w) = want {
@@ -441,9 +601,14 @@ impl<'a> Harness<'a> {
                 }
             }
             Op::ReleaseStale { idx } => {
-                let Some(h) = Self::pick(&self.stale, idx) else { return Ok(()) };
+                let Some(h) = Self::pick(&self.stale, idx) else {
+                    return Ok(());
+                };
                 let got = self.pool.release(h.lease, Release::REUSE, now);
-                ensure!(got == Err(wharf_core::ReleaseError::StaleLease), "double release: {got:?}");
+                ensure!(
+                    got == Err(wharf_core::ReleaseError::StaleLease),
+                    "double release: {got:?}"
+                );
                 if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
                     let want = m.release(l, Release::REUSE, now);
                     ensure!(want == got, "stale release: core {got:?}, model {want:?}");
@@ -454,10 +619,19 @@ impl<'a> Harness<'a> {
                     return Ok(());
                 }
                 // Prefer pending waiters; any waiter otherwise (stale handle test).
-                let pend: Vec<usize> =
-                    (0..self.waiters.len()).filter(|&i| self.waiters[i].state == WState::Pending).collect();
-                let i = if !pend.is_empty() && idx % 4 != 3 { pend[idx % pend.len()] } else { idx % self.waiters.len() };
-                let policy = if excess { CancelPolicy::CloseExcess } else { CancelPolicy::Default };
+                let pend: Vec<usize> = (0..self.waiters.len())
+                    .filter(|&i| self.waiters[i].state == WState::Pending)
+                    .collect();
+                let i = if !pend.is_empty() && idx % 4 != 3 {
+                    pend[idx % pend.len()]
+                } else {
+                    idx % self.waiters.len()
+                };
+                let policy = if excess {
+                    CancelPolicy::CloseExcess
+                } else {
+                    CancelPolicy::Default
+                };
                 let w = self.waiters[i].clone();
                 let got = self.pool.cancel(w.id, policy, now);
                 if let (Some(m), Some(mw)) = (self.model.as_mut(), w.wid) {
@@ -465,28 +639,41 @@ impl<'a> Harness<'a> {
                     ensure!(want == got, "cancel: core {got:?}, model {want:?}");
                 }
                 if got.is_ok() {
-                    ensure!(w.state == WState::Pending, "cancel of an answered waiter succeeded");
+                    ensure!(
+                        w.state == WState::Pending,
+                        "cancel of an answered waiter succeeded"
+                    );
                     self.waiters[i].state = WState::Cancelled;
                 }
             }
             Op::Connected { idx, cap, any } => {
                 let list = if any { &self.conns } else { &self.connecting };
-                let Some(c) = Self::pick(list, idx) else { return Ok(()) };
+                let Some(c) = Self::pick(list, idx) else {
+                    return Ok(());
+                };
                 let was_connecting = self.connecting.contains(&c);
                 let got = self.pool.connected(c, cap, now);
                 if let Some(m) = self.model.as_mut() {
                     let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
                     let want = m.connected(mc, cap, now);
-                    ensure!(want == got, "connected(#{mc}, {cap}): core {got:?}, model {want:?}");
+                    ensure!(
+                        want == got,
+                        "connected(#{mc}, {cap}): core {got:?}, model {want:?}"
+                    );
                 }
                 if got.is_ok() {
-                    ensure!(was_connecting, "connected accepted for a conn that was not connecting");
+                    ensure!(
+                        was_connecting,
+                        "connected accepted for a conn that was not connecting"
+                    );
                     self.connecting.retain(|&x| x != c);
                 }
             }
             Op::ConnectFailed { idx, reason, any } => {
                 let list = if any { &self.conns } else { &self.connecting };
-                let Some(c) = Self::pick(list, idx) else { return Ok(()) };
+                let Some(c) = Self::pick(list, idx) else {
+                    return Ok(());
+                };
                 let reason = match reason % 3 {
                     0 => ConnectFailure::Timeout,
                     1 => ConnectFailure::Local,
@@ -496,7 +683,10 @@ impl<'a> Harness<'a> {
                 if let Some(m) = self.model.as_mut() {
                     let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
                     let want = m.connect_failed(mc, reason, now);
-                    ensure!(want == got, "connect_failed(#{mc}): core {got:?}, model {want:?}");
+                    ensure!(
+                        want == got,
+                        "connect_failed(#{mc}): core {got:?}, model {want:?}"
+                    );
                 }
                 if got.is_ok() {
                     self.connecting.retain(|&x| x != c);
@@ -504,12 +694,17 @@ impl<'a> Harness<'a> {
                 }
             }
             Op::PeerClosed { idx } => {
-                let Some(c) = Self::pick(&self.conns, idx) else { return Ok(()) };
+                let Some(c) = Self::pick(&self.conns, idx) else {
+                    return Ok(());
+                };
                 let got = self.pool.peer_closed(c, now);
                 if let Some(m) = self.model.as_mut() {
                     let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
                     let want = m.peer_closed(mc, now);
-                    ensure!(want == got, "peer_closed(#{mc}): core {got:?}, model {want:?}");
+                    ensure!(
+                        want == got,
+                        "peer_closed(#{mc}): core {got:?}, model {want:?}"
+                    );
                 }
                 if got.is_ok() {
                     self.info.get_mut(&c).unwrap().dead = true;
@@ -517,16 +712,28 @@ impl<'a> Harness<'a> {
             }
             Op::Validated { idx, alive, any } => {
                 let list = if any { &self.conns } else { &self.validating };
-                let Some(c) = Self::pick(list, idx) else { return Ok(()) };
-                let result = if alive { Validation::Alive } else { Validation::Stale };
+                let Some(c) = Self::pick(list, idx) else {
+                    return Ok(());
+                };
+                let result = if alive {
+                    Validation::Alive
+                } else {
+                    Validation::Stale
+                };
                 let got = self.pool.validated(c, result, now);
                 if let Some(m) = self.model.as_mut() {
                     let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
                     let want = m.validated(mc, result, now);
-                    ensure!(want == got, "validated(#{mc}, {result:?}): core {got:?}, model {want:?}");
+                    ensure!(
+                        want == got,
+                        "validated(#{mc}, {result:?}): core {got:?}, model {want:?}"
+                    );
                 }
                 if got.is_ok() {
-                    ensure!(self.validating.contains(&c), "validated accepted for a conn not validating");
+                    ensure!(
+                        self.validating.contains(&c),
+                        "validated accepted for a conn not validating"
+                    );
                     self.validating.retain(|&x| x != c);
                 }
             }
@@ -556,7 +763,11 @@ impl<'a> Harness<'a> {
                 }
             }
             Op::Drain { key, delete } => {
-                let mode = if delete { DrainMode::DrainAndDelete } else { DrainMode::DrainExisting };
+                let mode = if delete {
+                    DrainMode::DrainAndDelete
+                } else {
+                    DrainMode::DrainExisting
+                };
                 let key = key.map(|k| k % KEYS);
                 let scope = match &key {
                     Some(k) => DrainScope::Route(k),
@@ -576,7 +787,12 @@ impl<'a> Harness<'a> {
                     }
                 }
             }
-            Op::RouteConfig { key, limit, min_idle, ratio_milli } => {
+            Op::RouteConfig {
+                key,
+                limit,
+                min_idle,
+                ratio_milli,
+            } => {
                 let cfg = RouteConfig {
                     max_connections: limit,
                     min_idle,
@@ -585,7 +801,10 @@ impl<'a> Harness<'a> {
                 let got = self.pool.set_route_config(&(key % KEYS), cfg, now);
                 if let Some(m) = self.model.as_mut() {
                     let want = m.set_route_config(key % KEYS, cfg, now);
-                    ensure!(want == got, "set_route_config: core {got:?}, model {want:?}");
+                    ensure!(
+                        want == got,
+                        "set_route_config: core {got:?}, model {want:?}"
+                    );
                 }
             }
         }
@@ -595,50 +814,100 @@ impl<'a> Harness<'a> {
     /// Give everything back, drain everything for deletion, run past every
     /// deadline, and check that the pool ends empty.
     pub fn finish(&mut self) -> Check {
-        self.settle_all()?;
-        self.step(&Op::Drain { key: None, delete: true })?;
-        self.settle_all()?;
+        self.settle_all(400)?;
+        self.step(&Op::Drain {
+            key: None,
+            delete: true,
+        })?;
+        self.settle_all(10_000)?;
         self.step(&Op::Advance { ms: 100_000_000 })?;
-        self.settle_all()?;
+        self.settle_all(10_000)?;
         let s = self.pool.stats();
         ensure!(
-            s.connections == 0 && s.connecting == 0 && s.idle == 0 && s.leased == 0 && s.pending == 0,
+            s.connections == 0
+                && s.connecting == 0
+                && s.idle == 0
+                && s.leased == 0
+                && s.pending == 0,
             "pool not empty at the end: {s:?}"
         );
-        ensure!(self.pool.is_closed(), "pool not closed after drain(All, DrainAndDelete)");
+        ensure!(
+            self.pool.is_closed(),
+            "pool not closed after drain(All, DrainAndDelete)"
+        );
         for w in &self.waiters {
-            ensure!(w.state != WState::Pending, "waiter {:?} never answered", w.id);
+            ensure!(
+                w.state != WState::Pending,
+                "waiter {:?} never answered",
+                w.id
+            );
         }
         for (c, info) in &self.info {
             ensure!(info.closed, "conn {c:?} never closed");
         }
         let lease = self.pool.lease(&0, None, self.now, None);
-        ensure!(lease == Err(wharf_core::LeaseError::Closed), "lease after close: {lease:?}");
+        ensure!(
+            lease == Err(wharf_core::LeaseError::Closed),
+            "lease after close: {lease:?}"
+        );
         if let Some(m) = self.model.as_mut() {
             let l = m.lease(0, None, self.now, None);
-            ensure!(l == Err(wharf_core::LeaseError::Closed), "model lease after close: {l:?}");
+            ensure!(
+                l == Err(wharf_core::LeaseError::Closed),
+                "model lease after close: {l:?}"
+            );
         }
         Ok(())
     }
 
     /// Answer every connect and validation and release every lease, until
-    /// nothing is outstanding.
-    fn settle_all(&mut self) -> Check {
-        for _ in 0..64 {
+    /// nothing is outstanding. Before the pool is closed, warm-up can churn
+    /// forever (e.g. `min_idle` over all routes above `max_idle`: each connect
+    /// closes an idle connection and warm-up opens another), so that phase
+    /// stops after `budget` steps.
+    fn settle_all(&mut self, budget: u64) -> Check {
+        let start = self.steps;
+        loop {
             if self.connecting.is_empty() && self.validating.is_empty() && self.leases.is_empty() {
                 return Ok(());
             }
-            while !self.connecting.is_empty() {
-                self.step(&Op::Connected { idx: 0, cap: 1, any: false })?;
+            if self.steps - start > budget {
+                ensure!(
+                    !self.pool.is_closed(),
+                    "outstanding work never ends after close"
+                );
+                return Ok(());
             }
-            while !self.validating.is_empty() {
-                self.step(&Op::Validated { idx: 0, alive: true, any: false })?;
-            }
-            while !self.leases.is_empty() {
-                self.step(&Op::Release { idx: 0, how: RelHow::Reuse { keep_alive_ms: None, tag: None } })?;
+            if let Some(&c) = self.connecting.first() {
+                self.step(&Op::Connected {
+                    idx: 0,
+                    cap: 1,
+                    any: false,
+                })?;
+                ensure!(
+                    self.connecting.first() != Some(&c),
+                    "outstanding connect {c:?} refused"
+                );
+            } else if let Some(&c) = self.validating.first() {
+                self.step(&Op::Validated {
+                    idx: 0,
+                    alive: true,
+                    any: false,
+                })?;
+                ensure!(
+                    self.validating.first() != Some(&c),
+                    "outstanding validation {c:?} refused"
+                );
+            } else {
+                self.step(&Op::Release {
+                    idx: 0,
+                    how: RelHow::Reuse {
+                        keep_alive_ms: None,
+                        tag: None,
+                    },
+                })?;
             }
         }
-        Err("outstanding work never ends".into())
     }
 
     /// Which routes exist in the core (for end checks in tests).
@@ -671,6 +940,8 @@ pub fn run_sequence<'a>(
             return (h.steps, Err(format!("step {}: {op:?}: {e}", h.steps)));
         }
     }
-    let r = h.finish().map_err(|e| format!("end phase, step {}: {e}", h.steps));
+    let r = h
+        .finish()
+        .map_err(|e| format!("end phase, step {}: {e}", h.steps));
     (h.steps, r)
 }

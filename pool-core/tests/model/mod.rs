@@ -190,7 +190,9 @@ impl Model {
             None => slots.waiters as u32,
         };
         let max_leases = match cfg.max_leases {
-            Some(l) if l == 0 || l as usize > slots.leases => return Err(ConfigError::BadMaxLeases),
+            Some(l) if l == 0 || l as usize > slots.leases => {
+                return Err(ConfigError::BadMaxLeases)
+            }
             Some(l) => l,
             None => slots.leases as u32,
         };
@@ -201,7 +203,9 @@ impl Model {
         }
         let ratio = ratio_milli(cfg.preconnect_ratio)?;
         if cfg.min_idle_per_route > cfg.max_per_route
-            || cfg.max_idle_per_route.is_some_and(|m| cfg.min_idle_per_route > m)
+            || cfg
+                .max_idle_per_route
+                .is_some_and(|m| cfg.min_idle_per_route > m)
         {
             return Err(ConfigError::MinIdleTooLarge);
         }
@@ -244,7 +248,10 @@ impl Model {
     }
 
     fn ri(&self, r: Rid) -> usize {
-        self.routes.iter().position(|x| x.id == r).expect("model: route exists")
+        self.routes
+            .iter()
+            .position(|x| x.id == r)
+            .expect("model: route exists")
     }
 
     fn route(&self, r: Rid) -> &MRoute {
@@ -293,7 +300,10 @@ impl Model {
     }
 
     fn idle_of(&self, r: Rid) -> u32 {
-        self.conns.values().filter(|c| c.route == r && Self::is_idle(c)).count() as u32
+        self.conns
+            .values()
+            .filter(|c| c.route == r && Self::is_idle(c))
+            .count() as u32
     }
 
     fn total_idle(&self) -> u32 {
@@ -301,7 +311,10 @@ impl Model {
     }
 
     fn connecting_of(&self, r: Rid) -> u32 {
-        self.conns.values().filter(|c| c.route == r && c.state == CState::Connecting).count() as u32
+        self.conns
+            .values()
+            .filter(|c| c.route == r && c.state == CState::Connecting)
+            .count() as u32
     }
 
     fn spare(&self, r: Rid) -> u64 {
@@ -313,7 +326,11 @@ impl Model {
     }
 
     fn active_of(&self, r: Rid) -> u32 {
-        self.conns.values().filter(|c| c.route == r).map(|c| c.active).sum()
+        self.conns
+            .values()
+            .filter(|c| c.route == r)
+            .map(|c| c.active)
+            .sum()
     }
 
     fn pending_of(&self, r: Rid) -> u32 {
@@ -329,7 +346,10 @@ impl Model {
     }
 
     fn min_idle(&self, r: Rid) -> u32 {
-        self.route(r).ov.min_idle.unwrap_or(self.cfg.min_idle_per_route)
+        self.route(r)
+            .ov
+            .min_idle
+            .unwrap_or(self.cfg.min_idle_per_route)
     }
 
     fn backoff_pending(&self, r: Rid) -> bool {
@@ -445,8 +465,13 @@ impl Model {
         if self.allocated(r) >= self.limit(r) {
             if demand {
                 while self.allocated(r) >= self.limit(r) {
-                    let victim =
-                        self.route(r).ready.iter().rev().copied().find(|&c| self.idle(c));
+                    let victim = self
+                        .route(r)
+                        .ready
+                        .iter()
+                        .rev()
+                        .copied()
+                        .find(|&c| self.idle(c));
                     match victim {
                         Some(c) => self.close(c, CloseReason::RouteLimit),
                         None => break,
@@ -652,7 +677,11 @@ impl Model {
         }
         self.take_waiter(w);
         let lid = self.attach(c);
-        self.push(MAction::Granted { waiter: w, lease: lid, conn: c });
+        self.push(MAction::Granted {
+            waiter: w,
+            lease: lid,
+            conn: c,
+        });
     }
 
     /// §3.9
@@ -682,7 +711,11 @@ impl Model {
         let r = self.conn(c).route;
         if self.route(r).deleted {
             self.close(c, CloseReason::Drained);
-        } else if self.cfg.max_idle_per_route.is_some_and(|m| self.idle_of(r) > m) {
+        } else if self
+            .cfg
+            .max_idle_per_route
+            .is_some_and(|m| self.idle_of(r) > m)
+        {
             self.close(c, CloseReason::IdleLimit);
         } else if self.cfg.max_idle.is_some_and(|m| self.total_idle() > m) {
             if let Some(&victim) = self.lru.back() {
@@ -702,7 +735,8 @@ impl Model {
         self.counters.closes[reason.index()] += 1;
         if conn.state == CState::Connecting && !conn.connect_polled {
             // Vanishes silently: the undelivered Connect is withdrawn.
-            self.actions.retain(|a| !matches!(a, MAction::Connect { conn, .. } if *conn == c));
+            self.actions
+                .retain(|a| !matches!(a, MAction::Connect { conn, .. } if *conn == c));
             return;
         }
         if conn.state == CState::Validating && !conn.validate_polled {
@@ -727,7 +761,9 @@ impl Model {
 
     /// §7.1: a waiter whose validation ended without a grant.
     fn retry(&mut self, w: Wid) {
-        let Some(wt) = self.waiters.get_mut(&w) else { return };
+        let Some(wt) = self.waiters.get_mut(&w) else {
+            return;
+        };
         wt.validating = None;
         let (r, tag) = (wt.route, wt.tag);
         let now = self.last_now;
@@ -743,7 +779,11 @@ impl Model {
                 let seq = self.waiters[&w].seq;
                 let pos = {
                     let route = self.route(r);
-                    route.queue.iter().position(|x| self.waiters[x].seq > seq).unwrap_or(route.queue.len())
+                    route
+                        .queue
+                        .iter()
+                        .position(|x| self.waiters[x].seq > seq)
+                        .unwrap_or(route.queue.len())
                 };
                 self.route_mut(r).queue.insert(pos, w);
             }
@@ -764,7 +804,10 @@ impl Model {
     fn needs_validation(&self, c: Cid, now: Instant) -> bool {
         let conn = self.conn(c);
         Self::is_idle(conn)
-            && self.cfg.validate_after_inactivity.is_some_and(|v| now >= conn.updated + v)
+            && self
+                .cfg
+                .validate_after_inactivity
+                .is_some_and(|v| now >= conn.updated + v)
     }
 
     fn begin_validation(&mut self, c: Cid, w: Wid) {
@@ -786,7 +829,16 @@ impl Model {
         let seq = self.next_seq();
         let w = self.next_wid;
         self.next_wid += 1;
-        self.waiters.insert(w, MWaiter { seq, route: r, tag, deadline, validating: None });
+        self.waiters.insert(
+            w,
+            MWaiter {
+                seq,
+                route: r,
+                tag,
+                deadline,
+                validating: None,
+            },
+        );
         self.unmark(r);
         w
     }
@@ -1176,7 +1228,12 @@ impl Model {
     }
 
     /// §7
-    pub fn cancel(&mut self, w: Wid, policy: CancelPolicy, now: Instant) -> Result<(), CancelError> {
+    pub fn cancel(
+        &mut self,
+        w: Wid,
+        policy: CancelPolicy,
+        now: Instant,
+    ) -> Result<(), CancelError> {
         self.process_timers(now);
         let Some(wt) = self.waiters.get(&w).cloned() else {
             return Err(CancelError::StaleWaiter);
@@ -1229,7 +1286,13 @@ impl Model {
                     }
                 }
             } else {
-                self.route_mut(r).deleted = true;
+                // Ambiguity (reported): §3.6 says a route created by
+                // configuration alone gets no notice until used; the core
+                // (sensibly) gives a deleted route its RouteIdle so its slot is
+                // freed. The mark is cleared when the route is deleted.
+                let route = self.route_mut(r);
+                route.deleted = true;
+                route.mark = false;
             }
             if queue_empty {
                 let connecting = self.route(r).connecting.clone();
@@ -1258,7 +1321,12 @@ impl Model {
     }
 
     /// §7
-    pub fn set_route_config(&mut self, key: u8, cfg: RouteConfig, now: Instant) -> Result<(), RouteError> {
+    pub fn set_route_config(
+        &mut self,
+        key: u8,
+        cfg: RouteConfig,
+        now: Instant,
+    ) -> Result<(), RouteError> {
         self.process_timers(now);
         if cfg.max_connections == Some(0) {
             return Err(RouteError::Config(ConfigError::ZeroMaxPerRoute));
@@ -1272,13 +1340,23 @@ impl Model {
             Some(x) => Some(ratio_milli(x).map_err(RouteError::Config)?),
             None => None,
         };
-        let ov = Overrides { limit: cfg.max_connections, min_idle: cfg.min_idle, ratio };
+        let ov = Overrides {
+            limit: cfg.max_connections,
+            min_idle: cfg.min_idle,
+            ratio,
+        };
         let r = match self.route_by_key(key) {
             Some(r) => r,
             None => {
                 if ov.is_empty() {
                     return Ok(());
                 }
+                // Ambiguity (reported): §7 does not say what a closed pool does; the
+                // core answers `Draining` (every route of a closed pool is deleted).
+                if self.closed {
+                    return Err(RouteError::Draining);
+                }
+
                 if self.routes.len() >= self.slots.routes {
                     return Err(RouteError::RouteTableFull);
                 }
@@ -1289,6 +1367,17 @@ impl Model {
             return Err(RouteError::Draining);
         }
         self.route_mut(r).ov = ov;
+        // Ambiguity (reported): clearing the configuration of a route whose
+        // idle notice is already given (or was never due: created by
+        // configuration alone) frees its slot at once, silently, as the
+        // RouteIdle poll would have (§3.6). This is what the core does.
+        if ov.is_empty() && self.route(r).mark && self.allocated(r) == 0 && self.pending_of(r) == 0
+        {
+            let i = self.ri(r);
+            self.routes.remove(i);
+            self.blocked.retain(|&b| b != r);
+            return Ok(());
+        }
         self.settle(r);
         Ok(())
     }
@@ -1322,7 +1411,11 @@ impl Model {
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             connections: self.total(),
-            connecting: self.conns.values().filter(|c| c.state == CState::Connecting).count() as u32,
+            connecting: self
+                .conns
+                .values()
+                .filter(|c| c.state == CState::Connecting)
+                .count() as u32,
             idle: self.total_idle(),
             leased: self.leases.len() as u32,
             pending: self.waiters.len() as u32,
