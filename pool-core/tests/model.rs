@@ -13,49 +13,13 @@ mod model;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{run_sequence, Cfg, Harness, Op, RelHow, KEYS};
-use model::Slots;
+use model::harness::{run_case, Cfg, Op, RelHow, BIG, KEYS, SMALL};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
-use wharf_core::{Pool, Storage};
 
 static OPS: AtomicU64 = AtomicU64::new(0);
-
-/// Small storage: 4 connections, 2 routes (3 keys: the table fills), 4
-/// waiters, 4 leases.
-type Small = Storage<u8, 4, 2, 4, 4>;
-const SMALL: Slots = Slots {
-    conns: 4,
-    routes: 2,
-    waiters: 4,
-    leases: 4,
-};
-/// Larger storage: 8 connections, 4 routes, 10 waiters, 10 leases.
-type Big = Storage<u8, 8, 4, 10, 10>;
-const BIG: Slots = Slots {
-    conns: 8,
-    routes: 4,
-    waiters: 10,
-    leases: 10,
-};
-
-/// Run one sequence on a fresh pool; returns operations run and the verdict.
-pub fn run_case(big: bool, cfg: &Cfg, ops: &[Op], trace: bool) -> (u64, Result<(), String>) {
-    let config = cfg.to_config();
-    let slots = if big { BIG } else { SMALL };
-    let model = Harness::model_for(&config, slots);
-    if big {
-        let mut storage: Box<Big> = Box::new(Storage::new());
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, Some(model), ops, trace)
-    } else {
-        let mut storage: Box<Small> = Box::new(Storage::new());
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, Some(model), ops, trace)
-    }
-}
 
 fn opt<T: std::fmt::Debug + Clone + 'static>(
     s: impl Strategy<Value = T> + 'static,
@@ -191,7 +155,7 @@ fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
 
 /// Delta debugging: drop chunks of operations while the sequence still fails.
 pub fn shrink(big: bool, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
-    let fails = |ops: &[Op]| run_case(big, cfg, ops, false).1.is_err();
+    let fails = |ops: &[Op]| run_case(big, cfg, ops, true, false).1.is_err();
     let mut chunk = ops.len().div_ceil(2).max(1);
     loop {
         let mut i = 0;
@@ -248,11 +212,23 @@ fn model_agrees_with_core() {
         rng,
     );
     let result = runner.run(&case_strategy(), |(big, cfg, ops)| {
-        let (n, verdict) = run_case(big, &cfg, &ops, false);
+        let (n, verdict) = run_case(big, &cfg, &ops, true, false);
         OPS.fetch_add(n, Ordering::Relaxed);
         verdict.map_err(TestCaseError::fail)
     });
     match result {
+        Ok(()) if std::env::var_os("WHARF_MODEL_COVERAGE").is_some() => {
+            let cover = model::harness::COVERAGE.lock().unwrap();
+            println!(
+                "model: {cases} sequences, {} operations, 0 divergences",
+                OPS.load(Ordering::Relaxed)
+            );
+            let c = &cover.1;
+            println!("coverage over {} sequences: {c:?}", cover.0);
+            for r in wharf_core::CloseReason::ALL {
+                println!("  closes {r:?}: {}", c.closes_for(r));
+            }
+        }
         Ok(()) => println!(
             "model: {cases} sequences, {} operations, 0 divergences",
             OPS.load(Ordering::Relaxed)
@@ -260,7 +236,7 @@ fn model_agrees_with_core() {
         Err(TestError::Fail(why, (big, cfg, ops))) => {
             let ops = shrink(big, &cfg, ops);
             // Replay the minimal case with a trace for the report.
-            let (_, verdict) = run_case(big, &cfg, &ops, true);
+            let (_, verdict) = run_case(big, &cfg, &ops, true, true);
             panic!(
                 "divergence (WHARF_MODEL_SEED={seed}): {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}",
                 verdict.err().unwrap_or_default()

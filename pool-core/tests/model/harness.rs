@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
+use wharf_core::Storage;
 use wharf_core::{
     Action, CancelPolicy, CloseReason, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
     Duration, Instant, Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag,
@@ -940,8 +941,94 @@ pub fn run_sequence<'a>(
             return (h.steps, Err(format!("step {}: {op:?}: {e}", h.steps)));
         }
     }
+    let c = *h.pool.counters();
     let r = h
         .finish()
         .map_err(|e| format!("end phase, step {}: {e}", h.steps));
+    let mut cover = COVERAGE.lock().unwrap();
+    cover.0 += 1;
+    let sum = &mut cover.1;
+    sum.connects += c.connects;
+    sum.preconnects += c.preconnects;
+    sum.warmups += c.warmups;
+    sum.guard_connects += c.guard_connects;
+    sum.connected += c.connected;
+    for i in 0..3 {
+        sum.connect_failures[i] += c.connect_failures[i];
+    }
+    sum.grants += c.grants;
+    sum.reuses += c.reuses;
+    sum.validations += c.validations;
+    sum.stale += c.stale;
+    for i in 0..12 {
+        sum.closes[i] += c.closes[i];
+    }
+    sum.timeouts += c.timeouts;
+    sum.overflows += c.overflows;
+    sum.cancels += c.cancels;
+    sum.queued += c.queued;
     (h.steps, r)
+}
+
+/// Sum of the core's counters over all sequences run (before their end
+/// phase): a coverage summary (`WHARF_MODEL_COVERAGE=1`).
+pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::Mutex::new((
+    0,
+    wharf_core::Counters {
+        connects: 0,
+        preconnects: 0,
+        warmups: 0,
+        guard_connects: 0,
+        connected: 0,
+        connect_failures: [0; 3],
+        grants: 0,
+        reuses: 0,
+        validations: 0,
+        stale: 0,
+        closes: [0; 12],
+        timeouts: 0,
+        overflows: 0,
+        cancels: 0,
+        queued: 0,
+    },
+));
+
+/// Small storage: 4 connections, 2 routes (3 keys: the table fills), 4
+/// waiters, 4 leases.
+pub type Small = Storage<u8, 4, 2, 4, 4>;
+pub const SMALL: Slots = Slots {
+    conns: 4,
+    routes: 2,
+    waiters: 4,
+    leases: 4,
+};
+/// Larger storage: 8 connections, 4 routes, 10 waiters, 10 leases.
+pub type Big = Storage<u8, 8, 4, 10, 10>;
+pub const BIG: Slots = Slots {
+    conns: 8,
+    routes: 4,
+    waiters: 10,
+    leases: 10,
+};
+
+/// Run one sequence on a fresh pool; returns operations run and the verdict.
+pub fn run_case(
+    big: bool,
+    cfg: &Cfg,
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+) -> (u64, Result<(), String>) {
+    let config = cfg.to_config();
+    let slots = if big { BIG } else { SMALL };
+    let model = with_model.then(|| Harness::model_for(&config, slots));
+    if big {
+        let mut storage: Box<Big> = Box::new(Storage::new());
+        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
+        run_sequence(pool, &config, model, ops, trace)
+    } else {
+        let mut storage: Box<Small> = Box::new(Storage::new());
+        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
+        run_sequence(pool, &config, model, ops, trace)
+    }
 }
