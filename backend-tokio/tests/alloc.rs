@@ -69,6 +69,7 @@ fn warm_lease_release_allocates_nothing() {
             tokio::task::yield_now().await;
         }
 
+        assert_eq!(server.wait_current(1).await, 1);
         ALLOCS.store(0, Ordering::SeqCst);
         COUNTING.store(true, Ordering::SeqCst);
         for _ in 0..PAIRS {
@@ -95,6 +96,9 @@ fn warm_lease_release_allocates_nothing() {
             .build()
             .unwrap();
         drop(one.lease(&route).await.unwrap());
+        // The test server has accepted both pools' connections (its own
+        // bookkeeping allocates; keep it out of the window).
+        assert_eq!(server.wait_current(2).await, 2);
         let start = std::sync::Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
         for _ in 0..2 {

@@ -245,7 +245,7 @@ async fn close_waits_for_leases_and_refuses_new_ones() {
     {
         let _idle = pool.lease(&route).await.unwrap();
     }
-    assert_eq!(server.tracker.current(), 2);
+    assert_eq!(server.wait_current(2).await, 2);
     let closing = pool.clone();
     let closer = tokio::spawn(async move { closing.close().await });
     assert!(eventually(|| pool.is_closed()).await);

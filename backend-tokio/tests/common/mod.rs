@@ -5,11 +5,11 @@
 //!   the connection reached `max_requests`).
 //! - `RST\n` -> the server resets the connection (SO_LINGER 0, close).
 //!
-//! Connection counting is exact on the server side: a connection counts from
-//! its accept until the server sees its end. Before counting a new
-//! connection, the server checks every live one for a FIN with a
-//! non-blocking peek, so a connection the client closed before it opened the
-//! next one is never counted twice.
+//! Connection counting on the server side: a connection counts from its
+//! accept until the server sees its end. Before counting a new connection,
+//! the server checks every live one for a FIN with a non-blocking peek, so a
+//! connection the client closed before it opened the next one is not counted
+//! as concurrent with it.
 #![allow(dead_code)]
 
 use std::io;
@@ -148,6 +148,9 @@ impl Server {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                // Let FINs already on their way through the loopback land,
+                // then retire the connections they ended.
+                tokio::time::sleep(Duration::from_millis(2)).await;
                 st.reap();
                 let entry = Arc::new(Entry {
                     stream,
