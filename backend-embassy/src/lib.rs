@@ -43,7 +43,7 @@
 mod fmt;
 
 use core::cell::RefCell;
-use core::future::poll_fn;
+use core::future::{poll_fn, Future};
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
 use core::task::{Context, Poll, Waker};
@@ -58,14 +58,23 @@ use wharf_core::{
 };
 
 pub use wharf_core::{
-    CloseReason, Config, ConfigError, ConnectFailure, Counters, DrainMode, Duration, FailReason,
-    Instant, PoolStats, RouteConfig, RouteError, RouteStats, Tag,
+    Balancer, CloseReason, ClusterError, Config, ConfigError, ConnectFailure, Counters, DrainMode,
+    Duration, FailReason, Instant, PoolStats, RouteConfig, RouteError, RouteStats, Tag,
 };
 
 use fmt::{debug, warning};
 
 /// The core pool type this backend drives, keyed by [`Route`].
 pub type CorePool<'d> = wharf_core::Pool<'d, Route>;
+
+/// A cluster of up to `HOSTS` hosts (each a [`Route`]) with a [`Balancer`]:
+/// the core's [`wharf_core::Cluster`], a plain value the application keeps
+/// beside the pool (in a task, or a `static` behind a `RefCell`/mutex) and
+/// lends to [`Pool::lease_cluster`], [`Pool::remove_host`] and
+/// [`Pool::set_host_health`]. Add hosts with `Cluster::add_host` and set the
+/// predictive preconnect ratio with `Cluster::set_predictive_ratio` directly:
+/// they do not touch the pool.
+pub type Cluster<const HOSTS: usize> = wharf_core::Cluster<Route, HOSTS>;
 
 /// Where a pooled connection goes: an IP endpoint, or a host name resolved
 /// through the stack's DNS when a connection is opened.
@@ -114,6 +123,22 @@ pub enum Error {
     /// A connect for the route failed (refused, no route, DNS, or timed out);
     /// every request queued on the route fails with it.
     ConnectFailed(ConnectFailure),
+    /// A cluster call failed for a reason of the cluster itself:
+    /// [`ClusterError::NoHosts`] (lease through an empty cluster) or
+    /// [`ClusterError::UnknownHost`] (removing or marking a host that is not
+    /// in the cluster). Never [`ClusterError::Lease`]: a lease that fails on
+    /// the picked host reports the variant a route lease would
+    /// ([`Error::Overflow`], [`Error::Draining`], ...).
+    Cluster(ClusterError),
+}
+
+impl From<ClusterError> for Error {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Lease(e) => e.into(),
+            e => Error::Cluster(e),
+        }
+    }
 }
 
 impl From<wharf_core::LeaseError> for Error {
@@ -149,6 +174,7 @@ impl core::fmt::Display for Error {
             Error::Closed => f.write_str("pool is closed"),
             Error::Timeout => f.write_str("lease timed out"),
             Error::ConnectFailed(r) => write!(f, "connect failed: {r:?}"),
+            Error::Cluster(e) => write!(f, "cluster: {e}"),
         }
     }
 }
@@ -751,6 +777,20 @@ impl<'d> Pool<'d> {
         tag: Option<Tag>,
         deadline: Option<Instant>,
     ) -> Result<Option<Lease<'d>>, Error> {
+        let started =
+            self.start(|pool, now| pool.lease(route, tag, now, deadline).map_err(Error::from))?;
+        started.finish().await
+    }
+
+    /// The synchronous part of a lease: takes an answer ticket, asks the core
+    /// (`ask`, under the lock) and pumps. A grant is turned into a [`Lease`]
+    /// at once; a queued request holds its ticket in a guard that withdraws
+    /// it when dropped. Either way nothing is left behind if the result is
+    /// dropped without being finished.
+    fn start(
+        &self,
+        ask: impl FnOnce(&mut CorePool<'d>, Instant) -> Result<LeaseOutcome, Error>,
+    ) -> Result<Started<'d>, Error> {
         let now = now();
         let (outcome, ticket) = {
             let mut inner = self.shared.inner.borrow_mut();
@@ -761,7 +801,7 @@ impl<'d> Pool<'d> {
             else {
                 return Err(Error::Overflow);
             };
-            let outcome = inner.pool.lease(route, tag, now, deadline);
+            let outcome = ask(&mut inner.pool, now);
             if let Ok(LeaseOutcome::Queued(w)) = outcome {
                 inner.tickets[t].state = TicketState::Waiting(w);
                 inner.ticket_of[w.index()] = t as u16;
@@ -769,34 +809,14 @@ impl<'d> Pool<'d> {
             inner.pump(now);
             (outcome, t)
         };
-        let lease = match outcome? {
-            LeaseOutcome::Granted(lease) => lease,
-            LeaseOutcome::Queued(_) => {
-                let mut guard = TicketGuard {
-                    shared: self.shared,
-                    ticket,
-                    armed: true,
-                };
-                let answer = poll_fn(|cx| {
-                    let mut inner = self.shared.inner.borrow_mut();
-                    let t = &mut inner.tickets[ticket];
-                    match t.state {
-                        TicketState::Answered(_, r) => {
-                            t.state = TicketState::Free;
-                            Poll::Ready(r)
-                        }
-                        _ => {
-                            set_waker(&mut t.waker, cx.waker());
-                            Poll::Pending
-                        }
-                    }
-                })
-                .await;
-                guard.armed = false;
-                answer?
-            }
-        };
-        Ok(self.make_lease(lease))
+        Ok(match outcome? {
+            LeaseOutcome::Granted(lease) => Started::Granted(self.make_lease(lease)),
+            LeaseOutcome::Queued(_) => Started::Queued(TicketGuard {
+                shared: self.shared,
+                ticket,
+                armed: true,
+            }),
+        })
     }
 
     /// Takes the granted connection's socket, unless the peer has closed it
@@ -827,6 +847,100 @@ impl<'d> Pool<'d> {
             tag: None,
             discard: false,
         })
+    }
+
+    /// Leases a connection through a cluster: predictive preconnect, a host
+    /// pick by the cluster's balancer, then a lease on that host's route (see
+    /// [`Pool::lease_cluster_with`]).
+    pub fn lease_cluster<const HOSTS: usize>(
+        &self,
+        cluster: &mut Cluster<HOSTS>,
+    ) -> impl Future<Output = Result<Lease<'d>, Error>> + 'd {
+        self.lease_cluster_with(cluster, LeaseOptions::default())
+    }
+
+    /// Leases a connection through a cluster, with a tag and/or a timeout.
+    ///
+    /// The cluster's part runs at once, when this is called (not when the
+    /// future is first polled), under the pool's lock: predictive preconnect
+    /// (connects for the hosts the next picks will go to), the host pick, and
+    /// the lease on the picked host's route. The cluster is not borrowed
+    /// afterwards. The returned future only waits for the answer, exactly as a
+    /// route lease does; it is cancel-safe: dropping it, polled or not,
+    /// withdraws the request (or gives back a connection already granted).
+    ///
+    /// Errors: [`Error::Cluster`]`(`[`ClusterError::NoHosts`]`)` for an empty
+    /// cluster, [`Error::Overflow`] when no answer ticket is free (the cluster
+    /// is then left untouched), else what a route lease on the picked host
+    /// returns. A granted connection found closed by the peer is closed and
+    /// the request is retried on the same host.
+    pub fn lease_cluster_with<const HOSTS: usize>(
+        &self,
+        cluster: &mut Cluster<HOSTS>,
+        opts: LeaseOptions,
+    ) -> impl Future<Output = Result<Lease<'d>, Error>> + 'd {
+        let deadline = opts.timeout.map(|d| now() + d);
+        let mut host = None;
+        let started = self.start(|pool, now| {
+            let picked = cluster.lease(pool, opts.tag, now, deadline)?;
+            host = cluster.host(picked.host).copied();
+            Ok(picked.outcome)
+        });
+        let pool = *self;
+        async move {
+            if let Some(lease) = started?.finish().await? {
+                return Ok(lease);
+            }
+            let route = host.expect("a lease outcome comes with its host");
+            let tries = pool.shared.inner.borrow().slots.len() + 1;
+            for _ in 0..tries {
+                if let Some(lease) = pool.lease_once(&route, opts.tag, deadline).await? {
+                    return Ok(lease);
+                }
+            }
+            Err(Error::ConnectFailed(ConnectFailure::Remote))
+        }
+    }
+
+    /// Removes `host` from `cluster`; its route drains for deletion: idle
+    /// connections close (FIN), leased ones close when they come back, waiting
+    /// requests for it fail with [`Error::Draining`], and the route is freed
+    /// once empty. Later cluster leases go to the other hosts.
+    ///
+    /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`]`)` if it is not in
+    /// the cluster.
+    pub fn remove_host<const HOSTS: usize>(
+        &self,
+        cluster: &mut Cluster<HOSTS>,
+        host: &Route,
+    ) -> Result<(), Error> {
+        let now = now();
+        let mut inner = self.shared.inner.borrow_mut();
+        let r = cluster.remove_host(&mut inner.pool, host, now);
+        inner.pump(now);
+        Ok(r?)
+    }
+
+    /// Marks a cluster host healthy or not. The balancer skips unhealthy
+    /// hosts while any host is healthy (all hosts are eligible when none is);
+    /// an unhealthy host's route connects only for demand (no preconnect, no
+    /// warm-up). The mark is also set on the route in the pool (the core's
+    /// `set_route_health`), so route leases see it too.
+    ///
+    /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`]`)` if it is not in
+    /// the cluster; [`Error::RouteTableFull`] if the route had to be created
+    /// to hold the mark and no route slot is free.
+    pub fn set_host_health<const HOSTS: usize>(
+        &self,
+        cluster: &mut Cluster<HOSTS>,
+        host: &Route,
+        healthy: bool,
+    ) -> Result<(), Error> {
+        let now = now();
+        let mut inner = self.shared.inner.borrow_mut();
+        let r = cluster.set_health(&mut inner.pool, host, healthy, now);
+        inner.pump(now);
+        Ok(r?)
     }
 
     /// Pool-wide gauges.
@@ -869,6 +983,44 @@ impl<'d> Pool<'d> {
     /// Runs `f` on the core pool (diagnostics: `check_invariants`, stats).
     pub fn inspect<T>(&self, f: impl FnOnce(&CorePool<'d>) -> T) -> T {
         f(&self.shared.inner.borrow().pool)
+    }
+}
+
+/// A lease request after its synchronous part (see `Pool::start`).
+enum Started<'d> {
+    /// Granted at once (`None`: the connection was found dead and closed).
+    Granted(Option<Lease<'d>>),
+    /// Queued: the answer comes through the ticket.
+    Queued(TicketGuard<'d>),
+}
+
+impl<'d> Started<'d> {
+    /// Waits for the answer of a queued request (the normal waiter path).
+    async fn finish(self) -> Result<Option<Lease<'d>>, Error> {
+        let mut guard = match self {
+            Started::Granted(lease) => return Ok(lease),
+            Started::Queued(guard) => guard,
+        };
+        let shared = guard.shared;
+        let ticket = guard.ticket;
+        let answer = poll_fn(|cx| {
+            let mut inner = shared.inner.borrow_mut();
+            let t = &mut inner.tickets[ticket];
+            match t.state {
+                TicketState::Answered(_, r) => {
+                    t.state = TicketState::Free;
+                    Poll::Ready(r)
+                }
+                _ => {
+                    set_waker(&mut t.waker, cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        guard.armed = false;
+        let lease = answer?;
+        Ok(Pool { shared }.make_lease(lease))
     }
 }
 
@@ -925,6 +1077,17 @@ impl<'d> Lease<'d> {
     /// The core's lease handle (its connection id names the connection).
     pub fn id(&self) -> wharf_core::Lease {
         self.lease
+    }
+
+    /// The route of the connection (for a cluster lease: the picked host).
+    pub fn route(&self) -> Route {
+        let inner = self.shared.inner.borrow();
+        inner
+            .pool
+            .route_of(self.lease.conn())
+            .and_then(|r| inner.pool.route_key(r))
+            .copied()
+            .expect("a leased connection is live in its route")
     }
 
     /// Keep the connection at most this long after it goes back (HTTP

@@ -1,0 +1,344 @@
+//! Lease by cluster against real embassy-net stacks: each host of the cluster
+//! is an echo server on its own port of the server stack, with its own event
+//! log, so the tests count what each host's peer saw.
+
+mod common;
+
+use common::{eventually, server, Log, Mode, SERVER};
+use embassy_futures::join::join3;
+use embassy_futures::select::{select3, Either3};
+use embassy_time::Timer;
+use embedded_io_async::{Read, Write};
+use wharf_embassy::{
+    Balancer, CloseReason, Cluster, ClusterError, Config, Duration, Error, Lease, LeaseOptions,
+    Pool, Route, State,
+};
+
+/// Pool slots in these tests; the client stack gets exactly these plus DNS.
+const SLOTS: usize = 4;
+type TestState = State<SLOTS, 4, 4, 1024, 1024>;
+
+/// The hosts: one echo server per port.
+const PORTS: [u16; 3] = [7100, 7101, 7102];
+
+fn config() -> Config {
+    Config {
+        max_total: 4,
+        max_per_route: 4,
+        connect_timeout: Some(Duration::from_millis(300)),
+        validate_after_inactivity: None,
+        ..Config::default()
+    }
+}
+
+fn host(i: usize) -> Route {
+    Route::ip(SERVER, PORTS[i])
+}
+
+fn cluster(hosts: usize, balancer: Balancer) -> Cluster<4> {
+    let mut c = Cluster::new(balancer);
+    for i in 0..hosts {
+        c.add_host(host(i)).unwrap();
+    }
+    c
+}
+
+/// The server port the lease's socket is connected to.
+fn port(lease: &mut Lease<'_>) -> u16 {
+    lease.socket().remote_endpoint().expect("connected").port
+}
+
+/// Checks that `lease` is on host `i`, both by its route and by its socket.
+fn assert_on(lease: &mut Lease<'_>, i: usize) {
+    assert_eq!(lease.route(), host(i));
+    assert_eq!(port(lease), PORTS[i]);
+}
+
+/// Writes `msg` and reads the echo back.
+async fn echo(lease: &mut Lease<'_>, msg: &[u8]) {
+    lease.write_all(msg).await.unwrap();
+    lease.flush().await.unwrap();
+    let mut buf = [0u8; 64];
+    let mut got = 0;
+    while got < msg.len() {
+        let n = lease.read(&mut buf[got..]).await.unwrap();
+        assert!(n > 0, "server closed before echoing");
+        got += n;
+    }
+    assert_eq!(&buf[..got], msg);
+}
+
+fn check(pool: &Pool<'_>) {
+    pool.inspect(|p| p.check_invariants())
+        .expect("core invariants");
+}
+
+fn accepted(logs: &[Log; 3]) -> [usize; 3] {
+    [0, 1, 2].map(|i| logs[i].accepted())
+}
+
+/// Runs `$test` (an async block using `pool` and `logs`, the three hosts'
+/// event logs) with a pool over the client stack, its runner, and an echo
+/// server per port of `PORTS`.
+macro_rules! cluster_test {
+    ($cfg:expr, |$pool:ident, $logs:ident| $test:expr) => {{
+        two_stacks!(5, |client, server_stack| {
+            let logs: [Log; 3] = Default::default();
+            let $logs = &logs;
+            let mut state = TestState::new();
+            let (pool, mut runner) = wharf_embassy::new(client, &mut state, $cfg).unwrap();
+            let $pool = &pool;
+            let servers = join3(
+                server(server_stack, PORTS[0], Mode::Echo, &logs[0]),
+                server(server_stack, PORTS[1], Mode::Echo, &logs[1]),
+                server(server_stack, PORTS[2], Mode::Echo, &logs[2]),
+            );
+            match select3(runner.run(), servers, async { $test }).await {
+                Either3::Third(r) => {
+                    check(&pool);
+                    r
+                }
+                _ => unreachable!(),
+            }
+        })
+    }};
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn round_robin_lands_on_each_host_in_turn_and_reuses() {
+    cluster_test!(config(), |pool, logs| {
+        let mut c = cluster(3, Balancer::RoundRobin);
+        // Three leases held at once: one connection per host, in order.
+        let mut held = Vec::new();
+        for i in 0..3 {
+            let mut l = pool.lease_cluster(&mut c).await.unwrap();
+            assert_on(&mut l, i);
+            echo(&mut l, b"first").await;
+            held.push(l);
+        }
+        let conns: Vec<_> = held.iter().map(|l| l.id().conn()).collect();
+        drop(held);
+        assert_eq!(pool.stats().idle, 3);
+        // Two more rounds, one lease at a time: still in turn, and each host's
+        // idle connection is the one handed out again.
+        for _ in 0..2 {
+            for (i, conn) in conns.iter().enumerate() {
+                let mut l = pool.lease_cluster(&mut c).await.unwrap();
+                assert_on(&mut l, i);
+                assert_eq!(l.id().conn(), *conn, "host {i}'s connection reused");
+                echo(&mut l, b"again").await;
+            }
+        }
+        assert_eq!(accepted(logs), [1, 1, 1], "one TCP connection per host");
+        let k = pool.counters();
+        assert_eq!((k.connects, k.reuses, k.grants), (3, 6, 9));
+        assert_eq!(c.preconnects(), 0, "predictive preconnect is off");
+    })
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn predictive_preconnect_opens_ahead_within_the_limits() {
+    let cfg = Config {
+        max_total: 4,
+        max_per_route: 2,
+        ..config()
+    };
+    cluster_test!(cfg, |pool, logs| {
+        let mut c = cluster(2, Balancer::RoundRobin);
+        c.set_predictive_ratio(2.0).unwrap();
+        let within_limits = || {
+            let s = pool.stats();
+            let per_route = [0, 1].map(|i| pool.route_stats(&host(i)).map_or(0, |r| r.connections));
+            let seen = accepted(logs);
+            assert!(s.connections <= 4, "{s:?}");
+            assert!(per_route.iter().all(|&n| n <= 2), "{per_route:?}");
+            assert!(seen.iter().sum::<usize>() <= 4, "{seen:?}");
+            assert!(seen.iter().all(|&n| n <= 2), "{seen:?}");
+        };
+        // The first lease goes to host 0; preconnect also opened host 1,
+        // which no lease has asked for yet.
+        let mut l0 = pool.lease_cluster(&mut c).await.unwrap();
+        assert_on(&mut l0, 0);
+        assert!(
+            eventually(500, || logs[1].accepted() == 1).await,
+            "host 1 connected ahead: {:?}",
+            accepted(logs)
+        );
+        assert!(c.preconnects() >= 1);
+        assert!(pool.counters().preconnects >= 1);
+        within_limits();
+        // The next lease goes to host 1 and gets the connection opened ahead.
+        let mut l1 = pool.lease_cluster(&mut c).await.unwrap();
+        assert_on(&mut l1, 1);
+        assert_eq!(logs[1].accepted(), 1, "served by the preconnected one");
+        within_limits();
+        // Two more: each finds a connection; the pool is then full.
+        let mut l2 = pool.lease_cluster(&mut c).await.unwrap();
+        let mut l3 = pool.lease_cluster(&mut c).await.unwrap();
+        assert_on(&mut l2, 0);
+        assert_on(&mut l3, 1);
+        for l in [&mut l0, &mut l1, &mut l2, &mut l3] {
+            echo(l, b"x").await;
+        }
+        within_limits();
+        assert_eq!(accepted(logs), [2, 2, 0]);
+        // Nothing more can be opened: a fifth lease waits and times out,
+        // and preconnect does not go over the limits either.
+        let short = LeaseOptions {
+            timeout: Some(Duration::from_millis(150)),
+            ..Default::default()
+        };
+        assert_eq!(
+            pool.lease_cluster_with(&mut c, short).await.err(),
+            Some(Error::Timeout)
+        );
+        Timer::after_millis(50).await;
+        within_limits();
+        assert_eq!(pool.stats().connections, 4);
+        assert_eq!(pool.counters().connects, 4);
+        drop((l0, l1, l2, l3));
+    })
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn removing_a_host_drains_it() {
+    cluster_test!(config(), |pool, logs| {
+        let mut c = cluster(2, Balancer::RoundRobin);
+        let mut l0 = pool.lease_cluster(&mut c).await.unwrap();
+        let mut l1 = pool.lease_cluster(&mut c).await.unwrap();
+        let mut busy = pool.lease_cluster(&mut c).await.unwrap();
+        assert_on(&mut l0, 0);
+        assert_on(&mut l1, 1);
+        assert_on(&mut busy, 0);
+        echo(&mut l0, b"x").await;
+        echo(&mut l1, b"x").await;
+        echo(&mut busy, b"x").await;
+        drop((l0, l1));
+        assert_eq!(accepted(logs), [2, 1, 0]);
+
+        pool.remove_host(&mut c, &host(0)).unwrap();
+        assert_eq!(c.len(), 1);
+        // The idle connection to host 0 is closed with a FIN...
+        assert!(
+            eventually(1000, || logs[0].fins() == 1).await,
+            "{:?}",
+            logs[0].events()
+        );
+        // ...the leased one keeps working...
+        echo(&mut busy, b"still here").await;
+        // ...and every new lease goes to host 1, on its one connection.
+        for _ in 0..3 {
+            let mut l = pool.lease_cluster(&mut c).await.unwrap();
+            assert_on(&mut l, 1);
+            echo(&mut l, b"y").await;
+        }
+        // Given back, the busy one is closed too (FIN), not kept.
+        drop(busy);
+        assert!(
+            eventually(1000, || logs[0].fins() == 2).await,
+            "{:?}",
+            logs[0].events()
+        );
+        assert!(
+            eventually(1000, || pool.route_stats(&host(0)).is_none()).await,
+            "the drained route is freed"
+        );
+        assert_eq!(accepted(logs), [2, 1, 0], "no new connection to host 0");
+        assert_eq!(pool.counters().closes_for(CloseReason::Drained), 2);
+        assert_eq!(
+            pool.remove_host(&mut c, &host(0)),
+            Err(Error::Cluster(ClusterError::UnknownHost))
+        );
+    })
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unhealthy_host_is_skipped_while_a_healthy_one_exists() {
+    cluster_test!(config(), |pool, logs| {
+        let mut c = cluster(2, Balancer::RoundRobin);
+        pool.set_host_health(&mut c, &host(0), false).unwrap();
+        for _ in 0..4 {
+            let mut l = pool.lease_cluster(&mut c).await.unwrap();
+            assert_on(&mut l, 1);
+            echo(&mut l, b"x").await;
+        }
+        assert_eq!(accepted(logs), [0, 1, 0], "nothing sent to host 0");
+        // With no healthy host left, every host is eligible again.
+        pool.set_host_health(&mut c, &host(1), false).unwrap();
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let mut l = pool.lease_cluster(&mut c).await.unwrap();
+            ports.push(port(&mut l));
+            echo(&mut l, b"x").await;
+        }
+        ports.sort_unstable();
+        assert_eq!(ports, [PORTS[0], PORTS[1]]);
+        // Host 0 healthy again, host 1 not: everything goes to host 0.
+        pool.set_host_health(&mut c, &host(0), true).unwrap();
+        for _ in 0..3 {
+            let mut l = pool.lease_cluster(&mut c).await.unwrap();
+            assert_on(&mut l, 0);
+        }
+        assert_eq!(accepted(logs), [1, 1, 0]);
+        assert_eq!(
+            pool.set_host_health(&mut c, &host(2), false),
+            Err(Error::Cluster(ClusterError::UnknownHost))
+        );
+    })
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cluster_leases_are_cancel_safe_and_borrow_the_cluster_only_at_call_time() {
+    let cfg = Config {
+        max_per_route: 1,
+        ..config()
+    };
+    cluster_test!(cfg, |pool, logs| {
+        let mut empty: Cluster<2> = Cluster::new(Balancer::RoundRobin);
+        assert_eq!(
+            pool.lease_cluster(&mut empty).await.err(),
+            Some(Error::Cluster(ClusterError::NoHosts))
+        );
+
+        let mut c = cluster(1, Balancer::RoundRobin);
+        let holder = pool.lease_cluster(&mut c).await.unwrap();
+        // Queued at call time, before any poll; the cluster is free again.
+        let queued = pool.lease_cluster(&mut c);
+        assert_eq!(pool.stats().pending, 1);
+        assert_eq!(c.len(), 1);
+        // A second request on the same cluster while the first one waits.
+        let short = LeaseOptions {
+            timeout: Some(Duration::from_millis(100)),
+            ..Default::default()
+        };
+        assert_eq!(
+            pool.lease_cluster_with(&mut c, short).await.err(),
+            Some(Error::Timeout)
+        );
+        // Dropped without a poll: the request is withdrawn.
+        drop(queued);
+        assert_eq!(pool.stats().pending, 0);
+        check(pool);
+        drop(holder);
+        assert_eq!(pool.stats().idle, 1);
+        // Granted at call time, dropped without a poll: the connection goes back.
+        let granted = pool.lease_cluster(&mut c);
+        assert_eq!(pool.stats().leased, 1);
+        drop(granted);
+        assert_eq!((pool.stats().leased, pool.stats().idle), (0, 1));
+        // A queued request that is polled gets the connection when it is
+        // given back.
+        let holder = pool.lease_cluster(&mut c).await.unwrap();
+        let conn = holder.id().conn();
+        let waiting = pool.lease_cluster(&mut c);
+        let release = async {
+            Timer::after_millis(30).await;
+            drop(holder);
+        };
+        let (got, ()) = embassy_futures::join::join(waiting, release).await;
+        let mut got = got.unwrap();
+        assert_eq!(got.id().conn(), conn);
+        echo(&mut got, b"x").await;
+        assert_eq!(accepted(logs), [1, 0, 0], "one connection all along");
+    })
+}
