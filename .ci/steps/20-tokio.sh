@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Tokio backend checks (issue 4), after the workspace's fmt/clippy/tests:
+#  1. clippy with the optional `tracing` feature (the events compile and lint);
+#  2. the quickstart (real loopback sockets) runs and its machine-readable
+#     summary line says errors=0 and reuse >= 0.99.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TERM_COLOR=never
+
+echo "-- wharf-tokio with tracing: clippy"
+cargo clippy -p wharf-tokio --all-targets --features tracing -- -D warnings
+
+echo "-- facade with the tokio feature"
+cargo check -p wharf --features tokio
+
+echo "-- quickstart (loopback HTTP/1.1 keep-alive burst)"
+out=$(timeout 120 cargo run --release --example quickstart)
+echo "$out" | tail -n 12
+summary=$(echo "$out" | grep '^summary: ' | tail -n 1)
+[ -n "$summary" ] || { echo "no summary line"; exit 1; }
+python3 - "$summary" <<'PY'
+import sys
+fields = dict(kv.split("=", 1) for kv in sys.argv[1].split()[1:])
+errors, reuse, requests = int(fields["errors"]), float(fields["reuse"]), int(fields["requests"])
+print(f"quickstart: requests={requests} errors={errors} reuse={reuse}")
+if errors != 0 or reuse < 0.99 or requests < 20000:
+    sys.exit("quickstart summary out of bounds")
+PY
