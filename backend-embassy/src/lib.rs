@@ -23,6 +23,15 @@
 //!   `connect_timeout` bounds connects (embassy-net's connect can wait forever).
 //! - Routes by IP endpoint or by host name (resolved through the stack's DNS;
 //!   IP literals are parsed without a query).
+//! - Clusters: [`Pool::lease_cluster`] leases through a [`Cluster`] (the
+//!   core's `Cluster<Route, HOSTS>`: up to `HOSTS` hosts, each a [`Route`],
+//!   with a [`Balancer`] and optional predictive preconnect) and returns the
+//!   same [`Lease`] as a route lease ([`Lease::route`] tells the host). The
+//!   cluster's part (preconnect, host pick, lease on the host's route) runs
+//!   when the method is called, under the pool's lock; the returned future
+//!   only waits, cancel-safe like a route lease. [`Pool::remove_host`] drains
+//!   a host, [`Pool::set_host_health`] marks one (un)healthy; cluster failures
+//!   are [`Error::Cluster`].
 //!
 //! All of it is single-threaded (the stack is `!Send`): run the runner and the
 //! lease users on the same executor.
@@ -34,6 +43,14 @@
 //! spawner.spawn(pool_task(runner))?;
 //! let mut conn = pool.lease(&Route::host("broker.local", 1883)).await?;
 //! conn.write_all(b"...").await?;
+//!
+//! // Two hosts in turn, connections opened ahead (ratio 1.5):
+//! let mut cluster: Cluster<2> = Cluster::new(Balancer::RoundRobin);
+//! cluster.add_host(Route::ip(Ipv4Address::new(10, 0, 0, 2), 80))?;
+//! cluster.add_host(Route::ip(Ipv4Address::new(10, 0, 0, 3), 80))?;
+//! cluster.set_predictive_ratio(1.5)?;
+//! let mut conn = pool.lease_cluster(&mut cluster).await?; // 10.0.0.2
+//! let other = pool.lease_cluster(&mut cluster).await?;    // 10.0.0.3
 //! ```
 
 #![no_std]
@@ -902,10 +919,11 @@ impl<'d> Pool<'d> {
         }
     }
 
-    /// Removes `host` from `cluster`; its route drains for deletion: idle
-    /// connections close (FIN), leased ones close when they come back, waiting
-    /// requests for it fail with [`Error::Draining`], and the route is freed
-    /// once empty. Later cluster leases go to the other hosts.
+    /// Removes `host` from `cluster`; its route drains for deletion
+    /// (`DrainAndDelete`): idle connections close (FIN), leased ones close
+    /// when they come back, new route leases on it fail with
+    /// [`Error::Draining`], and the route is freed once empty. Later cluster
+    /// leases go to the other hosts.
     ///
     /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`]`)` if it is not in
     /// the cluster.
