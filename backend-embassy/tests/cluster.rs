@@ -5,7 +5,7 @@
 mod common;
 
 use common::{eventually, server, Log, Mode, SERVER};
-use embassy_futures::join::join3;
+use embassy_futures::join::join4;
 use embassy_futures::select::{select3, Either3};
 use embassy_time::Timer;
 use embedded_io_async::{Read, Write};
@@ -18,8 +18,11 @@ use wharf_embassy::{
 const SLOTS: usize = 4;
 type TestState = State<SLOTS, 4, 4, 1024, 1024>;
 
-/// The hosts: one echo server per port.
-const PORTS: [u16; 3] = [7100, 7101, 7102];
+/// The hosts: one echo server per port; the last one closes each connection
+/// after its first echo.
+const PORTS: [u16; 4] = [7100, 7101, 7102, 7103];
+/// The host whose server closes after the first echo.
+const CLOSER: usize = 3;
 
 fn config() -> Config {
     Config {
@@ -73,25 +76,31 @@ fn check(pool: &Pool<'_>) {
         .expect("core invariants");
 }
 
-fn accepted(logs: &[Log; 3]) -> [usize; 3] {
-    [0, 1, 2].map(|i| logs[i].accepted())
+fn accepted(logs: &[Log; 4]) -> [usize; 4] {
+    [0, 1, 2, 3].map(|i| logs[i].accepted())
 }
 
 /// Runs `$test` (an async block using `pool` and `logs`, the three hosts'
-/// event logs) with a pool over the client stack, its runner, and an echo
-/// server per port of `PORTS`.
+/// event logs) with a pool over the client stack, its runner, and a server
+/// per port of `PORTS`.
 macro_rules! cluster_test {
     ($cfg:expr, |$pool:ident, $logs:ident| $test:expr) => {{
         two_stacks!(5, |client, server_stack| {
-            let logs: [Log; 3] = Default::default();
+            let logs: [Log; 4] = Default::default();
             let $logs = &logs;
             let mut state = TestState::new();
             let (pool, mut runner) = wharf_embassy::new(client, &mut state, $cfg).unwrap();
             let $pool = &pool;
-            let servers = join3(
+            let servers = join4(
                 server(server_stack, PORTS[0], Mode::Echo, &logs[0]),
                 server(server_stack, PORTS[1], Mode::Echo, &logs[1]),
                 server(server_stack, PORTS[2], Mode::Echo, &logs[2]),
+                server(
+                    server_stack,
+                    PORTS[CLOSER],
+                    Mode::CloseAfterFirst,
+                    &logs[CLOSER],
+                ),
             );
             match select3(runner.run(), servers, async { $test }).await {
                 Either3::Third(r) => {
@@ -129,7 +138,7 @@ async fn round_robin_lands_on_each_host_in_turn_and_reuses() {
                 echo(&mut l, b"again").await;
             }
         }
-        assert_eq!(accepted(logs), [1, 1, 1], "one TCP connection per host");
+        assert_eq!(accepted(logs), [1, 1, 1, 0], "one TCP connection per host");
         let k = pool.counters();
         assert_eq!((k.connects, k.reuses, k.grants), (3, 6, 9));
         assert_eq!(c.preconnects(), 0, "predictive preconnect is off");
@@ -181,7 +190,7 @@ async fn predictive_preconnect_opens_ahead_within_the_limits() {
             echo(l, b"x").await;
         }
         within_limits();
-        assert_eq!(accepted(logs), [2, 2, 0]);
+        assert_eq!(accepted(logs), [2, 2, 0, 0]);
         // Nothing more can be opened: a fifth lease waits and times out,
         // and preconnect does not go over the limits either.
         let short = LeaseOptions {
@@ -214,7 +223,7 @@ async fn removing_a_host_drains_it() {
         echo(&mut l1, b"x").await;
         echo(&mut busy, b"x").await;
         drop((l0, l1));
-        assert_eq!(accepted(logs), [2, 1, 0]);
+        assert_eq!(accepted(logs), [2, 1, 0, 0]);
 
         pool.remove_host(&mut c, &host(0)).unwrap();
         assert_eq!(c.len(), 1);
@@ -243,7 +252,7 @@ async fn removing_a_host_drains_it() {
             eventually(1000, || pool.route_stats(&host(0)).is_none()).await,
             "the drained route is freed"
         );
-        assert_eq!(accepted(logs), [2, 1, 0], "no new connection to host 0");
+        assert_eq!(accepted(logs), [2, 1, 0, 0], "no new connection to host 0");
         assert_eq!(pool.counters().closes_for(CloseReason::Drained), 2);
         assert_eq!(
             pool.remove_host(&mut c, &host(0)),
@@ -262,7 +271,7 @@ async fn an_unhealthy_host_is_skipped_while_a_healthy_one_exists() {
             assert_on(&mut l, 1);
             echo(&mut l, b"x").await;
         }
-        assert_eq!(accepted(logs), [0, 1, 0], "nothing sent to host 0");
+        assert_eq!(accepted(logs), [0, 1, 0, 0], "nothing sent to host 0");
         // With no healthy host left, every host is eligible again.
         pool.set_host_health(&mut c, &host(1), false).unwrap();
         let mut ports = Vec::new();
@@ -279,7 +288,7 @@ async fn an_unhealthy_host_is_skipped_while_a_healthy_one_exists() {
             let mut l = pool.lease_cluster(&mut c).await.unwrap();
             assert_on(&mut l, 0);
         }
-        assert_eq!(accepted(logs), [1, 1, 0]);
+        assert_eq!(accepted(logs), [1, 1, 0, 0]);
         assert_eq!(
             pool.set_host_health(&mut c, &host(2), false),
             Err(Error::Cluster(ClusterError::UnknownHost))
@@ -339,6 +348,39 @@ async fn cluster_leases_are_cancel_safe_and_borrow_the_cluster_only_at_call_time
         let mut got = got.unwrap();
         assert_eq!(got.id().conn(), conn);
         echo(&mut got, b"x").await;
-        assert_eq!(accepted(logs), [1, 0, 0], "one connection all along");
+        assert_eq!(accepted(logs), [1, 0, 0, 0], "one connection all along");
+    })
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_dead_connection_is_replaced_on_the_same_host() {
+    // validate_after_inactivity: None: the backend finds the dead connection
+    // when the core grants it, closes it and asks the picked host again.
+    cluster_test!(config(), |pool, logs| {
+        let mut c: Cluster<4> = Cluster::new(Balancer::RoundRobin);
+        c.add_host(host(CLOSER)).unwrap();
+        c.add_host(host(1)).unwrap();
+        let mut a = pool.lease_cluster(&mut c).await.unwrap();
+        assert_on(&mut a, CLOSER);
+        echo(&mut a, b"only once").await;
+        let dead = a.id().conn();
+        drop(a);
+        // The server's FIN arrives while the connection is idle.
+        Timer::after_millis(100).await;
+        let mut b = pool.lease_cluster(&mut c).await.unwrap();
+        assert_on(&mut b, 1);
+        drop(b);
+        // The pick is the closer host again: its idle connection is dead, so
+        // the lease gets a new connection there, not a turn of the balancer.
+        let mut a2 = pool.lease_cluster(&mut c).await.unwrap();
+        assert_on(&mut a2, CLOSER);
+        assert_ne!(a2.id().conn(), dead);
+        echo(&mut a2, b"fresh").await;
+        drop(a2);
+        assert_eq!(pool.counters().closes_for(CloseReason::PeerClosed), 1);
+        assert_eq!(accepted(logs), [0, 1, 0, 2]);
+        // The balancer's turn is unchanged: host 1 is next.
+        let mut b2 = pool.lease_cluster(&mut c).await.unwrap();
+        assert_on(&mut b2, 1);
     })
 }
