@@ -287,3 +287,20 @@ fn drain_and_delete_removes_a_route_that_was_only_configured() {
     // The key is fresh again.
     assert!(p.lease(&"a", None, T0, None).is_ok());
 }
+
+#[test]
+fn health_change_on_a_closed_pool_is_a_typed_error_and_changes_nothing() {
+    let mut p = pool(4, 2, 4);
+    let mut c = cluster(&["a", "b"], Balancer::RoundRobin);
+    p.drain(DrainScope::All, DrainMode::DrainAndDelete, T0);
+    assert_eq!(
+        c.set_health(&mut p, &"a", false, T0),
+        Err(ClusterError::Lease(LeaseError::Closed))
+    );
+    // The cluster still considers "a" healthy: with the pool closed the lease
+    // itself fails, on "a" first (round robin), not on "b".
+    assert_eq!(
+        c.lease(&mut p, None, T0, None),
+        Err(ClusterError::Lease(LeaseError::Closed))
+    );
+}

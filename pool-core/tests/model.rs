@@ -13,7 +13,7 @@ mod model;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{run_case, Cfg, Op, RelHow, BIG, KEYS, SMALL};
+use model::harness::{avoid, run_case, Cfg, Op, RelHow, BIG, KEYS, SMALL};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -117,24 +117,6 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         20 => (key, opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32]))
             .prop_map(|(key, limit, min_idle, ratio_milli)| Op::RouteConfig { key, limit, min_idle, ratio_milli }),
     ]
-}
-
-/// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from known,
-/// already-reported divergences so a run can look for new ones:
-/// `cf-timeout` (connect_failed with reason Timeout).
-fn avoid(op: Op, list: &str) -> Op {
-    match op {
-        Op::ConnectFailed { idx, reason, any }
-            if list.contains("cf-timeout") && reason % 3 == 0 =>
-        {
-            Op::ConnectFailed {
-                idx,
-                reason: 1,
-                any,
-            }
-        }
-        op => op,
-    }
 }
 
 fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {

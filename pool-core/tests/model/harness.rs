@@ -168,6 +168,8 @@ struct ConnInfo {
     /// Discarded, peer-closed, drained, or out of leases: never handed out again.
     dead: bool,
     closed: bool,
+    /// Gone by `connect_failed` (§6: no `Close` may follow).
+    vanished: bool,
     grants: u32,
 }
 
@@ -344,6 +346,7 @@ impl<'a> Harness<'a> {
                             tag: None,
                             dead: false,
                             closed: false,
+                            vanished: false,
                             grants: 0,
                         },
                     );
@@ -359,6 +362,10 @@ impl<'a> Harness<'a> {
                         );
                     }
                     let info = self.info.get_mut(&conn).ok_or("Close of an unknown conn")?;
+                    ensure!(
+                        !info.vanished,
+                        "Close({conn:?}, {reason:?}) for a connection that vanished on connect_failed (§6: no Close)"
+                    );
                     ensure!(!info.closed, "conn {conn:?} closed twice");
                     info.closed = true;
                     self.connecting.retain(|&c| c != conn);
@@ -691,7 +698,9 @@ impl<'a> Harness<'a> {
                 }
                 if got.is_ok() {
                     self.connecting.retain(|&x| x != c);
-                    self.info.get_mut(&c).unwrap().closed = true;
+                    let info = self.info.get_mut(&c).unwrap();
+                    info.closed = true;
+                    info.vanished = true;
                 }
             }
             Op::PeerClosed { idx } => {
@@ -1030,5 +1039,23 @@ pub fn run_case(
         let mut storage: Box<Small> = Box::new(Storage::new());
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
         run_sequence(pool, &config, model, ops, trace)
+    }
+}
+
+/// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from known,
+/// already-reported divergences so a run can look for new ones:
+/// `cf-timeout` (connect_failed with reason Timeout).
+pub fn avoid(op: Op, list: &str) -> Op {
+    match op {
+        Op::ConnectFailed { idx, reason, any }
+            if list.contains("cf-timeout") && reason % 3 == 0 =>
+        {
+            Op::ConnectFailed {
+                idx,
+                reason: 1,
+                any,
+            }
+        }
+        op => op,
     }
 }
