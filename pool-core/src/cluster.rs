@@ -197,15 +197,24 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
         now: Instant,
     ) -> Result<(), ClusterError> {
         let i = self.position(key).ok_or(ClusterError::UnknownHost)?;
+        pool.set_route_health(key, healthy, now)
+            .map_err(|e| match e {
+                crate::RouteError::Config(c) => ClusterError::Config(c),
+                crate::RouteError::RouteTableFull => {
+                    ClusterError::Lease(LeaseError::RouteTableFull)
+                }
+                crate::RouteError::Draining if pool.is_closed() => {
+                    ClusterError::Lease(LeaseError::Closed)
+                }
+                crate::RouteError::Draining => ClusterError::Lease(LeaseError::Draining),
+                crate::RouteError::UnknownRoute => ClusterError::UnknownHost,
+            })?;
+        // Only once the pool agreed: the cluster and the pool never disagree.
         if let Some(h) = self.hosts[i].as_mut() {
             h.healthy = healthy;
         }
         self.stashed = 0;
-        pool.set_route_health(key, healthy, now)
-            .map_err(|e| match e {
-                crate::RouteError::Config(c) => ClusterError::Config(c),
-                _ => ClusterError::Lease(LeaseError::RouteTableFull),
-            })
+        Ok(())
     }
 
     /// The key of host `i`.
