@@ -110,8 +110,13 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             ms: u.int_in_range(0..=6_000)?,
         },
         13 => {
-            if u.arbitrary()? {
+            let k: u8 = u.int_in_range(0..=2)?;
+            if k == 0 {
                 Op::AdvanceToTimer
+            } else if k == 1 {
+                Op::Partial {
+                    n: u.int_in_range(0..=3)?,
+                }
             } else {
                 Op::Backwards {
                     ms: u.int_in_range(0..=2_000)?,

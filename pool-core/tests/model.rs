@@ -110,6 +110,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(idx, alive, any)| Op::Validated { idx, alive, any }),
         100 => prop_oneof![4 => 0..300u32, 1 => 0..6_000u32].prop_map(|ms| Op::Advance { ms }),
         40 => Just(Op::AdvanceToTimer),
+        30 => (0..4u8).prop_map(|n| Op::Partial { n }),
         10 => (0..2_000u32).prop_map(|ms| Op::Backwards { ms }),
         20 => (key.clone(), any::<bool>()).prop_map(|(k, delete)| Op::Drain { key: Some(k), delete }),
         8 => Just(Op::Drain { key: None, delete: false }),

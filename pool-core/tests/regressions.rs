@@ -210,3 +210,136 @@ fn a_validation_waiter_is_not_counted_as_queued() {
         ],
     );
 }
+
+/// Ambiguity, resolved as the core does: a connection whose `Connect` was never
+/// polled vanishes silently when closed (§3.11) and is not counted under
+/// `closes` (here: its connect timeout fires while `Connect` is unpolled; the
+/// connect failure is still counted).
+#[test]
+fn a_connection_vanishing_unpolled_is_not_counted_as_closed() {
+    let cfg = Cfg {
+        connect_timeout_ms: Some(285),
+        ..basic()
+    };
+    check(
+        true,
+        cfg,
+        &[
+            Partial { n: 0 },
+            Lease {
+                key: 0,
+                tag: None,
+                deadline_ms: None,
+            },
+            Advance { ms: 300 },
+        ],
+    );
+}
+
+/// §7 cancel of a waiter granted but not yet polled: the `Granted` is
+/// withdrawn and the lease goes back as `Reuse` (the connection is idle again).
+#[test]
+fn cancel_withdraws_an_unpolled_grant() {
+    check(
+        true,
+        basic(),
+        &[
+            Lease {
+                key: 0,
+                tag: None,
+                deadline_ms: None,
+            },
+            Partial { n: 0 },
+            Connected {
+                idx: 0,
+                cap: 1,
+                any: false,
+            },
+            Cancel {
+                idx: 0,
+                excess: false,
+            },
+            Lease {
+                key: 0,
+                tag: None,
+                deadline_ms: None,
+            },
+        ],
+    );
+}
+
+/// §7 cancel of a waiter failed but not yet polled: the `Failed` is withdrawn.
+#[test]
+fn cancel_withdraws_an_unpolled_failure() {
+    check(
+        true,
+        basic(),
+        &[
+            Lease {
+                key: 0,
+                tag: None,
+                deadline_ms: None,
+            },
+            Partial { n: 0 },
+            ConnectFailed {
+                idx: 0,
+                reason: 2,
+                any: false,
+            },
+            Cancel {
+                idx: 0,
+                excess: false,
+            },
+        ],
+    );
+}
+
+/// §10: a `Close` after an undelivered `Validate` replaces it (moved to the
+/// back of the queue); the connection slot stays held until it is polled.
+#[test]
+fn close_replaces_an_unpolled_validate() {
+    let cfg = Cfg {
+        validate_after_ms: Some(0),
+        max_total: 1,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            Lease {
+                key: 0,
+                tag: None,
+                deadline_ms: None,
+            },
+            Connected {
+                idx: 0,
+                cap: 1,
+                any: false,
+            },
+            Release {
+                idx: 0,
+                how: RelHow::Reuse {
+                    keep_alive_ms: None,
+                    tag: None,
+                },
+            },
+            Partial { n: 0 },
+            Lease {
+                key: 0,
+                tag: None,
+                deadline_ms: None,
+            },
+            Partial { n: 1 },
+            Drain {
+                key: Some(0),
+                delete: false,
+            },
+            Lease {
+                key: 1,
+                tag: None,
+                deadline_ms: None,
+            },
+        ],
+    );
+}

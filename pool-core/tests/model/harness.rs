@@ -70,6 +70,12 @@ pub enum Op {
         ms: u32,
     },
     AdvanceToTimer,
+    /// After the next input, poll at most `n` actions and leave the rest
+    /// queued (they are polled after a later input): exercises undelivered
+    /// actions (§10: withdrawal, replacement, slots held until polled).
+    Partial {
+        n: u8,
+    },
     Backwards {
         ms: u32,
     },
@@ -191,6 +197,15 @@ pub struct Harness<'a> {
     waiter_pos: HashMap<WaiterId, usize>,
     pub steps: u64,
     pub trace: bool,
+    next_limit: Option<usize>,
+    poll_limit: Option<usize>,
+    /// Connections made unusable by an input applied while older actions
+    /// were still unpolled: a `Granted` issued before that input may still
+    /// name them, so they are marked dead after the input's actions.
+    pending_dead: Vec<ConnId>,
+    pending_tags: Vec<(ConnId, Option<Tag>)>,
+    /// Every action was polled after the last input.
+    drained: bool,
 }
 
 /// A divergence or a violated check, with a description.
@@ -224,6 +239,11 @@ impl<'a> Harness<'a> {
             waiter_pos: HashMap::new(),
             steps: 0,
             trace: false,
+            next_limit: None,
+            poll_limit: None,
+            pending_dead: Vec::new(),
+            pending_tags: Vec::new(),
+            drained: true,
         }
     }
 
@@ -251,8 +271,10 @@ impl<'a> Harness<'a> {
             "lease for route {key} got a connection of route {}",
             info.key
         );
+        let old_tags = &self.pending_tags;
+        let compatible = |t: Option<Tag>| t.is_none() || t == tag;
         ensure!(
-            info.tag.is_none() || info.tag == tag,
+            compatible(info.tag) || old_tags.iter().any(|&(x, t)| x == c && compatible(t)),
             "lease asking tag {tag:?} got a connection tagged {:?}",
             info.tag
         );
@@ -305,6 +327,10 @@ impl<'a> Harness<'a> {
     fn drain_actions(&mut self) -> Check {
         for n in 0.. {
             ensure!(n < 100_000, "poll_action does not end");
+            if self.poll_limit.is_some_and(|l| n >= l) {
+                self.drained = false;
+                return Ok(());
+            }
             let got = self.pool.poll_action();
             let want = self.model.as_mut().and_then(|m| m.poll());
             if self.trace {
@@ -315,6 +341,7 @@ impl<'a> Harness<'a> {
                     want.is_none() || self.model.is_none(),
                     "core has no more actions, model has {want:?}"
                 );
+                self.drained = true;
                 return Ok(());
             };
             let has_model = self.model.is_some();
@@ -452,6 +479,9 @@ impl<'a> Harness<'a> {
             )
         })?;
         let s = self.pool.stats();
+        if !self.drained {
+            return self.compare_model(s);
+        }
         ensure!(
             s.closing == 0,
             "closing {} after every action was polled",
@@ -480,6 +510,10 @@ impl<'a> Harness<'a> {
             s.connecting,
             self.connecting.len()
         );
+        self.compare_model(s)
+    }
+
+    fn compare_model(&self, s: wharf_core::PoolStats) -> Check {
         let Some(m) = &self.model else { return Ok(()) };
         ensure!(s == m.stats(), "stats: core {s:?}\n  model {:?}", m.stats());
         for k in 0..KEYS {
@@ -507,9 +541,44 @@ impl<'a> Harness<'a> {
         if self.trace {
             eprintln!("  [{}] t={} {op:?}", self.steps, self.now.as_micros());
         }
+        if let Op::Partial { n } = *op {
+            self.next_limit = Some(n as usize);
+            return Ok(());
+        }
+        self.poll_limit = self.next_limit.take();
         self.apply(op)?;
         self.drain_actions()?;
+        self.poll_limit = None;
+        if self.drained {
+            for c in std::mem::take(&mut self.pending_dead) {
+                if let Some(info) = self.info.get_mut(&c) {
+                    info.dead = true;
+                }
+            }
+            self.pending_tags.clear();
+        }
         self.compare_state()
+    }
+
+    /// The connection may never be handed out again (deferred past this
+    /// input's actions if older actions were still unpolled before it).
+    fn mark_dead(&mut self, c: ConnId) {
+        if self.drained {
+            self.info.get_mut(&c).unwrap().dead = true;
+        } else {
+            self.pending_dead.push(c);
+        }
+    }
+
+    /// The connection's new tag. If older actions are still unpolled, a
+    /// `Granted` issued under the old tag may still come: the old tag stays
+    /// acceptable until every action has been polled.
+    fn set_tag(&mut self, c: ConnId, tag: Option<Tag>) {
+        let info = self.info.get_mut(&c).unwrap();
+        if !self.drained {
+            self.pending_tags.push((c, info.tag));
+        }
+        info.tag = tag;
     }
 
     fn pick<T: Copy>(v: &[T], idx: usize) -> Option<T> {
@@ -598,10 +667,9 @@ impl<'a> Harness<'a> {
                     ensure!(want == got, "release: core {got:?}, model {want:?}");
                 }
                 self.live_lease_ids.remove(&h.lease);
-                let info = self.info.get_mut(&h.lease.conn()).unwrap();
                 match rel {
-                    Release::Discard => info.dead = true,
-                    Release::Reuse { tag, .. } => info.tag = tag,
+                    Release::Discard => self.mark_dead(h.lease.conn()),
+                    Release::Reuse { tag, .. } => self.set_tag(h.lease.conn(), tag),
                 }
                 self.stale.push(h);
                 if self.stale.len() > 8 {
@@ -717,7 +785,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
-                    self.info.get_mut(&c).unwrap().dead = true;
+                    self.mark_dead(c);
                 }
             }
             Op::Validated { idx, alive, any } => {
@@ -765,6 +833,7 @@ impl<'a> Harness<'a> {
                     m.handle_timeout(self.now);
                 }
             }
+            Op::Partial { .. } => {}
             Op::Backwards { ms: d } => {
                 let t = Instant::from_micros(now.as_micros().saturating_sub(d as u64 * 1000));
                 self.pool.handle_timeout(t);
@@ -790,10 +859,16 @@ impl<'a> Harness<'a> {
                     m.drain(key, mode, now);
                 }
                 if mode == DrainMode::DrainExisting {
-                    for (c, info) in self.info.iter_mut() {
-                        if key.is_none_or(|k| k == info.key) && !self.connecting.contains(c) {
-                            info.dead = true;
-                        }
+                    let dead: Vec<ConnId> = self
+                        .info
+                        .iter()
+                        .filter(|(c, i)| {
+                            key.is_none_or(|k| k == i.key) && !self.connecting.contains(c)
+                        })
+                        .map(|(&c, _)| c)
+                        .collect();
+                    for c in dead {
+                        self.mark_dead(c);
                     }
                 }
             }

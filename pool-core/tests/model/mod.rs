@@ -150,6 +150,8 @@ pub struct Model {
     blocked: Vec<Rid>,
     waiters: HashMap<Wid, MWaiter>,
     answered_unpolled: u32,
+    /// Route of each answered waiter whose answer is not polled yet.
+    answered_route: HashMap<Wid, Rid>,
     leases: HashMap<Lid, Cid>,
     actions: VecDeque<MAction>,
     counters: Counters,
@@ -233,6 +235,7 @@ impl Model {
             blocked: Vec::new(),
             waiters: HashMap::new(),
             answered_unpolled: 0,
+            answered_route: HashMap::new(),
             leases: HashMap::new(),
             actions: VecDeque::new(),
             counters: Counters::default(),
@@ -656,6 +659,7 @@ impl Model {
             self.route_mut(wt.route).queue.retain(|&x| x != w);
         }
         self.answered_unpolled += 1;
+        self.answered_route.insert(w, wt.route);
         wt
     }
 
@@ -732,13 +736,15 @@ impl Model {
     fn close(&mut self, c: Cid, reason: CloseReason) {
         self.remove_from_lists(c);
         let conn = self.conns.remove(&c).expect("model: close of a live conn");
-        self.counters.closes[reason.index()] += 1;
         if conn.state == CState::Connecting && !conn.connect_polled {
             // Vanishes silently: the undelivered Connect is withdrawn.
             self.actions
                 .retain(|a| !matches!(a, MAction::Connect { conn, .. } if *conn == c));
             return;
         }
+        // A connection that vanishes silently is not counted under `closes`
+        // (ambiguity, resolved as the core does).
+        self.counters.closes[reason.index()] += 1;
         if conn.state == CState::Validating && !conn.validate_polled {
             self.actions.retain(|a| *a != MAction::Validate { conn: c });
         }
@@ -1044,6 +1050,15 @@ impl Model {
     /// §5
     pub fn release(&mut self, lease: Lid, how: Release, now: Instant) -> Result<(), ReleaseError> {
         let now = self.process_timers(now);
+        self.release_inner(lease, how, now)
+    }
+
+    fn release_inner(
+        &mut self,
+        lease: Lid,
+        how: Release,
+        now: Instant,
+    ) -> Result<(), ReleaseError> {
         let Some(c) = self.leases.remove(&lease) else {
             return Err(ReleaseError::StaleLease);
         };
@@ -1234,9 +1249,36 @@ impl Model {
         policy: CancelPolicy,
         now: Instant,
     ) -> Result<(), CancelError> {
-        self.process_timers(now);
+        let now = self.process_timers(now);
         let Some(wt) = self.waiters.get(&w).cloned() else {
-            return Err(CancelError::StaleWaiter);
+            // §7: answered but not polled: the answer is withdrawn; a granted
+            // lease is released as `Reuse { keep_alive: None, tag: <the
+            // connection's tag> }` (§5, which settles the route).
+            let pos = self.actions.iter().position(|a| {
+                matches!(a, MAction::Granted { waiter, .. } | MAction::Failed { waiter, .. } if *waiter == w)
+            });
+            let Some(pos) = pos else {
+                return Err(CancelError::StaleWaiter);
+            };
+            let a = self.actions.remove(pos).unwrap();
+            self.answered_unpolled -= 1;
+            let r = self.answered_route.remove(&w).unwrap();
+            self.counters.cancels += 1;
+            match a {
+                MAction::Granted { lease, conn, .. } => {
+                    let tag = self.conn(conn).tag;
+                    let _ = self.release_inner(
+                        lease,
+                        Release::Reuse {
+                            keep_alive: None,
+                            tag,
+                        },
+                        now,
+                    );
+                }
+                _ => self.settle(r),
+            }
+            return Ok(());
         };
         let r = wt.route;
         self.waiters.remove(&w);
@@ -1290,9 +1332,13 @@ impl Model {
                 // configuration alone gets no notice until used; the core
                 // (sensibly) gives a deleted route its RouteIdle so its slot is
                 // freed. The mark is cleared when the route is deleted.
+                let key = self.route(r).key;
+                let idle_unpolled = self.actions.contains(&MAction::RouteIdle { key });
                 let route = self.route_mut(r);
                 route.deleted = true;
-                route.mark = false;
+                if !idle_unpolled {
+                    route.mark = false;
+                }
             }
             if queue_empty {
                 let connecting = self.route(r).connecting.clone();
@@ -1371,7 +1417,12 @@ impl Model {
         // idle notice is already given (or was never due: created by
         // configuration alone) frees its slot at once, silently, as the
         // RouteIdle poll would have (§3.6). This is what the core does.
-        if ov.is_empty() && self.route(r).mark && self.allocated(r) == 0 && self.pending_of(r) == 0
+        let idle_unpolled = self.actions.contains(&MAction::RouteIdle { key });
+        if ov.is_empty()
+            && self.route(r).mark
+            && !idle_unpolled
+            && self.allocated(r) == 0
+            && self.pending_of(r) == 0
         {
             let i = self.ri(r);
             self.routes.remove(i);
@@ -1392,9 +1443,16 @@ impl Model {
                 self.closing -= 1;
                 self.unblock();
             }
-            MAction::Granted { .. } | MAction::Failed { .. } => self.answered_unpolled -= 1,
+            MAction::Granted { waiter, .. } | MAction::Failed { waiter, .. } => {
+                self.answered_unpolled -= 1;
+                self.answered_route.remove(waiter);
+            }
             MAction::RouteIdle { key } => {
-                let r = self.route_by_key(*key).expect("model: idle route exists");
+                let Some(r) = self.route_by_key(*key) else {
+                    // Not reachable by the model's own rules; reported as a
+                    // divergence by the harness if the core disagrees.
+                    return Some(a);
+                };
                 let route = self.route(r);
                 if route.ov.is_empty() || route.deleted {
                     let i = self.ri(r);
