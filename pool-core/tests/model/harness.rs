@@ -899,6 +899,9 @@ impl<'a> Harness<'a> {
     /// Give everything back, drain everything for deletion, run past every
     /// deadline, and check that the pool ends empty.
     pub fn finish(&mut self) -> Check {
+        // Deliver whatever a trailing `Partial` left queued.
+        self.next_limit = None;
+        self.step(&Op::Advance { ms: 0 })?;
         self.settle_all(400)?;
         self.step(&Op::Drain {
             key: None,
