@@ -198,3 +198,32 @@ fn out_of_range_config_values_are_refused() {
         Some(ConfigError::BadStorage)
     );
 }
+
+#[test]
+fn a_timeout_reported_by_the_backend_is_an_ordinary_failure_without_close() {
+    let mut p = pool();
+    p.lease(&1, None, Instant::ZERO, None).unwrap();
+    let Some(Action::Connect { conn, .. }) = p.poll_action() else {
+        panic!("no connect")
+    };
+    p.connect_failed(conn, ConnectFailure::Timeout, Instant::from_millis(5))
+        .unwrap();
+    let actions: Vec<_> = std::iter::from_fn(|| p.poll_action()).collect();
+    assert!(
+        actions.iter().all(|a| !matches!(a, Action::Close { .. })),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Failed {
+            reason: FailReason::ConnectFailed(ConnectFailure::Timeout),
+            ..
+        }
+    )));
+    assert_eq!(
+        p.counters().connect_failures_for(ConnectFailure::Timeout),
+        1
+    );
+    assert_eq!(p.counters().closes_for(CloseReason::ConnectTimeout), 0);
+    p.check_invariants().unwrap();
+}

@@ -74,15 +74,16 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     ) -> Result<(), ConnError> {
         self.advance(now);
         let c = self.connecting_conn(conn)?;
-        self.connect_failure(c, reason);
+        self.connect_failure(c, reason, false);
         Ok(())
     }
 
-    /// A failed or timed-out connect of slot `c`.
-    pub(crate) fn connect_failure(&mut self, c: u32, reason: ConnectFailure) {
+    /// A failed connect of slot `c`: reported by the backend, or timed out by
+    /// the core's own timer (`timer`), which alone asks the backend to abort it.
+    pub(crate) fn connect_failure(&mut self, c: u32, reason: ConnectFailure, timer: bool) {
         let r = self.conns[c as usize].route;
         self.counters.connect_failures[reason as usize] += 1;
-        if reason == ConnectFailure::Timeout {
+        if timer {
             self.close(c, CloseReason::ConnectTimeout);
         } else {
             self.detach_conn(c);

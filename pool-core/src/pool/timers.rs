@@ -139,7 +139,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let r = self.conns[c as usize].route;
         let cs = &self.conns[c as usize];
         match cs.state {
-            ConnState::Connecting => self.connect_failure(c, ConnectFailure::Timeout),
+            ConnState::Connecting => self.connect_failure(c, ConnectFailure::Timeout, true),
             ConnState::Ready if cs.idle() => {
                 let reason = if cs.expiry <= self.now {
                     CloseReason::Expired
