@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use wharf_core::ConnectFailure;
+pub use wharf_core::{ClusterError, ConnectFailure};
 
 /// Why a lease (or another pool operation) failed.
 ///
@@ -58,6 +58,26 @@ pub enum Error {
     },
     /// The configuration was refused.
     Config(ConfigError),
+    /// A cluster call failed for a reason of the cluster itself:
+    /// [`ClusterError::NoHosts`] (a lease through a cluster with no host),
+    /// [`ClusterError::Duplicate`] / [`ClusterError::Full`] (adding a host
+    /// already there, or beyond [`MAX_CLUSTER_HOSTS`](crate::MAX_CLUSTER_HOSTS)),
+    /// [`ClusterError::UnknownHost`] (removing or marking a host that is not
+    /// in the cluster). Never [`ClusterError::Lease`] nor
+    /// [`ClusterError::Config`]: a lease that fails on the picked host reports
+    /// the variant a route lease would ([`Error::Overflow`],
+    /// [`Error::Timeout`], ...), and a refused ratio is [`Error::Config`].
+    Cluster {
+        /// The cluster's name.
+        cluster: String,
+        /// The host concerned, if any.
+        host: Option<String>,
+        /// Why.
+        error: ClusterError,
+    },
+    /// The [`ClusterHandle`](crate::ClusterHandle) names no cluster of this
+    /// pool (the cluster was removed).
+    UnknownCluster,
 }
 
 /// Why a configuration was refused.
@@ -70,6 +90,13 @@ pub enum ConfigError {
     Route {
         /// The route.
         route: String,
+        /// Why.
+        error: wharf_core::ConfigError,
+    },
+    /// The core refused a cluster's settings (its predictive ratio).
+    Cluster {
+        /// The cluster's name.
+        cluster: String,
         /// Why.
         error: wharf_core::ConfigError,
     },
@@ -88,7 +115,18 @@ impl Error {
             | Error::Closed { route }
             | Error::Draining { route }
             | Error::RouteTableFull { route } => Some(route),
-            Error::Config(_) => None,
+            Error::Cluster { host, .. } => host.as_deref(),
+            Error::Config(_) | Error::UnknownCluster => None,
+        }
+    }
+
+    /// The cluster this error is about, for [`Error::Cluster`] and a refused
+    /// cluster setting.
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Error::Cluster { cluster, .. }
+            | Error::Config(ConfigError::Cluster { cluster, .. }) => Some(cluster),
+            _ => None,
         }
     }
 
@@ -138,6 +176,17 @@ impl fmt::Display for Error {
                 write!(f, "lease on route {route} refused: the route table is full")
             }
             Error::Config(e) => write!(f, "invalid pool configuration: {e}"),
+            Error::Cluster {
+                cluster,
+                host: Some(host),
+                error,
+            } => write!(f, "cluster {cluster}, host {host}: {error}"),
+            Error::Cluster {
+                cluster,
+                host: None,
+                error,
+            } => write!(f, "cluster {cluster}: {error}"),
+            Error::UnknownCluster => f.write_str("no such cluster (it was removed)"),
         }
     }
 }
@@ -147,7 +196,9 @@ impl std::error::Error for Error {
         match self {
             Error::ConnectFailed { source, .. } => Some(&**source),
             Error::Config(ConfigError::Pool(e))
-            | Error::Config(ConfigError::Route { error: e, .. }) => Some(e),
+            | Error::Config(ConfigError::Route { error: e, .. })
+            | Error::Config(ConfigError::Cluster { error: e, .. }) => Some(e),
+            Error::Cluster { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -158,6 +209,7 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Pool(e) => write!(f, "{e}"),
             ConfigError::Route { route, error } => write!(f, "route {route}: {error}"),
+            ConfigError::Cluster { cluster, error } => write!(f, "cluster {cluster}: {error}"),
             ConfigError::NoRuntime => {
                 f.write_str("no tokio runtime: build inside one or pass Builder::runtime")
             }

@@ -89,6 +89,14 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
         self.tag
     }
 
+    /// The route of the connection (for a cluster lease: the host picked).
+    /// Takes the pool's lock and clones the key.
+    pub fn route(&self) -> Option<K> {
+        let g = self.shared.lock();
+        let route = g.core.route_of(self.lease.conn())?;
+        g.core.route_key(route).cloned()
+    }
+
     /// The core's handle of this lease (its connection's slot, for logs).
     pub fn id(&self) -> wharf_core::Lease {
         self.lease

@@ -86,6 +86,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod connector;
 mod error;
 mod lease;
@@ -93,14 +94,15 @@ mod pool;
 mod shared;
 mod trace;
 
+pub use cluster::{ClusterHandle, MAX_CLUSTER_HOSTS};
 pub use connector::{tcp_is_unusable, Connector, TcpConnector};
 pub use error::{ConfigError, Error};
 pub use lease::Lease;
 pub use pool::{Builder, LeaseFuture, LeaseOptions, Pool, RouteKey};
 
 pub use wharf_core::{
-    CancelPolicy, CloseReason, ConnectFailure, Counters, DrainMode, PoolStats, ReusePolicy,
-    RouteConfig, RouteStats, Tag,
+    Balancer, CancelPolicy, CloseReason, ClusterError, ConnectFailure, Counters, DrainMode,
+    PoolStats, ReusePolicy, RouteConfig, RouteStats, Tag,
 };
 
 /// The core state machine this crate drives.

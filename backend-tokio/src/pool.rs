@@ -15,9 +15,10 @@ use wharf_core::{
     PoolStats, ReusePolicy, RouteConfig, RouteError, RouteStats, Tag, WaiterId,
 };
 
+use crate::cluster::ClusterHandle;
 use crate::error::ConfigError;
 use crate::lease::Lease;
-use crate::shared::{driver, Answer, Settings, Shared};
+use crate::shared::{driver, Answer, Inner, Settings, Shared};
 use crate::{Connector, Error};
 
 /// The bounds a route key needs: hashable, cloneable (the core keeps one copy
@@ -94,6 +95,11 @@ impl LeaseOptions {
 }
 
 impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
+    /// The shared state (for the cluster methods).
+    pub(crate) fn shared(&self) -> &Arc<Shared<K, C>> {
+        &self.handle.shared
+    }
+
     /// A builder with the defaults listed on [`Builder`].
     pub fn builder(connector: C) -> Builder<K, C> {
         Builder::new(connector)
@@ -111,17 +117,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
 
     /// [`Pool::lease`] with a tag and/or a lease timeout of its own.
     pub fn lease_with<'a>(&'a self, route: &'a K, options: LeaseOptions) -> LeaseFuture<'a, K, C> {
-        let timeout = match options.timeout {
-            Some(t) => Some(wharf_core::Duration::from(t)),
-            None => self.handle.shared.settings.lease_timeout,
-        };
-        LeaseFuture {
-            shared: &self.handle.shared,
-            key: route,
-            tag: options.tag,
-            timeout,
-            state: State::Init,
-        }
+        LeaseFuture::new(&self.handle.shared, Target::Route(route), options)
     }
 
     /// Pool-wide gauges (connections, connecting, idle, leased, pending...).
@@ -151,11 +147,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         shared.finish(g);
         r.map_err(|e| {
             let route = shared.describe(route);
-            match e {
-                RouteError::Config(error) => Error::Config(ConfigError::Route { route, error }),
-                RouteError::RouteTableFull => Error::RouteTableFull { route },
-                RouteError::Draining | RouteError::UnknownRoute => Error::Draining { route },
-            }
+            route_error(route, e)
         })
     }
 
@@ -214,6 +206,42 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     }
 }
 
+/// The error of a route call the core refused.
+pub(crate) fn route_error(route: String, e: RouteError) -> Error {
+    match e {
+        RouteError::Config(error) => Error::Config(ConfigError::Route { route, error }),
+        RouteError::RouteTableFull => Error::RouteTableFull { route },
+        RouteError::Draining | RouteError::UnknownRoute => Error::Draining { route },
+    }
+}
+
+/// The error of a lease the core refused at once.
+pub(crate) fn lease_error(route: String, e: LeaseError) -> Error {
+    match e {
+        LeaseError::Overflow => Error::Overflow { route },
+        LeaseError::RouteTableFull => Error::RouteTableFull { route },
+        LeaseError::Draining => Error::Draining { route },
+        LeaseError::Closed => Error::Closed { route },
+        LeaseError::Timeout => Error::Timeout {
+            route,
+            waited: Duration::ZERO,
+        },
+    }
+}
+
+/// What a lease future leases from.
+pub(crate) enum Target<'a, K> {
+    Route(&'a K),
+    Cluster(ClusterHandle),
+}
+
+impl<K> Clone for Target<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K> Copy for Target<'_, K> {}
+
 enum State {
     Init,
     Waiting {
@@ -224,12 +252,15 @@ enum State {
     Done,
 }
 
-/// The future of [`Pool::lease`]. Dropping it before it completes removes
-/// the request (and gives back a connection granted at that moment).
+/// The future of [`Pool::lease`] and [`Pool::lease_cluster`]. Dropping it
+/// before it completes removes the request (and gives back a connection
+/// granted at that moment).
 #[must_use = "futures do nothing unless polled"]
 pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
     shared: &'a Arc<Shared<K, C>>,
-    key: &'a K,
+    target: Target<'a, K>,
+    /// For a cluster lease that queued: the host it queued on (for errors).
+    host: Option<K>,
     tag: Option<Tag>,
     timeout: Option<wharf_core::Duration>,
     state: State,
@@ -237,24 +268,77 @@ pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
 
 impl<K: RouteKey, C: Connector<K>> fmt::Debug for LeaseFuture<'_, K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeaseFuture")
-            .field("route", self.key)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("LeaseFuture");
+        match self.target {
+            Target::Route(k) => d.field("route", k),
+            Target::Cluster(c) => d.field("cluster", &c).field("host", &self.host),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
-impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
-    fn lease_error(&self, e: LeaseError) -> Error {
-        let route = self.shared.describe(self.key);
-        match e {
-            LeaseError::Overflow => Error::Overflow { route },
-            LeaseError::RouteTableFull => Error::RouteTableFull { route },
-            LeaseError::Draining => Error::Draining { route },
-            LeaseError::Closed => Error::Closed { route },
-            LeaseError::Timeout => Error::Timeout {
-                route,
-                waited: Duration::ZERO,
-            },
+// No field is ever pinned (the host key is only read for errors).
+impl<K: RouteKey, C: Connector<K>> Unpin for LeaseFuture<'_, K, C> {}
+
+impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
+    pub(crate) fn new(
+        shared: &'a Arc<Shared<K, C>>,
+        target: Target<'a, K>,
+        options: LeaseOptions,
+    ) -> Self {
+        let timeout = match options.timeout {
+            Some(t) => Some(wharf_core::Duration::from(t)),
+            None => shared.settings.lease_timeout,
+        };
+        LeaseFuture {
+            shared,
+            target,
+            host: None,
+            tag: options.tag,
+            timeout,
+            state: State::Init,
+        }
+    }
+
+    /// The core's lease, on the route or through the cluster (under the lock).
+    fn start(
+        &mut self,
+        g: &mut Inner<K, C::Conn>,
+        now: wharf_core::Instant,
+    ) -> Result<LeaseOutcome, Error> {
+        let deadline = self.timeout.map(|t| now + t);
+        match self.target {
+            Target::Route(key) => g
+                .core
+                .lease(key, self.tag, now, deadline)
+                .map_err(|e| lease_error(self.shared.describe(key), e)),
+            Target::Cluster(handle) => {
+                let Inner { core, clusters, .. } = g;
+                let entry = handle.entry(clusters)?;
+                match entry.cluster.lease(core, self.tag, now, deadline) {
+                    Ok(picked) => {
+                        if let LeaseOutcome::Queued(_) = picked.outcome {
+                            self.host = entry.cluster.host(picked.host).cloned();
+                        }
+                        Ok(picked.outcome)
+                    }
+                    // The core does not say which host refused: name the cluster.
+                    Err(e) => Err(crate::cluster::cluster_error(
+                        self.shared,
+                        &entry.name,
+                        None,
+                        e,
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The route's name for a failure after queueing.
+    fn route_name(&self) -> String {
+        match (self.target, &self.host) {
+            (Target::Route(k), _) | (Target::Cluster(_), Some(k)) => self.shared.describe(k),
+            (Target::Cluster(c), None) => format!("{c:?}"),
         }
     }
 }
@@ -269,8 +353,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
             State::Init => {
                 let mut g = shared.lock();
                 let now = shared.now();
-                let deadline = this.timeout.map(|t| now + t);
-                match g.core.lease(this.key, this.tag, now, deadline) {
+                match this.start(&mut g, now) {
                     Ok(LeaseOutcome::Granted(l)) => {
                         let lease = Lease::take(shared, &mut g, l);
                         this.state = State::Done;
@@ -299,7 +382,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                     Err(e) => {
                         this.state = State::Done;
                         shared.finish(g);
-                        Poll::Ready(Err(this.lease_error(e)))
+                        Poll::Ready(Err(e))
                     }
                 }
             }
@@ -341,7 +424,9 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
             Answer::Granted(l) => Ok(Lease::take(self.shared, g, l)),
             Answer::Failed(reason, source) => {
                 let waited = self.shared.now().saturating_duration_since(started);
-                Err(self.shared.fail_error(self.key, reason, source, waited))
+                Err(self
+                    .shared
+                    .fail_error(self.route_name(), reason, source, waited))
             }
         })
     }

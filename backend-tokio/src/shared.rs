@@ -154,6 +154,25 @@ pub(crate) struct Inner<K: 'static, T> {
     pub connect_error: Option<Arc<io::Error>>,
     /// A close happened: `close()` waiters want to know.
     pub closed_some: bool,
+    /// The clusters ([`crate::ClusterHandle`] indexes them); a removed
+    /// cluster's slot is reused with a new generation.
+    pub clusters: Vec<ClusterSlot<K>>,
+}
+
+/// The most hosts a cluster holds.
+pub(crate) const MAX_HOSTS: usize = 64;
+
+/// One cluster slot.
+pub(crate) struct ClusterSlot<K> {
+    pub gen: u32,
+    pub entry: Option<ClusterEntry<K>>,
+}
+
+/// A cluster: its name (for errors) and the core's cluster (boxed: it holds
+/// `MAX_HOSTS` host slots).
+pub(crate) struct ClusterEntry<K> {
+    pub name: String,
+    pub cluster: Box<wharf_core::Cluster<K, MAX_HOSTS>>,
 }
 
 pub(crate) struct Settings {
@@ -211,6 +230,7 @@ where
                 armed: Instant::MAX,
                 connect_error: None,
                 closed_some: false,
+                clusters: Vec::new(),
             }),
             connector,
             driver_wake: Notify::new(),
@@ -507,12 +527,11 @@ where
     /// The error for a failed waiter.
     pub fn fail_error(
         &self,
-        key: &K,
+        route: String,
         reason: FailReason,
         source: Option<Arc<io::Error>>,
         waited: Duration,
     ) -> Error {
-        let route = self.describe(key);
         match reason {
             FailReason::Timeout => Error::Timeout {
                 route,

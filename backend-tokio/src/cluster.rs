@@ -1,0 +1,270 @@
+//! Clusters: many hosts (routes) behind one handle, with a balancer and
+//! predictive preconnect, kept in the pool's shared state.
+
+use std::sync::Arc;
+
+use wharf_core::{Balancer, ClusterError};
+
+use crate::error::ConfigError;
+use crate::pool::{lease_error, LeaseFuture, LeaseOptions, RouteKey, Target};
+use crate::shared::{ClusterEntry, ClusterSlot, Inner, Shared, MAX_HOSTS};
+use crate::{Connector, Error, Pool};
+
+/// The most hosts one cluster holds.
+pub const MAX_CLUSTER_HOSTS: usize = MAX_HOSTS;
+
+/// A cluster of a [`Pool`], returned by [`Pool::add_cluster`]: a small `Copy`
+/// handle (slot and generation). Once the cluster is removed
+/// ([`Pool::remove_cluster`]) every call with the handle fails with
+/// [`Error::UnknownCluster`]. A handle is only meaningful for the pool (and
+/// its clones) that returned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClusterHandle {
+    index: u32,
+    gen: u32,
+}
+
+impl ClusterHandle {
+    /// The cluster this handle names, if it is still there.
+    pub(crate) fn entry<K>(
+        self,
+        clusters: &mut [ClusterSlot<K>],
+    ) -> Result<&mut ClusterEntry<K>, Error> {
+        clusters
+            .get_mut(self.index as usize)
+            .filter(|s| s.gen == self.gen)
+            .and_then(|s| s.entry.as_mut())
+            .ok_or(Error::UnknownCluster)
+    }
+}
+
+/// The typed error of a core cluster error.
+pub(crate) fn cluster_error<K: RouteKey, C: Connector<K>>(
+    shared: &Shared<K, C>,
+    name: &str,
+    host: Option<&K>,
+    e: ClusterError,
+) -> Error {
+    match e {
+        ClusterError::Lease(e) => {
+            let route = match host {
+                Some(k) => shared.describe(k),
+                None => format!("cluster {name}"),
+            };
+            lease_error(route, e)
+        }
+        ClusterError::Config(error) => Error::Config(ConfigError::Cluster {
+            cluster: name.to_owned(),
+            error,
+        }),
+        error => Error::Cluster {
+            cluster: name.to_owned(),
+            host: host.map(|k| shared.describe(k)),
+            error,
+        },
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
+    /// Adds a cluster: up to [`MAX_CLUSTER_HOSTS`] hosts (each a route of this
+    /// pool, subject to its limits like any route) behind one handle, picked
+    /// by `balancer`, with Envoy's predictive preconnect at
+    /// `predictive_ratio` (0.0 or 1.0: off; otherwise up to 3.0). `name` only
+    /// names the cluster in errors.
+    ///
+    /// Nothing is added if a host is listed twice ([`Error::Cluster`] with
+    /// [`ClusterError::Duplicate`]), there are too many hosts
+    /// ([`ClusterError::Full`]) or the ratio is refused
+    /// ([`Error::Config`]`(`[`ConfigError::Cluster`]`)`).
+    pub fn add_cluster(
+        &self,
+        name: impl Into<String>,
+        balancer: Balancer,
+        hosts: impl IntoIterator<Item = K>,
+        predictive_ratio: f32,
+    ) -> Result<ClusterHandle, Error> {
+        let shared = self.shared();
+        let name = name.into();
+        let mut cluster = Box::new(wharf_core::Cluster::<K, MAX_HOSTS>::new(balancer));
+        if let Err(e) = cluster.set_predictive_ratio(predictive_ratio) {
+            return Err(cluster_error(shared, &name, None, e));
+        }
+        for host in hosts {
+            if let Err(e) = cluster.add_host(host.clone()) {
+                return Err(cluster_error(shared, &name, Some(&host), e));
+            }
+        }
+        let entry = ClusterEntry { name, cluster };
+        let mut g = shared.lock();
+        let handle = match g.clusters.iter().position(|s| s.entry.is_none()) {
+            Some(i) => {
+                let slot = &mut g.clusters[i];
+                slot.gen = slot.gen.wrapping_add(1);
+                slot.entry = Some(entry);
+                ClusterHandle {
+                    index: i as u32,
+                    gen: slot.gen,
+                }
+            }
+            None => {
+                g.clusters.push(ClusterSlot {
+                    gen: 0,
+                    entry: Some(entry),
+                });
+                ClusterHandle {
+                    index: (g.clusters.len() - 1) as u32,
+                    gen: 0,
+                }
+            }
+        };
+        Ok(handle)
+    }
+
+    /// Removes a cluster and drains each of its hosts for deletion, as
+    /// [`Pool::remove_host`] does (a host that is also leased as a plain
+    /// route, or belongs to another cluster, is drained too).
+    pub fn remove_cluster(&self, cluster: ClusterHandle) -> Result<(), Error> {
+        self.with_cluster(|inner, shared, now| {
+            cluster.entry(&mut inner.clusters)?;
+            let Some(ClusterEntry {
+                name,
+                cluster: mut c,
+            }) = inner.clusters[cluster.index as usize].entry.take()
+            else {
+                return Err(Error::UnknownCluster);
+            };
+            while let Some(host) = c.host(0).cloned() {
+                if let Err(e) = c.remove_host(&mut inner.core, &host, now) {
+                    return Err(cluster_error(shared, &name, Some(&host), e));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds a host to a cluster (healthy). Its route is created on first use.
+    ///
+    /// [`Error::Cluster`] with [`ClusterError::Duplicate`] if it is already
+    /// there, [`ClusterError::Full`] beyond [`MAX_CLUSTER_HOSTS`].
+    pub fn add_host(&self, cluster: ClusterHandle, host: K) -> Result<(), Error> {
+        self.with_cluster(|inner, shared, _| {
+            let entry = cluster.entry(&mut inner.clusters)?;
+            let r = entry.cluster.add_host(host.clone());
+            r.map_err(|e| cluster_error(shared, &entry.name, Some(&host), e))
+        })
+    }
+
+    /// Removes a host from a cluster; its route drains for deletion: idle
+    /// connections close now, leased ones when they come back, leases waiting
+    /// on it fail with [`Error::Draining`], and the route is freed once empty.
+    /// Later cluster leases go to the other hosts.
+    ///
+    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`] if it is not in
+    /// the cluster.
+    pub fn remove_host(&self, cluster: ClusterHandle, host: &K) -> Result<(), Error> {
+        self.with_cluster(|inner, shared, now| {
+            let Inner { core, clusters, .. } = inner;
+            let entry = cluster.entry(clusters)?;
+            let r = entry.cluster.remove_host(core, host, now);
+            r.map_err(|e| cluster_error(shared, &entry.name, Some(host), e))
+        })
+    }
+
+    /// Marks a cluster host healthy or not. The balancer skips unhealthy
+    /// hosts while any host of the cluster is healthy (all are eligible when
+    /// none is). The mark is set on the route in the pool too (the core's
+    /// `set_route_health`): an unhealthy route connects only for demand (no
+    /// preconnect, no warm-up), for route leases as well.
+    ///
+    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`] if it is not in
+    /// the cluster; [`Error::RouteTableFull`] if the route had to be created
+    /// to hold the mark and no route slot is free.
+    pub fn set_host_health(
+        &self,
+        cluster: ClusterHandle,
+        host: &K,
+        healthy: bool,
+    ) -> Result<(), Error> {
+        self.with_cluster(|inner, shared, now| {
+            let Inner { core, clusters, .. } = inner;
+            let entry = cluster.entry(clusters)?;
+            let r = entry.cluster.set_health(core, host, healthy, now);
+            r.map_err(|e| cluster_error(shared, &entry.name, Some(host), e))
+        })
+    }
+
+    /// Sets a cluster's predictive preconnect ratio (0.0 turns it off,
+    /// otherwise 1.0..=3.0).
+    pub fn set_cluster_predictive_ratio(
+        &self,
+        cluster: ClusterHandle,
+        ratio: f32,
+    ) -> Result<(), Error> {
+        self.with_cluster(|inner, shared, _| {
+            let entry = cluster.entry(&mut inner.clusters)?;
+            let r = entry.cluster.set_predictive_ratio(ratio);
+            r.map_err(|e| cluster_error(shared, &entry.name, None, e))
+        })
+    }
+
+    /// The hosts of a cluster, in order.
+    pub fn cluster_hosts(&self, cluster: ClusterHandle) -> Result<Vec<K>, Error> {
+        let mut g = self.shared().lock();
+        let entry = cluster.entry(&mut g.clusters)?;
+        Ok((0..entry.cluster.len())
+            .filter_map(|i| entry.cluster.host(i).cloned())
+            .collect())
+    }
+
+    /// Connections a cluster's predictive preconnect started.
+    pub fn cluster_preconnects(&self, cluster: ClusterHandle) -> Result<u64, Error> {
+        let mut g = self.shared().lock();
+        Ok(cluster.entry(&mut g.clusters)?.cluster.preconnects())
+    }
+
+    /// Leases a connection through a cluster (see
+    /// [`Pool::lease_cluster_with`]).
+    pub fn lease_cluster(&self, cluster: ClusterHandle) -> LeaseFuture<'_, K, C> {
+        self.lease_cluster_with(cluster, LeaseOptions::new())
+    }
+
+    /// Leases a connection through a cluster, with a tag and/or a lease
+    /// timeout of its own, and returns the same [`Lease`](crate::Lease) as a
+    /// route lease ([`Lease::route`](crate::Lease::route) tells the host).
+    ///
+    /// When the future is first polled, under the pool's lock: predictive
+    /// preconnect (connects for the hosts the next picks go to, within every
+    /// limit), the balancer's pick among the healthy hosts, and the core's
+    /// lease on that host's route. From there it is a route lease: granted at
+    /// once when the host has an idle connection (no allocation), or queued
+    /// FIFO on the host's route until a connection is free, its deadline
+    /// passes or its connect fails. Cancel-safe like [`Pool::lease`].
+    ///
+    /// Errors: [`Error::UnknownCluster`], [`Error::Cluster`] with
+    /// [`ClusterError::NoHosts`] for a cluster with no host, else what a
+    /// route lease on the picked host returns. A lease refused at once
+    /// ([`Error::Overflow`], [`Error::Draining`], ...) names the cluster
+    /// (`cluster <name>`) as its route, the core not saying which host it
+    /// picked; a failure after queueing names the host.
+    pub fn lease_cluster_with(
+        &self,
+        cluster: ClusterHandle,
+        options: LeaseOptions,
+    ) -> LeaseFuture<'_, K, C> {
+        LeaseFuture::new(self.shared(), Target::Cluster(cluster), options)
+    }
+
+    /// Runs a cluster operation under the lock, then processes the core's
+    /// actions.
+    fn with_cluster<R>(
+        &self,
+        f: impl FnOnce(&mut Inner<K, C::Conn>, &Shared<K, C>, wharf_core::Instant) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let shared: &Arc<Shared<K, C>> = self.shared();
+        let mut g = shared.lock();
+        let now = shared.now();
+        let r = f(&mut g, shared, now);
+        shared.finish(g);
+        r
+    }
+}
