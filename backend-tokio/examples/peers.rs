@@ -1,0 +1,167 @@
+//! Wharf against the pools users would pick instead, in one run.
+//!
+//! `cargo run --release -p wharf-tokio --example peers`
+//!
+//! Wharf, deadpool and bb8 hold the same no-op connection (a `u64`) on the same
+//! tokio runtime (2 worker threads). For each configuration (pool size, tasks)
+//! every task does get + drop in a loop, 2^20 operations in total; the pools
+//! run interleaved per configuration, each three times, and the best run counts
+//! (the machines are shared and noisy: compare ratios within one run). Every
+//! pool is set up for the same work: no check on checkout, no timeouts armed
+//! on the fast path.
+//!
+//! Prints `{"pool":..,"size":..,"tasks":..,"ops_per_s":..}` per row, then
+//! `{"min_ratio_vs_best_peer": min over configurations of wharf / max(deadpool, bb8)}`.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wharf_tokio::{Connector, Pool};
+
+const OPS: usize = 1 << 20;
+const CONFIGS: [(u32, usize); 5] = [(8, 1), (8, 8), (8, 32), (16, 32), (32, 32)];
+const RUNS: usize = 3;
+
+struct NoopConnector;
+
+impl Connector<u32> for NoopConnector {
+    type Conn = u64;
+    async fn connect(&self, _route: &u32) -> io::Result<u64> {
+        Ok(0)
+    }
+}
+
+struct DeadpoolManager;
+
+impl deadpool::managed::Manager for DeadpoolManager {
+    type Type = u64;
+    type Error = Infallible;
+    async fn create(&self) -> Result<u64, Infallible> {
+        Ok(0)
+    }
+    async fn recycle(
+        &self,
+        _: &mut u64,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Infallible> {
+        Ok(())
+    }
+}
+
+struct Bb8Manager;
+
+impl bb8::ManageConnection for Bb8Manager {
+    type Connection = u64;
+    type Error = Infallible;
+    async fn connect(&self) -> Result<u64, Infallible> {
+        Ok(0)
+    }
+    async fn is_valid(&self, _: &mut u64) -> Result<(), Infallible> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut u64) -> bool {
+        false
+    }
+}
+
+/// Runs `tasks` tasks sharing `OPS` get+drop operations; returns ops/s.
+async fn drive<F, Fut>(tasks: usize, get_drop: F) -> f64
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let get_drop = Arc::new(get_drop);
+    let per_task = OPS / tasks;
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let f = get_drop.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    f().await;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("task");
+    }
+    (per_task * tasks) as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn wharf(size: u32, tasks: usize) -> f64 {
+    let pool = Pool::builder(NoopConnector)
+        .max_total(size)
+        .max_per_route(size)
+        .max_pending(1024)
+        .validate_after_inactivity(None)
+        .idle_timeout(None)
+        .build()
+        .expect("pool");
+    drive(tasks, move || {
+        let pool = pool.clone();
+        async move {
+            let lease = pool.lease(&0).await.expect("lease");
+            std::hint::black_box(*lease);
+        }
+    })
+    .await
+}
+
+async fn deadpool(size: u32, tasks: usize) -> f64 {
+    let pool: deadpool::managed::Pool<DeadpoolManager> =
+        deadpool::managed::Pool::builder(DeadpoolManager)
+            .max_size(size as usize)
+            .build()
+            .expect("pool");
+    drive(tasks, move || {
+        let pool = pool.clone();
+        async move {
+            let obj = pool.get().await.map_err(|_| ()).expect("get");
+            std::hint::black_box(*obj);
+        }
+    })
+    .await
+}
+
+async fn bb8(size: u32, tasks: usize) -> f64 {
+    let pool = bb8::Pool::builder()
+        .max_size(size)
+        .test_on_check_out(false)
+        .connection_timeout(Duration::from_secs(30))
+        .build(Bb8Manager)
+        .await
+        .expect("pool");
+    drive(tasks, move || {
+        let pool = pool.clone();
+        async move {
+            let conn = pool.get().await.expect("get");
+            std::hint::black_box(*conn);
+        }
+    })
+    .await
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut min_ratio = f64::INFINITY;
+    for (size, tasks) in CONFIGS {
+        let mut best = [0f64; 3];
+        for _ in 0..RUNS {
+            best[0] = best[0].max(rt.block_on(wharf(size, tasks)));
+            best[1] = best[1].max(rt.block_on(deadpool(size, tasks)));
+            best[2] = best[2].max(rt.block_on(bb8(size, tasks)));
+        }
+        for (name, ops) in ["wharf", "deadpool", "bb8"].iter().zip(best) {
+            println!(r#"{{"pool":"{name}","size":{size},"tasks":{tasks},"ops_per_s":{ops:.0}}}"#);
+        }
+        min_ratio = min_ratio.min(best[0] / best[1].max(best[2]));
+    }
+    println!(r#"{{"min_ratio_vs_best_peer":{min_ratio:.2}}}"#);
+}
