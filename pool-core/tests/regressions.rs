@@ -46,7 +46,7 @@ fn check(big: bool, cfg: Cfg, ops: &[Op]) {
     }
 }
 
-/// CORE BUG. §6: `connect_failed(c, reason, now)` makes the connection vanish
+/// CORE BUG (found by the model; fixed in the core by commit 1d0bfc3). §6: `connect_failed(c, reason, now)` makes the connection vanish
 /// with no `Close`, whatever the reason; only the core's own connect timeout
 /// (§2, §6 last paragraph) queues `Close(c, ConnectTimeout)`. The core queues
 /// `Close(c, ConnectTimeout)` (and counts `closes[ConnectTimeout]`) when the

@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
 use wharf_core::Storage;
 use wharf_core::{
-    Action, CancelPolicy, CloseReason, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
-    Duration, Instant, Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag,
-    Validation, WaiterId,
+    Action, CancelPolicy, Config, ConnId, ConnectFailure, DrainMode, DrainScope, Duration, Instant,
+    Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag, Validation, WaiterId,
 };
 
 /// Route keys used by the harness.
@@ -923,6 +922,18 @@ impl<'a> Harness<'a> {
             self.pool.is_closed(),
             "pool not closed after drain(All, DrainAndDelete)"
         );
+        // Every route was deleted: each got its RouteIdle and its slot back.
+        ensure!(
+            s.routes == 0,
+            "{} routes left after drain(All, DrainAndDelete)",
+            s.routes
+        );
+        for k in 0..KEYS {
+            ensure!(
+                self.pool.route_stats(&k).is_none(),
+                "route {k} still known at the end"
+            );
+        }
         for w in &self.waiters {
             ensure!(
                 w.state != WState::Pending,
@@ -996,16 +1007,6 @@ impl<'a> Harness<'a> {
                 })?;
             }
         }
-    }
-
-    /// Which routes exist in the core (for end checks in tests).
-    pub fn core_routes(&self) -> u32 {
-        self.pool.stats().routes
-    }
-
-    /// Unused-closure helper to keep the reason list referenced.
-    pub fn close_reasons() -> [CloseReason; 12] {
-        CloseReason::ALL
     }
 }
 

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use wharf_core::{
     CancelError, CancelPolicy, CloseReason, Config, ConfigError, ConnError, ConnectFailure,
-    Counters, DrainMode, Duration, FailReason, Instant, LeaseError, PoolStats, Release,
-    ReleaseError, ReusePolicy, RouteConfig, RouteError, RouteStats, Tag, Validation,
+    Counters, DrainMode, FailReason, Instant, LeaseError, PoolStats, Release, ReleaseError,
+    ReusePolicy, RouteConfig, RouteError, RouteStats, Tag, Validation,
 };
 
 /// Model connection id (creation order).
@@ -1521,9 +1521,5 @@ impl Model {
 
     pub fn now(&self) -> Instant {
         self.last_now
-    }
-
-    pub fn max_deadline_hint(&self) -> Duration {
-        Duration::from_secs(3600)
     }
 }
