@@ -155,9 +155,11 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     }
 
     /// Removes a host from a cluster; its route drains for deletion: idle
-    /// connections close now, leased ones when they come back, leases waiting
-    /// on it fail with [`Error::Draining`], and the route is freed once empty.
-    /// Later cluster leases go to the other hosts.
+    /// connections close now, leased ones when they come back (after serving
+    /// the leases already waiting on the host, if any), route leases on it
+    /// fail with [`Error::Draining`] (as do waiting ones once the host has no
+    /// connection left), and the route is freed once empty. Later cluster
+    /// leases go to the other hosts.
     ///
     /// [`Error::Cluster`] with [`ClusterError::UnknownHost`] if it is not in
     /// the cluster.
