@@ -132,21 +132,22 @@ async fn predictive_preconnect_opens_ahead_within_the_limits() {
     // no lease asked for yet.
     let mut l0 = pool.lease_cluster(c).await.unwrap();
     assert_eq!(host_of(&l0, &servers), 0);
+    let hosts = routes(&servers);
     assert!(
-        eventually(|| servers[1].tracker.accepted() == 1).await,
+        eventually(|| pool.route_stats(&hosts[1]).is_some_and(|s| s.idle == 1)).await,
         "host 1 connected ahead: {:?}",
-        accepted(&servers)
+        pool.route_stats(&hosts[1])
     );
+    assert!(eventually(|| servers[1].tracker.accepted() == 1).await);
     assert!(pool.cluster_preconnects(c).unwrap() >= 1);
     assert!(pool.counters().preconnects >= 1);
     within_limits();
 
-    // The next lease goes to host 1 and is served by the connection opened
-    // ahead.
+    // The next lease goes to host 1 and is served at once by the connection
+    // opened ahead (the server's first); preconnect opens more ahead.
     let mut l1 = pool.lease_cluster(c).await.unwrap();
     assert_eq!(host_of(&l1, &servers), 1);
     assert_eq!(talk(&mut l1).await, (0, 1), "the preconnected connection");
-    assert_eq!(servers[1].tracker.accepted(), 1);
     within_limits();
 
     // Two more, one per host: the pool is then full.
@@ -173,7 +174,8 @@ async fn predictive_preconnect_opens_ahead_within_the_limits() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     within_limits();
-    assert_eq!(accepted(&servers), [2, 2]);
+    assert!(eventually(|| accepted(&servers) == [2, 2]).await);
+    within_limits();
     assert_eq!(pool.counters().connects, 4);
     drop((l0, l1, l2, l3));
     pool.close().await;
@@ -412,11 +414,26 @@ async fn many_tasks_through_one_cluster_stay_within_the_limits() {
         per_host.iter().all(|&n| n > 0),
         "every host served: {per_host:?}"
     );
+    let k = pool.counters();
     for s in servers.iter() {
         assert!(s.tracker.max() <= PER_HOST as usize, "{}", s.tracker.max());
     }
-    assert!(global.max() <= TOTAL as usize, "{}", global.max());
-    let k = pool.counters();
+    // Across servers, a connection the pool closed (to make room on another
+    // host) counts until its server task sees the FIN: allow one per close.
+    let closes: u64 = k.closes.iter().sum();
+    eprintln!(
+        "cluster load: per host {per_host:?}, {} connects ({} preconnects), {closes} closes, \
+         {} queued, server max {}",
+        k.connects,
+        k.preconnects,
+        k.queued,
+        global.max()
+    );
+    assert!(
+        global.max() as u64 <= TOTAL as u64 + closes,
+        "{} connections at once, {closes} closes",
+        global.max()
+    );
     assert_eq!(k.grants, (TASKS * ROUNDS) as u64);
     assert_eq!(k.timeouts, 0);
     let s = pool.stats();
