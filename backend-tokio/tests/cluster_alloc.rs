@@ -1,0 +1,123 @@
+//! The cluster hot path allocates nothing either: warm lease/release pairs
+//! through a cluster (balancer pick, predictive preconnect check, core lease
+//! on the host's idle connection), counted by a global allocator (its own
+//! test binary, so the allocator does not affect other tests).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::{request, Opts, Server};
+use wharf_tokio::{Balancer, Pool, TcpConnector};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const PAIRS: u64 = 3_000;
+
+#[test]
+fn warm_cluster_lease_release_allocates_nothing() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let servers = [
+            Server::start(Opts::default()).await,
+            Server::start(Opts::default()).await,
+        ];
+        let hosts: Vec<_> = servers.iter().map(Server::route).collect();
+        let pool = Pool::builder(TcpConnector::new())
+            .max_total(4)
+            .max_per_route(1)
+            .build()
+            .unwrap();
+        for (balancer, ratio) in [
+            (Balancer::RoundRobin, 0.0),
+            (Balancer::LeastActive, 1.5),
+            (Balancer::Random { seed: 3 }, 0.0),
+        ] {
+            let c = pool
+                .add_cluster("warm", balancer, hosts.clone(), ratio)
+                .unwrap();
+            let start = pool.counters();
+            // Warm up: one connection per host, each talked to once.
+            for _ in 0..2 {
+                let mut l = pool.lease_cluster(c).await.unwrap();
+                assert!(request(&mut l).await.unwrap().starts_with("OK"));
+            }
+            for _ in 0..100 {
+                drop(pool.lease_cluster(c).await.unwrap());
+                tokio::task::yield_now().await;
+            }
+            for s in &servers {
+                assert_eq!(s.wait_current(1).await, 1);
+            }
+            let before = pool.counters();
+            ALLOCS.store(0, Ordering::SeqCst);
+            COUNTING.store(true, Ordering::SeqCst);
+            for _ in 0..PAIRS {
+                let lease = pool.lease_cluster(c).await.unwrap();
+                drop(lease);
+            }
+            COUNTING.store(false, Ordering::SeqCst);
+            let allocs = ALLOCS.load(Ordering::SeqCst);
+            let after = pool.counters();
+            assert_eq!(
+                after.connects - start.connects,
+                2,
+                "{balancer:?}: the two warm connections"
+            );
+            assert_eq!(after.reuses - before.reuses, PAIRS, "{balancer:?}");
+            assert_eq!(
+                allocs, 0,
+                "{balancer:?}: {allocs} allocations over {PAIRS} warm cluster lease/release pairs"
+            );
+            // Removing the cluster drains both hosts; the next one connects anew.
+            pool.remove_cluster(c).unwrap();
+            for s in &servers {
+                assert_eq!(s.wait_current(0).await, 0);
+            }
+            let mut closed = false;
+            for _ in 0..500 {
+                if hosts.iter().all(|h| pool.route_stats(h).is_none()) {
+                    closed = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert!(closed, "the drained routes are freed");
+            pool.check_invariants().unwrap();
+        }
+    });
+}
