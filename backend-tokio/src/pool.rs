@@ -259,8 +259,8 @@ enum State {
 pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
     shared: &'a Arc<Shared<K, C>>,
     target: Target<'a, K>,
-    /// For a cluster lease that queued: the host it queued on (for errors).
-    host: Option<K>,
+    /// For a cluster lease that queued: the host's route (for errors).
+    host: Option<wharf_core::RouteId>,
     tag: Option<Tag>,
     timeout: Option<wharf_core::Duration>,
     state: State,
@@ -318,7 +318,10 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
                 match entry.cluster.lease(core, self.tag, now, deadline) {
                     Ok(picked) => {
                         if let LeaseOutcome::Queued(_) = picked.outcome {
-                            self.host = entry.cluster.host(picked.host).cloned();
+                            self.host = entry
+                                .cluster
+                                .host(picked.host)
+                                .and_then(|k| core.route_id(k));
                         }
                         Ok(picked.outcome)
                     }
@@ -334,11 +337,18 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
         }
     }
 
-    /// The route's name for a failure after queueing.
-    fn route_name(&self) -> String {
-        match (self.target, &self.host) {
-            (Target::Route(k), _) | (Target::Cluster(_), Some(k)) => self.shared.describe(k),
-            (Target::Cluster(c), None) => format!("{c:?}"),
+    /// The route's name for a failure after queueing (for a cluster lease,
+    /// the host's name when the failure was delivered, else the cluster's).
+    fn route_name(&self, g: &mut Inner<K, C::Conn>, host: Option<String>) -> String {
+        match self.target {
+            Target::Route(k) => self.shared.describe(k),
+            Target::Cluster(c) => host
+                .or_else(|| {
+                    let k = g.core.route_key(self.host?)?;
+                    Some(self.shared.describe(k))
+                })
+                .or_else(|| Some(format!("cluster {}", c.entry(&mut g.clusters).ok()?.name)))
+                .unwrap_or_else(|| format!("{c:?}")),
         }
     }
 }
@@ -362,6 +372,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                     }
                     Ok(LeaseOutcome::Queued(waiter)) => {
                         let slot = g.alloc_waiter(waiter, cx.waker().clone());
+                        g.waiters[slot as usize].host = this.host;
                         this.state = State::Waiting {
                             waiter,
                             slot,
@@ -422,11 +433,10 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
         self.state = State::Done;
         Some(match answer {
             Answer::Granted(l) => Ok(Lease::take(self.shared, g, l)),
-            Answer::Failed(reason, source) => {
+            Answer::Failed(reason, source, host) => {
                 let waited = self.shared.now().saturating_duration_since(started);
-                Err(self
-                    .shared
-                    .fail_error(self.route_name(), reason, source, waited))
+                let route = self.route_name(g, host);
+                Err(self.shared.fail_error(route, reason, source, waited))
             }
         })
     }

@@ -16,8 +16,8 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use wharf_core::{
-    Action, CancelPolicy, CloseReason, ConnId, Duration, FailReason, Instant, Release, Tag,
-    Validation, WaiterId,
+    Action, CancelPolicy, CloseReason, ConnId, Duration, FailReason, Instant, Release, RouteId,
+    Tag, Validation, WaiterId,
 };
 
 use crate::trace;
@@ -26,7 +26,9 @@ use crate::{Connector, Error};
 /// What a waiter slot learned while its future was not looking.
 pub(crate) enum Answer {
     Granted(wharf_core::Lease),
-    Failed(FailReason, Option<Arc<io::Error>>),
+    /// The reason, the connect error, and for a cluster lease the host's
+    /// name (taken when the failure is delivered, while the route is live).
+    Failed(FailReason, Option<Arc<io::Error>>, Option<String>),
 }
 
 /// One waiter slot, indexed by `WaiterId::index()`; pre-sized, so a waiting
@@ -35,6 +37,8 @@ pub(crate) struct WaiterSlot {
     pub id: Option<WaiterId>,
     pub waker: Option<Waker>,
     pub answer: Option<Answer>,
+    /// For a cluster lease: the host's route (to name it in a failure).
+    pub host: Option<RouteId>,
 }
 
 impl WaiterSlot {
@@ -42,6 +46,7 @@ impl WaiterSlot {
         id: None,
         waker: None,
         answer: None,
+        host: None,
     };
 }
 
@@ -62,6 +67,7 @@ impl<K: 'static, T> Inner<K, T> {
         slot.id = Some(waiter);
         slot.waker = Some(waker);
         slot.answer = None;
+        slot.host = None;
         self.by_core[waiter.index()] = s;
         s
     }
@@ -72,6 +78,7 @@ impl<K: 'static, T> Inner<K, T> {
         slot.id = None;
         slot.waker = None;
         slot.answer = None;
+        slot.host = None;
         self.free.push(s);
     }
 
@@ -84,6 +91,18 @@ impl<K: 'static, T> Inner<K, T> {
         }
         let slot = &mut self.waiters[s as usize];
         (slot.id == Some(waiter)).then_some(slot)
+    }
+}
+
+impl<K: Eq + Hash + Clone + 'static, T> Inner<K, T> {
+    /// The key of a cluster waiter's host route, if it is still live.
+    fn waiter_host(&self, waiter: WaiterId) -> Option<&K> {
+        let s = self.by_core[waiter.index()];
+        let slot = self.waiters.get(s as usize)?;
+        if slot.id != Some(waiter) {
+            return None;
+        }
+        self.core.route_key(slot.host?)
     }
 }
 
@@ -313,8 +332,11 @@ where
                         FailReason::ConnectFailed(_) => g.connect_error.clone(),
                         _ => None,
                     };
+                    // Only cluster waiters have a host to name (failures
+                    // only: the warm path never gets here).
+                    let host = g.waiter_host(waiter).map(|k| self.describe(k));
                     if let Some(slot) = g.answered(waiter) {
-                        slot.answer = Some(Answer::Failed(reason, source));
+                        slot.answer = Some(Answer::Failed(reason, source, host));
                         if let Some(w) = slot.waker.take() {
                             w.wake();
                         }
