@@ -119,5 +119,48 @@ fn warm_cluster_lease_release_allocates_nothing() {
             assert!(closed, "the drained routes are freed");
             pool.check_invariants().unwrap();
         }
+
+        // Waiters: two tasks take turns on one connection through a cluster,
+        // so every other lease queues on the host's route.
+        let one = Pool::builder(TcpConnector::new())
+            .max_total(1)
+            .max_per_route(1)
+            .build()
+            .unwrap();
+        let c = one
+            .add_cluster("one", Balancer::RoundRobin, [hosts[0].clone()], 0.0)
+            .unwrap();
+        drop(one.lease_cluster(c).await.unwrap());
+        assert_eq!(servers[0].wait_current(1).await, 1);
+        let start = std::sync::Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let (one, start) = (one.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                start.notified().await;
+                for _ in 0..PAIRS / 2 {
+                    let lease = one.lease_cluster(c).await.unwrap();
+                    tokio::task::yield_now().await;
+                    drop(lease);
+                }
+            }));
+        }
+        tokio::task::yield_now().await;
+        ALLOCS.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        start.notify_waiters();
+        for t in &mut tasks {
+            t.await.unwrap();
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+        let allocs = ALLOCS.load(Ordering::SeqCst);
+        let k = one.counters();
+        assert!(k.queued >= PAIRS / 4, "leases queued: {}", k.queued);
+        assert_eq!(k.connects, 1);
+        assert_eq!(
+            allocs, 0,
+            "{allocs} allocations over {PAIRS} cluster leases, {} of them queued",
+            k.queued
+        );
     });
 }
