@@ -4,6 +4,7 @@
 //! [`wharf_core`] state machine: per-route and total limits, FIFO waiters with
 //! deadlines, LIFO/FIFO reuse, idle timeout, TTL, keep-alive expiry,
 //! validate-after-inactivity, warm-up (`min_idle`), Envoy's preconnect,
+//! clusters (load balancing and predictive preconnect over many hosts),
 //! drain and graceful close.
 //!
 //! - [`Pool`]: a cloneable handle, built with [`Pool::builder`].
@@ -12,7 +13,12 @@
 //!   [`TcpConnector`] is ready for `(host, port)` routes.
 //! - [`Lease`]: `Deref`/`DerefMut` to the connection, `AsyncRead` /
 //!   `AsyncWrite` when the connection is; dropped, it goes back to the pool.
-//! - [`Error`]: typed, naming the route.
+//! - [`Error`]: typed, naming the route (and the cluster).
+//! - Clusters: [`Pool::add_cluster`] puts up to [`MAX_CLUSTER_HOSTS`] hosts
+//!   (each a route of the pool) behind a [`ClusterHandle`], with a
+//!   [`Balancer`] and optional predictive preconnect;
+//!   [`Pool::lease_cluster`] / [`Pool::lease_cluster_with`] return the same
+//!   [`Lease`] as a route lease. See [Clusters](#clusters).
 //!
 //! ```
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,6 +61,52 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Clusters
+//!
+//! A cluster is the core's [`wharf_core::Cluster`] kept in the pool's shared
+//! state, so every clone of the pool (every task) leases through the same
+//! balancer. Each host is an ordinary route: the pool's per-route and total
+//! limits, reuse, timeouts and drains apply to it as to any route.
+//!
+//! ```
+//! # use tokio::net::TcpListener;
+//! use wharf_tokio::{Balancer, Pool, TcpConnector};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let a = TcpListener::bind("127.0.0.1:0").await?;
+//! # let b = TcpListener::bind("127.0.0.1:0").await?;
+//! # let (port_a, port_b) = (a.local_addr()?.port(), b.local_addr()?.port());
+//! # tokio::spawn(async move { let mut k = Vec::new(); while let Ok((s, _)) = a.accept().await { k.push(s) } });
+//! # tokio::spawn(async move { let mut k = Vec::new(); while let Ok((s, _)) = b.accept().await { k.push(s) } });
+//! let pool = Pool::builder(TcpConnector::new()).max_per_route(2).build()?;
+//! let hosts = [
+//!     (String::from("127.0.0.1"), port_a),
+//!     (String::from("127.0.0.1"), port_b),
+//! ];
+//! // Hosts in turn; predictive preconnect opens connections ahead (ratio 1.5).
+//! let api = pool.add_cluster("api", Balancer::RoundRobin, hosts.clone(), 1.5)?;
+//! let first = pool.lease_cluster(api).await?;
+//! let second = pool.lease_cluster(api).await?;
+//! assert_eq!(first.route().as_ref(), Some(&hosts[0]));
+//! assert_eq!(second.route().as_ref(), Some(&hosts[1]));
+//!
+//! pool.set_host_health(api, &hosts[0], false)?; // skipped while host 1 is healthy
+//! pool.remove_host(api, &hosts[1])?;            // drained: idle connections close
+//! # drop((first, second));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The cluster's part of a lease (predictive preconnect, the balancer's pick
+//! among the healthy hosts, the core's lease on the picked host's route) runs
+//! under the pool's lock when the [`LeaseFuture`] is first polled; from there
+//! it is a route lease: granted at once from an idle connection (no
+//! allocation) or queued FIFO on the host's route, cancel-safe. Cluster
+//! failures are [`Error::Cluster`] (naming the cluster and host),
+//! [`Error::UnknownCluster`] for a removed cluster, or the error a route lease
+//! on the picked host gives.
 //!
 //! ## How it runs
 //!
