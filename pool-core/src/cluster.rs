@@ -117,6 +117,7 @@ pub struct Cluster<K, const HOSTS: usize> {
     stashed: usize,
     ratio_milli: u32,
     preconnects: u64,
+    last: Option<usize>,
 }
 
 impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
@@ -137,6 +138,7 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
             stashed: 0,
             ratio_milli: 0,
             preconnects: 0,
+            last: None,
         }
     }
 
@@ -232,6 +234,13 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
         self.len == 0
     }
 
+    /// The host picked by the last [`Cluster::lease`], also when the pool
+    /// refused that lease (to name the host in an error). `None` before the
+    /// first pick or when the cluster had no host.
+    pub fn last_pick(&self) -> Option<usize> {
+        self.last
+    }
+
     /// Connections started by predictive preconnect.
     pub fn preconnects(&self) -> u64 {
         self.preconnects
@@ -246,11 +255,13 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
         now: Instant,
         deadline: Option<Instant>,
     ) -> Result<ClusterLease, ClusterError> {
+        self.last = None;
         if self.len == 0 {
             return Err(ClusterError::NoHosts);
         }
         self.maybe_preconnect(pool, now);
         let host = self.choose(pool).ok_or(ClusterError::NoHosts)?;
+        self.last = Some(host);
         let key = &self.hosts[host].as_ref().ok_or(ClusterError::NoHosts)?.key;
         let outcome = pool
             .lease(key, tag, now, deadline)

@@ -304,3 +304,27 @@ fn health_change_on_a_closed_pool_is_a_typed_error_and_changes_nothing() {
         Err(ClusterError::Lease(LeaseError::Closed))
     );
 }
+
+#[test]
+fn last_pick_names_the_host_of_a_refused_lease() {
+    let mut p = pool(8, 4, 8);
+    let mut c = cluster(&["a", "b"], Balancer::RoundRobin);
+    assert_eq!(c.last_pick(), None);
+    // "a" is drained for deletion while it still has a waiter, so it stays in
+    // the table and refuses new leases.
+    p.lease(&"a", None, T0, None).unwrap();
+    p.drain(DrainScope::Route(&"a"), DrainMode::DrainAndDelete, T0);
+    assert_eq!(
+        c.lease(&mut p, None, T0, None),
+        Err(ClusterError::Lease(LeaseError::Draining))
+    );
+    assert_eq!(c.last_pick().and_then(|h| c.host(h).copied()), Some("a"));
+    assert_eq!(pick(&mut c, &mut p), "b");
+    assert_eq!(c.last_pick(), Some(1));
+    let mut empty: Cluster<&str, 2> = Cluster::new(Balancer::RoundRobin);
+    assert_eq!(
+        empty.lease(&mut p, None, T0, None),
+        Err(ClusterError::NoHosts)
+    );
+    assert_eq!(empty.last_pick(), None);
+}
