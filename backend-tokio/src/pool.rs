@@ -325,13 +325,19 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
                         }
                         Ok(picked.outcome)
                     }
-                    // The core does not say which host refused: name the cluster.
-                    Err(e) => Err(crate::cluster::cluster_error(
-                        self.shared,
-                        &entry.name,
-                        None,
-                        e,
-                    )),
+                    // Name the host the balancer picked, if it got that far.
+                    Err(e) => {
+                        let host = entry
+                            .cluster
+                            .last_pick()
+                            .and_then(|h| entry.cluster.host(h));
+                        Err(crate::cluster::cluster_error(
+                            self.shared,
+                            &entry.name,
+                            host,
+                            e,
+                        ))
+                    }
                 }
             }
         }
