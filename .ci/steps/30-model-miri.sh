@@ -21,7 +21,7 @@ fi
 rustup +nightly component add miri rust-src
 cargo +nightly miri setup
 
-echo "-- miri: wharf-core tests (model test runs 2 sequences under Miri)"
+echo "-- miri: wharf-core tests (the model test runs 1 sequence under Miri)"
 # The whole suite takes a few minutes under Miri; doc tests are left out
 # (they compile examples, not the core's paths).
 start=$(date +%s)

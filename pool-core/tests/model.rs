@@ -120,6 +120,11 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Operations per sequence. Under Miri (about 0.7 s per operation with all
+/// the comparisons) one short sequence is run: Miri is there to check the
+/// core's paths for undefined behaviour, the release run for divergences.
+const LEN: std::ops::Range<usize> = if cfg!(miri) { 40..60 } else { 200..320 };
+
 fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
     any::<bool>().prop_flat_map(move |big| {
@@ -127,7 +132,7 @@ fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
         (
             Just(big),
             cfg_strategy(big),
-            prop::collection::vec(op_strategy(), 200..320).prop_map(move |ops| {
+            prop::collection::vec(op_strategy(), LEN).prop_map(move |ops| {
                 ops.into_iter()
                     .map(|op| avoid(op, &list))
                     .collect::<Vec<_>>()
