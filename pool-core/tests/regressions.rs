@@ -38,7 +38,9 @@ fn basic() -> Cfg {
 }
 
 fn check(big: bool, cfg: Cfg, ops: &[Op]) {
-    let (_, verdict) = run_case(big, &cfg, ops, true, false);
+    // WHARF_MODEL_TRACE=1 prints every input and action of every case.
+    let trace = std::env::var_os("WHARF_MODEL_TRACE").is_some();
+    let (_, verdict) = run_case(big, &cfg, ops, true, trace);
     if let Err(e) = verdict {
         // Replay with a trace of every input and action for the report.
         let _ = run_case(big, &cfg, ops, true, true);
@@ -295,7 +297,8 @@ fn cancel_withdraws_an_unpolled_failure() {
 }
 
 /// §10: a `Close` after an undelivered `Validate` replaces it (moved to the
-/// back of the queue); the connection slot stays held until it is polled.
+/// back of the queue); the connection slot stays held until it is polled, and
+/// the waiter retries (§7.1).
 #[test]
 fn close_replaces_an_unpolled_validate() {
     let cfg = Cfg {
@@ -330,11 +333,7 @@ fn close_replaces_an_unpolled_validate() {
                 tag: None,
                 deadline_ms: None,
             },
-            Partial { n: 1 },
-            Drain {
-                key: Some(0),
-                delete: false,
-            },
+            PeerClosed { idx: 0 },
             Lease {
                 key: 1,
                 tag: None,
