@@ -14,6 +14,9 @@ pub(crate) struct Heap<'a> {
     entries: Slots<'a, HeapEntry>,
     pos: Slots<'a, u32>,
     len: usize,
+    /// Deadline of the top entry (`Instant::MAX` when empty), kept in step
+    /// with every change so the hot path reads one field.
+    top_at: Instant,
 }
 
 impl<'a> Heap<'a> {
@@ -23,7 +26,35 @@ impl<'a> Heap<'a> {
             entries,
             pos,
             len: 0,
+            top_at: Instant::MAX,
         }
+    }
+
+    /// The earliest deadline, `Instant::MAX` when empty.
+    #[inline(always)]
+    pub(crate) fn top_at(&self) -> Instant {
+        self.top_at
+    }
+
+    /// Inserts or re-keys `owner`.
+    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u64) {
+        self.set_inner(owner, at, seq);
+        self.retop();
+    }
+
+    /// Removes `owner`'s entry if it has one.
+    pub(crate) fn remove(&mut self, owner: u32) {
+        self.remove_inner(owner);
+        self.retop();
+    }
+
+    #[inline]
+    fn retop(&mut self) {
+        self.top_at = if self.len == 0 {
+            Instant::MAX
+        } else {
+            self.entries[0].at
+        };
     }
 
     #[inline]
@@ -55,8 +86,7 @@ impl<'a> Heap<'a> {
         }
     }
 
-    /// Inserts or re-keys `owner`.
-    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u64) {
+    fn set_inner(&mut self, owner: u32, at: Instant, seq: u64) {
         let p = self.pos[owner as usize];
         let e = HeapEntry { at, seq, owner };
         if p == NIL {
@@ -77,8 +107,7 @@ impl<'a> Heap<'a> {
         }
     }
 
-    /// Removes `owner`'s entry if it has one.
-    pub(crate) fn remove(&mut self, owner: u32) {
+    fn remove_inner(&mut self, owner: u32) {
         let p = self.pos[owner as usize];
         if p == NIL {
             return;
@@ -148,11 +177,17 @@ impl<'a> Heap<'a> {
 
     /// Checks the heap property and the position index.
     pub(crate) fn check(&self) -> bool {
-        (0..self.len).all(|i| {
-            let e = self.entries[i];
-            self.pos[e.owner as usize] == i as u32
-                && (i == 0 || self.entries[(i - 1) / 2].key() <= e.key())
-        })
+        let top = if self.len == 0 {
+            Instant::MAX
+        } else {
+            self.entries[0].at
+        };
+        top == self.top_at
+            && (0..self.len).all(|i| {
+                let e = self.entries[i];
+                self.pos[e.owner as usize] == i as u32
+                    && (i == 0 || self.entries[(i - 1) / 2].key() <= e.key())
+            })
     }
 }
 

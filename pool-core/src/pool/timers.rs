@@ -73,10 +73,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     #[inline]
     fn next_due(&self) -> Instant {
-        let at = |e: Option<crate::slot::HeapEntry>| e.map_or(Instant::MAX, |e| e.at);
-        at(self.conn_timers.peek())
-            .min(at(self.waiter_timers.peek()))
-            .min(at(self.route_timers.peek()))
+        self.conn_timers
+            .top_at()
+            .min(self.waiter_timers.top_at())
+            .min(self.route_timers.top_at())
     }
 
     fn fire_due(&mut self) {
