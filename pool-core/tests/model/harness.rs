@@ -75,6 +75,8 @@ pub enum Op {
     Partial {
         n: u8,
     },
+    /// `handle_timeout` with a `now` `ms` earlier than the current time, and
+    /// the next input carries that older `now` too (§2).
     Backwards {
         ms: u32,
     },
@@ -203,6 +205,7 @@ pub struct Harness<'a> {
     /// name them, so they are marked dead after the input's actions.
     pending_dead: Vec<ConnId>,
     pending_tags: Vec<(ConnId, Option<Tag>)>,
+    skew_ms: u32,
     /// Every action was polled after the last input.
     drained: bool,
 }
@@ -242,6 +245,7 @@ impl<'a> Harness<'a> {
             poll_limit: None,
             pending_dead: Vec::new(),
             pending_tags: Vec::new(),
+            skew_ms: 0,
             drained: true,
         }
     }
@@ -589,7 +593,10 @@ impl<'a> Harness<'a> {
     }
 
     fn apply(&mut self, op: &Op) -> Check {
-        let now = self.now;
+        // After `Backwards`, the next input carries an older `now` (§2: it is
+        // treated as the previous one).
+        let skew = std::mem::take(&mut self.skew_ms) as u64 * 1000;
+        let now = Instant::from_micros(self.now.as_micros().saturating_sub(skew));
         match *op {
             Op::Lease {
                 key,
@@ -815,7 +822,7 @@ impl<'a> Harness<'a> {
                 }
             }
             Op::Advance { ms: d } => {
-                self.now = now + ms(d);
+                self.now = self.now + ms(d);
                 self.pool.handle_timeout(self.now);
                 if let Some(m) = self.model.as_mut() {
                     m.handle_timeout(self.now);
@@ -834,6 +841,7 @@ impl<'a> Harness<'a> {
             }
             Op::Partial { .. } => {}
             Op::Backwards { ms: d } => {
+                self.skew_ms = d;
                 let t = Instant::from_micros(now.as_micros().saturating_sub(d as u64 * 1000));
                 self.pool.handle_timeout(t);
                 if let Some(m) = self.model.as_mut() {
