@@ -227,3 +227,48 @@ fn a_timeout_reported_by_the_backend_is_an_ordinary_failure_without_close() {
     assert_eq!(p.counters().closes_for(CloseReason::ConnectTimeout), 0);
     p.check_invariants().unwrap();
 }
+
+#[test]
+fn warm_up_never_fights_the_idle_limit() {
+    // min_idle 2 on each of 2 routes, but at most 3 idle connections in all.
+    let cap = Capacity {
+        conns: 8,
+        routes: 2,
+        waiters: 4,
+        leases: 8,
+    };
+    let cfg = Config {
+        max_total: 8,
+        max_per_route: 4,
+        min_idle_per_route: 2,
+        max_idle: Some(3),
+        ..Config::default()
+    };
+    let mut p: Pool<'static, u8> = Pool::with_capacity(cap, cfg).unwrap();
+    for k in 0..2u8 {
+        p.set_route_config(
+            &k,
+            RouteConfig {
+                max_connections: Some(4),
+                ..Default::default()
+            },
+            Instant::ZERO,
+        )
+        .unwrap();
+    }
+    // Answer every connect at once, many times over: the pool settles at the
+    // idle limit instead of closing and reopening connections forever.
+    for round in 0..20u64 {
+        let now = Instant::from_millis(round);
+        p.handle_timeout(now);
+        while let Some(a) = p.poll_action() {
+            if let Action::Connect { conn, .. } = a {
+                p.connected(conn, 1, now).unwrap();
+            }
+        }
+        p.check_invariants().unwrap();
+    }
+    assert_eq!(p.stats().idle, 3);
+    assert_eq!(p.counters().closes_for(CloseReason::IdleLimit), 0);
+    assert_eq!(p.counters().connects, 3);
+}

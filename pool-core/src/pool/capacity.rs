@@ -198,6 +198,15 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         let m = self.min_idle(r);
         while self.routes[r as usize].idle + self.routes[r as usize].connecting.len < m {
+            // Never warm past `max_idle`: the idle limit would close what
+            // warm-up opens, forever.
+            if self
+                .cfg
+                .max_idle
+                .is_some_and(|x| self.idle + self.connecting >= x)
+            {
+                return;
+            }
             if self.create(r, Purpose::Warm) != Created::Yes {
                 return;
             }

@@ -581,6 +581,15 @@ impl Model {
             return;
         }
         while self.idle_of(r) + self.connecting_of(r) < self.min_idle(r) {
+            // Warm-up never pushes the pool over `max_idle` (it would fight the idle limit).
+            let connecting = self.stats().connecting;
+            if self
+                .cfg
+                .max_idle
+                .is_some_and(|m| self.total_idle() + connecting >= m)
+            {
+                break;
+            }
             if self.create(r, false, true) == Created::No {
                 break;
             }
