@@ -10,6 +10,10 @@
 //! pool is set up for the same work: no check on checkout, no timeouts armed
 //! on the fast path.
 //!
+//! For profiling: `WHARF_PEERS_ONLY=wharf:8:1` runs one pool and one
+//! configuration, `WHARF_PEERS_OPS=65536` fewer operations (e.g. under
+//! `valgrind --tool=callgrind`).
+//!
 //! Prints `{"pool":..,"size":..,"tasks":..,"ops_per_s":..}` per row, then
 //! `{"min_ratio_vs_best_peer": min over configurations of wharf / max(deadpool, bb8)}`.
 
@@ -20,7 +24,12 @@ use std::time::{Duration, Instant};
 
 use wharf_tokio::{Connector, Pool};
 
-const OPS: usize = 1 << 20;
+fn ops() -> usize {
+    std::env::var("WHARF_PEERS_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 20)
+}
 const CONFIGS: [(u32, usize); 5] = [(8, 1), (8, 8), (8, 32), (16, 32), (32, 32)];
 const RUNS: usize = 3;
 
@@ -73,7 +82,7 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let get_drop = Arc::new(get_drop);
-    let per_task = OPS / tasks;
+    let per_task = ops() / tasks;
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
@@ -150,6 +159,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if let Ok(only) = std::env::var("WHARF_PEERS_ONLY") {
+        let mut it = only.split(':');
+        let (pool, size, tasks) = (it.next(), it.next(), it.next());
+        let size: u32 = size.and_then(|s| s.parse().ok()).unwrap_or(8);
+        let tasks: usize = tasks.and_then(|s| s.parse().ok()).unwrap_or(1);
+        let ops = match pool {
+            Some("deadpool") => rt.block_on(deadpool(size, tasks)),
+            Some("bb8") => rt.block_on(bb8(size, tasks)),
+            _ => rt.block_on(wharf(size, tasks)),
+        };
+        println!(
+            r#"{{"pool":"{}","size":{size},"tasks":{tasks},"ops_per_s":{ops:.0}}}"#,
+            pool.unwrap_or("wharf")
+        );
+        return;
+    }
     let mut min_ratio = f64::INFINITY;
     for (size, tasks) in CONFIGS {
         let mut best = [0f64; 3];
