@@ -1,0 +1,258 @@
+//! Differential test of the cluster layer and the host hooks (§12): random
+//! operation sequences over a pool with one or two clusters of 2-4 hosts
+//! (possibly sharing hosts) run against the core and against the reference
+//! model (`tests/model_cluster/`: the pool model extended with the host hooks,
+//! and an independent cluster model), comparing every return value, the host
+//! picked, every action (in order, modulo handle mapping), the gauges, the
+//! counters, `route_load`, `Cluster::preconnects()` and `check_invariants()`
+//! after every step.
+//!
+//! `WHARF_CLUSTER_MODEL_CASES=<n>` sets the number of sequences (default 300;
+//! each has at least 100 operations); `WHARF_CLUSTER_MODEL_SEED=<u64>` replays
+//! a run. The test prints one line:
+//! `model_cluster: <sequences> sequences, <operations> operations, 0 divergences`.
+
+#[path = "model_cluster/mod.rs"]
+mod model;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use model::harness::{avoid, run_case, Cfg, ClusterSpec, Op, RelHow, BIG, KEYS, SMALL};
+use proptest::prelude::*;
+use proptest::test_runner::{
+    Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
+};
+use wharf_core::Balancer;
+
+static OPS: AtomicU64 = AtomicU64::new(0);
+
+/// A predictive ratio in 1/1000: mostly off or valid, sometimes invalid.
+fn ratio() -> impl Strategy<Value = u32> {
+    prop_oneof![2 => Just(0u32), 1 => Just(1000u32), 4 => 1000..=3000u32, 1 => Just(3000u32), 1 => 3001..4000u32, 1 => 1..1000u32]
+}
+
+fn balancer() -> impl Strategy<Value = Balancer> {
+    prop_oneof![
+        Just(Balancer::RoundRobin),
+        Just(Balancer::LeastActive),
+        prop_oneof![1 => Just(0u64), 3 => any::<u64>()].prop_map(|seed| Balancer::Random { seed }),
+    ]
+}
+
+fn cluster_strategy() -> impl Strategy<Value = ClusterSpec> {
+    (
+        balancer(),
+        Just((0..KEYS).collect::<Vec<u8>>()).prop_shuffle(),
+        2..=4usize,
+        prop_oneof![1 => Just(0u32), 2 => 1000..=3000u32],
+    )
+        .prop_map(|(balancer, keys, n, ratio_milli)| ClusterSpec {
+            balancer,
+            hosts: keys[..n].to_vec(),
+            ratio_milli,
+        })
+}
+
+fn opt<T: std::fmt::Debug + Clone + 'static>(
+    s: impl Strategy<Value = T> + 'static,
+) -> impl Strategy<Value = Option<T>> {
+    prop_oneof![1 => Just(None), 3 => s.prop_map(Some)]
+}
+
+fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
+    let slots = if big { BIG } else { SMALL };
+    let conns = slots.conns as u32;
+    let waiters = slots.waiters as u32;
+    let leases = slots.leases as u32;
+    let limits = (
+        1..=conns,
+        1..=3u32,
+        opt(1..=waiters),
+        opt(1..=leases),
+        any::<bool>(),
+    );
+    let times = (
+        opt(100..3_000u32),
+        opt(200..6_000u32),
+        opt(500..10_000u32),
+        prop_oneof![2 => Just(None), 1 => Just(Some(0u32)), 2 => (1..3_000u32).prop_map(Some)],
+        1..2_000u32,
+    );
+    let shape = (
+        prop_oneof![2 => Just(1000u32), 3 => 1000..=3000u32],
+        0..=2u32,
+        prop_oneof![3 => Just(None), 1 => (0..=3u32).prop_map(Some)],
+        prop_oneof![3 => Just(None), 1 => (0..=4u32).prop_map(Some)],
+        prop_oneof![4 => Just(1u32), 1 => 2..=3u32],
+        prop_oneof![3 => Just(None), 1 => (1..=4u32).prop_map(Some)],
+        any::<bool>(),
+    );
+    (limits, times, shape).prop_map(
+        |(
+            (max_total, max_per_route, max_pending, max_leases, fifo),
+            (ct, it, life, va, backoff),
+            (ratio, min_idle, mipr, mi, cc, mlpc, guard),
+        )| {
+            // Keep the configuration valid: min idle within the limits.
+            let min_idle = min_idle.min(max_per_route).min(mipr.unwrap_or(u32::MAX));
+            Cfg {
+                max_total,
+                max_per_route,
+                max_pending,
+                max_leases,
+                fifo,
+                connect_timeout_ms: ct,
+                idle_timeout_ms: it,
+                max_lifetime_ms: life,
+                validate_after_ms: va,
+                ratio_milli: ratio,
+                min_idle,
+                max_idle_per_route: mipr,
+                max_idle: mi,
+                connecting_capacity: cc,
+                max_leases_per_conn: mlpc,
+                starvation_guard: guard,
+                retry_backoff_ms: backoff,
+            }
+        },
+    )
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let idx = 0..64usize;
+    let key = 0..KEYS;
+    let tag = prop_oneof![3 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))];
+    let tag_c = tag.clone();
+    let rel = prop_oneof![
+        6 => (opt(0..3_000u32), prop_oneof![4 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))])
+            .prop_map(|(keep_alive_ms, tag)| RelHow::Reuse { keep_alive_ms, tag }),
+        1 => Just(RelHow::Discard),
+    ];
+    prop_oneof![
+        250 => (key.clone(), tag, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
+            .prop_map(|(key, tag, deadline_ms)| Op::Lease { key, tag, deadline_ms }),
+        150 => (idx.clone(), rel).prop_map(|(idx, how)| Op::Release { idx, how }),
+        10 => idx.clone().prop_map(|idx| Op::ReleaseStale { idx }),
+        50 => (idx.clone(), any::<bool>()).prop_map(|(idx, excess)| Op::Cancel { idx, excess }),
+        150 => (idx.clone(), prop_oneof![10 => 1..=3u32, 1 => Just(0u32)], prop_oneof![9 => Just(false), 1 => Just(true)])
+            .prop_map(|(idx, cap, any)| Op::Connected { idx, cap, any }),
+        40 => (idx.clone(), 0..3u8, prop_oneof![9 => Just(false), 1 => Just(true)])
+            .prop_map(|(idx, reason, any)| Op::ConnectFailed { idx, reason, any }),
+        30 => idx.clone().prop_map(|idx| Op::PeerClosed { idx }),
+        80 => (idx.clone(), prop_oneof![3 => Just(true), 1 => Just(false)], prop_oneof![9 => Just(false), 1 => Just(true)])
+            .prop_map(|(idx, alive, any)| Op::Validated { idx, alive, any }),
+        100 => prop_oneof![4 => 0..300u32, 1 => 0..6_000u32].prop_map(|ms| Op::Advance { ms }),
+        40 => Just(Op::AdvanceToTimer),
+        30 => (0..4u8).prop_map(|n| Op::Partial { n }),
+        10 => (0..2_000u32).prop_map(|ms| Op::Backwards { ms }),
+        20 => (key.clone(), any::<bool>()).prop_map(|(k, delete)| Op::Drain { key: Some(k), delete }),
+        8 => Just(Op::Drain { key: None, delete: false }),
+        1 => Just(Op::Drain { key: None, delete: true }),
+        20 => (key.clone(), opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32]))
+            .prop_map(|(key, limit, min_idle, ratio_milli)| Op::RouteConfig { key, limit, min_idle, ratio_milli }),
+        // §12: clusters and host hooks.
+        250 => (0..2u8, tag_c, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
+            .prop_map(|(c, tag, deadline_ms)| Op::ClusterLease { c, tag, deadline_ms }),
+        12 => (0..2u8, key.clone()).prop_map(|(c, key)| Op::AddHost { c, key }),
+        10 => (0..2u8, key.clone()).prop_map(|(c, key)| Op::RemoveHost { c, key }),
+        40 => (0..2u8, key.clone(), prop_oneof![1 => Just(true), 1 => Just(false)])
+            .prop_map(|(c, key, healthy)| Op::SetHealth { c, key, healthy }),
+        15 => (0..2u8, ratio()).prop_map(|(c, ratio_milli)| Op::SetRatio { c, ratio_milli }),
+        15 => (key.clone(), any::<bool>()).prop_map(|(key, healthy)| Op::RouteHealth { key, healthy }),
+        15 => (key, ratio()).prop_map(|(key, ratio_milli)| Op::Preconnect { key, ratio_milli }),
+    ]
+}
+
+/// Operations per sequence.
+const LEN: std::ops::Range<usize> = 100..180;
+
+type Case = (bool, Cfg, Vec<ClusterSpec>, Vec<Op>);
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
+    any::<bool>().prop_flat_map(move |big| {
+        let list = list.clone();
+        (
+            Just(big),
+            cfg_strategy(big),
+            prop::collection::vec(cluster_strategy(), 1..=2),
+            prop::collection::vec(op_strategy(), LEN).prop_map(move |ops| {
+                ops.into_iter()
+                    .map(|op| avoid(op, &list))
+                    .collect::<Vec<_>>()
+            }),
+        )
+    })
+}
+
+/// Delta debugging: drop chunks of operations while the sequence still fails.
+fn shrink(big: bool, cfg: &Cfg, clusters: &[ClusterSpec], mut ops: Vec<Op>) -> Vec<Op> {
+    let fails = |ops: &[Op]| run_case(big, cfg, clusters, ops, true, false).1.is_err();
+    let mut chunk = ops.len().div_ceil(2).max(1);
+    loop {
+        let mut i = 0;
+        while i < ops.len() {
+            let mut cand = ops.clone();
+            cand.drain(i..(i + chunk).min(ops.len()));
+            if fails(&cand) {
+                ops = cand;
+            } else {
+                i += chunk;
+            }
+        }
+        if chunk == 1 {
+            return ops;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+}
+
+#[test]
+fn cluster_model_agrees_with_core() {
+    let cases: u32 = std::env::var("WHARF_CLUSTER_MODEL_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let seed: u64 = std::env::var("WHARF_CLUSTER_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(std::process::id() as u64);
+            h.finish()
+        });
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+    let mut runner = TestRunner::new_with_rng(
+        RunnerConfig {
+            cases,
+            failure_persistence: None,
+            max_shrink_iters: 0,
+            max_global_rejects: 0,
+            ..RunnerConfig::default()
+        },
+        rng,
+    );
+    let result = runner.run(&case_strategy(), |(big, cfg, clusters, ops)| {
+        let (n, verdict) = run_case(big, &cfg, &clusters, &ops, true, false);
+        OPS.fetch_add(n, Ordering::Relaxed);
+        verdict.map_err(TestCaseError::fail)
+    });
+    match result {
+        Ok(()) => println!(
+            "model_cluster: {cases} sequences, {} operations, 0 divergences",
+            OPS.load(Ordering::Relaxed)
+        ),
+        Err(TestError::Fail(why, (big, cfg, clusters, ops))) => {
+            let ops = shrink(big, &cfg, &clusters, ops);
+            let (_, verdict) = run_case(big, &cfg, &clusters, &ops, true, true);
+            panic!(
+                "divergence (WHARF_CLUSTER_MODEL_SEED={seed}): {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  clusters = {clusters:?}\n  ops = vec!{ops:?}",
+                verdict.err().unwrap_or_default()
+            );
+        }
+        Err(e) => panic!("{e}"),
+    }
+}

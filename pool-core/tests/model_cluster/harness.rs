@@ -1,0 +1,1417 @@
+//! The operation language and the harness that plays the backend: it feeds the
+//! same inputs to the core and (when present) to the reference model, drains
+//! `poll_action` after every input, maps the core's handles to the model's by
+//! correspondence, and compares every observable output.
+//!
+//! Copy of `tests/model/harness.rs` extended with clusters and the host hooks
+//! (§12): cluster leases, host add/remove, health, predictive ratios and
+//! `Pool::preconnect`, compared against `cluster::MCluster`.
+
+use std::collections::HashMap;
+
+use super::cluster::MCluster;
+use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
+use wharf_core::{Balancer, Cluster, ClusterError, LeaseError, Storage};
+use wharf_core::{
+    Action, CancelPolicy, Config, ConnId, ConnectFailure, DrainMode, DrainScope, Duration, Instant,
+    Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag, Validation, WaiterId,
+};
+
+/// Route keys used by the harness.
+pub const KEYS: u8 = 5;
+/// Host slots of every cluster.
+pub const HOSTS: usize = 4;
+
+/// How a lease is given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelHow {
+    Reuse {
+        keep_alive_ms: Option<u32>,
+        tag: Option<u8>,
+    },
+    Discard,
+}
+
+/// One input (indices are taken modulo the harness's current lists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Lease {
+        key: u8,
+        tag: Option<u8>,
+        deadline_ms: Option<u32>,
+    },
+    Release {
+        idx: usize,
+        how: RelHow,
+    },
+    ReleaseStale {
+        idx: usize,
+    },
+    Cancel {
+        idx: usize,
+        excess: bool,
+    },
+    Connected {
+        idx: usize,
+        cap: u32,
+        any: bool,
+    },
+    ConnectFailed {
+        idx: usize,
+        reason: u8,
+        any: bool,
+    },
+    PeerClosed {
+        idx: usize,
+    },
+    Validated {
+        idx: usize,
+        alive: bool,
+        any: bool,
+    },
+    Advance {
+        ms: u32,
+    },
+    AdvanceToTimer,
+    /// After the next input, poll at most `n` actions and leave the rest
+    /// queued (they are polled after a later input): exercises undelivered
+    /// actions (§10: withdrawal, replacement, slots held until polled).
+    Partial {
+        n: u8,
+    },
+    /// `handle_timeout` with a `now` `ms` earlier than the current time, and
+    /// the next input carries that older `now` too (§2).
+    Backwards {
+        ms: u32,
+    },
+    Drain {
+        key: Option<u8>,
+        delete: bool,
+    },
+    RouteConfig {
+        key: u8,
+        limit: Option<u32>,
+        min_idle: Option<u32>,
+        ratio_milli: Option<u32>,
+    },
+    /// `Cluster::lease` on cluster `c` (modulo the clusters).
+    ClusterLease {
+        c: u8,
+        tag: Option<u8>,
+        deadline_ms: Option<u32>,
+    },
+    AddHost {
+        c: u8,
+        key: u8,
+    },
+    RemoveHost {
+        c: u8,
+        key: u8,
+    },
+    SetHealth {
+        c: u8,
+        key: u8,
+        healthy: bool,
+    },
+    /// `set_predictive_ratio(ratio_milli / 1000)`.
+    SetRatio {
+        c: u8,
+        ratio_milli: u32,
+    },
+    /// `Pool::set_route_health` directly.
+    RouteHealth {
+        key: u8,
+        healthy: bool,
+    },
+    /// `Pool::preconnect` directly.
+    Preconnect {
+        key: u8,
+        ratio_milli: u32,
+    },
+}
+
+/// One cluster's initial shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub balancer: Balancer,
+    pub hosts: Vec<u8>,
+    pub ratio_milli: u32,
+}
+
+/// A pool configuration in harness terms (milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cfg {
+    pub max_total: u32,
+    pub max_per_route: u32,
+    pub max_pending: Option<u32>,
+    pub max_leases: Option<u32>,
+    pub fifo: bool,
+    pub connect_timeout_ms: Option<u32>,
+    pub idle_timeout_ms: Option<u32>,
+    pub max_lifetime_ms: Option<u32>,
+    pub validate_after_ms: Option<u32>,
+    pub ratio_milli: u32,
+    pub min_idle: u32,
+    pub max_idle_per_route: Option<u32>,
+    pub max_idle: Option<u32>,
+    pub connecting_capacity: u32,
+    pub max_leases_per_conn: Option<u32>,
+    pub starvation_guard: bool,
+    pub retry_backoff_ms: u32,
+}
+
+fn ms(m: u32) -> Duration {
+    Duration::from_millis(m as u64)
+}
+
+impl Cfg {
+    pub fn to_config(self) -> Config {
+        Config {
+            max_total: self.max_total,
+            max_per_route: self.max_per_route,
+            max_pending: self.max_pending,
+            max_leases: self.max_leases,
+            reuse: if self.fifo {
+                ReusePolicy::Fifo
+            } else {
+                ReusePolicy::Lifo
+            },
+            connect_timeout: self.connect_timeout_ms.map(ms),
+            idle_timeout: self.idle_timeout_ms.map(ms),
+            max_lifetime: self.max_lifetime_ms.map(ms),
+            validate_after_inactivity: self.validate_after_ms.map(ms),
+            preconnect_ratio: self.ratio_milli as f32 / 1000.0,
+            min_idle_per_route: self.min_idle,
+            max_idle_per_route: self.max_idle_per_route,
+            max_idle: self.max_idle,
+            connecting_capacity: self.connecting_capacity,
+            max_leases_per_conn: self.max_leases_per_conn,
+            starvation_guard: self.starvation_guard,
+            retry_backoff: ms(self.retry_backoff_ms),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WState {
+    Pending,
+    Answered,
+    Cancelled,
+}
+
+#[derive(Clone, Debug)]
+struct WInfo {
+    id: WaiterId,
+    wid: Option<Wid>,
+    key: u8,
+    tag: Option<Tag>,
+    state: WState,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    lease: Lease,
+    lid: Option<Lid>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ConnInfo {
+    key: u8,
+    tag: Option<Tag>,
+    /// Discarded, peer-closed, drained, or out of leases: never handed out again.
+    dead: bool,
+    closed: bool,
+    /// Gone by `connect_failed` (§6: no `Close` may follow).
+    vanished: bool,
+    grants: u32,
+}
+
+/// Drives a core pool (and optionally the model) with [`Op`]s.
+pub struct Harness<'a> {
+    pub pool: Pool<'a, u8>,
+    pub model: Option<Model>,
+    pub now: Instant,
+    cfg: Config,
+    conn_map: HashMap<ConnId, Cid>,
+    conns: Vec<ConnId>,
+    info: HashMap<ConnId, ConnInfo>,
+    connecting: Vec<ConnId>,
+    validating: Vec<ConnId>,
+    leases: Vec<Held>,
+    stale: Vec<Held>,
+    live_lease_ids: HashMap<Lease, Lid>,
+    waiters: Vec<WInfo>,
+    waiter_pos: HashMap<WaiterId, usize>,
+    pub steps: u64,
+    pub trace: bool,
+    next_limit: Option<usize>,
+    poll_limit: Option<usize>,
+    /// Connections made unusable by an input applied while older actions
+    /// were still unpolled: a `Granted` issued before that input may still
+    /// name them, so they are marked dead after the input's actions.
+    pending_dead: Vec<ConnId>,
+    pending_tags: Vec<(ConnId, Option<Tag>)>,
+    skew_ms: u32,
+    /// Every action was polled after the last input.
+    drained: bool,
+    clusters: Vec<(Cluster<u8, HOSTS>, MCluster)>,
+}
+
+/// A divergence or a violated check, with a description.
+pub type Check = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)*) => {
+        if !$cond {
+            return Err(format!($($arg)*));
+        }
+    };
+}
+
+impl<'a> Harness<'a> {
+    /// `slots` must describe the storage behind `pool`.
+    pub fn new(pool: Pool<'a, u8>, cfg: Config, model: Option<Model>) -> Self {
+        Harness {
+            pool,
+            model,
+            now: Instant::from_millis(1_000),
+            cfg,
+            conn_map: HashMap::new(),
+            conns: Vec::new(),
+            info: HashMap::new(),
+            connecting: Vec::new(),
+            validating: Vec::new(),
+            leases: Vec::new(),
+            stale: Vec::new(),
+            live_lease_ids: HashMap::new(),
+            waiters: Vec::new(),
+            waiter_pos: HashMap::new(),
+            steps: 0,
+            trace: false,
+            next_limit: None,
+            poll_limit: None,
+            pending_dead: Vec::new(),
+            pending_tags: Vec::new(),
+            skew_ms: 0,
+            drained: true,
+            clusters: Vec::new(),
+        }
+    }
+
+    /// Adds a cluster (core and model) built from `spec`.
+    pub fn add_cluster(&mut self, spec: &ClusterSpec) -> Check {
+        let mut c = Cluster::new(spec.balancer);
+        let mut m = MCluster::new(HOSTS, spec.balancer);
+        for &k in &spec.hosts {
+            let (a, b) = (c.add_host(k), m.add_host(k));
+            ensure!(a == b, "add_host({k}): core {a:?}, model {b:?}");
+        }
+        let r = spec.ratio_milli as f32 / 1000.0;
+        let (a, b) = (c.set_predictive_ratio(r), m.set_predictive_ratio(r));
+        ensure!(a == b, "set_predictive_ratio({r}): core {a:?}, model {b:?}");
+        self.clusters.push((c, m));
+        Ok(())
+    }
+
+    /// Records a lease answer (direct or through a cluster) after comparing
+    /// it with the model's.
+    fn record_lease(
+        &mut self,
+        got: Result<LeaseOutcome, LeaseError>,
+        want: Option<Result<MOutcome, LeaseError>>,
+        key: u8,
+        tag: Option<Tag>,
+    ) -> Check {
+        match got {
+            Ok(LeaseOutcome::Granted(l)) => {
+                let mut lid = None;
+                if let Some(w) = want {
+                    let Ok(MOutcome::Granted { lease, conn }) = w else {
+                        return Err(format!("lease: core Granted, model {w:?}"));
+                    };
+                    ensure!(
+                        self.mconn(l.conn())? == conn,
+                        "lease granted conn #{} vs model #{conn}",
+                        self.mconn(l.conn())?
+                    );
+                    lid = Some(lease);
+                }
+                self.on_grant(l, lid, key, tag)?;
+            }
+            Ok(LeaseOutcome::Queued(w)) => {
+                let mut wid = None;
+                if let Some(mw) = want {
+                    let Ok(MOutcome::Queued(x)) = mw else {
+                        return Err(format!("lease: core Queued, model {mw:?}"));
+                    };
+                    wid = Some(x);
+                }
+                ensure!(
+                    !self.waiter_pos.contains_key(&w),
+                    "waiter handle {w:?} reused"
+                );
+                self.waiter_pos.insert(w, self.waiters.len());
+                self.waiters.push(WInfo {
+                    id: w,
+                    wid,
+                    key,
+                    tag,
+                    state: WState::Pending,
+                });
+            }
+            Err(e) => {
+                if let Some(w) = want {
+                    ensure!(w == Err(e), "lease: core Err({e:?}), model {w:?}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compare_clusters(&self) -> Check {
+        let Some(m) = &self.model else { return Ok(()) };
+        for (i, (c, mc)) in self.clusters.iter().enumerate() {
+            ensure!(
+                c.preconnects() == mc.preconnects(),
+                "cluster {i}: preconnects core {}, model {}",
+                c.preconnects(),
+                mc.preconnects()
+            );
+            ensure!(
+                c.last_pick() == mc.last_pick(),
+                "cluster {i}: last_pick core {:?}, model {:?}",
+                c.last_pick(),
+                mc.last_pick()
+            );
+            let hosts: Vec<u8> = (0..c.len()).filter_map(|h| c.host(h).copied()).collect();
+            let mhosts: Vec<u8> = (0..mc.len()).filter_map(|h| mc.host(h)).collect();
+            ensure!(
+                hosts == mhosts,
+                "cluster {i}: hosts core {hosts:?}, model {mhosts:?}"
+            );
+        }
+        for k in 0..KEYS {
+            let (a, b) = (self.pool.route_load(&k), m.route_load(k));
+            ensure!(a == b, "route_load({k}): core {a:?}\n  model {b:?}");
+        }
+        Ok(())
+    }
+
+    pub fn model_for(cfg: &Config, slots: Slots) -> Model {
+        Model::new(cfg.clone(), slots).expect("harness: valid config")
+    }
+
+    fn mconn(&self, c: ConnId) -> Result<Cid, String> {
+        self.conn_map
+            .get(&c)
+            .copied()
+            .ok_or_else(|| format!("unknown core conn {c:?}"))
+    }
+
+    /// Register a granted lease (sync or by action) and check tag isolation
+    /// and the other safety rules.
+    fn on_grant(&mut self, lease: Lease, lid: Option<Lid>, key: u8, tag: Option<Tag>) -> Check {
+        let c = lease.conn();
+        let info = self
+            .info
+            .get_mut(&c)
+            .ok_or_else(|| format!("grant on unknown conn {c:?}"))?;
+        ensure!(
+            info.key == key,
+            "lease for route {key} got a connection of route {}",
+            info.key
+        );
+        let old_tags = &self.pending_tags;
+        let compatible = |t: Option<Tag>| t.is_none() || t == tag;
+        ensure!(
+            compatible(info.tag) || old_tags.iter().any(|&(x, t)| x == c && compatible(t)),
+            "lease asking tag {tag:?} got a connection tagged {:?}",
+            info.tag
+        );
+        ensure!(
+            !info.dead,
+            "lease got a discarded/closed/draining connection {c:?}"
+        );
+        ensure!(!info.closed, "lease got a closed connection {c:?}");
+        info.grants += 1;
+        if self
+            .cfg
+            .max_leases_per_conn
+            .is_some_and(|m| info.grants >= m)
+        {
+            info.dead = true;
+        }
+        ensure!(
+            self.pool
+                .route_of(c)
+                .and_then(|r| self.pool.route_key(r).copied())
+                == Some(key),
+            "route_of({c:?}) does not name route {key}"
+        );
+        ensure!(
+            !self.live_lease_ids.contains_key(&lease),
+            "lease handle {lease:?} handed out twice"
+        );
+        if let Some(l) = lid {
+            self.live_lease_ids.insert(lease, l);
+        }
+        self.leases.push(Held { lease, lid });
+        Ok(())
+    }
+
+    fn waiter_answer(&mut self, w: WaiterId) -> Result<usize, String> {
+        let i = *self
+            .waiter_pos
+            .get(&w)
+            .ok_or_else(|| format!("answer for unknown waiter {w:?}"))?;
+        ensure!(
+            self.waiters[i].state == WState::Pending,
+            "waiter {w:?} answered twice (state {:?})",
+            self.waiters[i].state
+        );
+        self.waiters[i].state = WState::Answered;
+        Ok(i)
+    }
+
+    /// Poll both until empty, comparing action by action.
+    fn drain_actions(&mut self) -> Check {
+        for n in 0.. {
+            ensure!(n < 100_000, "poll_action does not end");
+            if self.poll_limit.is_some_and(|l| n >= l) {
+                self.drained = false;
+                return Ok(());
+            }
+            let got = self.pool.poll_action();
+            let want = self.model.as_mut().and_then(|m| m.poll());
+            if self.trace {
+                eprintln!("    core {got:?} / model {want:?}");
+            }
+            let Some(a) = got else {
+                ensure!(
+                    want.is_none() || self.model.is_none(),
+                    "core has no more actions, model has {want:?}"
+                );
+                self.drained = true;
+                return Ok(());
+            };
+            let has_model = self.model.is_some();
+            ensure!(
+                !has_model || want.is_some(),
+                "core has action {a:?}, model has none"
+            );
+            match a {
+                Action::Connect { conn, route } => {
+                    let key = *self
+                        .pool
+                        .route_key(route)
+                        .ok_or("Connect names an unknown route")?;
+                    if let Some(w) = &want {
+                        let MAction::Connect { conn: mc, key: mk } = *w else {
+                            return Err(format!("core Connect({key}), model {w:?}"));
+                        };
+                        ensure!(mk == key, "Connect on route {key}, model on route {mk}");
+                        self.conn_map.insert(conn, mc);
+                    }
+                    ensure!(
+                        !self.info.contains_key(&conn),
+                        "Connect reuses a live handle {conn:?}"
+                    );
+                    self.info.insert(
+                        conn,
+                        ConnInfo {
+                            key,
+                            tag: None,
+                            dead: false,
+                            closed: false,
+                            vanished: false,
+                            grants: 0,
+                        },
+                    );
+                    self.conns.push(conn);
+                    self.connecting.push(conn);
+                }
+                Action::Close { conn, reason } => {
+                    if let Some(w) = &want {
+                        let mc = self.mconn(conn)?;
+                        ensure!(
+                            *w == MAction::Close { conn: mc, reason },
+                            "core Close(#{mc}, {reason:?}), model {w:?}"
+                        );
+                    }
+                    let info = self.info.get_mut(&conn).ok_or("Close of an unknown conn")?;
+                    ensure!(
+                        !info.vanished,
+                        "Close({conn:?}, {reason:?}) for a connection that vanished on connect_failed (§6: no Close)"
+                    );
+                    ensure!(!info.closed, "conn {conn:?} closed twice");
+                    info.closed = true;
+                    self.connecting.retain(|&c| c != conn);
+                    self.validating.retain(|&c| c != conn);
+                    ensure!(
+                        !self.leases.iter().any(|h| h.lease.conn() == conn),
+                        "conn {conn:?} closed with leases outstanding"
+                    );
+                }
+                Action::Validate { conn } => {
+                    if let Some(w) = &want {
+                        let mc = self.mconn(conn)?;
+                        ensure!(
+                            *w == MAction::Validate { conn: mc },
+                            "core Validate(#{mc}), model {w:?}"
+                        );
+                    }
+                    ensure!(
+                        !self.validating.contains(&conn),
+                        "Validate twice for {conn:?}"
+                    );
+                    self.validating.push(conn);
+                }
+                Action::Granted { waiter, lease } => {
+                    let i = self.waiter_answer(waiter)?;
+                    let mut lid = None;
+                    if let Some(w) = &want {
+                        let MAction::Granted {
+                            waiter: mw,
+                            lease: ml,
+                            conn: mc,
+                        } = *w
+                        else {
+                            return Err(format!("core Granted, model {w:?}"));
+                        };
+                        ensure!(
+                            Some(mw) == self.waiters[i].wid,
+                            "Granted to another waiter than the model's"
+                        );
+                        ensure!(
+                            self.mconn(lease.conn())? == mc,
+                            "Granted on conn #{} vs model #{mc}",
+                            self.mconn(lease.conn())?
+                        );
+                        lid = Some(ml);
+                    }
+                    let (key, tag) = (self.waiters[i].key, self.waiters[i].tag);
+                    self.on_grant(lease, lid, key, tag)?;
+                }
+                Action::Failed { waiter, reason } => {
+                    let i = self.waiter_answer(waiter)?;
+                    if let Some(w) = &want {
+                        let mw = self.waiters[i].wid.ok_or("unmapped waiter")?;
+                        ensure!(
+                            *w == MAction::Failed { waiter: mw, reason },
+                            "core Failed(w{mw}, {reason:?}), model {w:?}"
+                        );
+                    }
+                }
+                Action::RouteIdle { route, key } => {
+                    if let Some(w) = &want {
+                        ensure!(
+                            *w == MAction::RouteIdle { key },
+                            "core RouteIdle({key}), model {w:?}"
+                        );
+                        let kept = self.model.as_ref().unwrap().has_route(key);
+                        let core_kept = self.pool.route_key(route).is_some();
+                        ensure!(
+                            kept == core_kept,
+                            "after RouteIdle({key}) model keeps route: {kept}, core: {core_kept}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compare_state(&mut self) -> Check {
+        self.pool.check_invariants().map_err(|v| {
+            format!(
+                "check_invariants: invariant {} violated: {}",
+                v.invariant, v.what
+            )
+        })?;
+        let s = self.pool.stats();
+        if !self.drained {
+            return self.compare_model(s);
+        }
+        ensure!(
+            s.closing == 0,
+            "closing {} after every action was polled",
+            s.closing
+        );
+        ensure!(
+            s.leased as usize == self.leases.len(),
+            "stats.leased {} vs {} held",
+            s.leased,
+            self.leases.len()
+        );
+        let pending = self
+            .waiters
+            .iter()
+            .filter(|w| w.state == WState::Pending)
+            .count();
+        ensure!(
+            s.pending as usize == pending,
+            "stats.pending {} vs {} unanswered",
+            s.pending,
+            pending
+        );
+        ensure!(
+            s.connecting as usize == self.connecting.len(),
+            "stats.connecting {} vs {} outstanding connects",
+            s.connecting,
+            self.connecting.len()
+        );
+        self.compare_model(s)
+    }
+
+    fn compare_model(&self, s: wharf_core::PoolStats) -> Check {
+        self.compare_clusters()?;
+        let Some(m) = &self.model else { return Ok(()) };
+        ensure!(s == m.stats(), "stats: core {s:?}\n  model {:?}", m.stats());
+        for k in 0..KEYS {
+            let (a, b) = (self.pool.route_stats(&k), m.route_stats(k));
+            ensure!(a == b, "route_stats({k}): core {a:?}\n  model {b:?}");
+        }
+        let (a, b) = (self.pool.counters(), m.counters());
+        ensure!(a == b, "counters: core {a:?}\n  model {b:?}");
+        ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
+        if let Some(d) = m.next_deadline() {
+            match self.pool.poll_timeout() {
+                Some(t) => ensure!(
+                    t <= d,
+                    "poll_timeout {t:?} is later than the next event {d:?}"
+                ),
+                None => return Err(format!("poll_timeout None, model has an event at {d:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply one operation to both, then compare everything.
+    pub fn step(&mut self, op: &Op) -> Check {
+        self.steps += 1;
+        if self.trace {
+            eprintln!("  [{}] t={} {op:?}", self.steps, self.now.as_micros());
+        }
+        if let Op::Partial { n } = *op {
+            self.next_limit = Some(n as usize);
+            return Ok(());
+        }
+        self.poll_limit = self.next_limit.take();
+        self.apply(op)?;
+        self.drain_actions()?;
+        self.poll_limit = None;
+        if self.drained {
+            for c in std::mem::take(&mut self.pending_dead) {
+                if let Some(info) = self.info.get_mut(&c) {
+                    info.dead = true;
+                }
+            }
+            self.pending_tags.clear();
+        }
+        self.compare_state()
+    }
+
+    /// The connection may never be handed out again (deferred past this
+    /// input's actions if older actions were still unpolled before it).
+    fn mark_dead(&mut self, c: ConnId) {
+        if self.drained {
+            self.info.get_mut(&c).unwrap().dead = true;
+        } else {
+            self.pending_dead.push(c);
+        }
+    }
+
+    /// The connection's new tag. If older actions are still unpolled, a
+    /// `Granted` issued under the old tag may still come: the old tag stays
+    /// acceptable until every action has been polled.
+    fn set_tag(&mut self, c: ConnId, tag: Option<Tag>) {
+        let info = self.info.get_mut(&c).unwrap();
+        if !self.drained {
+            self.pending_tags.push((c, info.tag));
+        }
+        info.tag = tag;
+    }
+
+    fn pick<T: Copy>(v: &[T], idx: usize) -> Option<T> {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v[idx % v.len()])
+        }
+    }
+
+    fn apply(&mut self, op: &Op) -> Check {
+        // After `Backwards`, the next input carries an older `now` (§2: it is
+        // treated as the previous one).
+        let skew = std::mem::take(&mut self.skew_ms) as u64 * 1000;
+        let now = Instant::from_micros(self.now.as_micros().saturating_sub(skew));
+        match *op {
+            Op::Lease {
+                key,
+                tag,
+                deadline_ms,
+            } => {
+                let tag = tag.map(|t| Tag(t as u64));
+                let deadline = deadline_ms.map(|d| now + ms(d));
+                let got = self.pool.lease(&key, tag, now, deadline);
+                let want = self
+                    .model
+                    .as_mut()
+                    .map(|m| m.lease(key, tag, now, deadline));
+                self.record_lease(got, want, key, tag)?;
+            }
+            Op::Release { idx, how } => {
+                if self.leases.is_empty() {
+                    return Ok(());
+                }
+                let h = self.leases.remove(idx % self.leases.len());
+                let rel = match how {
+                    RelHow::Discard => Release::Discard,
+                    RelHow::Reuse { keep_alive_ms, tag } => Release::Reuse {
+                        keep_alive: keep_alive_ms.map(ms),
+                        tag: tag.map(|t| Tag(t as u64)),
+                    },
+                };
+                let got = self.pool.release(h.lease, rel, now);
+                ensure!(got.is_ok(), "release of a held lease failed: {got:?}");
+                if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
+                    let want = m.release(l, rel, now);
+                    ensure!(want == got, "release: core {got:?}, model {want:?}");
+                }
+                self.live_lease_ids.remove(&h.lease);
+                match rel {
+                    Release::Discard => self.mark_dead(h.lease.conn()),
+                    Release::Reuse { tag, .. } => self.set_tag(h.lease.conn(), tag),
+                }
+                self.stale.push(h);
+                if self.stale.len() > 8 {
+                    self.stale.remove(0);
+                }
+            }
+            Op::ReleaseStale { idx } => {
+                let Some(h) = Self::pick(&self.stale, idx) else {
+                    return Ok(());
+                };
+                let got = self.pool.release(h.lease, Release::REUSE, now);
+                ensure!(
+                    got == Err(wharf_core::ReleaseError::StaleLease),
+                    "double release: {got:?}"
+                );
+                if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
+                    let want = m.release(l, Release::REUSE, now);
+                    ensure!(want == got, "stale release: core {got:?}, model {want:?}");
+                }
+            }
+            Op::Cancel { idx, excess } => {
+                if self.waiters.is_empty() {
+                    return Ok(());
+                }
+                // Prefer pending waiters; any waiter otherwise (stale handle test).
+                let pend: Vec<usize> = (0..self.waiters.len())
+                    .filter(|&i| self.waiters[i].state == WState::Pending)
+                    .collect();
+                let i = if !pend.is_empty() && idx % 4 != 3 {
+                    pend[idx % pend.len()]
+                } else {
+                    idx % self.waiters.len()
+                };
+                let policy = if excess {
+                    CancelPolicy::CloseExcess
+                } else {
+                    CancelPolicy::Default
+                };
+                let w = self.waiters[i].clone();
+                let got = self.pool.cancel(w.id, policy, now);
+                if let (Some(m), Some(mw)) = (self.model.as_mut(), w.wid) {
+                    let want = m.cancel(mw, policy, now);
+                    ensure!(want == got, "cancel: core {got:?}, model {want:?}");
+                }
+                if got.is_ok() {
+                    ensure!(
+                        w.state == WState::Pending,
+                        "cancel of an answered waiter succeeded"
+                    );
+                    self.waiters[i].state = WState::Cancelled;
+                }
+            }
+            Op::Connected { idx, cap, any } => {
+                let list = if any { &self.conns } else { &self.connecting };
+                let Some(c) = Self::pick(list, idx) else {
+                    return Ok(());
+                };
+                let was_connecting = self.connecting.contains(&c);
+                let got = self.pool.connected(c, cap, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.connected(mc, cap, now);
+                    ensure!(
+                        want == got,
+                        "connected(#{mc}, {cap}): core {got:?}, model {want:?}"
+                    );
+                }
+                if got.is_ok() {
+                    ensure!(
+                        was_connecting,
+                        "connected accepted for a conn that was not connecting"
+                    );
+                    self.connecting.retain(|&x| x != c);
+                }
+            }
+            Op::ConnectFailed { idx, reason, any } => {
+                let list = if any { &self.conns } else { &self.connecting };
+                let Some(c) = Self::pick(list, idx) else {
+                    return Ok(());
+                };
+                let reason = match reason % 3 {
+                    0 => ConnectFailure::Timeout,
+                    1 => ConnectFailure::Local,
+                    _ => ConnectFailure::Remote,
+                };
+                let got = self.pool.connect_failed(c, reason, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.connect_failed(mc, reason, now);
+                    ensure!(
+                        want == got,
+                        "connect_failed(#{mc}): core {got:?}, model {want:?}"
+                    );
+                }
+                if got.is_ok() {
+                    self.connecting.retain(|&x| x != c);
+                    let info = self.info.get_mut(&c).unwrap();
+                    info.closed = true;
+                    info.vanished = true;
+                }
+            }
+            Op::PeerClosed { idx } => {
+                let Some(c) = Self::pick(&self.conns, idx) else {
+                    return Ok(());
+                };
+                let got = self.pool.peer_closed(c, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.peer_closed(mc, now);
+                    ensure!(
+                        want == got,
+                        "peer_closed(#{mc}): core {got:?}, model {want:?}"
+                    );
+                }
+                if got.is_ok() {
+                    self.mark_dead(c);
+                }
+            }
+            Op::Validated { idx, alive, any } => {
+                let list = if any { &self.conns } else { &self.validating };
+                let Some(c) = Self::pick(list, idx) else {
+                    return Ok(());
+                };
+                let result = if alive {
+                    Validation::Alive
+                } else {
+                    Validation::Stale
+                };
+                let got = self.pool.validated(c, result, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.validated(mc, result, now);
+                    ensure!(
+                        want == got,
+                        "validated(#{mc}, {result:?}): core {got:?}, model {want:?}"
+                    );
+                }
+                if got.is_ok() {
+                    ensure!(
+                        self.validating.contains(&c),
+                        "validated accepted for a conn not validating"
+                    );
+                    self.validating.retain(|&x| x != c);
+                }
+            }
+            Op::Advance { ms: d } => {
+                self.now = self.now + ms(d);
+                self.pool.handle_timeout(self.now);
+                if let Some(m) = self.model.as_mut() {
+                    m.handle_timeout(self.now);
+                }
+            }
+            Op::AdvanceToTimer => {
+                if let Some(t) = self.pool.poll_timeout() {
+                    if t > self.now {
+                        self.now = t;
+                    }
+                }
+                self.pool.handle_timeout(self.now);
+                if let Some(m) = self.model.as_mut() {
+                    m.handle_timeout(self.now);
+                }
+            }
+            Op::Partial { .. } => {}
+            Op::Backwards { ms: d } => {
+                self.skew_ms = d;
+                let t = Instant::from_micros(now.as_micros().saturating_sub(d as u64 * 1000));
+                self.pool.handle_timeout(t);
+                if let Some(m) = self.model.as_mut() {
+                    m.handle_timeout(t);
+                }
+            }
+            Op::Drain { key, delete } => {
+                let mode = if delete {
+                    DrainMode::DrainAndDelete
+                } else {
+                    DrainMode::DrainExisting
+                };
+                let key = key.map(|k| k % KEYS);
+                let scope = match &key {
+                    Some(k) => DrainScope::Route(k),
+                    None => DrainScope::All,
+                };
+                // Timers due now run first: let them run before marking what
+                // the drain makes unusable.
+                self.pool.drain(scope, mode, now);
+                if let Some(m) = self.model.as_mut() {
+                    m.drain(key, mode, now);
+                }
+                if mode == DrainMode::DrainExisting {
+                    let dead: Vec<ConnId> = self
+                        .info
+                        .iter()
+                        .filter(|(c, i)| {
+                            key.is_none_or(|k| k == i.key) && !self.connecting.contains(c)
+                        })
+                        .map(|(&c, _)| c)
+                        .collect();
+                    for c in dead {
+                        self.mark_dead(c);
+                    }
+                }
+            }
+            Op::RouteConfig {
+                key,
+                limit,
+                min_idle,
+                ratio_milli,
+            } => {
+                let cfg = RouteConfig {
+                    max_connections: limit,
+                    min_idle,
+                    preconnect_ratio: ratio_milli.map(|r| r as f32 / 1000.0),
+                };
+                let got = self.pool.set_route_config(&(key % KEYS), cfg, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_route_config(key % KEYS, cfg, now);
+                    ensure!(
+                        want == got,
+                        "set_route_config: core {got:?}, model {want:?}"
+                    );
+                }
+            }
+            Op::ClusterLease {
+                c,
+                tag,
+                deadline_ms,
+            } => {
+                if self.clusters.is_empty() {
+                    return Ok(());
+                }
+                let ci = c as usize % self.clusters.len();
+                let tag = tag.map(|t| Tag(t as u64));
+                let deadline = deadline_ms.map(|d| now + ms(d));
+                let (cl, mcl) = &mut self.clusters[ci];
+                let got = cl.lease(&mut self.pool, tag, now, deadline);
+                let want = self
+                    .model
+                    .as_mut()
+                    .map(|m| mcl.lease(m, tag, now, deadline));
+                let core_host = cl.last_pick().and_then(|h| cl.host(h).copied());
+                if let Some(w) = &want {
+                    let mhost = mcl.last_pick();
+                    ensure!(
+                        cl.last_pick() == mhost,
+                        "cluster {ci} lease: picked host {:?} ({core_host:?}), model {mhost:?} ({:?}); core {got:?}, model {w:?}",
+                        cl.last_pick(),
+                        mhost.and_then(|h| mcl.host(h))
+                    );
+                }
+                if self.trace {
+                    eprintln!("    cluster {ci} picked {core_host:?}: {got:?}");
+                }
+                match got {
+                    Ok(l) => {
+                        let key = core_host.ok_or("lease without a host")?;
+                        let (want, mhost) = match want {
+                            None => (None, None),
+                            Some(Ok(ml)) => (Some(Ok(ml.outcome)), Some(ml.host)),
+                            Some(Err(e)) => {
+                                return Err(format!(
+                                    "cluster {ci} lease: core {got:?}, model Err({e:?})"
+                                ))
+                            }
+                        };
+                        ensure!(
+                            mhost.is_none_or(|h| h == l.host),
+                            "cluster {ci} lease: host {} vs model {mhost:?}",
+                            l.host
+                        );
+                        self.record_lease(Ok(l.outcome), want, key, tag)?;
+                    }
+                    Err(ClusterError::Lease(e)) => {
+                        let key = core_host.ok_or("lease error without a host")?;
+                        let want = match want {
+                            None => None,
+                            Some(Err(ClusterError::Lease(me))) => Some(Err(me)),
+                            Some(w) => {
+                                return Err(format!(
+                                    "cluster {ci} lease: core Err(Lease({e:?})), model {w:?}"
+                                ))
+                            }
+                        };
+                        self.record_lease(Err(e), want, key, tag)?;
+                    }
+                    Err(e) => {
+                        if let Some(w) = want {
+                            ensure!(
+                                w == Err(e),
+                                "cluster {ci} lease: core Err({e:?}), model {w:?}"
+                            );
+                        }
+                    }
+                }
+            }
+            Op::AddHost { c, key } => {
+                if self.clusters.is_empty() {
+                    return Ok(());
+                }
+                let ci = c as usize % self.clusters.len();
+                let key = key % KEYS;
+                let (cl, mcl) = &mut self.clusters[ci];
+                let got = cl.add_host(key);
+                let want = mcl.add_host(key);
+                ensure!(
+                    self.model.is_none() || got == want,
+                    "cluster {ci} add_host({key}): core {got:?}, model {want:?}"
+                );
+            }
+            Op::RemoveHost { c, key } => {
+                if self.clusters.is_empty() {
+                    return Ok(());
+                }
+                let ci = c as usize % self.clusters.len();
+                let key = key % KEYS;
+                let (cl, mcl) = &mut self.clusters[ci];
+                let got = cl.remove_host(&mut self.pool, &key, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = mcl.remove_host(m, key, now);
+                    ensure!(
+                        got == want,
+                        "cluster {ci} remove_host({key}): core {got:?}, model {want:?}"
+                    );
+                }
+            }
+            Op::SetHealth { c, key, healthy } => {
+                if self.clusters.is_empty() {
+                    return Ok(());
+                }
+                let ci = c as usize % self.clusters.len();
+                let key = key % KEYS;
+                let (cl, mcl) = &mut self.clusters[ci];
+                let got = cl.set_health(&mut self.pool, &key, healthy, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = mcl.set_health(m, key, healthy, now);
+                    ensure!(
+                        got == want,
+                        "cluster {ci} set_health({key}, {healthy}): core {got:?}, model {want:?}"
+                    );
+                }
+            }
+            Op::SetRatio { c, ratio_milli } => {
+                if self.clusters.is_empty() {
+                    return Ok(());
+                }
+                let ci = c as usize % self.clusters.len();
+                let r = ratio_milli as f32 / 1000.0;
+                let (cl, mcl) = &mut self.clusters[ci];
+                let got = cl.set_predictive_ratio(r);
+                let want = mcl.set_predictive_ratio(r);
+                ensure!(
+                    self.model.is_none() || got == want,
+                    "cluster {ci} set_predictive_ratio({r}): core {got:?}, model {want:?}"
+                );
+            }
+            Op::RouteHealth { key, healthy } => {
+                let key = key % KEYS;
+                let got = self.pool.set_route_health(&key, healthy, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_route_health(key, healthy, now);
+                    ensure!(
+                        got == want,
+                        "set_route_health({key}, {healthy}): core {got:?}, model {want:?}"
+                    );
+                }
+            }
+            Op::Preconnect { key, ratio_milli } => {
+                let key = key % KEYS;
+                let r = ratio_milli as f32 / 1000.0;
+                let got = self.pool.preconnect(&key, r, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.preconnect(key, r, now);
+                    ensure!(
+                        got == want,
+                        "preconnect({key}, {r}): core {got:?}, model {want:?}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Give everything back, drain everything for deletion, run past every
+    /// deadline, and check that the pool ends empty.
+    pub fn finish(&mut self) -> Check {
+        // Deliver whatever a trailing `Partial` left queued.
+        self.next_limit = None;
+        self.step(&Op::Advance { ms: 0 })?;
+        // Under Miri every step is slow: a shorter budget for warm-up churn.
+        self.settle_all(if cfg!(miri) { 40 } else { 400 })?;
+        self.step(&Op::Drain {
+            key: None,
+            delete: true,
+        })?;
+        self.settle_all(10_000)?;
+        self.step(&Op::Advance { ms: 100_000_000 })?;
+        self.settle_all(10_000)?;
+        let s = self.pool.stats();
+        ensure!(
+            s.connections == 0
+                && s.connecting == 0
+                && s.idle == 0
+                && s.leased == 0
+                && s.pending == 0,
+            "pool not empty at the end: {s:?}"
+        );
+        ensure!(
+            self.pool.is_closed(),
+            "pool not closed after drain(All, DrainAndDelete)"
+        );
+        // Every route was deleted: each got its RouteIdle and its slot back.
+        ensure!(
+            s.routes == 0,
+            "{} routes left after drain(All, DrainAndDelete)",
+            s.routes
+        );
+        for k in 0..KEYS {
+            ensure!(
+                self.pool.route_stats(&k).is_none(),
+                "route {k} still known at the end"
+            );
+        }
+        for w in &self.waiters {
+            ensure!(
+                w.state != WState::Pending,
+                "waiter {:?} never answered",
+                w.id
+            );
+        }
+        for (c, info) in &self.info {
+            ensure!(info.closed, "conn {c:?} never closed");
+        }
+        let lease = self.pool.lease(&0, None, self.now, None);
+        ensure!(
+            lease == Err(wharf_core::LeaseError::Closed),
+            "lease after close: {lease:?}"
+        );
+        if let Some(m) = self.model.as_mut() {
+            let l = m.lease(0, None, self.now, None);
+            ensure!(
+                l == Err(wharf_core::LeaseError::Closed),
+                "model lease after close: {l:?}"
+            );
+        }
+        Ok(())
+    }
+
+    /// Answer every connect and validation and release every lease, until
+    /// nothing is outstanding. Before the pool is closed, warm-up can churn
+    /// forever (e.g. `min_idle` over all routes above `max_idle`: each connect
+    /// closes an idle connection and warm-up opens another), so that phase
+    /// stops after `budget` steps.
+    fn settle_all(&mut self, budget: u64) -> Check {
+        let start = self.steps;
+        loop {
+            if self.connecting.is_empty() && self.validating.is_empty() && self.leases.is_empty() {
+                return Ok(());
+            }
+            if self.steps - start > budget {
+                ensure!(
+                    !self.pool.is_closed(),
+                    "outstanding work never ends after close"
+                );
+                return Ok(());
+            }
+            if let Some(&c) = self.connecting.first() {
+                self.step(&Op::Connected {
+                    idx: 0,
+                    cap: 1,
+                    any: false,
+                })?;
+                ensure!(
+                    self.connecting.first() != Some(&c),
+                    "outstanding connect {c:?} refused"
+                );
+            } else if let Some(&c) = self.validating.first() {
+                self.step(&Op::Validated {
+                    idx: 0,
+                    alive: true,
+                    any: false,
+                })?;
+                ensure!(
+                    self.validating.first() != Some(&c),
+                    "outstanding validation {c:?} refused"
+                );
+            } else {
+                self.step(&Op::Release {
+                    idx: 0,
+                    how: RelHow::Reuse {
+                        keep_alive_ms: None,
+                        tag: None,
+                    },
+                })?;
+            }
+        }
+    }
+}
+
+/// Run one whole sequence. `with_model` selects differential mode.
+pub fn run_sequence<'a>(
+    pool: Pool<'a, u8>,
+    cfg: &Config,
+    model: Option<Model>,
+    clusters: &[ClusterSpec],
+    ops: &[Op],
+    trace: bool,
+) -> (u64, Check) {
+    let mut h = Harness::new(pool, cfg.clone(), model);
+    h.trace = trace;
+    for spec in clusters {
+        if let Err(e) = h.add_cluster(spec) {
+            return (0, Err(e));
+        }
+    }
+    let first = h.compare_state();
+    if first.is_err() {
+        return (0, first);
+    }
+    for op in ops {
+        if let Err(e) = h.step(op) {
+            return (h.steps, Err(format!("step {}: {op:?}: {e}", h.steps)));
+        }
+    }
+    let c = *h.pool.counters();
+    let r = h
+        .finish()
+        .map_err(|e| format!("end phase, step {}: {e}", h.steps));
+    let mut cover = COVERAGE.lock().unwrap();
+    cover.0 += 1;
+    let sum = &mut cover.1;
+    sum.connects += c.connects;
+    sum.preconnects += c.preconnects;
+    sum.warmups += c.warmups;
+    sum.guard_connects += c.guard_connects;
+    sum.connected += c.connected;
+    for i in 0..3 {
+        sum.connect_failures[i] += c.connect_failures[i];
+    }
+    sum.grants += c.grants;
+    sum.reuses += c.reuses;
+    sum.validations += c.validations;
+    sum.stale += c.stale;
+    for i in 0..12 {
+        sum.closes[i] += c.closes[i];
+    }
+    sum.timeouts += c.timeouts;
+    sum.overflows += c.overflows;
+    sum.cancels += c.cancels;
+    sum.queued += c.queued;
+    (h.steps, r)
+}
+
+/// Sum of the core's counters over all sequences run (before their end
+/// phase): a coverage summary (`WHARF_MODEL_COVERAGE=1`).
+pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::Mutex::new((
+    0,
+    wharf_core::Counters {
+        connects: 0,
+        preconnects: 0,
+        warmups: 0,
+        guard_connects: 0,
+        connected: 0,
+        connect_failures: [0; 3],
+        grants: 0,
+        reuses: 0,
+        validations: 0,
+        stale: 0,
+        closes: [0; 12],
+        timeouts: 0,
+        overflows: 0,
+        cancels: 0,
+        queued: 0,
+    },
+));
+
+/// Small storage: 4 connections, 3 routes (5 keys: the table fills), 4
+/// waiters, 4 leases.
+pub type Small = Storage<u8, 4, 3, 4, 4>;
+pub const SMALL: Slots = Slots {
+    conns: 4,
+    routes: 3,
+    waiters: 4,
+    leases: 4,
+};
+/// Larger storage: 8 connections, 5 routes, 10 waiters, 10 leases.
+pub type Big = Storage<u8, 8, 5, 10, 10>;
+pub const BIG: Slots = Slots {
+    conns: 8,
+    routes: 5,
+    waiters: 10,
+    leases: 10,
+};
+
+/// Run one sequence on a fresh pool; returns operations run and the verdict.
+pub fn run_case(
+    big: bool,
+    cfg: &Cfg,
+    clusters: &[ClusterSpec],
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+) -> (u64, Result<(), String>) {
+    let config = cfg.to_config();
+    let slots = if big { BIG } else { SMALL };
+    let model = with_model.then(|| Harness::model_for(&config, slots));
+    if big {
+        let mut storage: Box<Big> = Box::new(Storage::new());
+        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
+        run_sequence(pool, &config, model, clusters, ops, trace)
+    } else {
+        let mut storage: Box<Small> = Box::new(Storage::new());
+        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
+        run_sequence(pool, &config, model, clusters, ops, trace)
+    }
+}
+
+/// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from known,
+/// already-reported divergences so a run can look for new ones:
+/// `cf-timeout` (connect_failed with reason Timeout).
+pub fn avoid(op: Op, list: &str) -> Op {
+    match op {
+        Op::ConnectFailed { idx, reason, any }
+            if list.contains("cf-timeout") && reason % 3 == 0 =>
+        {
+            Op::ConnectFailed {
+                idx,
+                reason: 1,
+                any,
+            }
+        }
+        op => op,
+    }
+}

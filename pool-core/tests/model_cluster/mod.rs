@@ -1,0 +1,1656 @@
+//! Copy of the reference pool model (`tests/model/mod.rs`), extended with the
+//! host hooks of §12 (`set_route_health`, `preconnect`, `route_load`): the
+//! original keeps its fields private, so it cannot be extended from outside.
+//!
+//! A deliberately plain reference model of the pool, written from
+//! `docs/SEMANTICS.md` and `shared/reference/pool-semantics.md` only (never from
+//! the core's code). It uses `Vec`/`HashMap`/`BTreeMap`, recomputes every count
+//! from scratch, and names things by its own ids (creation counters).
+//!
+//! Section numbers in comments refer to `docs/SEMANTICS.md`.
+
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod harness;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use wharf_core::{
+    CancelError, CancelPolicy, CloseReason, Config, ConfigError, ConnError, ConnectFailure,
+    Counters, DrainMode, FailReason, Instant, LeaseError, PoolStats, Release, ReleaseError,
+    ReusePolicy, RouteConfig, RouteError, RouteLoad, RouteStats, Tag, Validation,
+};
+
+/// Model connection id (creation order).
+pub type Cid = u64;
+/// Model waiter id (creation order).
+pub type Wid = u64;
+/// Model lease id (creation order).
+pub type Lid = u64;
+/// Model route id (its sequence number).
+pub type Rid = u64;
+
+/// Storage slot counts the model emulates.
+#[derive(Clone, Copy, Debug)]
+pub struct Slots {
+    pub conns: usize,
+    pub routes: usize,
+    pub waiters: usize,
+    pub leases: usize,
+}
+
+/// An action, in model ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MAction {
+    Connect { conn: Cid, key: u8 },
+    Close { conn: Cid, reason: CloseReason },
+    Validate { conn: Cid },
+    Granted { waiter: Wid, lease: Lid, conn: Cid },
+    Failed { waiter: Wid, reason: FailReason },
+    RouteIdle { key: u8 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MOutcome {
+    Granted { lease: Lid, conn: Cid },
+    Queued(Wid),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CState {
+    Connecting,
+    Ready,
+    Validating,
+}
+
+#[derive(Clone, Debug)]
+struct MConn {
+    seq: u64,
+    route: Rid,
+    state: CState,
+    capacity: u32,
+    active: u32,
+    remaining: Option<u32>,
+    draining: Option<CloseReason>,
+    tag: Option<Tag>,
+    start: Instant,
+    created: Instant,
+    updated: Instant,
+    validity: Option<Instant>,
+    expiry: Option<Instant>,
+    served: bool,
+    connect_polled: bool,
+    validate_polled: bool,
+    vwaiter: Option<Wid>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Overrides {
+    limit: Option<u32>,
+    min_idle: Option<u32>,
+    ratio: Option<u32>,
+}
+
+impl Overrides {
+    fn is_empty(&self) -> bool {
+        self.limit.is_none() && self.min_idle.is_none() && self.ratio.is_none()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct MRoute {
+    id: Rid,
+    key: u8,
+    ov: Overrides,
+    deleted: bool,
+    queue: Vec<Wid>,
+    ready: Vec<Cid>,
+    connecting: Vec<Cid>,
+    backoff: Option<Instant>,
+    mark: bool,
+    connects: u64,
+    grants: u64,
+    /// §12: an unhealthy route connects only for demand.
+    healthy: bool,
+}
+
+#[derive(Clone, Debug)]
+struct MWaiter {
+    seq: u64,
+    route: Rid,
+    tag: Option<Tag>,
+    deadline: Option<Instant>,
+    validating: Option<Cid>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Created {
+    Yes,
+    Guard,
+    No,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Waiter(Wid),
+    Conn(Cid),
+    Route(Rid),
+}
+
+/// The reference model.
+pub struct Model {
+    cfg: Config,
+    max_pending: u32,
+    max_leases: u32,
+    ratio: u32,
+    slots: Slots,
+    last_now: Instant,
+    seq: u64,
+    next_cid: Cid,
+    next_wid: Wid,
+    next_lid: Lid,
+    routes: Vec<MRoute>,
+    conns: BTreeMap<Cid, MConn>,
+    closing: u32,
+    lru: VecDeque<Cid>,
+    blocked: Vec<Rid>,
+    waiters: HashMap<Wid, MWaiter>,
+    answered_unpolled: u32,
+    /// Route of each answered waiter whose answer is not polled yet.
+    answered_route: HashMap<Wid, Rid>,
+    leases: HashMap<Lid, Cid>,
+    actions: VecDeque<MAction>,
+    counters: Counters,
+    closed: bool,
+}
+
+fn ratio_milli(r: f32) -> Result<u32, ConfigError> {
+    if !(1.0..=3.0).contains(&r) {
+        return Err(ConfigError::BadPreconnectRatio);
+    }
+    Ok((r * 1000.0 + 0.5) as u32)
+}
+
+fn reason_index(r: ConnectFailure) -> usize {
+    match r {
+        ConnectFailure::Timeout => 0,
+        ConnectFailure::Local => 1,
+        ConnectFailure::Remote => 2,
+    }
+}
+
+impl Model {
+    pub fn new(cfg: Config, slots: Slots) -> Result<Model, ConfigError> {
+        if cfg.max_total == 0 {
+            return Err(ConfigError::ZeroMaxTotal);
+        }
+        if cfg.max_per_route == 0 {
+            return Err(ConfigError::ZeroMaxPerRoute);
+        }
+        if cfg.max_total as usize > slots.conns {
+            return Err(ConfigError::MaxTotalExceedsStorage);
+        }
+        let max_pending = match cfg.max_pending {
+            Some(p) if p as usize > slots.waiters => {
+                return Err(ConfigError::MaxPendingExceedsStorage)
+            }
+            Some(p) => p,
+            None => slots.waiters as u32,
+        };
+        let max_leases = match cfg.max_leases {
+            Some(l) if l == 0 || l as usize > slots.leases => {
+                return Err(ConfigError::BadMaxLeases)
+            }
+            Some(l) => l,
+            None => slots.leases as u32,
+        };
+        for d in [cfg.connect_timeout, cfg.idle_timeout, cfg.max_lifetime] {
+            if d.is_some_and(|d| d.is_zero()) {
+                return Err(ConfigError::ZeroTimeout);
+            }
+        }
+        let ratio = ratio_milli(cfg.preconnect_ratio)?;
+        if cfg.min_idle_per_route > cfg.max_per_route
+            || cfg
+                .max_idle_per_route
+                .is_some_and(|m| cfg.min_idle_per_route > m)
+        {
+            return Err(ConfigError::MinIdleTooLarge);
+        }
+        if cfg.connecting_capacity == 0 {
+            return Err(ConfigError::ZeroConnectingCapacity);
+        }
+        if cfg.max_leases_per_conn == Some(0) {
+            return Err(ConfigError::ZeroMaxLeasesPerConn);
+        }
+        Ok(Model {
+            cfg,
+            max_pending,
+            max_leases,
+            ratio,
+            slots,
+            last_now: Instant::ZERO,
+            seq: 0,
+            next_cid: 0,
+            next_wid: 0,
+            next_lid: 0,
+            routes: Vec::new(),
+            conns: BTreeMap::new(),
+            closing: 0,
+            lru: VecDeque::new(),
+            blocked: Vec::new(),
+            waiters: HashMap::new(),
+            answered_unpolled: 0,
+            answered_route: HashMap::new(),
+            leases: HashMap::new(),
+            actions: VecDeque::new(),
+            counters: Counters::default(),
+            closed: false,
+        })
+    }
+
+    // ----- small helpers -------------------------------------------------
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn ri(&self, r: Rid) -> usize {
+        self.routes
+            .iter()
+            .position(|x| x.id == r)
+            .expect("model: route exists")
+    }
+
+    fn route(&self, r: Rid) -> &MRoute {
+        &self.routes[self.ri(r)]
+    }
+
+    fn route_mut(&mut self, r: Rid) -> &mut MRoute {
+        let i = self.ri(r);
+        &mut self.routes[i]
+    }
+
+    fn route_by_key(&self, key: u8) -> Option<Rid> {
+        self.routes.iter().find(|x| x.key == key).map(|x| x.id)
+    }
+
+    fn conn(&self, c: Cid) -> &MConn {
+        &self.conns[&c]
+    }
+
+    fn conn_mut(&mut self, c: Cid) -> &mut MConn {
+        self.conns.get_mut(&c).expect("model: conn exists")
+    }
+
+    fn is_available(c: &MConn) -> bool {
+        c.state == CState::Ready && c.draining.is_none() && c.active < c.capacity
+    }
+
+    fn is_idle(c: &MConn) -> bool {
+        Self::is_available(c) && c.active == 0
+    }
+
+    fn available(&self, c: Cid) -> bool {
+        self.conns.get(&c).is_some_and(Self::is_available)
+    }
+
+    fn idle(&self, c: Cid) -> bool {
+        self.conns.get(&c).is_some_and(Self::is_idle)
+    }
+
+    fn allocated(&self, r: Rid) -> u32 {
+        self.conns.values().filter(|c| c.route == r).count() as u32
+    }
+
+    fn total(&self) -> u32 {
+        self.conns.len() as u32
+    }
+
+    fn idle_of(&self, r: Rid) -> u32 {
+        self.conns
+            .values()
+            .filter(|c| c.route == r && Self::is_idle(c))
+            .count() as u32
+    }
+
+    fn total_idle(&self) -> u32 {
+        self.conns.values().filter(|c| Self::is_idle(c)).count() as u32
+    }
+
+    fn connecting_of(&self, r: Rid) -> u32 {
+        self.conns
+            .values()
+            .filter(|c| c.route == r && c.state == CState::Connecting)
+            .count() as u32
+    }
+
+    fn spare(&self, r: Rid) -> u64 {
+        self.conns
+            .values()
+            .filter(|c| c.route == r && Self::is_available(c))
+            .map(|c| (c.capacity - c.active) as u64)
+            .sum()
+    }
+
+    fn active_of(&self, r: Rid) -> u32 {
+        self.conns
+            .values()
+            .filter(|c| c.route == r)
+            .map(|c| c.active)
+            .sum()
+    }
+
+    fn pending_of(&self, r: Rid) -> u32 {
+        self.waiters.values().filter(|w| w.route == r).count() as u32
+    }
+
+    fn limit(&self, r: Rid) -> u32 {
+        self.route(r).ov.limit.unwrap_or(self.cfg.max_per_route)
+    }
+
+    fn ratio_of(&self, r: Rid) -> u32 {
+        self.route(r).ov.ratio.unwrap_or(self.ratio)
+    }
+
+    fn min_idle(&self, r: Rid) -> u32 {
+        self.route(r)
+            .ov
+            .min_idle
+            .unwrap_or(self.cfg.min_idle_per_route)
+    }
+
+    fn backoff_pending(&self, r: Rid) -> bool {
+        self.route(r).backoff.is_some()
+    }
+
+    fn waiter_slot_free(&self) -> bool {
+        self.waiters.len() + (self.answered_unpolled as usize) < self.slots.waiters
+    }
+
+    fn pending_full(&self) -> bool {
+        self.waiters.len() as u32 >= self.max_pending || !self.waiter_slot_free()
+    }
+
+    fn leases_full(&self) -> bool {
+        self.leases.len() as u32 >= self.max_leases || self.leases.len() >= self.slots.leases
+    }
+
+    fn conn_slot_free(&self) -> bool {
+        self.conns.len() + (self.closing as usize) < self.slots.conns
+    }
+
+    fn clamp_now(&mut self, now: Instant) -> Instant {
+        if now > self.last_now {
+            self.last_now = now;
+        }
+        self.last_now
+    }
+
+    fn push(&mut self, a: MAction) {
+        self.actions.push_back(a);
+    }
+
+    /// A new waiter or connection on `r` clears the idle mark and withdraws an
+    /// unpolled `RouteIdle` (§3.6).
+    fn unmark(&mut self, r: Rid) {
+        let key = self.route(r).key;
+        self.route_mut(r).mark = false;
+        self.actions.retain(|a| *a != MAction::RouteIdle { key });
+    }
+
+    fn remove_from_lists(&mut self, c: Cid) {
+        let r = self.conn(c).route;
+        let route = self.route_mut(r);
+        route.ready.retain(|&x| x != c);
+        route.connecting.retain(|&x| x != c);
+        self.lru.retain(|&x| x != c);
+    }
+
+    /// Keep the ready list and LRU membership consistent with the connection's
+    /// state after a change (leaves lists when no longer available / idle).
+    fn leave_if_unavailable(&mut self, c: Cid) {
+        let r = self.conn(c).route;
+        if !self.available(c) {
+            self.route_mut(r).ready.retain(|&x| x != c);
+        }
+        if !self.idle(c) {
+            self.lru.retain(|&x| x != c);
+        }
+    }
+
+    // ----- §3 routines ----------------------------------------------------
+
+    /// §3.1
+    fn settle(&mut self, r: Rid) {
+        if !self.routes.iter().any(|x| x.id == r) {
+            return;
+        }
+        if self.route(r).deleted && self.allocated(r) == 0 && !self.route(r).queue.is_empty() {
+            let q = self.route(r).queue.clone();
+            for w in q {
+                self.fail_waiter(w, FailReason::Draining);
+            }
+        }
+        self.try_create(r);
+        self.unblock();
+        self.warm(r);
+        self.check_idle(r);
+    }
+
+    /// §3.2
+    fn try_create(&mut self, r: Rid) {
+        if !self.routes.iter().any(|x| x.id == r) || self.route(r).deleted {
+            return;
+        }
+        for _ in 0..3 {
+            let q = self.route(r).queue.len() as u64;
+            let cc = self.connecting_of(r) as u64 * self.cfg.connecting_capacity as u64;
+            let demand = q > cc;
+            let ratio = self.ratio_of(r) as u64;
+            let active = self.active_of(r) as u64;
+            // §12: an unhealthy route makes no preconnect.
+            let preconnect = self.route(r).healthy
+                && ratio > 1000
+                && (q + active) * ratio > (cc + self.spare(r) + active) * 1000
+                && !self.backoff_pending(r);
+            if !demand && !preconnect {
+                break;
+            }
+            if self.create(r, demand, false) != Created::Yes {
+                break;
+            }
+        }
+    }
+
+    fn block(&mut self, r: Rid) {
+        if !self.blocked.contains(&r) {
+            self.blocked.push(r);
+        }
+    }
+
+    /// §3.3 (and the restricted form used by warm, §3.5).
+    fn create(&mut self, r: Rid, demand: bool, warm: bool) -> Created {
+        // 1. Route limit.
+        if self.allocated(r) >= self.limit(r) {
+            if demand {
+                while self.allocated(r) >= self.limit(r) {
+                    let victim = self
+                        .route(r)
+                        .ready
+                        .iter()
+                        .rev()
+                        .copied()
+                        .find(|&c| self.idle(c));
+                    match victim {
+                        Some(c) => self.close(c, CloseReason::RouteLimit),
+                        None => break,
+                    }
+                }
+            }
+            if self.allocated(r) >= self.limit(r) {
+                return Created::No;
+            }
+        }
+        // 2. Total limit.
+        let mut guard = false;
+        if self.total() >= self.cfg.max_total {
+            if warm {
+                return Created::No;
+            }
+            if demand {
+                if let Some(&victim) = self.lru.back() {
+                    let vr = self.conn(victim).route;
+                    self.close(victim, CloseReason::Evicted);
+                    self.check_idle(vr);
+                }
+            }
+            if self.total() >= self.cfg.max_total {
+                if self.cfg.starvation_guard && self.allocated(r) == 0 {
+                    guard = true;
+                } else {
+                    if demand {
+                        self.block(r);
+                    }
+                    return Created::No;
+                }
+            }
+        }
+        // 3. Connection slot.
+        if !self.conn_slot_free() {
+            if demand && !warm {
+                self.block(r);
+            }
+            return Created::No;
+        }
+        // 4. Create.
+        let now = self.last_now;
+        let seq = self.next_seq();
+        let c = self.next_cid;
+        self.next_cid += 1;
+        self.conns.insert(
+            c,
+            MConn {
+                seq,
+                route: r,
+                state: CState::Connecting,
+                capacity: 0,
+                active: 0,
+                remaining: None,
+                draining: None,
+                tag: None,
+                start: now,
+                created: now,
+                updated: now,
+                validity: None,
+                expiry: None,
+                served: false,
+                connect_polled: false,
+                validate_polled: false,
+                vwaiter: None,
+            },
+        );
+        let key = self.route(r).key;
+        self.route_mut(r).connecting.push(c);
+        self.route_mut(r).connects += 1;
+        self.unmark(r);
+        self.push(MAction::Connect { conn: c, key });
+        self.counters.connects += 1;
+        if warm {
+            self.counters.warmups += 1;
+        } else if !demand {
+            self.counters.preconnects += 1;
+        }
+        if guard {
+            self.counters.guard_connects += 1;
+            Created::Guard
+        } else {
+            Created::Yes
+        }
+    }
+
+    /// §3.4
+    fn unblock(&mut self) {
+        while !self.blocked.is_empty()
+            && (self.total() < self.cfg.max_total || !self.lru.is_empty())
+            && self.conn_slot_free()
+        {
+            let b = self.blocked.remove(0);
+            if self.routes.iter().any(|x| x.id == b) {
+                self.try_create(b);
+            }
+        }
+    }
+
+    /// §3.5
+    fn warm(&mut self, r: Rid) {
+        // §12: an unhealthy route makes no warm-up.
+        if self.route(r).deleted
+            || self.closed
+            || self.backoff_pending(r)
+            || !self.route(r).healthy
+        {
+            return;
+        }
+        while self.idle_of(r) + self.connecting_of(r) < self.min_idle(r) {
+            // Warm-up never pushes the pool over `max_idle` (it would fight the idle limit).
+            let connecting = self.stats().connecting;
+            if self.cfg.max_idle.is_some_and(|m| self.total_idle() + connecting >= m) {
+                break;
+            }
+            if self.create(r, false, true) == Created::No {
+                break;
+            }
+        }
+    }
+
+    /// §3.6
+    fn check_idle(&mut self, r: Rid) {
+        if !self.routes.iter().any(|x| x.id == r) {
+            return;
+        }
+        if self.allocated(r) == 0 && self.pending_of(r) == 0 && !self.route(r).mark {
+            let key = self.route(r).key;
+            self.push(MAction::RouteIdle { key });
+            self.route_mut(r).mark = true;
+        }
+    }
+
+    /// §3.7
+    fn offer(&mut self, c: Cid) {
+        let r = self.conn(c).route;
+        let queue = self.route(r).queue.clone();
+        for w in queue {
+            if !self.available(c) {
+                break;
+            }
+            let ctag = self.conn(c).tag;
+            let wtag = self.waiters[&w].tag;
+            if ctag.is_none() || ctag == wtag {
+                self.grant(c, w);
+            }
+        }
+    }
+
+    /// Attach a lease to `c` (§3.8 without the waiter part).
+    fn attach(&mut self, c: Cid) -> Lid {
+        let lid = self.next_lid;
+        self.next_lid += 1;
+        self.leases.insert(lid, c);
+        let served = {
+            let conn = self.conn_mut(c);
+            conn.active += 1;
+            let served = conn.served;
+            conn.served = true;
+            served
+        };
+        self.counters.grants += 1;
+        if served {
+            self.counters.reuses += 1;
+        }
+        let r = self.conn(c).route;
+        self.route_mut(r).grants += 1;
+        let mut exhausted = false;
+        if let Some(rem) = self.conn_mut(c).remaining.as_mut() {
+            *rem -= 1;
+            exhausted = *rem == 0;
+        }
+        if exhausted {
+            self.start_draining(c, CloseReason::MaxLeases);
+        }
+        self.leave_if_unavailable(c);
+        lid
+    }
+
+    /// Detach waiter `w` from its queue or validation and forget it; its answer
+    /// is outstanding until polled.
+    fn take_waiter(&mut self, w: Wid) -> MWaiter {
+        let wt = self.waiters.remove(&w).expect("model: waiter exists");
+        if let Some(vc) = wt.validating {
+            if let Some(conn) = self.conns.get_mut(&vc) {
+                if conn.vwaiter == Some(w) {
+                    conn.vwaiter = None;
+                }
+            }
+        } else {
+            self.route_mut(wt.route).queue.retain(|&x| x != w);
+        }
+        self.answered_unpolled += 1;
+        self.answered_route.insert(w, wt.route);
+        wt
+    }
+
+    fn fail_waiter(&mut self, w: Wid, reason: FailReason) {
+        self.take_waiter(w);
+        match reason {
+            FailReason::Overflow => self.counters.overflows += 1,
+            FailReason::Timeout => self.counters.timeouts += 1,
+            _ => {}
+        }
+        self.push(MAction::Failed { waiter: w, reason });
+    }
+
+    /// §3.8
+    fn grant(&mut self, c: Cid, w: Wid) {
+        if self.leases_full() {
+            self.fail_waiter(w, FailReason::Overflow);
+            return;
+        }
+        self.take_waiter(w);
+        let lid = self.attach(c);
+        self.push(MAction::Granted {
+            waiter: w,
+            lease: lid,
+            conn: c,
+        });
+    }
+
+    /// §3.9
+    fn place(&mut self, c: Cid) {
+        if !self.available(c) {
+            return;
+        }
+        let r = self.conn(c).route;
+        let fifo = self.cfg.reuse == ReusePolicy::Fifo;
+        let route = self.route_mut(r);
+        route.ready.retain(|&x| x != c);
+        if fifo {
+            route.ready.push(c);
+        } else {
+            route.ready.insert(0, c);
+        }
+        if self.idle(c) && !self.lru.contains(&c) {
+            self.lru.push_front(c);
+        }
+    }
+
+    /// §3.10
+    fn after_available(&mut self, c: Cid) {
+        if !self.idle(c) {
+            return;
+        }
+        let r = self.conn(c).route;
+        if self.route(r).deleted {
+            self.close(c, CloseReason::Drained);
+        } else if self
+            .cfg
+            .max_idle_per_route
+            .is_some_and(|m| self.idle_of(r) > m)
+        {
+            self.close(c, CloseReason::IdleLimit);
+        } else if self.cfg.max_idle.is_some_and(|m| self.total_idle() > m) {
+            if let Some(&victim) = self.lru.back() {
+                let vr = self.conn(victim).route;
+                self.close(victim, CloseReason::IdleLimit);
+                if vr != r {
+                    self.check_idle(vr);
+                }
+            }
+        }
+    }
+
+    /// §3.11
+    fn close(&mut self, c: Cid, reason: CloseReason) {
+        self.remove_from_lists(c);
+        let conn = self.conns.remove(&c).expect("model: close of a live conn");
+        if conn.state == CState::Connecting && !conn.connect_polled {
+            // Vanishes silently: the undelivered Connect is withdrawn.
+            self.actions
+                .retain(|a| !matches!(a, MAction::Connect { conn, .. } if *conn == c));
+            return;
+        }
+        // A connection that vanishes silently is not counted under `closes`
+        // (ambiguity, resolved as the core does).
+        self.counters.closes[reason.index()] += 1;
+        if conn.state == CState::Validating && !conn.validate_polled {
+            self.actions.retain(|a| *a != MAction::Validate { conn: c });
+        }
+        self.closing += 1;
+        self.push(MAction::Close { conn: c, reason });
+    }
+
+    /// §3.12
+    fn start_draining(&mut self, c: Cid, reason: CloseReason) {
+        if self.conn(c).draining.is_some() {
+            return;
+        }
+        self.conn_mut(c).draining = Some(reason);
+        self.leave_if_unavailable(c);
+        let conn = self.conn(c);
+        if conn.state == CState::Ready && conn.active == 0 {
+            self.close(c, reason);
+        }
+    }
+
+    /// §7.1: a waiter whose validation ended without a grant.
+    fn retry(&mut self, w: Wid) {
+        let Some(wt) = self.waiters.get_mut(&w) else {
+            return;
+        };
+        wt.validating = None;
+        let (r, tag) = (wt.route, wt.tag);
+        let now = self.last_now;
+        match self.search(r, tag) {
+            Some(c) => {
+                if self.needs_validation(c, now) {
+                    self.begin_validation(c, w);
+                } else {
+                    self.grant(c, w);
+                }
+            }
+            None => {
+                let seq = self.waiters[&w].seq;
+                let pos = {
+                    let route = self.route(r);
+                    route
+                        .queue
+                        .iter()
+                        .position(|x| self.waiters[x].seq > seq)
+                        .unwrap_or(route.queue.len())
+                };
+                self.route_mut(r).queue.insert(pos, w);
+            }
+        }
+    }
+
+    /// §4.3
+    fn search(&self, r: Rid, tag: Option<Tag>) -> Option<Cid> {
+        let ready = &self.route(r).ready;
+        if let Some(t) = tag {
+            if let Some(&c) = ready.iter().find(|&&c| self.conn(c).tag == Some(t)) {
+                return Some(c);
+            }
+        }
+        ready.iter().copied().find(|&c| self.conn(c).tag.is_none())
+    }
+
+    fn needs_validation(&self, c: Cid, now: Instant) -> bool {
+        let conn = self.conn(c);
+        Self::is_idle(conn)
+            && self
+                .cfg
+                .validate_after_inactivity
+                .is_some_and(|v| now >= conn.updated + v)
+    }
+
+    fn begin_validation(&mut self, c: Cid, w: Wid) {
+        self.waiters.get_mut(&w).unwrap().validating = Some(c);
+        {
+            let conn = self.conn_mut(c);
+            conn.state = CState::Validating;
+            conn.vwaiter = Some(w);
+            conn.validate_polled = false;
+        }
+        let r = self.conn(c).route;
+        self.route_mut(r).ready.retain(|&x| x != c);
+        self.lru.retain(|&x| x != c);
+        self.counters.validations += 1;
+        self.push(MAction::Validate { conn: c });
+    }
+
+    fn new_waiter(&mut self, r: Rid, tag: Option<Tag>, deadline: Option<Instant>) -> Wid {
+        let seq = self.next_seq();
+        let w = self.next_wid;
+        self.next_wid += 1;
+        self.waiters.insert(
+            w,
+            MWaiter {
+                seq,
+                route: r,
+                tag,
+                deadline,
+                validating: None,
+            },
+        );
+        self.unmark(r);
+        w
+    }
+
+    // ----- timers (§2, §9) -------------------------------------------------
+
+    fn conn_deadline(&self, c: &MConn) -> Option<Instant> {
+        match c.state {
+            CState::Connecting => self.cfg.connect_timeout.map(|t| c.start + t),
+            CState::Validating => None,
+            CState::Ready => {
+                if c.draining.is_some() {
+                    None
+                } else if c.active == 0 {
+                    let idle = self.cfg.idle_timeout.map(|t| c.updated + t);
+                    match (c.expiry, idle) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                } else {
+                    c.validity
+                }
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Option<(Instant, u64, Timer)> {
+        let mut best: Option<(Instant, u64, Timer)> = None;
+        let mut consider = |d: Instant, seq: u64, t: Timer| {
+            if best.is_none_or(|(bd, bs, _)| (d, seq) < (bd, bs)) {
+                best = Some((d, seq, t));
+            }
+        };
+        for (&w, wt) in &self.waiters {
+            if let Some(d) = wt.deadline {
+                consider(d, wt.seq, Timer::Waiter(w));
+            }
+        }
+        for (&c, conn) in &self.conns {
+            if let Some(d) = self.conn_deadline(conn) {
+                consider(d, conn.seq, Timer::Conn(c));
+            }
+        }
+        for r in &self.routes {
+            if let Some(d) = r.backoff {
+                consider(d, r.id, Timer::Route(r.id));
+            }
+        }
+        best
+    }
+
+    /// The earliest pending timer (what `poll_timeout` must not be later than).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_timer().map(|(d, _, _)| d)
+    }
+
+    fn process_timers(&mut self, now: Instant) -> Instant {
+        let now = self.clamp_now(now);
+        while let Some((d, _, t)) = self.next_timer() {
+            if d > now {
+                break;
+            }
+            match t {
+                Timer::Waiter(w) => {
+                    let r = self.waiters[&w].route;
+                    self.fail_waiter(w, FailReason::Timeout);
+                    self.settle(r);
+                }
+                Timer::Conn(c) => {
+                    let conn = self.conn(c).clone();
+                    let r = conn.route;
+                    match conn.state {
+                        CState::Connecting => {
+                            self.close(c, CloseReason::ConnectTimeout);
+                            self.connect_failure(r, ConnectFailure::Timeout, now);
+                        }
+                        CState::Ready if conn.active == 0 => {
+                            let reason = if conn.expiry.is_some_and(|e| e <= now) {
+                                CloseReason::Expired
+                            } else {
+                                CloseReason::IdleTimeout
+                            };
+                            self.close(c, reason);
+                            self.settle(r);
+                        }
+                        CState::Ready => {
+                            self.start_draining(c, CloseReason::Expired);
+                            self.settle(r);
+                        }
+                        CState::Validating => unreachable!(),
+                    }
+                }
+                Timer::Route(r) => {
+                    self.route_mut(r).backoff = None;
+                    self.settle(r);
+                }
+            }
+        }
+        now
+    }
+
+    /// §6 after the connection itself is gone.
+    fn connect_failure(&mut self, r: Rid, reason: ConnectFailure, now: Instant) {
+        self.counters.connect_failures[reason_index(reason)] += 1;
+        let q = self.route(r).queue.clone();
+        for w in q {
+            self.fail_waiter(w, FailReason::ConnectFailed(reason));
+        }
+        self.route_mut(r).backoff = Some(now + self.cfg.retry_backoff);
+        self.settle(r);
+    }
+
+    // ----- inputs -----------------------------------------------------------
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.process_timers(now);
+    }
+
+    /// §4
+    pub fn lease(
+        &mut self,
+        key: u8,
+        tag: Option<Tag>,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<MOutcome, LeaseError> {
+        let now = self.process_timers(now);
+        if self.closed {
+            return Err(LeaseError::Closed);
+        }
+        if deadline.is_some_and(|d| d <= now) {
+            return Err(LeaseError::Timeout);
+        }
+        let r = match self.route_by_key(key) {
+            Some(r) => r,
+            None => {
+                if self.pending_full() {
+                    self.counters.overflows += 1;
+                    return Err(LeaseError::Overflow);
+                }
+                if self.routes.len() >= self.slots.routes {
+                    return Err(LeaseError::RouteTableFull);
+                }
+                self.new_route(key, false)
+            }
+        };
+        if self.route(r).deleted {
+            return Err(LeaseError::Draining);
+        }
+        let out = match self.search(r, tag) {
+            Some(c) => {
+                if self.needs_validation(c, now) {
+                    if self.pending_full() {
+                        self.counters.overflows += 1;
+                        return Err(LeaseError::Overflow);
+                    }
+                    let w = self.new_waiter(r, tag, deadline);
+                    self.begin_validation(c, w);
+                    MOutcome::Queued(w)
+                } else if self.leases_full() {
+                    self.counters.overflows += 1;
+                    return Err(LeaseError::Overflow);
+                } else {
+                    let lease = self.attach(c);
+                    MOutcome::Granted { lease, conn: c }
+                }
+            }
+            None => {
+                if self.pending_full() {
+                    self.counters.overflows += 1;
+                    return Err(LeaseError::Overflow);
+                }
+                let w = self.new_waiter(r, tag, deadline);
+                // `queued` counts waiters entering a route's queue (§4.5), not
+                // those created bound to a validation (§4.4).
+                self.counters.queued += 1;
+                self.route_mut(r).queue.push(w);
+                MOutcome::Queued(w)
+            }
+        };
+        self.settle(r);
+        Ok(out)
+    }
+
+    fn new_route(&mut self, key: u8, by_config: bool) -> Rid {
+        let id = self.next_seq();
+        self.routes.push(MRoute {
+            id,
+            key,
+            ov: Overrides::default(),
+            deleted: false,
+            queue: Vec::new(),
+            ready: Vec::new(),
+            connecting: Vec::new(),
+            backoff: None,
+            mark: by_config,
+            connects: 0,
+            grants: 0,
+            healthy: true,
+        });
+        id
+    }
+
+    /// §5
+    pub fn release(&mut self, lease: Lid, how: Release, now: Instant) -> Result<(), ReleaseError> {
+        let now = self.process_timers(now);
+        self.release_inner(lease, how, now)
+    }
+
+    fn release_inner(
+        &mut self,
+        lease: Lid,
+        how: Release,
+        now: Instant,
+    ) -> Result<(), ReleaseError> {
+        let Some(c) = self.leases.remove(&lease) else {
+            return Err(ReleaseError::StaleLease);
+        };
+        self.conn_mut(c).active -= 1;
+        match how {
+            Release::Discard => {
+                if self.conn(c).draining.is_none() {
+                    self.conn_mut(c).draining = Some(CloseReason::Discarded);
+                    self.leave_if_unavailable(c);
+                }
+            }
+            Release::Reuse { keep_alive, tag } => {
+                let conn = self.conn_mut(c);
+                conn.updated = now;
+                conn.tag = tag;
+                conn.expiry = match (keep_alive, conn.validity) {
+                    (Some(k), Some(v)) => Some((now + k).min(v)),
+                    (Some(k), None) => Some(now + k),
+                    (None, v) => v,
+                };
+            }
+        }
+        let r = self.conn(c).route;
+        self.after_release(c, now);
+        self.settle(r);
+        Ok(())
+    }
+
+    /// §5 step 3.
+    fn after_release(&mut self, c: Cid, now: Instant) {
+        let conn = self.conn(c).clone();
+        let r = conn.route;
+        if let Some(reason) = conn.draining {
+            if conn.active == 0 {
+                self.close(c, reason);
+            }
+        } else if conn.expiry.is_some_and(|e| e <= now) {
+            if conn.active == 0 {
+                self.close(c, CloseReason::Expired);
+            } else {
+                self.start_draining(c, CloseReason::Expired);
+            }
+        } else if conn.active == 0 && self.allocated(r) > self.limit(r) {
+            self.close(c, CloseReason::RouteLimit);
+        } else {
+            self.place(c);
+            self.offer(c);
+            if self.conns.contains_key(&c) {
+                self.after_available(c);
+            }
+        }
+    }
+
+    fn conn_check(&self, c: Cid) -> Result<&MConn, ConnError> {
+        self.conns.get(&c).ok_or(ConnError::StaleConn)
+    }
+
+    /// §6
+    pub fn connected(&mut self, c: Cid, capacity: u32, now: Instant) -> Result<(), ConnError> {
+        let now = self.process_timers(now);
+        let conn = self.conn_check(c)?;
+        if conn.state != CState::Connecting || !conn.connect_polled {
+            return Err(ConnError::WrongState);
+        }
+        if capacity == 0 {
+            return Err(ConnError::ZeroCapacity);
+        }
+        let validity = self.cfg.max_lifetime.map(|l| now + l);
+        let remaining = self.cfg.max_leases_per_conn;
+        let r = conn.route;
+        {
+            let conn = self.conn_mut(c);
+            conn.state = CState::Ready;
+            conn.capacity = capacity;
+            conn.active = 0;
+            conn.remaining = remaining;
+            conn.created = now;
+            conn.updated = now;
+            conn.validity = validity;
+            conn.expiry = validity;
+            conn.tag = None;
+        }
+        self.route_mut(r).connecting.retain(|&x| x != c);
+        self.counters.connected += 1;
+        self.place(c);
+        self.offer(c);
+        if self.conns.contains_key(&c) {
+            self.after_available(c);
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// §6
+    pub fn connect_failed(
+        &mut self,
+        c: Cid,
+        reason: ConnectFailure,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        let now = self.process_timers(now);
+        let conn = self.conn_check(c)?;
+        if conn.state != CState::Connecting || !conn.connect_polled {
+            return Err(ConnError::WrongState);
+        }
+        let r = conn.route;
+        self.remove_from_lists(c);
+        self.conns.remove(&c);
+        self.connect_failure(r, reason, now);
+        Ok(())
+    }
+
+    /// §7
+    pub fn peer_closed(&mut self, c: Cid, now: Instant) -> Result<(), ConnError> {
+        self.process_timers(now);
+        let conn = self.conn_check(c)?.clone();
+        let r = conn.route;
+        match conn.state {
+            CState::Connecting => return Err(ConnError::WrongState),
+            CState::Validating => {
+                self.close(c, CloseReason::PeerClosed);
+                if let Some(w) = conn.vwaiter {
+                    self.retry(w);
+                }
+            }
+            CState::Ready => {
+                if conn.active == 0 {
+                    self.close(c, CloseReason::PeerClosed);
+                } else {
+                    self.start_draining(c, CloseReason::PeerClosed);
+                }
+            }
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// §7
+    pub fn validated(&mut self, c: Cid, result: Validation, now: Instant) -> Result<(), ConnError> {
+        let now = self.process_timers(now);
+        let conn = self.conn_check(c)?.clone();
+        if conn.state != CState::Validating || !conn.validate_polled {
+            return Err(ConnError::WrongState);
+        }
+        let r = conn.route;
+        match result {
+            Validation::Stale => {
+                self.counters.stale += 1;
+                self.close(c, CloseReason::Stale);
+                if let Some(w) = conn.vwaiter {
+                    self.retry(w);
+                }
+            }
+            Validation::Alive => {
+                self.conn_mut(c).updated = now;
+                let expired = conn.expiry.is_some_and(|e| e <= now);
+                if conn.draining.is_some() || expired {
+                    let reason = conn.draining.unwrap_or(CloseReason::Expired);
+                    self.close(c, reason);
+                    if let Some(w) = conn.vwaiter {
+                        self.retry(w);
+                    }
+                } else {
+                    {
+                        let conn = self.conn_mut(c);
+                        conn.state = CState::Ready;
+                        conn.vwaiter = None;
+                    }
+                    if let Some(w) = conn.vwaiter {
+                        self.grant(c, w);
+                    }
+                    self.place(c);
+                    self.offer(c);
+                    if self.conns.contains_key(&c) {
+                        self.after_available(c);
+                    }
+                }
+            }
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// §7
+    pub fn cancel(
+        &mut self,
+        w: Wid,
+        policy: CancelPolicy,
+        now: Instant,
+    ) -> Result<(), CancelError> {
+        let now = self.process_timers(now);
+        let Some(wt) = self.waiters.get(&w).cloned() else {
+            // §7: answered but not polled: the answer is withdrawn; a granted
+            // lease is released as `Reuse { keep_alive: None, tag: <the
+            // connection's tag> }` (§5, which settles the route).
+            let pos = self.actions.iter().position(|a| {
+                matches!(a, MAction::Granted { waiter, .. } | MAction::Failed { waiter, .. } if *waiter == w)
+            });
+            let Some(pos) = pos else {
+                return Err(CancelError::StaleWaiter);
+            };
+            let a = self.actions.remove(pos).unwrap();
+            self.answered_unpolled -= 1;
+            let r = self.answered_route.remove(&w).unwrap();
+            self.counters.cancels += 1;
+            match a {
+                MAction::Granted { lease, conn, .. } => {
+                    let tag = self.conn(conn).tag;
+                    let _ = self.release_inner(
+                        lease,
+                        Release::Reuse {
+                            keep_alive: None,
+                            tag,
+                        },
+                        now,
+                    );
+                }
+                _ => self.settle(r),
+            }
+            return Ok(());
+        };
+        let r = wt.route;
+        self.waiters.remove(&w);
+        self.counters.cancels += 1;
+        if let Some(c) = wt.validating {
+            if let Some(conn) = self.conns.get_mut(&c) {
+                conn.vwaiter = None;
+            }
+        } else {
+            self.route_mut(r).queue.retain(|&x| x != w);
+            if policy == CancelPolicy::CloseExcess {
+                if let Some(&oldest) = self.route(r).connecting.first() {
+                    let q = self.route(r).queue.len() as u64;
+                    let active = self.active_of(r) as u64;
+                    let cc_per = self.cfg.connecting_capacity as u64;
+                    let cc = self.connecting_of(r) as u64 * cc_per;
+                    let ratio = self.ratio_of(r) as u64;
+                    if (q + active) * ratio <= (cc - cc_per + active) * 1000 {
+                        self.close(oldest, CloseReason::Excess);
+                    }
+                }
+            }
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// §7
+    pub fn drain(&mut self, scope: Option<u8>, mode: DrainMode, now: Instant) {
+        self.process_timers(now);
+        let rs: Vec<Rid> = match scope {
+            None => self.routes.iter().map(|r| r.id).collect(),
+            Some(k) => self.route_by_key(k).into_iter().collect(),
+        };
+        for &r in &rs {
+            let queue_empty = self.route(r).queue.is_empty();
+            let ready = self.route(r).ready.clone();
+            for &c in &ready {
+                if self.idle(c) {
+                    self.close(c, CloseReason::Drained);
+                }
+            }
+            if mode == DrainMode::DrainExisting {
+                for &c in &ready {
+                    if self.conns.contains_key(&c) {
+                        self.start_draining(c, CloseReason::Drained);
+                    }
+                }
+            } else {
+                // Ambiguity (reported): §3.6 says a route created by
+                // configuration alone gets no notice until used; the core
+                // (sensibly) gives a deleted route its RouteIdle so its slot is
+                // freed. The mark is cleared when the route is deleted.
+                let key = self.route(r).key;
+                let idle_unpolled = self.actions.contains(&MAction::RouteIdle { key });
+                let route = self.route_mut(r);
+                route.deleted = true;
+                if !idle_unpolled {
+                    route.mark = false;
+                }
+            }
+            if queue_empty {
+                let connecting = self.route(r).connecting.clone();
+                for c in connecting {
+                    self.close(c, CloseReason::Drained);
+                }
+            }
+            if mode == DrainMode::DrainExisting {
+                let busy: Vec<Cid> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, x)| x.route == r && x.state != CState::Connecting)
+                    .map(|(&c, _)| c)
+                    .collect();
+                for c in busy {
+                    self.start_draining(c, CloseReason::Drained);
+                }
+            }
+        }
+        if scope.is_none() && mode == DrainMode::DrainAndDelete {
+            self.closed = true;
+        }
+        for r in rs {
+            self.settle(r);
+        }
+    }
+
+    /// §7
+    pub fn set_route_config(
+        &mut self,
+        key: u8,
+        cfg: RouteConfig,
+        now: Instant,
+    ) -> Result<(), RouteError> {
+        self.process_timers(now);
+        if cfg.max_connections == Some(0) {
+            return Err(RouteError::Config(ConfigError::ZeroMaxPerRoute));
+        }
+        let limit = cfg.max_connections.unwrap_or(self.cfg.max_per_route);
+        let min_idle = cfg.min_idle.unwrap_or(self.cfg.min_idle_per_route);
+        if min_idle > limit || self.cfg.max_idle_per_route.is_some_and(|m| min_idle > m) {
+            return Err(RouteError::Config(ConfigError::MinIdleTooLarge));
+        }
+        let ratio = match cfg.preconnect_ratio {
+            Some(x) => Some(ratio_milli(x).map_err(RouteError::Config)?),
+            None => None,
+        };
+        let ov = Overrides {
+            limit: cfg.max_connections,
+            min_idle: cfg.min_idle,
+            ratio,
+        };
+        let r = match self.route_by_key(key) {
+            Some(r) => r,
+            None => {
+                if ov.is_empty() {
+                    return Ok(());
+                }
+                // Ambiguity (reported): §7 does not say what a closed pool does; the
+                // core answers `Draining` (every route of a closed pool is deleted).
+                if self.closed {
+                    return Err(RouteError::Draining);
+                }
+
+                if self.routes.len() >= self.slots.routes {
+                    return Err(RouteError::RouteTableFull);
+                }
+                self.new_route(key, true)
+            }
+        };
+        if self.route(r).deleted {
+            return Err(RouteError::Draining);
+        }
+        self.route_mut(r).ov = ov;
+        // Ambiguity (reported): clearing the configuration of a route whose
+        // idle notice is already given (or was never due: created by
+        // configuration alone) frees its slot at once, silently, as the
+        // RouteIdle poll would have (§3.6). This is what the core does.
+        let idle_unpolled = self.actions.contains(&MAction::RouteIdle { key });
+        if ov.is_empty()
+            && self.route(r).healthy
+            && self.route(r).mark
+            && !idle_unpolled
+            && self.allocated(r) == 0
+            && self.pending_of(r) == 0
+        {
+            let i = self.ri(r);
+            self.routes.remove(i);
+            self.blocked.retain(|&b| b != r);
+            return Ok(());
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// Deliver the next action (with its side effects, §3.6, §3.11, §10).
+    pub fn poll(&mut self) -> Option<MAction> {
+        let a = self.actions.pop_front()?;
+        match &a {
+            MAction::Connect { conn, .. } => self.conn_mut(*conn).connect_polled = true,
+            MAction::Validate { conn } => self.conn_mut(*conn).validate_polled = true,
+            MAction::Close { .. } => {
+                self.closing -= 1;
+                self.unblock();
+            }
+            MAction::Granted { waiter, .. } | MAction::Failed { waiter, .. } => {
+                self.answered_unpolled -= 1;
+                self.answered_route.remove(waiter);
+            }
+            MAction::RouteIdle { key } => {
+                let Some(r) = self.route_by_key(*key) else {
+                    // Not reachable by the model's own rules; reported as a
+                    // divergence by the harness if the core disagrees.
+                    return Some(a);
+                };
+                let route = self.route(r);
+                // §12: an unhealthy route is kept while idle, like a configured one.
+                if (route.ov.is_empty() && route.healthy) || route.deleted {
+                    let i = self.ri(r);
+                    self.routes.remove(i);
+                    self.blocked.retain(|&b| b != r);
+                }
+            }
+        }
+        Some(a)
+    }
+
+    // ----- §12 host hooks ---------------------------------------------------
+
+    /// §12 `set_route_health`.
+    pub fn set_route_health(
+        &mut self,
+        key: u8,
+        healthy: bool,
+        now: Instant,
+    ) -> Result<(), RouteError> {
+        self.process_timers(now);
+        let r = match self.route_by_key(key) {
+            Some(r) => r,
+            None => {
+                if healthy {
+                    // Healthy is the default of a route not in the table.
+                    return Ok(());
+                }
+                // As set_route_config (§7): a closed pool deletes every route.
+                if self.closed {
+                    return Err(RouteError::Draining);
+                }
+                if self.routes.len() >= self.slots.routes {
+                    return Err(RouteError::RouteTableFull);
+                }
+                // "Marking a route unhealthy creates it ... (like per-route
+                // configuration)": no notice until it has been used (§3.6).
+                self.new_route(key, true)
+            }
+        };
+        if self.route(r).deleted {
+            return Err(RouteError::Draining);
+        }
+        self.route_mut(r).healthy = healthy;
+        // Marked healthy again with nothing else keeping it: freed as a
+        // configuration being cleared is (§7, set_route_config).
+        let idle_unpolled = self.actions.contains(&MAction::RouteIdle { key });
+        if healthy
+            && self.route(r).ov.is_empty()
+            && self.route(r).mark
+            && !idle_unpolled
+            && self.allocated(r) == 0
+            && self.pending_of(r) == 0
+        {
+            let i = self.ri(r);
+            self.routes.remove(i);
+            self.blocked.retain(|&b| b != r);
+            return Ok(());
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// §12 `preconnect(key, ratio)`: Envoy's `maybePreconnect` for one host.
+    pub fn preconnect(&mut self, key: u8, ratio: f32, now: Instant) -> Result<bool, RouteError> {
+        self.process_timers(now);
+        let ratio = ratio_milli(ratio).map_err(RouteError::Config)? as u64;
+        let (r, fresh) = match self.route_by_key(key) {
+            Some(r) => (r, false),
+            None => {
+                if self.closed {
+                    return Err(RouteError::Draining);
+                }
+                if self.routes.len() >= self.slots.routes {
+                    return Err(RouteError::RouteTableFull);
+                }
+                (self.new_route(key, true), true)
+            }
+        };
+        if self.route(r).deleted || self.closed {
+            return Err(RouteError::Draining);
+        }
+        let q = self.route(r).queue.len() as u64;
+        let cc = self.connecting_of(r) as u64 * self.cfg.connecting_capacity as u64;
+        let active = self.active_of(r) as u64;
+        let wanted = if self.route(r).healthy {
+            (q + active + 1) * ratio > (cc + active) * 1000
+        } else {
+            q > cc
+        };
+        let created = wanted && self.create(r, false, false) != Created::No;
+        if fresh && !created {
+            let i = self.ri(r);
+            self.routes.remove(i);
+            self.blocked.retain(|&b| b != r);
+        }
+        Ok(created)
+    }
+
+    /// `Pool::route_load` (zeros and healthy for a route not in the table).
+    pub fn route_load(&self, key: u8) -> RouteLoad {
+        match self.route_by_key(key) {
+            None => RouteLoad {
+                queued: 0,
+                active: 0,
+                connecting_capacity: 0,
+                spare: 0,
+                healthy: true,
+            },
+            Some(r) => RouteLoad {
+                queued: self.route(r).queue.len() as u32,
+                active: self.active_of(r),
+                connecting_capacity: self.connecting_of(r) as u64
+                    * self.cfg.connecting_capacity as u64,
+                spare: self.spare(r),
+                healthy: self.route(r).healthy,
+            },
+        }
+    }
+
+    // ----- observations -----------------------------------------------------
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            connections: self.total(),
+            connecting: self
+                .conns
+                .values()
+                .filter(|c| c.state == CState::Connecting)
+                .count() as u32,
+            idle: self.total_idle(),
+            leased: self.leases.len() as u32,
+            pending: self.waiters.len() as u32,
+            closing: self.closing,
+            routes: self.routes.len() as u32,
+            max_total: self.cfg.max_total,
+        }
+    }
+
+    pub fn route_stats(&self, key: u8) -> Option<RouteStats> {
+        let r = self.route_by_key(key)?;
+        let route = self.route(r);
+        Some(RouteStats {
+            connections: self.allocated(r),
+            connecting: self.connecting_of(r),
+            idle: self.idle_of(r),
+            leased: self.active_of(r),
+            pending: self.pending_of(r),
+            limit: self.limit(r),
+            connects: route.connects,
+            grants: route.grants,
+        })
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The route key of a live connection.
+    pub fn conn_key(&self, c: Cid) -> Option<u8> {
+        self.conns.get(&c).map(|x| self.route(x.route).key)
+    }
+
+    pub fn has_route(&self, key: u8) -> bool {
+        self.route_by_key(key).is_some()
+    }
+
+    pub fn is_pending(&self, w: Wid) -> bool {
+        self.waiters.contains_key(&w)
+    }
+
+    pub fn now(&self) -> Instant {
+        self.last_now
+    }
+}
