@@ -256,3 +256,62 @@ fn cluster_model_agrees_with_core() {
         Err(e) => panic!("{e}"),
     }
 }
+
+// ----- regressions: core divergences from docs/SEMANTICS.md §12 ------------
+
+mod regressions {
+    use wharf_core::*;
+
+    type P = Pool<'static, &'static str>;
+
+    fn pool(max_total: u32, guard: bool) -> P {
+        Pool::with_capacity(
+            Capacity {
+                conns: 8,
+                routes: 8,
+                waiters: 8,
+                leases: 8,
+            },
+            Config {
+                max_total,
+                max_per_route: 2,
+                starvation_guard: guard,
+                ..Config::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn drain(p: &mut P) -> Vec<Action<&'static str>> {
+        let mut out = Vec::new();
+        while let Some(a) = p.poll_action() {
+            out.push(a);
+        }
+        p.check_invariants().unwrap();
+        out
+    }
+
+    /// §12: `preconnect` does `create(r, demand = false)` and "returns whether
+    /// a connection was created". With the pool full and `starvation_guard`,
+    /// §3.3 step 2 creates anyway on a route without connections (a guard
+    /// connect): the call must then report `true` (and the cluster count it).
+    #[test]
+    fn preconnect_reports_a_guard_connect_it_made() {
+        let mut p = pool(1, true);
+        p.lease(&"a", None, Instant::ZERO, None).unwrap();
+        drain(&mut p);
+        let made = p.preconnect(&"b", 2.0, Instant::ZERO);
+        let actions = drain(&mut p);
+        let connects = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Connect { .. }))
+            .count();
+        let c = *p.counters();
+        eprintln!("preconnect -> {made:?}, {connects} Connect, counters {c:?}");
+        assert_eq!(
+            made,
+            Ok(connects == 1),
+            "preconnect's answer must say whether it started a connection"
+        );
+    }
+}

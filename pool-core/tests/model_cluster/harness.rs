@@ -484,7 +484,11 @@ impl<'a> Harness<'a> {
             let got = self.pool.poll_action();
             let want = self.model.as_mut().and_then(|m| m.poll());
             if self.trace {
-                eprintln!("    core {got:?} / model {want:?}");
+                let key = match got {
+                    Some(Action::Connect { route, .. }) => self.pool.route_key(route).copied(),
+                    _ => None,
+                };
+                eprintln!("    core {got:?} (key {key:?}) / model {want:?}");
             }
             let Some(a) = got else {
                 ensure!(
@@ -1386,7 +1390,11 @@ pub fn run_case(
 ) -> (u64, Result<(), String>) {
     let config = cfg.to_config();
     let slots = if big { BIG } else { SMALL };
-    let model = with_model.then(|| Harness::model_for(&config, slots));
+    let model = with_model.then(|| {
+        let mut m = Harness::model_for(&config, slots);
+        m.known = known_divergences();
+        m
+    });
     if big {
         let mut storage: Box<Big> = Box::new(Storage::new());
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
@@ -1395,6 +1403,18 @@ pub fn run_case(
         let mut storage: Box<Small> = Box::new(Storage::new());
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
         run_sequence(pool, &config, model, clusters, ops, trace)
+    }
+}
+
+/// Known core divergences the model mimics (so a run looks for new ones):
+/// `WHARF_CLUSTER_MODEL_AVOID` (comma-separated; default: all of them, set it
+/// to `none` to see them): `preconnect-guard` (a guard connect made by
+/// `Pool::preconnect` is answered `false`).
+pub fn known_divergences() -> super::Known {
+    let list = std::env::var("WHARF_CLUSTER_MODEL_AVOID")
+        .unwrap_or_else(|_| "preconnect-guard".to_string());
+    super::Known {
+        preconnect_guard_answers_false: list.contains("preconnect-guard"),
     }
 }
 

@@ -163,6 +163,19 @@ pub struct Model {
     actions: VecDeque<MAction>,
     counters: Counters,
     closed: bool,
+    /// Known core divergences (reported, each with a failing regression
+    /// test in `model_cluster.rs`) the model mimics when steered away from
+    /// them (`WHARF_CLUSTER_MODEL_AVOID`); the documented behaviour otherwise.
+    pub known: Known,
+}
+
+/// Switches for known, reported core divergences (see `Model::known`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Known {
+    /// `Pool::preconnect` answers `false` when its `create` was a guard
+    /// connect (§3.3 step 2) although it started a connection (§12: "returns
+    /// whether a connection was created").
+    pub preconnect_guard_answers_false: bool,
 }
 
 fn ratio_milli(r: f32) -> Result<u32, ConfigError> {
@@ -247,6 +260,7 @@ impl Model {
             actions: VecDeque::new(),
             counters: Counters::default(),
             closed: false,
+            known: Known::default(),
         })
     }
 
@@ -1565,13 +1579,20 @@ impl Model {
         } else {
             q > cc
         };
-        let created = wanted && self.create(r, false, false) != Created::No;
-        if fresh && !created {
+        let created = if wanted {
+            self.create(r, false, false)
+        } else {
+            Created::No
+        };
+        if fresh && created == Created::No {
             let i = self.ri(r);
             self.routes.remove(i);
             self.blocked.retain(|&b| b != r);
         }
-        Ok(created)
+        if created == Created::Guard && self.known.preconnect_guard_answers_false {
+            return Ok(false);
+        }
+        Ok(created != Created::No)
     }
 
     /// `Pool::route_load` (zeros and healthy for a route not in the table).
