@@ -121,10 +121,14 @@ impl MCluster {
         now: Instant,
     ) -> Result<(), ClusterError> {
         let i = self.position(key).ok_or(ClusterError::UnknownHost)?;
-        if pool.is_closed() {
-            return Err(ClusterError::Lease(LeaseError::Closed));
-        }
-        pool.set_route_health(key, healthy, now).map_err(route_err)?;
+        pool.set_route_health(key, healthy, now)
+            .map_err(|e| match e {
+                // A closed pool: the lease error it gives (tests/cluster.rs).
+                RouteError::Draining if pool.is_closed() => {
+                    ClusterError::Lease(LeaseError::Closed)
+                }
+                e => route_err(e),
+            })?;
         self.hosts[i].healthy = healthy;
         self.stash.clear();
         Ok(())
@@ -170,7 +174,7 @@ impl MCluster {
         match self.balancer {
             Balancer::RoundRobin => {
                 let h = self.from_cursor()[0];
-                self.cursor = h + 1;
+                self.advance(h);
                 h
             }
             Balancer::LeastActive => {
@@ -184,7 +188,7 @@ impl MCluster {
                         best_active = a;
                     }
                 }
-                self.cursor = best + 1;
+                self.advance(best);
                 best
             }
             Balancer::Random { .. } => {
@@ -198,6 +202,14 @@ impl MCluster {
                 el[n as usize]
             }
         }
+    }
+
+    /// `cursor = pick + 1`. Ambiguity (reported): §12 does not say when the
+    /// cursor wraps; the core wraps it when it is set (modulo the hosts at
+    /// that time), so after the last host the next pick starts at host 0
+    /// even if a host was appended in between.
+    fn advance(&mut self, pick: usize) {
+        self.cursor = (pick + 1) % self.hosts.len();
     }
 
     /// Picks and stashes; `None` when the stash is full.

@@ -1529,14 +1529,14 @@ impl Model {
                 self.new_route(key, true)
             }
         };
-        if self.route(r).deleted {
-            return Err(RouteError::Draining);
-        }
+        // Ambiguity (reported): §12 does not say what a route being deleted
+        // does; the core takes the mark (it matters until the route is gone).
         self.route_mut(r).healthy = healthy;
         // Marked healthy again with nothing else keeping it: freed as a
         // configuration being cleared is (§7, set_route_config).
         let idle_unpolled = self.actions.contains(&MAction::RouteIdle { key });
         if healthy
+            && !self.route(r).deleted
             && self.route(r).ov.is_empty()
             && self.route(r).mark
             && !idle_unpolled
