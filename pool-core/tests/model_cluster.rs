@@ -129,12 +129,12 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(RelHow::Discard),
     ];
     prop_oneof![
-        250 => (key.clone(), tag, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
+        120 => (key.clone(), tag, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
             .prop_map(|(key, tag, deadline_ms)| Op::Lease { key, tag, deadline_ms }),
         150 => (idx.clone(), rel).prop_map(|(idx, how)| Op::Release { idx, how }),
         10 => idx.clone().prop_map(|idx| Op::ReleaseStale { idx }),
         50 => (idx.clone(), any::<bool>()).prop_map(|(idx, excess)| Op::Cancel { idx, excess }),
-        150 => (idx.clone(), prop_oneof![10 => 1..=3u32, 1 => Just(0u32)], prop_oneof![9 => Just(false), 1 => Just(true)])
+        220 => (idx.clone(), prop_oneof![10 => 1..=3u32, 1 => Just(0u32)], prop_oneof![9 => Just(false), 1 => Just(true)])
             .prop_map(|(idx, cap, any)| Op::Connected { idx, cap, any }),
         40 => (idx.clone(), 0..3u8, prop_oneof![9 => Just(false), 1 => Just(true)])
             .prop_map(|(idx, reason, any)| Op::ConnectFailed { idx, reason, any }),
@@ -151,7 +151,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         20 => (key.clone(), opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32]))
             .prop_map(|(key, limit, min_idle, ratio_milli)| Op::RouteConfig { key, limit, min_idle, ratio_milli }),
         // §12: clusters and host hooks.
-        250 => (0..2u8, tag_c, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
+        150 => (0..2u8, tag_c, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
             .prop_map(|(c, tag, deadline_ms)| Op::ClusterLease { c, tag, deadline_ms }),
         12 => (0..2u8, key.clone()).prop_map(|(c, key)| Op::AddHost { c, key }),
         10 => (0..2u8, key.clone()).prop_map(|(c, key)| Op::RemoveHost { c, key }),
@@ -240,6 +240,11 @@ fn cluster_model_agrees_with_core() {
         OPS.fetch_add(n, Ordering::Relaxed);
         verdict.map_err(TestCaseError::fail)
     });
+    if std::env::var_os("WHARF_CLUSTER_MODEL_COVERAGE").is_some() {
+        for (k, v) in model::harness::EVENTS.lock().unwrap().iter() {
+            println!("  {k}: {v}");
+        }
+    }
     match result {
         Ok(()) => println!(
             "model_cluster: {cases} sequences, {} operations, 0 divergences",

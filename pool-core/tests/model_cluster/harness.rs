@@ -369,6 +369,11 @@ impl<'a> Harness<'a> {
     }
 
     fn compare_clusters(&self) -> Check {
+        for (c, _) in &self.clusters {
+            if c.preconnects() > 0 {
+                event("step with cluster preconnects > 0");
+            }
+        }
         let Some(m) = &self.model else { return Ok(()) };
         for (i, (c, mc)) in self.clusters.iter().enumerate() {
             ensure!(
@@ -1039,6 +1044,25 @@ impl<'a> Harness<'a> {
                 if self.trace {
                     eprintln!("    cluster {ci} picked {core_host:?}: {got:?}");
                 }
+                let pre = cl.preconnects();
+                event(format!(
+                    "cluster lease -> {}",
+                    match &got {
+                        Ok(l) => match l.outcome {
+                            LeaseOutcome::Granted(_) => "granted".to_string(),
+                            LeaseOutcome::Queued(_) => "queued".to_string(),
+                        },
+                        Err(e) => format!("{e:?}"),
+                    }
+                ));
+                if self.pool.route_load(&core_host.unwrap_or(0)).healthy {
+                    event("cluster lease on a healthy host");
+                } else {
+                    event("cluster lease on an unhealthy host (panic mode)");
+                }
+                if pre > 0 {
+                    event("cluster lease with predictive preconnects made so far");
+                }
                 match got {
                     Ok(l) => {
                         let key = core_host.ok_or("lease without a host")?;
@@ -1089,6 +1113,7 @@ impl<'a> Harness<'a> {
                 let key = key % KEYS;
                 let (cl, mcl) = &mut self.clusters[ci];
                 let got = cl.add_host(key);
+                event(format!("add_host -> {got:?}"));
                 let want = mcl.add_host(key);
                 ensure!(
                     self.model.is_none() || got == want,
@@ -1103,6 +1128,7 @@ impl<'a> Harness<'a> {
                 let key = key % KEYS;
                 let (cl, mcl) = &mut self.clusters[ci];
                 let got = cl.remove_host(&mut self.pool, &key, now);
+                event(format!("remove_host -> {got:?}"));
                 if let Some(m) = self.model.as_mut() {
                     let want = mcl.remove_host(m, key, now);
                     ensure!(
@@ -1119,6 +1145,7 @@ impl<'a> Harness<'a> {
                 let key = key % KEYS;
                 let (cl, mcl) = &mut self.clusters[ci];
                 let got = cl.set_health(&mut self.pool, &key, healthy, now);
+                event(format!("set_health({healthy}) -> {got:?}"));
                 if let Some(m) = self.model.as_mut() {
                     let want = mcl.set_health(m, key, healthy, now);
                     ensure!(
@@ -1156,6 +1183,7 @@ impl<'a> Harness<'a> {
                 let key = key % KEYS;
                 let r = ratio_milli as f32 / 1000.0;
                 let got = self.pool.preconnect(&key, r, now);
+                event(format!("pool preconnect -> {got:?}"));
                 if let Some(m) = self.model.as_mut() {
                     let want = m.preconnect(key, r, now);
                     ensure!(
@@ -1360,6 +1388,14 @@ pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::
         queued: 0,
     },
 ));
+
+/// Named event counts over all sequences (`WHARF_CLUSTER_MODEL_COVERAGE=1`).
+pub static EVENTS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn event(name: impl Into<String>) {
+    *EVENTS.lock().unwrap().entry(name.into()).or_default() += 1;
+}
 
 /// Small storage: 4 connections, 3 routes (5 keys: the table fills), 4
 /// waiters, 4 leases.
