@@ -1,6 +1,7 @@
 //! Reference model of a `Cluster` (docs/SEMANTICS.md §12), written from the
 //! document only, on top of the reference pool model.
 
+use super::harness::event;
 use super::{MOutcome, Model};
 use wharf_core::{Balancer, ClusterError, ConfigError, Instant, LeaseError, RouteError, Tag};
 
@@ -100,7 +101,12 @@ impl MCluster {
         Ok(())
     }
 
-    pub fn remove_host(&mut self, pool: &mut Model, key: u8, now: Instant) -> Result<(), ClusterError> {
+    pub fn remove_host(
+        &mut self,
+        pool: &mut Model,
+        key: u8,
+        now: Instant,
+    ) -> Result<(), ClusterError> {
         let i = self.position(key).ok_or(ClusterError::UnknownHost)?;
         self.hosts.remove(i);
         // Ambiguity: §12 does not say where the cursor goes; the hosts after
@@ -124,9 +130,7 @@ impl MCluster {
         pool.set_route_health(key, healthy, now)
             .map_err(|e| match e {
                 // A closed pool: the lease error it gives (tests/cluster.rs).
-                RouteError::Draining if pool.is_closed() => {
-                    ClusterError::Lease(LeaseError::Closed)
-                }
+                RouteError::Draining if pool.is_closed() => ClusterError::Lease(LeaseError::Closed),
                 e => route_err(e),
             })?;
         self.hosts[i].healthy = healthy;
@@ -163,7 +167,7 @@ impl MCluster {
     }
 
     /// Eligible hosts starting at the cursor, wrapping around.
-    fn from_cursor(&self) -> Vec<usize> {
+    fn eligible_from_cursor(&self) -> Vec<usize> {
         let el = self.eligible();
         let (after, before): (Vec<usize>, Vec<usize>) =
             el.into_iter().partition(|&i| i >= self.cursor);
@@ -173,12 +177,12 @@ impl MCluster {
     fn pick(&mut self, pool: &Model) -> usize {
         match self.balancer {
             Balancer::RoundRobin => {
-                let h = self.from_cursor()[0];
+                let h = self.eligible_from_cursor()[0];
                 self.advance(h);
                 h
             }
             Balancer::LeastActive => {
-                let order = self.from_cursor();
+                let order = self.eligible_from_cursor();
                 let mut best = order[0];
                 let mut best_active = pool.route_load(self.hosts[best].key).active;
                 for &h in &order[1..] {
@@ -198,6 +202,9 @@ impl MCluster {
                 s ^= s >> 27;
                 self.rng = s;
                 let el = self.eligible();
+                if el.len() < self.hosts.len() {
+                    event("model: random pick among the healthy hosts only");
+                }
                 let n = s.wrapping_mul(MUL) % el.len() as u64;
                 el[n as usize]
             }
@@ -215,6 +222,7 @@ impl MCluster {
     /// Picks and stashes; `None` when the stash is full.
     fn peek(&mut self, pool: &Model) -> Option<usize> {
         if self.stash.len() >= 3 {
+            event("model: peek on a full stash");
             return None;
         }
         let h = self.pick(pool);
@@ -263,9 +271,16 @@ impl MCluster {
                 let key = self.hosts[h].key;
                 // Ambiguity: §12 does not say what a refused preconnect
                 // (route table full, route deleted) does: it stops the loop.
+                if pool.backoff_pending_key(key) {
+                    event("model: predictive preconnect on a host in retry backoff");
+                }
                 match pool.preconnect(key, self.ratio_f, now) {
                     Ok(true) => self.preconnects += 1,
-                    _ => break,
+                    Ok(false) => break,
+                    Err(e) => {
+                        event(format!("model: predictive preconnect refused {e:?}"));
+                        break;
+                    }
                 }
             }
         }

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 
 use super::cluster::MCluster;
 use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
-use wharf_core::{Balancer, Cluster, ClusterError, LeaseError, Storage};
 use wharf_core::{
     Action, CancelPolicy, Config, ConnId, ConnectFailure, DrainMode, DrainScope, Duration, Instant,
     Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag, Validation, WaiterId,
 };
+use wharf_core::{Balancer, Cluster, ClusterError, LeaseError, Storage};
 
 /// Route keys used by the harness.
 pub const KEYS: u8 = 5;
@@ -1393,7 +1393,7 @@ pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::
 pub static EVENTS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-fn event(name: impl Into<String>) {
+pub fn event(name: impl Into<String>) {
     *EVENTS.lock().unwrap().entry(name.into()).or_default() += 1;
 }
 

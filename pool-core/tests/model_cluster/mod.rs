@@ -14,6 +14,8 @@
 pub mod cluster;
 pub mod harness;
 
+use harness::event as model_cluster_event;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use wharf_core::{
@@ -601,17 +603,18 @@ impl Model {
     /// §3.5
     fn warm(&mut self, r: Rid) {
         // §12: an unhealthy route makes no warm-up.
-        if self.route(r).deleted
-            || self.closed
-            || self.backoff_pending(r)
-            || !self.route(r).healthy
+        if self.route(r).deleted || self.closed || self.backoff_pending(r) || !self.route(r).healthy
         {
             return;
         }
         while self.idle_of(r) + self.connecting_of(r) < self.min_idle(r) {
             // Warm-up never pushes the pool over `max_idle` (it would fight the idle limit).
             let connecting = self.stats().connecting;
-            if self.cfg.max_idle.is_some_and(|m| self.total_idle() + connecting >= m) {
+            if self
+                .cfg
+                .max_idle
+                .is_some_and(|m| self.total_idle() + connecting >= m)
+            {
                 break;
             }
             if self.create(r, false, true) == Created::No {
@@ -1579,6 +1582,9 @@ impl Model {
         } else {
             q > cc
         };
+        if wanted && self.backoff_pending(r) {
+            model_cluster_event("model: pool preconnect wanted during retry backoff");
+        }
         let created = if wanted {
             self.create(r, false, false)
         } else {
@@ -1593,6 +1599,12 @@ impl Model {
             return Ok(false);
         }
         Ok(created != Created::No)
+    }
+
+    /// A retry backoff is pending for the route of `key`.
+    pub fn backoff_pending_key(&self, key: u8) -> bool {
+        self.route_by_key(key)
+            .is_some_and(|r| self.backoff_pending(r))
     }
 
     /// `Pool::route_load` (zeros and healthy for a route not in the table).
