@@ -319,4 +319,48 @@ mod regressions {
             "preconnect's answer must say whether it started a connection"
         );
     }
+
+    /// §2: "Every input that takes `now` first processes all timers due at
+    /// `now`", errors included (§4: "Errors change nothing (but timers due at
+    /// `now` ran)"). `preconnect` with an invalid ratio returns its error
+    /// without running the connect timeout that was due.
+    #[test]
+    fn preconnect_with_a_bad_ratio_still_runs_due_timers() {
+        let mut p: P = Pool::with_capacity(
+            Capacity {
+                conns: 8,
+                routes: 8,
+                waiters: 8,
+                leases: 8,
+            },
+            Config {
+                max_total: 4,
+                max_per_route: 2,
+                connect_timeout: Some(Duration::from_millis(100)),
+                ..Config::default()
+            },
+        )
+        .unwrap();
+        p.lease(&"a", None, Instant::ZERO, None).unwrap();
+        let conn = drain(&mut p)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Connect { conn, .. } => Some(conn),
+                _ => None,
+            })
+            .unwrap();
+        let late = Instant::from_millis(200);
+        assert_eq!(
+            p.preconnect(&"b", 0.5, late),
+            Err(RouteError::Config(ConfigError::BadPreconnectRatio))
+        );
+        let actions = drain(&mut p);
+        assert!(
+            actions.contains(&Action::Close {
+                conn,
+                reason: CloseReason::ConnectTimeout
+            }),
+            "the connect timeout due at 100 ms did not run at 200 ms: {actions:?}"
+        );
+    }
 }

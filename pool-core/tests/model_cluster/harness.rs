@@ -1445,12 +1445,14 @@ pub fn run_case(
 /// Known core divergences the model mimics (so a run looks for new ones):
 /// `WHARF_CLUSTER_MODEL_AVOID` (comma-separated; default: all of them, set it
 /// to `none` to see them): `preconnect-guard` (a guard connect made by
-/// `Pool::preconnect` is answered `false`).
+/// `Pool::preconnect` is answered `false`), `preconnect-timers` (an invalid
+/// ratio is refused before the due timers run).
 pub fn known_divergences() -> super::Known {
     let list = std::env::var("WHARF_CLUSTER_MODEL_AVOID")
-        .unwrap_or_else(|_| "preconnect-guard".to_string());
+        .unwrap_or_else(|_| "preconnect-guard,preconnect-timers".to_string());
     super::Known {
         preconnect_guard_answers_false: list.contains("preconnect-guard"),
+        preconnect_bad_ratio_skips_timers: list.contains("preconnect-timers"),
     }
 }
 

@@ -178,6 +178,10 @@ pub struct Known {
     /// connect (§3.3 step 2) although it started a connection (§12: "returns
     /// whether a connection was created").
     pub preconnect_guard_answers_false: bool,
+    /// `Pool::preconnect` with an invalid ratio returns its error without
+    /// processing the timers due at `now` (§2: every input that takes `now`
+    /// processes them first, errors included).
+    pub preconnect_bad_ratio_skips_timers: bool,
 }
 
 fn ratio_milli(r: f32) -> Result<u32, ConfigError> {
@@ -1557,6 +1561,10 @@ impl Model {
 
     /// §12 `preconnect(key, ratio)`: Envoy's `maybePreconnect` for one host.
     pub fn preconnect(&mut self, key: u8, ratio: f32, now: Instant) -> Result<bool, RouteError> {
+        if self.known.preconnect_bad_ratio_skips_timers && ratio_milli(ratio).is_err() {
+            return Err(RouteError::Config(ConfigError::BadPreconnectRatio));
+        }
+        // §2: every input that takes `now` first processes the due timers.
         self.process_timers(now);
         let ratio = ratio_milli(ratio).map_err(RouteError::Config)? as u64;
         let (r, fresh) = match self.route_by_key(key) {
