@@ -108,10 +108,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 }
             }
             if self.total >= self.cfg.max_total {
-                if self.cfg.starvation_guard
-                    && purpose != Purpose::Warm
-                    && self.routes[r as usize].allocated == 0
-                {
+                // The guard is for waiting leases only: preconnect and
+                // warm-up never go past a limit.
+                if self.cfg.starvation_guard && demand && self.routes[r as usize].allocated == 0 {
                     guard = true;
                 } else {
                     if demand {

@@ -87,8 +87,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// unhealthy host: `queued > connecting_capacity`), within every limit and
     /// without eviction. Returns whether a connection was started.
     pub fn preconnect(&mut self, key: &K, ratio: f32, now: Instant) -> Result<bool, RouteError> {
-        let ratio = ratio_milli(ratio)? as u64;
         self.advance(now);
+        let ratio = ratio_milli(ratio)? as u64;
         if self.closed {
             return Err(RouteError::Draining);
         }

@@ -499,7 +499,7 @@ impl Model {
                 }
             }
             if self.total() >= self.cfg.max_total {
-                if self.cfg.starvation_guard && self.allocated(r) == 0 {
+                if self.cfg.starvation_guard && demand && self.allocated(r) == 0 {
                     guard = true;
                 } else {
                     if demand {

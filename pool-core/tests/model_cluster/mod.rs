@@ -528,7 +528,8 @@ impl Model {
                 }
             }
             if self.total() >= self.cfg.max_total {
-                if self.cfg.starvation_guard && self.allocated(r) == 0 {
+                // §3.3: the guard is for demand only (preconnects never pass a limit).
+                if self.cfg.starvation_guard && demand && self.allocated(r) == 0 {
                     guard = true;
                 } else {
                     if demand {
