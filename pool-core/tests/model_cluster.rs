@@ -262,7 +262,7 @@ fn cluster_model_agrees_with_core() {
     }
 }
 
-// ----- regressions: core divergences from docs/SEMANTICS.md §12 ------------
+// ----- regressions: core divergences the model test found (fixed in 0073b61) --
 
 mod regressions {
     use wharf_core::*;
@@ -297,11 +297,13 @@ mod regressions {
     }
 
     /// §12: `preconnect` does `create(r, demand = false)` and "returns whether
-    /// a connection was created". With the pool full and `starvation_guard`,
-    /// §3.3 step 2 creates anyway on a route without connections (a guard
-    /// connect): the call must then report `true` (and the cluster count it).
+    /// a connection was created"; §3.3 step 2: the starvation guard is for
+    /// demand only. Found by the model test: with the pool full and
+    /// `starvation_guard`, the core used to guard-connect on a fresh route
+    /// (past `max_total`) and still answer `false` (so `Cluster::preconnects`
+    /// missed it and the predictive loop stopped early).
     #[test]
-    fn preconnect_reports_a_guard_connect_it_made() {
+    fn preconnect_never_passes_max_total_and_answers_truthfully() {
         let mut p = pool(1, true);
         p.lease(&"a", None, Instant::ZERO, None).unwrap();
         drain(&mut p);
@@ -311,13 +313,18 @@ mod regressions {
             .iter()
             .filter(|a| matches!(a, Action::Connect { .. }))
             .count();
-        let c = *p.counters();
-        eprintln!("preconnect -> {made:?}, {connects} Connect, counters {c:?}");
         assert_eq!(
             made,
             Ok(connects == 1),
             "preconnect's answer must say whether it started a connection"
         );
+        assert_eq!(made, Ok(false), "a preconnect never passes max_total");
+        assert_eq!(p.counters().guard_connects, 0);
+        assert_eq!(p.stats().connections, 1);
+        // "A route created only for this check and left without a connection
+        // is removed again (no RouteIdle)."
+        assert!(p.route_stats(&"b").is_none());
+        assert!(actions.is_empty(), "{actions:?}");
     }
 
     /// §2: "Every input that takes `now` first processes all timers due at

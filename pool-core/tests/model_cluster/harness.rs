@@ -1426,11 +1426,7 @@ pub fn run_case(
 ) -> (u64, Result<(), String>) {
     let config = cfg.to_config();
     let slots = if big { BIG } else { SMALL };
-    let model = with_model.then(|| {
-        let mut m = Harness::model_for(&config, slots);
-        m.known = known_divergences();
-        m
-    });
+    let model = with_model.then(|| Harness::model_for(&config, slots));
     if big {
         let mut storage: Box<Big> = Box::new(Storage::new());
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
@@ -1439,20 +1435,6 @@ pub fn run_case(
         let mut storage: Box<Small> = Box::new(Storage::new());
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
         run_sequence(pool, &config, model, clusters, ops, trace)
-    }
-}
-
-/// Known core divergences the model mimics (so a run looks for new ones):
-/// `WHARF_CLUSTER_MODEL_AVOID` (comma-separated; default: all of them, set it
-/// to `none` to see them): `preconnect-guard` (a guard connect made by
-/// `Pool::preconnect` is answered `false`), `preconnect-timers` (an invalid
-/// ratio is refused before the due timers run).
-pub fn known_divergences() -> super::Known {
-    let list = std::env::var("WHARF_CLUSTER_MODEL_AVOID")
-        .unwrap_or_else(|_| "preconnect-guard,preconnect-timers".to_string());
-    super::Known {
-        preconnect_guard_answers_false: list.contains("preconnect-guard"),
-        preconnect_bad_ratio_skips_timers: list.contains("preconnect-timers"),
     }
 }
 

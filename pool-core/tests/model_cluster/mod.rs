@@ -165,23 +165,6 @@ pub struct Model {
     actions: VecDeque<MAction>,
     counters: Counters,
     closed: bool,
-    /// Known core divergences (reported, each with a failing regression
-    /// test in `model_cluster.rs`) the model mimics when steered away from
-    /// them (`WHARF_CLUSTER_MODEL_AVOID`); the documented behaviour otherwise.
-    pub known: Known,
-}
-
-/// Switches for known, reported core divergences (see `Model::known`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Known {
-    /// `Pool::preconnect` answers `false` when its `create` was a guard
-    /// connect (§3.3 step 2) although it started a connection (§12: "returns
-    /// whether a connection was created").
-    pub preconnect_guard_answers_false: bool,
-    /// `Pool::preconnect` with an invalid ratio returns its error without
-    /// processing the timers due at `now` (§2: every input that takes `now`
-    /// processes them first, errors included).
-    pub preconnect_bad_ratio_skips_timers: bool,
 }
 
 fn ratio_milli(r: f32) -> Result<u32, ConfigError> {
@@ -266,7 +249,6 @@ impl Model {
             actions: VecDeque::new(),
             counters: Counters::default(),
             closed: false,
-            known: Known::default(),
         })
     }
 
@@ -1562,9 +1544,6 @@ impl Model {
 
     /// §12 `preconnect(key, ratio)`: Envoy's `maybePreconnect` for one host.
     pub fn preconnect(&mut self, key: u8, ratio: f32, now: Instant) -> Result<bool, RouteError> {
-        if self.known.preconnect_bad_ratio_skips_timers && ratio_milli(ratio).is_err() {
-            return Err(RouteError::Config(ConfigError::BadPreconnectRatio));
-        }
         // §2: every input that takes `now` first processes the due timers.
         self.process_timers(now);
         let ratio = ratio_milli(ratio).map_err(RouteError::Config)? as u64;
@@ -1603,9 +1582,6 @@ impl Model {
             let i = self.ri(r);
             self.routes.remove(i);
             self.blocked.retain(|&b| b != r);
-        }
-        if created == Created::Guard && self.known.preconnect_guard_answers_false {
-            return Ok(false);
         }
         Ok(created != Created::No)
     }
