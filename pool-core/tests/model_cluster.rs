@@ -329,8 +329,9 @@ mod regressions {
 
     /// §2: "Every input that takes `now` first processes all timers due at
     /// `now`", errors included (§4: "Errors change nothing (but timers due at
-    /// `now` ran)"). `preconnect` with an invalid ratio returns its error
-    /// without running the connect timeout that was due.
+    /// `now` ran)"). Found by the model test: `preconnect` with an invalid
+    /// ratio used to return its error without running the connect timeout
+    /// that was due.
     #[test]
     fn preconnect_with_a_bad_ratio_still_runs_due_timers() {
         let mut p: P = Pool::with_capacity(

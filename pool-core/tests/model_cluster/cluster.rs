@@ -127,6 +127,9 @@ impl MCluster {
         now: Instant,
     ) -> Result<(), ClusterError> {
         let i = self.position(key).ok_or(ClusterError::UnknownHost)?;
+        if !self.stash.is_empty() {
+            event("model: set_health with a non-empty stash");
+        }
         pool.set_route_health(key, healthy, now)
             .map_err(|e| match e {
                 // A closed pool: the lease error it gives (tests/cluster.rs).
@@ -283,6 +286,9 @@ impl MCluster {
                     }
                 }
             }
+        }
+        if deadline.is_some_and(|d| d <= now) && !self.stash.is_empty() {
+            event("model: expired deadline still consumes a stashed pick");
         }
         let h = self.choose(pool);
         self.last = Some(h);

@@ -1533,6 +1533,7 @@ impl Model {
             && self.allocated(r) == 0
             && self.pending_of(r) == 0
         {
+            model_cluster_event("model: healthy again frees an idle route at once");
             let i = self.ri(r);
             self.routes.remove(i);
             self.blocked.retain(|&b| b != r);
