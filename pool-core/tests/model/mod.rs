@@ -9,12 +9,22 @@
 
 pub mod harness;
 
+/// Coverage hook for rare paths of the host hooks (§12); the cluster harness
+/// sets it to count them, the pool harness leaves it unset.
+pub static COVERAGE: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+fn model_cluster_event(what: &str) {
+    if let Some(f) = COVERAGE.get() {
+        f(what);
+    }
+}
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use wharf_core::{
     CancelError, CancelPolicy, CloseReason, Config, ConfigError, ConnError, ConnectFailure,
     Counters, DrainMode, FailReason, Instant, LeaseError, PoolStats, Release, ReleaseError,
-    ReusePolicy, RouteConfig, RouteError, RouteStats, Tag, Validation,
+    ReusePolicy, RouteConfig, RouteError, RouteLoad, RouteStats, Tag, Validation,
 };
 
 /// Model connection id (creation order).
@@ -106,6 +116,8 @@ struct MRoute {
     mark: bool,
     connects: u64,
     grants: u64,
+    /// §12: an unhealthy route connects only for demand.
+    healthy: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -444,7 +456,9 @@ impl Model {
             let demand = q > cc;
             let ratio = self.ratio_of(r) as u64;
             let active = self.active_of(r) as u64;
-            let preconnect = ratio > 1000
+            // §12: an unhealthy route makes no preconnect.
+            let preconnect = self.route(r).healthy
+                && ratio > 1000
                 && (q + active) * ratio > (cc + self.spare(r) + active) * 1000
                 && !self.backoff_pending(r);
             if !demand && !preconnect {
@@ -499,6 +513,7 @@ impl Model {
                 }
             }
             if self.total() >= self.cfg.max_total {
+                // §3.3: the guard is for demand only (preconnects never pass a limit).
                 if self.cfg.starvation_guard && demand && self.allocated(r) == 0 {
                     guard = true;
                 } else {
@@ -577,7 +592,9 @@ impl Model {
 
     /// §3.5
     fn warm(&mut self, r: Rid) {
-        if self.route(r).deleted || self.closed || self.backoff_pending(r) {
+        // §12: an unhealthy route makes no warm-up.
+        if self.route(r).deleted || self.closed || self.backoff_pending(r) || !self.route(r).healthy
+        {
             return;
         }
         while self.idle_of(r) + self.connecting_of(r) < self.min_idle(r) {
@@ -1052,6 +1069,7 @@ impl Model {
             mark: by_config,
             connects: 0,
             grants: 0,
+            healthy: true,
         });
         id
     }
@@ -1428,6 +1446,7 @@ impl Model {
         // RouteIdle poll would have (§3.6). This is what the core does.
         let idle_unpolled = self.actions.contains(&MAction::RouteIdle { key });
         if ov.is_empty()
+            && self.route(r).healthy
             && self.route(r).mark
             && !idle_unpolled
             && self.allocated(r) == 0
@@ -1463,7 +1482,8 @@ impl Model {
                     return Some(a);
                 };
                 let route = self.route(r);
-                if route.ov.is_empty() || route.deleted {
+                // §12: an unhealthy route is kept while idle, like a configured one.
+                if (route.ov.is_empty() && route.healthy) || route.deleted {
                     let i = self.ri(r);
                     self.routes.remove(i);
                     self.blocked.retain(|&b| b != r);
@@ -1471,6 +1491,130 @@ impl Model {
             }
         }
         Some(a)
+    }
+
+    // ----- §12 host hooks ---------------------------------------------------
+
+    /// §12 `set_route_health`.
+    pub fn set_route_health(
+        &mut self,
+        key: u8,
+        healthy: bool,
+        now: Instant,
+    ) -> Result<(), RouteError> {
+        self.process_timers(now);
+        let r = match self.route_by_key(key) {
+            Some(r) => r,
+            None => {
+                if healthy {
+                    // Healthy is the default of a route not in the table.
+                    return Ok(());
+                }
+                // As set_route_config (§7): a closed pool deletes every route.
+                if self.closed {
+                    return Err(RouteError::Draining);
+                }
+                if self.routes.len() >= self.slots.routes {
+                    return Err(RouteError::RouteTableFull);
+                }
+                // "Marking a route unhealthy creates it ... (like per-route
+                // configuration)": no notice until it has been used (§3.6).
+                self.new_route(key, true)
+            }
+        };
+        // Ambiguity (reported): §12 does not say what a route being deleted
+        // does; the core takes the mark (it matters until the route is gone).
+        self.route_mut(r).healthy = healthy;
+        // Marked healthy again with nothing else keeping it: freed as a
+        // configuration being cleared is (§7, set_route_config).
+        let idle_unpolled = self.actions.contains(&MAction::RouteIdle { key });
+        if healthy
+            && !self.route(r).deleted
+            && self.route(r).ov.is_empty()
+            && self.route(r).mark
+            && !idle_unpolled
+            && self.allocated(r) == 0
+            && self.pending_of(r) == 0
+        {
+            model_cluster_event("model: healthy again frees an idle route at once");
+            let i = self.ri(r);
+            self.routes.remove(i);
+            self.blocked.retain(|&b| b != r);
+            return Ok(());
+        }
+        self.settle(r);
+        Ok(())
+    }
+
+    /// §12 `preconnect(key, ratio)`: Envoy's `maybePreconnect` for one host.
+    pub fn preconnect(&mut self, key: u8, ratio: f32, now: Instant) -> Result<bool, RouteError> {
+        // §2: every input that takes `now` first processes the due timers.
+        self.process_timers(now);
+        let ratio = ratio_milli(ratio).map_err(RouteError::Config)? as u64;
+        let (r, fresh) = match self.route_by_key(key) {
+            Some(r) => (r, false),
+            None => {
+                if self.closed {
+                    return Err(RouteError::Draining);
+                }
+                if self.routes.len() >= self.slots.routes {
+                    return Err(RouteError::RouteTableFull);
+                }
+                (self.new_route(key, true), true)
+            }
+        };
+        if self.route(r).deleted || self.closed {
+            return Err(RouteError::Draining);
+        }
+        let q = self.route(r).queue.len() as u64;
+        let cc = self.connecting_of(r) as u64 * self.cfg.connecting_capacity as u64;
+        let active = self.active_of(r) as u64;
+        let wanted = if self.route(r).healthy {
+            (q + active + 1) * ratio > (cc + active) * 1000
+        } else {
+            q > cc
+        };
+        if wanted && self.backoff_pending(r) {
+            model_cluster_event("model: pool preconnect wanted during retry backoff");
+        }
+        let created = if wanted {
+            self.create(r, false, false)
+        } else {
+            Created::No
+        };
+        if fresh && created == Created::No {
+            let i = self.ri(r);
+            self.routes.remove(i);
+            self.blocked.retain(|&b| b != r);
+        }
+        Ok(created != Created::No)
+    }
+
+    /// A retry backoff is pending for the route of `key`.
+    pub fn backoff_pending_key(&self, key: u8) -> bool {
+        self.route_by_key(key)
+            .is_some_and(|r| self.backoff_pending(r))
+    }
+
+    /// `Pool::route_load` (zeros and healthy for a route not in the table).
+    pub fn route_load(&self, key: u8) -> RouteLoad {
+        match self.route_by_key(key) {
+            None => RouteLoad {
+                queued: 0,
+                active: 0,
+                connecting_capacity: 0,
+                spare: 0,
+                healthy: true,
+            },
+            Some(r) => RouteLoad {
+                queued: self.route(r).queue.len() as u32,
+                active: self.active_of(r),
+                connecting_capacity: self.connecting_of(r) as u64
+                    * self.cfg.connecting_capacity as u64,
+                spare: self.spare(r),
+                healthy: self.route(r).healthy,
+            },
+        }
     }
 
     // ----- observations -----------------------------------------------------

@@ -1424,6 +1424,8 @@ pub fn run_case(
     with_model: bool,
     trace: bool,
 ) -> (u64, Result<(), String>) {
+    // The shared pool model reports its rare host-hook paths through this hook.
+    let _ = super::COVERAGE.set(|what| event(what));
     let config = cfg.to_config();
     let slots = if big { BIG } else { SMALL };
     let model = with_model.then(|| Harness::model_for(&config, slots));
