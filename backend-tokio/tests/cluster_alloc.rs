@@ -4,44 +4,13 @@
 //! test binary, so the allocator does not affect other tests).
 
 mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod counting;
 
 use common::{request, Opts, Server};
 use wharf_tokio::{Balancer, Pool, TcpConnector};
 
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 const PAIRS: u64 = 3_000;
 
@@ -84,14 +53,12 @@ fn warm_cluster_lease_release_allocates_nothing() {
                 assert_eq!(s.wait_current(1).await, 1);
             }
             let before = pool.counters();
-            ALLOCS.store(0, Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
+            counting::start();
             for _ in 0..PAIRS {
                 let lease = pool.lease_cluster(c).await.unwrap();
                 drop(lease);
             }
-            COUNTING.store(false, Ordering::SeqCst);
-            let allocs = ALLOCS.load(Ordering::SeqCst);
+            let allocs = counting::stop();
             let after = pool.counters();
             assert_eq!(
                 after.connects - start.connects,
@@ -146,14 +113,12 @@ fn warm_cluster_lease_release_allocates_nothing() {
             }));
         }
         tokio::task::yield_now().await;
-        ALLOCS.store(0, Ordering::SeqCst);
-        COUNTING.store(true, Ordering::SeqCst);
+        counting::start();
         start.notify_waiters();
         for t in &mut tasks {
             t.await.unwrap();
         }
-        COUNTING.store(false, Ordering::SeqCst);
-        let allocs = ALLOCS.load(Ordering::SeqCst);
+        let allocs = counting::stop();
         let k = one.counters();
         assert!(k.queued >= PAIRS / 4, "leases queued: {}", k.queued);
         assert_eq!(k.connects, 1);
