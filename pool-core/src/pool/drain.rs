@@ -121,16 +121,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if self.routes[r as usize].allocated > self.limit(r) {
             self.routes[r as usize].over_limit = true;
         }
-        let s = &self.routes[r as usize];
-        if !s.configured()
-            && s.idle_mark
-            && s.allocated == 0
-            && s.queue.is_empty()
-            && s.validating == 0
-            && !self.act_queued(Self::route_entity(r))
-        {
-            // Nothing left to keep: the route was idle and its notice delivered.
-            self.free_route(r);
+        if self.forget_if_unused(r) {
             return Ok(());
         }
         self.settle(r);

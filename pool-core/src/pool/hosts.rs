@@ -65,16 +65,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             None => self.create_route(key).ok_or(RouteError::RouteTableFull)?,
         };
         self.routes[r as usize].unhealthy = !healthy;
-        let s = &self.routes[r as usize];
-        if healthy
-            && !s.configured()
-            && s.idle_mark
-            && s.allocated == 0
-            && s.queue.is_empty()
-            && s.validating == 0
-            && !self.act_queued(Self::route_entity(r))
-        {
-            self.free_route(r);
+        if self.forget_if_unused(r) {
             return Ok(());
         }
         self.settle(r);

@@ -235,15 +235,7 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
     /// The earliest instant at which [`Pool::handle_timeout`] has work, if any.
     /// May be earlier than strictly needed (timers are re-armed lazily).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.conn_timers.peek(),
-            self.waiter_timers.peek(),
-            self.route_timers.peek(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|e| e.at)
-        .min()
+        Some(self.next_due()).filter(|&t| t != Instant::MAX)
     }
 
     /// Pool-wide gauges.

@@ -105,6 +105,23 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             .unwrap_or(self.cfg.min_idle)
     }
 
+    /// Frees route `r` at once when nothing keeps it: no per-route setting, no
+    /// connection, no waiter, and its idle notice already delivered (a setting
+    /// was just cleared). Returns whether it was freed.
+    pub(crate) fn forget_if_unused(&mut self, r: u32) -> bool {
+        let s = &self.routes[r as usize];
+        let unused = !s.configured()
+            && s.idle_mark
+            && s.allocated == 0
+            && s.queue.is_empty()
+            && s.validating == 0;
+        if unused && !self.act_queued(Self::route_entity(r)) {
+            self.free_route(r);
+            return true;
+        }
+        false
+    }
+
     /// Something is being added to route `r`: it is no longer idle.
     #[inline]
     pub(crate) fn touch_route(&mut self, r: u32) {
