@@ -72,7 +72,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     #[inline]
-    fn next_due(&self) -> Instant {
+    pub(crate) fn next_due(&self) -> Instant {
         self.conn_timers
             .top_at()
             .min(self.waiter_timers.top_at())
