@@ -1059,7 +1059,7 @@ impl Drop for TicketGuard<'_> {
         inner.tickets[self.ticket].waker = None;
         match state {
             TicketState::Waiting(w) => {
-                if let Err(e) = inner.pool.cancel(w, CancelPolicy::Default, now) {
+                if let Err(e) = inner.pool.cancel(w, CancelPolicy::Default, now).map(|_| ()) {
                     warning!("cancel({:?}) refused: {:?}", w, e);
                 }
             }

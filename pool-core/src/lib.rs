@@ -94,7 +94,9 @@ pub use config::{CancelPolicy, Config, ConfigError, ReusePolicy, RouteConfig};
 pub use error::{CancelError, ConnError, LeaseError, ReleaseError, RouteError};
 pub use handle::{ConnId, Lease, LeaseId, RouteId, Tag, WaiterId};
 pub use invariant::InvariantViolation;
-pub use pool::{DrainMode, DrainScope, LeaseOutcome, Pool, Release, RouteLoad, Validation};
+pub use pool::{
+    Cancelled, DrainMode, DrainScope, LeaseOutcome, Pool, Release, RouteLoad, Validation,
+};
 pub use stats::{Counters, PoolStats, RouteStats};
 pub use storage::{Capacity, Storage};
 pub use time::{Duration, Instant};

@@ -2,7 +2,7 @@
 
 use core::hash::Hash;
 
-use super::{LeaseOutcome, Pool, Release};
+use super::{Cancelled, LeaseOutcome, Pool, Release};
 use crate::config::CancelPolicy;
 use crate::error::{CancelError, LeaseError};
 use crate::handle::{Tag, WaiterId};
@@ -71,16 +71,17 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         Ok(outcome)
     }
 
-    /// Withdraws a lease request (§7). If it was granted but the `Granted`
-    /// action not polled yet, the connection goes back to the pool. Once its
-    /// answer was polled the waiter is gone: `Err(StaleWaiter)` (if that answer
-    /// was `Granted`, release the lease).
+    /// Withdraws a lease request (§7) and says what was withdrawn: the waiter
+    /// itself while it waited, or its answer not yet polled (a grant, whose
+    /// lease goes back to the pool, or a failure). Once its answer was polled
+    /// the waiter is gone: `Err(StaleWaiter)` (if that answer was `Granted`,
+    /// release the lease).
     pub fn cancel(
         &mut self,
         waiter: WaiterId,
         policy: CancelPolicy,
         now: Instant,
-    ) -> Result<(), CancelError> {
+    ) -> Result<Cancelled, CancelError> {
         self.advance(now);
         let w = waiter.index;
         match self.waiters.get(waiter.index()) {
@@ -90,36 +91,36 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let ws = self.waiters[w as usize];
         let r = ws.route;
         self.counters.cancels += 1;
-        match ws.state {
-            WaiterState::Queued | WaiterState::Validating => {
+        let withdrawn = match (ws.state, ws.lease) {
+            (WaiterState::Queued | WaiterState::Validating, _) => {
                 self.unwait(w);
                 self.free_waiter_slot(w);
                 if ws.state == WaiterState::Queued && policy == CancelPolicy::CloseExcess {
                     self.close_excess(r);
                 }
+                Cancelled::Waiting
             }
-            WaiterState::Granted => {
+            (WaiterState::Granted, Some(lease)) => {
                 self.act_remove(Self::waiter_entity(w));
                 self.free_waiter_slot(w);
-                if let Some(lease) = ws.lease {
-                    let tag = self.conns[lease.conn.index()].tag;
-                    let l = lease.id.index;
-                    self.release_slot(
-                        l,
-                        Release::Reuse {
-                            keep_alive: None,
-                            tag,
-                        },
-                    );
-                }
+                let tag = self.conns[lease.conn.index()].tag;
+                self.release_slot(
+                    lease.id.index,
+                    Release::Reuse {
+                        keep_alive: None,
+                        tag,
+                    },
+                );
+                Cancelled::Grant(lease)
             }
             _ => {
                 self.act_remove(Self::waiter_entity(w));
                 self.free_waiter_slot(w);
+                Cancelled::Failure(ws.reason)
             }
-        }
+        };
         self.settle(r);
-        Ok(())
+        Ok(withdrawn)
     }
 
     /// Envoy's `CloseExcess`: close the oldest connecting connection if the

@@ -44,6 +44,19 @@ pub enum LeaseOutcome {
     Queued(WaiterId),
 }
 
+/// What [`Pool::cancel`] withdrew, so a backend can account for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Cancelled {
+    /// The request was still waiting (queued, or bound to a validation).
+    Waiting,
+    /// The request had been granted this lease, not yet polled: the lease went
+    /// back to the pool as `Reuse` with the connection's tag (§7).
+    Grant(Lease),
+    /// The request had failed for this reason, not yet polled.
+    Failure(crate::action::FailReason),
+}
+
 /// How a lease comes back to [`Pool::release`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

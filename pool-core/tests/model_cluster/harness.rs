@@ -830,7 +830,7 @@ impl<'a> Harness<'a> {
                     CancelPolicy::Default
                 };
                 let w = self.waiters[i].clone();
-                let got = self.pool.cancel(w.id, policy, now);
+                let got = self.pool.cancel(w.id, policy, now).map(|_| ());
                 if let (Some(m), Some(mw)) = (self.model.as_mut(), w.wid) {
                     let want = m.cancel(mw, policy, now);
                     ensure!(want == got, "cancel: core {got:?}, model {want:?}");
