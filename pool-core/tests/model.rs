@@ -13,7 +13,7 @@ mod model;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{avoid, run_case, Cfg, Op, RelHow, BIG, KEYS, SMALL};
+use model::harness::{avoid, avoid_cfg, run_case, Cfg, Op, RelHow, BIG, KEYS, NEVER_MS, SMALL};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -27,32 +27,42 @@ fn opt<T: std::fmt::Debug + Clone + 'static>(
     prop_oneof![1 => Just(None), 3 => s.prop_map(Some)]
 }
 
+/// A timeout: mostly in `range`, sometimes none, sometimes so long that every
+/// sum with it saturates at `Instant::MAX` ("never", §2).
+fn timeout(range: std::ops::Range<u32>) -> impl Strategy<Value = Option<u32>> {
+    prop_oneof![2 => Just(None), 5 => range.prop_map(Some), 1 => Just(Some(NEVER_MS))]
+}
+
 fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
     let slots = if big { BIG } else { SMALL };
     let conns = slots.conns as u32;
     let waiters = slots.waiters as u32;
     let leases = slots.leases as u32;
     let limits = (
-        1..=conns,
+        // Storage with exactly `max_total` connection slots (§3.4's stall).
+        prop_oneof![1 => Just(conns), 2 => 1..=conns],
         1..=3u32,
         opt(1..=waiters),
         opt(1..=leases),
         any::<bool>(),
     );
     let times = (
-        opt(100..3_000u32),
-        opt(200..6_000u32),
-        opt(500..10_000u32),
+        timeout(100..3_000u32),
+        timeout(200..6_000u32),
+        timeout(500..10_000u32),
         prop_oneof![2 => Just(None), 1 => Just(Some(0u32)), 2 => (1..3_000u32).prop_map(Some)],
-        1..2_000u32,
+        prop_oneof![8 => 1..2_000u32, 1 => Just(NEVER_MS)],
     );
     let shape = (
-        prop_oneof![2 => Just(1000u32), 3 => 1000..=3000u32],
+        // 0 is "off", the same as 1.0 (§12).
+        prop_oneof![2 => Just(1000u32), 1 => Just(0u32), 4 => 1000..=3000u32],
         0..=2u32,
-        prop_oneof![3 => Just(None), 1 => (0..=3u32).prop_map(Some)],
-        prop_oneof![3 => Just(None), 1 => (0..=4u32).prop_map(Some)],
-        prop_oneof![4 => Just(1u32), 1 => 2..=3u32],
-        prop_oneof![3 => Just(None), 1 => (1..=4u32).prop_map(Some)],
+        // Idle limits, often together with a ratio above 1 (§3.2).
+        prop_oneof![3 => Just(None), 2 => (0..=3u32).prop_map(Some)],
+        prop_oneof![3 => Just(None), 2 => (0..=4u32).prop_map(Some)],
+        prop_oneof![3 => Just(1u32), 2 => 2..=3u32],
+        // `max_leases_per_conn` in the capacity math (§1).
+        prop_oneof![2 => Just(None), 1 => (1..=4u32).prop_map(Some)],
         any::<bool>(),
     );
     (limits, times, shape).prop_map(
@@ -90,13 +100,16 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let idx = 0..64usize;
     let key = 0..KEYS;
     let tag = prop_oneof![3 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))];
+    let keep_alive =
+        prop_oneof![2 => Just(None), 6 => (0..3_000u32).prop_map(Some), 1 => Just(Some(NEVER_MS))];
     let rel = prop_oneof![
-        6 => (opt(0..3_000u32), prop_oneof![4 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))])
+        6 => (keep_alive, prop_oneof![4 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))])
             .prop_map(|(keep_alive_ms, tag)| RelHow::Reuse { keep_alive_ms, tag }),
         1 => Just(RelHow::Discard),
     ];
     prop_oneof![
-        250 => (key.clone(), tag, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
+        // A deadline of `NEVER_MS` is `Instant::MAX`, the same as none (§2).
+        250 => (key.clone(), tag, prop_oneof![6 => Just(None), 2 => Just(Some(0u32)), 6 => (1..4_000u32).prop_map(Some), 1 => Just(Some(NEVER_MS))])
             .prop_map(|(key, tag, deadline_ms)| Op::Lease { key, tag, deadline_ms }),
         150 => (idx.clone(), rel).prop_map(|(idx, how)| Op::Release { idx, how }),
         10 => idx.clone().prop_map(|idx| Op::ReleaseStale { idx }),
@@ -109,13 +122,15 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         80 => (idx.clone(), prop_oneof![3 => Just(true), 1 => Just(false)], prop_oneof![9 => Just(false), 1 => Just(true)])
             .prop_map(|(idx, alive, any)| Op::Validated { idx, alive, any }),
         100 => prop_oneof![4 => 0..300u32, 1 => 0..6_000u32].prop_map(|ms| Op::Advance { ms }),
+        // To `Instant::MAX`: what is left is "never" and must not fire (§2).
+        1 => Just(Op::Advance { ms: NEVER_MS }),
         40 => Just(Op::AdvanceToTimer),
         30 => (0..4u8).prop_map(|n| Op::Partial { n }),
         10 => (0..2_000u32).prop_map(|ms| Op::Backwards { ms }),
         20 => (key.clone(), any::<bool>()).prop_map(|(k, delete)| Op::Drain { key: Some(k), delete }),
         8 => Just(Op::Drain { key: None, delete: false }),
         1 => Just(Op::Drain { key: None, delete: true }),
-        20 => (key, opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32]))
+        20 => (key, opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32, 1 => Just(0u32)]))
             .prop_map(|(key, limit, min_idle, ratio_milli)| Op::RouteConfig { key, limit, min_idle, ratio_milli }),
     ]
 }
@@ -129,9 +144,10 @@ fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
     any::<bool>().prop_flat_map(move |big| {
         let list = list.clone();
+        let cfg_list = list.clone();
         (
             Just(big),
-            cfg_strategy(big),
+            cfg_strategy(big).prop_map(move |cfg| avoid_cfg(cfg, &cfg_list)),
             prop::collection::vec(op_strategy(), LEN).prop_map(move |ops| {
                 ops.into_iter()
                     .map(|op| avoid(op, &list))
@@ -141,9 +157,40 @@ fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
     })
 }
 
-/// Delta debugging: drop chunks of operations while the sequence still fails.
+/// What kind of failure a verdict is: its check message without the step,
+/// the operation and the numbers (handles, times), so that shrinking keeps
+/// the divergence it started from instead of wandering to another one.
+fn kind(verdict: &str) -> String {
+    // "step N: <op>: <check>" or "end phase, step N: <check>".
+    let rest = verdict.find("step ").map_or(verdict, |i| &verdict[i..]);
+    let rest = rest.split_once(": ").map_or(rest, |x| x.1);
+    let check = if verdict.starts_with("end phase") {
+        rest
+    } else if rest.split(": ").next().unwrap_or("").contains('{') {
+        rest.split_once("}: ").map_or(rest, |x| x.1)
+    } else {
+        rest.split_once(": ").map_or(rest, |x| x.1)
+    };
+    check
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(120)
+        .collect()
+}
+
+/// Delta debugging: drop chunks of operations while the sequence still fails
+/// the same way.
 pub fn shrink(big: bool, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
-    let fails = |ops: &[Op]| run_case(big, cfg, ops, true, false).1.is_err();
+    let first = run_case(big, cfg, &ops, true, false)
+        .1
+        .err()
+        .map(|e| kind(&e));
+    let fails = |ops: &[Op]| {
+        run_case(big, cfg, ops, true, false)
+            .1
+            .err()
+            .is_some_and(|e| Some(kind(&e)) == first)
+    };
     let mut chunk = ops.len().div_ceil(2).max(1);
     loop {
         let mut i = 0;
@@ -213,6 +260,10 @@ fn model_agrees_with_core() {
             println!("coverage over {} sequences: {c:?}", cover.0);
             for r in wharf_core::CloseReason::ALL {
                 println!("  closes {r:?}: {}", c.closes_for(r));
+            }
+            // The model's rare paths (the rules of issue 10 among them).
+            for (k, v) in model::harness::EVENTS.lock().unwrap().iter() {
+                println!("  {k}: {v}");
             }
         }
         Ok(()) => println!(

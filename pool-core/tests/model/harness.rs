@@ -8,11 +8,12 @@
 
 use std::collections::HashMap;
 
-use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
+use super::{Cid, Lid, MAction, MCancelled, MOutcome, Model, Slots, Wid};
 use wharf_core::Storage;
 use wharf_core::{
-    Action, CancelPolicy, Config, ConnId, ConnectFailure, DrainMode, DrainScope, Duration, Instant,
-    Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag, Validation, WaiterId,
+    Action, CancelPolicy, Cancelled, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
+    Duration, Instant, Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag,
+    Validation, WaiterId,
 };
 
 /// Route keys used by the harness.
@@ -114,9 +115,20 @@ pub struct Cfg {
     pub retry_backoff_ms: u32,
 }
 
+/// Milliseconds; [`NEVER_MS`] is `Duration::MAX` (every sum with it
+/// saturates at `Instant::MAX`, "never", §2).
 fn ms(m: u32) -> Duration {
-    Duration::from_millis(m as u64)
+    if m == NEVER_MS {
+        Duration::MAX
+    } else {
+        Duration::from_millis(m as u64)
+    }
 }
+
+/// A duration in harness terms (`Cfg` timeouts, lease deadlines, keep-alive,
+/// `Advance`) that stands for `Duration::MAX`: a lease deadline of
+/// `Instant::MAX`, timeouts that saturate, `Advance` to `Instant::MAX`.
+pub const NEVER_MS: u32 = u32::MAX;
 
 impl Cfg {
     pub fn to_config(self) -> Config {
@@ -526,6 +538,12 @@ impl<'a> Harness<'a> {
         let (a, b) = (self.pool.counters(), m.counters());
         ensure!(a == b, "counters: core {a:?}\n  model {b:?}");
         ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
+        // §2: a deadline of `Instant::MAX` is none, and `poll_timeout()` does
+        // not report it.
+        ensure!(
+            self.pool.poll_timeout() != Some(Instant::MAX),
+            "poll_timeout reports Instant::MAX (never)"
+        );
         if let Some(d) = m.next_deadline() {
             match self.pool.poll_timeout() {
                 Some(t) => ensure!(
@@ -715,10 +733,37 @@ impl<'a> Harness<'a> {
                     CancelPolicy::Default
                 };
                 let w = self.waiters[i].clone();
-                let got = self.pool.cancel(w.id, policy, now).map(|_| ());
+                let got = self.pool.cancel(w.id, policy, now);
+                let mut lid = None;
                 if let (Some(m), Some(mw)) = (self.model.as_mut(), w.wid) {
                     let want = m.cancel(mw, policy, now);
-                    ensure!(want == got, "cancel: core {got:?}, model {want:?}");
+                    let same = match (got, want) {
+                        (Ok(Cancelled::Grant(l)), Ok(MCancelled::Grant { lease, conn })) => {
+                            lid = Some(lease);
+                            self.conn_map.get(&l.conn()) == Some(&conn)
+                        }
+                        (Ok(Cancelled::Waiting), Ok(MCancelled::Waiting)) => true,
+                        (Ok(Cancelled::Failure(a)), Ok(MCancelled::Failure(b))) => a == b,
+                        (Err(a), Err(b)) => a == b,
+                        _ => false,
+                    };
+                    ensure!(same, "cancel: core {got:?}, model {want:?}");
+                }
+                if let Ok(Cancelled::Grant(l)) = got {
+                    // The withdrawn grant's lease went back to the pool: a
+                    // stale handle from now on (never one the harness holds).
+                    ensure!(
+                        !self.live_lease_ids.contains_key(&l)
+                            && !self.leases.iter().any(|h| h.lease == l),
+                        "cancel withdrew a grant of a lease in use {l:?}"
+                    );
+                    if let Some(info) = self.info.get_mut(&l.conn()) {
+                        info.grants += 1;
+                    }
+                    self.stale.push(Held { lease: l, lid });
+                    if self.stale.len() > 8 {
+                        self.stale.remove(0);
+                    }
                 }
                 if got.is_ok() {
                     ensure!(
@@ -1090,6 +1135,21 @@ pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::
     },
 ));
 
+/// Named event counts over all sequences, reported by the model's coverage
+/// hook (`WHARF_MODEL_COVERAGE=1`).
+pub static EVENTS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+pub fn event(name: &str) {
+    let mut events = EVENTS.lock().unwrap();
+    match events.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            events.insert(name.to_string(), 1);
+        }
+    }
+}
+
 /// Small storage: 4 connections, 2 routes (3 keys: the table fills), 4
 /// waiters, 4 leases.
 pub type Small = Storage<u8, 4, 2, 4, 4>;
@@ -1116,6 +1176,8 @@ pub fn run_case(
     with_model: bool,
     trace: bool,
 ) -> (u64, Result<(), String>) {
+    // The model reports its rare paths through this hook (coverage).
+    let _ = super::COVERAGE.set(event);
     let config = cfg.to_config();
     let slots = if big { BIG } else { SMALL };
     let model = with_model.then(|| Harness::model_for(&config, slots));
@@ -1132,18 +1194,92 @@ pub fn run_case(
 
 /// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from known,
 /// already-reported divergences so a run can look for new ones:
-/// `cf-timeout` (connect_failed with reason Timeout).
+/// `cf-timeout` (connect_failed with reason Timeout); for the rules of issue
+/// 10 while the core catches up: `ratio0` (ratio 0, §12), `never`
+/// (`Instant::MAX` deadlines and saturating timeouts, §2), `keep` (`min_idle`,
+/// §2), `mlpc` (`max_leases_per_conn`, §1), `idle-limit` (idle limits, §3.2).
+/// See also [`avoid_cfg`].
 pub fn avoid(op: Op, list: &str) -> Op {
+    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     match op {
-        Op::ConnectFailed { idx, reason, any }
-            if list.contains("cf-timeout") && reason % 3 == 0 =>
-        {
+        Op::ConnectFailed { idx, reason, any } if has("cf-timeout") && reason % 3 == 0 => {
             Op::ConnectFailed {
                 idx,
                 reason: 1,
                 any,
             }
         }
+        Op::Lease {
+            key,
+            tag,
+            deadline_ms: Some(NEVER_MS),
+        } if has("never") => Op::Lease {
+            key,
+            tag,
+            deadline_ms: None,
+        },
+        Op::Release {
+            idx,
+            how:
+                RelHow::Reuse {
+                    keep_alive_ms: Some(NEVER_MS),
+                    tag,
+                },
+        } if has("never") => Op::Release {
+            idx,
+            how: RelHow::Reuse {
+                keep_alive_ms: None,
+                tag,
+            },
+        },
+        Op::Advance { ms: NEVER_MS } if has("never") => Op::Advance { ms: 0 },
+        Op::RouteConfig {
+            key,
+            limit,
+            min_idle,
+            ratio_milli,
+        } if has("ratio0") || has("keep") => Op::RouteConfig {
+            key,
+            limit,
+            min_idle: if has("keep") { None } else { min_idle },
+            ratio_milli: match ratio_milli {
+                Some(0) if has("ratio0") => Some(1000),
+                r => r,
+            },
+        },
         op => op,
     }
+}
+
+/// The configuration side of [`avoid`].
+pub fn avoid_cfg(mut cfg: Cfg, list: &str) -> Cfg {
+    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
+    if has("ratio0") && cfg.ratio_milli == 0 {
+        cfg.ratio_milli = 1000;
+    }
+    if has("never") {
+        for t in [
+            &mut cfg.connect_timeout_ms,
+            &mut cfg.idle_timeout_ms,
+            &mut cfg.max_lifetime_ms,
+        ] {
+            if *t == Some(NEVER_MS) {
+                *t = None;
+            }
+        }
+        if cfg.retry_backoff_ms == NEVER_MS {
+            cfg.retry_backoff_ms = 1000;
+        }
+    }
+    if has("keep") {
+        cfg.min_idle = 0;
+    }
+    if has("mlpc") {
+        cfg.max_leases_per_conn = None;
+    }
+    if has("idle-limit") {
+        cfg.max_idle_per_route = None;
+        cfg.max_idle = None;
+    }
+    cfg
 }

@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 
 use super::cluster::MCluster;
-use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
+use super::{Cid, Lid, MAction, MCancelled, MOutcome, Model, Slots, Wid};
 use wharf_core::{
-    Action, CancelPolicy, Config, ConnId, ConnectFailure, DrainMode, DrainScope, Duration, Instant,
-    Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag, Validation, WaiterId,
+    Action, CancelPolicy, Cancelled, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
+    Duration, Instant, Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag,
+    Validation, WaiterId,
 };
 use wharf_core::{Balancer, Cluster, ClusterError, LeaseError, Storage};
 
@@ -830,10 +831,37 @@ impl<'a> Harness<'a> {
                     CancelPolicy::Default
                 };
                 let w = self.waiters[i].clone();
-                let got = self.pool.cancel(w.id, policy, now).map(|_| ());
+                let got = self.pool.cancel(w.id, policy, now);
+                let mut lid = None;
                 if let (Some(m), Some(mw)) = (self.model.as_mut(), w.wid) {
                     let want = m.cancel(mw, policy, now);
-                    ensure!(want == got, "cancel: core {got:?}, model {want:?}");
+                    let same = match (got, want) {
+                        (Ok(Cancelled::Grant(l)), Ok(MCancelled::Grant { lease, conn })) => {
+                            lid = Some(lease);
+                            self.conn_map.get(&l.conn()) == Some(&conn)
+                        }
+                        (Ok(Cancelled::Waiting), Ok(MCancelled::Waiting)) => true,
+                        (Ok(Cancelled::Failure(a)), Ok(MCancelled::Failure(b))) => a == b,
+                        (Err(a), Err(b)) => a == b,
+                        _ => false,
+                    };
+                    ensure!(same, "cancel: core {got:?}, model {want:?}");
+                }
+                if let Ok(Cancelled::Grant(l)) = got {
+                    // The withdrawn grant's lease went back to the pool: a
+                    // stale handle from now on (never one the harness holds).
+                    ensure!(
+                        !self.live_lease_ids.contains_key(&l)
+                            && !self.leases.iter().any(|h| h.lease == l),
+                        "cancel withdrew a grant of a lease in use {l:?}"
+                    );
+                    if let Some(info) = self.info.get_mut(&l.conn()) {
+                        info.grants += 1;
+                    }
+                    self.stale.push(Held { lease: l, lid });
+                    if self.stale.len() > 8 {
+                        self.stale.remove(0);
+                    }
                 }
                 if got.is_ok() {
                     ensure!(
