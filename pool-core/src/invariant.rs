@@ -128,7 +128,12 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 if c.idle() {
                     ensure!(c.expiry > now, 7, "expired connection kept idle");
                     if let Some(t) = self.cfg.idle_timeout {
-                        ensure!(c.updated + t > now, 7, "idle-timed-out connection kept");
+                        // Or kept for `min_idle` (§2).
+                        ensure!(
+                            c.updated + t > now || c.kept,
+                            7,
+                            "idle-timed-out connection kept"
+                        );
                     }
                 }
                 active += c.active;

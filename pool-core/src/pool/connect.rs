@@ -153,6 +153,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             Validation::Alive => {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
+                cs.kept = false;
                 cs.state = ConnState::Ready;
                 cs.waiter = NIL;
                 if cs.draining || cs.expiry <= now {
