@@ -214,7 +214,7 @@ pub struct RouteSlot<K> {
     pub(crate) allocated: u32,
     pub(crate) idle: u32,
     pub(crate) active: u32,
-    /// Sum of `capacity - active` over the ready list.
+    /// Sum of `streams_left()` over the ready list.
     pub(crate) spare: u64,
     pub(crate) deleting: bool,
     pub(crate) blocked: bool,
