@@ -73,7 +73,9 @@ pub struct Config {
     /// `None` = never.
     pub validate_after_inactivity: Option<Duration>,
     /// Envoy's `per_upstream_preconnect_ratio`, 1.0..=3.0 (default 1.0 = no
-    /// preconnect). Applied with 1/1000 precision.
+    /// preconnect; 0 also means off). Applied with 1/1000 precision.
+    /// Preconnects never exceed the idle limits (`max_idle_per_route`,
+    /// `max_idle`): one that would be closed as excess idle is not made.
     pub preconnect_ratio: f32,
     /// Idle connections to keep per route (warm-up); never exceeds any limit.
     pub min_idle_per_route: u32,
@@ -134,7 +136,7 @@ pub struct RouteConfig {
     pub max_connections: Option<u32>,
     /// Idle connections to keep warm for this route.
     pub min_idle: Option<u32>,
-    /// Preconnect ratio for this route, 1.0..=3.0.
+    /// Preconnect ratio for this route, 1.0..=3.0 (0 = off, as 1.0).
     pub preconnect_ratio: Option<f32>,
 }
 
@@ -161,7 +163,8 @@ pub enum ConfigError {
     BadMaxLeases,
     /// A timeout or lifetime of zero where zero makes no sense.
     ZeroTimeout,
-    /// A preconnect ratio outside 1.0..=3.0 (or not a number).
+    /// A preconnect ratio that is neither 0 (off) nor within 1.0..=3.0 (or not
+    /// a number).
     BadPreconnectRatio,
     /// `min_idle` exceeds the route limit or the idle limit.
     MinIdleTooLarge,
@@ -182,7 +185,9 @@ impl core::fmt::Display for ConfigError {
             ConfigError::MaxPendingExceedsStorage => "max_pending exceeds the waiter slots",
             ConfigError::BadMaxLeases => "max_leases must be in 1..=lease slots",
             ConfigError::ZeroTimeout => "timeouts and lifetimes must be positive",
-            ConfigError::BadPreconnectRatio => "preconnect ratio must be within 1.0..=3.0",
+            ConfigError::BadPreconnectRatio => {
+                "preconnect ratio must be 0 (off) or within 1.0..=3.0"
+            }
             ConfigError::MinIdleTooLarge => "min idle exceeds the route or idle limit",
             ConfigError::ZeroConnectingCapacity => "connecting_capacity must be in 1..=65536",
             ConfigError::ZeroMaxLeasesPerConn => "max_leases_per_conn must be at least 1",
@@ -192,8 +197,11 @@ impl core::fmt::Display for ConfigError {
     }
 }
 
-/// A ratio in thousandths, validated to 1000..=3000.
+/// A ratio in thousandths: 0 (off) or 1000..=3000.
 pub(crate) fn ratio_milli(r: f32) -> Result<u32, ConfigError> {
+    if r == 0.0 {
+        return Ok(0);
+    }
     // `!(a <= r && r <= b)` also rejects NaN.
     if !(1.0..=3.0).contains(&r) {
         return Err(ConfigError::BadPreconnectRatio);
@@ -260,7 +268,8 @@ impl Config {
         positive(self.connect_timeout)?;
         positive(self.idle_timeout)?;
         positive(self.max_lifetime)?;
-        let ratio_milli = ratio_milli(self.preconnect_ratio)?;
+        // 0 means off, the same as 1.0 (SEMANTICS §12).
+        let ratio_milli = ratio_milli(self.preconnect_ratio)?.max(1000);
         if self.min_idle_per_route > self.max_per_route
             || self
                 .max_idle_per_route
@@ -288,7 +297,11 @@ impl Config {
             min_idle: self.min_idle_per_route,
             max_idle_per_route: self.max_idle_per_route,
             max_idle: self.max_idle,
-            connecting_capacity: self.connecting_capacity,
+            // A connection never serves more than `max_leases_per_conn`
+            // leases, so it is never counted for more (SEMANTICS §1).
+            connecting_capacity: self
+                .connecting_capacity
+                .min(self.max_leases_per_conn.unwrap_or(u32::MAX)),
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: self.retry_backoff,
@@ -321,7 +334,7 @@ impl RouteConfig {
             return Err(ConfigError::MinIdleTooLarge);
         }
         let ratio_milli = match self.preconnect_ratio {
-            Some(r) => Some(ratio_milli(r)?),
+            Some(r) => Some(ratio_milli(r)?.max(1000)),
             None => None,
         };
         Ok(RouteOverrides {

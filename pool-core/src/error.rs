@@ -22,8 +22,10 @@ pub enum LeaseError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ReleaseError {
-    /// The lease was already released, or never came from this pool.
+    /// The lease was already released (or its connection closed under it).
     StaleLease,
+    /// The lease was made by another pool.
+    ForeignLease,
 }
 
 /// Why an input about a connection was refused.
@@ -80,7 +82,10 @@ display!(LeaseError,
     LeaseError::Closed => "pool is closed",
     LeaseError::Timeout => "lease deadline already passed",
 );
-display!(ReleaseError, ReleaseError::StaleLease => "stale or double release");
+display!(ReleaseError,
+    ReleaseError::StaleLease => "stale or double release",
+    ReleaseError::ForeignLease => "lease made by another pool",
+);
 display!(ConnError,
     ConnError::StaleConn => "stale connection handle",
     ConnError::WrongState => "connection is not in the state this input expects",

@@ -36,8 +36,13 @@ impl<'a> Heap<'a> {
         self.top_at
     }
 
-    /// Inserts or re-keys `owner`.
+    /// Inserts or re-keys `owner`. A deadline of `Instant::MAX` means never:
+    /// the owner gets no entry (SEMANTICS §2).
     pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u64) {
+        if at == Instant::MAX {
+            self.remove(owner);
+            return;
+        }
         self.set_inner(owner, at, seq);
         self.retop();
     }
@@ -77,11 +82,13 @@ impl<'a> Heap<'a> {
         }
     }
 
-    /// Makes sure `owner` fires no later than `(at, seq)`.
+    /// Makes sure `owner` fires no later than `(at, seq)`; `Instant::MAX`
+    /// (never) arms nothing.
     #[inline]
     pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u64) {
         match self.key_of(owner) {
             Some(k) if k <= (at, seq) => {}
+            _ if at == Instant::MAX => {}
             _ => self.set(owner, at, seq),
         }
     }

@@ -96,11 +96,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 );
             }
             if c.state == ConnState::Ready {
-                ensure!(
-                    c.capacity >= 1 && c.active <= c.capacity,
-                    5,
-                    "active exceeds capacity"
-                );
+                // `active` may exceed a capacity the peer lowered
+                // (`set_capacity`): such a connection is not available, which
+                // the list checks below verify.
+                ensure!(c.capacity >= 1, 5, "zero stream capacity");
                 ensure!(
                     c.remaining != 0 || c.draining,
                     5,
@@ -128,7 +127,12 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 if c.idle() {
                     ensure!(c.expiry > now, 7, "expired connection kept idle");
                     if let Some(t) = self.cfg.idle_timeout {
-                        ensure!(c.updated + t > now, 7, "idle-timed-out connection kept");
+                        // Or kept for `min_idle` (§2).
+                        ensure!(
+                            c.updated + t > now || c.kept,
+                            7,
+                            "idle-timed-out connection kept"
+                        );
                     }
                 }
                 active += c.active;

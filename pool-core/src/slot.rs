@@ -43,6 +43,9 @@ pub struct ConnSlot {
     pub(crate) in_lru: bool,
     /// Counted as a starvation-guard connection.
     pub(crate) guard: bool,
+    /// Idle and kept for `min_idle`: its idle timeout no longer counts until
+    /// `updated` is next set (SEMANTICS §2).
+    pub(crate) kept: bool,
     /// Drain reason, then close reason.
     pub(crate) reason: CloseReason,
     pub(crate) route: u32,
@@ -76,6 +79,7 @@ impl ConnSlot {
         delivered: false,
         in_lru: false,
         guard: false,
+        kept: false,
         reason: CloseReason::Drained,
         route: NIL,
         capacity: 0,
@@ -112,11 +116,19 @@ impl ConnSlot {
             ConnState::Connecting | ConnState::Validating | ConnState::Ready
         )
     }
+    /// Free streams, bounded by the leases it may still serve: what it adds
+    /// to its route's `spare` while on the ready list.
+    #[inline]
+    pub(crate) fn streams_left(&self) -> u32 {
+        self.capacity
+            .saturating_sub(self.active)
+            .min(self.remaining)
+    }
     /// Streams it can still take (0 unless available).
     #[inline]
     pub(crate) fn spare(&self) -> u32 {
         if self.available() {
-            self.capacity - self.active
+            self.streams_left()
         } else {
             0
         }
@@ -202,7 +214,7 @@ pub struct RouteSlot<K> {
     pub(crate) allocated: u32,
     pub(crate) idle: u32,
     pub(crate) active: u32,
-    /// Sum of `capacity - active` over the ready list.
+    /// Sum of `streams_left()` over the ready list.
     pub(crate) spare: u64,
     pub(crate) deleting: bool,
     pub(crate) blocked: bool,

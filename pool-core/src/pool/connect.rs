@@ -6,7 +6,7 @@ use super::{Pool, Validation};
 use crate::action::{CloseReason, ConnectFailure, FailReason};
 use crate::error::ConnError;
 use crate::handle::ConnId;
-use crate::slot::{ConnState, NIL};
+use crate::slot::{ConnState, RouteListKind, NIL};
 use crate::time::Instant;
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
@@ -100,6 +100,59 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.settle(r);
     }
 
+    /// The stream capacity of open connection `conn` changed (an HTTP/2 peer's
+    /// SETTINGS lowered or raised `MAX_CONCURRENT_STREAMS`) (§7). Leases
+    /// already out stay; while `active >= capacity` it takes no new lease.
+    /// At least 1 (`ZeroCapacity`; a peer that allows no new streams for good
+    /// is drained with [`Pool::peer_closed`]); larger than
+    /// [`Pool::MAX_STREAMS`] is clamped. A connection still connecting is
+    /// `WrongState`.
+    pub fn set_capacity(
+        &mut self,
+        conn: ConnId,
+        capacity: u32,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        self.advance(now);
+        let c = self.live_conn(conn)?;
+        if self.conns[c as usize].state == ConnState::Connecting {
+            return Err(ConnError::WrongState);
+        }
+        if capacity == 0 {
+            return Err(ConnError::ZeroCapacity);
+        }
+        let capacity = capacity.min(Self::MAX_STREAMS);
+        let r = self.conns[c as usize].route;
+        let cs = &self.conns[c as usize];
+        let raised = capacity > cs.capacity;
+        if cs.list == RouteListKind::Ready {
+            if cs.active < capacity {
+                // Still available: it keeps its place, only the spare changes.
+                let before = cs.streams_left();
+                self.conns[c as usize].capacity = capacity;
+                let after = self.conns[c as usize].streams_left();
+                let s = &mut self.routes[r as usize];
+                s.spare = s.spare + after as u64 - before as u64;
+            } else {
+                self.route_list_remove(c);
+                self.conns[c as usize].capacity = capacity;
+                self.route_list_push(c, RouteListKind::Busy, false);
+            }
+        } else {
+            self.conns[c as usize].capacity = capacity;
+            if self.conns[c as usize].available() {
+                // It was full (a draining or validating one never becomes
+                // available here).
+                self.place(c);
+            }
+        }
+        if raised && self.conns[c as usize].available() {
+            self.offer(c);
+        }
+        self.settle(r);
+        Ok(())
+    }
+
     /// The peer closed `conn` (FIN or RST seen by the backend) (§7).
     pub fn peer_closed(&mut self, conn: ConnId, now: Instant) -> Result<(), ConnError> {
         self.advance(now);
@@ -153,6 +206,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             Validation::Alive => {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
+                cs.kept = false;
                 cs.state = ConnState::Ready;
                 cs.waiter = NIL;
                 if cs.draining || cs.expiry <= now {

@@ -21,8 +21,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let list = match which {
             RouteListKind::Connecting => &mut s.connecting,
             RouteListKind::Ready => {
-                let cs = &self.conns[c as usize];
-                s.spare += (cs.capacity - cs.active) as u64;
+                s.spare += self.conns[c as usize].streams_left() as u64;
                 &mut s.ready
             }
             RouteListKind::Busy | RouteListKind::None => {
@@ -46,7 +45,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let list = match cs.list {
             RouteListKind::Connecting => &mut s.connecting,
             RouteListKind::Ready => {
-                s.spare -= (cs.capacity - cs.active) as u64;
+                s.spare -= cs.streams_left() as u64;
                 &mut s.ready
             }
             RouteListKind::Busy => {
@@ -138,6 +137,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         Lease {
             id,
             conn: self.conn_handle(c),
+            pool: self.id,
         }
     }
 

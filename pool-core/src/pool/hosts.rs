@@ -75,11 +75,17 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Envoy's `maybePreconnect(global_ratio)` for one host: creates the route if
     /// needed, then opens one connection if
     /// `(queued + active + 1) * ratio > connecting_capacity + active` (an
-    /// unhealthy host: `queued > connecting_capacity`), within every limit and
-    /// without eviction. Returns whether a connection was started.
+    /// unhealthy host: `queued > connecting_capacity`), within every limit,
+    /// without eviction, and only if the idle limits leave room for it. A
+    /// ratio of 0 is off: `Ok(false)`, nothing made. Returns whether a
+    /// connection was started.
     pub fn preconnect(&mut self, key: &K, ratio: f32, now: Instant) -> Result<bool, RouteError> {
         self.advance(now);
         let ratio = ratio_milli(ratio)? as u64;
+        if ratio == 0 {
+            // Off, as Envoy's `maybePreconnect(0)` (§12).
+            return Ok(false);
+        }
         if self.closed {
             return Err(RouteError::Draining);
         }
@@ -99,7 +105,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             queued > cc
         } else {
             (queued + active + 1) * ratio > (cc + active) * 1000
-        };
+        } && self.idle_room(r);
         let created = should && self.create(r, Purpose::Preconnect) == Created::Yes;
         if existing.is_none() && self.routes[r as usize].allocated == 0 {
             // Nothing was opened: a route made only for the check is not kept.

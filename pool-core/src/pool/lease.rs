@@ -28,6 +28,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if self.closed {
             return Err(LeaseError::Closed);
         }
+        // `Instant::MAX` means never (§2).
+        let deadline = deadline.filter(|&d| d != Instant::MAX);
         if deadline.is_some_and(|d| d <= self.now) {
             return Err(LeaseError::Timeout);
         }

@@ -126,6 +126,10 @@ pub struct Pool<'a, K> {
     pub(crate) route_count: u32,
     pub(crate) guard_conns: u32,
     pub(crate) closed: bool,
+    /// The pool's identity, carried by every [`Lease`] it makes: the address of
+    /// its connection slots (fixed for the pool's life, distinct between live
+    /// pools), folded to 32 bits.
+    pub(crate) id: u32,
     /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
     pub(crate) plain: bool,
     pub(crate) counters: Counters,
@@ -184,23 +188,35 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             return Err(ConfigError::BadStorage);
         }
         let cfg = config.validate(nc, nw, nl)?;
+        // Generations go on from what the storage held: handles of an earlier
+        // pool built in the same storage are stale in this one.
         for (i, c) in conns.iter_mut().enumerate() {
+            let gen = c.gen.wrapping_add(1);
             *c = ConnSlot::EMPTY;
+            c.gen = gen;
             c.rlink.next = if i + 1 < nc { i as u32 + 1 } else { NIL };
         }
         for (i, r) in routes.iter_mut().enumerate() {
+            let gen = r.gen.wrapping_add(1);
             *r = RouteSlot::EMPTY;
+            r.gen = gen;
             r.chain = if i + 1 < nr { i as u32 + 1 } else { NIL };
         }
         buckets.iter_mut().for_each(|b| *b = NIL);
         for (i, w) in waiters.iter_mut().enumerate() {
+            let gen = w.gen.wrapping_add(1);
             *w = WaiterSlot::EMPTY;
+            w.gen = gen;
             w.qlink.next = if i + 1 < nw { i as u32 + 1 } else { NIL };
         }
         for (i, l) in leases.iter_mut().enumerate() {
+            let gen = l.gen.wrapping_add(1);
             *l = LeaseSlot::EMPTY;
+            l.gen = gen;
             l.next_free = if i + 1 < nl { i as u32 + 1 } else { NIL };
         }
+        let addr = conns.as_ptr() as usize as u64;
+        let id = (addr ^ (addr >> 32)) as u32;
         let [ch, wh, rh] = heaps;
         let plain = cfg.ratio_milli <= 1000 && cfg.min_idle == 0;
         Ok(Pool {
@@ -233,6 +249,7 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             route_count: 0,
             guard_conns: 0,
             closed: false,
+            id,
             plain,
             counters: Counters::default(),
         })

@@ -21,6 +21,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         now: Instant,
     ) -> Result<(), ReleaseError> {
         self.advance(now);
+        if lease.pool != self.id {
+            return Err(ReleaseError::ForeignLease);
+        }
         let l = lease.id.index;
         let valid = match self.leases.get(lease.id.index()) {
             Some(ls) => {
@@ -49,10 +52,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.free_lease = l;
 
         let r = self.conns[c as usize].route;
-        if self.conns[c as usize].list == RouteListKind::Ready {
-            self.routes[r as usize].spare += 1;
+        let cs = &mut self.conns[c as usize];
+        let before = cs.streams_left();
+        cs.active -= 1;
+        if cs.list == RouteListKind::Ready {
+            // One more free stream, unless `max_leases_per_conn` bounds it.
+            self.routes[r as usize].spare += (cs.streams_left() - before) as u64;
         }
-        self.conns[c as usize].active -= 1;
         self.routes[r as usize].active -= 1;
         self.active -= 1;
 
@@ -62,6 +68,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             Release::Reuse { keep_alive, tag } => {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
+                cs.kept = false;
                 cs.tag = tag;
                 cs.expiry = match keep_alive {
                     Some(k) => (now + k).min(cs.validity),
@@ -82,6 +89,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
         } else if cs.active == 0 && self.routes[r as usize].allocated > self.limit(r) {
             self.close(c, CloseReason::RouteLimit);
+        } else if cs.active == 0 && self.yields(c) {
+            // An older waiter of a route blocked on the total gets the
+            // capacity (§3.7a).
+            self.close(c, CloseReason::Evicted);
         } else {
             self.place(c);
             self.offer(c);

@@ -4,7 +4,7 @@
 use core::hash::Hash;
 
 use super::Pool;
-use crate::action::FailReason;
+use crate::action::{CloseReason, FailReason};
 use crate::hash::bucket;
 use crate::list::kind;
 use crate::slot::{RouteSlot, NIL};
@@ -166,14 +166,25 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return;
         }
         let s = &self.routes[r as usize];
-        if s.deleting && s.allocated == 0 && !s.queue.is_empty() {
-            self.fail_queue(r, FailReason::Draining);
+        if s.deleting {
+            if s.queue.is_empty() {
+                // Nobody is left to use a connect in progress (Envoy's
+                // `DrainWhileConnecting`): it would only hold a slot.
+                while self.routes[r as usize].connecting.head != NIL {
+                    let c = self.routes[r as usize].connecting.head;
+                    self.close(c, CloseReason::Drained);
+                }
+            } else if s.allocated == 0 {
+                self.fail_queue(r, FailReason::Draining);
+            }
+        }
+        // Blocked routes first: capacity that freed up goes to those already
+        // waiting for it (§3.1).
+        if !self.blocked.is_empty() {
+            self.unblock();
         }
         if !self.routes[r as usize].queue.is_empty() || self.ratio(r) > 1000 {
             self.try_create(r);
-        }
-        if !self.blocked.is_empty() {
-            self.unblock();
         }
         if self.min_idle(r) > 0 {
             self.warm(r);

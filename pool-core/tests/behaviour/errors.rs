@@ -339,3 +339,48 @@ fn inputs_for_a_connection_in_another_state_are_wrong_state() {
     );
     assert_eq!(p.counters().closes, [0; 12]);
 }
+
+#[test]
+fn a_lease_from_another_pool_is_foreign_and_changes_nothing() {
+    // Issue 10: handles carry their pool's identity. Two pools with the same
+    // shape hand out leases with the same index and generation; before, the
+    // second pool accepted the first pool's lease and released its own.
+    let (mut s1, mut s2) = (Store::new(), Store::new());
+    let mut p1 = pool(&mut s1, cfg());
+    let mut p2 = pool(&mut s2, cfg());
+    let l1 = open(&mut p1, A, t(0));
+    let l2 = open(&mut p2, A, t(0));
+    assert_eq!(
+        (l1.id().index(), l1.id().generation()),
+        (l2.id().index(), l2.id().generation())
+    );
+    assert_eq!(
+        p2.release(l1, Release::REUSE, t(1)),
+        Err(ReleaseError::ForeignLease)
+    );
+    assert_eq!(p2.stats().leased, 1, "p2's own lease is still out");
+    quiet(&mut p2);
+    p2.release(l2, Release::REUSE, t(2)).unwrap();
+    p1.release(l1, Release::REUSE, t(2)).unwrap();
+    assert_eq!((p1.stats().idle, p2.stats().idle), (1, 1));
+    ok(&p1);
+    ok(&p2);
+}
+
+#[test]
+fn a_lease_of_an_earlier_pool_in_the_same_storage_is_refused() {
+    // A pool rebuilt in the same storage (firmware restarting its pool) has the
+    // same identity; generations go on from the old pool's, so its leases are
+    // stale here, not silently accepted.
+    let mut st = Store::new();
+    let old = {
+        let mut p = pool(&mut st, cfg());
+        open(&mut p, A, t(0))
+    };
+    let mut p = pool(&mut st, cfg());
+    let mine = open(&mut p, A, t(0));
+    assert!(p.release(old, Release::REUSE, t(1)).is_err());
+    assert_eq!(p.stats().leased, 1);
+    p.release(mine, Release::REUSE, t(2)).unwrap();
+    ok(&p);
+}
