@@ -113,6 +113,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(key, tag, deadline_ms)| Op::Lease { key, tag, deadline_ms }),
         150 => (idx.clone(), rel).prop_map(|(idx, how)| Op::Release { idx, how }),
         10 => idx.clone().prop_map(|idx| Op::ReleaseStale { idx }),
+        8 => idx.clone().prop_map(|idx| Op::ReleaseForeign { idx }),
         50 => (idx.clone(), any::<bool>()).prop_map(|(idx, excess)| Op::Cancel { idx, excess }),
         150 => (idx.clone(), prop_oneof![10 => 1..=3u32, 1 => Just(0u32)], prop_oneof![9 => Just(false), 1 => Just(true)])
             .prop_map(|(idx, cap, any)| Op::Connected { idx, cap, any }),

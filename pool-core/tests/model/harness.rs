@@ -44,6 +44,12 @@ pub enum Op {
     ReleaseStale {
         idx: usize,
     },
+    /// Release a lease of another pool (§5: `ForeignLease`): of a second
+    /// small pool of the harness (same indices and generations as this
+    /// pool's early leases), or of a pool built earlier in this pool's storage.
+    ReleaseForeign {
+        idx: usize,
+    },
     Cancel {
         idx: usize,
         excess: bool,
@@ -220,6 +226,10 @@ pub struct Harness<'a> {
     skew_ms: u32,
     /// Every action was polled after the last input.
     drained: bool,
+    /// Leases of other pools (§5): `other`'s and those of a pool built
+    /// earlier in this pool's storage.
+    foreign: Vec<Lease>,
+    other: Pool<'static, u8>,
 }
 
 /// A divergence or a violated check, with a description.
@@ -259,7 +269,43 @@ impl<'a> Harness<'a> {
             pending_tags: Vec::new(),
             skew_ms: 0,
             drained: true,
+            foreign: Vec::new(),
+            other: Pool::with_capacity(
+                wharf_core::Capacity {
+                    conns: 2,
+                    routes: 1,
+                    waiters: 2,
+                    leases: 2,
+                },
+                Config {
+                    max_total: 2,
+                    max_per_route: 2,
+                    ..Config::default()
+                },
+            )
+            .expect("harness: the other pool"),
         }
+    }
+
+    /// Takes up to two leases on route 0 of `pool` (a pool the harness does
+    /// not drive otherwise), answering its connects at once.
+    pub fn leases_of(pool: &mut Pool<'_, u8>, now: Instant) -> Vec<Lease> {
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            if let Ok(LeaseOutcome::Granted(l)) = pool.lease(&0, None, now, None) {
+                out.push(l);
+            }
+            while let Some(a) = pool.poll_action() {
+                match a {
+                    Action::Connect { conn, .. } => {
+                        let _ = pool.connected(conn, 2, now);
+                    }
+                    Action::Granted { lease, .. } => out.push(lease),
+                    _ => {}
+                }
+            }
+        }
+        out
     }
 
     pub fn model_for(cfg: &Config, slots: Slots) -> Model {
@@ -714,6 +760,29 @@ impl<'a> Harness<'a> {
                     ensure!(want == got, "stale release: core {got:?}, model {want:?}");
                 }
             }
+            Op::ReleaseForeign { idx } => {
+                if self.foreign.is_empty() {
+                    let now = self.now;
+                    let mut leases = Self::leases_of(&mut self.other, now);
+                    self.foreign.append(&mut leases);
+                }
+                let Some(l) = Self::pick(&self.foreign, idx) else {
+                    return Ok(());
+                };
+                if self.leases.iter().any(|h| {
+                    let (a, b) = (h.lease.id(), l.id());
+                    let (c, d) = (h.lease.conn(), l.conn());
+                    (a.index(), a.generation(), c.index(), c.generation())
+                        == (b.index(), b.generation(), d.index(), d.generation())
+                }) {
+                    event("harness: a foreign lease with the index and generation of a lease held");
+                }
+                let got = self.pool.release(l, Release::REUSE, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.release_foreign(now);
+                    ensure!(want == got, "foreign release: core {got:?}, model {want:?}");
+                }
+            }
             Op::Cancel { idx, excess } => {
                 if self.waiters.is_empty() {
                     return Ok(());
@@ -1072,8 +1141,22 @@ pub fn run_sequence<'a>(
     ops: &[Op],
     trace: bool,
 ) -> (u64, Check) {
+    run_sequence_with(pool, cfg, model, ops, trace, Vec::new())
+}
+
+/// [`run_sequence`] with leases of pools built earlier in `pool`'s storage
+/// (released by [`Op::ReleaseForeign`]).
+pub fn run_sequence_with<'a>(
+    pool: Pool<'a, u8>,
+    cfg: &Config,
+    model: Option<Model>,
+    ops: &[Op],
+    trace: bool,
+    earlier: Vec<Lease>,
+) -> (u64, Check) {
     let mut h = Harness::new(pool, cfg.clone(), model);
     h.trace = trace;
+    h.foreign = earlier;
     let first = h.compare_state();
     if first.is_err() {
         return (0, first);
@@ -1176,19 +1259,43 @@ pub fn run_case(
     with_model: bool,
     trace: bool,
 ) -> (u64, Result<(), String>) {
-    // The model reports its rare paths through this hook (coverage).
-    let _ = super::COVERAGE.set(event);
+    // The model reports its rare paths through this hook (coverage; counting
+    // costs a lock per event, so only when asked for).
+    if std::env::var_os("WHARF_MODEL_COVERAGE").is_some() {
+        let _ = super::COVERAGE.set(event);
+    }
     let config = cfg.to_config();
     let slots = if big { BIG } else { SMALL };
-    let model = with_model.then(|| Harness::model_for(&config, slots));
+    let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
+    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
+    let model = with_model.then(|| {
+        let mut m = Harness::model_for(&config, slots);
+        m.known.unblock_tries_routes_without_demand = has("unblock-no-demand");
+        m
+    });
+    // A pool built earlier in the same storage leaves leases behind that the
+    // pool of the sequence did not make (§5), if the sequence releases any.
+    let foreign =
+        !has("earlier-pool") && ops.iter().any(|op| matches!(op, Op::ReleaseForeign { .. }));
+    let start = Instant::from_millis(1_000);
     if big {
         let mut storage: Box<Big> = Box::new(Storage::new());
+        let mut earlier = Vec::new();
+        if foreign {
+            let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
+            earlier = Harness::leases_of(&mut p, start);
+        }
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, model, ops, trace)
+        run_sequence_with(pool, &config, model, ops, trace, earlier)
     } else {
         let mut storage: Box<Small> = Box::new(Storage::new());
+        let mut earlier = Vec::new();
+        if foreign {
+            let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
+            earlier = Harness::leases_of(&mut p, start);
+        }
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, model, ops, trace)
+        run_sequence_with(pool, &config, model, ops, trace, earlier)
     }
 }
 
@@ -1196,9 +1303,13 @@ pub fn run_case(
 /// already-reported divergences so a run can look for new ones:
 /// `cf-timeout` (connect_failed with reason Timeout); for the rules of issue
 /// 10 while the core catches up: `ratio0` (ratio 0, §12), `never`
-/// (`Instant::MAX` deadlines and saturating timeouts, §2), `keep` (`min_idle`,
-/// §2), `mlpc` (`max_leases_per_conn`, §1), `idle-limit` (idle limits, §3.2).
-/// See also [`avoid_cfg`].
+/// (`Instant::MAX` deadlines and saturating timeouts, §2, `now-max`
+/// included), `now-max` (no input at `now == Instant::MAX`), `keep`
+/// (`min_idle`, §2), `mlpc` (`max_leases_per_conn`, §1), `idle-limit` (idle
+/// limits, §3.2). See also [`avoid_cfg`]. Read by [`run_case`] too:
+/// `earlier-pool` (no leases of a pool built earlier in the same storage,
+/// §5) and `unblock-no-demand` (the model gives every blocked route
+/// `try_create` in `unblock`, as the core does, §3.4).
 pub fn avoid(op: Op, list: &str) -> Op {
     let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     match op {
@@ -1232,7 +1343,7 @@ pub fn avoid(op: Op, list: &str) -> Op {
                 tag,
             },
         },
-        Op::Advance { ms: NEVER_MS } if has("never") => Op::Advance { ms: 0 },
+        Op::Advance { ms: NEVER_MS } if has("never") || has("now-max") => Op::Advance { ms: 0 },
         Op::RouteConfig {
             key,
             limit,

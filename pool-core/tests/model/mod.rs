@@ -187,6 +187,19 @@ pub struct Model {
     actions: VecDeque<MAction>,
     counters: Counters,
     closed: bool,
+    /// Known, reported divergences of the core the model mimics on request
+    /// (`WHARF_MODEL_AVOID`, see `harness::avoid`); the text otherwise.
+    pub known: Known,
+}
+
+/// Switches for known, reported core divergences (see `Model::known`); each
+/// has a failing test in `tests/regressions.rs`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Known {
+    /// §3.4 read as the core does: every route on the blocked list gets
+    /// `try_create` (which may preconnect), not only those with demand ("A
+    /// route on the list with no demand left is simply taken off").
+    pub unblock_tries_routes_without_demand: bool,
 }
 
 /// §12: "A ratio is 0 or within 1.0..=3.0 (else `BadPreconnectRatio`); 0
@@ -282,6 +295,7 @@ impl Model {
             actions: VecDeque::new(),
             counters: Counters::default(),
             closed: false,
+            known: Known::default(),
         })
     }
 
@@ -701,7 +715,7 @@ impl Model {
             if !self.routes.iter().any(|x| x.id == b) {
                 continue;
             }
-            if !self.has_demand(b) {
+            if !self.has_demand(b) && !self.known.unblock_tries_routes_without_demand {
                 event("model: unblock takes off a route with no demand left");
                 continue;
             }
@@ -1231,6 +1245,14 @@ impl Model {
     pub fn release(&mut self, lease: Lid, how: Release, now: Instant) -> Result<(), ReleaseError> {
         let now = self.process_timers(now);
         self.release_inner(lease, how, now)
+    }
+
+    /// §5 step 1: "A lease made by another pool -> `Err(ForeignLease)`" (the
+    /// harness knows which leases are foreign; the model changes nothing but
+    /// the timers due at `now`, §2).
+    pub fn release_foreign(&mut self, now: Instant) -> Result<(), ReleaseError> {
+        self.process_timers(now);
+        Err(ReleaseError::ForeignLease)
     }
 
     fn release_inner(
