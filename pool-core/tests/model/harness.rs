@@ -44,9 +44,10 @@ pub enum Op {
     ReleaseStale {
         idx: usize,
     },
-    /// Release a lease of another pool (§5: `ForeignLease`): of a second
-    /// small pool of the harness (same indices and generations as this
-    /// pool's early leases), or of a pool built earlier in this pool's storage.
+    /// Release a lease of another pool (§5: `ForeignLease`): with an even
+    /// `idx`, of a second small pool of the harness (same indices and
+    /// generations as this pool's early leases); with an odd one, of a pool
+    /// built earlier in this pool's storage.
     ReleaseForeign {
         idx: usize,
     },
@@ -226,10 +227,11 @@ pub struct Harness<'a> {
     skew_ms: u32,
     /// Every action was polled after the last input.
     drained: bool,
-    /// Leases of other pools (§5): `other`'s and those of a pool built
-    /// earlier in this pool's storage.
-    foreign: Vec<Lease>,
+    /// Leases of a pool built earlier in this pool's storage (§5).
+    earlier: Vec<Lease>,
+    /// A second pool and leases it made (§5).
     other: Pool<'static, u8>,
+    other_leases: Vec<Lease>,
 }
 
 /// A divergence or a violated check, with a description.
@@ -269,7 +271,8 @@ impl<'a> Harness<'a> {
             pending_tags: Vec::new(),
             skew_ms: 0,
             drained: true,
-            foreign: Vec::new(),
+            earlier: Vec::new(),
+            other_leases: Vec::new(),
             other: Pool::with_capacity(
                 wharf_core::Capacity {
                     conns: 2,
@@ -761,12 +764,15 @@ impl<'a> Harness<'a> {
                 }
             }
             Op::ReleaseForeign { idx } => {
-                if self.foreign.is_empty() {
-                    let now = self.now;
-                    let mut leases = Self::leases_of(&mut self.other, now);
-                    self.foreign.append(&mut leases);
+                if self.other_leases.is_empty() {
+                    self.other_leases = Self::leases_of(&mut self.other, self.now);
                 }
-                let Some(l) = Self::pick(&self.foreign, idx) else {
+                let from = if idx % 2 == 1 && !self.earlier.is_empty() {
+                    &self.earlier
+                } else {
+                    &self.other_leases
+                };
+                let Some(l) = Self::pick(from, idx / 2) else {
                     return Ok(());
                 };
                 if self.leases.iter().any(|h| {
@@ -1156,7 +1162,7 @@ pub fn run_sequence_with<'a>(
 ) -> (u64, Check) {
     let mut h = Harness::new(pool, cfg.clone(), model);
     h.trace = trace;
-    h.foreign = earlier;
+    h.earlier = earlier;
     let first = h.compare_state();
     if first.is_err() {
         return (0, first);
