@@ -17,13 +17,18 @@ mod model;
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use model::harness::{avoid, run_case, Cfg, Op, RelHow, BIG, KEYS, SMALL};
+use model::harness::{avoid, avoid_cfg, run_case, Cfg, Op, RelHow, BIG, KEYS, NEVER_MS, SMALL};
 
 fn opt<T>(
     u: &mut Unstructured,
     f: impl FnOnce(&mut Unstructured) -> Result<T>,
 ) -> Result<Option<T>> {
     Ok(if u.ratio(1, 4)? { None } else { Some(f(u)?) })
+}
+
+/// The top of a range stands for `NEVER_MS` (saturating sums, §2).
+fn never(top: u32) -> impl Fn(u32) -> u32 {
+    move |x| if x == top { NEVER_MS } else { x }
 }
 
 fn cfg(u: &mut Unstructured, big: bool) -> Result<Cfg> {
@@ -40,14 +45,18 @@ fn cfg(u: &mut Unstructured, big: bool) -> Result<Cfg> {
         max_pending: opt(u, |u| u.int_in_range(1..=s.waiters as u32))?,
         max_leases: opt(u, |u| u.int_in_range(1..=s.leases as u32))?,
         fifo: u.arbitrary()?,
-        connect_timeout_ms: opt(u, |u| u.int_in_range(100..=3_000))?,
-        idle_timeout_ms: opt(u, |u| u.int_in_range(200..=6_000))?,
-        max_lifetime_ms: opt(u, |u| u.int_in_range(500..=10_000))?,
+        connect_timeout_ms: opt(u, |u| u.int_in_range(100..=3_000).map(never(3_000)))?,
+        idle_timeout_ms: opt(u, |u| u.int_in_range(200..=6_000).map(never(6_000)))?,
+        max_lifetime_ms: opt(u, |u| u.int_in_range(500..=10_000).map(never(10_000)))?,
         validate_after_ms: opt(u, |u| u.int_in_range(0..=3_000))?,
+        // 999 stands for 0 ("off", §12).
         ratio_milli: if u.arbitrary()? {
             1000
         } else {
-            u.int_in_range(1000..=3000)?
+            match u.int_in_range(999..=3000)? {
+                999 => 0,
+                r => r,
+            }
         },
         min_idle,
         max_idle_per_route,
@@ -55,7 +64,7 @@ fn cfg(u: &mut Unstructured, big: bool) -> Result<Cfg> {
         connecting_capacity: u.int_in_range(1..=3)?,
         max_leases_per_conn: opt(u, |u| u.int_in_range(1..=4))?,
         starvation_guard: u.arbitrary()?,
-        retry_backoff_ms: u.int_in_range(1..=2_000)?,
+        retry_backoff_ms: u.int_in_range(1..=2_000).map(never(2_000))?,
     })
 }
 
@@ -68,11 +77,11 @@ fn tag(u: &mut Unstructured) -> Result<Option<u8>> {
 
 fn op(u: &mut Unstructured) -> Result<Op> {
     let idx = |u: &mut Unstructured| -> Result<usize> { Ok(u.int_in_range(0..=63u8)? as usize) };
-    Ok(match u.int_in_range(0..=15u8)? {
+    Ok(match u.int_in_range(0..=16u8)? {
         0..=2 => Op::Lease {
             key: u.int_in_range(0..=KEYS - 1)?,
             tag: tag(u)?,
-            deadline_ms: opt(u, |u| u.int_in_range(0..=4_000))?,
+            deadline_ms: opt(u, |u| u.int_in_range(0..=4_000).map(never(4_000)))?,
         },
         3 | 4 => Op::Release {
             idx: idx(u)?,
@@ -80,7 +89,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
                 RelHow::Discard
             } else {
                 RelHow::Reuse {
-                    keep_alive_ms: opt(u, |u| u.int_in_range(0..=3_000))?,
+                    keep_alive_ms: opt(u, |u| u.int_in_range(0..=3_000).map(never(3_000)))?,
                     tag: tag(u)?,
                 }
             },
@@ -107,7 +116,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             any: u.ratio(1, 10)?,
         },
         12 => Op::Advance {
-            ms: u.int_in_range(0..=6_000)?,
+            ms: u.int_in_range(0..=6_000).map(never(6_000))?,
         },
         13 => {
             let k: u8 = u.int_in_range(0..=2)?;
@@ -131,6 +140,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             },
             delete: u.arbitrary()?,
         },
+        16 => Op::ReleaseForeign { idx: idx(u)? },
         _ => Op::RouteConfig {
             key: u.int_in_range(0..=KEYS - 1)?,
             limit: opt(u, |u| u.int_in_range(0..=4))?,
@@ -143,8 +153,8 @@ fn op(u: &mut Unstructured) -> Result<Op> {
 fn decode(data: &[u8]) -> Result<(bool, Cfg, Vec<Op>)> {
     let mut u = Unstructured::new(data);
     let big = u.arbitrary()?;
-    let cfg = cfg(&mut u, big)?;
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
+    let cfg = avoid_cfg(cfg(&mut u, big)?, &list);
     let mut ops = Vec::new();
     while !u.is_empty() && ops.len() < 2_000 {
         ops.push(avoid(op(&mut u)?, &list));

@@ -230,7 +230,7 @@ pub struct Harness<'a> {
     /// Leases of a pool built earlier in this pool's storage (§5).
     earlier: Vec<Lease>,
     /// A second pool and leases it made (§5).
-    other: Pool<'static, u8>,
+    other: Option<Pool<'a, u8>>,
     other_leases: Vec<Lease>,
 }
 
@@ -273,20 +273,7 @@ impl<'a> Harness<'a> {
             drained: true,
             earlier: Vec::new(),
             other_leases: Vec::new(),
-            other: Pool::with_capacity(
-                wharf_core::Capacity {
-                    conns: 2,
-                    routes: 1,
-                    waiters: 2,
-                    leases: 2,
-                },
-                Config {
-                    max_total: 2,
-                    max_per_route: 2,
-                    ..Config::default()
-                },
-            )
-            .expect("harness: the other pool"),
+            other: None,
         }
     }
 
@@ -765,7 +752,9 @@ impl<'a> Harness<'a> {
             }
             Op::ReleaseForeign { idx } => {
                 if self.other_leases.is_empty() {
-                    self.other_leases = Self::leases_of(&mut self.other, self.now);
+                    if let Some(other) = self.other.as_mut() {
+                        self.other_leases = Self::leases_of(other, self.now);
+                    }
                 }
                 let from = if idx % 2 == 1 && !self.earlier.is_empty() {
                     &self.earlier
@@ -784,6 +773,7 @@ impl<'a> Harness<'a> {
                     event("harness: a foreign lease with the index and generation of a lease held");
                 }
                 let got = self.pool.release(l, Release::REUSE, now);
+                ensure!(got.is_err(), "a lease of another pool was accepted");
                 if let Some(m) = self.model.as_mut() {
                     let want = m.release_foreign(now);
                     ensure!(want == got, "foreign release: core {got:?}, model {want:?}");
@@ -1147,11 +1137,11 @@ pub fn run_sequence<'a>(
     ops: &[Op],
     trace: bool,
 ) -> (u64, Check) {
-    run_sequence_with(pool, cfg, model, ops, trace, Vec::new())
+    run_sequence_with(pool, cfg, model, ops, trace, Vec::new(), None)
 }
 
-/// [`run_sequence`] with leases of pools built earlier in `pool`'s storage
-/// (released by [`Op::ReleaseForeign`]).
+/// [`run_sequence`] with leases of a pool built earlier in `pool`'s storage
+/// and a second pool (released by [`Op::ReleaseForeign`]).
 pub fn run_sequence_with<'a>(
     pool: Pool<'a, u8>,
     cfg: &Config,
@@ -1159,10 +1149,12 @@ pub fn run_sequence_with<'a>(
     ops: &[Op],
     trace: bool,
     earlier: Vec<Lease>,
+    other: Option<Pool<'a, u8>>,
 ) -> (u64, Check) {
     let mut h = Harness::new(pool, cfg.clone(), model);
     h.trace = trace;
     h.earlier = earlier;
+    h.other = other;
     let first = h.compare_state();
     if first.is_err() {
         return (0, first);
@@ -1257,6 +1249,10 @@ pub const BIG: Slots = Slots {
     leases: 10,
 };
 
+/// The second pool's storage (§5 foreign leases): 2 connections, 1 route, 2
+/// waiters, 2 leases.
+pub type Other = Storage<u8, 2, 1, 2, 2>;
+
 /// Run one sequence on a fresh pool; returns operations run and the verdict.
 pub fn run_case(
     big: bool,
@@ -1284,6 +1280,18 @@ pub fn run_case(
     let foreign =
         !has("earlier-pool") && ops.iter().any(|op| matches!(op, Op::ReleaseForeign { .. }));
     let start = Instant::from_millis(1_000);
+    let mut other_storage: Box<Other> = Box::new(Storage::new());
+    let other = ops
+        .iter()
+        .any(|op| matches!(op, Op::ReleaseForeign { .. }))
+        .then(|| {
+            let cfg = Config {
+                max_total: 2,
+                max_per_route: 2,
+                ..Config::default()
+            };
+            Pool::new(&mut other_storage, cfg).expect("the other pool")
+        });
     if big {
         let mut storage: Box<Big> = Box::new(Storage::new());
         let mut earlier = Vec::new();
@@ -1292,7 +1300,7 @@ pub fn run_case(
             earlier = Harness::leases_of(&mut p, start);
         }
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence_with(pool, &config, model, ops, trace, earlier)
+        run_sequence_with(pool, &config, model, ops, trace, earlier, other)
     } else {
         let mut storage: Box<Small> = Box::new(Storage::new());
         let mut earlier = Vec::new();
@@ -1301,7 +1309,7 @@ pub fn run_case(
             earlier = Harness::leases_of(&mut p, start);
         }
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence_with(pool, &config, model, ops, trace, earlier)
+        run_sequence_with(pool, &config, model, ops, trace, earlier, other)
     }
 }
 
