@@ -99,6 +99,12 @@ pub struct Config {
     /// After a failed connect, preconnect and warm-up connects for that route
     /// pause this long (default 1 s). Connects for waiting leases never wait.
     pub retry_backoff: Duration,
+    /// Seed of the keyed hash (foldhash) that places route keys in the route
+    /// table. When keys come from the network (a proxy keying routes by a
+    /// request's `Host`), pick it at random so nobody can craft keys that share
+    /// one chain: `wharf-tokio` does, per pool; firmware can take it from a
+    /// hardware RNG. Default: a fixed seed.
+    pub route_hash_seed: u64,
 }
 
 impl Default for Config {
@@ -121,6 +127,7 @@ impl Default for Config {
             max_leases_per_conn: None,
             starvation_guard: false,
             retry_backoff: Duration::from_secs(1),
+            route_hash_seed: 0x243f_6a88_85a3_08d3,
         }
     }
 }
@@ -237,6 +244,7 @@ pub(crate) struct Settings {
     pub max_leases_per_conn: Option<u32>,
     pub starvation_guard: bool,
     pub retry_backoff: Duration,
+    pub route_hash_seed: u64,
 }
 
 impl Config {
@@ -305,6 +313,7 @@ impl Config {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: self.retry_backoff,
+            route_hash_seed: self.route_hash_seed,
         })
     }
 }

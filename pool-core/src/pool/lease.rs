@@ -33,7 +33,25 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if deadline.is_some_and(|d| d <= self.now) {
             return Err(LeaseError::Timeout);
         }
-        let r = match self.find_route(key) {
+        let r = self.find_route(key);
+        if let (Some(r), None) = (r, tag) {
+            if let Some(lease) = self.lease_fast(r) {
+                return Ok(LeaseOutcome::Granted(lease));
+            }
+        }
+        self.lease_slow(key, r, tag, deadline)
+    }
+
+    /// Every lease the warm path does not take (§4).
+    #[inline(never)]
+    fn lease_slow(
+        &mut self,
+        key: &K,
+        r: Option<u32>,
+        tag: Option<Tag>,
+        deadline: Option<Instant>,
+    ) -> Result<LeaseOutcome, LeaseError> {
+        let r = match r {
             Some(r) => r,
             None => {
                 if !self.can_queue() {

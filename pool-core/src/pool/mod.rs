@@ -12,6 +12,7 @@ mod capacity;
 mod connect;
 mod conns;
 mod drain;
+mod fast;
 mod hosts;
 mod lease;
 mod release;
@@ -130,8 +131,13 @@ pub struct Pool<'a, K> {
     /// its connection slots (fixed for the pool's life, distinct between live
     /// pools), folded to 32 bits.
     pub(crate) id: u32,
+    /// Places route keys in `buckets` (seeded, `Config::route_hash_seed`).
+    pub(crate) hasher: crate::hash::RouteHasher,
     /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
     pub(crate) plain: bool,
+    /// `plain`, and no idle limit and no per-connection lease limit: the warm
+    /// path (`fast.rs`) applies whenever no route is blocked.
+    pub(crate) plain_fast: bool,
     pub(crate) counters: Counters,
 }
 
@@ -218,7 +224,12 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
         let addr = conns.as_ptr() as usize as u64;
         let id = (addr ^ (addr >> 32)) as u32;
         let [ch, wh, rh] = heaps;
+        let hasher = crate::hash::RouteHasher::new(cfg.route_hash_seed);
         let plain = cfg.ratio_milli <= 1000 && cfg.min_idle == 0;
+        let plain_fast = plain
+            && cfg.max_idle.is_none()
+            && cfg.max_idle_per_route.is_none()
+            && cfg.max_leases_per_conn.is_none();
         Ok(Pool {
             conns,
             routes,
@@ -250,7 +261,9 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             guard_conns: 0,
             closed: false,
             id,
+            hasher,
             plain,
+            plain_fast,
             counters: Counters::default(),
         })
     }

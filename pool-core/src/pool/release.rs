@@ -36,9 +36,18 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if !valid {
             return Err(ReleaseError::StaleLease);
         }
+        if how == Release::REUSE && self.release_fast(l, lease.conn.index) {
+            return Ok(());
+        }
+        self.release_slow(l, how);
+        Ok(())
+    }
+
+    /// Every release the warm path does not take (§5).
+    #[inline(never)]
+    fn release_slow(&mut self, l: u32, how: Release) {
         let r = self.release_slot(l, how);
         self.settle(r);
-        Ok(())
     }
 
     /// Frees lease slot `l` and files its connection; returns the route.

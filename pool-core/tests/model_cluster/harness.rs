@@ -188,6 +188,7 @@ impl Cfg {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: ms(self.retry_backoff_ms),
+            ..Config::default()
         }
     }
 }
