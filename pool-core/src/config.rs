@@ -52,7 +52,10 @@ pub struct Config {
     pub max_per_route: u32,
     /// Waiters (lease requests not yet answered) over all routes. A lease that
     /// would exceed it fails at once with `Overflow` and is never queued.
-    /// `None` = the storage's waiter slots.
+    /// `None` = the storage's waiter slots. `Some(0)` (no lease ever waits)
+    /// needs `min_idle_per_route >= 1`, else nothing could ever be served
+    /// (`ConfigError::NeverServes`); to not wait for one lease, give it a
+    /// deadline of `now` instead.
     pub max_pending: Option<u32>,
     /// Leases in use over all connections (Envoy's `max_requests`). `None` = the
     /// storage's lease slots.
@@ -181,6 +184,12 @@ pub enum ConfigError {
     ZeroMaxLeasesPerConn,
     /// A storage with no connection, route or lease slot, or more than 2^30 of any.
     BadStorage,
+    /// `max_pending` is 0 and `min_idle_per_route` is 0: a lease could never
+    /// wait for a connect and nothing opens connections ahead, so no lease
+    /// could ever be served.
+    NeverServes,
+    /// The storage could not be allocated (`Pool::with_capacity`).
+    OutOfMemory,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -199,6 +208,11 @@ impl core::fmt::Display for ConfigError {
             ConfigError::ZeroConnectingCapacity => "connecting_capacity must be in 1..=65536",
             ConfigError::ZeroMaxLeasesPerConn => "max_leases_per_conn must be at least 1",
             ConfigError::BadStorage => "storage needs 1..=2^30 connection, route and lease slots",
+            ConfigError::NeverServes => {
+                "max_pending is 0 and min_idle_per_route is 0: no lease could ever be served \
+                 (a lease cannot wait for a connect and nothing opens connections ahead)"
+            }
+            ConfigError::OutOfMemory => "the pool's storage could not be allocated",
         };
         f.write_str(s)
     }
@@ -265,6 +279,7 @@ impl Config {
         }
         let max_pending = match self.max_pending {
             Some(p) if p as usize > waiters => return Err(ConfigError::MaxPendingExceedsStorage),
+            Some(0) if self.min_idle_per_route == 0 => return Err(ConfigError::NeverServes),
             Some(p) => p,
             None => waiters as u32,
         };

@@ -393,10 +393,14 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
         capacity: crate::storage::Capacity,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        use alloc::boxed::Box;
         use alloc::vec::Vec;
-        fn boxed<T: Copy>(v: T, n: usize) -> Slots<'static, T> {
-            Slots::Owned(alloc::vec![v; n].into_boxed_slice())
+        /// `n` copies of `v`, or `OutOfMemory` (never an abort).
+        fn boxed<T>(n: usize, v: impl Fn() -> T) -> Result<Slots<'static, T>, ConfigError> {
+            let mut s = Vec::new();
+            s.try_reserve_exact(n)
+                .map_err(|_| ConfigError::OutOfMemory)?;
+            s.extend((0..n).map(|_| v()));
+            Ok(Slots::Owned(s.into_boxed_slice()))
         }
         let crate::storage::Capacity {
             conns,
@@ -404,26 +408,30 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
             waiters,
             leases,
         } = capacity;
-        if [conns, routes, waiters, leases]
-            .iter()
-            .any(|&n| n > MAX_SLOTS)
+        if conns == 0
+            || routes == 0
+            || leases == 0
+            || [conns, routes, waiters, leases]
+                .iter()
+                .any(|&n| n > MAX_SLOTS)
         {
             return Err(ConfigError::BadStorage);
         }
-        let route_slots: Box<[RouteSlot<K>]> = (0..routes)
-            .map(|_| RouteSlot::EMPTY)
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
+        // Refuse a bad configuration before allocating anything.
+        config.validate(conns, waiters, leases)?;
         Self::from_slots(
-            boxed(ConnSlot::EMPTY, conns),
-            Slots::Owned(route_slots),
-            boxed(NIL, routes),
-            boxed(WaiterSlot::EMPTY, waiters),
-            boxed(LeaseSlot::EMPTY, leases),
+            boxed(conns, || ConnSlot::EMPTY)?,
+            boxed(routes, || RouteSlot::EMPTY)?,
+            boxed(routes, || NIL)?,
+            boxed(waiters, || WaiterSlot::EMPTY)?,
+            boxed(leases, || LeaseSlot::EMPTY)?,
             [
-                (boxed(HeapEntry::EMPTY, conns), boxed(NIL, conns)),
-                (boxed(HeapEntry::EMPTY, waiters), boxed(NIL, waiters)),
-                (boxed(HeapEntry::EMPTY, routes), boxed(NIL, routes)),
+                (boxed(conns, || HeapEntry::EMPTY)?, boxed(conns, || NIL)?),
+                (
+                    boxed(waiters, || HeapEntry::EMPTY)?,
+                    boxed(waiters, || NIL)?,
+                ),
+                (boxed(routes, || HeapEntry::EMPTY)?, boxed(routes, || NIL)?),
             ],
             config,
         )
