@@ -102,12 +102,24 @@ pub struct Config {
     /// After a failed connect, preconnect and warm-up connects for that route
     /// pause this long (default 1 s). Connects for waiting leases never wait.
     pub retry_backoff: Duration,
-    /// Seed of the keyed hash (foldhash) that places route keys in the route
-    /// table. When keys come from the network (a proxy keying routes by a
-    /// request's `Host`), pick it at random so nobody can craft keys that share
-    /// one chain: `wharf-tokio` does, per pool; firmware can take it from a
-    /// hardware RNG. Default: a fixed seed.
-    pub route_hash_seed: u64,
+    /// Spread of connection lifetimes, in percent of `max_lifetime` (Envoy's
+    /// `max_connection_duration_jitter`): each connection's lifetime is
+    /// extended by a random amount in `[0, max_lifetime * jitter / 100)`, drawn
+    /// at connect from the pool's seeded generator, so connections opened
+    /// together do not all reconnect at once. 0..=100, default 0.
+    pub max_lifetime_jitter_percent: u8,
+    /// Close a host's idle connections and drain its busy ones when it is
+    /// marked unhealthy (`set_route_health(key, false)`), as Envoy's
+    /// `close_connections_on_host_health_failure`. Default off (an unhealthy
+    /// host only stops preconnecting).
+    pub close_on_unhealthy: bool,
+    /// Seeds the pool's randomness: the keyed hash (foldhash) that places route
+    /// keys in the route table, and the lifetime jitter. When keys come from
+    /// the network (a proxy keying routes by a request's `Host`), pick it at
+    /// random so nobody can craft keys that share one chain: `wharf-tokio`
+    /// does, per pool; firmware can take it from a hardware RNG. Default: a
+    /// fixed seed.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -130,7 +142,9 @@ impl Default for Config {
             max_leases_per_conn: None,
             starvation_guard: false,
             retry_backoff: Duration::from_secs(1),
-            route_hash_seed: 0x243f_6a88_85a3_08d3,
+            max_lifetime_jitter_percent: 0,
+            close_on_unhealthy: false,
+            seed: 0x243f_6a88_85a3_08d3,
         }
     }
 }
@@ -190,6 +204,8 @@ pub enum ConfigError {
     NeverServes,
     /// The storage could not be allocated (`Pool::with_capacity`).
     OutOfMemory,
+    /// `max_lifetime_jitter_percent` above 100.
+    BadJitter,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -213,6 +229,7 @@ impl core::fmt::Display for ConfigError {
                  (a lease cannot wait for a connect and nothing opens connections ahead)"
             }
             ConfigError::OutOfMemory => "the pool's storage could not be allocated",
+            ConfigError::BadJitter => "max_lifetime_jitter_percent must be within 0..=100",
         };
         f.write_str(s)
     }
@@ -258,7 +275,9 @@ pub(crate) struct Settings {
     pub max_leases_per_conn: Option<u32>,
     pub starvation_guard: bool,
     pub retry_backoff: Duration,
-    pub route_hash_seed: u64,
+    pub jitter_percent: u8,
+    pub close_on_unhealthy: bool,
+    pub seed: u64,
 }
 
 impl Config {
@@ -306,6 +325,9 @@ impl Config {
         if self.max_leases_per_conn == Some(0) {
             return Err(ConfigError::ZeroMaxLeasesPerConn);
         }
+        if self.max_lifetime_jitter_percent > 100 {
+            return Err(ConfigError::BadJitter);
+        }
         Ok(Settings {
             max_total: self.max_total,
             max_per_route: self.max_per_route,
@@ -328,7 +350,9 @@ impl Config {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: self.retry_backoff,
-            route_hash_seed: self.route_hash_seed,
+            jitter_percent: self.max_lifetime_jitter_percent,
+            close_on_unhealthy: self.close_on_unhealthy,
+            seed: self.seed,
         })
     }
 }

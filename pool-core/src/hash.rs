@@ -1,5 +1,5 @@
 //! Route-key hashing: foldhash (a well-kept, no_std, seeded hash) keyed by
-//! [`Config::route_hash_seed`](crate::Config::route_hash_seed).
+//! [`Config::seed`](crate::Config::seed).
 //!
 //! Route keys may come from the network (a proxy keying routes by a request's
 //! `Host`); with a fixed, public seed anyone can craft keys that share one hash
@@ -41,8 +41,9 @@ impl RouteHasher {
     }
 }
 
-/// splitmix64's output function (a bijection on `u64`).
-const fn splitmix(x: u64) -> u64 {
+/// splitmix64's output function (a bijection on `u64`); also the lifetime
+/// jitter's generator (SEMANTICS §2).
+pub(crate) const fn splitmix(x: u64) -> u64 {
     let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)

@@ -109,7 +109,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// general path must run.
     #[inline(always)]
     pub(crate) fn release_fast(&mut self, l: u32, c: u32) -> bool {
-        if !self.quiet() {
+        if !self.quiet() || self.over_total {
             return false;
         }
         let now = self.now;

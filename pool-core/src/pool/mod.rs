@@ -15,6 +15,7 @@ mod drain;
 mod fast;
 mod hosts;
 mod lease;
+mod limits;
 mod release;
 mod routes;
 mod timers;
@@ -126,13 +127,18 @@ pub struct Pool<'a, K> {
     pub(crate) closing: u32,
     pub(crate) route_count: u32,
     pub(crate) guard_conns: u32,
+    /// `max_total` was lowered below the connections open: they may exceed it
+    /// until enough have closed (`set_max_total`).
+    pub(crate) over_total: bool,
     pub(crate) closed: bool,
     /// The pool's identity, carried by every [`Lease`] it makes: the address of
     /// its connection slots (fixed for the pool's life, distinct between live
     /// pools), folded to 32 bits.
     pub(crate) id: u32,
-    /// Places route keys in `buckets` (seeded, `Config::route_hash_seed`).
+    /// Places route keys in `buckets` (seeded, `Config::seed`).
     pub(crate) hasher: crate::hash::RouteHasher,
+    /// State of the lifetime jitter's generator (splitmix64).
+    pub(crate) rng: u64,
     /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
     pub(crate) plain: bool,
     /// `plain`, and no idle limit and no per-connection lease limit: the warm
@@ -224,7 +230,8 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
         let addr = conns.as_ptr() as usize as u64;
         let id = (addr ^ (addr >> 32)) as u32;
         let [ch, wh, rh] = heaps;
-        let hasher = crate::hash::RouteHasher::new(cfg.route_hash_seed);
+        let hasher = crate::hash::RouteHasher::new(cfg.seed);
+        let rng = crate::hash::splitmix(cfg.seed ^ 0x6a09_e667_f3bc_c909);
         let plain = cfg.ratio_milli <= 1000 && cfg.min_idle == 0;
         let plain_fast = plain
             && cfg.max_idle.is_none()
@@ -259,9 +266,11 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             closing: 0,
             route_count: 0,
             guard_conns: 0,
+            over_total: false,
             closed: false,
             id,
             hasher,
+            rng,
             plain,
             plain_fast,
             counters: Counters::default(),

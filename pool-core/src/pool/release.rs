@@ -98,6 +98,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
         } else if cs.active == 0 && self.routes[r as usize].allocated > self.limit(r) {
             self.close(c, CloseReason::RouteLimit);
+        } else if cs.active == 0 && self.over_total {
+            // `max_total` was lowered (§7, `set_max_total`).
+            self.close(c, CloseReason::TotalLimit);
         } else if cs.active == 0 && self.yields(c) {
             // An older waiter of a route blocked on the total gets the
             // capacity (§3.7a).

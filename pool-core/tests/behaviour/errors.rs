@@ -337,7 +337,7 @@ fn inputs_for_a_connection_in_another_state_are_wrong_state() {
         (s.connections, s.connecting, s.leased, s.pending),
         (2, 1, 1, 1)
     );
-    assert_eq!(p.counters().closes, [0; 12]);
+    assert_eq!(p.counters().closes, [0; CloseReason::ALL.len()]);
 }
 
 #[test]

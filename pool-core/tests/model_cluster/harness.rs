@@ -1382,7 +1382,7 @@ pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::
         reuses: 0,
         validations: 0,
         stale: 0,
-        closes: [0; 12],
+        closes: [0; wharf_core::CloseReason::ALL.len()],
         timeouts: 0,
         overflows: 0,
         cancels: 0,
