@@ -52,7 +52,10 @@ pub struct Config {
     pub max_per_route: u32,
     /// Waiters (lease requests not yet answered) over all routes. A lease that
     /// would exceed it fails at once with `Overflow` and is never queued.
-    /// `None` = the storage's waiter slots.
+    /// `None` = the storage's waiter slots. `Some(0)` (no lease ever waits)
+    /// needs `min_idle_per_route >= 1`, else nothing could ever be served
+    /// (`ConfigError::NeverServes`); to not wait for one lease, give it a
+    /// deadline of `now` instead.
     pub max_pending: Option<u32>,
     /// Leases in use over all connections (Envoy's `max_requests`). `None` = the
     /// storage's lease slots.
@@ -99,6 +102,24 @@ pub struct Config {
     /// After a failed connect, preconnect and warm-up connects for that route
     /// pause this long (default 1 s). Connects for waiting leases never wait.
     pub retry_backoff: Duration,
+    /// Spread of connection lifetimes, in percent of `max_lifetime` (Envoy's
+    /// `max_connection_duration_jitter`): each connection's lifetime is
+    /// extended by a random amount in `[0, max_lifetime * jitter / 100)`, drawn
+    /// at connect from the pool's seeded generator, so connections opened
+    /// together do not all reconnect at once. 0..=100, default 0.
+    pub max_lifetime_jitter_percent: u8,
+    /// Close a host's idle connections and drain its busy ones when it is
+    /// marked unhealthy (`set_route_health(key, false)`), as Envoy's
+    /// `close_connections_on_host_health_failure`. Default off (an unhealthy
+    /// host only stops preconnecting).
+    pub close_on_unhealthy: bool,
+    /// Seeds the pool's randomness: the keyed hash (foldhash) that places route
+    /// keys in the route table, and the lifetime jitter. When keys come from
+    /// the network (a proxy keying routes by a request's `Host`), pick it at
+    /// random so nobody can craft keys that share one chain: `wharf-tokio`
+    /// does, per pool; firmware can take it from a hardware RNG. Default: a
+    /// fixed seed.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -121,6 +142,9 @@ impl Default for Config {
             max_leases_per_conn: None,
             starvation_guard: false,
             retry_backoff: Duration::from_secs(1),
+            max_lifetime_jitter_percent: 0,
+            close_on_unhealthy: false,
+            seed: 0x243f_6a88_85a3_08d3,
         }
     }
 }
@@ -174,6 +198,14 @@ pub enum ConfigError {
     ZeroMaxLeasesPerConn,
     /// A storage with no connection, route or lease slot, or more than 2^30 of any.
     BadStorage,
+    /// `max_pending` is 0 and `min_idle_per_route` is 0: a lease could never
+    /// wait for a connect and nothing opens connections ahead, so no lease
+    /// could ever be served.
+    NeverServes,
+    /// The storage could not be allocated (`Pool::with_capacity`).
+    OutOfMemory,
+    /// `max_lifetime_jitter_percent` above 100.
+    BadJitter,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -192,6 +224,12 @@ impl core::fmt::Display for ConfigError {
             ConfigError::ZeroConnectingCapacity => "connecting_capacity must be in 1..=65536",
             ConfigError::ZeroMaxLeasesPerConn => "max_leases_per_conn must be at least 1",
             ConfigError::BadStorage => "storage needs 1..=2^30 connection, route and lease slots",
+            ConfigError::NeverServes => {
+                "max_pending is 0 and min_idle_per_route is 0: no lease could ever be served \
+                 (a lease cannot wait for a connect and nothing opens connections ahead)"
+            }
+            ConfigError::OutOfMemory => "the pool's storage could not be allocated",
+            ConfigError::BadJitter => "max_lifetime_jitter_percent must be within 0..=100",
         };
         f.write_str(s)
     }
@@ -237,6 +275,9 @@ pub(crate) struct Settings {
     pub max_leases_per_conn: Option<u32>,
     pub starvation_guard: bool,
     pub retry_backoff: Duration,
+    pub jitter_percent: u8,
+    pub close_on_unhealthy: bool,
+    pub seed: u64,
 }
 
 impl Config {
@@ -257,6 +298,7 @@ impl Config {
         }
         let max_pending = match self.max_pending {
             Some(p) if p as usize > waiters => return Err(ConfigError::MaxPendingExceedsStorage),
+            Some(0) if self.min_idle_per_route == 0 => return Err(ConfigError::NeverServes),
             Some(p) => p,
             None => waiters as u32,
         };
@@ -283,6 +325,9 @@ impl Config {
         if self.max_leases_per_conn == Some(0) {
             return Err(ConfigError::ZeroMaxLeasesPerConn);
         }
+        if self.max_lifetime_jitter_percent > 100 {
+            return Err(ConfigError::BadJitter);
+        }
         Ok(Settings {
             max_total: self.max_total,
             max_per_route: self.max_per_route,
@@ -305,6 +350,9 @@ impl Config {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: self.retry_backoff,
+            jitter_percent: self.max_lifetime_jitter_percent,
+            close_on_unhealthy: self.close_on_unhealthy,
+            seed: self.seed,
         })
     }
 }

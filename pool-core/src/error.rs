@@ -14,7 +14,8 @@ pub enum LeaseError {
     Draining,
     /// The pool was drained for deletion as a whole.
     Closed,
-    /// The deadline given had already passed.
+    /// The deadline given had already passed (or was `now`: "do not wait") and
+    /// no connection was ready.
     Timeout,
 }
 
@@ -80,7 +81,7 @@ display!(LeaseError,
     LeaseError::RouteTableFull => "route table full",
     LeaseError::Draining => "route is draining for deletion",
     LeaseError::Closed => "pool is closed",
-    LeaseError::Timeout => "lease deadline already passed",
+    LeaseError::Timeout => "no connection ready and the lease may not wait (deadline reached)",
 );
 display!(ReleaseError,
     ReleaseError::StaleLease => "stale or double release",

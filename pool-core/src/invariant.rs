@@ -164,7 +164,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         ensure!(closing == self.closing, 11, "closing count differs");
         ensure!(guards == self.guard_conns, 11, "guard count differs");
         ensure!(
-            total - guards <= self.cfg.max_total,
+            total - guards <= self.cfg.max_total || self.over_total,
             1,
             "connections exceed max_total"
         );

@@ -39,7 +39,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.connecting -= 1;
         let now = self.now;
         let validity = match self.cfg.max_lifetime {
-            Some(t) => now + t,
+            Some(t) => now + t + self.lifetime_jitter(t),
             None => Instant::MAX,
         };
         let remaining = self.cfg.max_leases_per_conn.unwrap_or(u32::MAX);
@@ -62,6 +62,20 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         self.settle(r);
         Ok(())
+    }
+
+    /// Envoy's `max_connection_duration_jitter`: a lifetime `t` is extended by
+    /// `floor(z * span / 2^64)`, `span = t * jitter% `, `z` the pool's next
+    /// splitmix64 draw (§2). No draw without jitter.
+    fn lifetime_jitter(&mut self, t: crate::time::Duration) -> crate::time::Duration {
+        let pct = self.cfg.jitter_percent as u128;
+        if pct == 0 {
+            return crate::time::Duration::ZERO;
+        }
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = crate::hash::splitmix(self.rng) as u128;
+        let span = t.as_micros() as u128 * pct / 100;
+        crate::time::Duration::from_micros(((z * span) >> 64) as u64)
     }
 
     /// The connect for `conn` failed. Every queued waiter of its route fails

@@ -190,6 +190,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 self.guard_conns -= 1;
             }
             self.total -= 1;
+            if self.total - self.guard_conns <= self.cfg.max_total {
+                self.over_total = false;
+            }
             let limit = self.limit(r);
             let s = &mut self.routes[r as usize];
             s.allocated -= 1;

@@ -50,7 +50,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Marks a route (host) healthy or not. An unhealthy route connects only
     /// while its queued leases exceed its connecting capacity: no preconnect,
     /// no warm-up (Envoy). The mark is kept while the route is idle; marking a
-    /// route that is not in the table unhealthy creates it.
+    /// route that is not in the table unhealthy creates it. With
+    /// [`Config::close_on_unhealthy`](crate::Config::close_on_unhealthy), a
+    /// route that becomes unhealthy also has its idle connections closed and
+    /// its busy ones drained (as [`DrainMode::DrainExisting`](crate::DrainMode)).
     pub fn set_route_health(
         &mut self,
         key: &K,
@@ -64,7 +67,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             None if self.closed => return Err(RouteError::Draining),
             None => self.create_route(key).ok_or(RouteError::RouteTableFull)?,
         };
+        let fell = !healthy && !self.routes[r as usize].unhealthy;
         self.routes[r as usize].unhealthy = !healthy;
+        if fell && self.cfg.close_on_unhealthy {
+            // Envoy's `close_connections_on_host_health_failure`: idle ones
+            // close, busy ones drain (§12).
+            self.drain_route(r, super::DrainMode::DrainExisting);
+        }
         if self.forget_if_unused(r) {
             return Ok(());
         }

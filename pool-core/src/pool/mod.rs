@@ -12,8 +12,10 @@ mod capacity;
 mod connect;
 mod conns;
 mod drain;
+mod fast;
 mod hosts;
 mod lease;
+mod limits;
 mod release;
 mod routes;
 mod timers;
@@ -125,13 +127,23 @@ pub struct Pool<'a, K> {
     pub(crate) closing: u32,
     pub(crate) route_count: u32,
     pub(crate) guard_conns: u32,
+    /// `max_total` was lowered below the connections open: they may exceed it
+    /// until enough have closed (`set_max_total`).
+    pub(crate) over_total: bool,
     pub(crate) closed: bool,
     /// The pool's identity, carried by every [`Lease`] it makes: the address of
     /// its connection slots (fixed for the pool's life, distinct between live
     /// pools), folded to 32 bits.
     pub(crate) id: u32,
+    /// Places route keys in `buckets` (seeded, `Config::seed`).
+    pub(crate) hasher: crate::hash::RouteHasher,
+    /// State of the lifetime jitter's generator (splitmix64).
+    pub(crate) rng: u64,
     /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
     pub(crate) plain: bool,
+    /// `plain`, and no idle limit and no per-connection lease limit: the warm
+    /// path (`fast.rs`) applies whenever no route is blocked.
+    pub(crate) plain_fast: bool,
     pub(crate) counters: Counters,
 }
 
@@ -218,7 +230,13 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
         let addr = conns.as_ptr() as usize as u64;
         let id = (addr ^ (addr >> 32)) as u32;
         let [ch, wh, rh] = heaps;
+        let hasher = crate::hash::RouteHasher::new(cfg.seed);
+        let rng = crate::hash::splitmix(cfg.seed ^ 0x6a09_e667_f3bc_c909);
         let plain = cfg.ratio_milli <= 1000 && cfg.min_idle == 0;
+        let plain_fast = plain
+            && cfg.max_idle.is_none()
+            && cfg.max_idle_per_route.is_none()
+            && cfg.max_leases_per_conn.is_none();
         Ok(Pool {
             conns,
             routes,
@@ -248,9 +266,13 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             closing: 0,
             route_count: 0,
             guard_conns: 0,
+            over_total: false,
             closed: false,
             id,
+            hasher,
+            rng,
             plain,
+            plain_fast,
             counters: Counters::default(),
         })
     }
@@ -380,10 +402,14 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
         capacity: crate::storage::Capacity,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        use alloc::boxed::Box;
         use alloc::vec::Vec;
-        fn boxed<T: Copy>(v: T, n: usize) -> Slots<'static, T> {
-            Slots::Owned(alloc::vec![v; n].into_boxed_slice())
+        /// `n` copies of `v`, or `OutOfMemory` (never an abort).
+        fn boxed<T>(n: usize, v: impl Fn() -> T) -> Result<Slots<'static, T>, ConfigError> {
+            let mut s = Vec::new();
+            s.try_reserve_exact(n)
+                .map_err(|_| ConfigError::OutOfMemory)?;
+            s.extend((0..n).map(|_| v()));
+            Ok(Slots::Owned(s.into_boxed_slice()))
         }
         let crate::storage::Capacity {
             conns,
@@ -391,26 +417,30 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
             waiters,
             leases,
         } = capacity;
-        if [conns, routes, waiters, leases]
-            .iter()
-            .any(|&n| n > MAX_SLOTS)
+        if conns == 0
+            || routes == 0
+            || leases == 0
+            || [conns, routes, waiters, leases]
+                .iter()
+                .any(|&n| n > MAX_SLOTS)
         {
             return Err(ConfigError::BadStorage);
         }
-        let route_slots: Box<[RouteSlot<K>]> = (0..routes)
-            .map(|_| RouteSlot::EMPTY)
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
+        // Refuse a bad configuration before allocating anything.
+        config.validate(conns, waiters, leases)?;
         Self::from_slots(
-            boxed(ConnSlot::EMPTY, conns),
-            Slots::Owned(route_slots),
-            boxed(NIL, routes),
-            boxed(WaiterSlot::EMPTY, waiters),
-            boxed(LeaseSlot::EMPTY, leases),
+            boxed(conns, || ConnSlot::EMPTY)?,
+            boxed(routes, || RouteSlot::EMPTY)?,
+            boxed(routes, || NIL)?,
+            boxed(waiters, || WaiterSlot::EMPTY)?,
+            boxed(leases, || LeaseSlot::EMPTY)?,
             [
-                (boxed(HeapEntry::EMPTY, conns), boxed(NIL, conns)),
-                (boxed(HeapEntry::EMPTY, waiters), boxed(NIL, waiters)),
-                (boxed(HeapEntry::EMPTY, routes), boxed(NIL, routes)),
+                (boxed(conns, || HeapEntry::EMPTY)?, boxed(conns, || NIL)?),
+                (
+                    boxed(waiters, || HeapEntry::EMPTY)?,
+                    boxed(waiters, || NIL)?,
+                ),
+                (boxed(routes, || HeapEntry::EMPTY)?, boxed(routes, || NIL)?),
             ],
             config,
         )

@@ -36,9 +36,18 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if !valid {
             return Err(ReleaseError::StaleLease);
         }
+        if how == Release::REUSE && self.release_fast(l, lease.conn.index) {
+            return Ok(());
+        }
+        self.release_slow(l, how);
+        Ok(())
+    }
+
+    /// Every release the warm path does not take (§5).
+    #[inline(never)]
+    fn release_slow(&mut self, l: u32, how: Release) {
         let r = self.release_slot(l, how);
         self.settle(r);
-        Ok(())
     }
 
     /// Frees lease slot `l` and files its connection; returns the route.
@@ -89,6 +98,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
         } else if cs.active == 0 && self.routes[r as usize].allocated > self.limit(r) {
             self.close(c, CloseReason::RouteLimit);
+        } else if cs.active == 0 && self.over_total {
+            // `max_total` was lowered (§7, `set_max_total`).
+            self.close(c, CloseReason::TotalLimit);
         } else if cs.active == 0 && self.yields(c) {
             // An older waiter of a route blocked on the total gets the
             // capacity (§3.7a).

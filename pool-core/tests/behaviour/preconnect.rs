@@ -219,7 +219,7 @@ fn warm_up_never_passes_the_total_limit_and_never_evicts() {
     quiet(&mut p);
     assert_eq!(p.stats().connections, 1);
     assert_eq!(p.counters().warmups, 1);
-    assert_eq!(p.counters().closes, [0; 12]);
+    assert_eq!(p.counters().closes, [0; CloseReason::ALL.len()]);
 }
 
 #[test]

@@ -161,6 +161,7 @@ impl Cfg {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: ms(self.retry_backoff_ms),
+            ..Config::default()
         }
     }
 }
@@ -1208,7 +1209,7 @@ pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::
         reuses: 0,
         validations: 0,
         stale: 0,
-        closes: [0; 12],
+        closes: [0; wharf_core::CloseReason::ALL.len()],
         timeouts: 0,
         overflows: 0,
         cancels: 0,
