@@ -770,3 +770,55 @@ fn saturated_deadlines_never_fire() {
         ],
     );
 }
+
+/// Ambiguity, resolved as the core does (reported): §4 step 1 "A deadline
+/// `<= now` means do not wait: ... else `Err(Timeout)` at whichever step
+/// would make it wait". The limits on waiting do not refuse a lease that will
+/// not wait: with the pending limit reached (one waiter, `max_pending = 1`)
+/// and the route table full (2 routes), a no-wait lease is `Timeout`, not
+/// `Overflow` (existing route, nothing ready) nor `RouteTableFull` (new
+/// route); a no-wait lease with a connection ready is granted.
+#[test]
+fn a_no_wait_lease_is_granted_or_times_out() {
+    let cfg = Cfg {
+        max_pending: Some(1),
+        ..basic()
+    };
+    let now = |key| Lease {
+        key,
+        tag: None,
+        deadline_ms: Some(0),
+    };
+    check(
+        false,
+        cfg,
+        &[
+            Lease {
+                key: 0,
+                tag: None,
+                deadline_ms: None,
+            },
+            Connected {
+                idx: 0,
+                cap: 1,
+                any: false,
+            },
+            Lease {
+                key: 1,
+                tag: None,
+                deadline_ms: None,
+            },
+            // Route 0's connection is leased, route 1 waits: pending full.
+            now(0),
+            now(2),
+            Release {
+                idx: 0,
+                how: RelHow::Reuse {
+                    keep_alive_ms: None,
+                    tag: None,
+                },
+            },
+            now(0),
+        ],
+    );
+}

@@ -1184,7 +1184,7 @@ pub fn run_sequence_with<'a>(
     sum.reuses += c.reuses;
     sum.validations += c.validations;
     sum.stale += c.stale;
-    for i in 0..12 {
+    for i in 0..c.closes.len() {
         sum.closes[i] += c.closes[i];
     }
     sum.timeouts += c.timeouts;

@@ -1168,12 +1168,20 @@ impl Model {
             event("model: lease with a deadline of Instant::MAX");
         }
         let deadline = deadline.and_then(never);
-        if deadline.is_some_and(|d| d <= now) {
-            return Err(LeaseError::Timeout);
-        }
+        // §4 step 1: "A deadline `<= now` means do not wait": granted if a
+        // connection is ready at once, else `Err(Timeout)` at whichever step
+        // would make it wait, and nothing changes. Reading: the limits on
+        // waiting (`max_pending`, waiter slots: `Overflow`; route slots:
+        // `RouteTableFull`) do not refuse a lease that will not wait; the
+        // other checks apply in order (`Draining`, `Overflow` for leases).
+        let no_wait = deadline.is_some_and(|d| d <= now);
         let r = match self.route_by_key(key) {
             Some(r) => r,
             None => {
+                if no_wait {
+                    event("model: no-wait lease on a route not in the table");
+                    return Err(LeaseError::Timeout);
+                }
                 if self.pending_full() {
                     self.counters.overflows += 1;
                     return Err(LeaseError::Overflow);
@@ -1190,6 +1198,10 @@ impl Model {
         let out = match self.search(r, tag) {
             Some(c) => {
                 if self.needs_validation(c, now) {
+                    if no_wait {
+                        event("model: no-wait lease with a validation due");
+                        return Err(LeaseError::Timeout);
+                    }
                     if self.pending_full() {
                         self.counters.overflows += 1;
                         return Err(LeaseError::Overflow);
@@ -1201,11 +1213,18 @@ impl Model {
                     self.counters.overflows += 1;
                     return Err(LeaseError::Overflow);
                 } else {
+                    if no_wait {
+                        event("model: no-wait lease granted at once");
+                    }
                     let lease = self.attach(c);
                     MOutcome::Granted { lease, conn: c }
                 }
             }
             None => {
+                if no_wait {
+                    event("model: no-wait lease with nothing ready");
+                    return Err(LeaseError::Timeout);
+                }
                 if self.pending_full() {
                     self.counters.overflows += 1;
                     return Err(LeaseError::Overflow);

@@ -1385,7 +1385,7 @@ pub fn run_sequence<'a>(
     sum.reuses += c.reuses;
     sum.validations += c.validations;
     sum.stale += c.stale;
-    for i in 0..12 {
+    for i in 0..c.closes.len() {
         sum.closes[i] += c.closes[i];
     }
     sum.timeouts += c.timeouts;
