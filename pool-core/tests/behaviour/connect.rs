@@ -34,7 +34,11 @@ fn connect_failure_fails_all_queued_waiters_of_the_route() {
     let n = *p.counters();
     assert_eq!(n.connect_failures_for(ConnectFailure::Remote), 1);
     assert_eq!(n.connect_failures, [0, 0, 1]);
-    assert_eq!(n.closes, [0; CloseReason::ALL.len()], "a failed connect vanishes without Close");
+    assert_eq!(
+        n.closes,
+        [0; CloseReason::ALL.len()],
+        "a failed connect vanishes without Close"
+    );
     assert_eq!(n.connected, 0);
     // The other route is untouched.
     assert_eq!(p.stats().pending, 1);
