@@ -108,6 +108,16 @@ pub struct Config {
     /// at connect from the pool's seeded generator, so connections opened
     /// together do not all reconnect at once. 0..=100, default 0.
     pub max_lifetime_jitter_percent: u8,
+    /// Identity-safe tag matching. Off (default, HttpClient's state matching):
+    /// a lease tagged `T` prefers a connection tagged `T`, then an untagged
+    /// one (which takes the lease's tag on release), and a release may change
+    /// a connection's tag. On: a connection's tag is fixed when it connects
+    /// ([`Pool::connected_as`](crate::Pool::connected_as)); a lease tagged `T`
+    /// takes only connections tagged `T`, an untagged lease only untagged
+    /// ones, and the release's tag is ignored. For identities fixed by the
+    /// connect (TLS client certificates, database sessions logged in as a
+    /// user): such a connection never serves another identity.
+    pub strict_tags: bool,
     /// Close a host's idle connections and drain its busy ones when it is
     /// marked unhealthy (`set_route_health(key, false)`), as Envoy's
     /// `close_connections_on_host_health_failure`. Default off (an unhealthy
@@ -143,6 +153,7 @@ impl Default for Config {
             starvation_guard: false,
             retry_backoff: Duration::from_secs(1),
             max_lifetime_jitter_percent: 0,
+            strict_tags: false,
             close_on_unhealthy: false,
             seed: 0x243f_6a88_85a3_08d3,
         }
@@ -276,6 +287,7 @@ pub(crate) struct Settings {
     pub starvation_guard: bool,
     pub retry_backoff: Duration,
     pub jitter_percent: u8,
+    pub strict_tags: bool,
     pub close_on_unhealthy: bool,
     pub seed: u64,
 }
@@ -351,6 +363,7 @@ impl Config {
             starvation_guard: self.starvation_guard,
             retry_backoff: self.retry_backoff,
             jitter_percent: self.max_lifetime_jitter_percent,
+            strict_tags: self.strict_tags,
             close_on_unhealthy: self.close_on_unhealthy,
             seed: self.seed,
         })

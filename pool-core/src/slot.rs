@@ -70,7 +70,29 @@ pub struct ConnSlot {
     pub(crate) alink: Link,
 }
 
+/// Links of all zeros: only for [`Storage::new`](crate::Storage::new), whose
+/// slots `Pool::new` initialises before use (so a `static` storage is all
+/// zero bytes and lands in `.bss`, costing no flash).
+const ZERO_LINK: Link = Link { prev: 0, next: 0 };
+const ZERO_LIST: List = List {
+    head: 0,
+    tail: 0,
+    len: 0,
+};
+
 impl ConnSlot {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: ConnSlot = ConnSlot {
+        route: 0,
+        validity: Instant::ZERO,
+        expiry: Instant::ZERO,
+        connect_deadline: Instant::ZERO,
+        waiter: 0,
+        rlink: ZERO_LINK,
+        glink: ZERO_LINK,
+        alink: ZERO_LINK,
+        ..ConnSlot::EMPTY
+    };
     pub(crate) const EMPTY: ConnSlot = ConnSlot {
         gen: 0,
         state: ConnState::Free,
@@ -165,6 +187,14 @@ pub struct WaiterSlot {
 }
 
 impl WaiterSlot {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: WaiterSlot = WaiterSlot {
+        route: 0,
+        conn: 0,
+        qlink: ZERO_LINK,
+        alink: ZERO_LINK,
+        ..WaiterSlot::EMPTY
+    };
     pub(crate) const EMPTY: WaiterSlot = WaiterSlot {
         gen: 0,
         state: WaiterState::Free,
@@ -190,6 +220,12 @@ pub struct LeaseSlot {
 }
 
 impl LeaseSlot {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: LeaseSlot = LeaseSlot {
+        gen: 0,
+        conn: 0,
+        next_free: 0,
+    };
     pub(crate) const EMPTY: LeaseSlot = LeaseSlot {
         gen: 0,
         conn: NIL,
@@ -233,6 +269,17 @@ pub struct RouteSlot<K> {
 }
 
 impl<K> RouteSlot<K> {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: RouteSlot<K> = RouteSlot {
+        chain: 0,
+        connecting: ZERO_LIST,
+        ready: ZERO_LIST,
+        queue: ZERO_LIST,
+        blink: ZERO_LINK,
+        all: ZERO_LINK,
+        alink: ZERO_LINK,
+        ..RouteSlot::EMPTY
+    };
     pub(crate) const EMPTY: RouteSlot<K> = RouteSlot {
         key: None,
         gen: 0,
@@ -283,6 +330,12 @@ pub struct HeapEntry {
 }
 
 impl HeapEntry {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: HeapEntry = HeapEntry {
+        at: Instant::ZERO,
+        seq: 0,
+        owner: 0,
+    };
     pub(crate) const EMPTY: HeapEntry = HeapEntry {
         at: Instant::ZERO,
         seq: 0,

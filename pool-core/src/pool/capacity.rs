@@ -145,6 +145,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return Created::No;
         }
         // 4. Create.
+        let intent = if demand && self.cfg.strict_tags {
+            self.connect_intent(r)
+        } else {
+            None
+        };
         let seq = self.next_seq();
         let now = self.now;
         let deadline = match self.cfg.connect_timeout {
@@ -165,7 +170,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             s.capacity = 0;
             s.active = 0;
             s.served = 0;
-            s.tag = None;
+            // While connecting, `tag` holds what the connect is for.
+            s.tag = intent;
             s.waiter = NIL;
         }
         self.route_list_push(c, RouteListKind::Connecting, false);
@@ -200,6 +206,27 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         !self.lru.is_empty()
             || (self.free_conn != NIL
                 && (self.total < self.cfg.max_total || self.cfg.starvation_guard))
+    }
+
+    /// Strict tags: what a demand connect of `r` is for: the tag of the oldest
+    /// queued waiter whose tag no connecting connection of `r` is for, else
+    /// the oldest waiter's (§3.3).
+    fn connect_intent(&self, r: u32) -> Option<crate::Tag> {
+        let s = &self.routes[r as usize];
+        let mut w = s.queue.head;
+        let oldest = self.waiters.get(w as usize).and_then(|ws| ws.tag);
+        while w != NIL {
+            let t = self.waiters[w as usize].tag;
+            let mut c = s.connecting.head;
+            while c != NIL && self.conns[c as usize].tag != t {
+                c = self.conns[c as usize].rlink.next;
+            }
+            if c == NIL {
+                return t;
+            }
+            w = self.waiters[w as usize].qlink.next;
+        }
+        oldest
     }
 
     /// Serves routes blocked on total capacity (§3.4): each route on the

@@ -21,11 +21,30 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// The connect for `conn` succeeded; it can carry `capacity` concurrent
     /// leases (1 for HTTP/1; at most [`Pool::MAX_STREAMS`], larger values are
-    /// clamped). Queued waiters of its route are served FIFO (§6).
+    /// clamped). Queued waiters of its route are served FIFO (§6). The
+    /// connection starts untagged, or with strict tags with the tag its connect
+    /// was made for ([`Pool::connect_tag`]); see [`Pool::connected_as`].
     pub fn connected(
         &mut self,
         conn: ConnId,
         capacity: u32,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        let tag = self.connect_tag(conn);
+        self.connected_as(conn, capacity, tag, now)
+    }
+
+    /// [`Pool::connected`] for a connection whose identity was fixed when it
+    /// was made (a TLS client certificate, a database session logged in as a
+    /// user): it starts with `tag`. With
+    /// [`Config::strict_tags`](crate::Config::strict_tags) it keeps that tag
+    /// for life and serves only leases asking for it; the tag a demand
+    /// connect was made for is [`Pool::connect_tag`].
+    pub fn connected_as(
+        &mut self,
+        conn: ConnId,
+        capacity: u32,
+        tag: Option<crate::Tag>,
         now: Instant,
     ) -> Result<(), ConnError> {
         self.advance(now);
@@ -49,7 +68,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         cs.active = 0;
         cs.remaining = remaining;
         cs.served = 0;
-        cs.tag = None;
+        cs.tag = tag;
         cs.updated = now;
         cs.validity = validity;
         cs.expiry = validity;
@@ -76,6 +95,22 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let z = crate::hash::splitmix(self.rng) as u128;
         let span = t.as_micros() as u128 * pct / 100;
         crate::time::Duration::from_micros(((z * span) >> 64) as u64)
+    }
+
+    /// With [`Config::strict_tags`](crate::Config::strict_tags): the tag the
+    /// connect of `conn` was made for (the identity a waiting lease needs), so
+    /// the connector can open it as that identity and report it with
+    /// [`Pool::connected_as`]. `None` for a connect made for untagged leases,
+    /// for preconnects and warm-up, without strict tags, or when `conn` is not
+    /// connecting.
+    pub fn connect_tag(&self, conn: ConnId) -> Option<crate::Tag> {
+        let c = self.live_conn(conn).ok()?;
+        let cs = &self.conns[c as usize];
+        if cs.state == ConnState::Connecting {
+            cs.tag
+        } else {
+            None
+        }
     }
 
     /// The connect for `conn` failed. Every queued waiter of its route fails

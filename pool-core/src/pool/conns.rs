@@ -222,10 +222,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return;
         }
         let mut w = self.routes[r as usize].queue.head;
+        let strict = self.cfg.strict_tags;
         while w != NIL && self.conns[c as usize].available() {
             let next = self.waiters[w as usize].qlink.next;
             let tag = self.conns[c as usize].tag;
-            if tag.is_none() || tag == self.waiters[w as usize].tag {
+            if tag == self.waiters[w as usize].tag || (tag.is_none() && !strict) {
                 self.grant(c, w);
             }
             w = next;
@@ -263,17 +264,19 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
     }
 
-    /// First connection of `r`'s ready list matching `tag` (§4.3).
+    /// First connection of `r`'s ready list matching `tag` (§4.3): the same
+    /// tag first, else (not strict) an untagged one.
     #[inline]
     pub(crate) fn find_conn(&self, r: u32, tag: Option<crate::Tag>) -> u32 {
         let mut c = self.routes[r as usize].ready.head;
         let mut untagged = NIL;
+        let strict = self.cfg.strict_tags;
         while c != NIL {
             let ct = self.conns[c as usize].tag;
             if ct == tag {
                 return c;
             }
-            if ct.is_none() && untagged == NIL {
+            if ct.is_none() && untagged == NIL && !strict {
                 untagged = c;
                 if tag.is_none() {
                     return c;

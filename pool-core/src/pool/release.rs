@@ -78,7 +78,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
                 cs.kept = false;
-                cs.tag = tag;
+                if !self.cfg.strict_tags {
+                    // Strict tags are fixed at connect (§4).
+                    cs.tag = tag;
+                }
                 cs.expiry = match keep_alive {
                     Some(k) => (now + k).min(cs.validity),
                     None => cs.validity,
