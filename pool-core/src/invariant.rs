@@ -125,11 +125,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                     );
                 }
                 if c.idle() {
-                    ensure!(c.expiry > now, 7, "expired connection kept idle");
+                    ensure!(!c.expiry.reached(now), 7, "expired connection kept idle");
                     if let Some(t) = self.cfg.idle_timeout {
                         // Or kept for `min_idle` (§2).
                         ensure!(
-                            c.updated + t > now || c.kept,
+                            !(c.updated + t).reached(now) || c.kept,
                             7,
                             "idle-timed-out connection kept"
                         );

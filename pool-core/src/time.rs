@@ -66,6 +66,13 @@ impl Instant {
         self.micros / 1_000
     }
     /// `self + d`, saturating at [`Instant::MAX`].
+    /// A deadline that has come at `now`. `Instant::MAX` means never, so it
+    /// is never reached, even at `now == Instant::MAX` (SEMANTICS §2).
+    #[inline(always)]
+    pub(crate) fn reached(self, now: Instant) -> bool {
+        self.micros != u64::MAX && self.micros <= now.micros
+    }
+
     pub const fn saturating_add(self, d: Duration) -> Instant {
         Instant {
             micros: self.micros.saturating_add(d.micros),

@@ -238,14 +238,26 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             let b = self.blocked.head;
             self.blocked.remove::<kind::Blocked, _>(&mut self.routes, b);
             self.routes[b as usize].blocked = false;
-            self.try_create(b);
+            // A route with no demand left is only taken off: the room is for
+            // routes that wait for it (§3.4).
+            if self.wants_capacity(b) {
+                self.try_create(b);
+            }
         }
+    }
+
+    /// A blocked route that would connect for demand now: live, not being
+    /// deleted, queued waiters beyond its connecting capacity.
+    #[inline]
+    fn wants_capacity(&self, b: u32) -> bool {
+        let s = &self.routes[b as usize];
+        s.live() && !s.deleting && !self.closed && self.should_connect(b).0
     }
 
     /// Cross-route fairness (§3.7a): a release left `c` (route `r`) idle while
     /// the total limit binds. It yields (the caller closes it `Evicted`) when
-    /// the first blocked route other than `r` with a queued waiter has an
-    /// older waiter than every waiter queued on `r`.
+    /// the first blocked route other than `r` that wants capacity (demand, not
+    /// being deleted) has an older waiter than every waiter queued on `r`.
     pub(crate) fn yields(&self, c: u32) -> bool {
         if self.blocked.is_empty() || self.total < self.cfg.max_total {
             return false;
@@ -254,7 +266,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let mut b = self.blocked.head;
         while b != NIL {
             let s = &self.routes[b as usize];
-            if b != r && s.queue.head != NIL {
+            if b != r && self.wants_capacity(b) {
                 let theirs = self.waiters[s.queue.head as usize].seq;
                 let ours = self.routes[r as usize].queue.head;
                 return ours == NIL || theirs < self.waiters[ours as usize].seq;

@@ -258,7 +258,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 cs.kept = false;
                 cs.state = ConnState::Ready;
                 cs.waiter = NIL;
-                if cs.draining || cs.expiry <= now {
+                if cs.draining || cs.expiry.reached(now) {
                     let reason = if cs.draining {
                         cs.reason
                     } else {

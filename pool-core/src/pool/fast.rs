@@ -120,7 +120,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             || (cs.tag.is_some() && self.cfg.strict_tags)
             || cs.draining
             || cs.state != ConnState::Ready
-            || cs.validity <= now
+            || cs.validity.reached(now)
             || rs.queue.len != 0
             || rs.deleting
             || rs.configured()

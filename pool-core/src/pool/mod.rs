@@ -131,9 +131,9 @@ pub struct Pool<'a, K> {
     /// until enough have closed (`set_max_total`).
     pub(crate) over_total: bool,
     pub(crate) closed: bool,
-    /// The pool's identity, carried by every [`Lease`] it makes: the address of
-    /// its connection slots (fixed for the pool's life, distinct between live
-    /// pools), folded to 32 bits.
+    /// The pool's identity, carried by every [`Lease`] it makes
+    /// (`pool_identity`): 32 bits from its storage's address and the number
+    /// of pools made before it.
     pub(crate) id: u32,
     /// Places route keys in `buckets` (seeded, `Config::seed`).
     pub(crate) hasher: crate::hash::RouteHasher,
@@ -148,6 +148,24 @@ pub struct Pool<'a, K> {
 }
 
 const MAX_SLOTS: usize = (1 << 30) - 1;
+
+/// Pools made so far in this program. Only loaded and stored (no
+/// compare-and-swap: it builds for `thumbv6m-none-eabi`): two pools made at the
+/// same instant on two threads may read the same count, but they are alive at
+/// once, so their storage addresses differ.
+static POOLS_MADE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// A pool's identity: its storage's address (distinct between live pools)
+/// mixed with the count of pools made before it (distinct between pools made
+/// one after the other in the same storage, or at an address the allocator
+/// gave out again).
+fn pool_identity(addr: usize) -> u32 {
+    use core::sync::atomic::Ordering::Relaxed;
+    let n = POOLS_MADE.load(Relaxed);
+    POOLS_MADE.store(n.wrapping_add(1), Relaxed);
+    let x = crate::hash::splitmix(addr as u64 ^ ((n as u64) << 40) ^ n as u64);
+    (x ^ (x >> 32)) as u32
+}
 
 impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
     /// Largest stream capacity of one connection (HTTP/2 servers commonly
@@ -227,8 +245,7 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             l.gen = gen;
             l.next_free = if i + 1 < nl { i as u32 + 1 } else { NIL };
         }
-        let addr = conns.as_ptr() as usize as u64;
-        let id = (addr ^ (addr >> 32)) as u32;
+        let id = pool_identity(conns.as_ptr() as usize);
         let [ch, wh, rh] = heaps;
         let hasher = crate::hash::RouteHasher::new(cfg.seed);
         let rng = crate::hash::splitmix(cfg.seed ^ 0x6a09_e667_f3bc_c909);

@@ -93,7 +93,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             if cs.active == 0 {
                 self.close(c, cs.reason);
             }
-        } else if cs.expiry <= now {
+        } else if cs.expiry.reached(now) {
             if cs.active == 0 {
                 self.close(c, CloseReason::Expired);
             } else {

@@ -141,7 +141,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         match cs.state {
             ConnState::Connecting => self.connect_failure(c, ConnectFailure::Timeout, true),
             ConnState::Ready if cs.idle() => {
-                if cs.expiry <= self.now {
+                if cs.expiry.reached(self.now) {
                     self.close(c, CloseReason::Expired);
                 } else if self.routes[r as usize].idle <= self.min_idle(r) {
                     // The idle timeout never takes a route below `min_idle`

@@ -369,9 +369,8 @@ fn a_lease_from_another_pool_is_foreign_and_changes_nothing() {
 
 #[test]
 fn a_lease_of_an_earlier_pool_in_the_same_storage_is_refused() {
-    // A pool rebuilt in the same storage (firmware restarting its pool) has the
-    // same identity; generations go on from the old pool's, so its leases are
-    // stale here, not silently accepted.
+    // A pool rebuilt in the same storage (firmware restarting its pool) is
+    // another pool: the old pool's leases are foreign here.
     let mut st = Store::new();
     let old = {
         let mut p = pool(&mut st, cfg());
@@ -379,7 +378,10 @@ fn a_lease_of_an_earlier_pool_in_the_same_storage_is_refused() {
     };
     let mut p = pool(&mut st, cfg());
     let mine = open(&mut p, A, t(0));
-    assert!(p.release(old, Release::REUSE, t(1)).is_err());
+    assert_eq!(
+        p.release(old, Release::REUSE, t(1)),
+        Err(ReleaseError::ForeignLease)
+    );
     assert_eq!(p.stats().leased, 1);
     p.release(mine, Release::REUSE, t(2)).unwrap();
     ok(&p);
