@@ -65,7 +65,6 @@ impl Instant {
     pub const fn as_millis(self) -> u64 {
         self.micros / 1_000
     }
-    /// `self + d`, saturating at [`Instant::MAX`].
     /// A deadline that has come at `now`. `Instant::MAX` means never, so it
     /// is never reached, even at `now == Instant::MAX` (SEMANTICS §2).
     #[inline(always)]
@@ -73,6 +72,7 @@ impl Instant {
         self.micros != u64::MAX && self.micros <= now.micros
     }
 
+    /// `self + d`, saturating at [`Instant::MAX`].
     pub const fn saturating_add(self, d: Duration) -> Instant {
         Instant {
             micros: self.micros.saturating_add(d.micros),
