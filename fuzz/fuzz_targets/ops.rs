@@ -42,7 +42,8 @@ fn cfg(u: &mut Unstructured, big: bool) -> Result<Cfg> {
     Ok(Cfg {
         max_total: u.int_in_range(1..=s.conns as u32)?,
         max_per_route,
-        max_pending: opt(u, |u| u.int_in_range(1..=s.waiters as u32))?,
+        // 0: no lease ever waits (`NeverServes` without warm-up, §4).
+        max_pending: opt(u, |u| u.int_in_range(0..=s.waiters as u32))?,
         max_leases: opt(u, |u| u.int_in_range(1..=s.leases as u32))?,
         fifo: u.arbitrary()?,
         connect_timeout_ms: opt(u, |u| u.int_in_range(100..=3_000).map(never(3_000)))?,
@@ -65,6 +66,11 @@ fn cfg(u: &mut Unstructured, big: bool) -> Result<Cfg> {
         max_leases_per_conn: opt(u, |u| u.int_in_range(1..=4))?,
         starvation_guard: u.arbitrary()?,
         retry_backoff_ms: u.int_in_range(1..=2_000).map(never(2_000))?,
+        // Above 100 is `BadJitter` (§2).
+        jitter_percent: if u.arbitrary()? { 0 } else { u.arbitrary()? },
+        seed: u.arbitrary()?,
+        strict_tags: u.ratio(1, 3)?,
+        close_on_unhealthy: u.arbitrary()?,
     })
 }
 
@@ -77,7 +83,7 @@ fn tag(u: &mut Unstructured) -> Result<Option<u8>> {
 
 fn op(u: &mut Unstructured) -> Result<Op> {
     let idx = |u: &mut Unstructured| -> Result<usize> { Ok(u.int_in_range(0..=63u8)? as usize) };
-    Ok(match u.int_in_range(0..=16u8)? {
+    Ok(match u.int_in_range(0..=21u8)? {
         0..=2 => Op::Lease {
             key: u.int_in_range(0..=KEYS - 1)?,
             tag: tag(u)?,
@@ -141,6 +147,34 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             delete: u.arbitrary()?,
         },
         16 => Op::ReleaseForeign { idx: idx(u)? },
+        // §7 HTTP/2 SETTINGS (0: `ZeroCapacity`; `u32::MAX` is clamped).
+        17 => Op::SetCapacity {
+            idx: idx(u)?,
+            cap: match u.int_in_range(0..=5u32)? {
+                5 => u32::MAX,
+                c => c,
+            },
+            any: u.ratio(1, 10)?,
+        },
+        // §6 `connected_as`: the intent or a tag of the connector's.
+        18 => Op::ConnectedAs {
+            idx: idx(u)?,
+            cap: u.int_in_range(1..=3)?,
+            tag: tag(u)?,
+            intent: u.arbitrary()?,
+        },
+        19 => {
+            let n = u.int_in_range(0..=10)?;
+            if u.arbitrary()? {
+                Op::SetMaxTotal { n }
+            } else {
+                Op::SetMaxPerRoute { n: n % 4 }
+            }
+        }
+        20 => Op::RouteHealth {
+            key: u.int_in_range(0..=KEYS - 1)?,
+            healthy: u.arbitrary()?,
+        },
         _ => Op::RouteConfig {
             key: u.int_in_range(0..=KEYS - 1)?,
             limit: opt(u, |u| u.int_in_range(0..=4))?,

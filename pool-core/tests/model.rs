@@ -42,7 +42,8 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
         // Storage with exactly `max_total` connection slots (§3.4's stall).
         prop_oneof![1 => Just(conns), 2 => 1..=conns],
         1..=3u32,
-        opt(1..=waiters),
+        // `Some(0)`: no lease ever waits (needs warm-up, else `NeverServes`, §4).
+        prop_oneof![4 => Just(None), 12 => (1..=waiters).prop_map(Some), 1 => Just(Some(0))],
         opt(1..=leases),
         any::<bool>(),
     );
@@ -65,14 +66,30 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
         prop_oneof![2 => Just(None), 1 => (1..=4u32).prop_map(Some)],
         any::<bool>(),
     );
-    (limits, times, shape).prop_map(
+    let new = (
+        // Lifetime jitter in percent (§2); above 100 is `BadJitter`.
+        prop_oneof![16 => Just(0u8), 16 => 1..=100u8, 4 => Just(100u8), 1 => 101..=255u8],
+        prop_oneof![1 => Just(0u64), 3 => any::<u64>()],
+        prop_oneof![2 => Just(false), 1 => Just(true)],
+        any::<bool>(),
+    );
+    (limits, times, shape, new).prop_map(
         |(
             (max_total, max_per_route, max_pending, max_leases, fifo),
             (ct, it, life, va, backoff),
             (ratio, min_idle, mipr, mi, cc, mlpc, guard),
+            (jitter_percent, seed, strict_tags, close_on_unhealthy),
         )| {
             // Keep the configuration valid: min idle within the limits.
             let min_idle = min_idle.min(max_per_route).min(mipr.unwrap_or(u32::MAX));
+            // At most one reason to refuse it (the order of the checks is not
+            // in the text): a bad jitter, or `max_pending: Some(0)` without
+            // warm-up (`NeverServes`), or neither.
+            let max_pending = if jitter_percent > 100 && max_pending == Some(0) && min_idle == 0 {
+                None
+            } else {
+                max_pending
+            };
             Cfg {
                 max_total,
                 max_per_route,
@@ -91,6 +108,10 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
                 max_leases_per_conn: mlpc,
                 starvation_guard: guard,
                 retry_backoff_ms: backoff,
+                jitter_percent,
+                seed,
+                strict_tags,
+                close_on_unhealthy,
             }
         },
     )
@@ -100,6 +121,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let idx = 0..64usize;
     let key = 0..KEYS;
     let tag = prop_oneof![3 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))];
+    let tag_as = tag.clone();
     let keep_alive =
         prop_oneof![2 => Just(None), 6 => (0..3_000u32).prop_map(Some), 1 => Just(Some(NEVER_MS))];
     let rel = prop_oneof![
@@ -131,8 +153,20 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         20 => (key.clone(), any::<bool>()).prop_map(|(k, delete)| Op::Drain { key: Some(k), delete }),
         8 => Just(Op::Drain { key: None, delete: false }),
         1 => Just(Op::Drain { key: None, delete: true }),
-        20 => (key, opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32, 1 => Just(0u32)]))
+        20 => (key.clone(), opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32, 1 => Just(0u32)]))
             .prop_map(|(key, limit, min_idle, ratio_milli)| Op::RouteConfig { key, limit, min_idle, ratio_milli }),
+        // §7 HTTP/2 SETTINGS: lowered and raised stream capacities, 0
+        // (`ZeroCapacity`) and above `MAX_STREAMS` (clamped).
+        40 => (idx.clone(), prop_oneof![12 => 1..=4u32, 1 => Just(0u32), 1 => Just(u32::MAX)], prop_oneof![9 => Just(false), 1 => Just(true)])
+            .prop_map(|(idx, cap, any)| Op::SetCapacity { idx, cap, any }),
+        // §6 `connected_as`: the intent, or a tag the connector chose.
+        40 => (idx.clone(), 1..=3u32, tag_as, prop_oneof![1 => Just(true), 1 => Just(false)])
+            .prop_map(|(idx, cap, tag, intent)| Op::ConnectedAs { idx, cap, tag, intent }),
+        // §7 live limits (above the storage's slots: `MaxTotalExceedsStorage`).
+        10 => prop_oneof![1 => Just(0u32), 8 => 1..=8u32, 1 => 9..=10u32].prop_map(|n| Op::SetMaxTotal { n }),
+        10 => prop_oneof![1 => Just(0u32), 8 => 1..=3u32].prop_map(|n| Op::SetMaxPerRoute { n }),
+        // §12 host health (`close_on_unhealthy` drains).
+        15 => (key, any::<bool>()).prop_map(|(key, healthy)| Op::RouteHealth { key, healthy }),
     ]
 }
 

@@ -34,6 +34,10 @@ fn basic() -> Cfg {
         max_leases_per_conn: None,
         starvation_guard: false,
         retry_backoff_ms: 1000,
+        jitter_percent: 0,
+        seed: 0,
+        strict_tags: false,
+        close_on_unhealthy: false,
     }
 }
 

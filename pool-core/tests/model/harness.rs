@@ -98,6 +98,35 @@ pub enum Op {
         min_idle: Option<u32>,
         ratio_milli: Option<u32>,
     },
+    /// §7 `set_capacity` (HTTP/2 SETTINGS) on an open connection; with `any`,
+    /// on any connection the harness knows (connecting or closed ones too).
+    SetCapacity {
+        idx: usize,
+        cap: u32,
+        any: bool,
+    },
+    /// §6 `connected_as`: with `intent`, the tag the core says the connect
+    /// was made for (`connect_tag`), else `tag`.
+    ConnectedAs {
+        idx: usize,
+        cap: u32,
+        tag: Option<u8>,
+        intent: bool,
+    },
+    /// §7 `set_max_total`.
+    SetMaxTotal {
+        n: u32,
+    },
+    /// §7 `set_max_per_route`.
+    SetMaxPerRoute {
+        n: u32,
+    },
+    /// §12 `set_route_health` (with `close_on_unhealthy`, a route going
+    /// unhealthy is drained).
+    RouteHealth {
+        key: u8,
+        healthy: bool,
+    },
 }
 
 /// A pool configuration in harness terms (milliseconds).
@@ -120,6 +149,12 @@ pub struct Cfg {
     pub max_leases_per_conn: Option<u32>,
     pub starvation_guard: bool,
     pub retry_backoff_ms: u32,
+    /// `Config::max_lifetime_jitter_percent` (§2; above 100 is refused).
+    pub jitter_percent: u8,
+    /// `Config::seed` (route hashing, lifetime jitter).
+    pub seed: u64,
+    pub strict_tags: bool,
+    pub close_on_unhealthy: bool,
 }
 
 /// Milliseconds; [`NEVER_MS`] is `Duration::MAX` (every sum with it
@@ -161,7 +196,10 @@ impl Cfg {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: ms(self.retry_backoff_ms),
-            ..Config::default()
+            max_lifetime_jitter_percent: self.jitter_percent,
+            seed: self.seed,
+            strict_tags: self.strict_tags,
+            close_on_unhealthy: self.close_on_unhealthy,
         }
     }
 }
@@ -324,7 +362,9 @@ impl<'a> Harness<'a> {
             info.key
         );
         let old_tags = &self.pending_tags;
-        let compatible = |t: Option<Tag>| t.is_none() || t == tag;
+        // With strict tags only an equal tag is compatible (§3.7, §4 step 3).
+        let strict = self.cfg.strict_tags;
+        let compatible = |t: Option<Tag>| t == tag || (!strict && t.is_none());
         ensure!(
             compatible(info.tag) || old_tags.iter().any(|&(x, t)| x == c && compatible(t)),
             "lease asking tag {tag:?} got a connection tagged {:?}",
@@ -575,6 +615,12 @@ impl<'a> Harness<'a> {
         let (a, b) = (self.pool.counters(), m.counters());
         ensure!(a == b, "counters: core {a:?}\n  model {b:?}");
         ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
+        // §3.3 step 4: what each connect was made for (strict tags).
+        for &c in &self.connecting {
+            let mc = self.mconn(c)?;
+            let (a, b) = (self.pool.connect_tag(c), m.connect_tag(mc));
+            ensure!(a == b, "connect_tag(#{mc}): core {a:?}, model {b:?}");
+        }
         // §2: a deadline of `Instant::MAX` is none, and `poll_timeout()` does
         // not report it.
         ensure!(
@@ -625,6 +671,20 @@ impl<'a> Harness<'a> {
             self.info.get_mut(&c).unwrap().dead = true;
         } else {
             self.pending_dead.push(c);
+        }
+    }
+
+    /// `DrainExisting` of route `key`: every connection of it that is not
+    /// connecting may never be handed out again.
+    fn mark_route_dead(&mut self, key: u8) {
+        let dead: Vec<ConnId> = self
+            .info
+            .iter()
+            .filter(|(c, i)| i.key == key && !self.connecting.contains(c))
+            .map(|(&c, _)| c)
+            .collect();
+        for c in dead {
+            self.mark_dead(c);
         }
     }
 
@@ -730,6 +790,8 @@ impl<'a> Harness<'a> {
                 self.live_lease_ids.remove(&h.lease);
                 match rel {
                     Release::Discard => self.mark_dead(h.lease.conn()),
+                    // §5 step 2: with strict tags the release's tag is ignored.
+                    Release::Reuse { .. } if self.cfg.strict_tags => {}
                     Release::Reuse { tag, .. } => self.set_tag(h.lease.conn(), tag),
                 }
                 self.stale.push(h);
@@ -845,6 +907,9 @@ impl<'a> Harness<'a> {
                     return Ok(());
                 };
                 let was_connecting = self.connecting.contains(&c);
+                // §6: with strict tags the connection is tagged with what its
+                // connect was made for.
+                let intent = self.pool.connect_tag(c);
                 let got = self.pool.connected(c, cap, now);
                 if let Some(m) = self.model.as_mut() {
                     let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
@@ -859,7 +924,107 @@ impl<'a> Harness<'a> {
                         was_connecting,
                         "connected accepted for a conn that was not connecting"
                     );
+                    ensure!(
+                        self.cfg.strict_tags || intent.is_none(),
+                        "connect_tag {intent:?} without strict tags"
+                    );
                     self.connecting.retain(|&x| x != c);
+                    self.info.get_mut(&c).unwrap().tag = intent;
+                }
+            }
+            Op::ConnectedAs {
+                idx,
+                cap,
+                tag,
+                intent,
+            } => {
+                let Some(c) = Self::pick(&self.connecting, idx) else {
+                    return Ok(());
+                };
+                let tag = if intent {
+                    self.pool.connect_tag(c)
+                } else {
+                    tag.map(|t| Tag(t as u64))
+                };
+                let got = self.pool.connected_as(c, cap, tag, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.connected_as(mc, cap, tag, now);
+                    ensure!(
+                        want == got,
+                        "connected_as(#{mc}, {cap}, {tag:?}): core {got:?}, model {want:?}"
+                    );
+                }
+                if got.is_ok() {
+                    self.connecting.retain(|&x| x != c);
+                    self.info.get_mut(&c).unwrap().tag = tag;
+                }
+            }
+            Op::SetCapacity { idx, cap, any } => {
+                let open: Vec<ConnId> = if any {
+                    self.conns.clone()
+                } else {
+                    self.conns
+                        .iter()
+                        .copied()
+                        .filter(|c| !self.info[c].closed && !self.connecting.contains(c))
+                        .collect()
+                };
+                let Some(c) = Self::pick(&open, idx) else {
+                    return Ok(());
+                };
+                let got = self.pool.set_capacity(c, cap, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.set_capacity(mc, cap, now);
+                    ensure!(
+                        want == got,
+                        "set_capacity(#{mc}, {cap}): core {got:?}, model {want:?}"
+                    );
+                }
+                ensure!(
+                    got.is_err() || !self.connecting.contains(&c),
+                    "set_capacity accepted for a connecting conn"
+                );
+            }
+            Op::SetMaxTotal { n } => {
+                let got = self.pool.set_max_total(n, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_max_total(n, now);
+                    ensure!(want == got, "set_max_total({n}): core {got:?}, model {want:?}");
+                }
+                if got.is_ok() {
+                    ensure!(
+                        self.pool.stats().max_total == n,
+                        "stats().max_total is not the new limit"
+                    );
+                }
+            }
+            Op::SetMaxPerRoute { n } => {
+                let got = self.pool.set_max_per_route(n, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_max_per_route(n, now);
+                    ensure!(
+                        want == got,
+                        "set_max_per_route({n}): core {got:?}, model {want:?}"
+                    );
+                }
+            }
+            Op::RouteHealth { key, healthy } => {
+                let key = key % KEYS;
+                let before = self.pool.route_load(&key).healthy;
+                let got = self.pool.set_route_health(&key, healthy, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_route_health(key, healthy, now);
+                    ensure!(
+                        got == want,
+                        "set_route_health({key}, {healthy}): core {got:?}, model {want:?}"
+                    );
+                }
+                // §12: going unhealthy with `close_on_unhealthy` drains the
+                // route as `DrainExisting`: nothing open may serve again.
+                if got.is_ok() && before && !healthy && self.cfg.close_on_unhealthy {
+                    self.mark_route_dead(key);
                 }
             }
             Op::ConnectFailed { idx, reason, any } => {
@@ -977,16 +1142,9 @@ impl<'a> Harness<'a> {
                     m.drain(key, mode, now);
                 }
                 if mode == DrainMode::DrainExisting {
-                    let dead: Vec<ConnId> = self
-                        .info
-                        .iter()
-                        .filter(|(c, i)| {
-                            key.is_none_or(|k| k == i.key) && !self.connecting.contains(c)
-                        })
-                        .map(|(&c, _)| c)
-                        .collect();
-                    for c in dead {
-                        self.mark_dead(c);
+                    match key {
+                        Some(k) => self.mark_route_dead(k),
+                        None => (0..KEYS).for_each(|k| self.mark_route_dead(k)),
                     }
                 }
             }
@@ -1269,48 +1427,50 @@ pub fn run_case(
     }
     let config = cfg.to_config();
     let slots = if big { BIG } else { SMALL };
-    let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
-    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
-    let model = with_model.then(|| {
-        let mut m = Harness::model_for(&config, slots);
-        m.known.unblock_tries_routes_without_demand = has("unblock-no-demand");
-        m
-    });
     // A pool built earlier in the same storage leaves leases behind that the
     // pool of the sequence did not make (§5), if the sequence releases any.
-    let foreign =
-        !has("earlier-pool") && ops.iter().any(|op| matches!(op, Op::ReleaseForeign { .. }));
+    let foreign = ops.iter().any(|op| matches!(op, Op::ReleaseForeign { .. }));
     let start = Instant::from_millis(1_000);
     let mut other_storage: Box<Other> = Box::new(Storage::new());
-    let other = ops
-        .iter()
-        .any(|op| matches!(op, Op::ReleaseForeign { .. }))
-        .then(|| {
-            let cfg = Config {
-                max_total: 2,
-                max_per_route: 2,
-                ..Config::default()
-            };
-            Pool::new(&mut other_storage, cfg).expect("the other pool")
-        });
+    let other = foreign.then(|| {
+        let cfg = Config {
+            max_total: 2,
+            max_per_route: 2,
+            ..Config::default()
+        };
+        Pool::new(&mut other_storage, cfg).expect("the other pool")
+    });
+    macro_rules! run {
+        ($storage:ty) => {{
+            let mut storage: Box<$storage> = Box::new(Storage::new());
+            // A configuration the core refuses must be refused by the model
+            // with the same error (§4 `NeverServes`, §2 `BadJitter`, ...);
+            // then there is nothing to run.
+            let core = Pool::new(&mut storage, config.clone()).map(|_| ());
+            if with_model {
+                let model = Model::new(config.clone(), slots).map(|_| ());
+                if core != model {
+                    return (0, Err(format!("Pool::new: core {core:?}, model {model:?}")));
+                }
+            }
+            if let Err(e) = core {
+                event(&format!("harness: configuration refused: {e:?}"));
+                return (0, Ok(()));
+            }
+            let model = with_model.then(|| Harness::model_for(&config, slots));
+            let mut earlier = Vec::new();
+            if foreign {
+                let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
+                earlier = Harness::leases_of(&mut p, start);
+            }
+            let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
+            run_sequence_with(pool, &config, model, ops, trace, earlier, other)
+        }};
+    }
     if big {
-        let mut storage: Box<Big> = Box::new(Storage::new());
-        let mut earlier = Vec::new();
-        if foreign {
-            let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
-            earlier = Harness::leases_of(&mut p, start);
-        }
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence_with(pool, &config, model, ops, trace, earlier, other)
+        run!(Big)
     } else {
-        let mut storage: Box<Small> = Box::new(Storage::new());
-        let mut earlier = Vec::new();
-        if foreign {
-            let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
-            earlier = Harness::leases_of(&mut p, start);
-        }
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence_with(pool, &config, model, ops, trace, earlier, other)
+        run!(Small)
     }
 }
 
@@ -1358,7 +1518,7 @@ pub fn avoid(op: Op, list: &str) -> Op {
                 tag,
             },
         },
-        Op::Advance { ms: NEVER_MS } if has("never") || has("now-max") => Op::Advance { ms: 0 },
+        Op::Advance { ms: NEVER_MS } if has("never") => Op::Advance { ms: 0 },
         Op::RouteConfig {
             key,
             limit,

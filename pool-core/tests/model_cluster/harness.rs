@@ -1457,15 +1457,7 @@ pub fn run_case(
     let _ = super::COVERAGE.set(|what| event(what));
     let config = cfg.to_config();
     let slots = if big { BIG } else { SMALL };
-    // Known, reported core divergences the model can mimic (see the pool
-    // harness's `avoid`): `unblock-no-demand`.
-    let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
-    let model = with_model.then(|| {
-        let mut m = Harness::model_for(&config, slots);
-        m.known.unblock_tries_routes_without_demand =
-            list.split(',').any(|x| x.trim() == "unblock-no-demand");
-        m
-    });
+    let model = with_model.then(|| Harness::model_for(&config, slots));
     if big {
         let mut storage: Box<Big> = Box::new(Storage::new());
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
