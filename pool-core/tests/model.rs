@@ -160,7 +160,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         40 => (idx.clone(), prop_oneof![12 => 1..=4u32, 1 => Just(0u32), 1 => Just(u32::MAX)], prop_oneof![9 => Just(false), 1 => Just(true)])
             .prop_map(|(idx, cap, any)| Op::SetCapacity { idx, cap, any }),
         // §6 `connected_as`: the intent, or a tag the connector chose.
-        40 => (idx.clone(), 1..=3u32, tag_as, prop_oneof![1 => Just(true), 1 => Just(false)])
+        40 => (idx.clone(), prop_oneof![12 => 1..=3u32, 1 => Just(u32::MAX)], tag_as, prop_oneof![1 => Just(true), 1 => Just(false)])
             .prop_map(|(idx, cap, tag, intent)| Op::ConnectedAs { idx, cap, tag, intent }),
         // §7 live limits (above the storage's slots: `MaxTotalExceedsStorage`).
         10 => prop_oneof![1 => Just(0u32), 8 => 1..=8u32, 1 => 9..=10u32].prop_map(|n| Op::SetMaxTotal { n }),

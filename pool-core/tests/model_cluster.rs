@@ -88,11 +88,12 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
         prop_oneof![3 => Just(None), 1 => (1..=4u32).prop_map(Some)],
         any::<bool>(),
     );
-    (limits, times, shape).prop_map(
+    (limits, times, shape, any::<bool>()).prop_map(
         |(
             (max_total, max_per_route, max_pending, max_leases, fifo),
             (ct, it, life, va, backoff),
             (ratio, min_idle, mipr, mi, cc, mlpc, guard),
+            close_on_unhealthy,
         )| {
             // Keep the configuration valid: min idle within the limits.
             let min_idle = min_idle.min(max_per_route).min(mipr.unwrap_or(u32::MAX));
@@ -114,6 +115,7 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
                 max_leases_per_conn: mlpc,
                 starvation_guard: guard,
                 retry_backoff_ms: backoff,
+                close_on_unhealthy,
             }
         },
     )

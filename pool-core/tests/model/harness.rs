@@ -991,7 +991,10 @@ impl<'a> Harness<'a> {
                 let got = self.pool.set_max_total(n, now);
                 if let Some(m) = self.model.as_mut() {
                     let want = m.set_max_total(n, now);
-                    ensure!(want == got, "set_max_total({n}): core {got:?}, model {want:?}");
+                    ensure!(
+                        want == got,
+                        "set_max_total({n}): core {got:?}, model {want:?}"
+                    );
                 }
                 if got.is_ok() {
                     ensure!(

@@ -690,7 +690,9 @@ impl Model {
                     t
                 }
                 None => {
-                    event("model: strict connect: every queued tag covered, for the oldest waiter's");
+                    event(
+                        "model: strict connect: every queued tag covered, for the oldest waiter's",
+                    );
                     tags[0]
                 }
             }
@@ -1043,9 +1045,7 @@ impl Model {
         // first untagged one, as without.
         if self.cfg.strict_tags {
             let found = ready.iter().copied().find(|&c| self.conn(c).tag == tag);
-            if found.is_none()
-                && tag.is_some()
-                && ready.iter().any(|&c| self.conn(c).tag.is_none())
+            if found.is_none() && tag.is_some() && ready.iter().any(|&c| self.conn(c).tag.is_none())
             {
                 event("model: strict lease skips an untagged connection");
             }
@@ -1462,7 +1462,9 @@ impl Model {
                 && self.routes.iter().any(|x| x.id == b && !x.queue.is_empty())
                 && !self.wants_capacity(b)
         }) {
-            event("model: yield check sees a blocked route with waiters that does not want capacity");
+            event(
+                "model: yield check sees a blocked route with waiters that does not want capacity",
+            );
         }
         let Some(b) = self
             .blocked

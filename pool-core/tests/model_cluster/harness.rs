@@ -159,6 +159,8 @@ pub struct Cfg {
     pub max_leases_per_conn: Option<u32>,
     pub starvation_guard: bool,
     pub retry_backoff_ms: u32,
+    /// §12: a host going unhealthy is drained (`DrainExisting`).
+    pub close_on_unhealthy: bool,
 }
 
 fn ms(m: u32) -> Duration {
@@ -189,6 +191,7 @@ impl Cfg {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: ms(self.retry_backoff_ms),
+            close_on_unhealthy: self.close_on_unhealthy,
             ..Config::default()
         }
     }
@@ -732,6 +735,29 @@ impl<'a> Harness<'a> {
         }
     }
 
+    /// `DrainExisting` of route `key`: every connection of it that is not
+    /// connecting may never be handed out again.
+    fn mark_route_dead(&mut self, key: u8) {
+        let dead: Vec<ConnId> = self
+            .info
+            .iter()
+            .filter(|(c, i)| i.key == key && !self.connecting.contains(c))
+            .map(|(&c, _)| c)
+            .collect();
+        for c in dead {
+            self.mark_dead(c);
+        }
+    }
+
+    /// §12 with `close_on_unhealthy`: a route going from healthy to
+    /// unhealthy is drained as `DrainExisting`.
+    fn after_health(&mut self, key: u8, before: bool, healthy: bool, ok: bool) {
+        if ok && before && !healthy && self.cfg.close_on_unhealthy {
+            event("close_on_unhealthy: a host goes unhealthy (drained)");
+            self.mark_route_dead(key);
+        }
+    }
+
     /// The connection's new tag. If older actions are still unpolled, a
     /// `Granted` issued under the old tag may still come: the old tag stays
     /// acceptable until every action has been polled.
@@ -1010,16 +1036,9 @@ impl<'a> Harness<'a> {
                     m.drain(key, mode, now);
                 }
                 if mode == DrainMode::DrainExisting {
-                    let dead: Vec<ConnId> = self
-                        .info
-                        .iter()
-                        .filter(|(c, i)| {
-                            key.is_none_or(|k| k == i.key) && !self.connecting.contains(c)
-                        })
-                        .map(|(&c, _)| c)
-                        .collect();
-                    for c in dead {
-                        self.mark_dead(c);
+                    match key {
+                        Some(k) => self.mark_route_dead(k),
+                        None => (0..KEYS).for_each(|k| self.mark_route_dead(k)),
                     }
                 }
             }
@@ -1172,6 +1191,7 @@ impl<'a> Harness<'a> {
                 }
                 let ci = c as usize % self.clusters.len();
                 let key = key % KEYS;
+                let before = self.pool.route_load(&key).healthy;
                 let (cl, mcl) = &mut self.clusters[ci];
                 let got = cl.set_health(&mut self.pool, &key, healthy, now);
                 event(format!("set_health({healthy}) -> {got:?}"));
@@ -1182,6 +1202,7 @@ impl<'a> Harness<'a> {
                         "cluster {ci} set_health({key}, {healthy}): core {got:?}, model {want:?}"
                     );
                 }
+                self.after_health(key, before, healthy, got.is_ok());
             }
             Op::SetRatio { c, ratio_milli } => {
                 if self.clusters.is_empty() {
@@ -1199,6 +1220,7 @@ impl<'a> Harness<'a> {
             }
             Op::RouteHealth { key, healthy } => {
                 let key = key % KEYS;
+                let before = self.pool.route_load(&key).healthy;
                 let got = self.pool.set_route_health(&key, healthy, now);
                 if let Some(m) = self.model.as_mut() {
                     let want = m.set_route_health(key, healthy, now);
@@ -1207,6 +1229,7 @@ impl<'a> Harness<'a> {
                         "set_route_health({key}, {healthy}): core {got:?}, model {want:?}"
                     );
                 }
+                self.after_health(key, before, healthy, got.is_ok());
             }
             Op::Preconnect { key, ratio_milli } => {
                 let key = key % KEYS;
