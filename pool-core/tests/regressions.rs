@@ -349,13 +349,14 @@ fn close_replaces_an_unpolled_validate() {
 
 // ----- issue 10 (docs/SEMANTICS.md da17a96) ---------------------------------
 //
-// Known divergences of the core at 78f20a0/a249e74, reported to the lead; each
-// fails until the core (or the text) changes. `WHARF_MODEL_AVOID` can steer
-// the model test past them (`unblock-no-demand`, `now-max`, `earlier-pool`),
-// so do not set it when running this file.
+// Known divergences of the core at 78f20a0/a249e74, reported to the lead and
+// fixed in the core by 37f6de9 (which also settled the text: §3.4, §2, §5);
+// they pass now and stay as pins. The model's switches for them
+// (`unblock-no-demand`, `now-max`, `earlier-pool`) are gone.
 
-/// CORE BUG or TEXT AMBIGUITY (reported). §3.4: "A route on the list with no
-/// demand left is simply taken off." Route 1 is blocked on the total with two
+/// CORE BUG (fixed by 37f6de9). §3.4: "A route on the list that no longer
+/// wants capacity (§3.7a: no demand, being deleted, pool closed) is simply
+/// taken off, without `try_create` (so no preconnect takes the room)." Route 1 is blocked on the total with two
 /// waiters; a yield gives it a connect (one waiter now covered), the other
 /// waiter is cancelled: no demand left (`len(queue) == connecting_capacity`),
 /// but route 1 stays on the blocked list. When route 0's preconnect fails,
@@ -418,7 +419,7 @@ fn unblock_takes_a_route_without_demand_off_the_list() {
     );
 }
 
-/// CORE BUG (reported). §2: "`Instant::MAX` means never ... it never fires,
+/// CORE BUG (fixed by 37f6de9). §2: "`Instant::MAX` means never ... it never fires,
 /// even once `now` is `Instant::MAX`". With no lifetime and no keep-alive a
 /// connection has no expiry at all; at `now == Instant::MAX` the core closes
 /// it `Expired` on release (§5 step 3 `expiry <= now`), and
@@ -452,11 +453,10 @@ fn nothing_expires_at_instant_max_without_an_expiry() {
     );
 }
 
-/// TEXT AMBIGUITY (reported). §5 step 1: "A lease made by another pool ->
-/// `Err(ForeignLease)`". A pool built earlier in the same storage (and
-/// dropped) is another pool in the text's terms, so the model answers
-/// `ForeignLease`; the core gives a rebuilt pool the same identity and answers
-/// `StaleLease` (its behaviour test only asserts an error).
+/// TEXT AMBIGUITY (settled by 37f6de9: "a pool rebuilt in the same storage is
+/// another pool"). §5 step 1: a lease of a pool built earlier in the same
+/// storage (and dropped) is `ForeignLease`; the core used to give a rebuilt
+/// pool the same identity and answer `StaleLease`.
 #[test]
 fn a_lease_of_an_earlier_pool_in_the_same_storage_is_foreign() {
     check(false, basic(), &[ReleaseForeign { idx: 1 }]);
@@ -823,6 +823,439 @@ fn a_no_wait_lease_is_granted_or_times_out() {
                 },
             },
             now(0),
+        ],
+    );
+}
+
+// ----- the rules of 052577d/92592ee/37f6de9 -----------------------------------
+//
+// set_capacity (§7), live limits (§7, §5 step 3), lifetime jitter (§2),
+// close_on_unhealthy (§12), strict tags (§3.3, §3.7, §4, §5, §6), NeverServes
+// and BadJitter, and yield only for a route that wants capacity (§3.7a).
+// Passing pins of the model's readings (and of what the model test found).
+
+fn reuse(idx: usize) -> Op {
+    Release {
+        idx,
+        how: RelHow::Reuse {
+            keep_alive_ms: None,
+            tag: None,
+        },
+    }
+}
+
+fn lease(key: u8, tag: Option<u8>) -> Op {
+    Lease {
+        key,
+        tag,
+        deadline_ms: None,
+    }
+}
+
+fn connected(idx: usize, cap: u32) -> Op {
+    Connected {
+        idx,
+        cap,
+        any: false,
+    }
+}
+
+/// §3.7a (37f6de9): "find the first route `b != r` on the blocked list that
+/// *wants capacity*: live, not being deleted, the pool not closed, and
+/// demand". Route 1 is blocked on the total with a waiter, then deleted (its
+/// leased connection keeps the waiter queued): route 0's release does not
+/// yield to it (no `Evicted`; the connection stays idle). Found by the
+/// cluster model test (a removed host) before the model read the new text.
+#[test]
+fn a_release_does_not_yield_to_a_deleted_blocked_route() {
+    let cfg = Cfg {
+        max_total: 2,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            lease(0, None),
+            connected(0, 1),
+            lease(1, None),
+            connected(0, 1),
+            // Blocked on the total (2 of 2, nothing idle).
+            lease(1, None),
+            Drain {
+                key: Some(1),
+                delete: true,
+            },
+            // Route 0's lease.
+            reuse(0),
+        ],
+    );
+}
+
+/// TEXT HOLE (reported), resolved as the core behaves. §5 step 3: "`active ==
+/// 0` and the pool is over a lowered `max_total` (`set_max_total`): close
+/// `TotalLimit`". The text does not say whether a connection the starvation
+/// guard opened above the limit (§3.3 step 2) makes the pool "over". Reading
+/// (the core's, found by experiment): it does not; the pool is over while the
+/// connections opened within the limit exceed `max_total`. Here route 0 holds
+/// two leased connections, route 1 a guard connection (3 of 2); after
+/// `set_max_total(1)` the first release closes `TotalLimit`, the second does
+/// not (one connection counted, the guard one not), and the guard connection
+/// released later stays too.
+#[test]
+fn guard_connections_do_not_count_toward_a_lowered_max_total() {
+    let cfg = Cfg {
+        max_total: 2,
+        starvation_guard: true,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            lease(0, None),
+            lease(0, None),
+            connected(0, 1),
+            connected(0, 1),
+            // A guard connect: route 1 has none, the total is reached.
+            lease(1, None),
+            connected(0, 1),
+            SetMaxTotal { n: 1 },
+            reuse(0),
+            reuse(0),
+            reuse(0),
+        ],
+    );
+}
+
+/// §7 live limits: errors change nothing (`ZeroMaxTotal`,
+/// `MaxTotalExceedsStorage`, `ZeroMaxPerRoute`, `MinIdleTooLarge` from a
+/// route's own `min_idle` override without a limit override); lowering closes
+/// nothing at once, then on release `RouteLimit` (route 0 over its lowered
+/// limit) comes before `TotalLimit` (the pool over its lowered total, §5 step
+/// 3); a raise lets the blocked route 1 connect ("Then every route settles").
+#[test]
+fn live_limits() {
+    let cfg = Cfg {
+        max_total: 3,
+        max_per_route: 3,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            SetMaxTotal { n: 0 },
+            SetMaxTotal { n: 5 },
+            SetMaxPerRoute { n: 0 },
+            // Route 2 warms up 2 connections (its own min_idle).
+            RouteConfig {
+                key: 2,
+                limit: None,
+                min_idle: Some(2),
+                ratio_milli: None,
+            },
+            SetMaxPerRoute { n: 1 },
+            Drain {
+                key: Some(2),
+                delete: true,
+            },
+            lease(0, None),
+            lease(0, None),
+            lease(0, None),
+            connected(0, 1),
+            connected(0, 1),
+            connected(0, 1),
+            // Route 1 is blocked on the total.
+            lease(1, None),
+            SetMaxPerRoute { n: 2 },
+            SetMaxTotal { n: 1 },
+            reuse(0),
+            reuse(0),
+            // The raise lets route 1 connect.
+            SetMaxTotal { n: 3 },
+            connected(0, 1),
+            reuse(0),
+        ],
+    );
+}
+
+/// §7 `set_capacity`: leases out stay above a lowered capacity (the
+/// connection is full until `active < k`); a raise places it and offers it to
+/// the queue; `ZeroCapacity`, `WrongState` on a connecting connection, and a
+/// capacity above `MAX_STREAMS` is clamped.
+#[test]
+fn set_capacity_lowers_and_raises_a_live_connection() {
+    let cap = |idx, cap| SetCapacity {
+        idx,
+        cap,
+        any: false,
+    };
+    check(
+        false,
+        basic(),
+        &[
+            lease(0, None),
+            connected(0, 3),
+            lease(0, None),
+            lease(0, None),
+            // Three leases out; lowered to 1: full, nothing is granted.
+            cap(0, 1),
+            lease(0, None),
+            // A second connection connecting: set_capacity is WrongState.
+            SetCapacity {
+                idx: 1,
+                cap: 2,
+                any: true,
+            },
+            cap(0, 0),
+            reuse(0),
+            reuse(0),
+            // Raised (clamped to MAX_STREAMS): the queued waiter is served
+            // on it.
+            cap(0, u32::MAX),
+            connected(0, 1),
+        ],
+    );
+}
+
+/// TEXT READING (the model's first reading was wrong). §7 `set_capacity`:
+/// "Validating and draining connections only record `k`" means no place and
+/// no offer; the route still settles (§3.1: "run at the end of every input
+/// for each route it touched"). Here route 0's warm-up (`min_idle`) waits for
+/// a connection slot and gets it in the settle of `set_capacity` on its
+/// draining connection. Shrunk from the model test.
+#[test]
+fn set_capacity_on_a_draining_connection_settles_its_route() {
+    let cfg = Cfg {
+        max_total: 4,
+        max_per_route: 3,
+        max_leases: Some(2),
+        fifo: true,
+        idle_timeout_ms: Some(NEVER_MS),
+        max_lifetime_ms: Some(4846),
+        min_idle: 1,
+        max_leases_per_conn: Some(4),
+        retry_backoff_ms: 1472,
+        jitter_percent: 52,
+        seed: 5069425277506270449,
+        close_on_unhealthy: true,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            RouteConfig {
+                key: 2,
+                limit: None,
+                min_idle: Some(2),
+                ratio_milli: None,
+            },
+            Connected {
+                idx: 31,
+                cap: 3,
+                any: false,
+            },
+            ConnectFailed {
+                idx: 5,
+                reason: 0,
+                any: false,
+            },
+            lease(0, None),
+            Cancel {
+                idx: 43,
+                excess: false,
+            },
+            AdvanceToTimer,
+            Lease {
+                key: 0,
+                tag: None,
+                deadline_ms: Some(139),
+            },
+            ConnectedAs {
+                idx: 16,
+                cap: 3,
+                tag: None,
+                intent: false,
+            },
+            Drain {
+                key: Some(0),
+                delete: false,
+            },
+            SetCapacity {
+                idx: 7,
+                cap: 2,
+                any: false,
+            },
+        ],
+    );
+}
+
+/// §2 lifetime jitter: with `max_lifetime = 1 s`, 50 % and seed 7 the first
+/// draw extends the lifetime by 416.912 ms (`floor(z * 500_000 / 2^64)` µs,
+/// the generator as §2 gives it): the idle connection made at 1000 ms is
+/// still there at 2416 ms and closes `Expired` at 2417 ms; the second
+/// connection gets the second draw (327.284 ms).
+#[test]
+fn lifetime_jitter_from_the_seeded_generator() {
+    let cfg = Cfg {
+        max_lifetime_ms: Some(1000),
+        jitter_percent: 50,
+        seed: 7,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            lease(0, None),
+            connected(0, 1),
+            reuse(0),
+            Advance { ms: 1416 },
+            lease(1, None),
+            connected(0, 1),
+            reuse(0),
+            Advance { ms: 1 },
+            Advance { ms: 1327 },
+            Advance { ms: 1 },
+        ],
+    );
+}
+
+/// §12 `close_on_unhealthy`: a route going from healthy to unhealthy is
+/// drained as `DrainExisting` before it settles (the idle connection closes
+/// `Drained`, the leased one drains and closes on release, the connecting one
+/// stays for its waiter); marking it unhealthy again does nothing.
+#[test]
+fn close_on_unhealthy_drains_the_route() {
+    let cfg = Cfg {
+        close_on_unhealthy: true,
+        max_per_route: 3,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            lease(0, None),
+            lease(0, None),
+            connected(0, 1),
+            connected(0, 1),
+            // Idle, tagged 0: the tag 1 lease waits for a connect of its own.
+            Release {
+                idx: 0,
+                how: RelHow::Reuse {
+                    keep_alive_ms: None,
+                    tag: Some(0),
+                },
+            },
+            lease(0, Some(1)),
+            RouteHealth {
+                key: 0,
+                healthy: false,
+            },
+            RouteHealth {
+                key: 0,
+                healthy: false,
+            },
+            reuse(0),
+            RouteHealth {
+                key: 0,
+                healthy: true,
+            },
+            connected(0, 1),
+        ],
+    );
+}
+
+/// Strict tags. §3.3 step 4: route 0's first demand connect is for tag 1
+/// (the oldest waiter), the second for `None` (tag 1 is covered); §6
+/// `connected` adopts the intent. §5 step 2: the untagged connection released
+/// with tag 0 stays untagged, and §4 step 3: the tag 0 lease does not fall
+/// back to it (it waits, its connect is for tag 0) while an untagged lease
+/// takes it. The tag 1 connection released untagged stays tagged 1 (the next
+/// untagged lease closes it `RouteLimit` for a connect of its own). §6
+/// `connected_as` with another tag than the intent (1 instead of 0): §3.7
+/// nobody queued takes it, so it too makes room for a connect for tag 0.
+#[test]
+fn strict_tags_fix_a_connections_identity() {
+    let cfg = Cfg {
+        strict_tags: true,
+        max_per_route: 3,
+        ..basic()
+    };
+    let release_as = |tag| Release {
+        idx: 0,
+        how: RelHow::Reuse {
+            keep_alive_ms: None,
+            tag,
+        },
+    };
+    check(
+        false,
+        cfg,
+        &[
+            lease(0, Some(1)),
+            lease(0, None),
+            connected(1, 1),
+            connected(0, 1),
+            release_as(Some(0)),
+            lease(0, Some(0)),
+            lease(0, None),
+            release_as(None),
+            lease(0, None),
+            ConnectedAs {
+                idx: 0,
+                cap: 1,
+                tag: Some(1),
+                intent: false,
+            },
+            lease(0, Some(1)),
+        ],
+    );
+}
+
+/// §4, `ConfigError::NeverServes`: `max_pending: Some(0)` without warm-up is
+/// refused by `Pool::new` (and by the model); with `min_idle_per_route = 1`
+/// it is valid and nothing ever waits (a lease on a route not in the table is
+/// `Overflow`, a configured route warms up and serves). §2: a jitter above
+/// 100 % is `BadJitter`.
+#[test]
+fn configurations_that_never_serve_or_jitter_too_much_are_refused() {
+    let never = Cfg {
+        max_pending: Some(0),
+        ..basic()
+    };
+    check(false, never, &[lease(0, None)]);
+    check(
+        false,
+        Cfg {
+            jitter_percent: 101,
+            max_lifetime_ms: Some(1000),
+            ..basic()
+        },
+        &[lease(0, None)],
+    );
+    let warm = Cfg {
+        max_pending: Some(0),
+        min_idle: 1,
+        ..basic()
+    };
+    check(
+        false,
+        warm,
+        &[
+            lease(0, None),
+            RouteConfig {
+                key: 0,
+                limit: Some(2),
+                min_idle: None,
+                ratio_milli: None,
+            },
+            connected(0, 1),
+            lease(0, None),
+            lease(0, None),
         ],
     );
 }
