@@ -615,8 +615,9 @@ impl<'a> Harness<'a> {
         let (a, b) = (self.pool.counters(), m.counters());
         ensure!(a == b, "counters: core {a:?}\n  model {b:?}");
         ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
-        // §3.3 step 4: what each connect was made for (strict tags).
-        for &c in &self.connecting {
+        // §3.3 step 4: what each connect was made for (strict tags); `None`
+        // for a connection not connecting (open or gone).
+        for &c in &self.conns {
             let mc = self.mconn(c)?;
             let (a, b) = (self.pool.connect_tag(c), m.connect_tag(mc));
             ensure!(a == b, "connect_tag(#{mc}): core {a:?}, model {b:?}");
@@ -955,9 +956,12 @@ impl<'a> Harness<'a> {
                         "connected_as(#{mc}, {cap}, {tag:?}): core {got:?}, model {want:?}"
                     );
                 }
-                if got.is_ok() {
-                    self.connecting.retain(|&x| x != c);
-                    self.info.get_mut(&c).unwrap().tag = tag;
+                match got {
+                    Ok(()) => {
+                        self.connecting.retain(|&x| x != c);
+                        self.info.get_mut(&c).unwrap().tag = tag;
+                    }
+                    Err(e) => super::event(&format!("harness: connected_as -> {e:?}")),
                 }
             }
             Op::SetCapacity { idx, cap, any } => {
@@ -986,6 +990,9 @@ impl<'a> Harness<'a> {
                     got.is_err() || !self.connecting.contains(&c),
                     "set_capacity accepted for a connecting conn"
                 );
+                if let Err(e) = got {
+                    super::event(&format!("harness: set_capacity -> {e:?}"));
+                }
             }
             Op::SetMaxTotal { n } => {
                 let got = self.pool.set_max_total(n, now);
@@ -996,11 +1003,12 @@ impl<'a> Harness<'a> {
                         "set_max_total({n}): core {got:?}, model {want:?}"
                     );
                 }
-                if got.is_ok() {
-                    ensure!(
+                match got {
+                    Ok(()) => ensure!(
                         self.pool.stats().max_total == n,
                         "stats().max_total is not the new limit"
-                    );
+                    ),
+                    Err(e) => super::event(&format!("harness: set_max_total -> {e:?}")),
                 }
             }
             Op::SetMaxPerRoute { n } => {
@@ -1011,6 +1019,9 @@ impl<'a> Harness<'a> {
                         want == got,
                         "set_max_per_route({n}): core {got:?}, model {want:?}"
                     );
+                }
+                if let Err(e) = got {
+                    super::event(&format!("harness: set_max_per_route -> {e:?}"));
                 }
             }
             Op::RouteHealth { key, healthy } => {
@@ -1457,7 +1468,7 @@ pub fn run_case(
                 }
             }
             if let Err(e) = core {
-                event(&format!("harness: configuration refused: {e:?}"));
+                super::event(&format!("harness: configuration refused: {e:?}"));
                 return (0, Ok(()));
             }
             let model = with_model.then(|| Harness::model_for(&config, slots));
@@ -1477,17 +1488,13 @@ pub fn run_case(
     }
 }
 
-/// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from known,
-/// already-reported divergences so a run can look for new ones:
-/// `cf-timeout` (connect_failed with reason Timeout); for the rules of issue
-/// 10 while the core catches up: `ratio0` (ratio 0, §12), `never`
-/// (`Instant::MAX` deadlines and saturating timeouts, §2, `now-max`
-/// included), `now-max` (no input at `now == Instant::MAX`), `keep`
-/// (`min_idle`, §2), `mlpc` (`max_leases_per_conn`, §1), `idle-limit` (idle
-/// limits, §3.2). See also [`avoid_cfg`]. Read by [`run_case`] too:
-/// `earlier-pool` (no leases of a pool built earlier in the same storage,
-/// §5) and `unblock-no-demand` (the model gives every blocked route
-/// `try_create` in `unblock`, as the core does, §3.4).
+/// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from a rule,
+/// e.g. past an already-reported divergence, so a run can look for new ones:
+/// `cf-timeout` (connect_failed with reason Timeout), `ratio0` (ratio 0,
+/// §12), `never` (`Instant::MAX` deadlines, saturating timeouts and inputs at
+/// `now == Instant::MAX`, §2), `keep` (`min_idle`, §2), `mlpc`
+/// (`max_leases_per_conn`, §1), `idle-limit` (idle limits, §3.2). See also
+/// [`avoid_cfg`].
 pub fn avoid(op: Op, list: &str) -> Op {
     let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     match op {
