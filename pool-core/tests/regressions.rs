@@ -1259,3 +1259,39 @@ fn configurations_that_never_serve_or_jitter_too_much_are_refused() {
         ],
     );
 }
+
+/// CORE BUG (reported, failing). §7 `set_capacity`: "leases already out stay,
+/// even above `k` (the connection is then not available until `active <
+/// k`)". A connection of capacity 2 with two leases is lowered to 1; one
+/// lease is released: `active == 1 == k`, so it is still full (busy, not
+/// idle). The core then fails `check_invariants` (invariant 11, "lease count
+/// differs") and reports it idle (`stats().idle == 1` with its lease out);
+/// without the model and the invariant check, route 1's lease evicts it
+/// (`Close(c, Evicted)` with the lease still out). Expected after the
+/// release: nothing (the connection stays busy); after route 1's lease:
+/// route 1 blocked, no `Close`. Found by the model test (`WHARF_MODEL_AVOID=
+/// capacity-below-leases` steers past it).
+#[test]
+fn a_release_above_a_lowered_capacity_leaves_the_connection_busy() {
+    let cfg = Cfg {
+        max_total: 1,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            lease(0, None),
+            connected(0, 2),
+            // Granted at once: two leases on the connection.
+            lease(0, None),
+            SetCapacity {
+                idx: 0,
+                cap: 1,
+                any: false,
+            },
+            reuse(0),
+            lease(1, None),
+        ],
+    );
+}

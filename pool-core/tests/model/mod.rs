@@ -1428,6 +1428,9 @@ impl Model {
             if conn.guard {
                 event("model: a guard connection closes TotalLimit");
             }
+            if self.route(r).deleted {
+                event("model: a deleted route's connection closes TotalLimit (not Drained)");
+            }
             self.close(c, CloseReason::TotalLimit);
         } else if conn.active == 0 && self.yields(r) {
             event("model: a released connection yields to a blocked route");
@@ -1531,6 +1534,9 @@ impl Model {
             let span = life.as_micros() as u128 * p / 100;
             let extra = (z * span) >> 64;
             event("model: lifetime jitter drawn");
+            if now.saturating_add(life) == Instant::MAX {
+                event("model: lifetime jitter drawn for a lifetime that never ends");
+            }
             if extra > 0 {
                 event("model: lifetime jitter extends a lifetime");
             }
@@ -1765,6 +1771,13 @@ impl Model {
             .any(|x| x.ov.limit.is_none() && x.ov.min_idle.is_some_and(|m| m > n))
         {
             event("model: set_max_per_route refused by a route's min_idle override");
+            if self
+                .routes
+                .iter()
+                .all(|x| x.deleted || x.ov.limit.is_some() || x.ov.min_idle.is_none_or(|m| m <= n))
+            {
+                event("model: set_max_per_route refused by a deleted route's min_idle override");
+            }
             return Err(ConfigError::MinIdleTooLarge);
         }
         if self
