@@ -236,9 +236,9 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
 
     /// True while `conn`'s connect runs (the pool still wants it).
     pub fn is_connecting(&self, conn: wharf_core::ConnId) -> bool {
-        self.conns.get(conn.index()).is_some_and(|e| {
-            e.is(conn) && matches!(e.hold, crate::conns::Hold::Connecting)
-        })
+        self.conns
+            .get(conn.index())
+            .is_some_and(|e| e.is(conn) && matches!(e.hold, crate::conns::Hold::Connecting))
     }
 
     /// How many times a lease request may find the connection handed to it

@@ -48,8 +48,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
-mod conns;
 mod connect;
+mod conns;
 mod driver;
 mod io;
 mod lease;
@@ -58,8 +58,8 @@ mod table;
 mod tickets;
 mod timer;
 
-pub use conns::{ConnEntry, Handout};
 pub use connect::Unwanted;
+pub use conns::{ConnEntry, Handout};
 pub use driver::{Driver, Settings, Tables};
 pub use io::{Checked, Io};
 pub use lease::{Returned, StartError, Started};

@@ -48,13 +48,15 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
     fn validate(&mut self, conn: wharf_core::ConnId) {
         let now = self.core.now();
         let obj = match self.conns.get_mut(conn.index()) {
-            Some(e) if e.is(conn) => match core::mem::replace(&mut e.hold, crate::conns::Hold::Checking) {
-                crate::conns::Hold::Here(obj) => Some(obj),
-                other => {
-                    e.hold = other;
-                    None
+            Some(e) if e.is(conn) => {
+                match core::mem::replace(&mut e.hold, crate::conns::Hold::Checking) {
+                    crate::conns::Hold::Here(obj) => Some(obj),
+                    other => {
+                        e.hold = other;
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
         let Some(obj) = obj else {

@@ -57,7 +57,11 @@ impl<E, N: Default> Ticket<E, N> {
                 else {
                     return Some(Answered::Nothing);
                 };
-                Some(Answered::Failed(reason, error, core::mem::take(&mut self.note)))
+                Some(Answered::Failed(
+                    reason,
+                    error,
+                    core::mem::take(&mut self.note),
+                ))
             }
         }
     }
