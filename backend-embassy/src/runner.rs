@@ -130,13 +130,13 @@ async fn connect(shared: &Shared<'_>, j: usize, conn: ConnId, route: Route) {
     socket.set_timeout(opts.socket_timeout);
     match select(socket.connect(endpoint), abort_signal(shared, j, conn)).await {
         Either::First(Ok(())) => {
-            let mut inner = shared.inner.borrow_mut();
-            if !inner.io().wanted(j, conn) {
-                drop(inner);
+            let wanted = shared.inner.borrow().io().wanted(j, conn);
+            if !wanted {
                 close(socket, true, opts.close_timeout).await;
                 shared.inner.borrow_mut().io_mut().slot_freed(j);
                 return;
             }
+            let mut inner = shared.inner.borrow_mut();
             inner.io_mut().opened(j);
             // Refused when it timed out at this very instant: the driver
             // disposes of the socket (closed with a RST by this worker).

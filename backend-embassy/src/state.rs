@@ -103,10 +103,10 @@ impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: 
 /// # Safety
 /// `U` must be `T` with `'static` in place of `'d` (the same type but for a
 /// lifetime, hence the same layout).
-unsafe fn init_slice<'d, T, U, const N: usize>(
-    slots: &'d mut MaybeUninit<[U; N]>,
+unsafe fn init_slice<T, U, const N: usize>(
+    slots: &mut MaybeUninit<[U; N]>,
     mut value: impl FnMut() -> T,
-) -> &'d mut [T] {
+) -> &mut [T] {
     const { assert!(core::mem::size_of::<T>() == core::mem::size_of::<U>()) };
     let base = slots.as_mut_ptr().cast::<T>();
     for j in 0..N {
