@@ -120,8 +120,8 @@ async fn connect(shared: &Shared<'_>, j: usize, conn: ConnId, route: Route) {
     };
     let socket = shared.inner.borrow().io().socket(j);
     let Some(mut socket) = socket else {
-        // The slot's buffers are still lent (a socket an earlier pool over
-        // this state left open): this slot cannot connect.
+        // The slot's buffers are still lent (cannot happen: the slot's
+        // previous socket was dropped before the slot became free).
         warning!("slot {:?} has no free buffers", j);
         connect_failed(shared, j, conn, ConnectFailure::Local);
         return;

@@ -93,7 +93,11 @@ impl<'d> Io<Route> for Net<'d> {
 
     fn connect(&mut self, conn: ConnId, route: &Route) {
         debug!("connect {:?} to {:?}", conn, route);
-        if let Some(j) = self.slots.iter().position(|s| s.state == SlotState::Free) {
+        // A free slot's buffers are never still lent (its socket was dropped
+        // before it became free); checked anyway, as `Buffers` would refuse.
+        let free = (0..self.slots.len())
+            .find(|&j| self.slots[j].state == SlotState::Free && !self.bufs.is_lent(j));
+        if let Some(j) = free {
             self.assign(j, conn, *route);
         } else if let Some(p) = self.pending.iter_mut().find(|p| p.is_none()) {
             // Every socket slot is busy finishing a close: start when one frees.
@@ -166,6 +170,9 @@ impl<'d> Net<'d> {
     /// Slot `j`'s socket has been dropped: hand it to the oldest pending connect.
     pub(crate) fn slot_freed(&mut self, j: usize) {
         self.slots[j].state = SlotState::Free;
+        if self.bufs.is_lent(j) {
+            return;
+        }
         if let Some((conn, route)) = self.pending[0].take() {
             self.pending.rotate_left(1);
             self.assign(j, conn, route);

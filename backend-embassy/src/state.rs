@@ -32,15 +32,15 @@ use crate::sockets::{Net, Slot};
 /// `W` waiter slots (pending lease requests), `R` route slots.
 ///
 /// `Config::max_total` must be at most `N`; lease slots are `N` (one lease per
-/// connection: plain TCP streams). Put it in a `static`:
+/// connection: plain TCP streams). A pool borrows its state for good
+/// (`&'static mut`): put it in a `static` with
 /// `StaticCell<State<N, W, R, TX, RX>>` initialised with
-/// `init_with(State::new)` keeps it in `.bss` (a `ConstStaticCell` works too
-/// but puts all of it in `.data`, buffers included). Any place that outlives
-/// the stack borrow works; like embassy-net's `StackResources`, the sockets it
-/// holds are not dropped with it: they stay in the stack's socket set, so give
-/// a new pool a new stack too. A state can serve a new pool once the earlier
-/// pool's borrow has ended; a socket slot whose socket the earlier pool left
-/// open is never lent again (connects on it fail as `Local`).
+/// `init_with(State::new)`, which keeps it in `.bss` (a `ConstStaticCell`
+/// works too but puts all of it in `.data`, buffers included); on a host,
+/// `Box::leak` works too. The sockets it holds are never dropped with the
+/// pool: like embassy-net's own sockets they stay in the stack's socket set,
+/// pointing into the state's buffers, which is why the state is never
+/// borrowed again (nor freed) once a pool has used it.
 pub struct State<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize> {
     storage: Storage<Route, N, R, W, N>,
     tickets: [Ticket<(), ()>; W],
@@ -77,10 +77,9 @@ impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: 
     }
 }
 
-// SAFETY: a `State` that can be moved (not borrowed by a pool) holds plain
-// data, and in its `MaybeUninit` fields either nothing or the leftovers of a
-// pool whose borrow has ended, which are never read or dropped again (`new`
-// overwrites them). The `!Send` values (stack handle, sockets, wakers, the
+// SAFETY: a `State` that can be moved was never given to a pool (a pool
+// borrows it for 'static), so it holds plain data and uninitialised
+// `MaybeUninit` fields. The `!Send` values (stack handle, sockets, wakers, the
 // `Cell` flags) are only used through the `Pool`/`Runner`/`Lease` handles,
 // which are `!Send`. This lets the state live in a `static` (`StaticCell`
 // needs `Send`).
@@ -111,9 +110,9 @@ unsafe fn init_slice<T, U, const N: usize>(
     let base = slots.as_mut_ptr().cast::<T>();
     for j in 0..N {
         // SAFETY: `base` points to `N` slots' worth of memory, borrowed
-        // exclusively for 'd; `T` and `U` differ only in a lifetime (same
-        // layout). Whatever an earlier pool left there is overwritten, never
-        // dropped (its stack borrow has ended).
+        // exclusively for 'd (a state is given to one pool only, for
+        // 'static); `T` and `U` differ only in a lifetime (same layout). The
+        // memory was uninitialised: nothing is overwritten.
         unsafe { base.add(j).write(value()) };
     }
     // SAFETY: all `N` slots were just initialised, and are borrowed for 'd.
@@ -126,7 +125,7 @@ unsafe fn init_slice<T, U, const N: usize>(
 /// Fails if `config` is invalid for the state's sizes (e.g. `max_total > N`).
 pub fn new<'d, const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize>(
     stack: Stack<'d>,
-    state: &'d mut State<N, W, R, TX, RX>,
+    state: &'static mut State<N, W, R, TX, RX>,
     config: Config,
 ) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
     new_with_options(stack, state, config, Options::default())
@@ -142,7 +141,7 @@ pub fn new_with_options<
     const RX: usize,
 >(
     stack: Stack<'d>,
-    state: &'d mut State<N, W, R, TX, RX>,
+    state: &'static mut State<N, W, R, TX, RX>,
     config: Config,
     opts: Options,
 ) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
@@ -199,7 +198,7 @@ pub fn new_with_options<
 /// The socket buffers of the `N` slots, lent one slot at a time.
 pub(crate) struct Buffers<'d> {
     /// Base of `N` receive buffers of `rx_len` bytes each (and the same for
-    /// transmit), from `&'d mut [[u8; LEN]; N]`: used only here.
+    /// transmit), from `&'static mut [[u8; LEN]; N]`: used only here.
     rx: *mut u8,
     rx_len: usize,
     tx: *mut u8,
@@ -210,6 +209,11 @@ pub(crate) struct Buffers<'d> {
 }
 
 impl<'d> Buffers<'d> {
+    /// Slot `j`'s buffers belong to a live socket (or `j` is out of range).
+    pub(crate) fn is_lent(&self, j: usize) -> bool {
+        self.lent.get(j).is_none_or(Cell::get)
+    }
+
     /// A socket on slot `j`'s buffers, unless they are lent to a live
     /// socket already (or `j` is out of range).
     pub(crate) fn socket(&self, stack: Stack<'d>, j: usize) -> Option<PoolSocket<'d>> {
@@ -218,8 +222,8 @@ impl<'d> Buffers<'d> {
             return None;
         }
         flag.set(true);
-        // SAFETY: `rx`/`tx` come from `&'d mut [[u8; LEN]; N]` borrowed for 'd
-        // and used only here; slot `j < N`'s ranges are disjoint from every
+        // SAFETY: `rx`/`tx` come from `&'static mut [[u8; LEN]; N]`, never
+        // used again but here; slot `j < N`'s ranges are disjoint from every
         // other slot's; its flag was clear, so no live socket uses them, and
         // it stays set until the socket made here is gone (`BufGuard` is
         // dropped after the `TcpSocket`, whose drop removes the smoltcp

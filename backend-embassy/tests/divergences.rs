@@ -51,9 +51,10 @@ macro_rules! pool_test {
     ($cfg:expr, $opts:expr, |$pool:ident, $log:ident| $test:expr) => {{
         two_stacks!(5, |client, server_stack| {
             let $log = Log::default();
-            let mut state = TestState::new();
+            // A pool borrows its state for good (as firmware gives it a static).
+            let state: &'static mut TestState = Box::leak(Box::new(TestState::new()));
             let (pool, mut runner) =
-                wharf_embassy::new_with_options(client, &mut state, $cfg, $opts).unwrap();
+                wharf_embassy::new_with_options(client, state, $cfg, $opts).unwrap();
             let $pool: &Pool<'_> = &pool;
             let servers = join(
                 server(server_stack, 7000, Mode::Echo, &$log),
