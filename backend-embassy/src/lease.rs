@@ -4,10 +4,11 @@ use embassy_net::tcp::{TcpReader, TcpSocket, TcpWriter};
 use wharf_core::{Duration, Instant, Tag};
 use wharf_driver::{Handout, Returned};
 
+use crate::clock::now;
 use crate::route::Route;
-use crate::shared::{now, Inner, Shared};
 use crate::sockets::peer_gone;
 use crate::state::PoolSocket;
+use crate::state::{Inner, Shared};
 
 /// A leased connection: a TCP stream (embedded-io-async `Read`, `Write`,
 /// `ReadReady`, `WriteReady`).

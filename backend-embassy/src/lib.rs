@@ -64,6 +64,7 @@
 
 mod fmt;
 
+mod clock;
 mod error;
 mod lease;
 mod options;
@@ -71,18 +72,16 @@ mod pool;
 mod request;
 mod route;
 mod runner;
-mod shared;
 mod sockets;
 mod state;
 
 pub use error::Error;
 pub use lease::Lease;
 pub use options::{LeaseOptions, Options};
-pub use pool::{Cluster, Pool};
+pub use pool::{new, new_with_options, Cluster, Pool};
 pub use route::Route;
 pub use runner::Runner;
-pub use shared::CorePool;
-pub use state::{new, new_with_options, State};
+pub use state::{CorePool, State};
 
 pub use wharf_core::{
     Balancer, CancelPolicy, CloseReason, ClusterError, Config, ConfigError, ConnectFailure,

@@ -2,17 +2,23 @@
 
 use core::future::Future;
 
+use embassy_net::Stack;
+use wharf_core::{Config, ConfigError};
+
 use wharf_core::{
     ConnectFailure, Counters, DrainMode, Instant, PoolStats, RouteConfig, RouteError, RouteStats,
     Tag,
 };
 
+use crate::clock::now;
 use crate::error::Error;
 use crate::lease::Lease;
 use crate::options::LeaseOptions;
+use crate::options::Options;
 use crate::request::Request;
 use crate::route::Route;
-use crate::shared::{now, CorePool, Shared};
+use crate::runner::Runner;
+use crate::state::{CorePool, Shared, State};
 
 /// A cluster of up to `HOSTS` hosts (each a [`Route`]) with a
 /// [`Balancer`](crate::Balancer): the core's [`wharf_core::Cluster`], a plain
@@ -23,6 +29,36 @@ use crate::shared::{now, CorePool, Shared};
 /// `Cluster::set_predictive_ratio` directly: they do not touch the pool.
 pub type Cluster<const HOSTS: usize> = wharf_core::Cluster<Route, HOSTS>;
 
+/// Creates a pool over `stack` in `state` (borrowed for good: see
+/// [`State`]), with the core's `config` and default [`Options`].
+///
+/// Fails if `config` is invalid for the state's sizes (e.g. `max_total > N`).
+pub fn new<'d, const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize>(
+    stack: Stack<'d>,
+    state: &'static mut State<N, W, R, TX, RX>,
+    config: Config,
+) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
+    new_with_options(stack, state, config, Options::default())
+}
+
+/// [`new`] with socket and cancel [`Options`].
+pub fn new_with_options<
+    'd,
+    const N: usize,
+    const W: usize,
+    const R: usize,
+    const TX: usize,
+    const RX: usize,
+>(
+    stack: Stack<'d>,
+    state: &'static mut State<N, W, R, TX, RX>,
+    config: Config,
+    opts: Options,
+) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
+    let shared = state.init(stack, config, opts)?;
+    Ok((Pool::new(shared), Runner::new(shared)))
+}
+
 /// A handle to the pool: `Copy`, share it between the tasks of one executor.
 #[derive(Clone, Copy)]
 pub struct Pool<'d> {
@@ -30,7 +66,7 @@ pub struct Pool<'d> {
 }
 
 impl<'d> Pool<'d> {
-    pub(crate) fn new(shared: &'d Shared<'d>) -> Self {
+    fn new(shared: &'d Shared<'d>) -> Self {
         Pool { shared }
     }
 

@@ -6,9 +6,10 @@ use core::future::poll_fn;
 use wharf_core::{Instant, LeaseOutcome};
 use wharf_driver::{Answer, StartError, Started, TicketId};
 
+use crate::clock::now;
 use crate::error::Error;
 use crate::lease::Lease;
-use crate::shared::{now, CorePool, Shared};
+use crate::state::{CorePool, Shared};
 
 /// A lease request after its synchronous part (see [`Request::start`]).
 pub(crate) enum Request<'d> {

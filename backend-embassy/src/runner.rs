@@ -11,11 +11,12 @@ use embassy_net::IpEndpoint;
 use embassy_time::{with_timeout, Timer};
 use wharf_core::{ConnId, ConnectFailure};
 
+use crate::clock::{now, to_embassy};
 use crate::fmt::{debug, warning};
 use crate::route::Route;
-use crate::shared::{now, to_embassy, Shared};
 use crate::sockets::Job;
 use crate::state::PoolSocket;
+use crate::state::Shared;
 
 /// Drives the pool: timers, connects, closes. Spawn [`Runner::run`] on the
 /// executor that uses the pool.

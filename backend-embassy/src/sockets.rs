@@ -1,4 +1,5 @@
-//! The socket slots and the driver's I/O on embassy-net ([`Net`]).
+//! The socket slots at work: the driver's I/O on embassy-net (`Io` for
+//! [`Net`], whose data is in `state.rs`).
 //!
 //! `N` socket slots, each with its own buffers, run the connects and closes
 //! the driver asks for (each slot has a worker in the runner). A socket that
@@ -7,52 +8,12 @@
 
 use core::task::{Context, Poll, Waker};
 
-use embassy_net::Stack;
 use wharf_core::{CloseReason, ConnId, Validation};
 use wharf_driver::{Checked, Io};
 
 use crate::fmt::{debug, warning};
-use crate::options::Options;
 use crate::route::Route;
-use crate::state::{Buffers, PoolSocket};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub(crate) enum SlotState {
-    /// No socket; the buffers are free.
-    Free,
-    /// Opening a connection for `conn` (the worker owns the socket).
-    Connecting {
-        conn: ConnId,
-        route: Route,
-        started: bool,
-        abort: bool,
-    },
-    /// An open connection: its socket is in the driver's table or a lease.
-    Open,
-    /// Sending FIN/RST (the worker owns the socket once started).
-    Closing { rst: bool, started: bool },
-}
-
-pub(crate) struct Slot<'d> {
-    pub state: SlotState,
-    /// The socket to close, until the worker takes it.
-    pub closing: Option<PoolSocket<'d>>,
-    waker: Option<Waker>,
-}
-
-impl<'d> Slot<'d> {
-    pub const EMPTY: Slot<'d> = Slot {
-        state: SlotState::Free,
-        closing: None,
-        waker: None,
-    };
-    fn wake(&mut self) {
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-    }
-}
+use crate::state::{Net, PoolSocket, SlotState};
 
 pub(crate) fn set_waker(slot: &mut Option<Waker>, w: &Waker) {
     match slot {
@@ -75,15 +36,6 @@ pub(crate) fn peer_gone(s: &PoolSocket<'_>) -> bool {
 pub(crate) enum Job<'d> {
     Connect { conn: ConnId, route: Route },
     Close { socket: PoolSocket<'d>, rst: bool },
-}
-
-/// The driver's I/O: the stack, the socket slots and their buffers.
-pub(crate) struct Net<'d> {
-    pub stack: Stack<'d>,
-    pub opts: Options,
-    slots: &'d mut [Slot<'d>],
-    pending: &'d mut [Option<(ConnId, Route)>],
-    bufs: Buffers<'d>,
 }
 
 impl<'d> Io<Route> for Net<'d> {
@@ -135,22 +87,6 @@ impl<'d> Io<Route> for Net<'d> {
 }
 
 impl<'d> Net<'d> {
-    pub(crate) fn new(
-        stack: Stack<'d>,
-        opts: Options,
-        slots: &'d mut [Slot<'d>],
-        pending: &'d mut [Option<(ConnId, Route)>],
-        bufs: Buffers<'d>,
-    ) -> Self {
-        Net {
-            stack,
-            opts,
-            slots,
-            pending,
-            bufs,
-        }
-    }
-
     /// A socket on slot `j`'s buffers (the slot's worker, connecting).
     pub(crate) fn socket(&self, j: usize) -> Option<PoolSocket<'d>> {
         self.bufs.socket(self.stack, j)

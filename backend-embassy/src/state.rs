@@ -1,7 +1,10 @@
 //! The static state: everything the pool needs in one value the application
-//! provides, and the only `unsafe` code of the crate.
+//! provides (its layout: the core's storage, the driver's tables, the socket
+//! slots, the buffers, the shared part), and the only `unsafe` code of the
+//! crate. The lowest module of the crate: the behaviour of the socket slots
+//! is in `sockets.rs`, the public constructors in `pool.rs`.
 //!
-//! Three things need it, each explained where it is:
+//! Three things need `unsafe`, each explained where it is:
 //! - `State` holds values that borrow the stack (sockets, the driver) in
 //!   `MaybeUninit` fields typed with `'static`, so the state itself has no
 //!   lifetime and no drop glue (it can live in a `static`, like embassy-net's
@@ -14,6 +17,7 @@
 use core::cell::{Cell, RefCell};
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
+use core::task::Waker;
 
 use embassy_net::tcp::TcpSocket;
 use embassy_net::Stack;
@@ -21,11 +25,67 @@ use wharf_core::{Config, ConfigError, ConnId, Storage};
 use wharf_driver::{ConnEntry, Driver, Settings, Tables, Ticket};
 
 use crate::options::Options;
-use crate::pool::Pool;
 use crate::route::Route;
-use crate::runner::Runner;
-use crate::shared::Shared;
-use crate::sockets::{Net, Slot};
+
+/// The core pool type this backend drives, keyed by [`Route`].
+pub type CorePool<'d> = wharf_core::Pool<'d, Route>;
+
+/// The driver, with the embassy-net sockets as its I/O.
+pub(crate) type Inner<'d> = Driver<'d, Route, Net<'d>>;
+
+/// What the pool handle, the leases and the runner share (single-threaded:
+/// the stack is `!Send`, so a `RefCell` is the lock, never held across an
+/// `.await`).
+pub(crate) struct Shared<'d> {
+    pub inner: RefCell<Inner<'d>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(crate) enum SlotState {
+    /// No socket; the buffers are free.
+    Free,
+    /// Opening a connection for `conn` (the worker owns the socket).
+    Connecting {
+        conn: ConnId,
+        route: Route,
+        started: bool,
+        abort: bool,
+    },
+    /// An open connection: its socket is in the driver's table or a lease.
+    Open,
+    /// Sending FIN/RST (the worker owns the socket once started).
+    Closing { rst: bool, started: bool },
+}
+
+pub(crate) struct Slot<'d> {
+    pub state: SlotState,
+    /// The socket to close, until the worker takes it.
+    pub closing: Option<PoolSocket<'d>>,
+    pub waker: Option<Waker>,
+}
+
+impl<'d> Slot<'d> {
+    pub const EMPTY: Slot<'d> = Slot {
+        state: SlotState::Free,
+        closing: None,
+        waker: None,
+    };
+    pub(crate) fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The driver's I/O: the stack, the socket slots and their buffers.
+pub(crate) struct Net<'d> {
+    pub stack: Stack<'d>,
+    pub opts: Options,
+    pub slots: &'d mut [Slot<'d>],
+    pub pending: &'d mut [Option<(ConnId, Route)>],
+    pub bufs: Buffers<'d>,
+}
 
 /// Everything a pool needs, sized by const generics: `N` connection slots
 /// (sockets, each with a `RX`-byte receive and `TX`-byte transmit buffer),
@@ -119,80 +179,71 @@ unsafe fn init_slice<T, U, const N: usize>(
     unsafe { core::slice::from_raw_parts_mut(base, N) }
 }
 
-/// Creates a pool over `stack` in `state`, with the core's `config` and
-/// default [`Options`].
-///
-/// Fails if `config` is invalid for the state's sizes (e.g. `max_total > N`).
-pub fn new<'d, const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize>(
-    stack: Stack<'d>,
-    state: &'static mut State<N, W, R, TX, RX>,
-    config: Config,
-) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
-    new_with_options(stack, state, config, Options::default())
-}
-
-/// [`new`] with socket and cancel [`Options`].
-pub fn new_with_options<
-    'd,
-    const N: usize,
-    const W: usize,
-    const R: usize,
-    const TX: usize,
-    const RX: usize,
->(
-    stack: Stack<'d>,
-    state: &'static mut State<N, W, R, TX, RX>,
-    config: Config,
-    opts: Options,
-) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
-    if N > u16::MAX as usize || W > u16::MAX as usize {
-        return Err(ConfigError::BadStorage);
-    }
-    let State {
-        storage,
-        tickets,
-        by_core,
-        pending,
-        lent,
-        rx,
-        tx,
-        conns,
-        slots,
-        shared,
-    } = state;
-    let core = wharf_core::Pool::new(storage, config)?;
-    pending.fill(None);
-    // SAFETY: the tables are `ConnEntry<PoolSocket<'static>>` and
-    // `Slot<'static>`, written as the same types for 'd.
-    let conns: &'d mut [ConnEntry<PoolSocket<'d>>] =
-        unsafe { init_slice(conns, || ConnEntry::EMPTY) };
-    // SAFETY: as above.
-    let slots: &'d mut [Slot<'d>] = unsafe { init_slice(slots, || Slot::EMPTY) };
-    let buffers = Buffers {
-        rx: rx.as_mut_ptr().cast::<u8>(),
-        rx_len: RX,
-        tx: tx.as_mut_ptr().cast::<u8>(),
-        tx_len: TX,
-        lent,
-        _borrow: PhantomData,
-    };
-    let net = Net::new(stack, opts, slots, pending, buffers);
-    let settings = Settings {
-        cancel_policy: opts.cancel_policy,
-    };
-    let driver = Driver::new(core, Tables::new(conns, tickets, by_core), net, settings);
-    let shared: &'d Shared<'d> = {
-        let p = shared.as_mut_ptr().cast::<Shared<'d>>();
-        // SAFETY: as for the slots: exclusive for 'd, same layout (only a
-        // lifetime differs), never dropped.
-        unsafe {
-            p.write(Shared {
-                inner: RefCell::new(driver),
-            });
-            &*p
+impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize>
+    State<N, W, R, TX, RX>
+{
+    /// Builds the pool's shared part in the state (see `wharf_embassy::new`).
+    pub(crate) fn init<'d>(
+        &'static mut self,
+        stack: Stack<'d>,
+        config: Config,
+        opts: Options,
+    ) -> Result<&'d Shared<'d>, ConfigError> {
+        if N > u16::MAX as usize || W > u16::MAX as usize {
+            return Err(ConfigError::BadStorage);
         }
-    };
-    Ok((Pool::new(shared), Runner::new(shared)))
+        let State {
+            storage,
+            tickets,
+            by_core,
+            pending,
+            lent,
+            rx,
+            tx,
+            conns,
+            slots,
+            shared,
+        } = self;
+        let core = wharf_core::Pool::new(storage, config)?;
+        pending.fill(None);
+        // SAFETY: the tables are `ConnEntry<PoolSocket<'static>>` and
+        // `Slot<'static>`, written as the same types for 'd.
+        let conns: &'d mut [ConnEntry<PoolSocket<'d>>] =
+            unsafe { init_slice(conns, || ConnEntry::EMPTY) };
+        // SAFETY: as above.
+        let slots: &'d mut [Slot<'d>] = unsafe { init_slice(slots, || Slot::EMPTY) };
+        let buffers = Buffers {
+            rx: rx.as_mut_ptr().cast::<u8>(),
+            rx_len: RX,
+            tx: tx.as_mut_ptr().cast::<u8>(),
+            tx_len: TX,
+            lent,
+            _borrow: PhantomData,
+        };
+        let net = Net {
+            stack,
+            opts,
+            slots,
+            pending,
+            bufs: buffers,
+        };
+        let settings = Settings {
+            cancel_policy: opts.cancel_policy,
+        };
+        let driver = Driver::new(core, Tables::new(conns, tickets, by_core), net, settings);
+        let shared: &'d Shared<'d> = {
+            let p = shared.as_mut_ptr().cast::<Shared<'d>>();
+            // SAFETY: as for the slots: exclusive for 'd, same layout (only a
+            // lifetime differs), never dropped.
+            unsafe {
+                p.write(Shared {
+                    inner: RefCell::new(driver),
+                });
+                &*p
+            }
+        };
+        Ok(shared)
+    }
 }
 
 /// The socket buffers of the `N` slots, lent one slot at a time.

@@ -1,25 +1,6 @@
-//! The pool's shared state (the driver behind a `RefCell`) and the clock.
-
-use core::cell::RefCell;
+//! The clock: embassy-time's, as the core's `Instant`.
 
 use wharf_core::Instant;
-use wharf_driver::Driver;
-
-use crate::route::Route;
-use crate::sockets::Net;
-
-/// The driver, with the embassy-net sockets as its I/O.
-pub(crate) type Inner<'d> = Driver<'d, Route, Net<'d>>;
-
-/// The core pool type this backend drives, keyed by [`Route`].
-pub type CorePool<'d> = wharf_core::Pool<'d, Route>;
-
-/// What the pool handle, the leases and the runner share (single-threaded:
-/// the stack is `!Send`, so a `RefCell` is the lock, never held across an
-/// `.await`).
-pub(crate) struct Shared<'d> {
-    pub inner: RefCell<Inner<'d>>,
-}
 
 /// The core's clock: embassy-time's, in microseconds.
 pub(crate) fn now() -> Instant {
