@@ -9,11 +9,11 @@ pub struct LeaseOptions {
     /// State to match (see [`Tag`]): prefer a connection with this tag, else an
     /// untagged one.
     pub tag: Option<Tag>,
-    /// Give up with [`Error::Timeout`] after this long.
+    /// Give up with [`Error::Timeout`](crate::Error::Timeout) after this long.
     pub timeout: Option<Duration>,
 }
 
-/// Socket settings of the backend (the pool's behaviour is in [`Config`]).
+/// Socket settings of the backend (the pool's behaviour is in [`Config`](crate::Config)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Options {

@@ -125,7 +125,7 @@ impl<'d> Pool<'d> {
     /// route lease does; it is cancel-safe: dropping it, polled or not,
     /// withdraws the request (or gives back a connection already granted).
     ///
-    /// Errors: [`Error::Cluster`]`(`[`ClusterError::NoHosts`]`)` for an empty
+    /// Errors: [`Error::Cluster`]`(`[`ClusterError::NoHosts`](crate::ClusterError::NoHosts)`)` for an empty
     /// cluster, [`Error::Overflow`] when no answer ticket is free (the cluster
     /// is then left untouched), else what a route lease on the picked host
     /// returns. A granted connection found closed by the peer is closed and
@@ -167,7 +167,7 @@ impl<'d> Pool<'d> {
     /// [`Error::Draining`], and the route is freed once empty. Later cluster
     /// leases go to the other hosts.
     ///
-    /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`]`)` if it is not in
+    /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost)`)` if it is not in
     /// the cluster.
     pub fn remove_host<const HOSTS: usize>(
         &self,
@@ -185,7 +185,7 @@ impl<'d> Pool<'d> {
     /// warm-up). The mark is also set on the route in the pool (the core's
     /// `set_route_health`), so route leases see it too.
     ///
-    /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`]`)` if it is not in
+    /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost)`)` if it is not in
     /// the cluster; [`Error::RouteTableFull`] if the route had to be created
     /// to hold the mark and no route slot is free.
     pub fn set_host_health<const HOSTS: usize>(

@@ -24,9 +24,9 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// names the cluster in errors.
     ///
     /// Nothing is added if a host is listed twice ([`Error::Cluster`] with
-    /// [`ClusterError::Duplicate`]), there are too many hosts
-    /// ([`ClusterError::Full`]) or the ratio is refused
-    /// ([`Error::Config`]`(`[`ConfigError::Cluster`]`)`).
+    /// [`ClusterError::Duplicate`](crate::ClusterError::Duplicate)), there are too many hosts
+    /// ([`ClusterError::Full`](crate::ClusterError::Full)) or the ratio is refused
+    /// ([`Error::Config`]`(`[`ConfigError::Cluster`](crate::ConfigError::Cluster)`)`).
     pub fn add_cluster(
         &self,
         name: impl Into<String>,
@@ -96,8 +96,8 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
 
     /// Adds a host to a cluster (healthy). Its route is created on first use.
     ///
-    /// [`Error::Cluster`] with [`ClusterError::Duplicate`] if it is already
-    /// there, [`ClusterError::Full`] beyond [`MAX_CLUSTER_HOSTS`].
+    /// [`Error::Cluster`] with [`ClusterError::Duplicate`](crate::ClusterError::Duplicate) if it is already
+    /// there, [`ClusterError::Full`](crate::ClusterError::Full) beyond [`MAX_CLUSTER_HOSTS`].
     pub fn add_host(&self, cluster: ClusterHandle, host: K) -> Result<(), Error> {
         self.with_cluster(|inner, shared, _| {
             let entry = cluster.entry(&mut inner.clusters)?;
@@ -113,7 +113,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// connection left), and the route is freed once empty. Later cluster
     /// leases go to the other hosts.
     ///
-    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`] if it is not in
+    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost) if it is not in
     /// the cluster.
     pub fn remove_host(&self, cluster: ClusterHandle, host: &K) -> Result<(), Error> {
         self.with_cluster(|inner, shared, now| {
@@ -130,7 +130,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// `set_route_health`): an unhealthy route connects only for demand (no
     /// preconnect, no warm-up), for route leases as well.
     ///
-    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`] if it is not in
+    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost) if it is not in
     /// the cluster; [`Error::RouteTableFull`] if the route had to be created
     /// to hold the mark and no route slot is free.
     pub fn set_host_health(
@@ -195,7 +195,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// passes or its connect fails. Cancel-safe like [`Pool::lease`].
     ///
     /// Errors: [`Error::UnknownCluster`], [`Error::Cluster`] with
-    /// [`ClusterError::NoHosts`] for a cluster with no host, else what a
+    /// [`ClusterError::NoHosts`](crate::ClusterError::NoHosts) for a cluster with no host, else what a
     /// route lease on the picked host returns. A lease refused at once
     /// ([`Error::Overflow`], [`Error::Draining`], ...) names the cluster
     /// (`cluster <name>`) as its route, the core not saying which host it
