@@ -196,14 +196,21 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
 
     /// A connection was handed out (the lock is released): checks it, and
     /// either completes or arranges to ask again.
+    #[inline]
     fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Option<Result<Lease<K, C>, Error>> {
-        let shared = self.shared;
-        if !shared.connector.is_broken(&mut h.conn) {
+        if !self.shared.connector.is_broken(&mut h.conn) {
             self.state = State::Done;
-            return Some(Ok(Lease::new(shared, h)));
+            return Some(Ok(Lease::new(self.shared, h)));
         }
-        // Closed by the peer while idle, no validation due: close it and ask
-        // again (on the same host, for a cluster lease).
+        self.dead(h)
+    }
+
+    /// Closed by the peer while idle, no validation due: close it and ask
+    /// again (on the same host, for a cluster lease).
+    #[cold]
+    #[inline(never)]
+    fn dead(&mut self, h: Handout<C::Conn>) -> Option<Result<Lease<K, C>, Error>> {
+        let shared = self.shared;
         trace::dead_at_handout(h.lease.conn());
         let mut g = shared.lock();
         let now = shared.now();
