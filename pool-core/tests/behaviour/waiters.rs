@@ -413,6 +413,10 @@ fn a_cancelled_unpolled_grant_is_undone_and_keeps_the_keep_alive() {
     assert_eq!(p.stats().idle, 1);
     let c = l1.conn();
     assert_eq!(tick(&mut p, t(109)), vec![]);
-    assert_eq!(tick(&mut p, t(110)), vec![close(c, CloseReason::Expired)]);
+    let ra = p.route_id(&A).unwrap();
+    assert_eq!(
+        tick(&mut p, t(110)),
+        vec![close(c, CloseReason::Expired), route_idle(ra, A)]
+    );
     ok(&p);
 }
