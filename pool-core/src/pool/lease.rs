@@ -2,7 +2,7 @@
 
 use core::hash::Hash;
 
-use super::{Cancelled, LeaseOutcome, Pool, Release};
+use super::{Cancelled, LeaseOutcome, Pool};
 use crate::config::CancelPolicy;
 use crate::error::{CancelError, LeaseError};
 use crate::handle::{Tag, WaiterId};
@@ -129,14 +129,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             (WaiterState::Granted, Some(lease)) => {
                 self.act_remove(Self::waiter_entity(w));
                 self.free_waiter_slot(w);
-                let tag = self.conns[lease.conn.index()].tag;
-                self.release_slot(
-                    lease.id.index,
-                    Release::Reuse {
-                        keep_alive: None,
-                        tag,
-                    },
-                );
+                // Undone: the connection is as it was before the grant.
+                self.release_slot(lease.id.index, None);
                 Cancelled::Grant(lease)
             }
             _ => {

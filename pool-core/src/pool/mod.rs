@@ -52,8 +52,9 @@ pub enum LeaseOutcome {
 pub enum Cancelled {
     /// The request was still waiting (queued, or bound to a validation).
     Waiting,
-    /// The request had been granted this lease, not yet polled: the lease went
-    /// back to the pool as `Reuse` with the connection's tag (§7).
+    /// The request had been granted this lease, not yet polled: the grant was
+    /// undone, the connection is back as it was (tag, idle time and
+    /// keep-alive expiry kept, §7).
     Grant(Lease),
     /// The request had failed for this reason, not yet polled.
     Failure(crate::action::FailReason),
@@ -305,6 +306,17 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
     /// May be earlier than strictly needed (timers are re-armed lazily).
     pub fn poll_timeout(&self) -> Option<Instant> {
         Some(self.next_due()).filter(|&t| t != Instant::MAX)
+    }
+
+    /// The slot counts of the pool's storage (what a backend sizes its own
+    /// per-slot tables by).
+    pub fn capacity(&self) -> crate::storage::Capacity {
+        crate::storage::Capacity {
+            conns: self.conns.len(),
+            routes: self.routes.len(),
+            waiters: self.waiters.len(),
+            leases: self.leases.len(),
+        }
     }
 
     /// Pool-wide gauges.

@@ -46,13 +46,15 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Every release the warm path does not take (§5).
     #[inline(never)]
     fn release_slow(&mut self, l: u32, how: Release) {
-        let r = self.release_slot(l, how);
+        let r = self.release_slot(l, Some(how));
         self.settle(r);
     }
 
-    /// Frees lease slot `l` and files its connection; returns the route.
+    /// Frees lease slot `l` and files its connection as `how` says (`None`:
+    /// the grant is undone, the connection keeps its tag, `updated` and
+    /// expiry, §7 `cancel`); returns the route.
     #[inline]
-    pub(crate) fn release_slot(&mut self, l: u32, how: Release) -> u32 {
+    pub(crate) fn release_slot(&mut self, l: u32, how: Option<Release>) -> u32 {
         let ls = &mut self.leases[l as usize];
         let c = ls.conn;
         ls.conn = NIL;
@@ -73,8 +75,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
         let now = self.now;
         match how {
-            Release::Discard => self.start_draining(c, CloseReason::Discarded),
-            Release::Reuse { keep_alive, tag } => {
+            None => {}
+            Some(Release::Discard) => self.start_draining(c, CloseReason::Discarded),
+            Some(Release::Reuse { keep_alive, tag }) => {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
                 cs.kept = false;

@@ -385,3 +385,38 @@ fn cancel_says_what_it_withdrew() {
     let rb = p.route_id(&B).unwrap();
     assert_eq!(acts(&mut p), vec![route_idle(rb, B)]);
 }
+
+#[test]
+fn a_cancelled_unpolled_grant_is_undone_and_keeps_the_keep_alive() {
+    // The grant never reached its requester: the connection is back as the
+    // release left it, so the keep-alive the server announced still counts.
+    // Before, the undo released it as `Reuse { keep_alive: None }`, which
+    // dropped the keep-alive and kept a connection the server would close.
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let l1 = open(&mut p, A, t(0));
+    let w = queued(p.lease(&A, None, t(1), None));
+    quiet(&mut p);
+    p.release(l1, keep_alive(ms(100)), t(10)).unwrap();
+    // The release granted it to `w`; `w` goes away before polling it.
+    assert!(matches!(
+        p.cancel(w, CancelPolicy::Default, t(11)),
+        Ok(Cancelled::Grant(_))
+    ));
+    quiet(&mut p);
+    assert_eq!(p.stats().idle, 1);
+    let c = l1.conn();
+    assert_eq!(tick(&mut p, t(109)), vec![]);
+    let ra = p.route_id(&A).unwrap();
+    assert_eq!(
+        tick(&mut p, t(110)),
+        vec![close(c, CloseReason::Expired), route_idle(ra, A)]
+    );
+    ok(&p);
+}
