@@ -170,6 +170,18 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// One operation, or now and then a cancel right after an input whose
+/// actions were left partly unpolled (`Partial`): the window in which a
+/// cancel withdraws an unpolled answer (§7: the grant undone, the failure
+/// withdrawn).
+fn step_strategy() -> impl Strategy<Value = Vec<Op>> {
+    prop_oneof![
+        50 => op_strategy().prop_map(|op| vec![op]),
+        1 => (0..2u8, op_strategy(), 0..64usize, any::<bool>())
+            .prop_map(|(n, op, idx, excess)| vec![Op::Partial { n }, op, Op::Cancel { idx, excess }]),
+    ]
+}
+
 /// Operations per sequence. Under Miri (about 0.7 s per operation with all
 /// the comparisons) one short sequence is run: Miri is there to check the
 /// core's paths for undefined behaviour, the release run for divergences.
@@ -183,8 +195,10 @@ fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
         (
             Just(big),
             cfg_strategy(big).prop_map(move |cfg| avoid_cfg(cfg, &cfg_list)),
-            prop::collection::vec(op_strategy(), LEN).prop_map(move |ops| {
-                ops.into_iter()
+            prop::collection::vec(step_strategy(), LEN).prop_map(move |steps| {
+                steps
+                    .into_iter()
+                    .flatten()
                     .map(|op| avoid(op, &list))
                     .collect::<Vec<_>>()
             }),

@@ -1260,7 +1260,8 @@ fn configurations_that_never_serve_or_jitter_too_much_are_refused() {
     );
 }
 
-/// CORE BUG (reported, failing). §7 `set_capacity`: "leases already out stay,
+/// CORE BUG (found by the model test; fixed by 460330f). §7 `set_capacity`:
+/// "leases already out stay,
 /// even above `k` (the connection is then not available until `active <
 /// k`)". A connection of capacity 2 with two leases is lowered to 1; one
 /// lease is released: `active == 1 == k`, so it is still full (busy, not
@@ -1269,8 +1270,7 @@ fn configurations_that_never_serve_or_jitter_too_much_are_refused() {
 /// without the model and the invariant check, route 1's lease evicts it
 /// (`Close(c, Evicted)` with the lease still out). Expected after the
 /// release: nothing (the connection stays busy); after route 1's lease:
-/// route 1 blocked, no `Close`. Found by the model test (`WHARF_MODEL_AVOID=
-/// capacity-below-leases` steers past it).
+/// route 1 blocked, no `Close`.
 #[test]
 fn a_release_above_a_lowered_capacity_leaves_the_connection_busy() {
     let cfg = Cfg {
@@ -1292,6 +1292,40 @@ fn a_release_above_a_lowered_capacity_leaves_the_connection_busy() {
             },
             reuse(0),
             lease(1, None),
+        ],
+    );
+}
+
+/// §7 `cancel` (2419fde): an unpolled grant is undone, "keeping the
+/// connection's tag, `updated` and `expiry` as they were". Route 0's
+/// connection is released with a keep-alive of 500 ms, which grants it to the
+/// queued waiter; that `Granted` is left unpolled and the waiter cancels: the
+/// connection is idle again with the keep-alive expiry of the release (the
+/// tag 1 it was released with kept too), so it closes `Expired` 500 ms later
+/// (as a plain `Reuse` it would have no expiry).
+#[test]
+fn an_undone_grant_keeps_the_keep_alive_expiry() {
+    check(
+        false,
+        basic(),
+        &[
+            lease(0, Some(1)),
+            connected(0, 1),
+            lease(0, Some(1)),
+            Partial { n: 0 },
+            Release {
+                idx: 0,
+                how: RelHow::Reuse {
+                    keep_alive_ms: Some(500),
+                    tag: Some(1),
+                },
+            },
+            Cancel {
+                idx: 1,
+                excess: false,
+            },
+            Advance { ms: 499 },
+            Advance { ms: 1 },
         ],
     );
 }

@@ -1492,6 +1492,12 @@ pub fn run_case(
                 earlier = Harness::leases_of(&mut p, start);
             }
             let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
+            let c = pool.capacity();
+            if (c.conns, c.routes, c.waiters, c.leases)
+                != (slots.conns, slots.routes, slots.waiters, slots.leases)
+            {
+                return (0, Err(format!("Pool::capacity {c:?}, storage {slots:?}")));
+            }
             run_sequence_with(pool, &config, model, ops, trace, earlier, other)
         }};
     }

@@ -1405,6 +1405,31 @@ impl Model {
         Ok(())
     }
 
+    /// §7 `cancel` of an unpolled grant: "the grant undone: the lease is
+    /// released keeping the connection's tag, `updated` and `expiry` as they
+    /// were (§5 steps 1 and 3 without step 2's changes ...)", then the route
+    /// settles (§3.1). The kept mark (§2) stays too: `updated` is not set.
+    fn undo_grant(&mut self, lease: Lid, now: Instant) {
+        let c = self
+            .leases
+            .remove(&lease)
+            .expect("model: an unpolled grant's lease");
+        self.conn_mut(c).active -= 1;
+        event("model: cancel undoes an unpolled grant");
+        let conn = self.conn(c);
+        if conn.expiry.is_some_and(|e| e <= now) {
+            event("model: an undone grant finds its connection's expiry passed");
+        } else if conn.expiry != conn.validity {
+            event("model: an undone grant keeps an earlier keep-alive expiry");
+        }
+        if conn.kept {
+            event("model: an undone grant keeps the kept mark");
+        }
+        let r = conn.route;
+        self.after_release(c, now);
+        self.settle(r);
+    }
+
     /// §5 step 3.
     fn after_release(&mut self, c: Cid, now: Instant) {
         let conn = self.conn(c).clone();
@@ -1887,15 +1912,7 @@ impl Model {
             self.counters.cancels += 1;
             return Ok(match a {
                 MAction::Granted { lease, conn, .. } => {
-                    let tag = self.conn(conn).tag;
-                    let _ = self.release_inner(
-                        lease,
-                        Release::Reuse {
-                            keep_alive: None,
-                            tag,
-                        },
-                        now,
-                    );
+                    self.undo_grant(lease, now);
                     MCancelled::Grant { lease, conn }
                 }
                 MAction::Failed { reason, .. } => {
