@@ -1261,13 +1261,13 @@ fn configurations_that_never_serve_or_jitter_too_much_are_refused() {
 }
 
 /// CORE BUG (found by the model test; fixed by 460330f). §7 `set_capacity`:
-/// "leases already out stay,
-/// even above `k` (the connection is then not available until `active <
-/// k`)". A connection of capacity 2 with two leases is lowered to 1; one
-/// lease is released: `active == 1 == k`, so it is still full (busy, not
-/// idle). The core then fails `check_invariants` (invariant 11, "lease count
-/// differs") and reports it idle (`stats().idle == 1` with its lease out);
-/// without the model and the invariant check, route 1's lease evicts it
+/// "leases already out stay, even above `k` (the connection is then not
+/// available until `active < k`)". A connection of capacity 2 with two
+/// leases is lowered to 1; one lease is released: `active == 1 == k`, so it
+/// is still full (busy, not idle). The core failed `check_invariants`
+/// (invariant 11, "lease count differs") and reported it idle
+/// (`stats().idle == 1` with its lease out);
+/// without the model and the invariant check, route 1's lease evicted it
 /// (`Close(c, Evicted)` with the lease still out). Expected after the
 /// release: nothing (the connection stays busy); after route 1's lease:
 /// route 1 blocked, no `Close`.
