@@ -275,6 +275,10 @@ pub struct Harness<'a> {
     /// below the leases the harness holds on the connection (and is skipped
     /// while grants may be unpolled).
     avoid_capacity_below_leases: bool,
+    /// `WHARF_MODEL_AVOID=undo-late`: time does not pass while answers are
+    /// unpolled (a `Partial` before `Advance`/`AdvanceToTimer` is ignored), so
+    /// no grant is undone after its connection's idle timeout passed.
+    avoid_undo_late: bool,
 }
 
 /// A divergence or a violated check, with a description.
@@ -319,6 +323,8 @@ impl<'a> Harness<'a> {
             other: None,
             avoid_capacity_below_leases: std::env::var("WHARF_MODEL_AVOID")
                 .is_ok_and(|l| l.split(',').any(|x| x.trim() == "capacity-below-leases")),
+            avoid_undo_late: std::env::var("WHARF_MODEL_AVOID")
+                .is_ok_and(|l| l.split(',').any(|x| x.trim() == "undo-late")),
         }
     }
 
@@ -657,6 +663,9 @@ impl<'a> Harness<'a> {
             return Ok(());
         }
         self.poll_limit = self.next_limit.take();
+        if self.avoid_undo_late && matches!(op, Op::Advance { .. } | Op::AdvanceToTimer) {
+            self.poll_limit = None;
+        }
         self.apply(op)?;
         self.drain_actions()?;
         self.poll_limit = None;
@@ -1515,7 +1524,9 @@ pub fn run_case(
 /// `now == Instant::MAX`, §2), `keep` (`min_idle`, §2), `mlpc`
 /// (`max_leases_per_conn`, §1), `idle-limit` (idle limits, §3.2). See also
 /// [`avoid_cfg`]. Read by the harness: `capacity-below-leases` (no
-/// `set_capacity` below the leases out, §7; a reported core bug).
+/// `set_capacity` below the leases out, §7; a core bug fixed by 460330f),
+/// `undo-late` (no time passes while answers are unpolled, §7 cancel; a
+/// reported core divergence).
 pub fn avoid(op: Op, list: &str) -> Op {
     let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     match op {
