@@ -676,6 +676,23 @@ impl Model {
                 .iter()
                 .map(|c| self.conn(*c).intent)
                 .collect();
+            // Reading: a connecting preconnect or warm-up connection "is for"
+            // `None` ("other connects are for `None`"), so it covers an
+            // untagged waiter.
+            if self
+                .route(r)
+                .queue
+                .iter()
+                .any(|w| self.waiters[w].tag.is_none())
+                && self
+                    .route(r)
+                    .queue
+                    .iter()
+                    .any(|w| self.waiters[w].tag.is_some())
+                && covered.contains(&None)
+            {
+                event("model: strict connect: a connect for None covers the untagged waiters");
+            }
             let tags: Vec<Option<Tag>> = self
                 .route(r)
                 .queue
