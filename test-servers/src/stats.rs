@@ -101,7 +101,8 @@ pub struct ConnInfo {
     pub late_requests: u64,
     /// The server closed with RST (SO_LINGER 0) instead of FIN.
     pub reset_by_server: bool,
-    /// Why it ended (`None` while open).
+    /// Why it ended, or why the server decided to end it (set at the decision, so also while
+    /// the connection lingers or finishes its streams); `None` while open for no such reason.
     pub close: Option<CloseReason>,
     /// The raw TCP server's fault drawn for this connection.
     pub fault: Option<Fault>,
@@ -276,10 +277,14 @@ impl Recorder {
         f(&s.conns[(id - 1) as usize])
     }
 
-    /// Records the decision to close (first one wins).
-    pub(crate) fn decide_close(&self, id: u64) {
+    /// Records the decision to close and its reason (the first decision wins), visible while
+    /// the connection is still open (lingering, or finishing its streams).
+    pub(crate) fn decide_close(&self, id: u64, reason: CloseReason) {
         self.update(id, |c| {
-            c.close_decided_at.get_or_insert_with(Instant::now);
+            if c.close_decided_at.is_none() {
+                c.close_decided_at = Some(Instant::now());
+                c.close.get_or_insert(reason);
+            }
         });
     }
 

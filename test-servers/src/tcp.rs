@@ -47,8 +47,10 @@ pub enum Fault {
     ResetAfter(u64),
     /// Reset this long after accept, whatever is going on.
     ResetAfterTime(Duration),
-    /// Accept, then reset at once (the client's connect succeeds; its first read or write
-    /// fails with `ECONNRESET`/`EPIPE`, or its read sees EOF if the RST raced its write).
+    /// Accept, then reset at once. The client's connect succeeds in the kernel, but the RST
+    /// may arrive before the client checks the result: tokio's `TcpStream::connect` then
+    /// returns `ECONNRESET` itself; otherwise the first read fails with `ECONNRESET` (a write
+    /// may still succeed, or fail with `EPIPE`/`ECONNRESET`).
     ResetOnAccept,
     /// Accept, then close (FIN) at once.
     CloseOnAccept,
@@ -179,6 +181,7 @@ impl TcpFaultServerBuilder {
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let backlog = self.backlog;
+        let shared_handle = shared.clone();
         let running = Running::spawn(rec.clone(), move |stop| {
             accept_loop(listener, addr, backlog, shared.clone(), cmd_rx, stop)
         });
@@ -186,6 +189,7 @@ impl TcpFaultServerBuilder {
             addr,
             stats: StatsHandle { rec },
             cmd: cmd_tx,
+            shared: shared_handle,
             running,
         }
     }
@@ -200,7 +204,6 @@ struct LineShared {
 enum Cmd {
     Refuse(bool, oneshot::Sender<io::Result<()>>),
     Hold(bool, oneshot::Sender<io::Result<usize>>),
-    SetPolicy(Policy),
 }
 
 /// A raw TCP server speaking a line protocol: the client sends a line (`\n`-terminated), the
@@ -231,6 +234,7 @@ pub struct TcpFaultServer {
     addr: SocketAddr,
     stats: StatsHandle,
     cmd: mpsc::UnboundedSender<Cmd>,
+    shared: Arc<LineShared>,
     running: Running,
 }
 
@@ -256,14 +260,15 @@ impl TcpFaultServer {
         self.addr
     }
 
-    /// Connections accepted from now on get `fault`.
+    /// Connections accepted from now on get `fault` (also ones whose handshake the kernel
+    /// completed before this call but that the server accepts after it).
     pub fn set_fault(&self, fault: Fault) {
-        let _ = self.cmd.send(Cmd::SetPolicy(Policy::Always(fault)));
+        *self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()) = Policy::Always(fault);
     }
 
     /// Connections accepted from now on draw from `mix`.
     pub fn set_mix(&self, mix: FaultMix) {
-        let _ = self.cmd.send(Cmd::SetPolicy(Policy::Mix(mix)));
+        *self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()) = Policy::Mix(mix);
     }
 
     async fn call<T>(
@@ -346,7 +351,6 @@ async fn accept_loop(
                 conns.spawn(serve_line(stream, peer, fault, shared.clone()));
             }
             Some(cmd) = cmds.recv() => match cmd {
-                Cmd::SetPolicy(p) => *shared.policy.lock().unwrap_or_else(|e| e.into_inner()) = p,
                 Cmd::Refuse(true, tx) => {
                     let r = match std::mem::replace(&mut listen, Listen::Refusing(placeholder())) {
                         Listen::Refusing(sock) => {
@@ -535,7 +539,7 @@ async fn serve_line(
     match end {
         End::ClientGone => rec.close(id, CloseReason::ClientClosed),
         End::Rst(reason) => {
-            rec.decide_close(id);
+            rec.decide_close(id, reason.clone());
             // Unserved lines already received, and whatever is in the socket now, came late.
             let mut late = std::mem::take(&mut buf);
             let mut b = vec![0u8; 16 * 1024];
@@ -552,7 +556,7 @@ async fn serve_line(
             rec.close(id, reason);
         }
         End::Fin(reason) => {
-            rec.decide_close(id);
+            rec.decide_close(id, reason.clone());
             record_late(&rec, id, &buf);
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
             rec.server_closed(id, false);

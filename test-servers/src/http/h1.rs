@@ -171,27 +171,11 @@ fn handle(req: Request<Incoming>, id: u64, shared: Arc<Shared>, st: Arc<ConnStat
             .unwrap_or_default();
         let req = Request::from_parts(parts, body);
         let cfg = &shared.cfg;
-        let (n, closing) = {
+        let n = {
             let mut s = st.lock();
             s.requests += 1;
-            let n = s.requests;
-            let closing = s.draining || cfg.max_requests.is_some_and(|m| n >= m);
-            if closing {
-                // Decided before the response is written: nothing more is read from the client.
-                s.gate = true;
-                let why = if s.draining {
-                    CloseReason::GoAway
-                } else {
-                    CloseReason::MaxRequests
-                };
-                s.close.get_or_insert(why);
-            }
-            (n, closing)
+            s.requests
         };
-        if closing {
-            shared.rec.decide_close(id);
-            st.notify.notify_one();
-        }
         let (alpn, identity) = shared
             .rec
             .read(id, |c| (c.alpn.clone(), c.identity.clone()));
@@ -203,6 +187,27 @@ fn handle(req: Request<Incoming>, id: u64, shared: Arc<Shared>, st: Arc<ConnStat
             identity,
         };
         let resp = respond(&shared, req, &ctx).await;
+        // Decided when the response is ready (a GOAWAY call during a long request counts).
+        let closing = {
+            let mut s = st.lock();
+            let closing = s.draining || cfg.max_requests.is_some_and(|m| n >= m);
+            if closing {
+                // Before the response is written: nothing more is read from the client.
+                s.gate = true;
+                let why = if s.draining {
+                    CloseReason::GoAway
+                } else {
+                    CloseReason::MaxRequests
+                };
+                s.close.get_or_insert(why);
+            }
+            closing
+        };
+        if closing {
+            let why = st.lock().close.clone().unwrap_or(CloseReason::MaxRequests);
+            shared.rec.decide_close(id, why);
+            st.notify.notify_one();
+        }
         let (mut parts, body) = resp.into_parts();
         if closing {
             if !cfg.close_without_header {
@@ -332,8 +337,8 @@ pub(crate) async fn serve(stream: ServerStream, id: u64, shared: Arc<Shared>) {
         };
         match ev {
             Ok(r) => break r,
-            Err(_reason) => {
-                shared.rec.decide_close(id);
+            Err(reason) => {
+                shared.rec.decide_close(id, reason);
                 Pin::new(&mut conn).graceful_shutdown();
                 shutdown_called = true;
             }

@@ -106,7 +106,7 @@ async fn sleep_until_opt(d: Option<Instant>) {
 }
 
 enum Ev {
-    Stream(Request<RecvStream>, SendResponse<Bytes>),
+    Stream(Box<(Request<RecvStream>, SendResponse<Bytes>)>),
     Done(Option<h2::Error>),
     Joined,
     Ctl(bool),
@@ -135,7 +135,7 @@ async fn conn_loop(
             Err(e) => return classify(Some(e)),
         },
         _ = sleep_until_opt(idle_deadline(&state)) => {
-            rec.decide_close(id);
+            rec.decide_close(id, CloseReason::IdleTimeout);
             return CloseReason::IdleTimeout;
         }
     };
@@ -163,7 +163,7 @@ async fn conn_loop(
         };
         let ev = tokio::select! {
             r = conn.accept() => match r {
-                Some(Ok((req, resp))) => Ev::Stream(req, resp),
+                Some(Ok(s)) => Ev::Stream(Box::new(s)),
                 Some(Err(e)) => Ev::Done(Some(e)),
                 None => Ev::Done(None),
             },
@@ -173,7 +173,8 @@ async fn conn_loop(
             _ = sleep_until_opt(force) => Ev::Force,
         };
         match ev {
-            Ev::Stream(req, mut resp) => {
+            Ev::Stream(s) => {
+                let (req, mut resp) = *s;
                 let (accept, over_limit, n, start_goaway, in_flight) = {
                     let mut st = lock(&state);
                     if st.draining {
@@ -208,7 +209,7 @@ async fn conn_loop(
                     conn.graceful_shutdown();
                     goaway_at = Some(Instant::now());
                     reason.get_or_insert(CloseReason::MaxRequests);
-                    rec.decide_close(id);
+                    rec.decide_close(id, CloseReason::MaxRequests);
                 }
             }
             Ev::Done(e) => {
@@ -229,7 +230,7 @@ async fn conn_loop(
                     conn.graceful_shutdown();
                     goaway_at = Some(Instant::now());
                     reason.get_or_insert(CloseReason::GoAway);
-                    rec.decide_close(id);
+                    rec.decide_close(id, CloseReason::GoAway);
                 }
                 if c.max_streams != seen.max_streams {
                     if let Some(v) = c.max_streams {
@@ -256,7 +257,7 @@ async fn conn_loop(
                     conn.graceful_shutdown();
                     goaway_at = Some(Instant::now());
                     reason.get_or_insert(CloseReason::IdleTimeout);
-                    rec.decide_close(id);
+                    rec.decide_close(id, CloseReason::IdleTimeout);
                 }
             }
             Ev::Force => {

@@ -158,8 +158,7 @@ async fn client_to_server(
             let b = buf.split();
             h2_gone |= dw.write_all(&b).await.is_err();
         }
-        while preface && !raw {
-            let Some(f) = take_frame(&mut buf) else { break };
+        while let Some(f) = (preface && !raw).then(|| take_frame(&mut buf)).flatten() {
             let (ty, flags) = (f[3], f[4]);
             if server_closed {
                 if matches!(ty, HEADERS | DATA | CONTINUATION) {
