@@ -244,9 +244,9 @@ async fn close_signal(
     st: &ConnState,
     idle: Option<Duration>,
     ctl: &mut tokio::sync::watch::Receiver<super::Control>,
+    seen_goaway: u64,
 ) -> CloseReason {
     let mut ctl_open = true;
-    let seen_goaway = ctl.borrow().goaway;
     loop {
         let notified = st.notify.notified();
         tokio::pin!(notified);
@@ -328,12 +328,13 @@ pub(crate) async fn serve(stream: ServerStream, id: u64, shared: Arc<Shared>) {
         .keep_alive(true)
         .serve_connection(TokioIo::new(tracked), svc);
     let mut ctl = shared.ctl.clone();
-    ctl.borrow_and_update(); // only GOAWAY calls from now on concern this connection
+    // Only GOAWAY calls from now on concern this connection.
+    let seen_goaway = ctl.borrow_and_update().goaway;
     let mut shutdown_called = false;
     let result = loop {
         let ev = tokio::select! {
             r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => Ok(r),
-            r = close_signal(&st, shared.cfg.idle_timeout, &mut ctl), if !shutdown_called => Err(r),
+            r = close_signal(&st, shared.cfg.idle_timeout, &mut ctl, seen_goaway), if !shutdown_called => Err(r),
         };
         match ev {
             Ok(r) => break r,

@@ -61,7 +61,10 @@ fn lock(s: &State) -> std::sync::MutexGuard<'_, H2State> {
 pub(crate) async fn serve(stream: ServerStream, id: u64, shared: Arc<Shared>) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let mut ctl = shared.ctl.clone();
-    let advertise = ctl.borrow_and_update().max_streams;
+    // What this connection starts from; any later change (even during the handshake) is seen
+    // by `ctl.changed()` in the connection loop.
+    let seen = *ctl.borrow_and_update();
+    let advertise = seen.max_streams;
     shared
         .rec
         .update(id, |c| c.max_streams_advertised = advertise);
@@ -93,7 +96,7 @@ pub(crate) async fn serve(stream: ServerStream, id: u64, shared: Arc<Shared>) {
             linger: shared.cfg.close_linger,
         },
     );
-    let conn = conn_loop(a, id, shared.clone(), state, inject_tx, ctl);
+    let conn = conn_loop(a, id, shared.clone(), state, inject_tx, ctl, seen);
     let ((), reason) = tokio::join!(pump, conn);
     shared.rec.close(id, reason);
 }
@@ -121,6 +124,7 @@ async fn conn_loop(
     state: State,
     inject: mpsc::UnboundedSender<u32>,
     mut ctl: tokio::sync::watch::Receiver<super::Control>,
+    mut seen: super::Control,
 ) -> CloseReason {
     let cfg = &shared.cfg;
     let rec = &shared.rec;
@@ -140,7 +144,6 @@ async fn conn_loop(
         }
     };
     let mut streams = JoinSet::new();
-    let mut seen = *ctl.borrow_and_update();
     let mut ctl_open = true;
     let mut reason: Option<CloseReason> = None;
     let mut goaway_at: Option<Instant> = None;
