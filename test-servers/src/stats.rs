@@ -97,7 +97,9 @@ pub struct ConnInfo {
     /// (bytes left unread in the server's buffer, plus bytes read while the server lingered
     /// after its FIN). Non-zero means the client reused a connection the server had closed.
     pub late_bytes: u64,
-    /// Requests (HTTP/1.1 request heads, lines) among `late_bytes`.
+    /// Requests among `late_bytes`: HTTP/1.1 request heads, HTTP/2 HEADERS frames, lines.
+    /// (HTTP/2 counts only HEADERS, DATA and CONTINUATION frames in `late_bytes`: control
+    /// frames a client sends while closing are not evidence of reuse.)
     pub late_requests: u64,
     /// The server closed with RST (SO_LINGER 0) instead of FIN.
     pub reset_by_server: bool,
@@ -172,6 +174,15 @@ impl Stats {
     /// Requests served on each connection, in accept order.
     pub fn requests_per_conn(&self) -> Vec<u64> {
         self.conns.iter().map(|c| c.requests).collect()
+    }
+
+    /// How many connections served each number of requests (requests → connections).
+    pub fn requests_histogram(&self) -> std::collections::BTreeMap<u64, u64> {
+        let mut h = std::collections::BTreeMap::new();
+        for c in &self.conns {
+            *h.entry(c.requests).or_insert(0) += 1;
+        }
+        h
     }
 
     /// The most requests served on one connection.

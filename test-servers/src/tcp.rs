@@ -328,7 +328,7 @@ async fn accept_loop(
 ) {
     let mut listen = Listen::On(listener);
     let mut conns = JoinSet::new();
-    let mut fillers: Vec<TcpStream> = Vec::new();
+    let mut fillers: Vec<std::net::TcpStream> = Vec::new();
     let mut filler_peers: HashSet<SocketAddr> = HashSet::new();
     let mut holding = false;
     loop {
@@ -410,22 +410,28 @@ fn relisten(sock: socket2::Socket, backlog: u32) -> io::Result<TcpListener> {
 }
 
 /// Connects to `addr` until a connect does not complete within a short time: the accept queue
-/// is then full and further SYNs are dropped.
+/// is then full and further SYNs are dropped. Blocking connects with a kernel-side timeout
+/// (`connect_timeout`, on a blocking thread), so a slow scheduler cannot fake a full queue.
 async fn fill_queue(
     addr: SocketAddr,
     backlog: u32,
-    fillers: &mut Vec<TcpStream>,
+    fillers: &mut Vec<std::net::TcpStream>,
     peers: &mut HashSet<SocketAddr>,
 ) -> io::Result<usize> {
     let max = backlog as usize + 8;
     for _ in 0..max {
-        match tokio::time::timeout(Duration::from_millis(250), TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
+        let probe = tokio::task::spawn_blocking(move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(250))
+        })
+        .await
+        .map_err(io::Error::other)?;
+        match probe {
+            Ok(s) => {
                 peers.insert(s.local_addr()?);
                 fillers.push(s);
             }
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(fillers.len()),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(fillers.len()),
+            Err(e) => return Err(e),
         }
     }
     Err(io::Error::other(format!(
@@ -646,7 +652,7 @@ impl RefusedPort {
 pub struct HangingConnect {
     addr: SocketAddr,
     _listener: TcpListener,
-    _fillers: Vec<TcpStream>,
+    _fillers: Vec<std::net::TcpStream>,
 }
 
 impl HangingConnect {

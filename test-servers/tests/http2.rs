@@ -99,7 +99,7 @@ impl RawH2 {
             .unwrap();
     }
 
-    /// The next frame: (type, flags, stream, payload); ACKs SETTINGS on the way.
+    /// The next frame: (type, flags, stream, payload); ACKs SETTINGS and PINGs on the way.
     async fn next(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
         loop {
             if self.buf.len() >= 9 {
@@ -108,7 +108,10 @@ impl RawH2 {
                     let f: Vec<u8> = self.buf.drain(..9 + len).collect();
                     let stream = u32::from_be_bytes([f[5], f[6], f[7], f[8]]) & 0x7fff_ffff;
                     if f[3] == 0x4 && f[4] & 1 == 0 {
-                        self.s.write_all(&frame(0x4, 1, 0, &[])).await.unwrap();
+                        let _ = self.s.write_all(&frame(0x4, 1, 0, &[])).await;
+                    }
+                    if f[3] == 0x6 && f[4] & 1 == 0 {
+                        let _ = self.s.write_all(&frame(0x6, 1, 0, &f[9..])).await;
                     }
                     return Some((f[3], f[4], stream, f[9..].to_vec()));
                 }
@@ -375,4 +378,58 @@ async fn a_raw_client_sees_settings_goaway_frames() {
         }
     };
     assert_eq!(goaway[4..8], [0, 0, 0, 0], "NO_ERROR");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_arriving_after_the_request_limit_are_refused() {
+    let server = Http2Server::builder()
+        .max_requests_per_conn(1)
+        .start()
+        .await;
+    let mut c = RawH2::connect(server.addr()).await;
+    c.get(1, "/hold").await;
+    c.get(3, "/").await;
+    let (mut refused, mut goaway) = (None, false);
+    while refused.is_none() || !goaway {
+        match c.next().await.expect("frames before close") {
+            (0x3, _, 3, p) => refused = Some(u32::from_be_bytes([p[0], p[1], p[2], p[3]])),
+            (0x7, ..) => goaway = true,
+            (0x1, _, 1, _) => panic!("stream 1 answered before release"),
+            _ => {}
+        }
+    }
+    assert_eq!(refused, Some(0x7), "REFUSED_STREAM for the 2nd stream");
+    server.release_held(1);
+    let mut answered = false;
+    while let Some((ty, _, stream, _)) = c.next().await {
+        answered |= ty == 0x1 && stream == 1;
+    }
+    assert!(
+        answered,
+        "the in-flight stream was answered before the close"
+    );
+    let st = server.wait_for("closed", |s| s.open == 0).await;
+    assert_eq!((st.requests, st.refused_streams), (1, 1));
+    assert_eq!(st.conns[0].streams_over_limit, 0);
+    assert_eq!(st.conns[0].close, Some(CloseReason::MaxRequests));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_the_server_closed_is_recorded_as_evidence() {
+    let server = Http2Server::builder().idle_timeout(ms(200)).start().await;
+    let mut c = RawH2::connect(server.addr()).await;
+    let mut goaway = false;
+    // GOAWAY, PING (acknowledged), final GOAWAY, then EOF.
+    while let Some((ty, ..)) = c.next().await {
+        goaway |= ty == 0x7;
+    }
+    assert!(goaway);
+    // A client that ignored all of it sends a request on the closed connection.
+    c.get(1, "/").await;
+    let st = server
+        .wait_for("late request", |s| s.late_requests == 1)
+        .await;
+    assert_eq!(st.late_conns, 1);
+    assert_eq!(st.requests, 0);
+    assert_eq!(st.conns[0].close, Some(CloseReason::IdleTimeout));
 }
