@@ -272,16 +272,19 @@ async fn routes_handler_body_size_and_response_delay() {
     assert_eq!((r.status, r.body.len()), (200, 1000));
     assert_eq!(c.get("/status/503").await.unwrap().status, 503);
     assert_eq!(c.get("/bytes/7").await.unwrap().body.len(), 7);
+    let big = Bytes::from(vec![b'y'; 300_000]);
+    let echo = c.request("POST", "/echo", big.clone()).await.unwrap();
+    assert_eq!(echo.body, big);
     let e = c
         .request("POST", "/echo", Bytes::from_static(b"echo me"))
         .await
         .unwrap();
     assert_eq!(e.text(), "echo me");
-    assert_eq!(c.get("/hook").await.unwrap().text(), "hook 1 5");
+    assert_eq!(c.get("/hook").await.unwrap().text(), "hook 1 6");
     assert_eq!(c.get("/nothing").await.unwrap().status, 404);
     let conn = c.get("/conn").await.unwrap();
-    assert_eq!(conn.text(), "id=1 req=7 proto=Http1 alpn=- identity=-\n");
-    assert_eq!(conn.header("x-conn-req"), Some("7"));
+    assert_eq!(conn.text(), "id=1 req=8 proto=Http1 alpn=- identity=-\n");
+    assert_eq!(conn.header("x-conn-req"), Some("8"));
     let t = Instant::now();
     assert_eq!(c.get("/sleep/300").await.unwrap().status, 200);
     assert!(t.elapsed() >= ms(500), "route sleep adds to the delay");

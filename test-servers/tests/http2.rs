@@ -21,8 +21,13 @@ async fn h2c_prior_knowledge_serves_many_requests_on_one_connection() {
             format!("id=1 req={i} proto=Http2 alpn=- identity=-\n")
         );
     }
+    // Bodies larger than the flow-control windows, both ways, through the frame relay.
+    let big = bytes::Bytes::from(vec![b'y'; 300_000]);
+    let echo = c.request("POST", "/echo", big.clone()).await.unwrap();
+    assert_eq!(echo.body, big);
+    assert_eq!(c.get("/bytes/1000000").await.unwrap().body.len(), 1_000_000);
     let st = server.stats();
-    assert_eq!((st.accepted, st.requests), (1, 5));
+    assert_eq!((st.accepted, st.requests), (1, 7));
     assert_eq!(st.conns[0].protocol, Protocol::Http2);
     assert_eq!(st.conns[0].max_streams_advertised, Some(100));
 }

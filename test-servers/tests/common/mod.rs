@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -95,7 +95,7 @@ impl H1 {
 /// An HTTP/2 client connection (hyper, prior knowledge or over TLS), its driver spawned.
 #[derive(Clone)]
 pub struct H2 {
-    pub send: http2::SendRequest<Empty<Bytes>>,
+    pub send: http2::SendRequest<Full<Bytes>>,
 }
 
 pub async fn h2_over<IO>(io: IO) -> (H2, JoinHandle<hyper::Result<()>>)
@@ -114,11 +114,16 @@ pub async fn h2(addr: SocketAddr) -> (H2, JoinHandle<hyper::Result<()>>) {
 
 impl H2 {
     pub async fn get(&self, path: &str) -> hyper::Result<Resp> {
+        self.request("GET", path, Bytes::new()).await
+    }
+
+    pub async fn request(&self, method: &str, path: &str, body: Bytes) -> hyper::Result<Resp> {
         let mut send = self.send.clone();
         send.ready().await?;
         let req = http::Request::builder()
+            .method(method)
             .uri(format!("http://localhost{path}"))
-            .body(Empty::new())
+            .body(Full::new(body))
             .unwrap();
         collect(send.send_request(req).await?).await
     }
