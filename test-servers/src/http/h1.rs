@@ -349,7 +349,9 @@ pub(crate) async fn serve(stream: ServerStream, id: u64, shared: Arc<Shared>) {
     let mut tracked = parts.io.into_inner();
     let (server_decided, reason) = {
         let s = st.lock();
-        (s.gate, s.close.clone())
+        // `close` is set by every server decision (a GOAWAY call during a request sets it
+        // before the request path shuts the gate).
+        (s.gate || s.close.is_some(), s.close.clone())
     };
     if !server_decided {
         // The client closed (EOF/reset) or the connection failed.

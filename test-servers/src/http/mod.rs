@@ -147,8 +147,8 @@ impl HttpServerBuilder {
         }
     }
 
-    /// Close a connection idle (no request in progress) for `d`, measured from accept or from
-    /// the end of the last response. HTTP/1.1: FIN or RST per [`close_mode`](Self::close_mode);
+    /// Close a connection idle (no request in progress) for `d`, measured from accept (after
+    /// the TLS handshake) or from the end of the last response. HTTP/1.1: FIN or RST per [`close_mode`](Self::close_mode);
     /// HTTP/2: graceful GOAWAY, then close. Default: never.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.cfg.idle_timeout = Some(d);
