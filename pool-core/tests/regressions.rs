@@ -1330,24 +1330,18 @@ fn an_undone_grant_keeps_the_keep_alive_expiry() {
     );
 }
 
-/// CORE BUG or TEXT HOLE (reported, failing). §7 `cancel` of an unpolled
-/// grant: "the grant undone: the lease is released keeping the connection's
-/// tag, `updated` and `expiry` as they were (§5 steps 1 and 3 without step
-/// 2's changes ...)". Route 0's connection connects at 1000 ms (`updated`)
-/// and is granted to the waiter; the `Granted` stays unpolled while time
-/// passes its idle timeout (1000 ms, at 2000 ms; a leased connection has no
-/// idle timer); the waiter cancels at 2500 ms. The connection is idle again
-/// with `updated` = 1000 ms: its idle timeout has passed, and §5 step 3 has
-/// no case for it (only `expiry <= now`), so it is placed idle and the next
-/// input's timers close it (`IdleTimeout`; kept instead at or below
-/// `min_idle`, §2), which the core does too. But the core's
-/// `check_invariants` fails right after the cancel (invariant 7,
-/// "idle-timed-out connection kept"). Either the invariant is too strict for
-/// this state (the core's timer catches up at the next input, as the text
-/// says) or §5 step 3 / §7 should handle a passed idle timeout at once.
-/// Expected: `check_invariants` passes after the cancel, then
-/// `Close(c, IdleTimeout)` and `RouteIdle(0)` at the next input. Found by
-/// the model test.
+/// TEXT HOLE (found by the model test; settled by 6de84b1). §7 `cancel` of
+/// an unpolled grant: the grant is undone keeping the connection's
+/// `updated`; "its idle timeout may have passed while the grant was unpolled:
+/// the timers due at `now` are then processed again (§2: it closes
+/// `IdleTimeout`, or is kept at or below `min_idle`), before `settle(r)`".
+/// Route 0's connection connects at 1000 ms and is granted to the waiter; the
+/// `Granted` stays unpolled past the idle timeout (1000 ms, at 2000 ms); the
+/// waiter cancels at 2500 ms: `Close(c, IdleTimeout)` and `RouteIdle(0)` in
+/// the cancel. Before, the text had no case for it (§5 step 3 checks only
+/// `expiry <= now`): the model left the connection idle for the next input's
+/// timers, and the core's `check_invariants` failed in between (invariant 7,
+/// "idle-timed-out connection kept").
 #[test]
 fn an_undone_grant_past_its_idle_timeout() {
     let cfg = Cfg {

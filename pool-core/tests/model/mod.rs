@@ -1424,8 +1424,9 @@ impl Model {
 
     /// §7 `cancel` of an unpolled grant: "the grant undone: the lease is
     /// released keeping the connection's tag, `updated` and `expiry` as they
-    /// were (§5 steps 1 and 3 without step 2's changes ...)", then the route
-    /// settles (§3.1). The kept mark (§2) stays too: `updated` is not set.
+    /// were (§5 steps 1 and 3 without step 2's changes ...)", the timers due
+    /// run again, then the route settles. The kept mark (§2) stays too:
+    /// `updated` is not set.
     fn undo_grant(&mut self, lease: Lid, now: Instant) {
         let c = self
             .leases
@@ -1443,7 +1444,22 @@ impl Model {
             event("model: an undone grant keeps the kept mark");
         }
         let r = conn.route;
+        let idle_passed = conn.active == 0
+            && conn.draining.is_none()
+            && !conn.kept
+            && self
+                .cfg
+                .idle_timeout
+                .and_then(|t| never(conn.updated + t))
+                .is_some_and(|d| d <= now);
         self.after_release(c, now);
+        // 6de84b1: "since its `updated` is kept, its idle timeout may have
+        // passed while the grant was unpolled: the timers due at `now` are
+        // then processed again (§2 ...), before `settle(r)`".
+        if idle_passed && self.conns.contains_key(&c) {
+            event("model: an undone grant is past its idle timeout (timers run again)");
+        }
+        self.process_timers(now);
         self.settle(r);
     }
 
