@@ -271,14 +271,6 @@ pub struct Harness<'a> {
     /// A second pool and leases it made (§5).
     other: Option<Pool<'a, u8>>,
     other_leases: Vec<Lease>,
-    /// `WHARF_MODEL_AVOID=capacity-below-leases`: `set_capacity` never goes
-    /// below the leases the harness holds on the connection (and is skipped
-    /// while grants may be unpolled).
-    avoid_capacity_below_leases: bool,
-    /// `WHARF_MODEL_AVOID=undo-late`: time does not pass while answers are
-    /// unpolled (a `Partial` before `Advance`/`AdvanceToTimer` is ignored), so
-    /// no grant is undone after its connection's idle timeout passed.
-    avoid_undo_late: bool,
 }
 
 /// A divergence or a violated check, with a description.
@@ -321,10 +313,6 @@ impl<'a> Harness<'a> {
             earlier: Vec::new(),
             other_leases: Vec::new(),
             other: None,
-            avoid_capacity_below_leases: std::env::var("WHARF_MODEL_AVOID")
-                .is_ok_and(|l| l.split(',').any(|x| x.trim() == "capacity-below-leases")),
-            avoid_undo_late: std::env::var("WHARF_MODEL_AVOID")
-                .is_ok_and(|l| l.split(',').any(|x| x.trim() == "undo-late")),
         }
     }
 
@@ -663,9 +651,6 @@ impl<'a> Harness<'a> {
             return Ok(());
         }
         self.poll_limit = self.next_limit.take();
-        if self.avoid_undo_late && matches!(op, Op::Advance { .. } | Op::AdvanceToTimer) {
-            self.poll_limit = None;
-        }
         self.apply(op)?;
         self.drain_actions()?;
         self.poll_limit = None;
@@ -992,14 +977,6 @@ impl<'a> Harness<'a> {
                 let Some(c) = Self::pick(&open, idx) else {
                     return Ok(());
                 };
-                let mut cap = cap;
-                if self.avoid_capacity_below_leases {
-                    if !self.drained {
-                        return Ok(());
-                    }
-                    let held = self.leases.iter().filter(|h| h.lease.conn() == c).count();
-                    cap = cap.max(held as u32);
-                }
                 let got = self.pool.set_capacity(c, cap, now);
                 if let Some(m) = self.model.as_mut() {
                     let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
@@ -1523,10 +1500,7 @@ pub fn run_case(
 /// §12), `never` (`Instant::MAX` deadlines, saturating timeouts and inputs at
 /// `now == Instant::MAX`, §2), `keep` (`min_idle`, §2), `mlpc`
 /// (`max_leases_per_conn`, §1), `idle-limit` (idle limits, §3.2). See also
-/// [`avoid_cfg`]. Read by the harness: `capacity-below-leases` (no
-/// `set_capacity` below the leases out, §7; a core bug fixed by 460330f),
-/// `undo-late` (no time passes while answers are unpolled, §7 cancel; a
-/// reported core divergence).
+/// [`avoid_cfg`].
 pub fn avoid(op: Op, list: &str) -> Op {
     let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     match op {
