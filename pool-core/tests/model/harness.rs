@@ -615,9 +615,9 @@ impl<'a> Harness<'a> {
         let (a, b) = (self.pool.counters(), m.counters());
         ensure!(a == b, "counters: core {a:?}\n  model {b:?}");
         ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
-        // §3.3 step 4: what each connect was made for (strict tags); `None`
-        // for a connection not connecting (open or gone).
-        for &c in &self.conns {
+        // §3.3 step 4: what each connect was made for (strict tags); the
+        // others are `None` (checked at the end, `finish`).
+        for &c in &self.connecting {
             let mc = self.mconn(c)?;
             let (a, b) = (self.pool.connect_tag(c), m.connect_tag(mc));
             ensure!(a == b, "connect_tag(#{mc}): core {a:?}, model {b:?}");
@@ -1235,6 +1235,12 @@ impl<'a> Harness<'a> {
         }
         for (c, info) in &self.info {
             ensure!(info.closed, "conn {c:?} never closed");
+            // `connect_tag` is `None` for a connection not connecting.
+            let tag = self.pool.connect_tag(*c);
+            ensure!(
+                tag.is_none(),
+                "connect_tag({c:?}) {tag:?} for a closed conn"
+            );
         }
         let lease = self.pool.lease(&0, None, self.now, None);
         ensure!(
