@@ -173,12 +173,21 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 /// One operation, or now and then a cancel right after an input whose
 /// actions were left partly unpolled (`Partial`): the window in which a
 /// cancel withdraws an unpolled answer (§7: the grant undone, the failure
-/// withdrawn).
+/// withdrawn), sometimes after time passed with the answer unpolled (the
+/// undone grant's connection past its idle timeout or expiry).
 fn step_strategy() -> impl Strategy<Value = Vec<Op>> {
     prop_oneof![
-        50 => op_strategy().prop_map(|op| vec![op]),
-        1 => (0..2u8, op_strategy(), 0..64usize, any::<bool>())
+        100 => op_strategy().prop_map(|op| vec![op]),
+        2 => (0..2u8, op_strategy(), 0..64usize, any::<bool>())
             .prop_map(|(n, op, idx, excess)| vec![Op::Partial { n }, op, Op::Cancel { idx, excess }]),
+        1 => (0..2u8, op_strategy(), 0..6_000u32, 0..64usize, any::<bool>())
+            .prop_map(|(n, op, ms, idx, excess)| vec![
+                Op::Partial { n },
+                op,
+                Op::Partial { n: 0 },
+                Op::Advance { ms },
+                Op::Cancel { idx, excess },
+            ]),
     ]
 }
 
