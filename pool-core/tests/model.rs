@@ -13,7 +13,7 @@ mod model;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{avoid, run_case, Cfg, Op, RelHow, BIG, KEYS, SMALL};
+use model::harness::{avoid, run_case_in, Cfg, Op, RelHow, Size, KEYS};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -27,8 +27,14 @@ fn opt<T: std::fmt::Debug + Clone + 'static>(
     prop_oneof![1 => Just(None), 3 => s.prop_map(Some)]
 }
 
-fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
-    let slots = if big { BIG } else { SMALL };
+/// A timeout in ms, sometimes "never" (`u32::MAX`: `Duration::MAX`, every
+/// deadline saturates at `Instant::MAX`).
+fn timeout(lo: u32, hi: u32) -> impl Strategy<Value = Option<u32>> {
+    prop_oneof![12 => opt(lo..hi), 1 => Just(Some(u32::MAX))]
+}
+
+fn cfg_strategy(size: Size) -> impl Strategy<Value = Cfg> {
+    let slots = size.slots();
     let conns = slots.conns as u32;
     let waiters = slots.waiters as u32;
     let leases = slots.leases as u32;
@@ -40,10 +46,10 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
         any::<bool>(),
     );
     let times = (
-        opt(100..3_000u32),
-        opt(200..6_000u32),
-        opt(500..10_000u32),
-        prop_oneof![2 => Just(None), 1 => Just(Some(0u32)), 2 => (1..3_000u32).prop_map(Some)],
+        timeout(100, 3_000),
+        timeout(200, 6_000),
+        timeout(500, 10_000),
+        prop_oneof![2 => Just(None), 1 => Just(Some(0u32)), 2 => (1..3_000u32).prop_map(Some), 1 => Just(Some(u32::MAX))],
         1..2_000u32,
     );
     let shape = (
@@ -56,13 +62,18 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
         any::<bool>(),
     );
     (limits, times, shape).prop_map(
-        |(
+        move |(
             (max_total, max_per_route, max_pending, max_leases, fifo),
             (ct, it, life, va, backoff),
             (ratio, min_idle, mipr, mi, cc, mlpc, guard),
         )| {
             // Keep the configuration valid: min idle within the limits.
             let min_idle = min_idle.min(max_per_route).min(mipr.unwrap_or(u32::MAX));
+            // Tight storage: exactly max_total connection slots.
+            let max_total = match size {
+                Size::Tight(n) => n as u32,
+                _ => max_total,
+            };
             Cfg {
                 max_total,
                 max_per_route,
@@ -91,12 +102,12 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let key = 0..KEYS;
     let tag = prop_oneof![3 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))];
     let rel = prop_oneof![
-        6 => (opt(0..3_000u32), prop_oneof![4 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))])
+        6 => (prop_oneof![12 => opt(0..3_000u32), 1 => Just(Some(u32::MAX))], prop_oneof![4 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))])
             .prop_map(|(keep_alive_ms, tag)| RelHow::Reuse { keep_alive_ms, tag }),
         1 => Just(RelHow::Discard),
     ];
     prop_oneof![
-        250 => (key.clone(), tag, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
+        250 => (key.clone(), tag, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some), 1 => Just(Some(u32::MAX))])
             .prop_map(|(key, tag, deadline_ms)| Op::Lease { key, tag, deadline_ms }),
         150 => (idx.clone(), rel).prop_map(|(idx, how)| Op::Release { idx, how }),
         10 => idx.clone().prop_map(|idx| Op::ReleaseStale { idx }),
@@ -125,25 +136,116 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 /// core's paths for undefined behaviour, the release run for divergences.
 const LEN: std::ops::Range<usize> = if cfg!(miri) { 40..60 } else { 200..320 };
 
-fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
+/// Storage sizes: mostly small and big; sometimes exactly `max_total`
+/// connection slots (1 or 2), the tightest storage allowed.
+/// `WHARF_MODEL_SIZES=small,big,tight1,tight2` keeps only the sizes listed.
+fn size_strategy() -> impl Strategy<Value = Size> {
+    let only = std::env::var("WHARF_MODEL_SIZES").unwrap_or_default();
+    let w = |name: &str, weight: u32| {
+        if only.is_empty() || only.split(',').any(|s| s.trim() == name) {
+            weight
+        } else {
+            0
+        }
+    };
+    prop_oneof![
+        w("small", 4) => Just(Size::Small),
+        w("big", 4) => Just(Size::Big),
+        w("tight1", 1) => Just(Size::Tight(1)),
+        w("tight2", 1) => Just(Size::Tight(2)),
+    ]
+}
+
+fn case_strategy() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
-    any::<bool>().prop_flat_map(move |big| {
+    let general = size_strategy().prop_flat_map(move |size| {
         let list = list.clone();
         (
-            Just(big),
-            cfg_strategy(big),
+            Just(size),
+            cfg_strategy(size),
             prop::collection::vec(op_strategy(), LEN).prop_map(move |ops| {
                 ops.into_iter()
                     .map(|op| avoid(op, &list))
                     .collect::<Vec<_>>()
             }),
         )
-    })
+    });
+    let hot = std::env::var("WHARF_MODEL_HOT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1u32);
+    prop_oneof![
+        24 => general,
+        hot => hot_route_case(),
+    ]
 }
 
-/// Delta debugging: drop chunks of operations while the sequence still fails.
-pub fn shrink(big: bool, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
-    let fails = |ops: &[Op]| run_case(big, cfg, ops, true, false).1.is_err();
+/// A targeted family for the fairness property (`WHARF_MODEL_HOT=<weight>`,
+/// default 1 in 25 sequences): the total limit binds (`max_total` 1 or 2 in a
+/// storage with spare slots), no timer, and one hot route (key 0) whose leases
+/// come and go while the other routes lease now and then, without deadlines.
+fn hot_route_case() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
+    let cfg = (
+        prop_oneof![Just(Size::Small), Just(Size::Big)],
+        1..=2u32,
+        1..=2u32,
+        any::<bool>(),
+    );
+    let op = prop_oneof![
+        40 => Just(Op::Lease { key: 0, tag: None, deadline_ms: None }),
+        6 => (1..KEYS).prop_map(|key| Op::Lease { key, tag: None, deadline_ms: None }),
+        40 => (0..64usize).prop_map(|idx| Op::Release { idx, how: RelHow::Reuse { keep_alive_ms: None, tag: None } }),
+        30 => (0..64usize).prop_map(|idx| Op::Connected { idx, cap: 1, any: false }),
+        5 => (0..300u32).prop_map(|ms| Op::Advance { ms }),
+    ];
+    (cfg, prop::collection::vec(op, LEN)).prop_map(
+        |((size, max_total, max_per_route, fifo), ops)| {
+            let cfg = Cfg {
+                max_total,
+                max_per_route,
+                max_pending: None,
+                max_leases: None,
+                fifo,
+                connect_timeout_ms: None,
+                idle_timeout_ms: None,
+                max_lifetime_ms: None,
+                validate_after_ms: None,
+                ratio_milli: 1000,
+                min_idle: 0,
+                max_idle_per_route: None,
+                max_idle: None,
+                connecting_capacity: 1,
+                max_leases_per_conn: None,
+                starvation_guard: false,
+                retry_backoff_ms: 1000,
+            };
+            (size, cfg, ops)
+        },
+    )
+}
+
+/// What failed: `property <name>` (tests/model/props.rs) or anything else
+/// (a divergence or a harness check). Shrinking keeps the kind.
+pub fn failure_kind(e: &str) -> &str {
+    match e.find("property ") {
+        Some(i) => e[i..].split(" violated").next().unwrap_or("property"),
+        None => "divergence or harness check",
+    }
+}
+
+/// Delta debugging: drop chunks of operations while the sequence still fails
+/// the same way.
+pub fn shrink(size: Size, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
+    let first = run_case_in(size, cfg, &ops, true, false)
+        .1
+        .err()
+        .unwrap_or_default();
+    let kind = failure_kind(&first).to_string();
+    let fails = |ops: &[Op]| {
+        run_case_in(size, cfg, ops, true, false)
+            .1
+            .is_err_and(|e| failure_kind(&e) == kind)
+    };
     let mut chunk = ops.len().div_ceil(2).max(1);
     loop {
         let mut i = 0;
@@ -197,8 +299,8 @@ fn model_agrees_with_core() {
         },
         rng,
     );
-    let result = runner.run(&case_strategy(), |(big, cfg, ops)| {
-        let (n, verdict) = run_case(big, &cfg, &ops, true, false);
+    let result = runner.run(&case_strategy(), |(size, cfg, ops)| {
+        let (n, verdict) = run_case_in(size, &cfg, &ops, true, false);
         OPS.fetch_add(n, Ordering::Relaxed);
         verdict.map_err(TestCaseError::fail)
     });
@@ -219,18 +321,22 @@ fn model_agrees_with_core() {
             "model: {cases} sequences, {} operations, 0 divergences",
             OPS.load(Ordering::Relaxed)
         ),
-        Err(TestError::Fail(why, (big, cfg, ops))) => {
+        Err(TestError::Fail(why, (size, cfg, ops))) => {
             // Shrinking runs the case thousands of times: not under Miri.
             let ops = if cfg!(miri) {
                 ops
             } else {
-                shrink(big, &cfg, ops)
+                shrink(size, &cfg, ops)
             };
             // Replay the minimal case with a trace for the report.
-            let (_, verdict) = run_case(big, &cfg, &ops, true, true);
+            let (_, verdict) = run_case_in(size, &cfg, &ops, true, true);
+            let verdict = verdict.err().unwrap_or_default();
+            let what = match failure_kind(&verdict) {
+                "divergence or harness check" => "divergence".to_string(),
+                kind => format!("{kind} violated"),
+            };
             panic!(
-                "divergence (WHARF_MODEL_SEED={seed}): {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}",
-                verdict.err().unwrap_or_default()
+                "{what} (WHARF_MODEL_SEED={seed}): {why}\nminimal case ({verdict}):\n  size = Size::{size:?}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}"
             );
         }
         Err(e) => panic!("{e}"),

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 
 use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
+#[path = "props.rs"]
+pub mod props;
 use wharf_core::Storage;
 use wharf_core::{
     Action, CancelPolicy, Config, ConnId, ConnectFailure, DrainMode, DrainScope, Duration, Instant,
@@ -114,8 +116,14 @@ pub struct Cfg {
     pub retry_backoff_ms: u32,
 }
 
+/// `u32::MAX` stands for "never" (`Duration::MAX`: a deadline `now + d`
+/// saturates at `Instant::MAX`).
 fn ms(m: u32) -> Duration {
-    Duration::from_millis(m as u64)
+    if m == u32::MAX {
+        Duration::MAX
+    } else {
+        Duration::from_millis(m as u64)
+    }
 }
 
 impl Cfg {
@@ -208,6 +216,10 @@ pub struct Harness<'a> {
     skew_ms: u32,
     /// Every action was polled after the last input.
     drained: bool,
+    /// The properties that do not come from the model (`props.rs`).
+    pub props: props::Props,
+    /// The end phase goes on to `Instant::MAX` (without the model).
+    pub end_of_time: bool,
 }
 
 /// A divergence or a violated check, with a description.
@@ -228,7 +240,6 @@ impl<'a> Harness<'a> {
             pool,
             model,
             now: Instant::from_millis(1_000),
-            cfg,
             conn_map: HashMap::new(),
             conns: Vec::new(),
             info: HashMap::new(),
@@ -247,6 +258,9 @@ impl<'a> Harness<'a> {
             pending_tags: Vec::new(),
             skew_ms: 0,
             drained: true,
+            props: props::Props::new(&cfg),
+            end_of_time: false,
+            cfg,
         }
     }
 
@@ -347,6 +361,7 @@ impl<'a> Harness<'a> {
                 self.drained = true;
                 return Ok(());
             };
+            self.props.on_action(&self.pool, &a)?;
             let has_model = self.model.is_some();
             ensure!(
                 !has_model || want.is_some(),
@@ -532,6 +547,9 @@ impl<'a> Harness<'a> {
                     t <= d,
                     "poll_timeout {t:?} is later than the next event {d:?}"
                 ),
+                // An event at `Instant::MAX` means "never" (issue 10): the
+                // core need not wake for it.
+                None if d == Instant::MAX => {}
                 None => return Err(format!("poll_timeout None, model has an event at {d:?}")),
             }
         }
@@ -549,6 +567,11 @@ impl<'a> Harness<'a> {
             return Ok(());
         }
         self.poll_limit = self.next_limit.take();
+        let timer_only = matches!(
+            op,
+            Op::Advance { .. } | Op::AdvanceToTimer | Op::Backwards { .. }
+        );
+        self.props.begin_input(&self.pool, timer_only, self.drained);
         self.apply(op)?;
         self.drain_actions()?;
         self.poll_limit = None;
@@ -560,7 +583,8 @@ impl<'a> Harness<'a> {
             }
             self.pending_tags.clear();
         }
-        self.compare_state()
+        self.compare_state()?;
+        self.props.end_input(&self.pool, self.drained)
     }
 
     /// The connection may never be handed out again (deferred past this
@@ -606,6 +630,7 @@ impl<'a> Harness<'a> {
                 let tag = tag.map(|t| Tag(t as u64));
                 let deadline = deadline_ms.map(|d| now + ms(d));
                 let got = self.pool.lease(&key, tag, now, deadline);
+                self.props.on_lease(key, tag, deadline, &got);
                 let want = self
                     .model
                     .as_mut()
@@ -668,6 +693,7 @@ impl<'a> Harness<'a> {
                 };
                 let got = self.pool.release(h.lease, rel, now);
                 ensure!(got.is_ok(), "release of a held lease failed: {got:?}");
+                self.props.on_release(&self.pool, h.lease, rel);
                 if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
                     let want = m.release(l, rel, now);
                     ensure!(want == got, "release: core {got:?}, model {want:?}");
@@ -721,6 +747,7 @@ impl<'a> Harness<'a> {
                     ensure!(want == got, "cancel: core {got:?}, model {want:?}");
                 }
                 if got.is_ok() {
+                    self.props.on_cancel(w.id);
                     ensure!(
                         w.state == WState::Pending,
                         "cancel of an answered waiter succeeded"
@@ -744,6 +771,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_connected(&self.pool, c);
                     ensure!(
                         was_connecting,
                         "connected accepted for a conn that was not connecting"
@@ -771,6 +799,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_connect_failed(c);
                     self.connecting.retain(|&x| x != c);
                     let info = self.info.get_mut(&c).unwrap();
                     info.closed = true;
@@ -814,6 +843,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_validated(&self.pool, c, result);
                     ensure!(
                         self.validating.contains(&c),
                         "validated accepted for a conn not validating"
@@ -823,6 +853,11 @@ impl<'a> Harness<'a> {
             }
             Op::Advance { ms: d } => {
                 self.now = self.now + ms(d);
+                if self.now == Instant::MAX {
+                    // The model follows the rules to the letter and spins at
+                    // the end of time (issue 10): the core goes on alone.
+                    self.model = None;
+                }
                 self.pool.handle_timeout(self.now);
                 if let Some(m) = self.model.as_mut() {
                     m.handle_timeout(self.now);
@@ -833,6 +868,9 @@ impl<'a> Harness<'a> {
                     if t > self.now {
                         self.now = t;
                     }
+                }
+                if self.now == Instant::MAX {
+                    self.model = None;
                 }
                 self.pool.handle_timeout(self.now);
                 if let Some(m) = self.model.as_mut() {
@@ -862,6 +900,7 @@ impl<'a> Harness<'a> {
                 // Timers due now run first: let them run before marking what
                 // the drain makes unusable.
                 self.pool.drain(scope, mode, now);
+                self.props.on_drain(&self.pool, key, mode);
                 if let Some(m) = self.model.as_mut() {
                     m.drain(key, mode, now);
                 }
@@ -909,8 +948,20 @@ impl<'a> Harness<'a> {
         // Deliver whatever a trailing `Partial` left queued.
         self.next_limit = None;
         self.step(&Op::Advance { ms: 0 })?;
-        // Under Miri every step is slow: a shorter budget for warm-up churn.
-        self.settle_all(if cfg!(miri) { 40 } else { 400 })?;
+        // The no-demand phases of the properties (props.rs): leases held,
+        // then every lease given back. Run without the model, the end phase
+        // goes on to the end of time in between ("never" deadlines).
+        self.no_demand("leases held", false)?;
+        if self.end_of_time && !props::skipped("never") {
+            self.step(&Op::Advance { ms: u32::MAX }).map_err(|e| {
+                if e.contains("property ") {
+                    e
+                } else {
+                    format!("property never violated: when now reaches Instant::MAX: {e}")
+                }
+            })?;
+        }
+        self.no_demand("leases released", true)?;
         self.step(&Op::Drain {
             key: None,
             delete: true,
@@ -968,6 +1019,47 @@ impl<'a> Harness<'a> {
         Ok(())
     }
 
+    /// A no-demand phase for the properties (`props.rs`): no new lease; every
+    /// connect is answered with success, every validation with alive, and time
+    /// advances to each deadline, until nothing is outstanding and
+    /// `poll_timeout()` is `None` or the phase's step budget is spent.
+    /// `release`: first give every lease back (`settle_all`).
+    fn no_demand(&mut self, label: &'static str, release: bool) -> Check {
+        self.props.begin_phase(label);
+        if release {
+            // Under Miri every step is slow: a shorter budget for warm-up churn.
+            self.settle_all(if cfg!(miri) { 40 } else { 400 })?;
+        }
+        let budget = if cfg!(miri) {
+            self.props.phase_budget().min(20)
+        } else {
+            self.props.phase_budget()
+        };
+        let mut steps = 0;
+        while steps < budget {
+            if !self.connecting.is_empty() {
+                self.step(&Op::Connected {
+                    idx: 0,
+                    cap: 1,
+                    any: false,
+                })?;
+            } else if !self.validating.is_empty() {
+                self.step(&Op::Validated {
+                    idx: 0,
+                    alive: true,
+                    any: false,
+                })?;
+            } else {
+                match self.pool.poll_timeout() {
+                    Some(t) if t < Instant::MAX => self.step(&Op::AdvanceToTimer)?,
+                    _ => break,
+                }
+            }
+            steps += 1;
+        }
+        self.props.end_phase(&self.pool, self.drained, steps)
+    }
+
     /// Answer every connect and validation and release every lease, until
     /// nothing is outstanding. Before the pool is closed, warm-up can churn
     /// forever (e.g. `min_idle` over all routes above `max_idle`: each connect
@@ -1023,11 +1115,15 @@ impl<'a> Harness<'a> {
 pub fn run_sequence<'a>(
     pool: Pool<'a, u8>,
     cfg: &Config,
+    slots: Slots,
     model: Option<Model>,
     ops: &[Op],
     trace: bool,
+    end_of_time: bool,
 ) -> (u64, Check) {
     let mut h = Harness::new(pool, cfg.clone(), model);
+    h.props.set_storage(slots.conns, slots.waiters);
+    h.end_of_time = end_of_time;
     h.trace = trace;
     let first = h.compare_state();
     if first.is_err() {
@@ -1042,6 +1138,10 @@ pub fn run_sequence<'a>(
     let r = h
         .finish()
         .map_err(|e| format!("end phase, step {}: {e}", h.steps));
+    if end_of_time {
+        // Counted once, by the run compared with the model.
+        return (h.steps, r);
+    }
     let mut cover = COVERAGE.lock().unwrap();
     cover.0 += 1;
     let sum = &mut cover.1;
@@ -1108,6 +1208,35 @@ pub const BIG: Slots = Slots {
     leases: 10,
 };
 
+/// Storage sizes of the harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// [`SMALL`].
+    Small,
+    /// [`BIG`].
+    Big,
+    /// Exactly `n` connection slots (1 or 2), as many as `max_total` (which is
+    /// lowered to `n` if needed): the storage `Storage` allows at its tightest.
+    Tight(u8),
+}
+
+impl Size {
+    pub fn slots(self) -> Slots {
+        match self {
+            Size::Small => SMALL,
+            Size::Big => BIG,
+            Size::Tight(n) => Slots {
+                conns: if n <= 1 { 1 } else { 2 },
+                ..SMALL
+            },
+        }
+    }
+}
+
+/// Tight storages (`Size::Tight`): 1 or 2 connections, otherwise as `Small`.
+pub type Tight1 = Storage<u8, 1, 2, 4, 4>;
+pub type Tight2 = Storage<u8, 2, 2, 4, 4>;
+
 /// Run one sequence on a fresh pool; returns operations run and the verdict.
 pub fn run_case(
     big: bool,
@@ -1116,17 +1245,62 @@ pub fn run_case(
     with_model: bool,
     trace: bool,
 ) -> (u64, Result<(), String>) {
-    let config = cfg.to_config();
-    let slots = if big { BIG } else { SMALL };
+    let size = if big { Size::Big } else { Size::Small };
+    run_case_in(size, cfg, ops, with_model, trace)
+}
+
+/// As [`run_case`] with any storage size. With the model, the sequence runs
+/// twice: compared with the model, then the core alone with the end phase
+/// going on to `Instant::MAX` (the "never" property; the model follows the
+/// rules to the letter and spins there, issue 10).
+pub fn run_case_in(
+    size: Size,
+    cfg: &Cfg,
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+) -> (u64, Result<(), String>) {
+    let (n, r) = run_storage(size, cfg, ops, with_model, trace, !with_model);
+    if r.is_err() || !with_model || props::skipped("never") {
+        return (n, r);
+    }
+    let (_, r) = run_storage(size, cfg, ops, false, trace, true);
+    (
+        n,
+        r.map_err(|e| format!("core alone, to the end of time: {e}")),
+    )
+}
+
+fn run_storage(
+    size: Size,
+    cfg: &Cfg,
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+    end_of_time: bool,
+) -> (u64, Result<(), String>) {
+    let slots = size.slots();
+    let mut config = cfg.to_config();
+    config.max_total = config.max_total.min(slots.conns as u32);
     let model = with_model.then(|| Harness::model_for(&config, slots));
-    if big {
-        let mut storage: Box<Big> = Box::new(Storage::new());
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, model, ops, trace)
-    } else {
-        let mut storage: Box<Small> = Box::new(Storage::new());
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, model, ops, trace)
+    let run = |pool| run_sequence(pool, &config, slots, model, ops, trace, end_of_time);
+    match size {
+        Size::Big => {
+            let mut storage: Box<Big> = Box::new(Storage::new());
+            run(Pool::new(&mut storage, config.clone()).expect("valid config"))
+        }
+        Size::Small => {
+            let mut storage: Box<Small> = Box::new(Storage::new());
+            run(Pool::new(&mut storage, config.clone()).expect("valid config"))
+        }
+        Size::Tight(n) if n <= 1 => {
+            let mut storage: Box<Tight1> = Box::new(Storage::new());
+            run(Pool::new(&mut storage, config.clone()).expect("valid config"))
+        }
+        Size::Tight(_) => {
+            let mut storage: Box<Tight2> = Box::new(Storage::new());
+            run(Pool::new(&mut storage, config.clone()).expect("valid config"))
+        }
     }
 }
 
