@@ -5,8 +5,12 @@
 //!
 //! `WHARF_MODEL_CASES=<n>` sets the number of sequences (default 500; each has
 //! at least 200 operations). The test prints one line:
-//! `model: <sequences> sequences, <operations> operations, 0 divergences`.
+//! `model: <sequences> sequences, <operations> operations, 0 divergences, 0 property violations`.
 //! A failing sequence is shrunk by proptest and printed as Rust.
+//!
+//! The same runs check the properties of `tests/model/props.rs` (liveness,
+//! fairness, bounded work, churn, "never"), which do not come from the model;
+//! a violation is reported as `property <name> violated` with its minimal case.
 
 #[path = "model/mod.rs"]
 mod model;
@@ -308,7 +312,7 @@ fn model_agrees_with_core() {
         Ok(()) if std::env::var_os("WHARF_MODEL_COVERAGE").is_some() => {
             let cover = model::harness::COVERAGE.lock().unwrap();
             println!(
-                "model: {cases} sequences, {} operations, 0 divergences",
+                "model: {cases} sequences, {} operations, 0 divergences, 0 property violations",
                 OPS.load(Ordering::Relaxed)
             );
             let c = &cover.1;
@@ -318,7 +322,7 @@ fn model_agrees_with_core() {
             }
         }
         Ok(()) => println!(
-            "model: {cases} sequences, {} operations, 0 divergences",
+            "model: {cases} sequences, {} operations, 0 divergences, 0 property violations",
             OPS.load(Ordering::Relaxed)
         ),
         Err(TestError::Fail(why, (size, cfg, ops))) => {
@@ -341,4 +345,43 @@ fn model_agrees_with_core() {
         }
         Err(e) => panic!("{e}"),
     }
+}
+
+/// `work-per-input` can fail: today's core never goes over its bound (one
+/// `Connect` and one `Close` per connection slot and input, implied by the
+/// slots as long as no connect is closed within the input that polled it), so
+/// this feeds the checker the 8 connects of one warm-up input of an 8-slot
+/// pool while telling it the storage has 4 slots.
+#[test]
+fn work_per_input_property_can_fail() {
+    use model::harness::props::Props;
+    use wharf_core::{Config, Instant, Pool, RouteConfig, Storage};
+    let cfg = Config {
+        max_total: 8,
+        max_per_route: 8,
+        ..Config::default()
+    };
+    let mut storage: Storage<u8, 8, 2, 4, 4> = Storage::new();
+    let mut pool = Pool::new(&mut storage, cfg.clone()).unwrap();
+    let mut props = Props::new(&cfg);
+    props.set_storage(4, 4);
+    props.begin_input(&pool, false, true);
+    let warm = RouteConfig {
+        min_idle: Some(8),
+        ..RouteConfig::default()
+    };
+    pool.set_route_config(&0, warm, Instant::ZERO).unwrap();
+    let mut connects = 0;
+    while let Some(a) = pool.poll_action() {
+        connects += 1;
+        props.on_action(&pool, &a).unwrap();
+    }
+    assert_eq!(connects, 8, "one input, eight warm-up connects");
+    let verdict = props.end_input(&pool, true);
+    assert!(
+        verdict
+            .as_ref()
+            .is_err_and(|e| e.contains("property work-per-input violated")),
+        "{verdict:?}"
+    );
 }

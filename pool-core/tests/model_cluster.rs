@@ -10,7 +10,10 @@
 //! `WHARF_CLUSTER_MODEL_CASES=<n>` sets the number of sequences (default 300;
 //! each has at least 100 operations); `WHARF_CLUSTER_MODEL_SEED=<u64>` replays
 //! a run. The test prints one line:
-//! `model_cluster: <sequences> sequences, <operations> operations, 0 divergences`.
+//! `model_cluster: <sequences> sequences, <operations> operations, 0 divergences, 0 property violations`.
+//!
+//! The properties of `tests/model/props.rs` run here too (the end phase runs
+//! their no-demand phases; the run to `Instant::MAX` is the pool model test's).
 
 #[path = "model_cluster/mod.rs"]
 mod model;
@@ -186,9 +189,28 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     })
 }
 
-/// Delta debugging: drop chunks of operations while the sequence still fails.
+/// What failed: `property <name>` (tests/model/props.rs) or anything else
+/// (a divergence or a harness check). Shrinking keeps the kind.
+fn failure_kind(e: &str) -> &str {
+    match e.find("property ") {
+        Some(i) => e[i..].split(" violated").next().unwrap_or("property"),
+        None => "divergence or harness check",
+    }
+}
+
+/// Delta debugging: drop chunks of operations while the sequence still fails
+/// the same way.
 fn shrink(big: bool, cfg: &Cfg, clusters: &[ClusterSpec], mut ops: Vec<Op>) -> Vec<Op> {
-    let fails = |ops: &[Op]| run_case(big, cfg, clusters, ops, true, false).1.is_err();
+    let first = run_case(big, cfg, clusters, &ops, true, false)
+        .1
+        .err()
+        .unwrap_or_default();
+    let kind = failure_kind(&first).to_string();
+    let fails = |ops: &[Op]| {
+        run_case(big, cfg, clusters, ops, true, false)
+            .1
+            .is_err_and(|e| failure_kind(&e) == kind)
+    };
     let mut chunk = ops.len().div_ceil(2).max(1);
     loop {
         let mut i = 0;
@@ -248,15 +270,19 @@ fn cluster_model_agrees_with_core() {
     }
     match result {
         Ok(()) => println!(
-            "model_cluster: {cases} sequences, {} operations, 0 divergences",
+            "model_cluster: {cases} sequences, {} operations, 0 divergences, 0 property violations",
             OPS.load(Ordering::Relaxed)
         ),
         Err(TestError::Fail(why, (big, cfg, clusters, ops))) => {
             let ops = shrink(big, &cfg, &clusters, ops);
             let (_, verdict) = run_case(big, &cfg, &clusters, &ops, true, true);
+            let verdict = verdict.err().unwrap_or_default();
+            let what = match failure_kind(&verdict) {
+                "divergence or harness check" => "divergence".to_string(),
+                kind => format!("{kind} violated"),
+            };
             panic!(
-                "divergence (WHARF_CLUSTER_MODEL_SEED={seed}): {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  clusters = {clusters:?}\n  ops = vec!{ops:?}",
-                verdict.err().unwrap_or_default()
+                "{what} (WHARF_CLUSTER_MODEL_SEED={seed}): {why}\nminimal case ({verdict}):\n  big = {big}\n  cfg = {cfg:?}\n  clusters = {clusters:?}\n  ops = vec!{ops:?}"
             );
         }
         Err(e) => panic!("{e}"),
