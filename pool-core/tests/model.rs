@@ -364,7 +364,7 @@ fn work_per_input_property_can_fail() {
     let mut storage: Storage<u8, 8, 2, 4, 4> = Storage::new();
     let mut pool = Pool::new(&mut storage, cfg.clone()).unwrap();
     let mut props = Props::new(&cfg);
-    props.set_storage(4, 4);
+    props.set_storage(4);
     props.begin_input(&pool, false, true);
     let warm = RouteConfig {
         min_idle: Some(8),

@@ -1116,7 +1116,7 @@ pub fn run_sequence<'a>(
     end_of_time: bool,
 ) -> (u64, Check) {
     let mut h = Harness::new(pool, cfg.clone(), model);
-    h.props.set_storage(slots.conns, slots.waiters);
+    h.props.set_storage(slots.conns);
     h.end_of_time = end_of_time;
     h.trace = trace;
     let first = h.compare_state();

@@ -79,8 +79,9 @@ pub const CHURN_PER_CONN_SLOT: usize = 2;
 /// evicted, and a close of a connection it no longer needed).
 pub const CHURN_PER_WAITER: usize = 4;
 /// Steps of a no-demand phase per event of its churn bound (so that churn at
-/// one event every two steps or faster goes over the bound), plus a constant.
+/// one event every two steps or faster goes over the bound) ...
 pub const CHURN_STEPS_PER_EVENT: usize = 3;
+/// ... plus this many.
 pub const CHURN_STEPS_MIN: usize = 16;
 
 type Check = Result<(), String>;
@@ -180,7 +181,6 @@ struct Phase {
 pub struct Props {
     cfg: Config,
     conn_slots: usize,
-    waiter_slots: usize,
     /// Pending waiters by queue order (sequence number).
     waiters: BTreeMap<u64, W>,
     waiter_seq: HashMap<WaiterId, u64>,
@@ -198,7 +198,6 @@ impl Props {
         Props {
             cfg: cfg.clone(),
             conn_slots: cfg.max_total as usize,
-            waiter_slots: cfg.max_pending.unwrap_or(0) as usize,
             waiters: BTreeMap::new(),
             waiter_seq: HashMap::new(),
             next_seq: 0,
@@ -213,10 +212,9 @@ impl Props {
         }
     }
 
-    /// The storage's connection and waiter slots.
-    pub fn set_storage(&mut self, conns: usize, waiters: usize) {
+    /// The storage's connection slots (`CONN_SLOTS` of the bounds).
+    pub fn set_storage(&mut self, conns: usize) {
         self.conn_slots = conns;
-        self.waiter_slots = waiters;
     }
 
     fn fairness_bound(&self) -> usize {
@@ -725,10 +723,5 @@ impl Props {
             self.check_liveness(pool, &when)?;
         }
         Ok(())
-    }
-
-    /// Waiter slots of the storage (for reports).
-    pub fn waiter_slots(&self) -> usize {
-        self.waiter_slots
     }
 }

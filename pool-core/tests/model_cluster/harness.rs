@@ -1385,7 +1385,7 @@ pub fn run_sequence<'a>(
     trace: bool,
 ) -> (u64, Check) {
     let mut h = Harness::new(pool, cfg.clone(), model);
-    h.props.set_storage(slots.conns, slots.waiters);
+    h.props.set_storage(slots.conns);
     h.trace = trace;
     for spec in clusters {
         if let Err(e) = h.add_cluster(spec) {
