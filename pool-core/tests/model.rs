@@ -153,8 +153,8 @@ fn size_strategy() -> impl Strategy<Value = Size> {
         }
     };
     prop_oneof![
-        w("small", 4) => Just(Size::Small),
-        w("big", 4) => Just(Size::Big),
+        w("small", 8) => Just(Size::Small),
+        w("big", 8) => Just(Size::Big),
         w("tight1", 1) => Just(Size::Tight(1)),
         w("tight2", 1) => Just(Size::Tight(2)),
     ]
