@@ -3,9 +3,11 @@
 //! One connection-pool state machine for microcontrollers and servers.
 //!
 //! This facade re-exports [`wharf_core`] (the sans-I/O pool: `#![no_std]`, no
-//! allocation, no clock) at its root. The backends arrive behind features:
-//! `tokio` (servers, real TCP) and `embassy` (microcontrollers, embassy-net);
-//! `defmt` turns on defmt support, `alloc` runtime-sized storage.
+//! allocation, no clock) at its root, and the driver both backends run
+//! around it as [`driver`] (for a backend of your own). The backends arrive
+//! behind features: `tokio` (servers, real TCP) and `embassy`
+//! (microcontrollers, embassy-net); `defmt` turns on defmt support, `alloc`
+//! runtime-sized storage.
 //!
 //! ```
 //! use wharf::{Config, LeaseOutcome, Pool, Storage, Instant};
@@ -19,6 +21,10 @@
 #![warn(missing_docs)]
 
 pub use wharf_core::*;
+
+/// The driver around the core (action pump, answer tickets, connection
+/// table), re-exported from [`wharf_driver`]: `#![no_std]`, no allocation.
+pub use wharf_driver as driver;
 
 /// The tokio backend (feature `tokio`): an async pool over tokio sockets,
 /// re-exported from [`wharf_tokio`].

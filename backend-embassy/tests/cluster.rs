@@ -88,8 +88,9 @@ macro_rules! cluster_test {
         two_stacks!(5, |client, server_stack| {
             let logs: [Log; 4] = Default::default();
             let $logs = &logs;
-            let mut state = TestState::new();
-            let (pool, mut runner) = wharf_embassy::new(client, &mut state, $cfg).unwrap();
+            // A pool borrows its state for good (as firmware gives it a static).
+            let state: &'static mut TestState = Box::leak(Box::new(TestState::new()));
+            let (pool, mut runner) = wharf_embassy::new(client, state, $cfg).unwrap();
             let $pool = &pool;
             let servers = join4(
                 server(server_stack, PORTS[0], Mode::Echo, &logs[0]),

@@ -60,8 +60,9 @@ macro_rules! pool_test {
     ($cfg:expr, |$pool:ident, $log:ident| $test:expr) => {{
         two_stacks!(5, |client, server_stack| {
             let $log = Log::default();
-            let mut state = TestState::new();
-            let (pool, mut runner) = wharf_embassy::new(client, &mut state, $cfg).unwrap();
+            // A pool borrows its state for good (as firmware gives it a static).
+            let state: &'static mut TestState = Box::leak(Box::new(TestState::new()));
+            let (pool, mut runner) = wharf_embassy::new(client, state, $cfg).unwrap();
             let $pool = &pool;
             let servers = join(
                 join(

@@ -1,69 +1,20 @@
 //! Clusters: many hosts (routes) behind one handle, with a balancer and
-//! predictive preconnect, kept in the pool's shared state.
+//! predictive preconnect, kept in the pool's shared state (the table is in
+//! `cluster_table.rs`).
 
 use std::sync::Arc;
 
-use wharf_core::{Balancer, ClusterError};
+use wharf_core::Balancer;
 
-use crate::error::ConfigError;
-use crate::pool::{lease_error, LeaseFuture, LeaseOptions, RouteKey, Target};
-use crate::shared::{ClusterEntry, ClusterSlot, Inner, Shared, MAX_HOSTS};
-use crate::{Connector, Error, Pool};
+use crate::cluster_table::{cluster_error, ClusterEntry, ClusterHandle, ClusterSlot, MAX_HOSTS};
+use crate::connector::{Connector, RouteKey};
+use crate::error::Error;
+use crate::lease_future::{LeaseFuture, LeaseOptions, Target};
+use crate::pool::Pool;
+use crate::runtime::{Inner, Shared};
 
 /// The most hosts one cluster holds.
 pub const MAX_CLUSTER_HOSTS: usize = MAX_HOSTS;
-
-/// A cluster of a [`Pool`], returned by [`Pool::add_cluster`]: a small `Copy`
-/// handle (slot and generation). Once the cluster is removed
-/// ([`Pool::remove_cluster`]) every call with the handle fails with
-/// [`Error::UnknownCluster`]. A handle is only meaningful for the pool (and
-/// its clones) that returned it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ClusterHandle {
-    index: u32,
-    gen: u32,
-}
-
-impl ClusterHandle {
-    /// The cluster this handle names, if it is still there.
-    pub(crate) fn entry<K>(
-        self,
-        clusters: &mut [ClusterSlot<K>],
-    ) -> Result<&mut ClusterEntry<K>, Error> {
-        clusters
-            .get_mut(self.index as usize)
-            .filter(|s| s.gen == self.gen)
-            .and_then(|s| s.entry.as_mut())
-            .ok_or(Error::UnknownCluster)
-    }
-}
-
-/// The typed error of a core cluster error.
-pub(crate) fn cluster_error<K: RouteKey, C: Connector<K>>(
-    shared: &Shared<K, C>,
-    name: &str,
-    host: Option<&K>,
-    e: ClusterError,
-) -> Error {
-    match e {
-        ClusterError::Lease(e) => {
-            let route = match host {
-                Some(k) => shared.describe(k),
-                None => format!("cluster {name}"),
-            };
-            lease_error(route, e)
-        }
-        ClusterError::Config(error) => Error::Config(ConfigError::Cluster {
-            cluster: name.to_owned(),
-            error,
-        }),
-        error => Error::Cluster {
-            cluster: name.to_owned(),
-            host: host.map(|k| shared.describe(k)),
-            error,
-        },
-    }
-}
 
 impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// Adds a cluster: up to [`MAX_CLUSTER_HOSTS`] hosts (each a route of this
@@ -73,9 +24,9 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// names the cluster in errors.
     ///
     /// Nothing is added if a host is listed twice ([`Error::Cluster`] with
-    /// [`ClusterError::Duplicate`]), there are too many hosts
-    /// ([`ClusterError::Full`]) or the ratio is refused
-    /// ([`Error::Config`]`(`[`ConfigError::Cluster`]`)`).
+    /// [`ClusterError::Duplicate`](crate::ClusterError::Duplicate)), there are too many hosts
+    /// ([`ClusterError::Full`](crate::ClusterError::Full)) or the ratio is refused
+    /// ([`Error::Config`]`(`[`ConfigError::Cluster`](crate::ConfigError::Cluster)`)`).
     pub fn add_cluster(
         &self,
         name: impl Into<String>,
@@ -87,11 +38,11 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         let name = name.into();
         let mut cluster = Box::new(wharf_core::Cluster::<K, MAX_HOSTS>::new(balancer));
         if let Err(e) = cluster.set_predictive_ratio(predictive_ratio) {
-            return Err(cluster_error(shared, &name, None, e));
+            return Err(cluster_error(&*shared.connector, &name, None, e));
         }
         for host in hosts {
             if let Err(e) = cluster.add_host(host.clone()) {
-                return Err(cluster_error(shared, &name, Some(&host), e));
+                return Err(cluster_error(&*shared.connector, &name, Some(&host), e));
             }
         }
         let entry = ClusterEntry { name, cluster };
@@ -134,8 +85,9 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
                 return Err(Error::UnknownCluster);
             };
             while let Some(host) = c.host(0).cloned() {
-                if let Err(e) = c.remove_host(&mut inner.core, &host, now) {
-                    return Err(cluster_error(shared, &name, Some(&host), e));
+                let r = inner.driver.input(|core| c.remove_host(core, &host, now));
+                if let Err(e) = r {
+                    return Err(cluster_error(&*shared.connector, &name, Some(&host), e));
                 }
             }
             Ok(())
@@ -144,13 +96,13 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
 
     /// Adds a host to a cluster (healthy). Its route is created on first use.
     ///
-    /// [`Error::Cluster`] with [`ClusterError::Duplicate`] if it is already
-    /// there, [`ClusterError::Full`] beyond [`MAX_CLUSTER_HOSTS`].
+    /// [`Error::Cluster`] with [`ClusterError::Duplicate`](crate::ClusterError::Duplicate) if it is already
+    /// there, [`ClusterError::Full`](crate::ClusterError::Full) beyond [`MAX_CLUSTER_HOSTS`].
     pub fn add_host(&self, cluster: ClusterHandle, host: K) -> Result<(), Error> {
         self.with_cluster(|inner, shared, _| {
             let entry = cluster.entry(&mut inner.clusters)?;
             let r = entry.cluster.add_host(host.clone());
-            r.map_err(|e| cluster_error(shared, &entry.name, Some(&host), e))
+            r.map_err(|e| cluster_error(&*shared.connector, &entry.name, Some(&host), e))
         })
     }
 
@@ -161,14 +113,14 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// connection left), and the route is freed once empty. Later cluster
     /// leases go to the other hosts.
     ///
-    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`] if it is not in
+    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost) if it is not in
     /// the cluster.
     pub fn remove_host(&self, cluster: ClusterHandle, host: &K) -> Result<(), Error> {
         self.with_cluster(|inner, shared, now| {
-            let Inner { core, clusters, .. } = inner;
+            let Inner { driver, clusters } = inner;
             let entry = cluster.entry(clusters)?;
-            let r = entry.cluster.remove_host(core, host, now);
-            r.map_err(|e| cluster_error(shared, &entry.name, Some(host), e))
+            let r = driver.input(|core| entry.cluster.remove_host(core, host, now));
+            r.map_err(|e| cluster_error(&*shared.connector, &entry.name, Some(host), e))
         })
     }
 
@@ -178,7 +130,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// `set_route_health`): an unhealthy route connects only for demand (no
     /// preconnect, no warm-up), for route leases as well.
     ///
-    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`] if it is not in
+    /// [`Error::Cluster`] with [`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost) if it is not in
     /// the cluster; [`Error::RouteTableFull`] if the route had to be created
     /// to hold the mark and no route slot is free.
     pub fn set_host_health(
@@ -188,10 +140,10 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         healthy: bool,
     ) -> Result<(), Error> {
         self.with_cluster(|inner, shared, now| {
-            let Inner { core, clusters, .. } = inner;
+            let Inner { driver, clusters } = inner;
             let entry = cluster.entry(clusters)?;
-            let r = entry.cluster.set_health(core, host, healthy, now);
-            r.map_err(|e| cluster_error(shared, &entry.name, Some(host), e))
+            let r = driver.input(|core| entry.cluster.set_health(core, host, healthy, now));
+            r.map_err(|e| cluster_error(&*shared.connector, &entry.name, Some(host), e))
         })
     }
 
@@ -205,7 +157,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         self.with_cluster(|inner, shared, _| {
             let entry = cluster.entry(&mut inner.clusters)?;
             let r = entry.cluster.set_predictive_ratio(ratio);
-            r.map_err(|e| cluster_error(shared, &entry.name, None, e))
+            r.map_err(|e| cluster_error(&*shared.connector, &entry.name, None, e))
         })
     }
 
@@ -243,7 +195,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// passes or its connect fails. Cancel-safe like [`Pool::lease`].
     ///
     /// Errors: [`Error::UnknownCluster`], [`Error::Cluster`] with
-    /// [`ClusterError::NoHosts`] for a cluster with no host, else what a
+    /// [`ClusterError::NoHosts`](crate::ClusterError::NoHosts) for a cluster with no host, else what a
     /// route lease on the picked host returns. A lease refused at once
     /// ([`Error::Overflow`], [`Error::Draining`], ...) names the cluster
     /// (`cluster <name>`) as its route, the core not saying which host it
@@ -256,11 +208,11 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         LeaseFuture::new(self.shared(), Target::Cluster(cluster), options)
     }
 
-    /// Runs a cluster operation under the lock, then processes the core's
-    /// actions.
+    /// Runs a cluster operation under the lock (its core calls go through
+    /// the driver, which drains the core), then runs the queued work.
     fn with_cluster<R>(
         &self,
-        f: impl FnOnce(&mut Inner<K, C::Conn>, &Shared<K, C>, wharf_core::Instant) -> Result<R, Error>,
+        f: impl FnOnce(&mut Inner<K, C>, &Shared<K, C>, wharf_core::Instant) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let shared: &Arc<Shared<K, C>> = self.shared();
         let mut g = shared.lock();

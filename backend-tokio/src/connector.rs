@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::hash::Hash;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -9,14 +10,20 @@ use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::ConnectFailure;
+use wharf_core::ConnectFailure;
+
+/// The bounds a route key needs: hashable, cloneable (the core keeps one copy
+/// per route), printable for errors, and shareable across tasks.
+pub trait RouteKey: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static {}
+impl<K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static> RouteKey for K {}
 
 /// Opens, checks and closes the connections a [`Pool`](crate::Pool) holds:
 /// TCP streams, TLS streams, database clients, anything async.
 ///
 /// Only [`connect`](Connector::connect) is required. The pool calls the
 /// connector from its own tasks, never while it holds its lock, except for
-/// [`is_broken`](Connector::is_broken) which runs in the dropping task.
+/// [`is_broken`](Connector::is_broken) which runs in the task that takes or
+/// drops a lease.
 ///
 /// ```
 /// use std::io;
@@ -48,9 +55,11 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
         async { false }
     }
 
-    /// Checks a connection when its lease is dropped; `true` = broken: the
-    /// pool closes it instead of reusing it. Must not block (it runs in the
-    /// task that drops the lease). Default: never broken.
+    /// Checks a connection when it is handed out and when its lease is
+    /// dropped; `true` = broken. At hand-out a broken connection is closed
+    /// (as `PeerClosed`) and the lease gets another one; at release it is
+    /// closed instead of reused (as `Discarded`). Must not block (it runs in
+    /// the task that takes or drops the lease). Default: never broken.
     fn is_broken(&self, conn: &mut Self::Conn) -> bool {
         let _ = conn;
         false
@@ -63,9 +72,11 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
         async move { drop(conn) }
     }
 
-    /// Classifies a connect error as local or remote (the core's
-    /// [`ConnectFailure`]). Default: refused, reset and aborted are remote,
-    /// everything else (resolution, unreachable, socket errors) is local.
+    /// Classifies a connect error (the core's [`ConnectFailure`]); the pool
+    /// keeps the answer as it is. Default: refused, reset and aborted are
+    /// remote, timed out is a timeout (counted with the pool's own connect
+    /// timeouts), everything else (resolution, unreachable, socket errors) is
+    /// local.
     fn classify(&self, error: &io::Error) -> ConnectFailure {
         match error.kind() {
             io::ErrorKind::ConnectionRefused

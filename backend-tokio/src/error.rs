@@ -224,3 +224,73 @@ impl From<ConfigError> for Error {
         Error::Config(e)
     }
 }
+
+/// The error of a route call the core refused.
+pub(crate) fn route_error(route: String, e: wharf_core::RouteError) -> Error {
+    use wharf_core::RouteError as E;
+    match e {
+        E::Config(error) => Error::Config(ConfigError::Route { route, error }),
+        E::RouteTableFull => Error::RouteTableFull { route },
+        E::Draining | E::UnknownRoute => Error::Draining { route },
+    }
+}
+
+/// The error of a lease the core refused at once.
+pub(crate) fn lease_error(route: String, e: wharf_core::LeaseError) -> Error {
+    use wharf_core::LeaseError as E;
+    match e {
+        E::Overflow => Error::Overflow { route },
+        E::RouteTableFull => Error::RouteTableFull { route },
+        E::Draining => Error::Draining { route },
+        E::Closed => Error::Closed { route },
+        E::Timeout => Error::Timeout {
+            route,
+            waited: Duration::ZERO,
+        },
+    }
+}
+
+/// The error of a waiting lease request that failed.
+pub(crate) fn fail_error(
+    route: String,
+    reason: wharf_core::FailReason,
+    source: Option<Arc<io::Error>>,
+    waited: Duration,
+) -> Error {
+    use wharf_core::FailReason as F;
+    match reason {
+        F::Timeout => Error::Timeout { route, waited },
+        F::Overflow => Error::Overflow { route },
+        F::Draining => Error::Draining { route },
+        F::ConnectFailed(reason) => {
+            let source = source.unwrap_or_else(|| {
+                Arc::new(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    match reason {
+                        ConnectFailure::Timeout => "connect timed out",
+                        _ => "connect failed",
+                    },
+                ))
+            });
+            Error::ConnectFailed {
+                route,
+                reason,
+                source,
+            }
+        }
+    }
+}
+
+/// The error of a lease whose every hand-out found its connection closed by
+/// the peer ([`Driver::handout_tries`](wharf_driver::Driver::handout_tries)
+/// times in a row).
+pub(crate) fn dead_error(route: String) -> Error {
+    Error::ConnectFailed {
+        route,
+        reason: ConnectFailure::Remote,
+        source: Arc::new(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "every connection handed out was closed by the peer",
+        )),
+    }
+}

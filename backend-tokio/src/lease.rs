@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wharf_core::Tag;
 
-use crate::pool::RouteKey;
-use crate::shared::{Inner, Shared};
-use crate::trace;
-use crate::Connector;
+use wharf_driver::{Handout, Returned};
+
+use crate::connector::{Connector, RouteKey};
+use crate::runtime::Shared;
 
 /// A connection leased from a [`Pool`](crate::Pool).
 ///
@@ -32,29 +32,14 @@ pub struct Lease<K: RouteKey, C: Connector<K>> {
 }
 
 impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
-    /// Moves the granted connection out of its slot (under the lock).
-    pub(crate) fn take(
-        shared: &Arc<Shared<K, C>>,
-        g: &mut Inner<K, C::Conn>,
-        lease: wharf_core::Lease,
-    ) -> Self {
-        let slot = &mut g.conns[lease.conn().index()];
-        let conn = slot.conn.take();
-        assert!(
-            conn.is_some(),
-            "wharf-tokio: granted connection has no object (bug)"
-        );
-        slot.served += 1;
-        let tag = slot.tag;
-        if slot.served > 1 {
-            trace::reuse(shared, &g.core, lease.conn(), slot.served);
-        }
+    /// A lease over a connection the driver handed out (already checked).
+    pub(crate) fn new(shared: &Arc<Shared<K, C>>, h: Handout<C::Conn>) -> Self {
         Lease {
             shared: shared.clone(),
-            lease,
-            conn,
+            lease: h.lease,
+            conn: Some(h.conn),
             keep_alive: None,
-            tag,
+            tag: h.tag,
             discard: false,
         }
     }
@@ -93,8 +78,9 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
     /// Takes the pool's lock and clones the key.
     pub fn route(&self) -> Option<K> {
         let g = self.shared.lock();
-        let route = g.core.route_of(self.lease.conn())?;
-        g.core.route_key(route).cloned()
+        let core = g.driver.core();
+        let route = core.route_of(self.lease.conn())?;
+        core.route_key(route).cloned()
     }
 
     /// The core's handle of this lease (its connection's slot, for logs).
@@ -106,7 +92,10 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
     /// (its slot frees up as if it was closed) and the caller owns it.
     pub fn detach(mut self) -> C::Conn {
         let conn = self.conn.take().expect("lease holds its connection");
-        self.shared.forget(self.lease);
+        let mut g = self.shared.lock();
+        let now = self.shared.now();
+        g.driver.detach(self.lease, now);
+        self.shared.finish(g);
         conn
     }
 
@@ -124,9 +113,18 @@ impl<K: RouteKey, C: Connector<K>> Drop for Lease<K, C> {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let broken = self.discard || self.shared.connector.is_broken(&mut conn);
-        self.shared
-            .release(self.lease, conn, broken, self.keep_alive, self.tag);
+        let how = if self.discard || self.shared.connector.is_broken(&mut conn) {
+            Returned::Discard
+        } else {
+            Returned::Reuse {
+                keep_alive: self.keep_alive.map(wharf_core::Duration::from),
+                tag: self.tag,
+            }
+        };
+        let mut g = self.shared.lock();
+        let now = self.shared.now();
+        g.driver.release(self.lease, conn, how, now);
+        self.shared.finish(g);
     }
 }
 

@@ -110,22 +110,31 @@
 //!
 //! ## How it runs
 //!
-//! The core sits behind one `std::sync::Mutex`, held only for O(1)
-//! transitions (a lease, a release, a grant) and never across an `.await`.
-//! Waiters live in pre-sized slots holding their wakers, and connection
-//! objects in pre-sized slots indexed by the core's handles: leasing an idle
-//! connection and dropping the lease allocate nothing.
+//! The pool is the [`wharf_driver::Driver`] (the same driver the embassy
+//! backend runs: action pump, answer tickets, connection table) behind one
+//! `std::sync::Mutex`, held only for O(1) transitions (a lease, a release, a
+//! grant) and never across an `.await`. Answer tickets hold the waiting
+//! futures' wakers, and connection objects live in pre-sized slots indexed
+//! by the core's handles: leasing an idle connection and dropping the lease
+//! allocate nothing.
 //!
 //! Connects, validations and closes run outside the lock, in the order the
 //! core asked for them (a close happens before the connect that replaces
-//! it); connects and validations are tasks on the pool's runtime. A driver
+//! it); connects and validations are tasks on the pool's runtime. A timer
 //! task feeds the core's timers (lease deadlines, connect timeouts, idle
 //! expiry, lifetime, retry backoff). It ends when the last [`Pool`] handle is
 //! dropped, draining the pool.
 //!
+//! A connection is checked with the connector's
+//! [`is_broken`](Connector::is_broken) when it is handed out (outside the
+//! lock): one the peer closed while it was idle is closed (`PeerClosed`) and
+//! the lease gets another. A connector's timed-out connect error counts as a
+//! [`ConnectFailure::Timeout`], like the pool's own connect timeout.
+//!
 //! Cancel safety: dropping a pending [`LeaseFuture`] removes its waiter; a
-//! connection granted to it at that moment goes back to the pool, and a
-//! connect that finishes after its waiter left serves the next one.
+//! connection granted to it at that moment goes back to the pool with the
+//! tag and keep-alive it had, and a connect that finishes after its waiter
+//! left serves the next one.
 //!
 //! Connections have a stream capacity of 1 (HTTP/1-like: the connection object
 //! moves into the lease). Multiplexed connections (HTTP/2, capacity > 1) are
@@ -138,19 +147,25 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod builder;
 mod cluster;
+mod cluster_table;
 mod connector;
 mod error;
 mod lease;
+mod lease_future;
 mod pool;
-mod shared;
+mod runtime;
 mod trace;
 
-pub use cluster::{ClusterHandle, MAX_CLUSTER_HOSTS};
-pub use connector::{tcp_is_unusable, Connector, TcpConnector};
+pub use builder::Builder;
+pub use cluster::MAX_CLUSTER_HOSTS;
+pub use cluster_table::ClusterHandle;
+pub use connector::{tcp_is_unusable, Connector, RouteKey, TcpConnector};
 pub use error::{ConfigError, Error};
 pub use lease::Lease;
-pub use pool::{Builder, LeaseFuture, LeaseOptions, Pool, RouteKey};
+pub use lease_future::{LeaseFuture, LeaseOptions};
+pub use pool::Pool;
 
 pub use wharf_core::{
     Balancer, CancelPolicy, CloseReason, ClusterError, ConnectFailure, Counters, DrainMode,

@@ -1,103 +1,91 @@
 //! `tracing` events (feature `tracing`); without the feature every function
-//! here is empty and compiles away.
+//! here is empty and compiles away. Routes are rendered by the connector's
+//! `describe`.
 #![allow(unused_variables)]
 
-use std::fmt;
-use std::hash::Hash;
 use std::io;
 
-use wharf_core::{CloseReason, ConnId, ConnectFailure};
+use wharf_core::{CloseReason, ConnId, ConnectFailure, Pool};
 
-use crate::shared::Shared;
-use crate::Connector;
+use crate::connector::{Connector, RouteKey};
 
 #[cfg(feature = "tracing")]
-fn route_of<K, C>(
-    shared: &Shared<K, C>,
-    core: &wharf_core::Pool<'static, K>,
+fn route_of<K: RouteKey, C: Connector<K>>(
+    connector: &C,
+    core: &Pool<'_, K>,
     conn: ConnId,
-) -> String
-where
-    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Connector<K>,
-{
+) -> String {
     core.route_of(conn)
         .and_then(|r| core.route_key(r))
-        .map(|k| shared.describe(k))
+        .map(|k| connector.describe(k))
         .unwrap_or_else(|| String::from("?"))
 }
 
 #[inline]
-pub(crate) fn connect_start<K, C>(shared: &Shared<K, C>, key: &K, conn: ConnId)
-where
-    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Connector<K>,
-{
+pub(crate) fn connect_start<K: RouteKey, C: Connector<K>>(connector: &C, key: &K, conn: ConnId) {
     #[cfg(feature = "tracing")]
-    tracing::debug!(route = %shared.describe(key), conn = conn.index(), "connect");
+    tracing::debug!(route = %connector.describe(key), conn = conn.index(), "connect");
 }
 
 #[inline]
-pub(crate) fn connected<K, C>(shared: &Shared<K, C>, key: &K, conn: ConnId)
-where
-    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Connector<K>,
-{
+pub(crate) fn connected<K: RouteKey, C: Connector<K>>(connector: &C, key: &K, conn: ConnId) {
     #[cfg(feature = "tracing")]
-    tracing::debug!(route = %shared.describe(key), conn = conn.index(), "connected");
+    tracing::debug!(route = %connector.describe(key), conn = conn.index(), "connected");
 }
 
 #[inline]
-pub(crate) fn connect_failed<K, C>(
-    shared: &Shared<K, C>,
+pub(crate) fn connect_failed<K: RouteKey, C: Connector<K>>(
+    connector: &C,
     key: &K,
     conn: ConnId,
     reason: ConnectFailure,
     error: &io::Error,
-) where
-    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Connector<K>,
-{
+) {
     #[cfg(feature = "tracing")]
-    tracing::warn!(route = %shared.describe(key), conn = conn.index(), ?reason, %error, "connect failed");
+    tracing::warn!(route = %connector.describe(key), conn = conn.index(), ?reason, %error, "connect failed");
 }
 
 #[inline]
-pub(crate) fn reuse<K, C>(
-    shared: &Shared<K, C>,
-    core: &wharf_core::Pool<'static, K>,
+pub(crate) fn reuse<K: RouteKey, C: Connector<K>>(
+    connector: &C,
+    core: &Pool<'_, K>,
     conn: ConnId,
-    served: u64,
-) where
-    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Connector<K>,
-{
+    served: u32,
+) {
     #[cfg(feature = "tracing")]
     if tracing::enabled!(tracing::Level::TRACE) {
-        tracing::trace!(route = %route_of(shared, core, conn), conn = conn.index(), served, "reuse");
+        tracing::trace!(route = %route_of(connector, core, conn), conn = conn.index(), served, "reuse");
     }
 }
 
 #[inline]
-pub(crate) fn validated<K, C>(
-    shared: &Shared<K, C>,
-    core: &wharf_core::Pool<'static, K>,
+pub(crate) fn validated<K: RouteKey, C: Connector<K>>(
+    connector: &C,
+    core: &Pool<'_, K>,
     conn: ConnId,
     stale: bool,
-) where
-    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Connector<K>,
-{
+) {
     #[cfg(feature = "tracing")]
-    tracing::debug!(route = %route_of(shared, core, conn), conn = conn.index(), stale, "validated");
+    tracing::debug!(route = %route_of(connector, core, conn), conn = conn.index(), stale, "validated");
 }
 
 #[inline]
-pub(crate) fn close<K, C>(shared: &Shared<K, C>, conn: ConnId, reason: CloseReason)
-where
-    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
-    C: Connector<K>,
-{
+pub(crate) fn close(conn: ConnId, reason: CloseReason) {
     #[cfg(feature = "tracing")]
     tracing::debug!(conn = conn.index(), ?reason, "close");
+}
+
+#[inline]
+pub(crate) fn route_idle<K: RouteKey, C: Connector<K>>(connector: &C, key: &K) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(route = %connector.describe(key), "route idle");
+}
+
+#[inline]
+pub(crate) fn dead_at_handout(conn: ConnId) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        conn = conn.index(),
+        "dead at hand-out: closed, asking again"
+    );
 }

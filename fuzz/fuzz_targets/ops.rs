@@ -18,7 +18,7 @@ mod model;
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use model::harness::{avoid, run_case_in, Cfg, Op, RelHow, Size, KEYS};
+use model::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
 
 fn opt<T>(
     u: &mut Unstructured,
@@ -27,15 +27,9 @@ fn opt<T>(
     Ok(if u.ratio(1, 4)? { None } else { Some(f(u)?) })
 }
 
-/// A timeout, sometimes "never" (`u32::MAX`: every deadline saturates).
-fn timeout(u: &mut Unstructured, lo: u32, hi: u32) -> Result<Option<u32>> {
-    opt(u, |u| {
-        Ok(if u.ratio(1, 12)? {
-            u32::MAX
-        } else {
-            u.int_in_range(lo..=hi)?
-        })
-    })
+/// The top of a range stands for `NEVER_MS` (saturating sums, §2).
+fn never(top: u32) -> impl Fn(u32) -> u32 {
+    move |x| if x == top { NEVER_MS } else { x }
 }
 
 fn cfg(u: &mut Unstructured, size: Size) -> Result<Cfg> {
@@ -58,14 +52,18 @@ fn cfg(u: &mut Unstructured, size: Size) -> Result<Cfg> {
         max_pending: opt(u, |u| u.int_in_range(1..=s.waiters as u32))?,
         max_leases: opt(u, |u| u.int_in_range(1..=s.leases as u32))?,
         fifo: u.arbitrary()?,
-        connect_timeout_ms: timeout(u, 100, 3_000)?,
-        idle_timeout_ms: timeout(u, 200, 6_000)?,
-        max_lifetime_ms: timeout(u, 500, 10_000)?,
-        validate_after_ms: timeout(u, 0, 3_000)?,
+        connect_timeout_ms: opt(u, |u| u.int_in_range(100..=3_000).map(never(3_000)))?,
+        idle_timeout_ms: opt(u, |u| u.int_in_range(200..=6_000).map(never(6_000)))?,
+        max_lifetime_ms: opt(u, |u| u.int_in_range(500..=10_000).map(never(10_000)))?,
+        validate_after_ms: opt(u, |u| u.int_in_range(0..=3_000))?,
+        // 999 stands for 0 ("off", §12).
         ratio_milli: if u.arbitrary()? {
             1000
         } else {
-            u.int_in_range(1000..=3000)?
+            match u.int_in_range(999..=3000)? {
+                999 => 0,
+                r => r,
+            }
         },
         min_idle,
         max_idle_per_route,
@@ -73,7 +71,7 @@ fn cfg(u: &mut Unstructured, size: Size) -> Result<Cfg> {
         connecting_capacity: u.int_in_range(1..=3)?,
         max_leases_per_conn: opt(u, |u| u.int_in_range(1..=4))?,
         starvation_guard: u.arbitrary()?,
-        retry_backoff_ms: u.int_in_range(1..=2_000)?,
+        retry_backoff_ms: u.int_in_range(1..=2_000).map(never(2_000))?,
     })
 }
 
@@ -86,11 +84,11 @@ fn tag(u: &mut Unstructured) -> Result<Option<u8>> {
 
 fn op(u: &mut Unstructured) -> Result<Op> {
     let idx = |u: &mut Unstructured| -> Result<usize> { Ok(u.int_in_range(0..=63u8)? as usize) };
-    Ok(match u.int_in_range(0..=15u8)? {
+    Ok(match u.int_in_range(0..=16u8)? {
         0..=2 => Op::Lease {
             key: u.int_in_range(0..=KEYS - 1)?,
             tag: tag(u)?,
-            deadline_ms: timeout(u, 0, 4_000)?,
+            deadline_ms: opt(u, |u| u.int_in_range(0..=4_000).map(never(4_000)))?,
         },
         3 | 4 => Op::Release {
             idx: idx(u)?,
@@ -98,7 +96,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
                 RelHow::Discard
             } else {
                 RelHow::Reuse {
-                    keep_alive_ms: timeout(u, 0, 3_000)?,
+                    keep_alive_ms: opt(u, |u| u.int_in_range(0..=3_000).map(never(3_000)))?,
                     tag: tag(u)?,
                 }
             },
@@ -125,12 +123,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             any: u.ratio(1, 10)?,
         },
         12 => Op::Advance {
-            // Now and then to the end of time (`Instant::MAX`).
-            ms: if u.ratio(1, 64)? {
-                u32::MAX
-            } else {
-                u.int_in_range(0..=6_000)?
-            },
+            ms: u.int_in_range(0..=6_000).map(never(6_000))?,
         },
         13 => {
             let k: u8 = u.int_in_range(0..=2)?;
@@ -154,6 +147,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             },
             delete: u.arbitrary()?,
         },
+        16 => Op::ReleaseForeign { idx: idx(u)? },
         _ => Op::RouteConfig {
             key: u.int_in_range(0..=KEYS - 1)?,
             limit: opt(u, |u| u.int_in_range(0..=4))?,
@@ -166,7 +160,8 @@ fn op(u: &mut Unstructured) -> Result<Op> {
 fn decode(data: &[u8]) -> Result<(Size, Cfg, Vec<Op>)> {
     let mut u = Unstructured::new(data);
     // Bit 0 as before (big or small); bits 1-2 both set on a small storage:
-    // exactly max_total connection slots, 1 or 2 by bit 3.
+    // exactly max_total connection slots (the properties' tight storage), 1
+    // or 2 by bit 3.
     let sel: u8 = u.arbitrary()?;
     let size = if sel & 1 == 1 {
         Size::Big
@@ -175,8 +170,8 @@ fn decode(data: &[u8]) -> Result<(Size, Cfg, Vec<Op>)> {
     } else {
         Size::Small
     };
-    let cfg = cfg(&mut u, size)?;
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
+    let cfg = avoid_cfg(cfg(&mut u, size)?, &list);
     let mut ops = Vec::new();
     while !u.is_empty() && ops.len() < 2_000 {
         ops.push(avoid(op(&mut u)?, &list));

@@ -117,11 +117,14 @@ pub enum CloseReason {
     ConnectTimeout,
     /// A connecting connection no longer needed after a cancel (`CloseExcess`).
     Excess,
+    /// Released while the pool holds more connections than a lowered
+    /// `max_total` (`set_max_total`).
+    TotalLimit,
 }
 
 impl CloseReason {
     /// Every reason, in declaration order (index of [`CloseReason::index`]).
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::Discarded,
         CloseReason::Expired,
         CloseReason::IdleTimeout,
@@ -134,6 +137,7 @@ impl CloseReason {
         CloseReason::Drained,
         CloseReason::ConnectTimeout,
         CloseReason::Excess,
+        CloseReason::TotalLimit,
     ];
     /// Position in [`CloseReason::ALL`].
     pub const fn index(self) -> usize {

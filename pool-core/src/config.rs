@@ -52,7 +52,10 @@ pub struct Config {
     pub max_per_route: u32,
     /// Waiters (lease requests not yet answered) over all routes. A lease that
     /// would exceed it fails at once with `Overflow` and is never queued.
-    /// `None` = the storage's waiter slots.
+    /// `None` = the storage's waiter slots. `Some(0)` (no lease ever waits)
+    /// needs `min_idle_per_route >= 1`, else nothing could ever be served
+    /// (`ConfigError::NeverServes`); to not wait for one lease, give it a
+    /// deadline of `now` instead.
     pub max_pending: Option<u32>,
     /// Leases in use over all connections (Envoy's `max_requests`). `None` = the
     /// storage's lease slots.
@@ -73,7 +76,9 @@ pub struct Config {
     /// `None` = never.
     pub validate_after_inactivity: Option<Duration>,
     /// Envoy's `per_upstream_preconnect_ratio`, 1.0..=3.0 (default 1.0 = no
-    /// preconnect). Applied with 1/1000 precision.
+    /// preconnect; 0 also means off). Applied with 1/1000 precision.
+    /// Preconnects never exceed the idle limits (`max_idle_per_route`,
+    /// `max_idle`): one that would be closed as excess idle is not made.
     pub preconnect_ratio: f32,
     /// Idle connections to keep per route (warm-up); never exceeds any limit.
     pub min_idle_per_route: u32,
@@ -97,6 +102,34 @@ pub struct Config {
     /// After a failed connect, preconnect and warm-up connects for that route
     /// pause this long (default 1 s). Connects for waiting leases never wait.
     pub retry_backoff: Duration,
+    /// Spread of connection lifetimes, in percent of `max_lifetime` (Envoy's
+    /// `max_connection_duration_jitter`): each connection's lifetime is
+    /// extended by a random amount in `[0, max_lifetime * jitter / 100)`, drawn
+    /// at connect from the pool's seeded generator, so connections opened
+    /// together do not all reconnect at once. 0..=100, default 0.
+    pub max_lifetime_jitter_percent: u8,
+    /// Identity-safe tag matching. Off (default, HttpClient's state matching):
+    /// a lease tagged `T` prefers a connection tagged `T`, then an untagged
+    /// one (which takes the lease's tag on release), and a release may change
+    /// a connection's tag. On: a connection's tag is fixed when it connects
+    /// ([`Pool::connected_as`](crate::Pool::connected_as)); a lease tagged `T`
+    /// takes only connections tagged `T`, an untagged lease only untagged
+    /// ones, and the release's tag is ignored. For identities fixed by the
+    /// connect (TLS client certificates, database sessions logged in as a
+    /// user): such a connection never serves another identity.
+    pub strict_tags: bool,
+    /// Close a host's idle connections and drain its busy ones when it is
+    /// marked unhealthy (`set_route_health(key, false)`), as Envoy's
+    /// `close_connections_on_host_health_failure`. Default off (an unhealthy
+    /// host only stops preconnecting).
+    pub close_on_unhealthy: bool,
+    /// Seeds the pool's randomness: the keyed hash (foldhash) that places route
+    /// keys in the route table, and the lifetime jitter. When keys come from
+    /// the network (a proxy keying routes by a request's `Host`), pick it at
+    /// random so nobody can craft keys that share one chain: `wharf-tokio`
+    /// does, per pool; firmware can take it from a hardware RNG. Default: a
+    /// fixed seed.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -119,6 +152,10 @@ impl Default for Config {
             max_leases_per_conn: None,
             starvation_guard: false,
             retry_backoff: Duration::from_secs(1),
+            max_lifetime_jitter_percent: 0,
+            strict_tags: false,
+            close_on_unhealthy: false,
+            seed: 0x243f_6a88_85a3_08d3,
         }
     }
 }
@@ -134,7 +171,7 @@ pub struct RouteConfig {
     pub max_connections: Option<u32>,
     /// Idle connections to keep warm for this route.
     pub min_idle: Option<u32>,
-    /// Preconnect ratio for this route, 1.0..=3.0.
+    /// Preconnect ratio for this route, 1.0..=3.0 (0 = off, as 1.0).
     pub preconnect_ratio: Option<f32>,
 }
 
@@ -161,7 +198,8 @@ pub enum ConfigError {
     BadMaxLeases,
     /// A timeout or lifetime of zero where zero makes no sense.
     ZeroTimeout,
-    /// A preconnect ratio outside 1.0..=3.0 (or not a number).
+    /// A preconnect ratio that is neither 0 (off) nor within 1.0..=3.0 (or not
+    /// a number).
     BadPreconnectRatio,
     /// `min_idle` exceeds the route limit or the idle limit.
     MinIdleTooLarge,
@@ -171,6 +209,14 @@ pub enum ConfigError {
     ZeroMaxLeasesPerConn,
     /// A storage with no connection, route or lease slot, or more than 2^30 of any.
     BadStorage,
+    /// `max_pending` is 0 and `min_idle_per_route` is 0: a lease could never
+    /// wait for a connect and nothing opens connections ahead, so no lease
+    /// could ever be served.
+    NeverServes,
+    /// The storage could not be allocated (`Pool::with_capacity`).
+    OutOfMemory,
+    /// `max_lifetime_jitter_percent` above 100.
+    BadJitter,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -182,18 +228,29 @@ impl core::fmt::Display for ConfigError {
             ConfigError::MaxPendingExceedsStorage => "max_pending exceeds the waiter slots",
             ConfigError::BadMaxLeases => "max_leases must be in 1..=lease slots",
             ConfigError::ZeroTimeout => "timeouts and lifetimes must be positive",
-            ConfigError::BadPreconnectRatio => "preconnect ratio must be within 1.0..=3.0",
+            ConfigError::BadPreconnectRatio => {
+                "preconnect ratio must be 0 (off) or within 1.0..=3.0"
+            }
             ConfigError::MinIdleTooLarge => "min idle exceeds the route or idle limit",
             ConfigError::ZeroConnectingCapacity => "connecting_capacity must be in 1..=65536",
             ConfigError::ZeroMaxLeasesPerConn => "max_leases_per_conn must be at least 1",
             ConfigError::BadStorage => "storage needs 1..=2^30 connection, route and lease slots",
+            ConfigError::NeverServes => {
+                "max_pending is 0 and min_idle_per_route is 0: no lease could ever be served \
+                 (a lease cannot wait for a connect and nothing opens connections ahead)"
+            }
+            ConfigError::OutOfMemory => "the pool's storage could not be allocated",
+            ConfigError::BadJitter => "max_lifetime_jitter_percent must be within 0..=100",
         };
         f.write_str(s)
     }
 }
 
-/// A ratio in thousandths, validated to 1000..=3000.
+/// A ratio in thousandths: 0 (off) or 1000..=3000.
 pub(crate) fn ratio_milli(r: f32) -> Result<u32, ConfigError> {
+    if r == 0.0 {
+        return Ok(0);
+    }
     // `!(a <= r && r <= b)` also rejects NaN.
     if !(1.0..=3.0).contains(&r) {
         return Err(ConfigError::BadPreconnectRatio);
@@ -229,6 +286,10 @@ pub(crate) struct Settings {
     pub max_leases_per_conn: Option<u32>,
     pub starvation_guard: bool,
     pub retry_backoff: Duration,
+    pub jitter_percent: u8,
+    pub strict_tags: bool,
+    pub close_on_unhealthy: bool,
+    pub seed: u64,
 }
 
 impl Config {
@@ -249,6 +310,7 @@ impl Config {
         }
         let max_pending = match self.max_pending {
             Some(p) if p as usize > waiters => return Err(ConfigError::MaxPendingExceedsStorage),
+            Some(0) if self.min_idle_per_route == 0 => return Err(ConfigError::NeverServes),
             Some(p) => p,
             None => waiters as u32,
         };
@@ -260,7 +322,8 @@ impl Config {
         positive(self.connect_timeout)?;
         positive(self.idle_timeout)?;
         positive(self.max_lifetime)?;
-        let ratio_milli = ratio_milli(self.preconnect_ratio)?;
+        // 0 means off, the same as 1.0 (SEMANTICS §12).
+        let ratio_milli = ratio_milli(self.preconnect_ratio)?.max(1000);
         if self.min_idle_per_route > self.max_per_route
             || self
                 .max_idle_per_route
@@ -273,6 +336,9 @@ impl Config {
         }
         if self.max_leases_per_conn == Some(0) {
             return Err(ConfigError::ZeroMaxLeasesPerConn);
+        }
+        if self.max_lifetime_jitter_percent > 100 {
+            return Err(ConfigError::BadJitter);
         }
         Ok(Settings {
             max_total: self.max_total,
@@ -288,10 +354,18 @@ impl Config {
             min_idle: self.min_idle_per_route,
             max_idle_per_route: self.max_idle_per_route,
             max_idle: self.max_idle,
-            connecting_capacity: self.connecting_capacity,
+            // A connection never serves more than `max_leases_per_conn`
+            // leases, so it is never counted for more (SEMANTICS §1).
+            connecting_capacity: self
+                .connecting_capacity
+                .min(self.max_leases_per_conn.unwrap_or(u32::MAX)),
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: self.retry_backoff,
+            jitter_percent: self.max_lifetime_jitter_percent,
+            strict_tags: self.strict_tags,
+            close_on_unhealthy: self.close_on_unhealthy,
+            seed: self.seed,
         })
     }
 }
@@ -321,7 +395,7 @@ impl RouteConfig {
             return Err(ConfigError::MinIdleTooLarge);
         }
         let ratio_milli = match self.preconnect_ratio {
-            Some(r) => Some(ratio_milli(r)?),
+            Some(r) => Some(ratio_milli(r)?.max(1000)),
             None => None,
         };
         Ok(RouteOverrides {

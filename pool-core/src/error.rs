@@ -14,7 +14,8 @@ pub enum LeaseError {
     Draining,
     /// The pool was drained for deletion as a whole.
     Closed,
-    /// The deadline given had already passed.
+    /// The deadline given had already passed (or was `now`: "do not wait") and
+    /// no connection was ready.
     Timeout,
 }
 
@@ -22,8 +23,10 @@ pub enum LeaseError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ReleaseError {
-    /// The lease was already released, or never came from this pool.
+    /// The lease was already released (or its connection closed under it).
     StaleLease,
+    /// The lease was made by another pool.
+    ForeignLease,
 }
 
 /// Why an input about a connection was refused.
@@ -78,9 +81,12 @@ display!(LeaseError,
     LeaseError::RouteTableFull => "route table full",
     LeaseError::Draining => "route is draining for deletion",
     LeaseError::Closed => "pool is closed",
-    LeaseError::Timeout => "lease deadline already passed",
+    LeaseError::Timeout => "no connection ready and the lease may not wait (deadline reached)",
 );
-display!(ReleaseError, ReleaseError::StaleLease => "stale or double release");
+display!(ReleaseError,
+    ReleaseError::StaleLease => "stale or double release",
+    ReleaseError::ForeignLease => "lease made by another pool",
+);
 display!(ConnError,
     ConnError::StaleConn => "stale connection handle",
     ConnError::WrongState => "connection is not in the state this input expects",

@@ -55,12 +55,16 @@ handle!(
 ///
 /// Give it back with [`Pool::release`](crate::Pool::release) exactly once; a
 /// second release (or one after the pool closed the connection) returns
-/// [`ReleaseError::StaleLease`](crate::ReleaseError::StaleLease).
+/// [`ReleaseError::StaleLease`](crate::ReleaseError::StaleLease), and a lease
+/// given to a pool that did not make it
+/// [`ReleaseError::ForeignLease`](crate::ReleaseError::ForeignLease).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Lease {
     pub(crate) id: LeaseId,
     pub(crate) conn: ConnId,
+    /// Identity of the pool that made it (see [`Pool::release`](crate::Pool::release)).
+    pub(crate) pool: u32,
 }
 
 impl Lease {

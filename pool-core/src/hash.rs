@@ -1,71 +1,86 @@
-//! A small multiplicative hasher (the Fx algorithm) for route keys: fast, no_std,
-//! no state. Route keys come from the application, not from the network; an
-//! application hashing attacker-chosen keys should key routes by an index instead.
+//! Route-key hashing: foldhash (a well-kept, no_std, seeded hash) keyed by
+//! [`Config::seed`](crate::Config::seed).
+//!
+//! Route keys may come from the network (a proxy keying routes by a request's
+//! `Host`); with a fixed, public seed anyone can craft keys that share one hash
+//! chain and turn every lookup into a walk. A backend therefore picks the seed:
+//! `wharf-tokio` at random per pool, firmware from a hardware RNG.
 
 use core::hash::{Hash, Hasher};
 
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+use foldhash::fast::FoldHasher;
+use foldhash::SharedSeed;
 
-pub(crate) struct FxHasher {
-    hash: u64,
+/// The route table's hasher: foldhash with every seed (the per-hasher seed and
+/// the shared multipliers) derived from the pool's seed, so the mixing itself
+/// is secret, not only a value xored into the key.
+#[derive(Clone, Debug)]
+pub(crate) struct RouteHasher {
+    shared: SharedSeed,
+    per_hasher: u64,
 }
 
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+impl RouteHasher {
+    pub(crate) fn new(seed: u64) -> Self {
+        // foldhash's seed expansion maps 0 to its weakest multipliers: spread
+        // every caller seed (0 included) with splitmix64's bijective finalizer
+        // first.
+        RouteHasher {
+            shared: SharedSeed::from_u64(splitmix(seed)),
+            per_hasher: splitmix(seed ^ 0x9e37_79b9_7f4a_7c15),
         }
     }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
+
+    /// Bucket of `key` among `buckets` (multiply-shift range reduction of the
+    /// hash's high bits).
+    #[inline(always)]
+    pub(crate) fn bucket<K: Hash + ?Sized>(&self, key: &K, buckets: usize) -> usize {
+        let mut h = FoldHasher::with_seed(self.per_hasher, &self.shared);
+        key.hash(&mut h);
+        (((h.finish() >> 32) * buckets as u64) >> 32) as usize
     }
 }
 
-/// Bucket of `key` among `buckets` (Lemire's multiply-shift range reduction).
-#[inline]
-pub(crate) fn bucket<K: Hash + ?Sized>(key: &K, buckets: usize) -> usize {
-    let mut h = FxHasher { hash: 0 };
-    key.hash(&mut h);
-    let x = h.finish();
-    // Mix the high bits down: Fx leaves the low bits weak.
-    let x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    (((x >> 32) * buckets as u64) >> 32) as usize
+/// splitmix64's output function (a bijection on `u64`); also the lifetime
+/// jitter's generator (SEMANTICS §2).
+pub(crate) const fn splitmix(x: u64) -> u64 {
+    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RouteHasher;
+
+    /// Keys crafted to share one bucket under a known seed spread out under
+    /// another seed: the seed, not the key, decides the chains.
+    #[test]
+    fn colliding_keys_for_one_seed_spread_under_another() {
+        const BUCKETS: usize = 64;
+        let known = RouteHasher::new(0);
+        let crafted: [u64; BUCKETS] = {
+            let mut keys = [0u64; BUCKETS];
+            let (mut n, mut k) = (0, 0u64);
+            while n < BUCKETS {
+                if known.bucket(&k, BUCKETS) == 0 {
+                    keys[n] = k;
+                    n += 1;
+                }
+                k += 1;
+            }
+            keys
+        };
+        assert!(crafted.iter().all(|k| known.bucket(k, BUCKETS) == 0));
+        for seed in [0x9e37_79b9_7f4a_7c15u64, 1, 0xdead_beef, u64::MAX] {
+            let other = RouteHasher::new(seed);
+            let mut per = [0usize; BUCKETS];
+            for k in &crafted {
+                per[other.bucket(k, BUCKETS)] += 1;
+            }
+            let longest = per.iter().max().copied().unwrap_or(0);
+            // 64 keys in 64 buckets at random: the longest chain is a handful.
+            assert!(longest <= 8, "seed {seed:#x}: a chain of {longest}");
+        }
+    }
 }

@@ -36,8 +36,14 @@ impl<'a> Heap<'a> {
         self.top_at
     }
 
-    /// Inserts or re-keys `owner`.
+    /// Inserts or re-keys `owner`. A deadline of `Instant::MAX` means never:
+    /// the owner gets no entry (SEMANTICS §2).
+    #[inline(never)]
     pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u64) {
+        if at == Instant::MAX {
+            self.remove(owner);
+            return;
+        }
         self.set_inner(owner, at, seq);
         self.retop();
     }
@@ -77,13 +83,16 @@ impl<'a> Heap<'a> {
         }
     }
 
-    /// Makes sure `owner` fires no later than `(at, seq)`.
-    #[inline]
+    /// Makes sure `owner` fires no later than `(at, seq)`; `Instant::MAX`
+    /// (never) arms nothing. An owner's entries always carry the owner's own
+    /// sequence number, so comparing deadlines is enough.
+    #[inline(always)]
     pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u64) {
-        match self.key_of(owner) {
-            Some(k) if k <= (at, seq) => {}
-            _ => self.set(owner, at, seq),
+        let p = self.pos[owner as usize];
+        if (p != NIL && self.entries[p as usize].at <= at) || at == Instant::MAX {
+            return;
         }
+        self.set(owner, at, seq);
     }
 
     fn set_inner(&mut self, owner: u32, at: Instant, seq: u64) {

@@ -96,11 +96,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 );
             }
             if c.state == ConnState::Ready {
-                ensure!(
-                    c.capacity >= 1 && c.active <= c.capacity,
-                    5,
-                    "active exceeds capacity"
-                );
+                // `active` may exceed a capacity the peer lowered
+                // (`set_capacity`): such a connection is not available, which
+                // the list checks below verify.
+                ensure!(c.capacity >= 1, 5, "zero stream capacity");
                 ensure!(
                     c.remaining != 0 || c.draining,
                     5,
@@ -126,9 +125,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                     );
                 }
                 if c.idle() {
-                    ensure!(c.expiry > now, 7, "expired connection kept idle");
+                    ensure!(!c.expiry.reached(now), 7, "expired connection kept idle");
                     if let Some(t) = self.cfg.idle_timeout {
-                        ensure!(c.updated + t > now, 7, "idle-timed-out connection kept");
+                        // Or kept for `min_idle` (§2).
+                        ensure!(
+                            !(c.updated + t).reached(now) || c.kept,
+                            7,
+                            "idle-timed-out connection kept"
+                        );
                     }
                 }
                 active += c.active;
@@ -160,7 +164,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         ensure!(closing == self.closing, 11, "closing count differs");
         ensure!(guards == self.guard_conns, 11, "guard count differs");
         ensure!(
-            total - guards <= self.cfg.max_total,
+            total - guards <= self.cfg.max_total || self.over_total,
             1,
             "connections exceed max_total"
         );

@@ -46,7 +46,7 @@ impl List {
         self.len == 0
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_back<M, T: Links<M>>(&mut self, s: &mut [T], i: u32) {
         *s[i as usize].link() = Link {
             prev: self.tail,
@@ -61,7 +61,7 @@ impl List {
         self.len += 1;
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_front<M, T: Links<M>>(&mut self, s: &mut [T], i: u32) {
         *s[i as usize].link() = Link {
             prev: NIL,
@@ -91,7 +91,7 @@ impl List {
         self.len += 1;
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn remove<M, T: Links<M>>(&mut self, s: &mut [T], i: u32) {
         let Link { prev, next } = *s[i as usize].link_ref();
         if prev == NIL {

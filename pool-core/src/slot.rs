@@ -43,6 +43,9 @@ pub struct ConnSlot {
     pub(crate) in_lru: bool,
     /// Counted as a starvation-guard connection.
     pub(crate) guard: bool,
+    /// Idle and kept for `min_idle`: its idle timeout no longer counts until
+    /// `updated` is next set (SEMANTICS §2).
+    pub(crate) kept: bool,
     /// Drain reason, then close reason.
     pub(crate) reason: CloseReason,
     pub(crate) route: u32,
@@ -67,7 +70,29 @@ pub struct ConnSlot {
     pub(crate) alink: Link,
 }
 
+/// Links of all zeros: only for [`Storage::new`](crate::Storage::new), whose
+/// slots `Pool::new` initialises before use (so a `static` storage is all
+/// zero bytes and lands in `.bss`, costing no flash).
+const ZERO_LINK: Link = Link { prev: 0, next: 0 };
+const ZERO_LIST: List = List {
+    head: 0,
+    tail: 0,
+    len: 0,
+};
+
 impl ConnSlot {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: ConnSlot = ConnSlot {
+        route: 0,
+        validity: Instant::ZERO,
+        expiry: Instant::ZERO,
+        connect_deadline: Instant::ZERO,
+        waiter: 0,
+        rlink: ZERO_LINK,
+        glink: ZERO_LINK,
+        alink: ZERO_LINK,
+        ..ConnSlot::EMPTY
+    };
     pub(crate) const EMPTY: ConnSlot = ConnSlot {
         gen: 0,
         state: ConnState::Free,
@@ -76,6 +101,7 @@ impl ConnSlot {
         delivered: false,
         in_lru: false,
         guard: false,
+        kept: false,
         reason: CloseReason::Drained,
         route: NIL,
         capacity: 0,
@@ -112,11 +138,19 @@ impl ConnSlot {
             ConnState::Connecting | ConnState::Validating | ConnState::Ready
         )
     }
+    /// Free streams, bounded by the leases it may still serve: what it adds
+    /// to its route's `spare` while on the ready list.
+    #[inline]
+    pub(crate) fn streams_left(&self) -> u32 {
+        self.capacity
+            .saturating_sub(self.active)
+            .min(self.remaining)
+    }
     /// Streams it can still take (0 unless available).
     #[inline]
     pub(crate) fn spare(&self) -> u32 {
         if self.available() {
-            self.capacity - self.active
+            self.streams_left()
         } else {
             0
         }
@@ -153,6 +187,14 @@ pub struct WaiterSlot {
 }
 
 impl WaiterSlot {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: WaiterSlot = WaiterSlot {
+        route: 0,
+        conn: 0,
+        qlink: ZERO_LINK,
+        alink: ZERO_LINK,
+        ..WaiterSlot::EMPTY
+    };
     pub(crate) const EMPTY: WaiterSlot = WaiterSlot {
         gen: 0,
         state: WaiterState::Free,
@@ -178,6 +220,12 @@ pub struct LeaseSlot {
 }
 
 impl LeaseSlot {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: LeaseSlot = LeaseSlot {
+        gen: 0,
+        conn: 0,
+        next_free: 0,
+    };
     pub(crate) const EMPTY: LeaseSlot = LeaseSlot {
         gen: 0,
         conn: NIL,
@@ -202,7 +250,7 @@ pub struct RouteSlot<K> {
     pub(crate) allocated: u32,
     pub(crate) idle: u32,
     pub(crate) active: u32,
-    /// Sum of `capacity - active` over the ready list.
+    /// Sum of `streams_left()` over the ready list.
     pub(crate) spare: u64,
     pub(crate) deleting: bool,
     pub(crate) blocked: bool,
@@ -221,6 +269,17 @@ pub struct RouteSlot<K> {
 }
 
 impl<K> RouteSlot<K> {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: RouteSlot<K> = RouteSlot {
+        chain: 0,
+        connecting: ZERO_LIST,
+        ready: ZERO_LIST,
+        queue: ZERO_LIST,
+        blink: ZERO_LINK,
+        all: ZERO_LINK,
+        alink: ZERO_LINK,
+        ..RouteSlot::EMPTY
+    };
     pub(crate) const EMPTY: RouteSlot<K> = RouteSlot {
         key: None,
         gen: 0,
@@ -271,6 +330,13 @@ pub struct HeapEntry {
 }
 
 impl HeapEntry {
+    /// All-zero bytes (see `ZERO_LINK`).
+    pub(crate) const ZEROED: HeapEntry = HeapEntry {
+        at: Instant::ZERO,
+        seq: 0,
+        owner: 0,
+    };
+    #[cfg(feature = "alloc")]
     pub(crate) const EMPTY: HeapEntry = HeapEntry {
         at: Instant::ZERO,
         seq: 0,

@@ -71,7 +71,7 @@ pub struct Counters {
     /// Validations that found the connection stale.
     pub stale: u64,
     /// Closes by reason, indexed by [`CloseReason::index`].
-    pub closes: [u64; 12],
+    pub closes: [u64; CloseReason::ALL.len()],
     /// Waiters failed by their deadline.
     pub timeouts: u64,
     /// Leases refused or failed with `Overflow`.

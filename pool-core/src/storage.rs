@@ -79,20 +79,22 @@ pub struct Storage<
 }
 
 impl<K, const C: usize, const R: usize, const W: usize, const L: usize> Storage<K, C, R, W, L> {
-    /// Empty storage; `const`, so it can initialise a `static`.
+    /// Empty storage; `const`, so it can initialise a `static`. It is all zero
+    /// bytes (`Pool::new` initialises every slot), so a `static` of it lands
+    /// in `.bss` and costs no flash.
     pub const fn new() -> Self {
         Storage {
-            conns: [ConnSlot::EMPTY; C],
-            routes: [const { RouteSlot::EMPTY }; R],
-            buckets: [u32::MAX; R],
-            waiters: [WaiterSlot::EMPTY; W],
-            leases: [LeaseSlot::EMPTY; L],
-            conn_heap: [HeapEntry::EMPTY; C],
-            conn_pos: [u32::MAX; C],
-            waiter_heap: [HeapEntry::EMPTY; W],
-            waiter_pos: [u32::MAX; W],
-            route_heap: [HeapEntry::EMPTY; R],
-            route_pos: [u32::MAX; R],
+            conns: [ConnSlot::ZEROED; C],
+            routes: [const { RouteSlot::ZEROED }; R],
+            buckets: [0; R],
+            waiters: [WaiterSlot::ZEROED; W],
+            leases: [LeaseSlot::ZEROED; L],
+            conn_heap: [HeapEntry::ZEROED; C],
+            conn_pos: [0; C],
+            waiter_heap: [HeapEntry::ZEROED; W],
+            waiter_pos: [0; W],
+            route_heap: [HeapEntry::ZEROED; R],
+            route_pos: [0; R],
         }
     }
 }

@@ -65,6 +65,13 @@ impl Instant {
     pub const fn as_millis(self) -> u64 {
         self.micros / 1_000
     }
+    /// A deadline that has come at `now`. `Instant::MAX` means never, so it
+    /// is never reached, even at `now == Instant::MAX` (SEMANTICS §2).
+    #[inline(always)]
+    pub(crate) fn reached(self, now: Instant) -> bool {
+        self.micros != u64::MAX && self.micros <= now.micros
+    }
+
     /// `self + d`, saturating at [`Instant::MAX`].
     pub const fn saturating_add(self, d: Duration) -> Instant {
         Instant {

@@ -328,3 +328,57 @@ fn last_pick_names_the_host_of_a_refused_lease() {
     );
     assert_eq!(empty.last_pick(), None);
 }
+
+#[test]
+fn close_on_unhealthy_closes_idle_connections_and_drains_busy_ones() {
+    // Issue 16: Envoy's close_connections_on_host_health_failure.
+    let mut st: Storage<&'static str, 8, 4, 8, 8> = Storage::new();
+    let cfg = Config {
+        max_total: 4,
+        max_per_route: 4,
+        connect_timeout: None,
+        idle_timeout: None,
+        validate_after_inactivity: None,
+        close_on_unhealthy: true,
+        ..Config::default()
+    };
+    let mut p = Pool::new(&mut st, cfg).unwrap();
+    let t = Instant::from_millis;
+    let mut leases = Vec::new();
+    for _ in 0..2 {
+        let LeaseOutcome::Queued(w) = p.lease(&"h", None, t(0), None).unwrap() else {
+            panic!()
+        };
+        let Some(Action::Connect { conn, .. }) = p.poll_action() else {
+            panic!()
+        };
+        p.connected(conn, 1, t(0)).unwrap();
+        match p.poll_action() {
+            Some(Action::Granted { waiter, lease }) if waiter == w => leases.push(lease),
+            other => panic!("{other:?}"),
+        }
+    }
+    let idle = leases.pop().unwrap();
+    p.release(idle, Release::REUSE, t(1)).unwrap();
+    assert_eq!(p.poll_action(), None);
+    p.set_route_health(&"h", false, t(2)).unwrap();
+    assert_eq!(
+        p.poll_action(),
+        Some(Action::Close {
+            conn: idle.conn(),
+            reason: CloseReason::Drained
+        })
+    );
+    assert_eq!(p.poll_action(), None);
+    // The busy one drains: it closes when its lease comes back.
+    let busy = leases.pop().unwrap();
+    p.release(busy, Release::REUSE, t(3)).unwrap();
+    assert_eq!(
+        p.poll_action(),
+        Some(Action::Close {
+            conn: busy.conn(),
+            reason: CloseReason::Drained
+        })
+    );
+    p.check_invariants().unwrap();
+}

@@ -17,7 +17,7 @@ mod model;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{avoid, run_case_in, Cfg, Op, RelHow, Size, KEYS};
+use model::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -31,10 +31,10 @@ fn opt<T: std::fmt::Debug + Clone + 'static>(
     prop_oneof![1 => Just(None), 3 => s.prop_map(Some)]
 }
 
-/// A timeout in ms, sometimes "never" (`u32::MAX`: `Duration::MAX`, every
-/// deadline saturates at `Instant::MAX`).
-fn timeout(lo: u32, hi: u32) -> impl Strategy<Value = Option<u32>> {
-    prop_oneof![12 => opt(lo..hi), 1 => Just(Some(u32::MAX))]
+/// A timeout: mostly in `range`, sometimes none, sometimes so long that every
+/// sum with it saturates at `Instant::MAX` ("never", §2).
+fn timeout(range: std::ops::Range<u32>) -> impl Strategy<Value = Option<u32>> {
+    prop_oneof![2 => Just(None), 5 => range.prop_map(Some), 1 => Just(Some(NEVER_MS))]
 }
 
 fn cfg_strategy(size: Size) -> impl Strategy<Value = Cfg> {
@@ -43,26 +43,30 @@ fn cfg_strategy(size: Size) -> impl Strategy<Value = Cfg> {
     let waiters = slots.waiters as u32;
     let leases = slots.leases as u32;
     let limits = (
-        1..=conns,
+        // Storage with exactly `max_total` connection slots (§3.4's stall).
+        prop_oneof![1 => Just(conns), 2 => 1..=conns],
         1..=3u32,
         opt(1..=waiters),
         opt(1..=leases),
         any::<bool>(),
     );
     let times = (
-        timeout(100, 3_000),
-        timeout(200, 6_000),
-        timeout(500, 10_000),
-        prop_oneof![2 => Just(None), 1 => Just(Some(0u32)), 2 => (1..3_000u32).prop_map(Some), 1 => Just(Some(u32::MAX))],
-        1..2_000u32,
+        timeout(100..3_000u32),
+        timeout(200..6_000u32),
+        timeout(500..10_000u32),
+        prop_oneof![2 => Just(None), 1 => Just(Some(0u32)), 2 => (1..3_000u32).prop_map(Some)],
+        prop_oneof![8 => 1..2_000u32, 1 => Just(NEVER_MS)],
     );
     let shape = (
-        prop_oneof![2 => Just(1000u32), 3 => 1000..=3000u32],
+        // 0 is "off", the same as 1.0 (§12).
+        prop_oneof![2 => Just(1000u32), 1 => Just(0u32), 4 => 1000..=3000u32],
         0..=2u32,
-        prop_oneof![3 => Just(None), 1 => (0..=3u32).prop_map(Some)],
-        prop_oneof![3 => Just(None), 1 => (0..=4u32).prop_map(Some)],
-        prop_oneof![4 => Just(1u32), 1 => 2..=3u32],
-        prop_oneof![3 => Just(None), 1 => (1..=4u32).prop_map(Some)],
+        // Idle limits, often together with a ratio above 1 (§3.2).
+        prop_oneof![3 => Just(None), 2 => (0..=3u32).prop_map(Some)],
+        prop_oneof![3 => Just(None), 2 => (0..=4u32).prop_map(Some)],
+        prop_oneof![3 => Just(1u32), 2 => 2..=3u32],
+        // `max_leases_per_conn` in the capacity math (§1).
+        prop_oneof![2 => Just(None), 1 => (1..=4u32).prop_map(Some)],
         any::<bool>(),
     );
     (limits, times, shape).prop_map(
@@ -105,16 +109,20 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let idx = 0..64usize;
     let key = 0..KEYS;
     let tag = prop_oneof![3 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))];
+    let keep_alive =
+        prop_oneof![2 => Just(None), 6 => (0..3_000u32).prop_map(Some), 1 => Just(Some(NEVER_MS))];
     let rel = prop_oneof![
-        6 => (prop_oneof![12 => opt(0..3_000u32), 1 => Just(Some(u32::MAX))], prop_oneof![4 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))])
+        6 => (keep_alive, prop_oneof![4 => Just(None), 1 => Just(Some(0u8)), 1 => Just(Some(1u8))])
             .prop_map(|(keep_alive_ms, tag)| RelHow::Reuse { keep_alive_ms, tag }),
         1 => Just(RelHow::Discard),
     ];
     prop_oneof![
-        250 => (key.clone(), tag, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some), 1 => Just(Some(u32::MAX))])
+        // A deadline of `NEVER_MS` is `Instant::MAX`, the same as none (§2).
+        250 => (key.clone(), tag, prop_oneof![6 => Just(None), 2 => Just(Some(0u32)), 6 => (1..4_000u32).prop_map(Some), 1 => Just(Some(NEVER_MS))])
             .prop_map(|(key, tag, deadline_ms)| Op::Lease { key, tag, deadline_ms }),
         150 => (idx.clone(), rel).prop_map(|(idx, how)| Op::Release { idx, how }),
         10 => idx.clone().prop_map(|idx| Op::ReleaseStale { idx }),
+        8 => idx.clone().prop_map(|idx| Op::ReleaseForeign { idx }),
         50 => (idx.clone(), any::<bool>()).prop_map(|(idx, excess)| Op::Cancel { idx, excess }),
         150 => (idx.clone(), prop_oneof![10 => 1..=3u32, 1 => Just(0u32)], prop_oneof![9 => Just(false), 1 => Just(true)])
             .prop_map(|(idx, cap, any)| Op::Connected { idx, cap, any }),
@@ -124,13 +132,15 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         80 => (idx.clone(), prop_oneof![3 => Just(true), 1 => Just(false)], prop_oneof![9 => Just(false), 1 => Just(true)])
             .prop_map(|(idx, alive, any)| Op::Validated { idx, alive, any }),
         100 => prop_oneof![4 => 0..300u32, 1 => 0..6_000u32].prop_map(|ms| Op::Advance { ms }),
+        // To `Instant::MAX`: what is left is "never" and must not fire (§2).
+        1 => Just(Op::Advance { ms: NEVER_MS }),
         40 => Just(Op::AdvanceToTimer),
         30 => (0..4u8).prop_map(|n| Op::Partial { n }),
         10 => (0..2_000u32).prop_map(|ms| Op::Backwards { ms }),
         20 => (key.clone(), any::<bool>()).prop_map(|(k, delete)| Op::Drain { key: Some(k), delete }),
         8 => Just(Op::Drain { key: None, delete: false }),
         1 => Just(Op::Drain { key: None, delete: true }),
-        20 => (key, opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32]))
+        20 => (key, opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32, 1 => Just(0u32)]))
             .prop_map(|(key, limit, min_idle, ratio_milli)| Op::RouteConfig { key, limit, min_idle, ratio_milli }),
     ]
 }
@@ -164,9 +174,10 @@ fn case_strategy() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
     let general = size_strategy().prop_flat_map(move |size| {
         let list = list.clone();
+        let cfg_list = list.clone();
         (
             Just(size),
-            cfg_strategy(size),
+            cfg_strategy(size).prop_map(move |cfg| avoid_cfg(cfg, &cfg_list)),
             prop::collection::vec(op_strategy(), LEN).prop_map(move |ops| {
                 ops.into_iter()
                     .map(|op| avoid(op, &list))
@@ -228,13 +239,31 @@ fn hot_route_case() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
     )
 }
 
-/// What failed: `property <name>` (tests/model/props.rs) or anything else
-/// (a divergence or a harness check). Shrinking keeps the kind.
-pub fn failure_kind(e: &str) -> &str {
-    match e.find("property ") {
-        Some(i) => e[i..].split(" violated").next().unwrap_or("property"),
-        None => "divergence or harness check",
+/// What kind of failure a verdict is, so that shrinking keeps the failure it
+/// started from instead of wandering to another one: a property of
+/// `tests/model/props.rs` by its name (`property <name>`), anything else by
+/// its check message without the step, the operation and the numbers
+/// (handles, times).
+fn kind(verdict: &str) -> String {
+    if let Some(i) = verdict.find("property ") {
+        let name = verdict[i..].split(" violated").next().unwrap_or("property");
+        return name.to_string();
     }
+    // "step N: <op>: <check>" or "end phase, step N: <check>".
+    let rest = verdict.find("step ").map_or(verdict, |i| &verdict[i..]);
+    let rest = rest.split_once(": ").map_or(rest, |x| x.1);
+    let check = if verdict.starts_with("end phase") {
+        rest
+    } else if rest.split(": ").next().unwrap_or("").contains('{') {
+        rest.split_once("}: ").map_or(rest, |x| x.1)
+    } else {
+        rest.split_once(": ").map_or(rest, |x| x.1)
+    };
+    check
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(120)
+        .collect()
 }
 
 /// Delta debugging: drop chunks of operations while the sequence still fails
@@ -243,12 +272,12 @@ pub fn shrink(size: Size, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
     let first = run_case_in(size, cfg, &ops, true, false)
         .1
         .err()
-        .unwrap_or_default();
-    let kind = failure_kind(&first).to_string();
+        .map(|e| kind(&e));
     let fails = |ops: &[Op]| {
         run_case_in(size, cfg, ops, true, false)
             .1
-            .is_err_and(|e| failure_kind(&e) == kind)
+            .err()
+            .is_some_and(|e| Some(kind(&e)) == first)
     };
     let mut chunk = ops.len().div_ceil(2).max(1);
     loop {
@@ -320,6 +349,10 @@ fn model_agrees_with_core() {
             for r in wharf_core::CloseReason::ALL {
                 println!("  closes {r:?}: {}", c.closes_for(r));
             }
+            // The model's rare paths (the rules of issue 10 among them).
+            for (k, v) in model::harness::EVENTS.lock().unwrap().iter() {
+                println!("  {k}: {v}");
+            }
         }
         Ok(()) => println!(
             "model: {cases} sequences, {} operations, 0 divergences, 0 property violations",
@@ -335,9 +368,9 @@ fn model_agrees_with_core() {
             // Replay the minimal case with a trace for the report.
             let (_, verdict) = run_case_in(size, &cfg, &ops, true, true);
             let verdict = verdict.err().unwrap_or_default();
-            let what = match failure_kind(&verdict) {
-                "divergence or harness check" => "divergence".to_string(),
-                kind => format!("{kind} violated"),
+            let what = match kind(&verdict) {
+                k if k.starts_with("property ") => format!("{k} violated"),
+                _ => "divergence".to_string(),
             };
             panic!(
                 "{what} (WHARF_MODEL_SEED={seed}): {why}\nminimal case ({verdict}):\n  size = Size::{size:?}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}"

@@ -82,7 +82,8 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
         1..2_000u32,
     );
     let shape = (
-        prop_oneof![2 => Just(1000u32), 3 => 1000..=3000u32],
+        // 0 is "off", the same as 1.0 (§12).
+        prop_oneof![2 => Just(1000u32), 1 => Just(0u32), 3 => 1000..=3000u32],
         0..=2u32,
         prop_oneof![3 => Just(None), 1 => (0..=3u32).prop_map(Some)],
         prop_oneof![3 => Just(None), 1 => (0..=4u32).prop_map(Some)],
@@ -151,7 +152,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         20 => (key.clone(), any::<bool>()).prop_map(|(k, delete)| Op::Drain { key: Some(k), delete }),
         8 => Just(Op::Drain { key: None, delete: false }),
         1 => Just(Op::Drain { key: None, delete: true }),
-        20 => (key.clone(), opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32]))
+        20 => (key.clone(), opt(prop_oneof![3 => 1..=4u32, 1 => Just(0u32)]), opt(0..=2u32), opt(prop_oneof![3 => 1000..=3000u32, 1 => 500..=3500u32, 1 => Just(0u32)]))
             .prop_map(|(key, limit, min_idle, ratio_milli)| Op::RouteConfig { key, limit, min_idle, ratio_milli }),
         // §12: clusters and host hooks.
         150 => (0..2u8, tag_c, prop_oneof![3 => Just(None), 1 => Just(Some(0u32)), 3 => (1..4_000u32).prop_map(Some)])
@@ -189,13 +190,31 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     })
 }
 
-/// What failed: `property <name>` (tests/model/props.rs) or anything else
-/// (a divergence or a harness check). Shrinking keeps the kind.
-fn failure_kind(e: &str) -> &str {
-    match e.find("property ") {
-        Some(i) => e[i..].split(" violated").next().unwrap_or("property"),
-        None => "divergence or harness check",
+/// What kind of failure a verdict is, so that shrinking keeps the failure it
+/// started from instead of wandering to another one: a property of
+/// `tests/model/props.rs` by its name (`property <name>`), anything else by
+/// its check message without the step, the operation and the numbers
+/// (handles, times).
+fn kind(verdict: &str) -> String {
+    if let Some(i) = verdict.find("property ") {
+        let name = verdict[i..].split(" violated").next().unwrap_or("property");
+        return name.to_string();
     }
+    // "step N: <op>: <check>" or "end phase, step N: <check>".
+    let rest = verdict.find("step ").map_or(verdict, |i| &verdict[i..]);
+    let rest = rest.split_once(": ").map_or(rest, |x| x.1);
+    let check = if verdict.starts_with("end phase") {
+        rest
+    } else if rest.split(": ").next().unwrap_or("").contains('{') {
+        rest.split_once("}: ").map_or(rest, |x| x.1)
+    } else {
+        rest.split_once(": ").map_or(rest, |x| x.1)
+    };
+    check
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(120)
+        .collect()
 }
 
 /// Delta debugging: drop chunks of operations while the sequence still fails
@@ -204,12 +223,12 @@ fn shrink(big: bool, cfg: &Cfg, clusters: &[ClusterSpec], mut ops: Vec<Op>) -> V
     let first = run_case(big, cfg, clusters, &ops, true, false)
         .1
         .err()
-        .unwrap_or_default();
-    let kind = failure_kind(&first).to_string();
+        .map(|e| kind(&e));
     let fails = |ops: &[Op]| {
         run_case(big, cfg, clusters, ops, true, false)
             .1
-            .is_err_and(|e| failure_kind(&e) == kind)
+            .err()
+            .is_some_and(|e| Some(kind(&e)) == first)
     };
     let mut chunk = ops.len().div_ceil(2).max(1);
     loop {
@@ -277,9 +296,9 @@ fn cluster_model_agrees_with_core() {
             let ops = shrink(big, &cfg, &clusters, ops);
             let (_, verdict) = run_case(big, &cfg, &clusters, &ops, true, true);
             let verdict = verdict.err().unwrap_or_default();
-            let what = match failure_kind(&verdict) {
-                "divergence or harness check" => "divergence".to_string(),
-                kind => format!("{kind} violated"),
+            let what = match kind(&verdict) {
+                k if k.starts_with("property ") => format!("{k} violated"),
+                _ => "divergence".to_string(),
             };
             panic!(
                 "{what} (WHARF_CLUSTER_MODEL_SEED={seed}): {why}\nminimal case ({verdict}):\n  big = {big}\n  cfg = {cfg:?}\n  clusters = {clusters:?}\n  ops = vec!{ops:?}"

@@ -84,7 +84,7 @@ fn handles_from_another_pool_are_typed_errors() {
     for l in &leases {
         assert_eq!(
             small.release(*l, Release::REUSE, Instant::ZERO),
-            Err(ReleaseError::StaleLease)
+            Err(ReleaseError::ForeignLease)
         );
     }
     for c in &conns {

@@ -45,8 +45,24 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let active = s.active as u64;
         let pre = ratio > 1000
             && s.retry_until.is_none()
-            && (queued + active) * ratio > (connecting_capacity + s.spare + active) * 1000;
+            && (queued + active) * ratio > (connecting_capacity + s.spare + active) * 1000
+            && self.idle_room(r);
         (demand, pre)
+    }
+
+    /// A connection made now that nobody takes would not be closed by an idle
+    /// limit on connect: preconnects count against `max_idle_per_route` and
+    /// `max_idle` (§3.2).
+    #[inline]
+    pub(crate) fn idle_room(&self, r: u32) -> bool {
+        let s = &self.routes[r as usize];
+        self.cfg
+            .max_idle_per_route
+            .is_none_or(|m| s.idle + s.connecting.len < m)
+            && self
+                .cfg
+                .max_idle
+                .is_none_or(|m| self.idle + self.connecting < m)
     }
 
     /// Envoy's `tryCreateNewConnections`: at most 3 connects per trigger.
@@ -129,6 +145,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return Created::No;
         }
         // 4. Create.
+        let intent = if demand && self.cfg.strict_tags {
+            self.connect_intent(r)
+        } else {
+            None
+        };
         let seq = self.next_seq();
         let now = self.now;
         let deadline = match self.cfg.connect_timeout {
@@ -143,12 +164,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             s.delivered = false;
             s.draining = false;
             s.guard = guard;
+            s.kept = false;
             s.seq = seq;
             s.connect_deadline = deadline;
             s.capacity = 0;
             s.active = 0;
             s.served = 0;
-            s.tag = None;
+            // While connecting, `tag` holds what the connect is for.
+            s.tag = intent;
             s.waiter = NIL;
         }
         self.route_list_push(c, RouteListKind::Connecting, false);
@@ -175,18 +198,82 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         Created::Yes
     }
 
-    /// Serves routes blocked on total capacity (§3.4).
-    pub(crate) fn unblock(&mut self) {
-        loop {
-            let b = self.blocked.head;
-            let room = self.total < self.cfg.max_total || !self.lru.is_empty();
-            if b == NIL || !room || self.free_conn == NIL {
-                return;
+    /// Capacity a blocked route could use now: an idle connection to evict
+    /// (its slot comes back when its `Close` is polled), or a free slot within
+    /// the total (or past it, for the starvation guard) (§3.4).
+    #[inline]
+    fn room(&self) -> bool {
+        !self.lru.is_empty()
+            || (self.free_conn != NIL
+                && (self.total < self.cfg.max_total || self.cfg.starvation_guard))
+    }
+
+    /// Strict tags: what a demand connect of `r` is for: the tag of the oldest
+    /// queued waiter whose tag no connecting connection of `r` is for, else
+    /// the oldest waiter's (§3.3).
+    fn connect_intent(&self, r: u32) -> Option<crate::Tag> {
+        let s = &self.routes[r as usize];
+        let mut w = s.queue.head;
+        let oldest = self.waiters.get(w as usize).and_then(|ws| ws.tag);
+        while w != NIL {
+            let t = self.waiters[w as usize].tag;
+            let mut c = s.connecting.head;
+            while c != NIL && self.conns[c as usize].tag != t {
+                c = self.conns[c as usize].rlink.next;
             }
+            if c == NIL {
+                return t;
+            }
+            w = self.waiters[w as usize].qlink.next;
+        }
+        oldest
+    }
+
+    /// Serves routes blocked on total capacity (§3.4): each route on the
+    /// list when it starts is tried once, in order, while there is room.
+    pub(crate) fn unblock(&mut self) {
+        let mut tries = self.blocked.len;
+        while tries > 0 && self.room() {
+            tries -= 1;
+            let b = self.blocked.head;
             self.blocked.remove::<kind::Blocked, _>(&mut self.routes, b);
             self.routes[b as usize].blocked = false;
-            self.try_create(b);
+            // A route with no demand left is only taken off: the room is for
+            // routes that wait for it (§3.4).
+            if self.wants_capacity(b) {
+                self.try_create(b);
+            }
         }
+    }
+
+    /// A blocked route that would connect for demand now: live, not being
+    /// deleted, queued waiters beyond its connecting capacity.
+    #[inline]
+    fn wants_capacity(&self, b: u32) -> bool {
+        let s = &self.routes[b as usize];
+        s.live() && !s.deleting && !self.closed && self.should_connect(b).0
+    }
+
+    /// Cross-route fairness (§3.7a): a release left `c` (route `r`) idle while
+    /// the total limit binds. It yields (the caller closes it `Evicted`) when
+    /// the first blocked route other than `r` that wants capacity (demand, not
+    /// being deleted) has an older waiter than every waiter queued on `r`.
+    pub(crate) fn yields(&self, c: u32) -> bool {
+        if self.blocked.is_empty() || self.total < self.cfg.max_total {
+            return false;
+        }
+        let r = self.conns[c as usize].route;
+        let mut b = self.blocked.head;
+        while b != NIL {
+            let s = &self.routes[b as usize];
+            if b != r && self.wants_capacity(b) {
+                let theirs = self.waiters[s.queue.head as usize].seq;
+                let ours = self.routes[r as usize].queue.head;
+                return ours == NIL || theirs < self.waiters[ours as usize].seq;
+            }
+            b = s.blink.next;
+        }
+        false
     }
 
     /// Min-idle warm-up (§3.5).

@@ -6,7 +6,7 @@ use super::{Pool, Validation};
 use crate::action::{CloseReason, ConnectFailure, FailReason};
 use crate::error::ConnError;
 use crate::handle::ConnId;
-use crate::slot::{ConnState, NIL};
+use crate::slot::{ConnState, RouteListKind, NIL};
 use crate::time::Instant;
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
@@ -21,11 +21,30 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// The connect for `conn` succeeded; it can carry `capacity` concurrent
     /// leases (1 for HTTP/1; at most [`Pool::MAX_STREAMS`], larger values are
-    /// clamped). Queued waiters of its route are served FIFO (§6).
+    /// clamped). Queued waiters of its route are served FIFO (§6). The
+    /// connection starts untagged, or with strict tags with the tag its connect
+    /// was made for ([`Pool::connect_tag`]); see [`Pool::connected_as`].
     pub fn connected(
         &mut self,
         conn: ConnId,
         capacity: u32,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        let tag = self.connect_tag(conn);
+        self.connected_as(conn, capacity, tag, now)
+    }
+
+    /// [`Pool::connected`] for a connection whose identity was fixed when it
+    /// was made (a TLS client certificate, a database session logged in as a
+    /// user): it starts with `tag`. With
+    /// [`Config::strict_tags`](crate::Config::strict_tags) it keeps that tag
+    /// for life and serves only leases asking for it; the tag a demand
+    /// connect was made for is [`Pool::connect_tag`].
+    pub fn connected_as(
+        &mut self,
+        conn: ConnId,
+        capacity: u32,
+        tag: Option<crate::Tag>,
         now: Instant,
     ) -> Result<(), ConnError> {
         self.advance(now);
@@ -39,7 +58,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.connecting -= 1;
         let now = self.now;
         let validity = match self.cfg.max_lifetime {
-            Some(t) => now + t,
+            Some(t) => now + t + self.lifetime_jitter(t),
             None => Instant::MAX,
         };
         let remaining = self.cfg.max_leases_per_conn.unwrap_or(u32::MAX);
@@ -49,7 +68,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         cs.active = 0;
         cs.remaining = remaining;
         cs.served = 0;
-        cs.tag = None;
+        cs.tag = tag;
         cs.updated = now;
         cs.validity = validity;
         cs.expiry = validity;
@@ -62,6 +81,36 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         self.settle(r);
         Ok(())
+    }
+
+    /// Envoy's `max_connection_duration_jitter`: a lifetime `t` is extended by
+    /// `floor(z * span / 2^64)`, `span = t * jitter% `, `z` the pool's next
+    /// splitmix64 draw (§2). No draw without jitter.
+    fn lifetime_jitter(&mut self, t: crate::time::Duration) -> crate::time::Duration {
+        let pct = self.cfg.jitter_percent as u128;
+        if pct == 0 {
+            return crate::time::Duration::ZERO;
+        }
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = crate::hash::splitmix(self.rng) as u128;
+        let span = t.as_micros() as u128 * pct / 100;
+        crate::time::Duration::from_micros(((z * span) >> 64) as u64)
+    }
+
+    /// With [`Config::strict_tags`](crate::Config::strict_tags): the tag the
+    /// connect of `conn` was made for (the identity a waiting lease needs), so
+    /// the connector can open it as that identity and report it with
+    /// [`Pool::connected_as`]. `None` for a connect made for untagged leases,
+    /// for preconnects and warm-up, without strict tags, or when `conn` is not
+    /// connecting.
+    pub fn connect_tag(&self, conn: ConnId) -> Option<crate::Tag> {
+        let c = self.live_conn(conn).ok()?;
+        let cs = &self.conns[c as usize];
+        if cs.state == ConnState::Connecting {
+            cs.tag
+        } else {
+            None
+        }
     }
 
     /// The connect for `conn` failed. Every queued waiter of its route fails
@@ -98,6 +147,59 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             self.route_timers.arm(r, until, seq);
         }
         self.settle(r);
+    }
+
+    /// The stream capacity of open connection `conn` changed (an HTTP/2 peer's
+    /// SETTINGS lowered or raised `MAX_CONCURRENT_STREAMS`) (§7). Leases
+    /// already out stay; while `active >= capacity` it takes no new lease.
+    /// At least 1 (`ZeroCapacity`; a peer that allows no new streams for good
+    /// is drained with [`Pool::peer_closed`]); larger than
+    /// [`Pool::MAX_STREAMS`] is clamped. A connection still connecting is
+    /// `WrongState`.
+    pub fn set_capacity(
+        &mut self,
+        conn: ConnId,
+        capacity: u32,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        self.advance(now);
+        let c = self.live_conn(conn)?;
+        if self.conns[c as usize].state == ConnState::Connecting {
+            return Err(ConnError::WrongState);
+        }
+        if capacity == 0 {
+            return Err(ConnError::ZeroCapacity);
+        }
+        let capacity = capacity.min(Self::MAX_STREAMS);
+        let r = self.conns[c as usize].route;
+        let cs = &self.conns[c as usize];
+        let raised = capacity > cs.capacity;
+        if cs.list == RouteListKind::Ready {
+            if cs.active < capacity {
+                // Still available: it keeps its place, only the spare changes.
+                let before = cs.streams_left();
+                self.conns[c as usize].capacity = capacity;
+                let after = self.conns[c as usize].streams_left();
+                let s = &mut self.routes[r as usize];
+                s.spare = s.spare + after as u64 - before as u64;
+            } else {
+                self.route_list_remove(c);
+                self.conns[c as usize].capacity = capacity;
+                self.route_list_push(c, RouteListKind::Busy, false);
+            }
+        } else {
+            self.conns[c as usize].capacity = capacity;
+            if self.conns[c as usize].available() {
+                // It was full (a draining or validating one never becomes
+                // available here).
+                self.place(c);
+            }
+        }
+        if raised && self.conns[c as usize].available() {
+            self.offer(c);
+        }
+        self.settle(r);
+        Ok(())
     }
 
     /// The peer closed `conn` (FIN or RST seen by the backend) (§7).
@@ -153,9 +255,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             Validation::Alive => {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
+                cs.kept = false;
                 cs.state = ConnState::Ready;
                 cs.waiter = NIL;
-                if cs.draining || cs.expiry <= now {
+                if cs.draining || cs.expiry.reached(now) {
                     let reason = if cs.draining {
                         cs.reason
                     } else {

@@ -21,8 +21,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let list = match which {
             RouteListKind::Connecting => &mut s.connecting,
             RouteListKind::Ready => {
-                let cs = &self.conns[c as usize];
-                s.spare += (cs.capacity - cs.active) as u64;
+                s.spare += self.conns[c as usize].streams_left() as u64;
                 &mut s.ready
             }
             RouteListKind::Busy | RouteListKind::None => {
@@ -46,7 +45,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let list = match cs.list {
             RouteListKind::Connecting => &mut s.connecting,
             RouteListKind::Ready => {
-                s.spare -= (cs.capacity - cs.active) as u64;
+                s.spare -= cs.streams_left() as u64;
                 &mut s.ready
             }
             RouteListKind::Busy => {
@@ -138,6 +137,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         Lease {
             id,
             conn: self.conn_handle(c),
+            pool: self.id,
         }
     }
 
@@ -190,6 +190,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 self.guard_conns -= 1;
             }
             self.total -= 1;
+            if self.total - self.guard_conns <= self.cfg.max_total {
+                self.over_total = false;
+            }
             let limit = self.limit(r);
             let s = &mut self.routes[r as usize];
             s.allocated -= 1;
@@ -219,10 +222,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return;
         }
         let mut w = self.routes[r as usize].queue.head;
+        let strict = self.cfg.strict_tags;
         while w != NIL && self.conns[c as usize].available() {
             let next = self.waiters[w as usize].qlink.next;
             let tag = self.conns[c as usize].tag;
-            if tag.is_none() || tag == self.waiters[w as usize].tag {
+            if tag == self.waiters[w as usize].tag || (tag.is_none() && !strict) {
                 self.grant(c, w);
             }
             w = next;
@@ -260,17 +264,19 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
     }
 
-    /// First connection of `r`'s ready list matching `tag` (§4.3).
+    /// First connection of `r`'s ready list matching `tag` (§4.3): the same
+    /// tag first, else (not strict) an untagged one.
     #[inline]
     pub(crate) fn find_conn(&self, r: u32, tag: Option<crate::Tag>) -> u32 {
         let mut c = self.routes[r as usize].ready.head;
         let mut untagged = NIL;
+        let strict = self.cfg.strict_tags;
         while c != NIL {
             let ct = self.conns[c as usize].tag;
             if ct == tag {
                 return c;
             }
-            if ct.is_none() && untagged == NIL {
+            if ct.is_none() && untagged == NIL && !strict {
                 untagged = c;
                 if tag.is_none() {
                     return c;

@@ -59,7 +59,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
     }
 
-    fn drain_route(&mut self, r: u32, mode: DrainMode) {
+    pub(crate) fn drain_route(&mut self, r: u32, mode: DrainMode) {
         let existing = mode == DrainMode::DrainExisting;
         if !existing {
             // Deletion always ends with a `RouteIdle` that frees the slot, even

@@ -50,7 +50,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Marks a route (host) healthy or not. An unhealthy route connects only
     /// while its queued leases exceed its connecting capacity: no preconnect,
     /// no warm-up (Envoy). The mark is kept while the route is idle; marking a
-    /// route that is not in the table unhealthy creates it.
+    /// route that is not in the table unhealthy creates it. With
+    /// [`Config::close_on_unhealthy`](crate::Config::close_on_unhealthy), a
+    /// route that becomes unhealthy also has its idle connections closed and
+    /// its busy ones drained (as [`DrainMode::DrainExisting`](crate::DrainMode)).
     pub fn set_route_health(
         &mut self,
         key: &K,
@@ -64,7 +67,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             None if self.closed => return Err(RouteError::Draining),
             None => self.create_route(key).ok_or(RouteError::RouteTableFull)?,
         };
+        let fell = !healthy && !self.routes[r as usize].unhealthy;
         self.routes[r as usize].unhealthy = !healthy;
+        if fell && self.cfg.close_on_unhealthy {
+            // Envoy's `close_connections_on_host_health_failure`: idle ones
+            // close, busy ones drain (§12).
+            self.drain_route(r, super::DrainMode::DrainExisting);
+        }
         if self.forget_if_unused(r) {
             return Ok(());
         }
@@ -75,11 +84,17 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Envoy's `maybePreconnect(global_ratio)` for one host: creates the route if
     /// needed, then opens one connection if
     /// `(queued + active + 1) * ratio > connecting_capacity + active` (an
-    /// unhealthy host: `queued > connecting_capacity`), within every limit and
-    /// without eviction. Returns whether a connection was started.
+    /// unhealthy host: `queued > connecting_capacity`), within every limit,
+    /// without eviction, and only if the idle limits leave room for it. A
+    /// ratio of 0 is off: `Ok(false)`, nothing made. Returns whether a
+    /// connection was started.
     pub fn preconnect(&mut self, key: &K, ratio: f32, now: Instant) -> Result<bool, RouteError> {
         self.advance(now);
         let ratio = ratio_milli(ratio)? as u64;
+        if ratio == 0 {
+            // Off, as Envoy's `maybePreconnect(0)` (§12).
+            return Ok(false);
+        }
         if self.closed {
             return Err(RouteError::Draining);
         }
@@ -99,7 +114,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             queued > cc
         } else {
             (queued + active + 1) * ratio > (cc + active) * 1000
-        };
+        } && self.idle_room(r);
         let created = should && self.create(r, Purpose::Preconnect) == Created::Yes;
         if existing.is_none() && self.routes[r as usize].allocated == 0 {
             // Nothing was opened: a route made only for the check is not kept.

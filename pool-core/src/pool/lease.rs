@@ -2,7 +2,7 @@
 
 use core::hash::Hash;
 
-use super::{Cancelled, LeaseOutcome, Pool, Release};
+use super::{Cancelled, LeaseOutcome, Pool};
 use crate::config::CancelPolicy;
 use crate::error::{CancelError, LeaseError};
 use crate::handle::{Tag, WaiterId};
@@ -16,7 +16,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     ///
     /// `Granted` when a matching idle connection is ready (no validation due);
     /// `Queued` otherwise, answered later by a `Granted`/`Failed` action.
-    /// Errors are synchronous: `Overflow` is never queued.
+    /// Errors are synchronous: `Overflow` is never queued. A `deadline` at or
+    /// before `now` means "do not wait": granted if a connection is ready now,
+    /// else `Err(Timeout)`, and nothing changes. `Some(Instant::MAX)` is the
+    /// same as `None` (no deadline).
     pub fn lease(
         &mut self,
         key: &K,
@@ -28,11 +31,32 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if self.closed {
             return Err(LeaseError::Closed);
         }
-        if deadline.is_some_and(|d| d <= self.now) {
-            return Err(LeaseError::Timeout);
+        // `Instant::MAX` means never (§2).
+        let deadline = deadline.filter(|&d| d != Instant::MAX);
+        let r = self.find_route(key);
+        if let (Some(r), None) = (r, tag) {
+            if let Some(lease) = self.lease_fast(r) {
+                return Ok(LeaseOutcome::Granted(lease));
+            }
         }
-        let r = match self.find_route(key) {
+        self.lease_slow(key, r, tag, deadline)
+    }
+
+    /// Every lease the warm path does not take (§4).
+    #[inline(never)]
+    fn lease_slow(
+        &mut self,
+        key: &K,
+        r: Option<u32>,
+        tag: Option<Tag>,
+        deadline: Option<Instant>,
+    ) -> Result<LeaseOutcome, LeaseError> {
+        // A deadline already reached means "do not wait": granted now if a
+        // connection is ready, else `Timeout`, changing nothing (§4).
+        let no_wait = deadline.is_some_and(|d| d <= self.now);
+        let r = match r {
             Some(r) => r,
+            None if no_wait => return Err(LeaseError::Timeout),
             None => {
                 if !self.can_queue() {
                     self.counters.overflows += 1;
@@ -45,7 +69,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return Err(LeaseError::Draining);
         }
         let c = self.find_conn(r, tag);
-        let outcome = if c != NIL && self.needs_validation(c) {
+        let outcome = if (c == NIL || self.needs_validation(c)) && no_wait {
+            return Err(LeaseError::Timeout);
+        } else if c != NIL && self.needs_validation(c) {
             if !self.can_queue() {
                 self.counters.overflows += 1;
                 return Err(LeaseError::Overflow);
@@ -103,14 +129,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             (WaiterState::Granted, Some(lease)) => {
                 self.act_remove(Self::waiter_entity(w));
                 self.free_waiter_slot(w);
-                let tag = self.conns[lease.conn.index()].tag;
-                self.release_slot(
-                    lease.id.index,
-                    Release::Reuse {
-                        keep_alive: None,
-                        tag,
-                    },
-                );
+                // Undone: the connection is as it was before the grant.
+                self.release_slot(lease.id.index, None);
                 Cancelled::Grant(lease)
             }
             _ => {

@@ -12,8 +12,10 @@ mod capacity;
 mod connect;
 mod conns;
 mod drain;
+mod fast;
 mod hosts;
 mod lease;
+mod limits;
 mod release;
 mod routes;
 mod timers;
@@ -50,8 +52,9 @@ pub enum LeaseOutcome {
 pub enum Cancelled {
     /// The request was still waiting (queued, or bound to a validation).
     Waiting,
-    /// The request had been granted this lease, not yet polled: the lease went
-    /// back to the pool as `Reuse` with the connection's tag (§7).
+    /// The request had been granted this lease, not yet polled: the grant was
+    /// undone, the connection is back as it was (tag, idle time and
+    /// keep-alive expiry kept, §7).
     Grant(Lease),
     /// The request had failed for this reason, not yet polled.
     Failure(crate::action::FailReason),
@@ -125,13 +128,45 @@ pub struct Pool<'a, K> {
     pub(crate) closing: u32,
     pub(crate) route_count: u32,
     pub(crate) guard_conns: u32,
+    /// `max_total` was lowered below the connections open: they may exceed it
+    /// until enough have closed (`set_max_total`).
+    pub(crate) over_total: bool,
     pub(crate) closed: bool,
+    /// The pool's identity, carried by every [`Lease`] it makes
+    /// (`pool_identity`): 32 bits from its storage's address and the number
+    /// of pools made before it.
+    pub(crate) id: u32,
+    /// Places route keys in `buckets` (seeded, `Config::seed`).
+    pub(crate) hasher: crate::hash::RouteHasher,
+    /// State of the lifetime jitter's generator (splitmix64).
+    pub(crate) rng: u64,
     /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
     pub(crate) plain: bool,
+    /// `plain`, and no idle limit and no per-connection lease limit: the warm
+    /// path (`fast.rs`) applies whenever no route is blocked.
+    pub(crate) plain_fast: bool,
     pub(crate) counters: Counters,
 }
 
 const MAX_SLOTS: usize = (1 << 30) - 1;
+
+/// Pools made so far in this program. Only loaded and stored (no
+/// compare-and-swap: it builds for `thumbv6m-none-eabi`): two pools made at the
+/// same instant on two threads may read the same count, but they are alive at
+/// once, so their storage addresses differ.
+static POOLS_MADE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// A pool's identity: its storage's address (distinct between live pools)
+/// mixed with the count of pools made before it (distinct between pools made
+/// one after the other in the same storage, or at an address the allocator
+/// gave out again).
+fn pool_identity(addr: usize) -> u32 {
+    use core::sync::atomic::Ordering::Relaxed;
+    let n = POOLS_MADE.load(Relaxed);
+    POOLS_MADE.store(n.wrapping_add(1), Relaxed);
+    let x = crate::hash::splitmix(addr as u64 ^ ((n as u64) << 40) ^ n as u64);
+    (x ^ (x >> 32)) as u32
+}
 
 impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
     /// Largest stream capacity of one connection (HTTP/2 servers commonly
@@ -184,25 +219,42 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             return Err(ConfigError::BadStorage);
         }
         let cfg = config.validate(nc, nw, nl)?;
+        // Generations go on from what the storage held: handles of an earlier
+        // pool built in the same storage are stale in this one.
         for (i, c) in conns.iter_mut().enumerate() {
+            let gen = c.gen.wrapping_add(1);
             *c = ConnSlot::EMPTY;
+            c.gen = gen;
             c.rlink.next = if i + 1 < nc { i as u32 + 1 } else { NIL };
         }
         for (i, r) in routes.iter_mut().enumerate() {
+            let gen = r.gen.wrapping_add(1);
             *r = RouteSlot::EMPTY;
+            r.gen = gen;
             r.chain = if i + 1 < nr { i as u32 + 1 } else { NIL };
         }
         buckets.iter_mut().for_each(|b| *b = NIL);
         for (i, w) in waiters.iter_mut().enumerate() {
+            let gen = w.gen.wrapping_add(1);
             *w = WaiterSlot::EMPTY;
+            w.gen = gen;
             w.qlink.next = if i + 1 < nw { i as u32 + 1 } else { NIL };
         }
         for (i, l) in leases.iter_mut().enumerate() {
+            let gen = l.gen.wrapping_add(1);
             *l = LeaseSlot::EMPTY;
+            l.gen = gen;
             l.next_free = if i + 1 < nl { i as u32 + 1 } else { NIL };
         }
+        let id = pool_identity(conns.as_ptr() as usize);
         let [ch, wh, rh] = heaps;
+        let hasher = crate::hash::RouteHasher::new(cfg.seed);
+        let rng = crate::hash::splitmix(cfg.seed ^ 0x6a09_e667_f3bc_c909);
         let plain = cfg.ratio_milli <= 1000 && cfg.min_idle == 0;
+        let plain_fast = plain
+            && cfg.max_idle.is_none()
+            && cfg.max_idle_per_route.is_none()
+            && cfg.max_leases_per_conn.is_none();
         Ok(Pool {
             conns,
             routes,
@@ -232,8 +284,13 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             closing: 0,
             route_count: 0,
             guard_conns: 0,
+            over_total: false,
             closed: false,
+            id,
+            hasher,
+            rng,
             plain,
+            plain_fast,
             counters: Counters::default(),
         })
     }
@@ -249,6 +306,17 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
     /// May be earlier than strictly needed (timers are re-armed lazily).
     pub fn poll_timeout(&self) -> Option<Instant> {
         Some(self.next_due()).filter(|&t| t != Instant::MAX)
+    }
+
+    /// The slot counts of the pool's storage (what a backend sizes its own
+    /// per-slot tables by).
+    pub fn capacity(&self) -> crate::storage::Capacity {
+        crate::storage::Capacity {
+            conns: self.conns.len(),
+            routes: self.routes.len(),
+            waiters: self.waiters.len(),
+            leases: self.leases.len(),
+        }
     }
 
     /// Pool-wide gauges.
@@ -363,10 +431,14 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
         capacity: crate::storage::Capacity,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        use alloc::boxed::Box;
         use alloc::vec::Vec;
-        fn boxed<T: Copy>(v: T, n: usize) -> Slots<'static, T> {
-            Slots::Owned(alloc::vec![v; n].into_boxed_slice())
+        /// `n` copies of `v`, or `OutOfMemory` (never an abort).
+        fn boxed<T>(n: usize, v: impl Fn() -> T) -> Result<Slots<'static, T>, ConfigError> {
+            let mut s = Vec::new();
+            s.try_reserve_exact(n)
+                .map_err(|_| ConfigError::OutOfMemory)?;
+            s.extend((0..n).map(|_| v()));
+            Ok(Slots::Owned(s.into_boxed_slice()))
         }
         let crate::storage::Capacity {
             conns,
@@ -374,26 +446,30 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
             waiters,
             leases,
         } = capacity;
-        if [conns, routes, waiters, leases]
-            .iter()
-            .any(|&n| n > MAX_SLOTS)
+        if conns == 0
+            || routes == 0
+            || leases == 0
+            || [conns, routes, waiters, leases]
+                .iter()
+                .any(|&n| n > MAX_SLOTS)
         {
             return Err(ConfigError::BadStorage);
         }
-        let route_slots: Box<[RouteSlot<K>]> = (0..routes)
-            .map(|_| RouteSlot::EMPTY)
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
+        // Refuse a bad configuration before allocating anything.
+        config.validate(conns, waiters, leases)?;
         Self::from_slots(
-            boxed(ConnSlot::EMPTY, conns),
-            Slots::Owned(route_slots),
-            boxed(NIL, routes),
-            boxed(WaiterSlot::EMPTY, waiters),
-            boxed(LeaseSlot::EMPTY, leases),
+            boxed(conns, || ConnSlot::EMPTY)?,
+            boxed(routes, || RouteSlot::EMPTY)?,
+            boxed(routes, || NIL)?,
+            boxed(waiters, || WaiterSlot::EMPTY)?,
+            boxed(leases, || LeaseSlot::EMPTY)?,
             [
-                (boxed(HeapEntry::EMPTY, conns), boxed(NIL, conns)),
-                (boxed(HeapEntry::EMPTY, waiters), boxed(NIL, waiters)),
-                (boxed(HeapEntry::EMPTY, routes), boxed(NIL, routes)),
+                (boxed(conns, || HeapEntry::EMPTY)?, boxed(conns, || NIL)?),
+                (
+                    boxed(waiters, || HeapEntry::EMPTY)?,
+                    boxed(waiters, || NIL)?,
+                ),
+                (boxed(routes, || HeapEntry::EMPTY)?, boxed(routes, || NIL)?),
             ],
             config,
         )

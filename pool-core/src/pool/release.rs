@@ -21,6 +21,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         now: Instant,
     ) -> Result<(), ReleaseError> {
         self.advance(now);
+        if lease.pool != self.id {
+            return Err(ReleaseError::ForeignLease);
+        }
         let l = lease.id.index;
         let valid = match self.leases.get(lease.id.index()) {
             Some(ls) => {
@@ -33,14 +36,25 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if !valid {
             return Err(ReleaseError::StaleLease);
         }
-        let r = self.release_slot(l, how);
-        self.settle(r);
+        if how == Release::REUSE && self.release_fast(l, lease.conn.index) {
+            return Ok(());
+        }
+        self.release_slow(l, how);
         Ok(())
     }
 
-    /// Frees lease slot `l` and files its connection; returns the route.
+    /// Every release the warm path does not take (§5).
+    #[inline(never)]
+    fn release_slow(&mut self, l: u32, how: Release) {
+        let r = self.release_slot(l, Some(how));
+        self.settle(r);
+    }
+
+    /// Frees lease slot `l` and files its connection as `how` says (`None`:
+    /// the grant is undone, the connection keeps its tag, `updated` and
+    /// expiry, §7 `cancel`); returns the route.
     #[inline]
-    pub(crate) fn release_slot(&mut self, l: u32, how: Release) -> u32 {
+    pub(crate) fn release_slot(&mut self, l: u32, how: Option<Release>) -> u32 {
         let ls = &mut self.leases[l as usize];
         let c = ls.conn;
         ls.conn = NIL;
@@ -49,20 +63,28 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.free_lease = l;
 
         let r = self.conns[c as usize].route;
-        if self.conns[c as usize].list == RouteListKind::Ready {
-            self.routes[r as usize].spare += 1;
+        let cs = &mut self.conns[c as usize];
+        let before = cs.streams_left();
+        cs.active -= 1;
+        if cs.list == RouteListKind::Ready {
+            // One more free stream, unless `max_leases_per_conn` bounds it.
+            self.routes[r as usize].spare += (cs.streams_left() - before) as u64;
         }
-        self.conns[c as usize].active -= 1;
         self.routes[r as usize].active -= 1;
         self.active -= 1;
 
         let now = self.now;
         match how {
-            Release::Discard => self.start_draining(c, CloseReason::Discarded),
-            Release::Reuse { keep_alive, tag } => {
+            None => {}
+            Some(Release::Discard) => self.start_draining(c, CloseReason::Discarded),
+            Some(Release::Reuse { keep_alive, tag }) => {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
-                cs.tag = tag;
+                cs.kept = false;
+                if !self.cfg.strict_tags {
+                    // Strict tags are fixed at connect (§4).
+                    cs.tag = tag;
+                }
                 cs.expiry = match keep_alive {
                     Some(k) => (now + k).min(cs.validity),
                     None => cs.validity,
@@ -74,7 +96,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             if cs.active == 0 {
                 self.close(c, cs.reason);
             }
-        } else if cs.expiry <= now {
+        } else if cs.expiry.reached(now) {
             if cs.active == 0 {
                 self.close(c, CloseReason::Expired);
             } else {
@@ -82,6 +104,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
         } else if cs.active == 0 && self.routes[r as usize].allocated > self.limit(r) {
             self.close(c, CloseReason::RouteLimit);
+        } else if cs.active == 0 && self.over_total {
+            // `max_total` was lowered (§7, `set_max_total`).
+            self.close(c, CloseReason::TotalLimit);
+        } else if cs.active == 0 && self.yields(c) {
+            // An older waiter of a route blocked on the total gets the
+            // capacity (§3.7a).
+            self.close(c, CloseReason::Evicted);
         } else {
             self.place(c);
             self.offer(c);

@@ -4,15 +4,14 @@
 use core::hash::Hash;
 
 use super::Pool;
-use crate::action::FailReason;
-use crate::hash::bucket;
+use crate::action::{CloseReason, FailReason};
 use crate::list::kind;
 use crate::slot::{RouteSlot, NIL};
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
     #[inline]
     pub(crate) fn find_route(&self, key: &K) -> Option<u32> {
-        let mut i = self.buckets[bucket(key, self.buckets.len())];
+        let mut i = self.buckets[self.hasher.bucket(key, self.buckets.len())];
         while i != NIL {
             let s = &self.routes[i as usize];
             if s.key.as_ref() == Some(key) {
@@ -29,7 +28,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if r == NIL {
             return None;
         }
-        let b = bucket(key, self.buckets.len());
+        let b = self.hasher.bucket(key, self.buckets.len());
         let seq = self.next_seq();
         let s = &mut self.routes[r as usize];
         self.free_route = s.chain;
@@ -50,7 +49,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Removes route `r` from the table and returns its key.
     pub(crate) fn free_route(&mut self, r: u32) -> Option<K> {
         let key = self.routes[r as usize].key.take()?;
-        let b = bucket(&key, self.buckets.len());
+        let b = self.hasher.bucket(&key, self.buckets.len());
         let next = self.routes[r as usize].chain;
         if self.buckets[b] == r {
             self.buckets[b] = next;
@@ -166,14 +165,25 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return;
         }
         let s = &self.routes[r as usize];
-        if s.deleting && s.allocated == 0 && !s.queue.is_empty() {
-            self.fail_queue(r, FailReason::Draining);
+        if s.deleting {
+            if s.queue.is_empty() {
+                // Nobody is left to use a connect in progress (Envoy's
+                // `DrainWhileConnecting`): it would only hold a slot.
+                while self.routes[r as usize].connecting.head != NIL {
+                    let c = self.routes[r as usize].connecting.head;
+                    self.close(c, CloseReason::Drained);
+                }
+            } else if s.allocated == 0 {
+                self.fail_queue(r, FailReason::Draining);
+            }
+        }
+        // Blocked routes first: capacity that freed up goes to those already
+        // waiting for it (§3.1).
+        if !self.blocked.is_empty() {
+            self.unblock();
         }
         if !self.routes[r as usize].queue.is_empty() || self.ratio(r) > 1000 {
             self.try_create(r);
-        }
-        if !self.blocked.is_empty() {
-            self.unblock();
         }
         if self.min_idle(r) > 0 {
             self.warm(r);

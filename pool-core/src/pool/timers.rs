@@ -34,8 +34,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             ConnState::Connecting => some(cs.connect_deadline),
             ConnState::Ready if cs.idle() => {
                 let idle = match self.cfg.idle_timeout {
-                    Some(t) => cs.updated + t,
-                    None => Instant::MAX,
+                    Some(t) if !cs.kept => cs.updated + t,
+                    _ => Instant::MAX,
                 };
                 some(cs.expiry.min(idle))
             }
@@ -141,12 +141,16 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         match cs.state {
             ConnState::Connecting => self.connect_failure(c, ConnectFailure::Timeout, true),
             ConnState::Ready if cs.idle() => {
-                let reason = if cs.expiry <= self.now {
-                    CloseReason::Expired
+                if cs.expiry.reached(self.now) {
+                    self.close(c, CloseReason::Expired);
+                } else if self.routes[r as usize].idle <= self.min_idle(r) {
+                    // The idle timeout never takes a route below `min_idle`
+                    // (warm-up would only reopen it): kept (§2).
+                    self.conns[c as usize].kept = true;
+                    self.rearm_conn(c);
                 } else {
-                    CloseReason::IdleTimeout
-                };
-                self.close(c, reason);
+                    self.close(c, CloseReason::IdleTimeout);
+                }
                 self.settle(r);
             }
             ConnState::Ready => {

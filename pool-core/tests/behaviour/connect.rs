@@ -34,7 +34,11 @@ fn connect_failure_fails_all_queued_waiters_of_the_route() {
     let n = *p.counters();
     assert_eq!(n.connect_failures_for(ConnectFailure::Remote), 1);
     assert_eq!(n.connect_failures, [0, 0, 1]);
-    assert_eq!(n.closes, [0; 12], "a failed connect vanishes without Close");
+    assert_eq!(
+        n.closes,
+        [0; CloseReason::ALL.len()],
+        "a failed connect vanishes without Close"
+    );
     assert_eq!(n.connected, 0);
     // The other route is untouched.
     assert_eq!(p.stats().pending, 1);
@@ -334,4 +338,140 @@ fn close_of_a_connection_whose_connect_was_never_polled_vanishes_silently() {
         "{v:?}"
     );
     assert_eq!(p.counters().connects, 1);
+}
+
+fn granted_to(v: &Acts, w: WaiterId) -> Lease {
+    single_grant(v, w)
+}
+
+#[test]
+fn set_capacity_raised_serves_the_waiting_lease() {
+    // An HTTP/2 peer's SETTINGS raise MAX_CONCURRENT_STREAMS (§7).
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let first = granted_to(&connect(&mut p, c, 4, t(1)), w);
+    let mut leases = vec![first];
+    for _ in 0..3 {
+        leases.push(granted(p.lease(&A, None, t(2), None)));
+    }
+    let fifth = queued(p.lease(&A, None, t(3), None));
+    quiet(&mut p);
+    p.set_capacity(c, 5, t(4)).unwrap();
+    let l5 = granted_to(&acts(&mut p), fifth);
+    assert_eq!(l5.conn(), c);
+    assert_eq!(p.stats().leased, 5);
+    ok(&p);
+}
+
+#[test]
+fn set_capacity_lowered_takes_no_new_lease_until_back_under() {
+    // Lowered from 4 to 1 while 3 leases are out: they stay; no new lease
+    // until fewer than 1 is out.
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let l1 = granted_to(&connect(&mut p, c, 4, t(1)), w);
+    let l2 = granted(p.lease(&A, None, t(2), None));
+    let l3 = granted(p.lease(&A, None, t(2), None));
+    p.set_capacity(c, 1, t(3)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_load(&A).spare, 0);
+    let w4 = queued(p.lease(&A, None, t(4), None));
+    quiet(&mut p);
+    release(&mut p, l1, Release::REUSE, t(5));
+    release(&mut p, l2, Release::REUSE, t(6));
+    assert_eq!(p.stats().leased, 1, "still at the lowered capacity");
+    let v = release(&mut p, l3, Release::REUSE, t(7));
+    let l4 = granted_to(&v, w4);
+    assert_eq!(l4.conn(), c);
+    assert_eq!(p.stats().leased, 1);
+    // And the capacity raised again gives spare streams back.
+    p.set_capacity(c, 3, t(8)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_load(&A).spare, 2);
+    ok(&p);
+}
+
+#[test]
+fn set_capacity_refuses_bad_input_and_changes_nothing() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let w = queued(p.lease(&A, None, t(0), None));
+    let v = acts(&mut p);
+    let c = single_connect(&p, &v, A);
+    assert_eq!(p.set_capacity(c, 2, t(1)), Err(ConnError::WrongState));
+    let l = granted_to(&connect(&mut p, c, 2, t(1)), w);
+    assert_eq!(p.set_capacity(c, 0, t(2)), Err(ConnError::ZeroCapacity));
+    assert_eq!(p.route_load(&A).spare, 1);
+    p.release(l, Release::Discard, t(3)).unwrap();
+    let _ = acts(&mut p);
+    assert_eq!(p.set_capacity(c, 2, t(4)), Err(ConnError::StaleConn));
+    ok(&p);
+}
+
+#[test]
+fn a_graceful_shutdown_drains_leases_finish_and_no_new_one_starts() {
+    // HTTP/2 GOAWAY: the backend reports `peer_closed`; leases out finish, no
+    // new lease gets the connection, it closes with the last one (§7).
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 2,
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let l1 = granted_to(&connect(&mut p, c, 4, t(1)), w);
+    let l2 = granted(p.lease(&A, None, t(2), None));
+    p.peer_closed(c, t(3)).unwrap();
+    quiet(&mut p);
+    // A new lease does not get c: it waits for a new connection.
+    let w3 = queued(p.lease(&A, None, t(4), None));
+    let v = acts(&mut p);
+    let c2 = single_connect(&p, &v, A);
+    assert_ne!(c2, c);
+    release(&mut p, l1, Release::REUSE, t(5));
+    let v = release(&mut p, l2, Release::REUSE, t(6));
+    assert_eq!(v, vec![close(c, CloseReason::PeerClosed)]);
+    granted_to(&connect(&mut p, c2, 4, t(7)), w3);
+    ok(&p);
+}
+
+#[test]
+fn a_release_above_a_lowered_capacity_leaves_the_connection_busy() {
+    // Found by the model: capacity 2 with two leases, lowered to 1, one lease
+    // back: still full. The warm path took it for the last lease and counted
+    // it idle (and a lease of another route then evicted it with a lease out).
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let l1 = single_grant(&connect(&mut p, c, 2, t(1)), w);
+    let l2 = granted(p.lease(&A, None, t(2), None));
+    p.set_capacity(c, 1, t(3)).unwrap();
+    assert_eq!(release(&mut p, l1, Release::REUSE, t(4)), vec![]);
+    assert_eq!((p.stats().idle, p.stats().leased), (0, 1));
+    let _wb = queued(p.lease(&B, None, t(5), None));
+    quiet(&mut p);
+    release(&mut p, l2, Release::REUSE, t(6));
+    ok(&p);
 }

@@ -337,5 +337,115 @@ fn inputs_for_a_connection_in_another_state_are_wrong_state() {
         (s.connections, s.connecting, s.leased, s.pending),
         (2, 1, 1, 1)
     );
-    assert_eq!(p.counters().closes, [0; 12]);
+    assert_eq!(p.counters().closes, [0; CloseReason::ALL.len()]);
+}
+
+#[test]
+fn a_lease_from_another_pool_is_foreign_and_changes_nothing() {
+    // Issue 10: handles carry their pool's identity. Two pools with the same
+    // shape hand out leases with the same index and generation; before, the
+    // second pool accepted the first pool's lease and released its own.
+    let (mut s1, mut s2) = (Store::new(), Store::new());
+    let mut p1 = pool(&mut s1, cfg());
+    let mut p2 = pool(&mut s2, cfg());
+    let l1 = open(&mut p1, A, t(0));
+    let l2 = open(&mut p2, A, t(0));
+    assert_eq!(
+        (l1.id().index(), l1.id().generation()),
+        (l2.id().index(), l2.id().generation())
+    );
+    assert_eq!(
+        p2.release(l1, Release::REUSE, t(1)),
+        Err(ReleaseError::ForeignLease)
+    );
+    assert_eq!(p2.stats().leased, 1, "p2's own lease is still out");
+    quiet(&mut p2);
+    p2.release(l2, Release::REUSE, t(2)).unwrap();
+    p1.release(l1, Release::REUSE, t(2)).unwrap();
+    assert_eq!((p1.stats().idle, p2.stats().idle), (1, 1));
+    ok(&p1);
+    ok(&p2);
+}
+
+#[test]
+fn a_lease_of_an_earlier_pool_in_the_same_storage_is_refused() {
+    // A pool rebuilt in the same storage (firmware restarting its pool) is
+    // another pool: the old pool's leases are foreign here.
+    let mut st = Store::new();
+    let old = {
+        let mut p = pool(&mut st, cfg());
+        open(&mut p, A, t(0))
+    };
+    let mut p = pool(&mut st, cfg());
+    let mine = open(&mut p, A, t(0));
+    assert_eq!(
+        p.release(old, Release::REUSE, t(1)),
+        Err(ReleaseError::ForeignLease)
+    );
+    assert_eq!(p.stats().leased, 1);
+    p.release(mine, Release::REUSE, t(2)).unwrap();
+    ok(&p);
+}
+
+#[test]
+fn a_lease_that_may_not_wait_is_granted_a_ready_connection_or_times_out() {
+    // Issue 16: a deadline of `now` means "do not wait". Before, it failed
+    // `Timeout` even with an idle connection ready.
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let l = open(&mut p, A, t(0));
+    put_back(&mut p, l, t(1));
+    let l = granted(p.lease(&A, None, t(2), Some(t(2))));
+    // Nothing ready now: Timeout at once, nothing queued or connected, and no
+    // route made for a key never seen.
+    assert_eq!(
+        refused(p.lease(&A, None, t(3), Some(t(3)))),
+        LeaseError::Timeout
+    );
+    assert_eq!(
+        refused(p.lease(&B, None, t(3), Some(t(1)))),
+        LeaseError::Timeout
+    );
+    quiet(&mut p);
+    assert_eq!((p.stats().pending, p.stats().connections), (0, 1));
+    assert_eq!(p.route_id(&B), None);
+    p.release(l, Release::REUSE, t(4)).unwrap();
+    ok(&p);
+}
+
+#[test]
+fn no_waiting_room_and_no_warm_up_is_a_config_error() {
+    // Issue 16: max_pending 0 with nothing warming connections could never
+    // serve a lease; with warm-up it means "grant an idle one or fail".
+    let mut st = Store::new();
+    let none = Config {
+        max_pending: Some(0),
+        ..cfg()
+    };
+    assert_eq!(
+        Pool::new(&mut st, none.clone()).err(),
+        Some(ConfigError::NeverServes)
+    );
+    let warm = Config {
+        min_idle_per_route: 1,
+        ..none
+    };
+    assert!(Pool::new(&mut st, warm).is_ok());
+}
+
+#[test]
+fn storage_too_large_to_allocate_is_a_typed_error() {
+    // Issue 16: before, `with_capacity` aborted the process.
+    let cap = Capacity {
+        conns: (1 << 30) - 1,
+        routes: 1 << 20,
+        waiters: 1 << 20,
+        leases: (1 << 30) - 1,
+    };
+    let cfg = Config {
+        max_total: 1 << 29,
+        ..Config::default()
+    };
+    let r: Result<Pool<'static, u32>, _> = Pool::with_capacity(cap, cfg);
+    assert_eq!(r.err(), Some(ConfigError::OutOfMemory));
 }

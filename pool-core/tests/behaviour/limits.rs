@@ -415,3 +415,160 @@ fn total_limit_eviction_may_take_the_routes_own_mismatched_idle_connection() {
     let v = connect(&mut p, c3, 1, t(21));
     single_grant(&v, w);
 }
+
+#[test]
+fn max_total_raised_at_run_time_lets_a_blocked_route_connect() {
+    // Issue 16: live limits (HttpClient's setMaxTotal), within the storage.
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            ..cfg()
+        },
+    );
+    let _a = open(&mut p, A, t(0));
+    let w = queued(p.lease(&B, None, t(1), None));
+    quiet(&mut p);
+    assert_eq!(p.set_max_total(0, t(2)), Err(ConfigError::ZeroMaxTotal));
+    assert_eq!(
+        p.set_max_total(9, t(2)),
+        Err(ConfigError::MaxTotalExceedsStorage)
+    );
+    p.set_max_total(2, t(2)).unwrap();
+    let v = acts(&mut p);
+    let cb = single_connect(&p, &v, B);
+    single_grant(&connect(&mut p, cb, 1, t(3)), w);
+    assert_eq!(p.stats().max_total, 2);
+    ok(&p);
+}
+
+#[test]
+fn max_total_lowered_at_run_time_closes_excess_as_leases_come_back() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 3,
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    let l3 = open(&mut p, A, t(0));
+    p.set_max_total(1, t(1)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.stats().connections, 3, "nothing closes at once");
+    let c1 = l1.conn();
+    assert_eq!(
+        release(&mut p, l1, Release::REUSE, t(2)),
+        vec![close(c1, CloseReason::TotalLimit)]
+    );
+    let c2 = l2.conn();
+    assert_eq!(
+        release(&mut p, l2, Release::REUSE, t(3)),
+        vec![close(c2, CloseReason::TotalLimit)]
+    );
+    // Back at the limit: the last one stays.
+    assert_eq!(release(&mut p, l3, Release::REUSE, t(4)), vec![]);
+    assert_eq!((p.stats().connections, p.stats().idle), (1, 1));
+    ok(&p);
+}
+
+#[test]
+fn max_per_route_changed_at_run_time() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let l1 = open(&mut p, A, t(0));
+    let w = queued(p.lease(&A, None, t(1), None));
+    quiet(&mut p);
+    assert_eq!(
+        p.set_max_per_route(0, t(2)),
+        Err(ConfigError::ZeroMaxPerRoute)
+    );
+    p.set_max_per_route(2, t(2)).unwrap();
+    let v = acts(&mut p);
+    let c2 = single_connect(&p, &v, A);
+    let l2 = single_grant(&connect(&mut p, c2, 1, t(3)), w);
+    assert_eq!(p.route_stats(&A).unwrap().limit, 2);
+    // Lowered back: the first connection released over the limit closes.
+    p.set_max_per_route(1, t(4)).unwrap();
+    quiet(&mut p);
+    let c1 = l1.conn();
+    assert_eq!(
+        release(&mut p, l1, Release::REUSE, t(5)),
+        vec![close(c1, CloseReason::RouteLimit)]
+    );
+    assert_eq!(release(&mut p, l2, Release::REUSE, t(6)), vec![]);
+    ok(&p);
+}
+
+#[test]
+fn lifetime_jitter_spreads_expiry_within_its_bound_and_is_seeded() {
+    // Issue 16: Envoy's max_connection_duration_jitter. Connections opened at
+    // once expire at different instants, all within [lifetime, lifetime*1.5).
+    let expiries = |seed: u64| {
+        let mut st: Storage<Key, 16, 4, 16, 16> = Storage::new();
+        let mut p = Pool::new(
+            &mut st,
+            Config {
+                max_total: 16,
+                max_per_route: 16,
+                max_lifetime: Some(ms(10_000)),
+                max_lifetime_jitter_percent: 50,
+                seed,
+                ..cfg()
+            },
+        )
+        .unwrap();
+        let mut leases = Vec::new();
+        for _ in 0..16 {
+            let w = queued(p.lease(&A, None, t(0), None));
+            let mut c = None;
+            while let Some(a) = p.poll_action() {
+                if let Action::Connect { conn, .. } = a {
+                    c = Some(conn);
+                }
+            }
+            p.connected(c.unwrap(), 1, t(0)).unwrap();
+            match p.poll_action() {
+                Some(Action::Granted { waiter, lease }) if waiter == w => leases.push(lease),
+                other => panic!("{other:?}"),
+            }
+        }
+        for l in leases {
+            p.release(l, Release::REUSE, t(1)).unwrap();
+        }
+        // Step through time and note when each connection closes Expired.
+        let mut at = Vec::new();
+        let mut now = 1;
+        while let Some(next) = p.poll_timeout() {
+            now = next.as_millis().max(now);
+            p.handle_timeout(next);
+            while let Some(a) = p.poll_action() {
+                if let Action::Close {
+                    reason: CloseReason::Expired,
+                    ..
+                } = a
+                {
+                    at.push(now);
+                }
+            }
+        }
+        at
+    };
+    let a = expiries(7);
+    assert_eq!(a.len(), 16);
+    assert!(a.iter().all(|&t| (10_000..15_000).contains(&t)), "{a:?}");
+    let distinct: std::collections::BTreeSet<_> = a.iter().collect();
+    assert!(distinct.len() >= 12, "expiries not spread: {a:?}");
+    assert_eq!(expiries(7), a, "same seed, same spread");
+    assert_ne!(expiries(8), a, "another seed, another spread");
+}

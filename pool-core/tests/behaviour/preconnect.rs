@@ -219,7 +219,7 @@ fn warm_up_never_passes_the_total_limit_and_never_evicts() {
     quiet(&mut p);
     assert_eq!(p.stats().connections, 1);
     assert_eq!(p.counters().warmups, 1);
-    assert_eq!(p.counters().closes, [0; 12]);
+    assert_eq!(p.counters().closes, [0; CloseReason::ALL.len()]);
 }
 
 #[test]
@@ -242,4 +242,117 @@ fn warm_up_pauses_after_a_connect_failure_until_the_backoff_ends() {
     let c2 = single_connect(&p, &v, A);
     assert_ne!(c2, c1);
     assert_eq!(p.counters().warmups, 2);
+}
+
+#[test]
+fn a_preconnect_ratio_of_zero_is_off_everywhere() {
+    // Issue 10: one meaning for 0. Pool-wide and per route it is accepted and
+    // makes no preconnect (as 1.0); `preconnect(key, 0)` makes nothing and no
+    // route (Envoy's `maybePreconnect(0)`); before, it was BadPreconnectRatio.
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            preconnect_ratio: 0.0,
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    single_grant(&connect(&mut p, c, 1, t(1)), w);
+    assert_eq!(p.counters().preconnects, 0);
+    let off = RouteConfig {
+        preconnect_ratio: Some(0.0),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&B, off, t(2)).unwrap();
+    let (w, c) = lease_connect(&mut p, B, t(3));
+    single_grant(&connect(&mut p, c, 1, t(4)), w);
+    assert_eq!(p.preconnect(&C, 0.0, t(5)), Ok(false));
+    assert_eq!(p.route_id(&C), None, "no route made for an off check");
+    assert_eq!(
+        p.preconnect(&C, 0.5, t(5)),
+        Err(RouteError::Config(ConfigError::BadPreconnectRatio))
+    );
+    quiet(&mut p);
+    assert_eq!(p.counters().preconnects, 0);
+}
+
+#[test]
+fn preconnects_stay_within_the_idle_limits() {
+    // Issue 10: a ratio above 1 with `max_idle_per_route`: before, each
+    // preconnect closed `IdleLimit` on connect and the same `connected()`
+    // opened the next one, forever. Now a preconnect is made only if it would
+    // not be closed as excess idle.
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            preconnect_ratio: 3.0,
+            max_idle_per_route: Some(1),
+            ..cfg()
+        },
+    );
+    let _w = queued(p.lease(&A, None, t(0), None));
+    // Every connect is answered at once; count the cycles.
+    let mut closes = 0;
+    for i in 0..20 {
+        let v = acts(&mut p);
+        closes += v
+            .iter()
+            .filter(|a| matches!(a, Action::Close { .. }))
+            .count();
+        let cs: Vec<ConnId> = v
+            .iter()
+            .filter_map(|a| match a {
+                Action::Connect { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .collect();
+        if cs.is_empty() {
+            break;
+        }
+        assert!(i < 5, "preconnect churn never stops");
+        for c in cs {
+            p.connected(c, 1, t(1 + i)).unwrap();
+        }
+    }
+    assert_eq!(closes, 0, "no preconnect closed as excess idle");
+    assert_eq!(
+        p.stats().idle,
+        1,
+        "one spare connection, as the idle limit allows"
+    );
+    ok(&p);
+}
+
+#[test]
+fn max_leases_per_conn_bounds_the_capacity_counted() {
+    // Issue 10: a connection that may serve 2 more leases is counted for 2,
+    // not for its 8 free streams, in the spare capacity that preconnect and
+    // clusters read; a connecting one for min(connecting_capacity, 2).
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            connecting_capacity: 8,
+            max_leases_per_conn: Some(2),
+            ..cfg()
+        },
+    );
+    let w = queued(p.lease(&A, None, t(0), None));
+    let v = acts(&mut p);
+    let c = single_connect(&p, &v, A);
+    assert_eq!(p.route_load(&A).connecting_capacity, 2);
+    let l = single_grant(&connect(&mut p, c, 8, t(1)), w);
+    // One lease served, one left: spare 1, not 7.
+    assert_eq!(p.route_load(&A).spare, 1);
+    p.release(l, Release::REUSE, t(2)).unwrap();
+    assert_eq!(p.route_load(&A).spare, 1);
+    let _l = granted(p.lease(&A, None, t(3), None));
+    // The last lease drained it: no spare capacity left at all.
+    assert_eq!(p.route_load(&A).spare, 0);
+    ok(&p);
 }

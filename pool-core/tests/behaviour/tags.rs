@@ -175,3 +175,81 @@ fn tagged_waiter_is_served_by_a_fresh_untagged_connection() {
     let v = connect(&mut p, c, 1, t(1));
     assert_eq!(single_grant(&v, w).conn(), c);
 }
+
+fn strict() -> Config {
+    Config {
+        strict_tags: true,
+        max_per_route: 2,
+        ..cfg()
+    }
+}
+
+#[test]
+fn strict_tags_never_serve_another_identity_nor_an_untagged_connection() {
+    // Issue 16: identity fixed at connect. Prefer mode would hand an untagged
+    // (or T1's, once released untagged) connection to a T2 lease.
+    let mut st = Store::new();
+    let mut p = pool(&mut st, strict());
+    // An untagged lease connects untagged.
+    let (w0, c0) = lease_connect(&mut p, A, t(0));
+    let l0 = single_grant(&connect(&mut p, c0, 1, t(1)), w0);
+    put_back(&mut p, l0, t(2));
+    // A T1 lease does not take the idle untagged connection: it connects for T1.
+    let w1 = queued(p.lease(&A, Some(T1), t(3), None));
+    let v = acts(&mut p);
+    let c1 = single_connect(&p, &v, A);
+    assert_eq!(p.connect_tag(c1), Some(T1));
+    let l1 = single_grant(&connect(&mut p, c1, 1, t(4)), w1);
+    assert_eq!(l1.conn(), c1);
+    // Released with no tag: in strict mode it keeps T1 ...
+    put_back(&mut p, l1, t(5));
+    // ... so an untagged lease gets c0, never c1, and a T2 lease gets neither.
+    let l = granted(p.lease(&A, None, t(6), None));
+    assert_eq!(l.conn(), c0);
+    let w2 = queued(p.lease(&A, Some(T2), t(7), None));
+    // At the route limit (2): the idle T1 connection is closed for T2's demand.
+    let v = acts(&mut p);
+    assert_eq!(v[0], close(c1, CloseReason::RouteLimit), "{v:?}");
+    let c2 = connect_of(&v[1]);
+    assert_eq!(p.connect_tag(c2), Some(T2));
+    let l2 = single_grant(&connect(&mut p, c2, 1, t(8)), w2);
+    assert_eq!(l2.conn(), c2);
+    ok(&p);
+}
+
+#[test]
+fn strict_connect_intent_is_the_oldest_identity_not_yet_connecting() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            ..strict()
+        },
+    );
+    let _w1 = queued(p.lease(&A, Some(T1), t(0), None));
+    let v = acts(&mut p);
+    let c1 = single_connect(&p, &v, A);
+    let _w1b = queued(p.lease(&A, Some(T1), t(1), None));
+    let v = acts(&mut p);
+    let c1b = single_connect(&p, &v, A);
+    let _w2 = queued(p.lease(&A, Some(T2), t(2), None));
+    let v = acts(&mut p);
+    let c2 = single_connect(&p, &v, A);
+    // Oldest waiters first; T1 is covered by c1 when c1b is made, so c1b goes
+    // to ... the first waiter whose tag nobody connects for: none (T1 is
+    // covered) -> the oldest waiter's tag, T1; then T2 for the T2 waiter.
+    assert_eq!(
+        (p.connect_tag(c1), p.connect_tag(c1b), p.connect_tag(c2)),
+        (Some(T1), Some(T1), Some(T2))
+    );
+    // A connector that decides another identity reports it. A T3 connection
+    // serves no T1/T2 waiter; at the route limit it is closed for the T2
+    // waiter's demand, which connects for T2 again.
+    p.connected_as(c2, 1, Some(T3), t(3)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v[0], close(c2, CloseReason::RouteLimit), "{v:?}");
+    let c3 = connect_of(&v[1]);
+    assert_eq!(p.connect_tag(c3), Some(T2));
+    ok(&p);
+}

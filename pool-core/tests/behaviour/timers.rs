@@ -158,7 +158,9 @@ fn lifetime_drains_a_connection_with_leases_and_closes_it_on_release() {
 }
 
 #[test]
-fn idle_timeout_applies_below_min_idle_and_warm_up_reopens() {
+fn idle_timeout_never_takes_a_route_below_min_idle() {
+    // SEMANTICS §2 (HikariCP's minimumIdle): the idle timeout does not close a
+    // connection the route needs for `min_idle`; it would only be reopened.
     let mut st = Store::new();
     let mut p = pool(
         &mut st,
@@ -176,13 +178,44 @@ fn idle_timeout_applies_below_min_idle_and_warm_up_reopens() {
     let c1 = single_connect(&p, &v, A);
     assert_eq!(connect(&mut p, c1, 1, t(0)), vec![]);
     assert_eq!(p.counters().warmups, 1);
-    let v = tick(&mut p, t(1000));
-    assert_eq!(v.len(), 2, "{v:?}");
-    assert_eq!(v[0], close(c1, CloseReason::IdleTimeout));
-    let c2 = connect_of(&v[1]);
-    assert_ne!(c2, c1);
+    // The idle timeout passes: kept, nothing closes, nothing reconnects, and
+    // no timer is left for it (no lifetime, no keep-alive).
+    assert_eq!(tick(&mut p, t(1000)), vec![]);
+    assert_eq!(tick(&mut p, t(100_000)), vec![]);
+    assert_eq!(p.poll_timeout(), None);
     let n = *p.counters();
-    assert_eq!((n.warmups, n.connects, n.preconnects), (2, 2, 0));
+    assert_eq!(
+        (
+            n.warmups,
+            n.connects,
+            n.closes[CloseReason::IdleTimeout.index()]
+        ),
+        (1, 1, 0)
+    );
+    // A second idle connection above min_idle still times out; once used and
+    // released, the kept one counts its idle timeout again.
+    let l1 = granted(p.lease(&A, None, t(100_001), None));
+    let w = queued(p.lease(&A, None, t(100_001), None));
+    let v = acts(&mut p);
+    let c2 = single_connect(&p, &v, A);
+    let v = connect(&mut p, c2, 1, t(100_002));
+    assert_eq!(v.len(), 1, "{v:?}");
+    let l2 = match v[0] {
+        Action::Granted { waiter, lease } if waiter == w => lease,
+        ref a => panic!("{a:?}"),
+    };
+    p.release(l1, Release::REUSE, t(100_003)).unwrap();
+    p.release(l2, Release::REUSE, t(100_004)).unwrap();
+    assert_eq!(acts(&mut p), vec![]);
+    // c1 (idle since 100_003) times out first: two idle, min 1: it closes.
+    assert_eq!(
+        tick(&mut p, t(101_003)),
+        vec![close(c1, CloseReason::IdleTimeout)]
+    );
+    // c2 is the last one: kept.
+    assert_eq!(tick(&mut p, t(101_004)), vec![]);
+    assert_eq!(p.stats().idle, 1);
+    ok(&p);
 }
 
 #[test]

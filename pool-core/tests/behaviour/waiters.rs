@@ -347,3 +347,76 @@ fn lease_processes_due_timers_before_checking_overflow() {
     assert_eq!(acts(&mut p), vec![failed(w1, FailReason::Timeout)]);
     assert_eq!(p.stats().pending, 1);
 }
+
+#[test]
+fn cancel_says_what_it_withdrew() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    // A waiter still waiting.
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    assert_eq!(
+        p.cancel(w, CancelPolicy::Default, t(1)),
+        Ok(Cancelled::Waiting)
+    );
+    // A grant not yet polled: the lease it withdrew, back in the pool.
+    let w = queued(p.lease(&A, None, t(2), None));
+    p.connected(c, 1, t(3)).unwrap();
+    let Ok(Cancelled::Grant(lease)) = p.cancel(w, CancelPolicy::Default, t(4)) else {
+        panic!("expected the unpolled grant")
+    };
+    assert_eq!(lease.conn(), c);
+    assert_eq!((p.stats().leased, p.stats().idle), (0, 1));
+    assert_eq!(
+        acts(&mut p),
+        vec![],
+        "the withdrawn Granted is not delivered"
+    );
+    // A failure not yet polled, with its reason.
+    let w = queued(p.lease(&B, None, t(5), Some(t(6))));
+    let v = acts(&mut p);
+    let cb = single_connect(&p, &v, B);
+    p.handle_timeout(t(6));
+    assert_eq!(
+        p.cancel(w, CancelPolicy::Default, t(6)),
+        Ok(Cancelled::Failure(FailReason::Timeout))
+    );
+    assert_eq!(acts(&mut p), vec![]);
+    p.connect_failed(cb, ConnectFailure::Remote, t(7)).unwrap();
+    let rb = p.route_id(&B).unwrap();
+    assert_eq!(acts(&mut p), vec![route_idle(rb, B)]);
+}
+
+#[test]
+fn a_cancelled_unpolled_grant_is_undone_and_keeps_the_keep_alive() {
+    // The grant never reached its requester: the connection is back as the
+    // release left it, so the keep-alive the server announced still counts.
+    // Before, the undo released it as `Reuse { keep_alive: None }`, which
+    // dropped the keep-alive and kept a connection the server would close.
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let l1 = open(&mut p, A, t(0));
+    let w = queued(p.lease(&A, None, t(1), None));
+    quiet(&mut p);
+    p.release(l1, keep_alive(ms(100)), t(10)).unwrap();
+    // The release granted it to `w`; `w` goes away before polling it.
+    assert!(matches!(
+        p.cancel(w, CancelPolicy::Default, t(11)),
+        Ok(Cancelled::Grant(_))
+    ));
+    quiet(&mut p);
+    assert_eq!(p.stats().idle, 1);
+    let c = l1.conn();
+    assert_eq!(tick(&mut p, t(109)), vec![]);
+    let ra = p.route_id(&A).unwrap();
+    assert_eq!(
+        tick(&mut p, t(110)),
+        vec![close(c, CloseReason::Expired), route_idle(ra, A)]
+    );
+    ok(&p);
+}

@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 
-use super::{Cid, Lid, MAction, MOutcome, Model, Slots, Wid};
+use super::{Cid, Lid, MAction, MCancelled, MOutcome, Model, Slots, Wid};
 #[path = "props.rs"]
 pub mod props;
 use wharf_core::Storage;
 use wharf_core::{
-    Action, CancelPolicy, Config, ConnId, ConnectFailure, DrainMode, DrainScope, Duration, Instant,
-    Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag, Validation, WaiterId,
+    Action, CancelPolicy, Cancelled, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
+    Duration, Instant, Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag,
+    Validation, WaiterId,
 };
 
 /// Route keys used by the harness.
@@ -43,6 +44,13 @@ pub enum Op {
         how: RelHow,
     },
     ReleaseStale {
+        idx: usize,
+    },
+    /// Release a lease of another pool (§5: `ForeignLease`): with an even
+    /// `idx`, of a second small pool of the harness (same indices and
+    /// generations as this pool's early leases); with an odd one, of a pool
+    /// built earlier in this pool's storage.
+    ReleaseForeign {
         idx: usize,
     },
     Cancel {
@@ -116,15 +124,20 @@ pub struct Cfg {
     pub retry_backoff_ms: u32,
 }
 
-/// `u32::MAX` stands for "never" (`Duration::MAX`: a deadline `now + d`
-/// saturates at `Instant::MAX`).
+/// Milliseconds; [`NEVER_MS`] is `Duration::MAX` (every sum with it
+/// saturates at `Instant::MAX`, "never", §2).
 fn ms(m: u32) -> Duration {
-    if m == u32::MAX {
+    if m == NEVER_MS {
         Duration::MAX
     } else {
         Duration::from_millis(m as u64)
     }
 }
+
+/// A duration in harness terms (`Cfg` timeouts, lease deadlines, keep-alive,
+/// `Advance`) that stands for `Duration::MAX`: a lease deadline of
+/// `Instant::MAX`, timeouts that saturate, `Advance` to `Instant::MAX`.
+pub const NEVER_MS: u32 = u32::MAX;
 
 impl Cfg {
     pub fn to_config(self) -> Config {
@@ -150,6 +163,7 @@ impl Cfg {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: ms(self.retry_backoff_ms),
+            ..Config::default()
         }
     }
 }
@@ -216,9 +230,14 @@ pub struct Harness<'a> {
     skew_ms: u32,
     /// Every action was polled after the last input.
     drained: bool,
+    /// Leases of a pool built earlier in this pool's storage (§5).
+    earlier: Vec<Lease>,
+    /// A second pool and leases it made (§5).
+    other: Option<Pool<'a, u8>>,
+    other_leases: Vec<Lease>,
     /// The properties that do not come from the model (`props.rs`).
     pub props: props::Props,
-    /// The end phase goes on to `Instant::MAX` (without the model).
+    /// The end phase goes on to `Instant::MAX` (see `run_case_in`).
     pub end_of_time: bool,
 }
 
@@ -258,10 +277,34 @@ impl<'a> Harness<'a> {
             pending_tags: Vec::new(),
             skew_ms: 0,
             drained: true,
+            earlier: Vec::new(),
+            other_leases: Vec::new(),
+            other: None,
             props: props::Props::new(&cfg),
             end_of_time: false,
             cfg,
         }
+    }
+
+    /// Takes up to two leases on route 0 of `pool` (a pool the harness does
+    /// not drive otherwise), answering its connects at once.
+    pub fn leases_of(pool: &mut Pool<'_, u8>, now: Instant) -> Vec<Lease> {
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            if let Ok(LeaseOutcome::Granted(l)) = pool.lease(&0, None, now, None) {
+                out.push(l);
+            }
+            while let Some(a) = pool.poll_action() {
+                match a {
+                    Action::Connect { conn, .. } => {
+                        let _ = pool.connected(conn, 2, now);
+                    }
+                    Action::Granted { lease, .. } => out.push(lease),
+                    _ => {}
+                }
+            }
+        }
+        out
     }
 
     pub fn model_for(cfg: &Config, slots: Slots) -> Model {
@@ -541,15 +584,18 @@ impl<'a> Harness<'a> {
         let (a, b) = (self.pool.counters(), m.counters());
         ensure!(a == b, "counters: core {a:?}\n  model {b:?}");
         ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
+        // §2: a deadline of `Instant::MAX` is none, and `poll_timeout()` does
+        // not report it.
+        ensure!(
+            self.pool.poll_timeout() != Some(Instant::MAX),
+            "poll_timeout reports Instant::MAX (never)"
+        );
         if let Some(d) = m.next_deadline() {
             match self.pool.poll_timeout() {
                 Some(t) => ensure!(
                     t <= d,
                     "poll_timeout {t:?} is later than the next event {d:?}"
                 ),
-                // An event at `Instant::MAX` means "never" (issue 10): the
-                // core need not wake for it.
-                None if d == Instant::MAX => {}
                 None => return Err(format!("poll_timeout None, model has an event at {d:?}")),
             }
         }
@@ -722,6 +768,35 @@ impl<'a> Harness<'a> {
                     ensure!(want == got, "stale release: core {got:?}, model {want:?}");
                 }
             }
+            Op::ReleaseForeign { idx } => {
+                if self.other_leases.is_empty() {
+                    if let Some(other) = self.other.as_mut() {
+                        self.other_leases = Self::leases_of(other, self.now);
+                    }
+                }
+                let from = if idx % 2 == 1 && !self.earlier.is_empty() {
+                    &self.earlier
+                } else {
+                    &self.other_leases
+                };
+                let Some(l) = Self::pick(from, idx / 2) else {
+                    return Ok(());
+                };
+                if self.leases.iter().any(|h| {
+                    let (a, b) = (h.lease.id(), l.id());
+                    let (c, d) = (h.lease.conn(), l.conn());
+                    (a.index(), a.generation(), c.index(), c.generation())
+                        == (b.index(), b.generation(), d.index(), d.generation())
+                }) {
+                    event("harness: a foreign lease with the index and generation of a lease held");
+                }
+                let got = self.pool.release(l, Release::REUSE, now);
+                ensure!(got.is_err(), "a lease of another pool was accepted");
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.release_foreign(now);
+                    ensure!(want == got, "foreign release: core {got:?}, model {want:?}");
+                }
+            }
             Op::Cancel { idx, excess } => {
                 if self.waiters.is_empty() {
                     return Ok(());
@@ -741,10 +816,37 @@ impl<'a> Harness<'a> {
                     CancelPolicy::Default
                 };
                 let w = self.waiters[i].clone();
-                let got = self.pool.cancel(w.id, policy, now).map(|_| ());
+                let got = self.pool.cancel(w.id, policy, now);
+                let mut lid = None;
                 if let (Some(m), Some(mw)) = (self.model.as_mut(), w.wid) {
                     let want = m.cancel(mw, policy, now);
-                    ensure!(want == got, "cancel: core {got:?}, model {want:?}");
+                    let same = match (got, want) {
+                        (Ok(Cancelled::Grant(l)), Ok(MCancelled::Grant { lease, conn })) => {
+                            lid = Some(lease);
+                            self.conn_map.get(&l.conn()) == Some(&conn)
+                        }
+                        (Ok(Cancelled::Waiting), Ok(MCancelled::Waiting)) => true,
+                        (Ok(Cancelled::Failure(a)), Ok(MCancelled::Failure(b))) => a == b,
+                        (Err(a), Err(b)) => a == b,
+                        _ => false,
+                    };
+                    ensure!(same, "cancel: core {got:?}, model {want:?}");
+                }
+                if let Ok(Cancelled::Grant(l)) = got {
+                    // The withdrawn grant's lease went back to the pool: a
+                    // stale handle from now on (never one the harness holds).
+                    ensure!(
+                        !self.live_lease_ids.contains_key(&l)
+                            && !self.leases.iter().any(|h| h.lease == l),
+                        "cancel withdrew a grant of a lease in use {l:?}"
+                    );
+                    if let Some(info) = self.info.get_mut(&l.conn()) {
+                        info.grants += 1;
+                    }
+                    self.stale.push(Held { lease: l, lid });
+                    if self.stale.len() > 8 {
+                        self.stale.remove(0);
+                    }
                 }
                 if got.is_ok() {
                     self.props.on_cancel(w.id);
@@ -853,11 +955,6 @@ impl<'a> Harness<'a> {
             }
             Op::Advance { ms: d } => {
                 self.now = self.now + ms(d);
-                if self.now == Instant::MAX {
-                    // The model follows the rules to the letter and spins at
-                    // the end of time (issue 10): the core goes on alone.
-                    self.model = None;
-                }
                 self.pool.handle_timeout(self.now);
                 if let Some(m) = self.model.as_mut() {
                     m.handle_timeout(self.now);
@@ -868,9 +965,6 @@ impl<'a> Harness<'a> {
                     if t > self.now {
                         self.now = t;
                     }
-                }
-                if self.now == Instant::MAX {
-                    self.model = None;
                 }
                 self.pool.handle_timeout(self.now);
                 if let Some(m) = self.model.as_mut() {
@@ -953,7 +1047,7 @@ impl<'a> Harness<'a> {
         // goes on to the end of time in between ("never" deadlines).
         self.no_demand("leases held", false)?;
         if self.end_of_time && !props::skipped("never") {
-            self.step(&Op::Advance { ms: u32::MAX })?;
+            self.step(&Op::Advance { ms: NEVER_MS })?;
         }
         self.no_demand("leases released", true)?;
         self.step(&Op::Drain {
@@ -1113,20 +1207,53 @@ pub fn run_sequence<'a>(
     model: Option<Model>,
     ops: &[Op],
     trace: bool,
-    end_of_time: bool,
 ) -> (u64, Check) {
+    let extra = Extra {
+        earlier: Vec::new(),
+        other: None,
+        slots,
+        end_of_time: false,
+    };
+    run_sequence_with(pool, cfg, model, ops, trace, extra)
+}
+
+/// What [`run_sequence_with`] needs beyond the pool and the sequence.
+pub struct Extra<'a> {
+    /// Leases of a pool built earlier in `pool`'s storage (§5).
+    pub earlier: Vec<Lease>,
+    /// A second pool (released by [`Op::ReleaseForeign`]).
+    pub other: Option<Pool<'a, u8>>,
+    /// The slots of `pool`'s storage (the properties' bounds).
+    pub slots: Slots,
+    /// The end phase goes on to `Instant::MAX` (the `never` property).
+    pub end_of_time: bool,
+}
+
+/// [`run_sequence`] with leases of a pool built earlier in `pool`'s storage
+/// and a second pool (released by [`Op::ReleaseForeign`]).
+pub fn run_sequence_with<'a>(
+    pool: Pool<'a, u8>,
+    cfg: &Config,
+    model: Option<Model>,
+    ops: &[Op],
+    trace: bool,
+    extra: Extra<'a>,
+) -> (u64, Check) {
+    let end_of_time = extra.end_of_time;
     let mut h = Harness::new(pool, cfg.clone(), model);
-    h.props.set_storage(slots.conns);
+    h.props.set_storage(extra.slots.conns);
     h.end_of_time = end_of_time;
     h.trace = trace;
+    h.earlier = extra.earlier;
+    h.other = extra.other;
     let first = h.compare_state();
     if first.is_err() {
         return (0, first);
     }
-    // Whatever breaks only once `now` reached the end of time belongs to the
-    // `never` property (props.rs).
+    // In the run to the end of time (core alone), whatever breaks only once
+    // `now` reached `Instant::MAX` belongs to the `never` property (props.rs).
     let at_the_end = |h: &Harness, e: String| {
-        if h.pool.now() == Instant::MAX && !e.contains("property ") {
+        if h.end_of_time && h.pool.now() == Instant::MAX && !e.contains("property ") {
             format!("property never violated: when now reaches Instant::MAX: {e}")
         } else {
             e
@@ -1161,7 +1288,7 @@ pub fn run_sequence<'a>(
     sum.reuses += c.reuses;
     sum.validations += c.validations;
     sum.stale += c.stale;
-    for i in 0..12 {
+    for i in 0..c.closes.len() {
         sum.closes[i] += c.closes[i];
     }
     sum.timeouts += c.timeouts;
@@ -1186,13 +1313,28 @@ pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::
         reuses: 0,
         validations: 0,
         stale: 0,
-        closes: [0; 12],
+        closes: [0; wharf_core::CloseReason::ALL.len()],
         timeouts: 0,
         overflows: 0,
         cancels: 0,
         queued: 0,
     },
 ));
+
+/// Named event counts over all sequences, reported by the model's coverage
+/// hook (`WHARF_MODEL_COVERAGE=1`).
+pub static EVENTS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+pub fn event(name: &str) {
+    let mut events = EVENTS.lock().unwrap();
+    match events.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            events.insert(name.to_string(), 1);
+        }
+    }
+}
 
 /// Small storage: 4 connections, 2 routes (3 keys: the table fills), 4
 /// waiters, 4 leases.
@@ -1240,6 +1382,9 @@ impl Size {
 /// Tight storages (`Size::Tight`): 1 or 2 connections, otherwise as `Small`.
 pub type Tight1 = Storage<u8, 1, 2, 4, 4>;
 pub type Tight2 = Storage<u8, 2, 2, 4, 4>;
+/// The second pool's storage (§5 foreign leases): 2 connections, 1 route, 2
+/// waiters, 2 leases.
+pub type Other = Storage<u8, 2, 1, 2, 2>;
 
 /// Run one sequence on a fresh pool; returns operations run and the verdict.
 pub fn run_case(
@@ -1255,8 +1400,8 @@ pub fn run_case(
 
 /// As [`run_case`] with any storage size. With the model, the sequence runs
 /// twice: compared with the model, then the core alone with the end phase
-/// going on to `Instant::MAX` (the "never" property; the model follows the
-/// rules to the letter and spins there, issue 10).
+/// going on to `Instant::MAX` in between its no-demand phases (the "never"
+/// property of `props.rs`; the first run's end phase stays at finite times).
 pub fn run_case_in(
     size: Size,
     cfg: &Cfg,
@@ -1283,45 +1428,95 @@ fn run_storage(
     trace: bool,
     end_of_time: bool,
 ) -> (u64, Result<(), String>) {
+    // The model reports its rare paths through this hook (coverage; counting
+    // costs a lock per event, so only when asked for).
+    if std::env::var_os("WHARF_MODEL_COVERAGE").is_some() {
+        let _ = super::COVERAGE.set(event);
+    }
     let slots = size.slots();
     let mut config = cfg.to_config();
     config.max_total = config.max_total.min(slots.conns as u32);
-    let model = with_model.then(|| Harness::model_for(&config, slots));
-    let run = |pool| run_sequence(pool, &config, slots, model, ops, trace, end_of_time);
+    let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
+    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
+    let model = with_model.then(|| {
+        let mut m = Harness::model_for(&config, slots);
+        m.known.unblock_tries_routes_without_demand = has("unblock-no-demand");
+        m
+    });
+    // A pool built earlier in the same storage leaves leases behind that the
+    // pool of the sequence did not make (§5), if the sequence releases any.
+    let foreign =
+        !has("earlier-pool") && ops.iter().any(|op| matches!(op, Op::ReleaseForeign { .. }));
+    let start = Instant::from_millis(1_000);
+    let mut other_storage: Box<Other> = Box::new(Storage::new());
+    let other = ops
+        .iter()
+        .any(|op| matches!(op, Op::ReleaseForeign { .. }))
+        .then(|| {
+            let cfg = Config {
+                max_total: 2,
+                max_per_route: 2,
+                ..Config::default()
+            };
+            Pool::new(&mut other_storage, cfg).expect("the other pool")
+        });
+    let run = |pool, earlier| {
+        let extra = Extra {
+            earlier,
+            other,
+            slots,
+            end_of_time,
+        };
+        run_sequence_with(pool, &config, model, ops, trace, extra)
+    };
+    macro_rules! run_in {
+        ($storage:ty) => {{
+            let mut storage: Box<$storage> = Box::new(Storage::new());
+            let mut earlier = Vec::new();
+            if foreign {
+                let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
+                earlier = Harness::leases_of(&mut p, start);
+            }
+            run(
+                Pool::new(&mut storage, config.clone()).expect("valid config"),
+                earlier,
+            )
+        }};
+    }
     match size {
-        Size::Big => {
-            let mut storage: Box<Big> = Box::new(Storage::new());
-            run(Pool::new(&mut storage, config.clone()).expect("valid config"))
-        }
-        Size::Small => {
-            let mut storage: Box<Small> = Box::new(Storage::new());
-            run(Pool::new(&mut storage, config.clone()).expect("valid config"))
-        }
-        Size::Tight(n) if n <= 1 => {
-            let mut storage: Box<Tight1> = Box::new(Storage::new());
-            run(Pool::new(&mut storage, config.clone()).expect("valid config"))
-        }
-        Size::Tight(_) => {
-            let mut storage: Box<Tight2> = Box::new(Storage::new());
-            run(Pool::new(&mut storage, config.clone()).expect("valid config"))
-        }
+        Size::Big => run_in!(Big),
+        Size::Small => run_in!(Small),
+        Size::Tight(n) if n <= 1 => run_in!(Tight1),
+        Size::Tight(_) => run_in!(Tight2),
     }
 }
 
 /// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from known,
 /// already-reported divergences so a run can look for new ones:
-/// `cf-timeout` (connect_failed with reason Timeout); `never` (no step to
-/// `Instant::MAX`, no deadline or keep-alive of `Instant::MAX`: see the
-/// `never` property).
+/// `cf-timeout` (connect_failed with reason Timeout); for the rules of issue
+/// 10 while the core catches up: `ratio0` (ratio 0, §12), `never`
+/// (`Instant::MAX` deadlines and saturating timeouts, §2, `now-max`
+/// included), `now-max` (no input at `now == Instant::MAX`), `keep`
+/// (`min_idle`, §2), `mlpc` (`max_leases_per_conn`, §1), `idle-limit` (idle
+/// limits, §3.2). See also [`avoid_cfg`]. Read by [`run_case`] too:
+/// `earlier-pool` (no leases of a pool built earlier in the same storage,
+/// §5) and `unblock-no-demand` (the model gives every blocked route
+/// `try_create` in `unblock`, as the core does, §3.4).
 pub fn avoid(op: Op, list: &str) -> Op {
-    let never = list.contains("never");
+    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     match op {
-        Op::Advance { ms: u32::MAX } if never => Op::Advance { ms: 6_000 },
+        Op::ConnectFailed { idx, reason, any } if has("cf-timeout") && reason % 3 == 0 => {
+            Op::ConnectFailed {
+                idx,
+                reason: 1,
+                any,
+            }
+        }
         Op::Lease {
             key,
             tag,
-            deadline_ms: Some(u32::MAX),
-        } if never => Op::Lease {
+            deadline_ms: Some(NEVER_MS),
+        } if has("never") => Op::Lease {
             key,
             tag,
             deadline_ms: None,
@@ -1330,25 +1525,64 @@ pub fn avoid(op: Op, list: &str) -> Op {
             idx,
             how:
                 RelHow::Reuse {
-                    keep_alive_ms: Some(u32::MAX),
+                    keep_alive_ms: Some(NEVER_MS),
                     tag,
                 },
-        } if never => Op::Release {
+        } if has("never") => Op::Release {
             idx,
             how: RelHow::Reuse {
                 keep_alive_ms: None,
                 tag,
             },
         },
-        Op::ConnectFailed { idx, reason, any }
-            if list.contains("cf-timeout") && reason % 3 == 0 =>
-        {
-            Op::ConnectFailed {
-                idx,
-                reason: 1,
-                any,
-            }
-        }
+        Op::Advance { ms: NEVER_MS } if has("never") || has("now-max") => Op::Advance { ms: 0 },
+        Op::RouteConfig {
+            key,
+            limit,
+            min_idle,
+            ratio_milli,
+        } if has("ratio0") || has("keep") => Op::RouteConfig {
+            key,
+            limit,
+            min_idle: if has("keep") { None } else { min_idle },
+            ratio_milli: match ratio_milli {
+                Some(0) if has("ratio0") => Some(1000),
+                r => r,
+            },
+        },
         op => op,
     }
+}
+
+/// The configuration side of [`avoid`].
+pub fn avoid_cfg(mut cfg: Cfg, list: &str) -> Cfg {
+    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
+    if has("ratio0") && cfg.ratio_milli == 0 {
+        cfg.ratio_milli = 1000;
+    }
+    if has("never") {
+        for t in [
+            &mut cfg.connect_timeout_ms,
+            &mut cfg.idle_timeout_ms,
+            &mut cfg.max_lifetime_ms,
+        ] {
+            if *t == Some(NEVER_MS) {
+                *t = None;
+            }
+        }
+        if cfg.retry_backoff_ms == NEVER_MS {
+            cfg.retry_backoff_ms = 1000;
+        }
+    }
+    if has("keep") {
+        cfg.min_idle = 0;
+    }
+    if has("mlpc") {
+        cfg.max_leases_per_conn = None;
+    }
+    if has("idle-limit") {
+        cfg.max_idle_per_route = None;
+        cfg.max_idle = None;
+    }
+    cfg
 }

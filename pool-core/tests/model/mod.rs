@@ -9,14 +9,21 @@
 
 pub mod harness;
 
-/// Coverage hook for rare paths of the host hooks (§12); the cluster harness
-/// sets it to count them, the pool harness leaves it unset.
+/// Coverage hook for rare paths of the model (the rules of issue 10, the host
+/// hooks of §12): both harnesses set it to count them (printed with
+/// `WHARF_MODEL_COVERAGE=1` / `WHARF_CLUSTER_MODEL_COVERAGE=1`).
 pub static COVERAGE: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
 
-fn model_cluster_event(what: &str) {
+fn event(what: &str) {
     if let Some(f) = COVERAGE.get() {
         f(what);
     }
+}
+
+/// §2: "`Instant::MAX` means never": a deadline equal to `Instant::MAX`
+/// (given, or reached by a saturating sum) is no deadline.
+fn never(d: Instant) -> Option<Instant> {
+    (d != Instant::MAX).then_some(d)
 }
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -62,6 +69,14 @@ pub enum MOutcome {
     Queued(Wid),
 }
 
+/// What `cancel` withdrew (§7), in model ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MCancelled {
+    Waiting,
+    Grant { lease: Lid, conn: Cid },
+    Failure(FailReason),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CState {
     Connecting,
@@ -82,8 +97,12 @@ struct MConn {
     start: Instant,
     created: Instant,
     updated: Instant,
+    /// `None` also when `created + max_lifetime` is `Instant::MAX` (§2).
     validity: Option<Instant>,
     expiry: Option<Instant>,
+    /// §2: an idle timeout passed at or below `min_idle(r)`: the idle timeout
+    /// no longer counts until `updated` is next set.
+    kept: bool,
     served: bool,
     connect_polled: bool,
     validate_polled: bool,
@@ -168,13 +187,37 @@ pub struct Model {
     actions: VecDeque<MAction>,
     counters: Counters,
     closed: bool,
+    /// Known, reported divergences of the core the model mimics on request
+    /// (`WHARF_MODEL_AVOID`, see `harness::avoid`); the text otherwise.
+    pub known: Known,
 }
 
+/// Switches for known, reported core divergences (see `Model::known`); each
+/// has a failing test in `tests/regressions.rs`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Known {
+    /// §3.4 read as the core does: every route on the blocked list gets
+    /// `try_create` (which may preconnect), not only those with demand ("A
+    /// route on the list with no demand left is simply taken off").
+    pub unblock_tries_routes_without_demand: bool,
+}
+
+/// §12: "A ratio is 0 or within 1.0..=3.0 (else `BadPreconnectRatio`); 0
+/// means off". In 1/1000; 0 stays 0.
 fn ratio_milli(r: f32) -> Result<u32, ConfigError> {
+    if r == 0.0 {
+        return Ok(0);
+    }
     if !(1.0..=3.0).contains(&r) {
         return Err(ConfigError::BadPreconnectRatio);
     }
     Ok((r * 1000.0 + 0.5) as u32)
+}
+
+/// `Config::preconnect_ratio` and `RouteConfig::preconnect_ratio`: 0 is "no
+/// preconnect", "for the pool and route settings, the same as 1.0" (§12).
+fn setting_ratio(r: f32) -> Result<u32, ConfigError> {
+    Ok(ratio_milli(r)?.max(1000))
 }
 
 fn reason_index(r: ConnectFailure) -> usize {
@@ -215,7 +258,7 @@ impl Model {
                 return Err(ConfigError::ZeroTimeout);
             }
         }
-        let ratio = ratio_milli(cfg.preconnect_ratio)?;
+        let ratio = setting_ratio(cfg.preconnect_ratio)?;
         if cfg.min_idle_per_route > cfg.max_per_route
             || cfg
                 .max_idle_per_route
@@ -252,6 +295,7 @@ impl Model {
             actions: VecDeque::new(),
             counters: Counters::default(),
             closed: false,
+            known: Known::default(),
         })
     }
 
@@ -332,12 +376,65 @@ impl Model {
             .count() as u32
     }
 
+    /// §1: the capacity counted for a connecting connection:
+    /// `min(Config::connecting_capacity, max_leases_per_conn)`.
+    fn per_conn(&self) -> u64 {
+        let per = self.cfg.connecting_capacity as u64;
+        match self.cfg.max_leases_per_conn {
+            Some(m) if (m as u64) < per => {
+                event("model: connecting capacity capped by max_leases_per_conn");
+                m as u64
+            }
+            _ => per,
+        }
+    }
+
+    /// §1: `connecting_capacity(r)`.
+    fn connecting_capacity(&self, r: Rid) -> u64 {
+        self.connecting_of(r) as u64 * self.per_conn()
+    }
+
+    /// §1: sum over available connections of `min(capacity - active,
+    /// remaining)`.
     fn spare(&self, r: Rid) -> u64 {
         self.conns
             .values()
             .filter(|c| c.route == r && Self::is_available(c))
-            .map(|c| (c.capacity - c.active) as u64)
+            .map(|c| {
+                let free = (c.capacity - c.active) as u64;
+                match c.remaining {
+                    Some(rem) if (rem as u64) < free => {
+                        event("model: spare capped by remaining leases");
+                        rem as u64
+                    }
+                    _ => free,
+                }
+            })
             .sum()
+    }
+
+    /// §3.2: the demand check `len(queue(r)) > connecting_capacity(r)`.
+    fn has_demand(&self, r: Rid) -> bool {
+        self.route(r).queue.len() as u64 > self.connecting_capacity(r)
+    }
+
+    /// §3.2: "the idle limits leave room" for a preconnect (also §3.5, §12):
+    /// it would not be closed by an idle limit the moment it connects.
+    fn idle_room(&self, r: Rid) -> bool {
+        let per_route = self
+            .cfg
+            .max_idle_per_route
+            .is_none_or(|m| self.idle_of(r) + self.connecting_of(r) < m);
+        let connecting = self
+            .conns
+            .values()
+            .filter(|c| c.state == CState::Connecting)
+            .count() as u32;
+        let total = self
+            .cfg
+            .max_idle
+            .is_none_or(|m| self.total_idle() + connecting < m);
+        per_route && total
     }
 
     fn active_of(&self, r: Rid) -> u32 {
@@ -433,14 +530,26 @@ impl Model {
         if !self.routes.iter().any(|x| x.id == r) {
             return;
         }
-        if self.route(r).deleted && self.allocated(r) == 0 && !self.route(r).queue.is_empty() {
-            let q = self.route(r).queue.clone();
-            for w in q {
-                self.fail_waiter(w, FailReason::Draining);
+        if self.route(r).deleted {
+            if self.allocated(r) == 0 && !self.route(r).queue.is_empty() {
+                let q = self.route(r).queue.clone();
+                for w in q {
+                    self.fail_waiter(w, FailReason::Draining);
+                }
+            }
+            // "if `queue(r)` is empty, close every connecting connection of
+            // `r` (creation order, `Drained`)" (Envoy's DrainWhileConnecting).
+            if self.route(r).queue.is_empty() && !self.route(r).connecting.is_empty() {
+                event("model: settle of a deleted route closes its connecting connections");
+                let connecting = self.route(r).connecting.clone();
+                for c in connecting {
+                    self.close(c, CloseReason::Drained);
+                }
             }
         }
-        self.try_create(r);
+        // Blocked routes first, then this route's own demand (§3.1 steps 2, 3).
         self.unblock();
+        self.try_create(r);
         self.warm(r);
         self.check_idle(r);
     }
@@ -452,15 +561,20 @@ impl Model {
         }
         for _ in 0..3 {
             let q = self.route(r).queue.len() as u64;
-            let cc = self.connecting_of(r) as u64 * self.cfg.connecting_capacity as u64;
+            let cc = self.connecting_capacity(r);
             let demand = q > cc;
             let ratio = self.ratio_of(r) as u64;
             let active = self.active_of(r) as u64;
             // §12: an unhealthy route makes no preconnect.
-            let preconnect = self.route(r).healthy
+            let wanted = self.route(r).healthy
                 && ratio > 1000
                 && (q + active) * ratio > (cc + self.spare(r) + active) * 1000
                 && !self.backoff_pending(r);
+            // §3.2: "Preconnects count against the idle limits."
+            let preconnect = wanted && self.idle_room(r);
+            if wanted && !preconnect && !demand {
+                event("model: preconnect refused by an idle limit (try_create)");
+            }
             if !demand && !preconnect {
                 break;
             }
@@ -552,6 +666,7 @@ impl Model {
                 updated: now,
                 validity: None,
                 expiry: None,
+                kept: false,
                 served: false,
                 connect_polled: false,
                 validate_polled: false,
@@ -577,15 +692,42 @@ impl Model {
         }
     }
 
-    /// §3.4
+    /// §3.4 *room*: "the idle LRU is not empty ..., or a connection slot is
+    /// free and (`total < max_total` or `starvation_guard`)".
+    fn room(&self) -> bool {
+        !self.lru.is_empty()
+            || (self.conn_slot_free()
+                && (self.total() < self.cfg.max_total || self.cfg.starvation_guard))
+    }
+
+    /// §3.4: each route on the blocked list when it starts is tried once, in
+    /// order, while room remains; one with no demand left is just taken off.
     fn unblock(&mut self) {
-        while !self.blocked.is_empty()
-            && (self.total() < self.cfg.max_total || !self.lru.is_empty())
-            && self.conn_slot_free()
-        {
-            let b = self.blocked.remove(0);
-            if self.routes.iter().any(|x| x.id == b) {
-                self.try_create(b);
+        let start = self.blocked.clone();
+        for b in start {
+            if !self.room() {
+                break;
+            }
+            let Some(pos) = self.blocked.iter().position(|&x| x == b) else {
+                continue;
+            };
+            self.blocked.remove(pos);
+            if !self.routes.iter().any(|x| x.id == b) {
+                continue;
+            }
+            if !self.has_demand(b) && !self.known.unblock_tries_routes_without_demand {
+                event("model: unblock takes off a route with no demand left");
+                continue;
+            }
+            let slot_room = self.conn_slot_free()
+                && (self.total() < self.cfg.max_total || self.cfg.starvation_guard);
+            if !slot_room {
+                event("model: unblock with room from the idle LRU only");
+            }
+            let closes = self.counters.closes[CloseReason::Evicted.index()];
+            self.try_create(b);
+            if self.counters.closes[CloseReason::Evicted.index()] > closes {
+                event("model: unblock evicts an idle connection for a blocked route");
             }
         }
     }
@@ -877,15 +1019,22 @@ impl Model {
 
     // ----- timers (§2, §9) -------------------------------------------------
 
+    /// A connection's deadline; sums are saturating and one that reaches
+    /// `Instant::MAX` is none (§2).
     fn conn_deadline(&self, c: &MConn) -> Option<Instant> {
         match c.state {
-            CState::Connecting => self.cfg.connect_timeout.map(|t| c.start + t),
+            CState::Connecting => self.cfg.connect_timeout.and_then(|t| never(c.start + t)),
             CState::Validating => None,
             CState::Ready => {
                 if c.draining.is_some() {
                     None
                 } else if c.active == 0 {
-                    let idle = self.cfg.idle_timeout.map(|t| c.updated + t);
+                    // §2: a kept connection's deadline is its expiry.
+                    let idle = if c.kept {
+                        None
+                    } else {
+                        self.cfg.idle_timeout.and_then(|t| never(c.updated + t))
+                    };
                     match (c.expiry, idle) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -915,7 +1064,8 @@ impl Model {
             }
         }
         for r in &self.routes {
-            if let Some(d) = r.backoff {
+            // A backoff ending at `Instant::MAX` never ends (§2): no timer.
+            if let Some(d) = r.backoff.and_then(never) {
                 consider(d, r.id, Timer::Route(r.id));
             }
         }
@@ -948,12 +1098,19 @@ impl Model {
                             self.connect_failure(r, ConnectFailure::Timeout, now);
                         }
                         CState::Ready if conn.active == 0 => {
-                            let reason = if conn.expiry.is_some_and(|e| e <= now) {
-                                CloseReason::Expired
+                            if conn.expiry.is_some_and(|e| e <= now) {
+                                if conn.kept {
+                                    event("model: a kept connection expires");
+                                }
+                                self.close(c, CloseReason::Expired);
+                            } else if self.idle_of(r) <= self.min_idle(r) {
+                                // §2: "the idle timeout does not take a route
+                                // below `min_idle(r)`": kept.
+                                event("model: idle timeout keeps a connection (min_idle)");
+                                self.conn_mut(c).kept = true;
                             } else {
-                                CloseReason::IdleTimeout
-                            };
-                            self.close(c, reason);
+                                self.close(c, CloseReason::IdleTimeout);
+                            }
                             self.settle(r);
                         }
                         CState::Ready => {
@@ -979,7 +1136,12 @@ impl Model {
         for w in q {
             self.fail_waiter(w, FailReason::ConnectFailed(reason));
         }
-        self.route_mut(r).backoff = Some(now + self.cfg.retry_backoff);
+        // `Some(Instant::MAX)` (saturated): pending for ever, no timer (§2).
+        let end = now + self.cfg.retry_backoff;
+        if end == Instant::MAX {
+            event("model: retry backoff that never ends");
+        }
+        self.route_mut(r).backoff = Some(end);
         self.settle(r);
     }
 
@@ -1001,12 +1163,25 @@ impl Model {
         if self.closed {
             return Err(LeaseError::Closed);
         }
-        if deadline.is_some_and(|d| d <= now) {
-            return Err(LeaseError::Timeout);
+        // §2: "`lease(.., Some(Instant::MAX))` is the same as `lease(.., None)`".
+        if deadline == Some(Instant::MAX) {
+            event("model: lease with a deadline of Instant::MAX");
         }
+        let deadline = deadline.and_then(never);
+        // §4 step 1: "A deadline `<= now` means do not wait": granted if a
+        // connection is ready at once, else `Err(Timeout)` at whichever step
+        // would make it wait, and nothing changes. Reading: the limits on
+        // waiting (`max_pending`, waiter slots: `Overflow`; route slots:
+        // `RouteTableFull`) do not refuse a lease that will not wait; the
+        // other checks apply in order (`Draining`, `Overflow` for leases).
+        let no_wait = deadline.is_some_and(|d| d <= now);
         let r = match self.route_by_key(key) {
             Some(r) => r,
             None => {
+                if no_wait {
+                    event("model: no-wait lease on a route not in the table");
+                    return Err(LeaseError::Timeout);
+                }
                 if self.pending_full() {
                     self.counters.overflows += 1;
                     return Err(LeaseError::Overflow);
@@ -1023,6 +1198,10 @@ impl Model {
         let out = match self.search(r, tag) {
             Some(c) => {
                 if self.needs_validation(c, now) {
+                    if no_wait {
+                        event("model: no-wait lease with a validation due");
+                        return Err(LeaseError::Timeout);
+                    }
                     if self.pending_full() {
                         self.counters.overflows += 1;
                         return Err(LeaseError::Overflow);
@@ -1034,11 +1213,18 @@ impl Model {
                     self.counters.overflows += 1;
                     return Err(LeaseError::Overflow);
                 } else {
+                    if no_wait {
+                        event("model: no-wait lease granted at once");
+                    }
                     let lease = self.attach(c);
                     MOutcome::Granted { lease, conn: c }
                 }
             }
             None => {
+                if no_wait {
+                    event("model: no-wait lease with nothing ready");
+                    return Err(LeaseError::Timeout);
+                }
                 if self.pending_full() {
                     self.counters.overflows += 1;
                     return Err(LeaseError::Overflow);
@@ -1080,6 +1266,14 @@ impl Model {
         self.release_inner(lease, how, now)
     }
 
+    /// §5 step 1: "A lease made by another pool -> `Err(ForeignLease)`" (the
+    /// harness knows which leases are foreign; the model changes nothing but
+    /// the timers due at `now`, §2).
+    pub fn release_foreign(&mut self, now: Instant) -> Result<(), ReleaseError> {
+        self.process_timers(now);
+        Err(ReleaseError::ForeignLease)
+    }
+
     fn release_inner(
         &mut self,
         lease: Lid,
@@ -1098,13 +1292,18 @@ impl Model {
                 }
             }
             Release::Reuse { keep_alive, tag } => {
+                if self.conn(c).kept {
+                    event("model: a kept connection leased and released (kept ends)");
+                }
                 let conn = self.conn_mut(c);
                 conn.updated = now;
+                conn.kept = false;
                 conn.tag = tag;
-                conn.expiry = match (keep_alive, conn.validity) {
-                    (Some(k), Some(v)) => Some((now + k).min(v)),
-                    (Some(k), None) => Some(now + k),
-                    (None, v) => v,
+                // `now + keep_alive` saturating to `Instant::MAX` is no
+                // expiry (§2).
+                conn.expiry = match (keep_alive.and_then(|k| never(now + k)), conn.validity) {
+                    (Some(k), Some(v)) => Some(k.min(v)),
+                    (k, v) => k.or(v),
                 };
             }
         }
@@ -1130,6 +1329,9 @@ impl Model {
             }
         } else if conn.active == 0 && self.allocated(r) > self.limit(r) {
             self.close(c, CloseReason::RouteLimit);
+        } else if conn.active == 0 && self.yields(r) {
+            event("model: a released connection yields to a blocked route");
+            self.close(c, CloseReason::Evicted);
         } else {
             self.place(c);
             self.offer(c);
@@ -1137,6 +1339,32 @@ impl Model {
                 self.after_available(c);
             }
         }
+    }
+
+    /// §3.7a: a connection of `r` that a release leaves idle yields when the
+    /// total limit binds and the first blocked route `b != r` with a queued
+    /// waiter has an oldest waiter older than every waiter queued on `r`.
+    fn yields(&self, r: Rid) -> bool {
+        if self.total() < self.cfg.max_total {
+            return false;
+        }
+        let Some(b) = self
+            .blocked
+            .iter()
+            .copied()
+            .find(|&b| b != r && self.routes.iter().any(|x| x.id == b && !x.queue.is_empty()))
+        else {
+            return false;
+        };
+        let oldest = |x: Rid| {
+            self.route(x)
+                .queue
+                .iter()
+                .map(|w| self.waiters[w].seq)
+                .min()
+        };
+        let ob = oldest(b).expect("a queued waiter");
+        oldest(r).is_none_or(|or| ob < or)
     }
 
     fn conn_check(&self, c: Cid) -> Result<&MConn, ConnError> {
@@ -1153,7 +1381,8 @@ impl Model {
         if capacity == 0 {
             return Err(ConnError::ZeroCapacity);
         }
-        let validity = self.cfg.max_lifetime.map(|l| now + l);
+        // `now + max_lifetime` saturating to `Instant::MAX` is no lifetime (§2).
+        let validity = self.cfg.max_lifetime.and_then(|l| never(now + l));
         let remaining = self.cfg.max_leases_per_conn;
         let r = conn.route;
         {
@@ -1166,6 +1395,7 @@ impl Model {
             conn.updated = now;
             conn.validity = validity;
             conn.expiry = validity;
+            conn.kept = false;
             conn.tag = None;
         }
         self.route_mut(r).connecting.retain(|&x| x != c);
@@ -1240,7 +1470,11 @@ impl Model {
                 }
             }
             Validation::Alive => {
+                if self.conn(c).kept {
+                    event("model: a kept connection validated (kept ends)");
+                }
                 self.conn_mut(c).updated = now;
+                self.conn_mut(c).kept = false;
                 let expired = conn.expiry.is_some_and(|e| e <= now);
                 if conn.draining.is_some() || expired {
                     let reason = conn.draining.unwrap_or(CloseReason::Expired);
@@ -1275,7 +1509,7 @@ impl Model {
         w: Wid,
         policy: CancelPolicy,
         now: Instant,
-    ) -> Result<(), CancelError> {
+    ) -> Result<MCancelled, CancelError> {
         let now = self.process_timers(now);
         let Some(wt) = self.waiters.get(&w).cloned() else {
             // §7: answered but not polled: the answer is withdrawn; a granted
@@ -1291,7 +1525,7 @@ impl Model {
             self.answered_unpolled -= 1;
             let r = self.answered_route.remove(&w).unwrap();
             self.counters.cancels += 1;
-            match a {
+            return Ok(match a {
                 MAction::Granted { lease, conn, .. } => {
                     let tag = self.conn(conn).tag;
                     let _ = self.release_inner(
@@ -1302,10 +1536,14 @@ impl Model {
                         },
                         now,
                     );
+                    MCancelled::Grant { lease, conn }
                 }
-                _ => self.settle(r),
-            }
-            return Ok(());
+                MAction::Failed { reason, .. } => {
+                    self.settle(r);
+                    MCancelled::Failure(reason)
+                }
+                _ => unreachable!(),
+            });
         };
         let r = wt.route;
         self.waiters.remove(&w);
@@ -1320,8 +1558,8 @@ impl Model {
                 if let Some(&oldest) = self.route(r).connecting.first() {
                     let q = self.route(r).queue.len() as u64;
                     let active = self.active_of(r) as u64;
-                    let cc_per = self.cfg.connecting_capacity as u64;
-                    let cc = self.connecting_of(r) as u64 * cc_per;
+                    let cc_per = self.per_conn();
+                    let cc = self.connecting_capacity(r);
                     let ratio = self.ratio_of(r) as u64;
                     if (q + active) * ratio <= (cc - cc_per + active) * 1000 {
                         self.close(oldest, CloseReason::Excess);
@@ -1329,8 +1567,14 @@ impl Model {
                 }
             }
         }
+        if self.route(r).deleted
+            && self.route(r).queue.is_empty()
+            && !self.route(r).connecting.is_empty()
+        {
+            event("model: cancel empties the queue of a deleted route while connecting");
+        }
         self.settle(r);
-        Ok(())
+        Ok(MCancelled::Waiting)
     }
 
     /// §7
@@ -1410,7 +1654,7 @@ impl Model {
             return Err(RouteError::Config(ConfigError::MinIdleTooLarge));
         }
         let ratio = match cfg.preconnect_ratio {
-            Some(x) => Some(ratio_milli(x).map_err(RouteError::Config)?),
+            Some(x) => Some(setting_ratio(x).map_err(RouteError::Config)?),
             None => None,
         };
         let ov = Overrides {
@@ -1536,7 +1780,7 @@ impl Model {
             && self.allocated(r) == 0
             && self.pending_of(r) == 0
         {
-            model_cluster_event("model: healthy again frees an idle route at once");
+            event("model: healthy again frees an idle route at once");
             let i = self.ri(r);
             self.routes.remove(i);
             self.blocked.retain(|&b| b != r);
@@ -1551,6 +1795,13 @@ impl Model {
         // §2: every input that takes `now` first processes the due timers.
         self.process_timers(now);
         let ratio = ratio_milli(ratio).map_err(RouteError::Config)? as u64;
+        // §12: "a ratio of 0 is "off" (`Ok(false)`, nothing created, no route
+        // made"): before any route lookup, so also on a closed pool or a
+        // route being deleted.
+        if ratio == 0 {
+            event("model: pool preconnect with ratio 0 (off)");
+            return Ok(false);
+        }
         let (r, fresh) = match self.route_by_key(key) {
             Some(r) => (r, false),
             None => {
@@ -1567,7 +1818,7 @@ impl Model {
             return Err(RouteError::Draining);
         }
         let q = self.route(r).queue.len() as u64;
-        let cc = self.connecting_of(r) as u64 * self.cfg.connecting_capacity as u64;
+        let cc = self.connecting_capacity(r);
         let active = self.active_of(r) as u64;
         let wanted = if self.route(r).healthy {
             (q + active + 1) * ratio > (cc + active) * 1000
@@ -1575,8 +1826,15 @@ impl Model {
             q > cc
         };
         if wanted && self.backoff_pending(r) {
-            model_cluster_event("model: pool preconnect wanted during retry backoff");
+            event("model: pool preconnect wanted during retry backoff");
         }
+        // §12: "and the idle limits leave room (§3.2)".
+        let wanted = if wanted && !self.idle_room(r) {
+            event("model: pool preconnect refused by an idle limit");
+            false
+        } else {
+            wanted
+        };
         let created = if wanted {
             self.create(r, false, false)
         } else {
@@ -1609,8 +1867,7 @@ impl Model {
             Some(r) => RouteLoad {
                 queued: self.route(r).queue.len() as u32,
                 active: self.active_of(r),
-                connecting_capacity: self.connecting_of(r) as u64
-                    * self.cfg.connecting_capacity as u64,
+                connecting_capacity: self.connecting_capacity(r),
                 spare: self.spare(r),
                 healthy: self.route(r).healthy,
             },

@@ -1,0 +1,174 @@
+//! The runner: the timer task and one worker per socket slot (connects,
+//! closes), all in one future the application spawns.
+
+use core::future::poll_fn;
+use core::marker::PhantomData;
+
+use embassy_futures::select::{select, Either};
+use embassy_net::dns::DnsQueryType;
+use embassy_net::tcp::ConnectError;
+use embassy_net::IpEndpoint;
+use embassy_time::{with_timeout, Timer};
+use wharf_core::{ConnId, ConnectFailure};
+
+use crate::clock::{now, to_embassy};
+use crate::fmt::{debug, warning};
+use crate::route::Route;
+use crate::sockets::Job;
+use crate::state::PoolSocket;
+use crate::state::Shared;
+
+/// Drives the pool: timers, connects, closes. Spawn [`Runner::run`] on the
+/// executor that uses the pool.
+pub struct Runner<'d, const N: usize> {
+    shared: &'d Shared<'d>,
+    _slots: PhantomData<[(); N]>,
+}
+
+impl<'d, const N: usize> Runner<'d, N> {
+    pub(crate) fn new(shared: &'d Shared<'d>) -> Self {
+        Runner {
+            shared,
+            _slots: PhantomData,
+        }
+    }
+
+    /// Runs forever: one worker per connection slot (connects and closes for
+    /// different slots proceed concurrently) and the core's timer.
+    pub async fn run(&mut self) -> ! {
+        let shared = self.shared;
+        let workers: [_; N] = core::array::from_fn(|j| worker(shared, j));
+        match select(timer(shared), embassy_futures::join::join_array(workers)).await {
+            Either::First(never) => never,
+            // Only with N == 0 (no worker at all).
+            Either::Second(_) => timer(shared).await,
+        }
+    }
+}
+
+/// Sleeps until the armed deadline, or until an input moves it earlier (the
+/// driver's re-arm rule), then feeds the core's timers.
+async fn timer(shared: &Shared<'_>) -> ! {
+    loop {
+        let next = shared.inner.borrow_mut().arm_timer();
+        let kick = poll_fn(|cx| shared.inner.borrow_mut().poll_timer(cx.waker()));
+        match next {
+            Some(t) => {
+                select(Timer::at(to_embassy(t)), kick).await;
+            }
+            None => kick.await,
+        }
+        shared.inner.borrow_mut().handle_timeout(now());
+    }
+}
+
+/// Completes when the pool no longer wants connection `conn` of slot `j`.
+async fn abort_signal(shared: &Shared<'_>, j: usize, conn: ConnId) {
+    poll_fn(move |cx| shared.inner.borrow_mut().io_mut().poll_abort(j, conn, cx)).await
+}
+
+async fn worker(shared: &Shared<'_>, j: usize) -> ! {
+    loop {
+        let job = poll_fn(|cx| shared.inner.borrow_mut().io_mut().take_job(j, cx)).await;
+        match job {
+            Job::Connect { conn, route } => connect(shared, j, conn, route).await,
+            Job::Close { socket, rst } => {
+                let t = shared.inner.borrow().io().opts.close_timeout;
+                close(socket, rst, t).await;
+                shared.inner.borrow_mut().io_mut().slot_freed(j);
+            }
+        }
+    }
+}
+
+/// Sends the FIN (or RST) and waits until it is acknowledged (or sent),
+/// bounded, then frees the socket (dropping a `TcpSocket` sends nothing).
+async fn close(mut socket: PoolSocket<'_>, rst: bool, timeout: embassy_time::Duration) {
+    if rst {
+        socket.abort();
+    } else {
+        socket.close();
+    }
+    let _ = with_timeout(timeout, socket.flush()).await;
+}
+
+async fn connect(shared: &Shared<'_>, j: usize, conn: ConnId, route: Route) {
+    let (stack, opts) = {
+        let inner = shared.inner.borrow();
+        (inner.io().stack, inner.io().opts)
+    };
+    let endpoint = match route {
+        Route::Ip(ep) => Some(ep),
+        Route::Host { name, port } => {
+            match select(
+                stack.dns_query(name, DnsQueryType::A),
+                abort_signal(shared, j, conn),
+            )
+            .await
+            {
+                Either::First(Ok(addrs)) => addrs.first().map(|a| IpEndpoint::new(*a, port)),
+                Either::First(Err(_)) => None,
+                Either::Second(()) => {
+                    shared.inner.borrow_mut().io_mut().slot_freed(j);
+                    return;
+                }
+            }
+        }
+    };
+    let Some(endpoint) = endpoint else {
+        connect_failed(shared, j, conn, ConnectFailure::Local);
+        return;
+    };
+    let socket = shared.inner.borrow().io().socket(j);
+    let Some(mut socket) = socket else {
+        // The slot's buffers are still lent (cannot happen: the slot's
+        // previous socket was dropped before the slot became free).
+        warning!("slot {:?} has no free buffers", j);
+        connect_failed(shared, j, conn, ConnectFailure::Local);
+        return;
+    };
+    socket.set_keep_alive(opts.keep_alive);
+    socket.set_timeout(opts.socket_timeout);
+    match select(socket.connect(endpoint), abort_signal(shared, j, conn)).await {
+        Either::First(Ok(())) => {
+            let wanted = shared.inner.borrow().io().wanted(j, conn);
+            if !wanted {
+                close(socket, true, opts.close_timeout).await;
+                shared.inner.borrow_mut().io_mut().slot_freed(j);
+                return;
+            }
+            let mut inner = shared.inner.borrow_mut();
+            inner.io_mut().opened(j);
+            // Refused when it timed out at this very instant: the driver
+            // disposes of the socket (closed with a RST by this worker).
+            if inner.connected(conn, socket, now()).is_err() {
+                debug!("connected({:?}) came too late", conn);
+            }
+        }
+        Either::First(Err(e)) => {
+            drop(socket);
+            let reason = match e {
+                ConnectError::ConnectionReset => ConnectFailure::Remote,
+                ConnectError::TimedOut => ConnectFailure::Timeout,
+                ConnectError::InvalidState | ConnectError::NoRoute => ConnectFailure::Local,
+            };
+            debug!("connect {:?} failed: {:?}", conn, e);
+            connect_failed(shared, j, conn, reason);
+        }
+        Either::Second(()) => {
+            // The pool gave up on it (connect timeout, drain): abort the attempt.
+            close(socket, true, opts.close_timeout).await;
+            shared.inner.borrow_mut().io_mut().slot_freed(j);
+        }
+    }
+}
+
+fn connect_failed(shared: &Shared<'_>, j: usize, conn: ConnId, reason: ConnectFailure) {
+    let now = now();
+    let mut inner = shared.inner.borrow_mut();
+    let wanted = inner.io().wanted(j, conn);
+    inner.io_mut().slot_freed(j);
+    if wanted && inner.connect_failed(conn, reason, (), now).is_err() {
+        warning!("connect_failed({:?}) came too late", conn);
+    }
+}

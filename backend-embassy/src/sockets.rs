@@ -1,0 +1,225 @@
+//! The socket slots at work: the driver's I/O on embassy-net (`Io` for
+//! [`Net`], whose data is in `state.rs`).
+//!
+//! `N` socket slots, each with its own buffers, run the connects and closes
+//! the driver asks for (each slot has a worker in the runner). A socket that
+//! is closing keeps its slot until its FIN is acknowledged or its RST sent,
+//! so a connect that needs a slot meanwhile waits in `pending`.
+
+use core::task::{Context, Poll, Waker};
+
+use wharf_core::{CloseReason, ConnId, Validation};
+use wharf_driver::{Checked, Io};
+
+use crate::fmt::{debug, warning};
+use crate::route::Route;
+use crate::state::{Net, PoolSocket, SlotState};
+
+pub(crate) fn set_waker(slot: &mut Option<Waker>, w: &Waker) {
+    match slot {
+        Some(old) if old.will_wake(w) => {}
+        _ => *slot = Some(w.clone()),
+    }
+}
+
+/// A socket that can be handed out (or kept): established, and nothing unread.
+pub(crate) fn healthy(s: &PoolSocket<'_>) -> bool {
+    s.get().state() == embassy_net::tcp::State::Established && !s.get().can_recv()
+}
+
+/// A socket whose peer has closed or reset it.
+pub(crate) fn peer_gone(s: &PoolSocket<'_>) -> bool {
+    s.get().state() != embassy_net::tcp::State::Established
+}
+
+/// Work for a slot's worker.
+pub(crate) enum Job<'d> {
+    Connect { conn: ConnId, route: Route },
+    Close { socket: PoolSocket<'d>, rst: bool },
+}
+
+impl<'d> Io<Route> for Net<'d> {
+    type Conn = PoolSocket<'d>;
+    type ConnectError = ();
+    type Note = ();
+
+    fn connect(&mut self, conn: ConnId, route: &Route) {
+        debug!("connect {:?} to {:?}", conn, route);
+        // A free slot's buffers are never still lent (its socket was dropped
+        // before it became free); checked anyway, as `Buffers` would refuse.
+        let free = (0..self.slots.len())
+            .find(|&j| self.slots[j].state == SlotState::Free && !self.bufs.is_lent(j));
+        if let Some(j) = free {
+            self.assign(j, conn, *route);
+        } else if let Some(p) = self.pending.iter_mut().find(|p| p.is_none()) {
+            // Every socket slot is busy finishing a close: start when one frees.
+            *p = Some((conn, *route));
+        } else {
+            // Cannot happen: pending connects are live core connections, at most N.
+            warning!("no room for connect {:?}", conn);
+        }
+    }
+
+    fn validate(&mut self, conn: ConnId, socket: PoolSocket<'d>) -> Checked<PoolSocket<'d>> {
+        let result = if healthy(&socket) {
+            Validation::Alive
+        } else {
+            Validation::Stale
+        };
+        debug!("validate {:?}: {:?}", conn, result);
+        Checked::Done(socket, result)
+    }
+
+    fn close(&mut self, conn: ConnId, reason: CloseReason, socket: Option<PoolSocket<'d>>) {
+        debug!("close {:?}: {:?}", conn, reason);
+        match socket {
+            Some(s) => {
+                let rst = s.rst || reason == CloseReason::ConnectTimeout;
+                self.close_socket(s, rst);
+            }
+            None => self.abort_connect(conn),
+        }
+    }
+
+    fn dispose(&mut self, socket: PoolSocket<'d>) {
+        self.close_socket(socket, true);
+    }
+}
+
+impl<'d> Net<'d> {
+    /// A socket on slot `j`'s buffers (the slot's worker, connecting).
+    pub(crate) fn socket(&self, j: usize) -> Option<PoolSocket<'d>> {
+        self.bufs.socket(self.stack, j)
+    }
+
+    fn assign(&mut self, j: usize, conn: ConnId, route: Route) {
+        let slot = &mut self.slots[j];
+        slot.state = SlotState::Connecting {
+            conn,
+            route,
+            started: false,
+            abort: false,
+        };
+        slot.wake();
+    }
+
+    /// Slot `j`'s socket has been dropped: hand it to the oldest pending connect.
+    pub(crate) fn slot_freed(&mut self, j: usize) {
+        self.slots[j].state = SlotState::Free;
+        if self.bufs.is_lent(j) {
+            return;
+        }
+        if let Some((conn, route)) = self.pending[0].take() {
+            self.pending.rotate_left(1);
+            self.assign(j, conn, route);
+        }
+    }
+
+    /// A connect the pool gave up on: dropped if it had not started, else
+    /// its worker aborts it.
+    fn abort_connect(&mut self, conn: ConnId) {
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| matches!(p, Some((c, _)) if *c == conn))
+        {
+            self.pending[i] = None;
+            self.pending[i..].rotate_left(1);
+            return;
+        }
+        for slot in self.slots.iter_mut() {
+            if let SlotState::Connecting { conn: c, abort, .. } = &mut slot.state {
+                if *c == conn {
+                    *abort = true;
+                    slot.wake();
+                    return;
+                }
+            }
+        }
+        // A connection whose object is out (none here: no detach, and
+        // validations answer at once).
+        warning!("close for unknown {:?}", conn);
+    }
+
+    fn close_socket(&mut self, socket: PoolSocket<'d>, rst: bool) {
+        let slot = &mut self.slots[socket.slot()];
+        slot.state = SlotState::Closing {
+            rst,
+            started: false,
+        };
+        slot.closing = Some(socket);
+        slot.wake();
+    }
+
+    /// The connect of slot `j` succeeded: the socket goes to the driver.
+    pub(crate) fn opened(&mut self, j: usize) {
+        self.slots[j].state = SlotState::Open;
+    }
+
+    /// Slot `j` still connects for `conn` (the pool has not given up).
+    pub(crate) fn wanted(&self, j: usize, conn: ConnId) -> bool {
+        matches!(
+            self.slots[j].state,
+            SlotState::Connecting { conn: c, abort: false, .. } if c == conn
+        )
+    }
+
+    pub(crate) fn take_job(&mut self, j: usize, cx: &mut Context<'_>) -> Poll<Job<'d>> {
+        let slot = &mut self.slots[j];
+        match &mut slot.state {
+            SlotState::Connecting {
+                abort: true,
+                started: false,
+                ..
+            } => {
+                // Given up before it started: nothing to abort.
+                self.slot_freed(j);
+                self.take_job(j, cx)
+            }
+            SlotState::Connecting {
+                conn,
+                route,
+                started,
+                ..
+            } if !*started => {
+                *started = true;
+                Poll::Ready(Job::Connect {
+                    conn: *conn,
+                    route: *route,
+                })
+            }
+            SlotState::Closing { rst, started } if !*started => {
+                *started = true;
+                let rst = *rst;
+                match slot.closing.take() {
+                    Some(socket) => Poll::Ready(Job::Close { socket, rst }),
+                    None => {
+                        // Cannot happen: a slot closes with its socket.
+                        warning!("close of slot {:?} without its socket", j);
+                        set_waker(&mut slot.waker, cx.waker());
+                        Poll::Pending
+                    }
+                }
+            }
+            _ => {
+                set_waker(&mut slot.waker, cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    pub(crate) fn poll_abort(&mut self, j: usize, conn: ConnId, cx: &mut Context<'_>) -> Poll<()> {
+        let slot = &mut self.slots[j];
+        match slot.state {
+            SlotState::Connecting {
+                conn: c,
+                abort: false,
+                ..
+            } if c == conn => {
+                set_waker(&mut slot.waker, cx.waker());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The lease future: asks the driver, waits for the answer on its ticket,
+//! checks the connection at hand-out, and withdraws when dropped.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use wharf_core::{Instant, LeaseOutcome, RouteId, Tag};
+use wharf_driver::{Answer, Handout, StartError, Started, TicketId};
+
+use crate::cluster_table::{cluster_error, ClusterHandle};
+use crate::connector::{Connector, RouteKey};
+use crate::error::{dead_error, fail_error, lease_error, Error};
+use crate::lease::Lease;
+use crate::runtime::{Host, Inner, Shared};
+use crate::trace;
+
+/// Options for one lease ([`Pool::lease_with`](crate::Pool::lease_with)).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LeaseOptions {
+    /// Connection state to match (HttpClient's `state`): a connection tagged
+    /// with it is preferred, then an untagged one.
+    pub tag: Option<Tag>,
+    /// How long to wait for a connection; `None` = the pool's lease timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl LeaseOptions {
+    /// No tag, the pool's lease timeout.
+    pub const fn new() -> Self {
+        LeaseOptions {
+            tag: None,
+            timeout: None,
+        }
+    }
+    /// Asks for connections tagged `tag` (or untagged ones).
+    pub const fn tag(mut self, tag: Tag) -> Self {
+        self.tag = Some(tag);
+        self
+    }
+    /// Waits at most `timeout` for a connection.
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// What a lease future leases from.
+pub(crate) enum Target<'a, K> {
+    Route(&'a K),
+    Cluster(ClusterHandle),
+    /// A cluster lease asking again on the host it was given (its
+    /// connection was dead at hand-out).
+    Host(ClusterHandle, K),
+}
+
+enum State {
+    Init,
+    Waiting { ticket: TicketId },
+    Done,
+}
+
+/// The future of [`Pool::lease`](crate::Pool::lease) and
+/// [`Pool::lease_cluster`](crate::Pool::lease_cluster). Dropping it before it
+/// completes removes the request (and gives back a connection granted at that
+/// moment, with its tag and keep-alive).
+#[must_use = "futures do nothing unless polled"]
+pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
+    shared: &'a Arc<Shared<K, C>>,
+    target: Target<'a, K>,
+    /// For a cluster lease that queued: the host's route (for errors).
+    host: Option<RouteId>,
+    tag: Option<Tag>,
+    timeout: Option<wharf_core::Duration>,
+    /// Set at the first poll: when the lease started, and its deadline.
+    started: Option<(Instant, Option<Instant>)>,
+    /// Hand-outs that found their connection dead so far.
+    dead: usize,
+    state: State,
+}
+
+impl<K: RouteKey, C: Connector<K>> fmt::Debug for LeaseFuture<'_, K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("LeaseFuture");
+        match &self.target {
+            Target::Route(k) => d.field("route", k),
+            Target::Cluster(c) => d.field("cluster", c).field("host", &self.host),
+            Target::Host(c, k) => d.field("cluster", c).field("host", k),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+// No field is ever pinned.
+impl<K: RouteKey, C: Connector<K>> Unpin for LeaseFuture<'_, K, C> {}
+
+impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
+    pub(crate) fn new(
+        shared: &'a Arc<Shared<K, C>>,
+        target: Target<'a, K>,
+        options: LeaseOptions,
+    ) -> Self {
+        let timeout = match options.timeout {
+            Some(t) => Some(wharf_core::Duration::from(t)),
+            None => shared.lease_timeout,
+        };
+        LeaseFuture {
+            shared,
+            target,
+            host: None,
+            tag: options.tag,
+            timeout,
+            started: None,
+            dead: 0,
+            state: State::Init,
+        }
+    }
+
+    /// The driver's lease, on the route or through the cluster (under the lock).
+    fn start(
+        &mut self,
+        g: &mut Inner<K, C>,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<Started<C::Conn>, Error> {
+        let tag = self.tag;
+        let shared = self.shared;
+        let key = match &self.target {
+            Target::Route(k) => Some(*k),
+            Target::Host(_, k) => Some(k),
+            Target::Cluster(_) => None,
+        };
+        if let Some(key) = key {
+            return g
+                .driver
+                .lease(key, tag, now, deadline)
+                .map_err(|e| match e {
+                    StartError::Refused(e) => lease_error(shared.describe(key), e),
+                    StartError::NoTicket => Error::Overflow {
+                        route: shared.describe(key),
+                    },
+                });
+        }
+        let Target::Cluster(handle) = self.target else {
+            unreachable!("route targets returned above")
+        };
+        let Inner { driver, clusters } = g;
+        let entry = handle.entry(clusters)?;
+        let mut host = None;
+        let r = driver.lease_by(|core| {
+            let picked = entry.cluster.lease(core, tag, now, deadline)?;
+            if let LeaseOutcome::Queued(_) = picked.outcome {
+                host = entry
+                    .cluster
+                    .host(picked.host)
+                    .and_then(|k| core.route_id(k));
+            }
+            Ok(picked.outcome)
+        });
+        self.host = host;
+        r.map_err(|e| match e {
+            // Name the host the balancer picked, if it got that far.
+            StartError::Refused(e) => {
+                let host = entry
+                    .cluster
+                    .last_pick()
+                    .and_then(|h| entry.cluster.host(h));
+                cluster_error(&*shared.connector, &entry.name, host, e)
+            }
+            StartError::NoTicket => Error::Overflow {
+                route: format!("cluster {}", entry.name),
+            },
+        })
+    }
+
+    /// The route's name for a failure after queueing (for a cluster lease,
+    /// the host's name as the failure was delivered, else the cluster's).
+    fn route_name(&self, g: &mut Inner<K, C>, host: Host<K>) -> String {
+        match &self.target {
+            Target::Route(k) => self.shared.describe(k),
+            Target::Host(_, k) => self.shared.describe(k),
+            Target::Cluster(c) => match host {
+                Host::Key(k) => self.shared.describe(&k),
+                _ => self
+                    .host
+                    .and_then(|r| g.driver.core().route_key(r))
+                    .map(|k| self.shared.describe(k))
+                    .or_else(|| Some(format!("cluster {}", c.entry(&mut g.clusters).ok()?.name)))
+                    .unwrap_or_else(|| format!("{c:?}")),
+            },
+        }
+    }
+
+    /// A connection was handed out (the lock is released): checks it, and
+    /// either completes or arranges to ask again.
+    #[inline]
+    fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Option<Result<Lease<K, C>, Error>> {
+        if !self.shared.connector.is_broken(&mut h.conn) {
+            self.state = State::Done;
+            return Some(Ok(Lease::new(self.shared, h)));
+        }
+        self.dead(h)
+    }
+
+    /// Closed by the peer while idle, no validation due: close it and ask
+    /// again (on the same host, for a cluster lease).
+    #[cold]
+    #[inline(never)]
+    fn dead(&mut self, h: Handout<C::Conn>) -> Option<Result<Lease<K, C>, Error>> {
+        let shared = self.shared;
+        trace::dead_at_handout(h.lease.conn());
+        let mut g = shared.lock();
+        let now = shared.now();
+        if let Target::Cluster(c) = self.target {
+            let core = g.driver.core();
+            if let Some(k) = core
+                .route_of(h.lease.conn())
+                .and_then(|r| core.route_key(r))
+            {
+                self.target = Target::Host(c, k.clone());
+            }
+        }
+        g.driver.dead_at_handout(h, now);
+        let tries = g.driver.handout_tries();
+        shared.finish(g);
+        self.retry(tries)
+    }
+
+    /// Asks again after a dead hand-out; gives up after `tries` of them.
+    fn retry(&mut self, tries: usize) -> Option<Result<Lease<K, C>, Error>> {
+        self.dead += 1;
+        if self.dead >= tries {
+            self.state = State::Done;
+            let route = match &self.target {
+                Target::Route(k) => self.shared.describe(k),
+                Target::Host(_, k) => self.shared.describe(k),
+                Target::Cluster(c) => format!("{c:?}"),
+            };
+            return Some(Err(dead_error(route)));
+        }
+        self.state = State::Init;
+        None
+    }
+
+    /// An answer from the ticket (the lock is held; it is released here).
+    fn answered(
+        &mut self,
+        mut g: std::sync::MutexGuard<'_, Inner<K, C>>,
+        answer: Answer<C::Conn, std::sync::Arc<std::io::Error>, Host<K>>,
+    ) -> Option<Result<Lease<K, C>, Error>> {
+        let shared = self.shared;
+        // The ticket is freed: never withdraw it again.
+        self.state = State::Done;
+        match answer {
+            Answer::Granted(h) => {
+                if h.served > 1 {
+                    trace::reuse(
+                        &*shared.connector,
+                        g.driver.core(),
+                        h.lease.conn(),
+                        h.served,
+                    );
+                }
+                shared.finish(g);
+                self.hand_out(h)
+            }
+            Answer::Failed {
+                reason,
+                error,
+                note,
+            } => {
+                self.state = State::Done;
+                let started = self.started.map_or(Instant::ZERO, |s| s.0);
+                let waited = shared.now().saturating_duration_since(started);
+                let route = self.route_name(&mut g, note);
+                shared.finish(g);
+                Some(Err(fail_error(route, reason, error, waited.into())))
+            }
+            Answer::Retry => {
+                let tries = g.driver.handout_tries();
+                shared.finish(g);
+                self.retry(tries)
+            }
+        }
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
+    type Output = Result<Lease<K, C>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let shared = this.shared;
+        loop {
+            let done = match this.state {
+                State::Init => {
+                    let mut g = shared.lock();
+                    let (now, deadline) = match this.started {
+                        Some((_, deadline)) => (shared.now(), deadline),
+                        None => {
+                            let now = shared.now();
+                            let deadline = this.timeout.map(|t| now + t);
+                            this.started = Some((now, deadline));
+                            (now, deadline)
+                        }
+                    };
+                    match this.start(&mut g, now, deadline) {
+                        Ok(Started::Granted(h)) => {
+                            if h.served > 1 {
+                                let core = g.driver.core();
+                                trace::reuse(&*shared.connector, core, h.lease.conn(), h.served);
+                            }
+                            shared.finish(g);
+                            this.hand_out(h)
+                        }
+                        Ok(Started::Queued(ticket)) => {
+                            if let (Some(r), Some(note)) = (this.host, g.driver.note_mut(ticket)) {
+                                *note = Host::Route(r);
+                            }
+                            this.state = State::Waiting { ticket };
+                            match g.driver.poll_answer(ticket, cx.waker()) {
+                                Poll::Ready(a) => this.answered(g, a),
+                                Poll::Pending => {
+                                    shared.finish(g);
+                                    return Poll::Pending;
+                                }
+                            }
+                        }
+                        Ok(Started::Retry) => {
+                            let tries = g.driver.handout_tries();
+                            shared.finish(g);
+                            this.retry(tries)
+                        }
+                        Err(e) => {
+                            this.state = State::Done;
+                            shared.finish(g);
+                            Some(Err(e))
+                        }
+                    }
+                }
+                State::Waiting { ticket } => {
+                    let mut g = shared.lock();
+                    match g.driver.poll_answer(ticket, cx.waker()) {
+                        Poll::Ready(a) => this.answered(g, a),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                State::Done => panic!("LeaseFuture polled after completion"),
+            };
+            if let Some(r) = done {
+                return Poll::Ready(r);
+            }
+        }
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> Drop for LeaseFuture<'_, K, C> {
+    fn drop(&mut self) {
+        if let State::Waiting { ticket } = self.state {
+            let mut g = self.shared.lock();
+            let now = self.shared.now();
+            g.driver.cancel(ticket, now);
+            self.shared.finish(g);
+        }
+    }
+}

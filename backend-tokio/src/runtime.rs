@@ -1,0 +1,390 @@
+//! The runtime side of the driver: the lock and the clock around the one
+//! [`Driver`], the driver's [`Io`] on tokio (a queue of work run outside the
+//! lock, connect and validation tasks on the pool's runtime), and the timer
+//! task.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use wharf_core::{CloseReason, ConnId, Duration, Instant, Pool, RouteId, Validation};
+use wharf_driver::{Checked, Driver, Io};
+
+use crate::cluster_table::ClusterSlot;
+use crate::connector::{Connector, RouteKey};
+use crate::trace;
+
+/// What a waiting cluster lease keeps with its ticket: the host's route,
+/// turned into the host's key when the request fails (the route may be gone
+/// by the time the future looks).
+#[derive(Debug, Default)]
+pub(crate) enum Host<K> {
+    #[default]
+    None,
+    Route(RouteId),
+    Key(K),
+}
+
+/// Work for outside the lock, in the order the driver asked for it.
+pub(crate) enum Op<K, T> {
+    Connect {
+        conn: ConnId,
+        key: K,
+    },
+    Validate {
+        conn: ConnId,
+        obj: T,
+    },
+    Close {
+        conn: ConnId,
+        obj: T,
+        reason: CloseReason,
+    },
+    Dispose(T),
+}
+
+/// The driver's I/O on tokio: everything is queued as [`Op`]s and run by
+/// [`Shared::flush`] once the lock is released.
+pub(crate) struct TokioIo<K: RouteKey, C: Connector<K>> {
+    connector: Arc<C>,
+    pub ops: VecDeque<Op<K, C::Conn>>,
+    /// Some task is running `ops` (one at a time keeps their order).
+    pub flushing: bool,
+    /// A close happened: `close()` waiters want to know.
+    pub closed_some: bool,
+    /// The connect task of each connecting connection, by `ConnId::index()`.
+    aborts: Vec<Option<(ConnId, AbortHandle)>>,
+}
+
+impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
+    type Conn = C::Conn;
+    type ConnectError = Arc<io::Error>;
+    type Note = Host<K>;
+
+    fn connect(&mut self, conn: ConnId, route: &K) {
+        self.ops.push_back(Op::Connect {
+            conn,
+            key: route.clone(),
+        });
+    }
+
+    fn validate(&mut self, conn: ConnId, obj: C::Conn) -> Checked<C::Conn> {
+        self.ops.push_back(Op::Validate { conn, obj });
+        Checked::Pending
+    }
+
+    fn close(&mut self, conn: ConnId, reason: CloseReason, obj: Option<C::Conn>) {
+        self.closed_some = true;
+        if let Some(slot) = self.aborts.get_mut(conn.index()) {
+            if let Some((c, abort)) = slot.take() {
+                if c == conn {
+                    abort.abort();
+                }
+            }
+        }
+        match obj {
+            Some(obj) => self.ops.push_back(Op::Close { conn, obj, reason }),
+            None => trace::close(conn, reason),
+        }
+    }
+
+    fn dispose(&mut self, obj: C::Conn) {
+        self.ops.push_back(Op::Dispose(obj));
+    }
+
+    fn failed(&mut self, note: &mut Host<K>, core: &Pool<'_, K>) {
+        if let Host::Route(r) = *note {
+            *note = match core.route_key(r) {
+                Some(k) => Host::Key(k.clone()),
+                None => Host::None,
+            };
+        }
+    }
+
+    fn route_idle(&mut self, key: K) {
+        trace::route_idle(&*self.connector, &key);
+    }
+}
+
+/// The state under the lock.
+pub(crate) struct Inner<K: RouteKey, C: Connector<K>> {
+    pub driver: Driver<'static, K, TokioIo<K, C>>,
+    /// The clusters ([`crate::ClusterHandle`] indexes them); a removed
+    /// cluster's slot is reused with a new generation.
+    pub clusters: Vec<ClusterSlot<K>>,
+}
+
+/// What every handle, lease and task shares.
+pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
+    pub inner: Mutex<Inner<K, C>>,
+    pub connector: Arc<C>,
+    /// Connections closed (for `close().await`).
+    pub closed: Notify,
+    pub base: tokio::time::Instant,
+    pub rt: Handle,
+    pub handles_gone: AtomicBool,
+    /// Close futures still running.
+    pub tasks: AtomicUsize,
+    pub lease_timeout: Option<Duration>,
+}
+
+fn noop_poll<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(Waker::noop());
+    fut.poll(&mut cx)
+}
+
+impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
+    pub fn new(
+        core: Pool<'static, K>,
+        conns: usize,
+        waiters: usize,
+        connector: C,
+        rt: Handle,
+        settings: wharf_driver::Settings,
+        lease_timeout: Option<Duration>,
+    ) -> Self {
+        let connector = Arc::new(connector);
+        let io = TokioIo {
+            connector: connector.clone(),
+            ops: VecDeque::with_capacity(2 * conns + 8),
+            flushing: false,
+            closed_some: false,
+            aborts: (0..conns).map(|_| None).collect(),
+        };
+        let tables = wharf_driver::Tables::with_capacity(conns, waiters);
+        Shared {
+            inner: Mutex::new(Inner {
+                driver: Driver::new(core, tables, io, settings),
+                clusters: Vec::new(),
+            }),
+            connector,
+            closed: Notify::new(),
+            base: tokio::time::Instant::now(),
+            rt,
+            handles_gone: AtomicBool::new(false),
+            tasks: AtomicUsize::new(0),
+            lease_timeout,
+        }
+    }
+
+    #[inline]
+    pub fn lock(&self) -> MutexGuard<'_, Inner<K, C>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The core's clock: microseconds since the pool was built.
+    #[inline]
+    pub fn now(&self) -> Instant {
+        let d = tokio::time::Instant::now().saturating_duration_since(self.base);
+        Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// The tokio instant of a core instant.
+    pub fn deadline(&self, t: Instant) -> tokio::time::Instant {
+        // Far-future instants are capped (tokio's own limit is ~30 years).
+        let micros = t.as_micros().min(365 * 24 * 3600 * 1_000_000);
+        self.base + std::time::Duration::from_micros(micros)
+    }
+
+    pub fn describe(&self, key: &K) -> String {
+        self.connector.describe(key)
+    }
+
+    /// Ends an input (the driver has drained the core): runs the queued work
+    /// outside the lock. Consumes the guard.
+    #[inline]
+    pub fn finish(self: &Arc<Self>, mut g: MutexGuard<'_, Inner<K, C>>) {
+        let io = g.driver.io_mut();
+        let need_flush = !io.ops.is_empty() && !io.flushing;
+        if need_flush {
+            io.flushing = true;
+        }
+        let closed = std::mem::take(&mut io.closed_some);
+        drop(g);
+        if need_flush {
+            self.flush();
+        }
+        if closed {
+            self.closed.notify_waiters();
+        }
+    }
+
+    /// Runs queued work outside the lock, one item at a time, in order (so a
+    /// close happens before the connect that replaces it). The caller has set
+    /// `flushing`.
+    fn flush(self: &Arc<Self>) {
+        loop {
+            let op = {
+                let mut g = self.lock();
+                let io = g.driver.io_mut();
+                match io.ops.pop_front() {
+                    Some(op) => op,
+                    None => {
+                        io.flushing = false;
+                        return;
+                    }
+                }
+            };
+            self.run(op);
+        }
+    }
+
+    fn run(self: &Arc<Self>, op: Op<K, C::Conn>) {
+        match op {
+            Op::Connect { conn, key } => {
+                trace::connect_start(&*self.connector, &key, conn);
+                let task = self.rt.spawn(connect_task(self.clone(), conn, key));
+                let mut g = self.lock();
+                if g.driver.is_connecting(conn) && !task.is_finished() {
+                    if let Some(slot) = g.driver.io_mut().aborts.get_mut(conn.index()) {
+                        *slot = Some((conn, task.abort_handle()));
+                    }
+                } else if !g.driver.is_connecting(conn) {
+                    // Closed (timed out, drained) before the task started, or
+                    // already done: aborting a finished task does nothing.
+                    task.abort();
+                }
+            }
+            Op::Validate { conn, obj } => {
+                self.rt.spawn(validate_task(self.clone(), conn, obj));
+            }
+            Op::Close { conn, obj, reason } => {
+                trace::close(conn, reason);
+                self.close_obj(obj);
+            }
+            Op::Dispose(obj) => self.close_obj(obj),
+        }
+    }
+
+    /// Closes a connection object: polls the connector's close once and
+    /// spawns the rest only if it is not done.
+    fn close_obj(self: &Arc<Self>, obj: C::Conn) {
+        let mut fut = Box::pin(self.connector.close(obj));
+        if noop_poll(fut.as_mut()).is_pending() {
+            self.tasks.fetch_add(1, Ordering::AcqRel);
+            let me = self.clone();
+            self.rt.spawn(async move {
+                fut.await;
+                me.tasks.fetch_sub(1, Ordering::AcqRel);
+                me.closed.notify_waiters();
+            });
+        }
+    }
+
+    /// The work a `close().await` waits for is done.
+    pub fn quiet(&self, g: &Inner<K, C>) -> bool {
+        let s = g.driver.core().stats();
+        let io = g.driver.io();
+        s.connections == 0
+            && s.closing == 0
+            && io.ops.is_empty()
+            && !io.flushing
+            && self.tasks.load(Ordering::Acquire) == 0
+    }
+}
+
+async fn connect_task<K: RouteKey, C: Connector<K>>(
+    shared: Arc<Shared<K, C>>,
+    conn: ConnId,
+    key: K,
+) {
+    let result = shared.connector.connect(&key).await;
+    let mut g = shared.lock();
+    let now = shared.now();
+    if let Some(slot) = g.driver.io_mut().aborts.get_mut(conn.index()) {
+        if matches!(slot, Some((c, _)) if *c == conn) {
+            *slot = None;
+        }
+    }
+    match result {
+        Ok(obj) => {
+            if g.driver.connected(conn, obj, now).is_ok() {
+                trace::connected(&*shared.connector, &key, conn);
+            }
+        }
+        Err(e) => {
+            // The connector's classification stands (a `TimedOut` error is a
+            // timeout, as the pool's own connect timeout).
+            let reason = shared.connector.classify(&e);
+            trace::connect_failed(&*shared.connector, &key, conn, reason, &e);
+            if g.driver
+                .connect_failed(conn, reason, Arc::new(e), now)
+                .is_ok()
+            {
+                g.driver.io_mut().closed_some = true;
+            }
+        }
+    }
+    shared.finish(g);
+}
+
+async fn validate_task<K: RouteKey, C: Connector<K>>(
+    shared: Arc<Shared<K, C>>,
+    conn: ConnId,
+    mut obj: C::Conn,
+) {
+    let stale = {
+        let fut = pin!(shared.connector.is_stale(&mut obj));
+        fut.await
+    };
+    let mut g = shared.lock();
+    let now = shared.now();
+    trace::validated(&*shared.connector, g.driver.core(), conn, stale);
+    let result = if stale {
+        Validation::Stale
+    } else {
+        Validation::Alive
+    };
+    let _ = g.driver.validated(conn, obj, result, now);
+    shared.finish(g);
+}
+
+/// The timer task: sleeps until the core's next deadline (or until an input
+/// moves it earlier: the driver's re-arm rule) and feeds `handle_timeout`;
+/// when the last pool handle is dropped it drains the pool for deletion and
+/// ends.
+pub(crate) async fn timer_task<K: RouteKey, C: Connector<K>>(shared: Arc<Shared<K, C>>) {
+    let sleep = tokio::time::sleep_until(shared.deadline(Instant::MAX));
+    let mut sleep = pin!(sleep);
+    loop {
+        let gone = shared.handles_gone.load(Ordering::Acquire);
+        let next = {
+            let mut g = shared.lock();
+            let now = shared.now();
+            g.driver.handle_timeout(now);
+            if gone {
+                g.driver.input(|core| {
+                    core.drain(
+                        wharf_core::DrainScope::All,
+                        wharf_core::DrainMode::DrainAndDelete,
+                        now,
+                    )
+                });
+            }
+            let next = g.driver.arm_timer();
+            shared.finish(g);
+            next
+        };
+        if gone {
+            return;
+        }
+        let kicked = poll_fn(|cx| shared.lock().driver.poll_timer(cx.waker()));
+        match next {
+            None => kicked.await,
+            Some(t) => {
+                sleep.as_mut().reset(shared.deadline(t));
+                tokio::select! {
+                    _ = kicked => {}
+                    _ = sleep.as_mut() => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The warm path: a lease that takes the route's first idle HTTP/1
+//! connection, and the release that puts it back, when nothing else can
+//! happen (no waiter, no blocked route, no preconnect or warm-up, no idle
+//! limit, no per-connection lease limit, no deletion).
+//!
+//! Each function checks that the general path would do exactly this and
+//! nothing more, then does only the writes that the general path would do;
+//! otherwise it returns `None`/`false` and the general path runs. The rules are
+//! the general path's (SEMANTICS §4, §5, §3.8, §3.9): these are the same
+//! transitions with the branches that cannot apply removed.
+
+use core::hash::Hash;
+
+use super::Pool;
+use crate::config::ReusePolicy;
+use crate::handle::{ConnId, Lease, LeaseId};
+use crate::list::{kind, Link};
+use crate::slot::{ConnState, RouteListKind, NIL};
+
+impl<K: Eq + Hash + Clone> Pool<'_, K> {
+    /// Nothing that a grant or a release could trigger beyond itself: no
+    /// preconnect or warm-up pool-wide, no blocked route, no idle limit.
+    #[inline(always)]
+    fn quiet(&self) -> bool {
+        self.plain_fast && self.blocked.len == 0
+    }
+
+    /// An untagged lease on route `r` served by its first ready connection,
+    /// if that is an idle, untagged, single-stream connection with no
+    /// validation due and `settle(r)` would do nothing afterwards.
+    #[inline(always)]
+    pub(crate) fn lease_fast(&mut self, r: u32) -> Option<Lease> {
+        if !self.quiet() || self.free_lease == NIL || self.active >= self.cfg.max_leases {
+            return None;
+        }
+        let now = self.now;
+        let validate = self.cfg.validate_after;
+        let id = self.id;
+        let Pool {
+            conns,
+            routes,
+            leases,
+            lru,
+            ..
+        } = self;
+        let rs = &mut routes[r as usize];
+        let c = rs.ready.head;
+        if c == NIL || rs.queue.len != 0 || rs.deleting || rs.configured() {
+            return None;
+        }
+        let cs = &conns[c as usize];
+        if cs.tag.is_some() || cs.capacity != 1 || !cs.in_lru {
+            return None;
+        }
+        if validate.is_some_and(|v| now >= cs.updated + v) {
+            return None;
+        }
+        // The lease slot.
+        let l = self.free_lease;
+        let ls = &mut leases[l as usize];
+        self.free_lease = ls.next_free;
+        ls.conn = c;
+        let lease_id = LeaseId {
+            index: l,
+            gen: ls.gen,
+        };
+        // Off the idle LRU and off the head of the ready list (busy: full).
+        lru.remove::<kind::Lru, _>(conns, c);
+        let next = conns[c as usize].rlink.next;
+        rs.ready.head = next;
+        if next == NIL {
+            rs.ready.tail = NIL;
+        } else {
+            conns[next as usize].rlink.prev = NIL;
+        }
+        rs.ready.len -= 1;
+        rs.spare -= 1;
+        rs.idle -= 1;
+        rs.active += 1;
+        rs.grants += 1;
+        let cs = &mut conns[c as usize];
+        cs.rlink = Link::NONE;
+        cs.list = RouteListKind::Busy;
+        cs.in_lru = false;
+        cs.active = 1;
+        let reused = cs.served > 0;
+        cs.served += 1;
+        let conn = ConnId {
+            index: c,
+            gen: cs.gen,
+        };
+        self.idle -= 1;
+        self.active += 1;
+        self.counters.grants += 1;
+        self.counters.reuses += reused as u64;
+        if self.cfg.max_lifetime.is_some() {
+            self.rearm_conn(c);
+        }
+        Some(Lease {
+            id: lease_id,
+            conn,
+            pool: id,
+        })
+    }
+
+    /// `release(lease, Release::REUSE)` of the only lease of a single-stream
+    /// connection that goes back idle with nothing else to do. The caller
+    /// checked the lease; returns false (having changed nothing) when the
+    /// general path must run.
+    #[inline(always)]
+    pub(crate) fn release_fast(&mut self, l: u32, c: u32) -> bool {
+        if !self.quiet() || self.over_total {
+            return false;
+        }
+        let now = self.now;
+        let cs = &self.conns[c as usize];
+        let r = cs.route;
+        let rs = &self.routes[r as usize];
+        if cs.capacity != 1
+            || cs.active != 1
+            || (cs.tag.is_some() && self.cfg.strict_tags)
+            || cs.draining
+            || cs.state != ConnState::Ready
+            || cs.validity.reached(now)
+            || rs.queue.len != 0
+            || rs.deleting
+            || rs.configured()
+            || rs.allocated > self.limit(r)
+        {
+            return false;
+        }
+        let front = self.cfg.reuse == ReusePolicy::Lifo;
+        let deadline = match self.cfg.idle_timeout {
+            Some(t) => cs.validity.min(now + t),
+            None => cs.validity,
+        };
+        let seq = cs.seq;
+        // The lease slot.
+        let ls = &mut self.leases[l as usize];
+        ls.conn = NIL;
+        ls.gen = ls.gen.wrapping_add(1);
+        ls.next_free = self.free_lease;
+        self.free_lease = l;
+        let Pool {
+            conns, routes, lru, ..
+        } = self;
+        let cs = &mut conns[c as usize];
+        cs.active = 0;
+        cs.updated = now;
+        cs.kept = false;
+        cs.tag = None;
+        cs.expiry = cs.validity;
+        cs.list = RouteListKind::Ready;
+        cs.in_lru = true;
+        let rs = &mut routes[r as usize];
+        if front {
+            rs.ready.push_front::<kind::RouteList, _>(conns, c);
+        } else {
+            rs.ready.push_back::<kind::RouteList, _>(conns, c);
+        }
+        lru.push_front::<kind::Lru, _>(conns, c);
+        rs.spare += 1;
+        rs.idle += 1;
+        rs.active -= 1;
+        self.idle += 1;
+        self.active -= 1;
+        self.conn_timers.arm(c, deadline, seq);
+        true
+    }
+}
