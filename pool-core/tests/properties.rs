@@ -5,7 +5,12 @@
 //! public API only and are the acceptance tests of the fix of the rules.
 //!
 //! The same expectations run as properties over random sequences in the model
-//! test and the fuzz target (`tests/model/props.rs`).
+//! test and the fuzz target (`tests/model/props.rs`). Besides the holes named
+//! in issue 10, the properties found the cases marked "found by": the first
+//! two (a guard route closing its own idle connection, a deleted route's last
+//! waiter being granted) are met by the rules as fixed; the last two
+//! (preconnect with an idle timeout, the inactivity check at `Instant::MAX`)
+//! are not yet.
 
 use wharf_core::*;
 
@@ -508,5 +513,74 @@ fn idle_connection_without_lifetime_is_not_expired_at_instant_max() {
     assert!(
         matches!(again, Ok(LeaseOutcome::Granted(l)) if l.conn() == c[0]),
         "the idle connection is reused at Instant::MAX: {again:?}"
+    );
+}
+
+/// Found by the churn property on the rules as fixed for issue 10 (not one of
+/// the issue's holes): with `preconnect_ratio > 1` and an idle timeout, a held
+/// lease keeps one preconnected spare connection; the idle timeout closes the
+/// spare and the same settle preconnects it again: one connect and one close
+/// per idle timeout, for as long as the lease is held (the pattern the rules
+/// now stop for `min_idle` by keeping the connection). Expected: churn stops.
+#[test]
+fn preconnect_with_idle_timeout_does_not_churn() {
+    let mut storage: Storage<Key, 4, 2, 4, 4> = Storage::new();
+    let cfg = Config {
+        preconnect_ratio: 2.0,
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..quiet(4, 4)
+    };
+    let mut p = Pool::new(&mut storage, cfg).unwrap();
+    let w = queued(p.lease(&A, None, t(0), None));
+    let seen = answer_all(&mut p, t(1), 10);
+    assert!(
+        granted(&seen, w).is_some(),
+        "the lease is served (and held)"
+    );
+    // No new demand: time runs from deadline to deadline, connects answered.
+    let (mut n_connects, mut n_closes, mut rounds) = (0, 0, 0);
+    while let Some(d) = p.poll_timeout() {
+        if rounds == 20 {
+            break;
+        }
+        rounds += 1;
+        p.handle_timeout(d);
+        let seen = answer_all(&mut p, d, 10);
+        n_connects += connects(&seen).len();
+        n_closes += closes(&seen).len();
+    }
+    assert!(
+        n_connects + n_closes <= 4,
+        "one lease held, no new demand: {n_connects} connects and {n_closes} closes over {rounds} idle timeouts ({:?})",
+        p.counters()
+    );
+}
+
+/// "Never" for the inactivity check (found by the never property on the rules
+/// as fixed for issue 10): at `now == Instant::MAX`, `updated +
+/// validate_after_inactivity` saturates there, so a connection released at
+/// `Instant::MAX` has been inactive for no time at all and is never due for a
+/// validation (time does not pass any more).
+#[test]
+fn validate_after_inactivity_is_never_due_at_instant_max() {
+    let mut storage: Storage<Key, 2, 2, 4, 4> = Storage::new();
+    let cfg = Config {
+        validate_after_inactivity: Some(Duration::from_millis(100)),
+        ..quiet(2, 2)
+    };
+    let mut p = Pool::new(&mut storage, cfg).unwrap();
+    let end = Instant::MAX;
+    p.handle_timeout(end);
+    let w = queued(p.lease(&A, None, end, None));
+    let c = connects(&drain(&mut p));
+    p.connected(c[0], 1, end).unwrap();
+    let l = granted(&drain(&mut p), w).expect("granted");
+    p.release(l, Release::REUSE, end).unwrap();
+    drain(&mut p);
+    let again = p.lease(&A, None, end, None);
+    let seen = drain(&mut p);
+    assert!(
+        matches!(again, Ok(LeaseOutcome::Granted(l)) if l.conn() == c[0]),
+        "released at Instant::MAX, leased again at Instant::MAX: inactive for no time, no validation due: {again:?}, actions {seen:?}"
     );
 }

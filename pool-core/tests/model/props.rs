@@ -47,6 +47,10 @@
 //!
 //! `WHARF_PROPS_SKIP=<name>,..` (or `all`) turns properties off, e.g. to look
 //! for model divergences while a known property violation is being fixed.
+//!
+//! Tag compatibility is the default one (an untagged connection serves any
+//! tag; a release sets the tag): the harness does not generate
+//! `Config::strict_tags`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
