@@ -346,6 +346,10 @@ fn model_agrees_with_core() {
             );
             let c = &cover.1;
             println!("coverage over {} sequences: {c:?}", cover.0);
+            println!(
+                "  fairness: most overtakes of one waiter, by connection slots: {:?}",
+                model::harness::props::MAX_OVERTAKES.lock().unwrap()
+            );
             for r in wharf_core::CloseReason::ALL {
                 println!("  closes {r:?}: {}", c.closes_for(r));
             }

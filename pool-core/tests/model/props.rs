@@ -90,6 +90,12 @@ pub const CHURN_STEPS_MIN: usize = 16;
 
 type Check = Result<(), String>;
 
+/// The most overtakes seen of one waiter, by the storage's connection slots,
+/// over every run of the process (`WHARF_MODEL_COVERAGE=1` prints them): what
+/// the fairness bound could be tuned to.
+pub static MAX_OVERTAKES: std::sync::Mutex<BTreeMap<usize, usize>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
 thread_local! {
     static OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -523,6 +529,9 @@ impl Props {
             let w = self.waiters.get_mut(&s).unwrap();
             w.overtakes += 1;
             w.overtaken_by.push((x.id, x.key, conn));
+            let mut seen = MAX_OVERTAKES.lock().unwrap();
+            let most = seen.entry(self.conn_slots).or_default();
+            *most = (*most).max(w.overtakes);
             if w.overtakes > bound {
                 let w = w.clone();
                 violated!(
