@@ -287,10 +287,24 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return false;
         }
         let r = self.conns[c as usize].route;
-        match self.blocked_oldest(r) {
-            None => false,
-            Some(theirs) => self.oldest_waiter(r).is_none_or(|ours| theirs < ours),
+        let ours = self.oldest_waiter(r);
+        let mine = self.routes[r as usize].allocated;
+        let mut b = self.blocked.head;
+        while b != NIL {
+            let s = &self.routes[b as usize];
+            // Only toward an equal share: a route with no connection, or at
+            // least two fewer than this one (moving one does not invert it).
+            let short = s.allocated == 0 || s.allocated + 1 < mine;
+            if b != r && short && self.wants_capacity(b) {
+                if let Some(theirs) = self.oldest_waiter(b) {
+                    if ours.is_none_or(|ours| theirs < ours) {
+                        return true;
+                    }
+                }
+            }
+            b = s.blink.next;
         }
+        false
     }
 
     /// The sequence number of the oldest waiter of the first route on the

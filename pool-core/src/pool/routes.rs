@@ -181,9 +181,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         // demand first if its oldest waiter is older than the first blocked
         // route's, else the blocked routes first (§3.1).
         let own_first = !self.blocked.is_empty()
-            && self.oldest_waiter(r).is_some_and(|ours| {
-                self.blocked_oldest(r).is_none_or(|theirs| ours < theirs)
-            });
+            && self
+                .oldest_waiter(r)
+                .is_some_and(|ours| self.blocked_oldest(r).is_none_or(|theirs| ours < theirs));
         if own_first {
             self.try_create(r);
         }

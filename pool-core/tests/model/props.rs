@@ -19,12 +19,15 @@
 //!   (or an idle connection anywhere can be evicted), or the starvation guard
 //!   allows one. Routes being deleted only get the first half (they make no new
 //!   connection).
-//! - `fairness`: while waiter `w` of route `b` waits, `b` is below its
-//!   connection limit and has no connection connecting or validating, and `b`
-//!   is not being deleted, every grant of a connection that had no lease (an
-//!   idle or just-connected one) to a waiter of *another* route queued *after*
-//!   `w` is an overtake of `w`; `overtakes(w) <= OVERTAKES_PER_CONN_SLOT *
-//!   CONN_SLOTS`.
+//! - `fairness` (no route is starved): while waiter `w` of route `b` waits,
+//!   `b` has no connection at all (none open, connecting or validating: its
+//!   waiters cannot be served by their own route) and is not being deleted,
+//!   every grant of a connection that had no lease (an idle or just-connected
+//!   one) to a waiter of *another* route queued *after* `w` is an overtake of
+//!   `w`; `overtakes(w) <= OVERTAKES_PER_CONN_SLOT * CONN_SLOTS`. A route with
+//!   connections is served by them in FIFO order (SEMANTICS §3.7a: shares
+//!   converge to equal, not to a strict FIFO across routes, which would evict
+//!   on nearly every release under contention).
 //! - `deleted-connect`: after an input, a route being deleted
 //!   (`DrainAndDelete`) with no waiter left keeps no connection connecting (it
 //!   can never be used, holds a `max_total` slot and delays `RouteIdle`).
@@ -558,16 +561,9 @@ impl Props {
         let Some(rs) = pool.route_stats(&b) else {
             return false;
         };
-        let mut allocated = 0;
-        for c in self.conns.values() {
-            if c.key == b && !c.closed {
-                if c.state != CS::Ready {
-                    return false;
-                }
-                allocated += 1;
-            }
-        }
-        allocated < rs.limit
+        // Starved: no connection of its own at all (SEMANTICS §3.7a).
+        let has_one = self.conns.values().any(|c| c.key == b && !c.closed);
+        !has_one && rs.limit > 0
     }
 
     // ---- checks after an input ----------------------------------------------
