@@ -89,3 +89,9 @@ pub(crate) fn dead_at_handout(conn: ConnId) {
         "dead at hand-out: closed, asking again"
     );
 }
+
+#[inline]
+pub(crate) fn watched(conn: ConnId, event: wharf_driver::ConnEvent) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(conn = conn.index(), ?event, "watched");
+}

@@ -57,10 +57,11 @@ mod pump;
 mod table;
 mod tickets;
 mod timer;
+mod watch;
 
 pub use connect::Unwanted;
 pub use conns::{ConnEntry, Handout};
 pub use driver::{Driver, Settings, Tables};
-pub use io::{Checked, Io};
+pub use io::{Checked, ConnEvent, Io};
 pub use lease::{Returned, StartError, Started};
 pub use tickets::{Answer, Ticket, TicketId};
