@@ -70,6 +70,22 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
         false
     }
 
+    /// The hand-out check: called when a connection is handed out after
+    /// being idle for `idle` (since its connect or its last release); `true`
+    /// = dead: it is closed (as `PeerClosed`) and the lease gets another.
+    /// Must not block. Default: [`is_broken`](Connector::is_broken).
+    ///
+    /// [`TcpConnector`] reads the readiness the reactor recorded (no system
+    /// call when nothing arrived and the connection was idle less than
+    /// [`TcpConnector::peek_after_idle`], 1 ms by default) and confirms with
+    /// a non-blocking peek when the socket is readable or idle longer: the
+    /// reactor records readiness when it turns, so a FIN that reached the
+    /// kernel since its last turn is only seen by asking the kernel.
+    fn is_dead_at_handout(&self, conn: &mut Self::Conn, idle: std::time::Duration) -> bool {
+        let _ = idle;
+        self.is_broken(conn)
+    }
+
     /// Watches a connection while the pool holds it (idle; a multiplexed
     /// connection for its whole life): `Ready(event)` when something
     /// happened, else `Pending` after registering `cx`'s waker to be woken
@@ -169,11 +185,15 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug)]
 pub struct TcpConnector {
     nodelay: bool,
+    peek_after_idle: std::time::Duration,
 }
 
 impl Default for TcpConnector {
     fn default() -> Self {
-        TcpConnector { nodelay: true }
+        TcpConnector {
+            nodelay: true,
+            peek_after_idle: std::time::Duration::from_millis(1),
+        }
     }
 }
 
@@ -186,6 +206,16 @@ impl TcpConnector {
     /// Sets whether new connections get `TCP_NODELAY`.
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
+        self
+    }
+
+    /// The hand-out check of a connection idle at least this long asks the
+    /// kernel (a non-blocking peek) even when the reactor has recorded
+    /// nothing yet (default 1 ms; `Duration::MAX` = never). A connection
+    /// reused sooner is checked by its recorded readiness alone: no system
+    /// call on the warm path.
+    pub fn peek_after_idle(mut self, idle: std::time::Duration) -> Self {
+        self.peek_after_idle = idle;
         self
     }
 
@@ -237,6 +267,22 @@ pub fn tcp_is_unusable(stream: &TcpStream) -> bool {
     false
 }
 
+/// The hand-out check of [`TcpConnector`]: [`tcp_is_unusable`], and when
+/// `ask_kernel` a non-blocking peek even if the reactor recorded nothing.
+pub fn tcp_is_dead(stream: &TcpStream, ask_kernel: bool) -> bool {
+    if tcp_is_unusable(stream) {
+        return true;
+    }
+    ask_kernel
+        && match peek(stream) {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        }
+}
+
 /// Watches an idle stream: `Ready(())` once it has seen FIN or RST or holds
 /// unread bytes (as [`tcp_is_unusable`]); else `Pending`, with read interest
 /// registered with the reactor for `cx`'s waker. A system call (a
@@ -286,6 +332,9 @@ macro_rules! tcp_connector_for {
             }
             fn is_broken(&self, conn: &mut TcpStream) -> bool {
                 tcp_is_unusable(conn)
+            }
+            fn is_dead_at_handout(&self, conn: &mut TcpStream, idle: std::time::Duration) -> bool {
+                tcp_is_dead(conn, idle >= self.peek_after_idle)
             }
             fn poll_event(&self, conn: &mut TcpStream, cx: &mut Context<'_>) -> Poll<ConnEvent> {
                 tcp_poll_unusable(conn, cx).map(|()| ConnEvent::PeerClosed)

@@ -198,7 +198,8 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     /// either completes or arranges to ask again.
     #[inline]
     fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Option<Result<Lease<K, C>, Error>> {
-        if !self.shared.connector.is_broken(&mut h.conn) {
+        let idle = std::time::Duration::from(h.idle);
+        if !self.shared.connector.is_dead_at_handout(&mut h.conn, idle) {
             self.state = State::Done;
             return Some(Ok(Lease::new(self.shared, h)));
         }

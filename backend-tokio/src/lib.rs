@@ -161,7 +161,9 @@ mod trace;
 pub use builder::Builder;
 pub use cluster::MAX_CLUSTER_HOSTS;
 pub use cluster_table::ClusterHandle;
-pub use connector::{tcp_is_unusable, tcp_poll_unusable, Connector, RouteKey, TcpConnector};
+pub use connector::{
+    tcp_is_dead, tcp_is_unusable, tcp_poll_unusable, Connector, RouteKey, TcpConnector,
+};
 pub use error::{ConfigError, Error};
 pub use lease::Lease;
 pub use lease_future::{LeaseFuture, LeaseOptions};

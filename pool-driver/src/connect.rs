@@ -57,6 +57,7 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
         entry.hold = Hold::Here(obj);
         entry.multiplexed = multiplexed.is_some();
         entry.out = 0;
+        entry.idle_since = now;
         let accepted = self.core.connected(conn, multiplexed.unwrap_or(1), now);
         // Refused when its connect timed out at this very instant: the drain
         // delivers its `Close` with the object.

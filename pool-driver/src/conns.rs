@@ -42,6 +42,8 @@ pub struct ConnEntry<T> {
     pub(crate) keep_alive_until: Option<Instant>,
     /// Leases handed out on it.
     pub(crate) served: u32,
+    /// When it last came into the table idle (connected, released).
+    pub(crate) idle_since: Instant,
     /// Multiplexed: the object stays here and leases get handles.
     pub(crate) multiplexed: bool,
     /// Multiplexed: handles out (leases holding one).
@@ -56,6 +58,7 @@ impl<T> ConnEntry<T> {
         tag: None,
         keep_alive_until: None,
         served: 0,
+        idle_since: Instant::ZERO,
         multiplexed: false,
         out: 0,
     };
@@ -101,6 +104,7 @@ impl<T> ConnEntry<T> {
     pub(crate) fn lend(
         &mut self,
         lease: Lease,
+        now: Instant,
         share: impl FnOnce(&T) -> Option<T>,
     ) -> Option<Handout<T>> {
         if !self.is(lease.conn()) {
@@ -128,6 +132,7 @@ impl<T> ConnEntry<T> {
             conn,
             tag: self.tag,
             served: self.served,
+            idle: now.saturating_duration_since(self.idle_since),
         })
     }
 
@@ -136,7 +141,7 @@ impl<T> ConnEntry<T> {
     /// `Err(obj)` if this slot does not lend it (another connection, or not
     /// leased).
     #[inline]
-    pub(crate) fn give_back(&mut self, lease: Lease, obj: T) -> Result<Option<T>, T> {
+    pub(crate) fn give_back(&mut self, lease: Lease, obj: T, now: Instant) -> Result<Option<T>, T> {
         if !self.is(lease.conn()) {
             return Err(obj);
         }
@@ -145,12 +150,16 @@ impl<T> ConnEntry<T> {
                 return Err(obj);
             }
             self.out -= 1;
+            if self.out == 0 {
+                self.idle_since = now;
+            }
             return Ok(Some(obj));
         }
         if !matches!(self.hold, Hold::Lent) {
             return Err(obj);
         }
         self.hold = Hold::Here(obj);
+        self.idle_since = now;
         Ok(None)
     }
 
@@ -177,4 +186,8 @@ pub struct Handout<T> {
     pub tag: Option<Tag>,
     /// Leases served by this connection, this one included (> 1 = reuse).
     pub served: u32,
+    /// How long it was idle before this hand-out (since its connect or its
+    /// last release; for a multiplexed connection, since its last lease
+    /// came back), as the driver's clock saw it.
+    pub idle: Duration,
 }

@@ -215,9 +215,10 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     #[inline]
     fn lend(&mut self, lease: Lease) -> Option<Handout<I::Conn>> {
         let io = &mut self.io;
+        let now = self.core.now();
         self.conns
             .get_mut(lease.conn().index())?
-            .lend(lease, |obj| io.share(obj))
+            .lend(lease, now, |obj| io.share(obj))
     }
 
     /// A lease gives its connection back (for a multiplexed connection: its
@@ -231,7 +232,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             self.io.dispose(obj);
             return;
         };
-        let exclusive = match e.give_back(lease, obj) {
+        let exclusive = match e.give_back(lease, obj, now) {
             Ok(None) => true,
             Ok(Some(handle)) => {
                 drop(handle);

@@ -335,6 +335,17 @@ pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+thread_local! {
+    /// When this thread last ran a [`Probe`]'s hand-out check (the check runs
+    /// in the poll of the lease future that completes with the lease).
+    static LAST_CHECK: std::cell::Cell<Option<tokio::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// When the hand-out check of the lease just returned on this thread ran.
+pub fn last_check() -> Option<tokio::time::Instant> {
+    LAST_CHECK.with(|c| c.get())
+}
+
 /// What a [`Probe`] saw.
 #[derive(Default, Debug)]
 pub struct ProbeCounts {
@@ -384,6 +395,14 @@ impl wharf_tokio::Connector<(String, u16)> for Probe {
             self.counts.broken.fetch_add(1, Ordering::SeqCst);
         }
         broken
+    }
+    fn is_dead_at_handout(&self, conn: &mut TcpStream, idle: Duration) -> bool {
+        LAST_CHECK.with(|c| c.set(Some(tokio::time::Instant::now())));
+        let dead = self.check && wharf_tokio::tcp_is_dead(conn, idle >= Duration::from_millis(1));
+        if dead {
+            self.counts.broken.fetch_add(1, Ordering::SeqCst);
+        }
+        dead
     }
     fn poll_event(
         &self,
