@@ -6,12 +6,12 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
-use wharf_firmware_tests::{run_all, Outcome};
+use wharf_testkit::{run_all, Outcome};
 
 fn line(name: &str, r: &Outcome, mut out: impl FnMut(core::fmt::Arguments<'_>)) {
     match r {
         Ok(()) => out(format_args!("ok   {name}")),
-        Err(f) => out(format_args!("FAIL {name}: line {}: {}", f.line, f.what)),
+        Err(f) => out(format_args!("FAIL {name}: {}:{}: {}", f.file, f.line, f.what)),
     }
 }
 
@@ -28,7 +28,7 @@ mod target {
     #[entry]
     fn main() -> ! {
         hprintln!("wharf-core scenarios on {}", "cortex-m4 (qemu mps2-an386)");
-        for (what, bytes) in wharf_firmware_tests::storage_sizes() {
+        for (what, bytes) in wharf_testkit::storage_sizes() {
             hprintln!("size: {} = {} bytes", what, bytes);
         }
         let (passed, failed) = super::run_all(|name, r| {
@@ -73,7 +73,7 @@ mod target {
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    for (what, bytes) in wharf_firmware_tests::storage_sizes() {
+    for (what, bytes) in wharf_testkit::storage_sizes() {
         println!("size: {what} = {bytes} bytes");
     }
     let (passed, failed) = run_all(|name, r| line(name, r, |a| println!("{a}")));

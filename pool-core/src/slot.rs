@@ -336,6 +336,7 @@ impl HeapEntry {
         seq: 0,
         owner: 0,
     };
+    #[cfg(feature = "alloc")]
     pub(crate) const EMPTY: HeapEntry = HeapEntry {
         at: Instant::ZERO,
         seq: 0,

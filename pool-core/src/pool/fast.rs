@@ -117,6 +117,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let r = cs.route;
         let rs = &self.routes[r as usize];
         if cs.capacity != 1
+            || cs.active != 1
             || (cs.tag.is_some() && self.cfg.strict_tags)
             || cs.draining
             || cs.state != ConnState::Ready

@@ -2,7 +2,7 @@
 
 use core::hash::Hash;
 
-use super::{Cancelled, LeaseOutcome, Pool, Release};
+use super::{Cancelled, LeaseOutcome, Pool};
 use crate::config::CancelPolicy;
 use crate::error::{CancelError, LeaseError};
 use crate::handle::{Tag, WaiterId};

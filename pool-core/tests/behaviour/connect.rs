@@ -450,3 +450,28 @@ fn a_graceful_shutdown_drains_leases_finish_and_no_new_one_starts() {
     granted_to(&connect(&mut p, c2, 4, t(7)), w3);
     ok(&p);
 }
+
+#[test]
+fn a_release_above_a_lowered_capacity_leaves_the_connection_busy() {
+    // Found by the model: capacity 2 with two leases, lowered to 1, one lease
+    // back: still full. The warm path took it for the last lease and counted
+    // it idle (and a lease of another route then evicted it with a lease out).
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let l1 = single_grant(&connect(&mut p, c, 2, t(1)), w);
+    let l2 = granted(p.lease(&A, None, t(2), None));
+    p.set_capacity(c, 1, t(3)).unwrap();
+    assert_eq!(release(&mut p, l1, Release::REUSE, t(4)), vec![]);
+    assert_eq!((p.stats().idle, p.stats().leased), (0, 1));
+    let _wb = queued(p.lease(&B, None, t(5), None));
+    quiet(&mut p);
+    release(&mut p, l2, Release::REUSE, t(6));
+    ok(&p);
+}
