@@ -212,6 +212,7 @@
 //!
 //! impl Connector<&'static str> for H2Connector {
 //!     type Conn = H2;
+//!     type Error = io::Error;
 //!     async fn connect(&self, _route: &&'static str) -> io::Result<H2> {
 //!         // Real: TCP, the h2 handshake, spawn the connection task (which
 //!         // updates `Frames` and calls `seen()`).
@@ -303,7 +304,7 @@ pub use builder::Builder;
 pub use cluster::MAX_CLUSTER_HOSTS;
 pub use cluster_table::ClusterHandle;
 pub use connector::{
-    tcp_is_dead, tcp_is_unusable, tcp_poll_unusable, Connector, RouteKey, TcpConnector,
+    classify_io, tcp_is_dead, tcp_is_unusable, tcp_poll_unusable, Connector, RouteKey, TcpConnector,
 };
 pub use error::{ConfigError, Error};
 pub use lease::Lease;

@@ -50,7 +50,7 @@ fn routes(servers: &[Server]) -> Vec<Route> {
 /// The host a lease landed on, as the pool says and as the socket says.
 fn host_of(lease: &Lease<Route, TcpConnector>, servers: &[Server]) -> usize {
     let port = lease.peer_addr().unwrap().port();
-    let route = Lease::route(&lease).expect("a leased connection has a route");
+    let route = Lease::route(lease).expect("a leased connection has a route");
     assert_eq!(route.1, port, "the pool's route is the socket's peer");
     servers
         .iter()

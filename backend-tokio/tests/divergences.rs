@@ -33,6 +33,7 @@ struct Scripted {
 
 impl Connector<Route> for Scripted {
     type Conn = TcpStream;
+    type Error = io::Error;
     async fn connect(&self, route: &Route) -> io::Result<TcpStream> {
         tokio::time::sleep(self.delay).await;
         if self.timed_out {
@@ -62,6 +63,7 @@ async fn a_connect_timeout_is_reported_and_counted_as_a_timeout() {
     match pool.lease(&route).await {
         Err(Error::ConnectFailed { reason, source, .. }) => {
             assert_eq!(reason, ConnectFailure::Timeout);
+            let source = source.expect("the connector's error");
             assert_eq!(source.kind(), io::ErrorKind::TimedOut);
         }
         other => panic!("expected a connect timeout, got {other:?}"),

@@ -84,6 +84,7 @@ struct Gated {
 
 impl Connector<(String, u16)> for Gated {
     type Conn = TcpStream;
+    type Error = io::Error;
     async fn connect(&self, route: &(String, u16)) -> io::Result<TcpStream> {
         self.gate.acquire().await.unwrap().forget();
         TcpConnector::new().connect_host(&route.0, route.1).await

@@ -49,6 +49,7 @@ struct MuxConnector {
 
 impl Connector<SocketAddr> for MuxConnector {
     type Conn = Mux;
+    type Error = io::Error;
 
     async fn connect(&self, addr: &SocketAddr) -> io::Result<Mux> {
         let stream = TcpStream::connect(addr).await?;
@@ -203,7 +204,7 @@ async fn four_leases_share_a_connection_of_capacity_4_and_the_fifth_waits() {
     }
     let conn = Lease::id(&leases[0]).conn();
     assert!(
-        leases.iter().all(|l| Lease::id(&l).conn() == conn),
+        leases.iter().all(|l| Lease::id(l).conn() == conn),
         "one connection"
     );
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
@@ -324,7 +325,7 @@ async fn the_lease_that_uses_the_last_of_max_leases_per_conn_drains_it() {
         leases.push(f.await.unwrap());
     }
     let first = Lease::id(&leases[0]).conn();
-    assert!(leases.iter().all(|l| Lease::id(&l).conn() == first));
+    assert!(leases.iter().all(|l| Lease::id(l).conn() == first));
     let fourth = pool.lease(&route).await.unwrap();
     assert_ne!(
         Lease::id(&fourth).conn(),
