@@ -6,7 +6,7 @@ use wharf_driver::{Handout, Returned};
 
 use crate::clock::now;
 use crate::route::Route;
-use crate::sockets::peer_gone;
+use crate::sockets::{dead_while_idle, peer_gone};
 use crate::state::PoolSocket;
 use crate::state::{Inner, Shared};
 
@@ -28,15 +28,16 @@ pub struct Lease<'d> {
 
 impl<'d> Lease<'d> {
     /// The hand-out check: a connection the peer closed while it was idle
-    /// (no validation due) is given back to be closed (`PeerClosed`), and the
-    /// request asks again (`None`).
+    /// (no validation due), or that holds bytes nobody asked for, is given
+    /// back to be closed (`PeerClosed`), and the request asks again (`None`).
+    /// smoltcp's socket state is in memory: no I/O.
     pub(crate) fn hand_out(
         shared: &'d Shared<'d>,
         inner: &mut Inner<'d>,
         h: Handout<PoolSocket<'d>>,
         now: Instant,
     ) -> Option<Lease<'d>> {
-        if peer_gone(&h.conn) {
+        if dead_while_idle(&h.conn) {
             inner.dead_at_handout(h, now);
             return None;
         }

@@ -3,6 +3,7 @@
 
 use core::future::poll_fn;
 use core::marker::PhantomData;
+use core::task::Poll;
 
 use embassy_futures::select::{select, Either};
 use embassy_net::dns::DnsQueryType;
@@ -38,12 +39,29 @@ impl<'d, const N: usize> Runner<'d, N> {
     pub async fn run(&mut self) -> ! {
         let shared = self.shared;
         let workers: [_; N] = core::array::from_fn(|j| worker(shared, j));
-        match select(timer(shared), embassy_futures::join::join_array(workers)).await {
-            Either::First(never) => never,
+        let timer_and_watch = select(timer(shared), watch(shared));
+        match select(timer_and_watch, embassy_futures::join::join_array(workers)).await {
+            Either::First(Either::First(never) | Either::Second(never)) => never,
             // Only with N == 0 (no worker at all).
             Either::Second(_) => timer(shared).await,
         }
     }
+}
+
+/// The idle watch: the runner's waker is the receive waker of every idle
+/// socket; each time the runner is polled, the sockets the driver holds are
+/// asked again (a few slots on firmware: a scan of `N` in-memory socket
+/// states), and one the peer closed or reset, or that holds bytes nobody
+/// asked for, is closed at once (`PeerClosed`) without a lease asking.
+async fn watch(shared: &Shared<'_>) -> ! {
+    poll_fn(|cx| {
+        let mut inner = shared.inner.borrow_mut();
+        crate::sockets::set_waker(&mut inner.io_mut().watch_waker, cx.waker());
+        inner.watch_all(now());
+        Poll::<core::convert::Infallible>::Pending
+    })
+    .await;
+    unreachable!("the watch never ends")
 }
 
 /// Sleeps until the armed deadline, or until an input moves it earlier (the

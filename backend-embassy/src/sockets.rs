@@ -9,7 +9,7 @@
 use core::task::{Context, Poll, Waker};
 
 use wharf_core::{CloseReason, ConnId, Validation};
-use wharf_driver::{Checked, Io};
+use wharf_driver::{Checked, ConnEvent, Io};
 
 use crate::fmt::{debug, warning};
 use crate::route::Route;
@@ -30,6 +30,13 @@ pub(crate) fn healthy(s: &PoolSocket<'_>) -> bool {
 /// A socket whose peer has closed or reset it.
 pub(crate) fn peer_gone(s: &PoolSocket<'_>) -> bool {
     s.get().state() != embassy_net::tcp::State::Established
+}
+
+/// An idle socket that cannot be handed out: closed or reset by the peer,
+/// or holding bytes nobody asked for (smoltcp keeps the state in memory:
+/// no I/O to find out).
+pub(crate) fn dead_while_idle(s: &PoolSocket<'_>) -> bool {
+    !healthy(s)
 }
 
 /// Work for a slot's worker.
@@ -83,6 +90,24 @@ impl<'d> Io<Route> for Net<'d> {
 
     fn dispose(&mut self, socket: PoolSocket<'d>) {
         self.close_socket(socket, true);
+    }
+
+    /// The idle watch: a socket closed, reset or readable while idle is
+    /// reported at once; otherwise the runner's waker becomes its receive
+    /// waker (smoltcp wakes it on data and on every state change), and the
+    /// runner asks again ([`Driver::watch_all`](wharf_driver::Driver::watch_all)).
+    fn watch(&mut self, conn: ConnId, socket: &mut PoolSocket<'d>) -> Option<ConnEvent> {
+        if dead_while_idle(socket) {
+            debug!("{:?} closed while idle", conn);
+            return Some(ConnEvent::PeerClosed);
+        }
+        let waker = self.watch_waker.as_ref()?;
+        let mut cx = Context::from_waker(waker);
+        let ready = core::pin::pin!(socket.get().wait_read_ready());
+        match core::future::Future::poll(ready, &mut cx) {
+            Poll::Ready(()) => Some(ConnEvent::PeerClosed),
+            Poll::Pending => None,
+        }
     }
 }
 

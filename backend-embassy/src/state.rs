@@ -85,6 +85,9 @@ pub(crate) struct Net<'d> {
     pub slots: &'d mut [Slot<'d>],
     pub pending: &'d mut [Option<(ConnId, Route)>],
     pub bufs: Buffers<'d>,
+    /// The runner's waker, registered as the receive waker of every idle
+    /// socket (the idle watch, `sockets.rs`).
+    pub watch_waker: Option<Waker>,
 }
 
 /// Everything a pool needs, sized by const generics: `N` connection slots
@@ -226,6 +229,7 @@ impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: 
             slots,
             pending,
             bufs: buffers,
+            watch_waker: None,
         };
         let settings = Settings {
             cancel_policy: opts.cancel_policy,

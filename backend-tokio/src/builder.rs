@@ -39,6 +39,8 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
 /// | `min_idle_per_route` | 0 |
 /// | `max_idle_per_route`, `max_idle` | none |
 /// | `max_leases_per_conn` | none |
+/// | `max_leases` | one per connection slot (`max_total + 2`) |
+/// | `connecting_capacity` | 1 |
 /// | `reuse` | LIFO |
 /// | `retry_backoff` | 1 s |
 /// | `starvation_guard` | off |
@@ -156,6 +158,24 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         self.config.max_leases_per_conn = n.into();
         self
     }
+    /// Leases out at once over all connections (Envoy's `max_requests`); it
+    /// also sizes the lease slots (allocated once). Default: one per
+    /// connection slot, which is right for exclusive connections; for
+    /// multiplexed ones ([`Connector::multiplexed`]) set it to about
+    /// `max_total` times the streams per connection. A lease beyond it fails
+    /// with [`Error::Overflow`].
+    pub fn max_leases(mut self, n: u32) -> Self {
+        self.config.max_leases = Some(n);
+        self
+    }
+    /// Stream capacity counted for a connection still connecting (1 for
+    /// HTTP/1; the expected streams per connection for HTTP/2), so demand
+    /// does not open one connection per waiting lease. The real capacity
+    /// comes from the connection ([`Connector::multiplexed`]).
+    pub fn connecting_capacity(mut self, streams: u32) -> Self {
+        self.config.connecting_capacity = streams;
+        self
+    }
     /// Reuse order of idle connections (LIFO by default).
     pub fn reuse(mut self, policy: ReusePolicy) -> Self {
         self.config.reuse = policy;
@@ -196,7 +216,7 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
     }
 
     /// Builds the pool and starts its driver task.
-    pub fn build(self) -> Result<Pool<K, C>, Error> {
+    pub fn build(self) -> Result<Pool<K, C>, Error<C::Error>> {
         let rt = match self.runtime {
             Some(h) => h,
             None => Handle::try_current().map_err(|_| Error::Config(ConfigError::NoRuntime))?,
@@ -207,11 +227,12 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         // the connection it replaces is being delivered.
         let conns = config.max_total as usize + 2;
         let waiters = self.max_pending.max(1) as usize;
+        let leases = conns.max(config.max_leases.unwrap_or(0) as usize);
         let capacity = Capacity {
             conns,
             routes: self.max_routes,
             waiters,
-            leases: conns,
+            leases,
         };
         let core = wharf_core::Pool::with_capacity(capacity, config)
             .map_err(|e| Error::Config(ConfigError::Pool(e)))?;

@@ -6,11 +6,13 @@ use std::hash::Hash;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use wharf_core::ConnectFailure;
+use wharf_driver::ConnEvent;
 
 /// The bounds a route key needs: hashable, cloneable (the core keeps one copy
 /// per route), printable for errors, and shareable across tasks.
@@ -20,7 +22,11 @@ impl<K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static> RouteKey for K {
 /// Opens, checks and closes the connections a [`Pool`](crate::Pool) holds:
 /// TCP streams, TLS streams, database clients, anything async.
 ///
-/// Only [`connect`](Connector::connect) is required. The pool calls the
+/// Only [`connect`](Connector::connect) and the two types are required. A
+/// connect fails with the connector's own [`Error`](Connector::Error) type (a
+/// database client's, an RPC stack's; `io::Error` for [`TcpConnector`]),
+/// which reaches the caller typed as the source of
+/// [`Error::ConnectFailed`](crate::Error::ConnectFailed). The pool calls the
 /// connector from its own tasks, never while it holds its lock, except for
 /// [`is_broken`](Connector::is_broken) which runs in the task that takes or
 /// drops a lease.
@@ -34,6 +40,7 @@ impl<K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static> RouteKey for K {
 ///
 /// impl Connector<u32> for Numbers {
 ///     type Conn = u64;
+///     type Error = io::Error;
 ///     async fn connect(&self, route: &u32) -> io::Result<u64> {
 ///         Ok(u64::from(*route) * 1000)
 ///     }
@@ -43,9 +50,14 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
     /// The connection object a lease hands out (by `Deref`/`DerefMut`).
     type Conn: Send + 'static;
 
+    /// What a connect fails with; delivered typed to every lease the failure
+    /// fails ([`Error::ConnectFailed`](crate::Error::ConnectFailed)'s
+    /// `source`), and classified by [`classify`](Connector::classify).
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Opens a connection for `route`. The pool bounds it by its connect
     /// timeout (the future is dropped when it fires).
-    fn connect(&self, route: &K) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+    fn connect(&self, route: &K) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send;
 
     /// Checks an idle connection before it is handed out again after
     /// `validate_after_inactivity` (HttpClient's stale check). `true` = stale:
@@ -59,10 +71,84 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
     /// dropped; `true` = broken. At hand-out a broken connection is closed
     /// (as `PeerClosed`) and the lease gets another one; at release it is
     /// closed instead of reused (as `Discarded`). Must not block (it runs in
-    /// the task that takes or drops the lease). Default: never broken.
+    /// the task that takes or drops the lease) and should cost nothing when
+    /// nothing happened: [`TcpConnector`] reads the readiness the reactor
+    /// already recorded and makes a system call (a non-blocking peek) only
+    /// when the socket is readable. Default: never broken.
     fn is_broken(&self, conn: &mut Self::Conn) -> bool {
         let _ = conn;
         false
+    }
+
+    /// The hand-out check: called when a connection is handed out after
+    /// being idle for `idle` (since its connect or its last release); `true`
+    /// = dead: it is closed (as `PeerClosed`) and the lease gets another.
+    /// Must not block. Default: [`is_broken`](Connector::is_broken).
+    ///
+    /// [`TcpConnector`] reads the readiness the reactor recorded (no system
+    /// call when nothing arrived and the connection was idle less than
+    /// [`TcpConnector::peek_after_idle`], 1 ms by default) and confirms with
+    /// a non-blocking peek when the socket is readable or idle longer: the
+    /// reactor records readiness when it turns, so a FIN that reached the
+    /// kernel since its last turn is only seen by asking the kernel.
+    fn is_dead_at_handout(&self, conn: &mut Self::Conn, idle: std::time::Duration) -> bool {
+        let _ = idle;
+        self.is_broken(conn)
+    }
+
+    /// Watches a connection while the pool holds it (idle; a multiplexed
+    /// connection for its whole life): `Ready(event)` when something
+    /// happened, else `Pending` after registering `cx`'s waker to be woken
+    /// when that may change (register read interest with the reactor:
+    /// `TcpStream::poll_read_ready`, or keep the waker where the
+    /// connection's task will find it).
+    ///
+    /// - [`ConnEvent::PeerClosed`]: the peer closed or reset it, or sent
+    ///   bytes nobody asked for, or shut it down gracefully (HTTP/2 GOAWAY).
+    ///   Idle, it is closed at once (`PeerClosed`), so no lease gets it and a
+    ///   waiter gets another connection; with leases out (multiplexed) it
+    ///   drains: they finish, no new lease starts.
+    /// - [`ConnEvent::Capacity`]: a multiplexed connection's stream capacity
+    ///   changed (an HTTP/2 peer's SETTINGS changed
+    ///   `MAX_CONCURRENT_STREAMS`). Leases out stay; while as many leases as
+    ///   the new capacity (or more) are out, no new one starts.
+    ///
+    /// Called under the pool's lock, from the task that released the
+    /// connection and from the pool's timer task when the waker fires (one
+    /// waker per connection slot, made once: no task and no allocation per
+    /// connection). Must not block. After an event it is asked again until
+    /// it answers `Pending`, so an event must be reported once (a capacity)
+    /// or every time it is asked (a close). Default: `Pending` without
+    /// registering (never watched: the hand-out check and
+    /// `validate_after_inactivity` still apply).
+    fn poll_event(&self, conn: &mut Self::Conn, cx: &mut Context<'_>) -> Poll<ConnEvent> {
+        let _ = (conn, cx);
+        Poll::Pending
+    }
+
+    /// Declares a fresh connection multiplexed (HTTP/2, gRPC): `Some(k)`, it
+    /// serves up to `k` leases at once (its stream capacity: for HTTP/2 the
+    /// peer's `MAX_CONCURRENT_STREAMS`, e.g. h2's
+    /// `SendRequest::current_max_send_streams()`), each lease with a handle
+    /// of its own made by [`share`](Connector::share); the connection itself
+    /// stays in the pool. `None` (default): one lease at a time, the object
+    /// moves into the lease. Asked once, right after the connect; later
+    /// changes come from [`poll_event`](Connector::poll_event).
+    fn multiplexed(&self, conn: &Self::Conn) -> Option<u32> {
+        let _ = conn;
+        None
+    }
+
+    /// A handle for one more lease on a multiplexed connection (a clone of
+    /// hyper's HTTP/2 `SendRequest`, of an `Arc` around a client). Called
+    /// under the pool's lock when a lease is handed out: must be cheap and
+    /// must not block. The handle is dropped when its lease is. `None`: the
+    /// connection cannot take a lease now (it is drained and the lease gets
+    /// another). Default: `None` (only called for connections that
+    /// [`multiplexed`](Connector::multiplexed) declared multiplexed).
+    fn share(&self, conn: &Self::Conn) -> Option<Self::Conn> {
+        let _ = conn;
+        None
     }
 
     /// Closes a connection the pool no longer needs (idle timeout, expiry,
@@ -73,23 +159,38 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
     }
 
     /// Classifies a connect error (the core's [`ConnectFailure`]); the pool
-    /// keeps the answer as it is. Default: refused, reset and aborted are
-    /// remote, timed out is a timeout (counted with the pool's own connect
-    /// timeouts), everything else (resolution, unreachable, socket errors) is
-    /// local.
-    fn classify(&self, error: &io::Error) -> ConnectFailure {
-        match error.kind() {
-            io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted => ConnectFailure::Remote,
-            io::ErrorKind::TimedOut => ConnectFailure::Timeout,
-            _ => ConnectFailure::Local,
+    /// keeps the answer as it is. Default, for an `io::Error` (also one an
+    /// error type of its own wraps as its
+    /// [`source`](std::error::Error::source)): refused, reset and aborted
+    /// are remote, timed out is a timeout (counted with the pool's own
+    /// connect timeouts), everything else (resolution, unreachable, socket
+    /// errors) is local; any other error is remote (the peer answered, and
+    /// said no).
+    fn classify(&self, error: &Self::Error) -> ConnectFailure {
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(err) = e {
+            if let Some(io) = err.downcast_ref::<io::Error>() {
+                return classify_io(io);
+            }
+            e = err.source();
         }
+        ConnectFailure::Remote
     }
 
     /// Renders a route for errors and events. Default: its `Debug` form.
     fn describe(&self, route: &K) -> String {
         format!("{route:?}")
+    }
+}
+
+/// The default classification of an `io::Error` ([`Connector::classify`]).
+pub fn classify_io(error: &io::Error) -> ConnectFailure {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => ConnectFailure::Remote,
+        io::ErrorKind::TimedOut => ConnectFailure::Timeout,
+        _ => ConnectFailure::Local,
     }
 }
 
@@ -99,18 +200,25 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
 /// - Resolves names through tokio (`lookup_host`) and tries every resolved
 ///   address in order until one connects.
 /// - Sets `TCP_NODELAY` (on by default).
-/// - Stale check and broken check: a non-blocking `MSG_PEEK` read; end of
-///   stream (FIN), an error (RST) or unexpected unread bytes mean the
-///   connection is not reusable.
+/// - Idle watching ([`Connector::poll_event`]): read interest registered
+///   with the reactor while the connection is idle; a FIN, a RST or bytes
+///   nobody asked for close it at once (`PeerClosed`).
+/// - Hand-out and release check ([`Connector::is_broken`]) and stale check:
+///   the readiness the reactor recorded, confirmed by a non-blocking
+///   `MSG_PEEK` only when the socket is readable ([`tcp_is_unusable`]).
 /// - Close: shuts the write side down (FIN) and drops the socket.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpConnector {
     nodelay: bool,
+    peek_after_idle: std::time::Duration,
 }
 
 impl Default for TcpConnector {
     fn default() -> Self {
-        TcpConnector { nodelay: true }
+        TcpConnector {
+            nodelay: true,
+            peek_after_idle: std::time::Duration::from_millis(1),
+        }
     }
 }
 
@@ -123,6 +231,16 @@ impl TcpConnector {
     /// Sets whether new connections get `TCP_NODELAY`.
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
+        self
+    }
+
+    /// The hand-out check of a connection idle at least this long asks the
+    /// kernel (a non-blocking peek) even when the reactor has recorded
+    /// nothing yet (default 1 ms; `Duration::MAX` = never). A connection
+    /// reused sooner is checked by its recorded readiness alone: no system
+    /// call on the warm path.
+    pub fn peek_after_idle(mut self, idle: std::time::Duration) -> Self {
+        self.peek_after_idle = idle;
         self
     }
 
@@ -153,17 +271,71 @@ impl TcpConnector {
     }
 }
 
-/// True when the stream has seen FIN or RST, or holds unread bytes: a
-/// non-blocking `MSG_PEEK` of one byte. No allocation, one system call.
+/// True when the stream has seen FIN or RST, or holds unread bytes.
+///
+/// Reads the readiness the reactor already recorded for the socket: when
+/// nothing arrived since the last read that found the socket empty, that is
+/// all (no system call). Only when the socket is readable is it confirmed
+/// with a non-blocking `MSG_PEEK` of one byte (which also clears a stale
+/// readiness). No allocation.
 pub fn tcp_is_unusable(stream: &TcpStream) -> bool {
+    for _ in 0..4 {
+        match stream.try_io(Interest::READABLE, || peek(stream)) {
+            Ok(_) => return true, // 0 = FIN; > 0 = bytes nobody asked for.
+            // Not readable (nothing recorded, or the peek found nothing
+            // and cleared the readiness).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// The hand-out check of [`TcpConnector`]: [`tcp_is_unusable`], and when
+/// `ask_kernel` a non-blocking peek even if the reactor recorded nothing.
+pub fn tcp_is_dead(stream: &TcpStream, ask_kernel: bool) -> bool {
+    if tcp_is_unusable(stream) {
+        return true;
+    }
+    ask_kernel
+        && match peek(stream) {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        }
+}
+
+/// Watches an idle stream: `Ready(())` once it has seen FIN or RST or holds
+/// unread bytes (as [`tcp_is_unusable`]); else `Pending`, with read interest
+/// registered with the reactor for `cx`'s waker. A system call (a
+/// non-blocking peek) only when the reactor reports the socket readable.
+pub fn tcp_poll_unusable(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<()> {
+    for _ in 0..4 {
+        match stream.poll_read_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => {}
+        }
+        match stream.try_io(Interest::READABLE, || peek(stream)) {
+            Ok(_) => return Poll::Ready(()),
+            // Readiness cleared: poll again (registers the waker).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Poll::Ready(()),
+        }
+    }
+    // Readiness kept coming back empty: ask again later.
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
+fn peek(stream: &TcpStream) -> io::Result<usize> {
     let sock = socket2::SockRef::from(stream);
     let mut buf = [MaybeUninit::<u8>::uninit(); 1];
-    match sock.peek(&mut buf) {
-        Ok(_) => true, // 0 = FIN; > 0 = bytes nobody asked for.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
-        Err(_) => true,
-    }
+    sock.peek(&mut buf)
 }
 
 async fn tcp_close(mut stream: TcpStream) {
@@ -175,6 +347,7 @@ macro_rules! tcp_connector_for {
     ($k:ty, |$self_:ident, $route:ident| $connect:expr, |$r2:ident| $describe:expr) => {
         impl Connector<$k> for TcpConnector {
             type Conn = TcpStream;
+            type Error = io::Error;
             fn connect(&self, $route: &$k) -> impl Future<Output = io::Result<TcpStream>> + Send {
                 let $self_ = self;
                 $connect
@@ -185,6 +358,12 @@ macro_rules! tcp_connector_for {
             }
             fn is_broken(&self, conn: &mut TcpStream) -> bool {
                 tcp_is_unusable(conn)
+            }
+            fn is_dead_at_handout(&self, conn: &mut TcpStream, idle: std::time::Duration) -> bool {
+                tcp_is_dead(conn, idle >= self.peek_after_idle)
+            }
+            fn poll_event(&self, conn: &mut TcpStream, cx: &mut Context<'_>) -> Poll<ConnEvent> {
+                tcp_poll_unusable(conn, cx).map(|()| ConnEvent::PeerClosed)
             }
             fn close(&self, conn: TcpStream) -> impl Future<Output = ()> + Send + 'static {
                 tcp_close(conn)

@@ -71,7 +71,7 @@
 //!
 //! ```
 //! # use tokio::net::TcpListener;
-//! use wharf_tokio::{Balancer, Pool, TcpConnector};
+//! use wharf_tokio::{Balancer, Lease, Pool, TcpConnector};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -89,8 +89,8 @@
 //! let api = pool.add_cluster("api", Balancer::RoundRobin, hosts.clone(), 1.5)?;
 //! let first = pool.lease_cluster(api).await?;
 //! let second = pool.lease_cluster(api).await?;
-//! assert_eq!(first.route().as_ref(), Some(&hosts[0]));
-//! assert_eq!(second.route().as_ref(), Some(&hosts[1]));
+//! assert_eq!(Lease::route(&first).as_ref(), Some(&hosts[0]));
+//! assert_eq!(Lease::route(&second).as_ref(), Some(&hosts[1]));
 //!
 //! pool.set_host_health(api, &hosts[0], false)?; // skipped while host 1 is healthy
 //! pool.remove_host(api, &hosts[1])?;            // drained: idle connections close
@@ -125,10 +125,7 @@
 //! expiry, lifetime, retry backoff). It ends when the last [`Pool`] handle is
 //! dropped, draining the pool.
 //!
-//! A connection is checked with the connector's
-//! [`is_broken`](Connector::is_broken) when it is handed out (outside the
-//! lock): one the peer closed while it was idle is closed (`PeerClosed`) and
-//! the lease gets another. A connector's timed-out connect error counts as a
+//! A connector's timed-out connect error counts as a
 //! [`ConnectFailure::Timeout`], like the pool's own connect timeout.
 //!
 //! Cancel safety: dropping a pending [`LeaseFuture`] removes its waiter; a
@@ -136,9 +133,154 @@
 //! tag and keep-alive it had, and a connect that finishes after its waiter
 //! left serves the next one.
 //!
-//! Connections have a stream capacity of 1 (HTTP/1-like: the connection object
-//! moves into the lease). Multiplexed connections (HTTP/2, capacity > 1) are
-//! future work: the core supports them, this backend does not yet.
+//! ## What the pool checks before it hands a connection out
+//!
+//! - **Idle watching** ([`Connector::poll_event`]). While a connection is
+//!   idle, the pool holds it with read interest registered with the reactor
+//!   (one waker per connection slot, made once: no task and no allocation
+//!   per connection). A FIN, a RST or bytes nobody asked for wake the pool's
+//!   timer task, which closes the connection at once (`PeerClosed`): it
+//!   leaves the idle list before any lease asks, and a waiter gets another.
+//! - **The hand-out check** ([`Connector::is_dead_at_handout`], from the
+//!   idle list and when a release hands the connection straight to a
+//!   waiting lease). [`TcpConnector`] reads the readiness the reactor
+//!   already recorded (no system call when nothing arrived) and confirms
+//!   with a non-blocking peek only when the socket is readable, or when the
+//!   connection was idle at least [`TcpConnector::peek_after_idle`] (1 ms):
+//!   the reactor records readiness when it turns, so a FIN that reached the
+//!   kernel since then is only seen by asking the kernel. A connection
+//!   reused at once (the warm path) costs no system call. A dead one is
+//!   closed and the lease gets another.
+//! - **Validation after inactivity** (`validate_after_inactivity`, 2 s by
+//!   default): the connector's [`is_stale`](Connector::is_stale) check for
+//!   connectors that cannot watch.
+//! - **The release check** ([`Connector::is_broken`]): a connection given
+//!   back with bytes unread, or closed, is closed instead of reused.
+//!
+//! One race no pool can close: a server that closes an idle connection at
+//! the very moment a request is written on it (the FIN crosses the request
+//! on the wire). The HTTP layer handles it by retrying a request that was
+//! never sent.
+//!
+//! ## Multiplexed connections
+//!
+//! A [`Connector`] declares a connection multiplexed (HTTP/2, gRPC) with
+//! [`multiplexed`](Connector::multiplexed): its stream capacity, asked once
+//! after the connect (for HTTP/2, h2's `SendRequest::current_max_send_streams()`).
+//! The connection then stays in the pool and up to that many leases share
+//! it, each with a handle of its own made by [`share`](Connector::share) (a
+//! clone of hyper's `SendRequest`). The pool watches it for its whole life
+//! through [`poll_event`](Connector::poll_event): what the connection's
+//! task saw (a SETTINGS frame changing `MAX_CONCURRENT_STREAMS`: a
+//! [`ConnEvent::Capacity`]; a GOAWAY: [`ConnEvent::PeerClosed`], the leases
+//! out finish and no new one starts) reaches the pool by waking the waker
+//! `poll_event` was given. With `max_leases_per_conn`, the lease that uses
+//! the last one drains the connection. Size the lease slots with
+//! [`Builder::max_leases`] and the demand with
+//! [`Builder::connecting_capacity`].
+//!
+//! ```
+//! use std::io;
+//! use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+//! use std::sync::{Arc, Mutex};
+//! use std::task::{Context, Poll, Waker};
+//! use std::time::Duration;
+//! use wharf_tokio::{ConnEvent, Connector, Lease, Pool};
+//!
+//! /// What an HTTP/2 connection's task saw: SETTINGS and GOAWAY.
+//! #[derive(Default)]
+//! struct Frames {
+//!     max_streams: AtomicU32,
+//!     settings: AtomicBool,
+//!     goaway: AtomicBool,
+//!     waker: Mutex<Option<Waker>>,
+//! }
+//! impl Frames {
+//!     /// The connection task got a frame: wake the pool's watch.
+//!     fn seen(&self) {
+//!         if let Some(w) = self.waker.lock().unwrap().take() { w.wake() }
+//!     }
+//! }
+//!
+//! /// A lease's handle (a clone per lease, as hyper's `SendRequest`).
+//! #[derive(Clone)]
+//! struct H2 { frames: Arc<Frames> }
+//!
+//! /// A fake HTTP/2 connector; `last` lets this example play the server.
+//! #[derive(Default)]
+//! struct H2Connector { last: Mutex<Option<Arc<Frames>>> }
+//!
+//! impl Connector<&'static str> for H2Connector {
+//!     type Conn = H2;
+//!     type Error = io::Error;
+//!     async fn connect(&self, _route: &&'static str) -> io::Result<H2> {
+//!         // Real: TCP, the h2 handshake, spawn the connection task (which
+//!         // updates `Frames` and calls `seen()`).
+//!         let frames = Arc::new(Frames::default());
+//!         frames.max_streams.store(4, SeqCst);
+//!         *self.last.lock().unwrap() = Some(frames.clone());
+//!         Ok(H2 { frames })
+//!     }
+//!     fn multiplexed(&self, c: &H2) -> Option<u32> {
+//!         Some(c.frames.max_streams.load(SeqCst)) // current_max_send_streams()
+//!     }
+//!     fn share(&self, c: &H2) -> Option<H2> {
+//!         Some(c.clone()) // SendRequest::clone()
+//!     }
+//!     fn poll_event(&self, c: &mut H2, cx: &mut Context<'_>) -> Poll<ConnEvent> {
+//!         let f = &c.frames;
+//!         *f.waker.lock().unwrap() = Some(cx.waker().clone());
+//!         if f.goaway.load(SeqCst) {
+//!             Poll::Ready(ConnEvent::PeerClosed)
+//!         } else if f.settings.swap(false, SeqCst) {
+//!             Poll::Ready(ConnEvent::Capacity(f.max_streams.load(SeqCst)))
+//!         } else {
+//!             Poll::Pending
+//!         }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), wharf_tokio::Error> {
+//! let pool = Pool::builder(H2Connector::default())
+//!     .max_per_route(1)
+//!     .max_leases(16)
+//!     .connecting_capacity(4)
+//!     .build()?;
+//! let route = "api";
+//! let mut leases = Vec::new();
+//! for _ in 0..4 {
+//!     leases.push(pool.lease(&route).await?);
+//! }
+//! // Four streams at once on one connection.
+//! assert!(leases.iter().all(|l| Lease::id(&l).conn() == Lease::id(&leases[0]).conn()));
+//! assert_eq!(pool.counters().connects, 1);
+//!
+//! // The peer's SETTINGS lowers MAX_CONCURRENT_STREAMS to 2.
+//! let frames = leases[0].frames.clone();
+//! frames.max_streams.store(2, SeqCst);
+//! frames.settings.store(true, SeqCst);
+//! frames.seen();
+//! tokio::time::sleep(Duration::from_millis(10)).await;
+//! // Four out, capacity 2: a new lease waits until fewer than 2 are out.
+//! leases.truncate(2);
+//! let quick = wharf_tokio::LeaseOptions::new().timeout(Duration::from_millis(20));
+//! assert!(pool.lease_with(&route, quick).await.is_err_and(|e| e.is_timeout()));
+//! leases.pop();
+//! let third = pool.lease(&route).await?;
+//!
+//! // A GOAWAY: the leases out finish, no new one starts on it; it closes
+//! // with its last lease and the next lease gets a new connection.
+//! frames.goaway.store(true, SeqCst);
+//! frames.seen();
+//! tokio::time::sleep(Duration::from_millis(10)).await;
+//! drop((leases, third));
+//! let fresh = pool.lease(&route).await?;
+//! assert!(!Arc::ptr_eq(&fresh.frames, &frames));
+//! assert_eq!(pool.counters().connects, 2);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Features
 //! - `tracing`: `tracing` events for connects, connect failures, reuse,
@@ -161,11 +303,14 @@ mod trace;
 pub use builder::Builder;
 pub use cluster::MAX_CLUSTER_HOSTS;
 pub use cluster_table::ClusterHandle;
-pub use connector::{tcp_is_unusable, Connector, RouteKey, TcpConnector};
+pub use connector::{
+    classify_io, tcp_is_dead, tcp_is_unusable, tcp_poll_unusable, Connector, RouteKey, TcpConnector,
+};
 pub use error::{ConfigError, Error};
 pub use lease::Lease;
 pub use lease_future::{LeaseFuture, LeaseOptions};
 pub use pool::Pool;
+pub use wharf_driver::ConnEvent;
 
 pub use wharf_core::{
     Balancer, CancelPolicy, CloseReason, ClusterError, ConnectFailure, Counters, DrainMode,

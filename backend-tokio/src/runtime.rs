@@ -5,17 +5,16 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use wharf_core::{CloseReason, ConnId, Duration, Instant, Pool, RouteId, Validation};
-use wharf_driver::{Checked, Driver, Io};
+use wharf_driver::{Checked, ConnEvent, Driver, Io};
 
 use crate::cluster_table::ClusterSlot;
 use crate::connector::{Connector, RouteKey};
@@ -50,6 +49,57 @@ pub(crate) enum Op<K, T> {
     Dispose(T),
 }
 
+/// The watch of the connections the pool holds: one waker per connection
+/// slot (made once, at build), registered with the reactor by the
+/// connector's `poll_event`. A wake marks its slot and wakes the timer task,
+/// which asks the connector again under the lock.
+pub(crate) struct Watch {
+    /// Slot `i`'s waker fired since the timer task last looked.
+    marks: Vec<AtomicBool>,
+    /// Some mark is set.
+    any: AtomicBool,
+    pub notify: Notify,
+}
+
+impl Watch {
+    fn new(slots: usize) -> Self {
+        Watch {
+            marks: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+            any: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    /// The slots whose waker fired (marks cleared).
+    pub fn take(&self) -> impl Iterator<Item = usize> + '_ {
+        let any = self.any.swap(false, Ordering::SeqCst);
+        self.marks
+            .iter()
+            .enumerate()
+            .filter(move |(_, m)| any && m.swap(false, Ordering::SeqCst))
+            .map(|(i, _)| i)
+    }
+}
+
+struct SlotWaker {
+    slot: usize,
+    watch: Arc<Watch>,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(m) = self.watch.marks.get(self.slot) {
+            m.store(true, Ordering::SeqCst);
+        }
+        if !self.watch.any.swap(true, Ordering::SeqCst) {
+            self.watch.notify.notify_one();
+        }
+    }
+}
+
 /// The driver's I/O on tokio: everything is queued as [`Op`]s and run by
 /// [`Shared::flush`] once the lock is released.
 pub(crate) struct TokioIo<K: RouteKey, C: Connector<K>> {
@@ -61,11 +111,13 @@ pub(crate) struct TokioIo<K: RouteKey, C: Connector<K>> {
     pub closed_some: bool,
     /// The connect task of each connecting connection, by `ConnId::index()`.
     aborts: Vec<Option<(ConnId, AbortHandle)>>,
+    /// The watch waker of each connection slot.
+    wakers: Vec<Waker>,
 }
 
 impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
     type Conn = C::Conn;
-    type ConnectError = Arc<io::Error>;
+    type ConnectError = Arc<C::Error>;
     type Note = Host<K>;
 
     fn connect(&mut self, conn: ConnId, route: &K) {
@@ -111,6 +163,26 @@ impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
     fn route_idle(&mut self, key: K) {
         trace::route_idle(&*self.connector, &key);
     }
+
+    #[inline]
+    fn watch(&mut self, conn: ConnId, obj: &mut C::Conn) -> Option<ConnEvent> {
+        let waker = self.wakers.get(conn.index())?;
+        match self
+            .connector
+            .poll_event(obj, &mut Context::from_waker(waker))
+        {
+            Poll::Ready(event) => {
+                trace::watched(conn, event);
+                Some(event)
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    #[inline]
+    fn share(&mut self, obj: &C::Conn) -> Option<C::Conn> {
+        self.connector.share(obj)
+    }
 }
 
 /// The state under the lock.
@@ -133,6 +205,7 @@ pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
     /// Close futures still running.
     pub tasks: AtomicUsize,
     pub lease_timeout: Option<Duration>,
+    pub watch: Arc<Watch>,
 }
 
 fn noop_poll<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
@@ -151,12 +224,22 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         lease_timeout: Option<Duration>,
     ) -> Self {
         let connector = Arc::new(connector);
+        let watch = Arc::new(Watch::new(conns));
+        let wakers = (0..conns)
+            .map(|slot| {
+                Waker::from(Arc::new(SlotWaker {
+                    slot,
+                    watch: watch.clone(),
+                }))
+            })
+            .collect();
         let io = TokioIo {
             connector: connector.clone(),
             ops: VecDeque::with_capacity(2 * conns + 8),
             flushing: false,
             closed_some: false,
             aborts: (0..conns).map(|_| None).collect(),
+            wakers,
         };
         let tables = wharf_driver::Tables::with_capacity(conns, waiters);
         Shared {
@@ -171,6 +254,7 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             handles_gone: AtomicBool::new(false),
             tasks: AtomicUsize::new(0),
             lease_timeout,
+            watch,
         }
     }
 
@@ -305,7 +389,11 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
     }
     match result {
         Ok(obj) => {
-            if g.driver.connected(conn, obj, now).is_ok() {
+            let accepted = match shared.connector.multiplexed(&obj) {
+                Some(capacity) => g.driver.connected_multiplexed(conn, obj, capacity, now),
+                None => g.driver.connected(conn, obj, now),
+            };
+            if accepted.is_ok() {
                 trace::connected(&*shared.connector, &key, conn);
             }
         }
@@ -359,6 +447,10 @@ pub(crate) async fn timer_task<K: RouteKey, C: Connector<K>>(shared: Arc<Shared<
             let mut g = shared.lock();
             let now = shared.now();
             g.driver.handle_timeout(now);
+            // Connections whose watch waker fired: ask their connector.
+            for slot in shared.watch.take() {
+                g.driver.watch(slot, now);
+            }
             if gone {
                 g.driver.input(|core| {
                     core.drain(
@@ -376,12 +468,19 @@ pub(crate) async fn timer_task<K: RouteKey, C: Connector<K>>(shared: Arc<Shared<
             return;
         }
         let kicked = poll_fn(|cx| shared.lock().driver.poll_timer(cx.waker()));
+        let watched = shared.watch.notify.notified();
         match next {
-            None => kicked.await,
+            None => {
+                tokio::select! {
+                    _ = kicked => {}
+                    _ = watched => {}
+                }
+            }
             Some(t) => {
                 sleep.as_mut().reset(shared.deadline(t));
                 tokio::select! {
                     _ = kicked => {}
+                    _ = watched => {}
                     _ = sleep.as_mut() => {}
                 }
             }

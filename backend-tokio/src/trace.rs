@@ -3,8 +3,6 @@
 //! `describe`.
 #![allow(unused_variables)]
 
-use std::io;
-
 use wharf_core::{CloseReason, ConnId, ConnectFailure, Pool};
 
 use crate::connector::{Connector, RouteKey};
@@ -39,7 +37,7 @@ pub(crate) fn connect_failed<K: RouteKey, C: Connector<K>>(
     key: &K,
     conn: ConnId,
     reason: ConnectFailure,
-    error: &io::Error,
+    error: &dyn std::fmt::Display,
 ) {
     #[cfg(feature = "tracing")]
     tracing::warn!(route = %connector.describe(key), conn = conn.index(), ?reason, %error, "connect failed");
@@ -88,4 +86,10 @@ pub(crate) fn dead_at_handout(conn: ConnId) {
         conn = conn.index(),
         "dead at hand-out: closed, asking again"
     );
+}
+
+#[inline]
+pub(crate) fn watched(conn: ConnId, event: wharf_driver::ConnEvent) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(conn = conn.index(), ?event, "watched");
 }

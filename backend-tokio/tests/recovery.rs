@@ -8,11 +8,15 @@ use std::time::Duration;
 
 use common::{eventually, request, Opts, Server};
 use tokio::io::AsyncWriteExt;
+use wharf_tokio::Lease;
 use wharf_tokio::{CloseReason, Pool, TcpConnector};
 
 type TcpPool = Pool<(String, u16), TcpConnector>;
 
-async fn close_and_check(pool: TcpPool, server: &Server) {
+async fn close_and_check<C: wharf_tokio::Connector<(String, u16)>>(
+    pool: Pool<(String, u16), C>,
+    server: &Server,
+) {
     pool.close().await;
     let s = pool.stats();
     assert_eq!(
@@ -29,13 +33,52 @@ async fn close_and_check(pool: TcpPool, server: &Server) {
 }
 
 #[tokio::test]
-async fn server_closes_idle_connections() {
+async fn server_closes_idle_connections_the_watch_sees_it() {
     let server = Server::start(Opts {
         idle_close: Some(Duration::from_millis(100)),
         ..Opts::default()
     })
     .await;
     let pool: TcpPool = Pool::builder(TcpConnector::new())
+        .max_per_route(2)
+        .validate_after_inactivity(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let route = server.route();
+    {
+        let mut l = pool.lease(&route).await.unwrap();
+        assert!(request(&mut l).await.unwrap().starts_with("OK 0 1"));
+    }
+    // The server closes the idle connection; the pool's watch sees the FIN
+    // and closes it without a lease asking.
+    assert_eq!(server.wait_current(0).await, 0);
+    assert!(eventually(|| pool.stats().idle == 0).await);
+    let c = pool.counters();
+    assert_eq!(c.closes_for(CloseReason::PeerClosed), 1);
+    {
+        let mut l = pool.lease(&route).await.unwrap();
+        let reply = request(&mut l).await.unwrap();
+        assert!(
+            reply.starts_with("OK 1 1"),
+            "served by a new connection: {reply}"
+        );
+    }
+    let c = pool.counters();
+    assert_eq!((c.connects, c.validations, c.stale), (2, 0, 0));
+    close_and_check(pool, &server).await;
+}
+
+#[tokio::test]
+async fn server_closes_idle_connections_unwatched_the_stale_check_sees_it() {
+    let server = Server::start(Opts {
+        idle_close: Some(Duration::from_millis(100)),
+        ..Opts::default()
+    })
+    .await;
+    // A connector that does not watch idle connections nor check them at
+    // hand-out: the stale check after inactivity is what finds the FIN.
+    let (probe, _) = common::Probe::new(false, false);
+    let pool = Pool::builder(probe)
         .max_per_route(2)
         .validate_after_inactivity(Duration::from_millis(20))
         .build()
@@ -87,7 +130,7 @@ async fn server_closes_after_n_requests() {
         );
         if reply.ends_with("close") {
             // `Connection: close`: do not reuse it.
-            l.discard();
+            Lease::discard(&mut l);
         }
     }
     let c = pool.counters();
@@ -128,7 +171,7 @@ async fn server_close_noticed_on_release_without_discard() {
                     break;
                 }
                 Err(_) => {
-                    l.discard();
+                    Lease::discard(&mut l);
                     failed += 1;
                     assert!(failed < 5, "the closes are not being noticed");
                 }
@@ -217,7 +260,7 @@ async fn server_keep_alive_expires_idle_connection() {
     {
         let mut l = pool.lease(&route).await.unwrap();
         request(&mut l).await.unwrap();
-        l.set_keep_alive(Duration::from_millis(50));
+        Lease::set_keep_alive(&mut l, Duration::from_millis(50));
     }
     // The driver's timer closes it at the keep-alive expiry.
     assert!(eventually(|| pool.counters().closes_for(CloseReason::Expired) == 1).await);

@@ -42,6 +42,9 @@ fn basic() -> Cfg {
 }
 
 fn check(big: bool, cfg: Cfg, ops: &[Op]) {
+    // Divergence pins: the properties of tests/model/props.rs have their own
+    // tests (tests/properties.rs) and run in the model test.
+    model::harness::props::set_enabled(false);
     // WHARF_MODEL_TRACE=1 prints every input and action of every case.
     let trace = std::env::var_os("WHARF_MODEL_TRACE").is_some();
     let (_, verdict) = run_case(big, &cfg, ops, true, trace);
@@ -1362,6 +1365,47 @@ fn an_undone_grant_past_its_idle_timeout() {
                 excess: false,
             },
             Advance { ms: 0 },
+        ],
+    );
+}
+
+/// CORE BUG or TEXT HOLE (reported, failing). §3.1 step 2 (dd8eb13): with no
+/// blocked route that wants capacity and `r` wanting capacity,
+/// "`try_create(r)` then `unblock()`"; §3.4: `unblock` tries "the routes on
+/// the blocked list when it starts". Route 0 holds three idle connections,
+/// `set_max_total(2)` leaves the pool over its limit, and the next input's
+/// actions stay unpolled (the `Close`s hold their slots). Route 1's lease:
+/// `try_create(1)` evicts route 0's least recently used connection (3 -> 2,
+/// still at the limit) and blocks route 1; `unblock()` then finds route 1 on
+/// the list with room (the idle LRU is not empty), evicts the next one
+/// (2 -> 1) and connects. Expected actions of the lease: `Close(c0,
+/// Evicted)`, `Close(c1, Evicted)`, `Connect(route 1)`. The core stops after
+/// the first eviction (route 1 stays blocked until the `Close` is polled,
+/// whose `unblock` then evicts and connects: with every action polled at once
+/// the two agree).
+#[test]
+fn the_unblock_after_an_own_first_try_create_retries_the_route() {
+    let cfg = Cfg {
+        max_total: 4,
+        max_per_route: 4,
+        ..basic()
+    };
+    check(
+        false,
+        cfg,
+        &[
+            lease(0, None),
+            lease(0, None),
+            lease(0, None),
+            connected(0, 1),
+            connected(0, 1),
+            connected(0, 1),
+            reuse(0),
+            reuse(0),
+            reuse(0),
+            SetMaxTotal { n: 2 },
+            Partial { n: 0 },
+            lease(1, None),
         ],
     );
 }

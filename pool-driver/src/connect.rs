@@ -16,9 +16,37 @@ use crate::io::Io;
 pub struct Unwanted;
 
 impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
-    /// `conn`'s connect succeeded with `obj` (one stream at a time). Waiting
-    /// requests of its route are served.
+    /// `conn`'s connect succeeded with `obj`, an exclusive connection (one
+    /// lease at a time; the object moves into the lease). Waiting requests
+    /// of its route are served; the idle object is watched ([`Io::watch`]).
     pub fn connected(&mut self, conn: ConnId, obj: I::Conn, now: Instant) -> Result<(), Unwanted> {
+        self.connected_with(conn, obj, None, now)
+    }
+
+    /// `conn`'s connect succeeded with `obj`, a multiplexed connection that
+    /// serves up to `capacity` leases at once (an HTTP/2 peer's
+    /// `MAX_CONCURRENT_STREAMS`; at least 1, clamped to the core's
+    /// `MAX_STREAMS`). The object stays in the table for the connection's
+    /// life; each lease gets a handle of its own from [`Io::share`]. It is
+    /// watched for its whole life ([`Io::watch`]: a capacity change, a
+    /// graceful shutdown).
+    pub fn connected_multiplexed(
+        &mut self,
+        conn: ConnId,
+        obj: I::Conn,
+        capacity: u32,
+        now: Instant,
+    ) -> Result<(), Unwanted> {
+        self.connected_with(conn, obj, Some(capacity.max(1)), now)
+    }
+
+    fn connected_with(
+        &mut self,
+        conn: ConnId,
+        obj: I::Conn,
+        multiplexed: Option<u32>,
+        now: Instant,
+    ) -> Result<(), Unwanted> {
         let entry = match self.conns.get_mut(conn.index()) {
             Some(e) if e.is(conn) && matches!(e.hold, Hold::Connecting) => e,
             _ => {
@@ -27,7 +55,10 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
             }
         };
         entry.hold = Hold::Here(obj);
-        let accepted = self.core.connected(conn, 1, now);
+        entry.multiplexed = multiplexed.is_some();
+        entry.out = 0;
+        entry.idle_since = now;
+        let accepted = self.core.connected(conn, multiplexed.unwrap_or(1), now);
         // Refused when its connect timed out at this very instant: the drain
         // delivers its `Close` with the object.
         self.pump();
@@ -41,6 +72,7 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
             }
             return Err(Unwanted);
         }
+        self.rewatch(conn, now);
         Ok(())
     }
 
@@ -98,6 +130,7 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
             }
             return Err(Unwanted);
         }
+        self.rewatch(conn, now);
         Ok(())
     }
 }

@@ -5,23 +5,27 @@ use wharf_core::{ConnId, Duration, Instant, Lease, Tag};
 
 /// Where a connection's object is.
 ///
-/// Today a connection carries one lease at a time (stream capacity 1): the
-/// object moves into the lease and comes back at release. Multiplexed
-/// connections (capacity k > 1, an object shared by up to k leases) add a
-/// state here in which the object stays in the table while leases borrow or
-/// clone it; [`ConnEntry::lend`] and [`ConnEntry::give_back`] are the only
-/// functions that move an object in or out for a lease.
+/// An *exclusive* connection (stream capacity 1: a TCP stream, an HTTP/1
+/// connection) carries one lease at a time: the object moves into the lease
+/// ([`Hold::Lent`]) and comes back at release. A *multiplexed* connection
+/// (HTTP/2: up to k leases at once) keeps its object in the table
+/// ([`Hold::Here`]) for its whole life; each lease gets a handle of its own
+/// made by [`Io::share`](crate::Io::share) (a clone of hyper's `SendRequest`)
+/// and gives it back at release ([`ConnEntry::out`] counts them).
+/// [`ConnEntry::lend`] and [`ConnEntry::give_back`] are the only functions
+/// that move an object or a handle in or out for a lease.
 #[derive(Debug)]
 pub(crate) enum Hold<T> {
     /// No connection in this slot.
     Vacant,
     /// A connect is running at the backend.
     Connecting,
-    /// In the table: idle, or granted and not picked up yet.
+    /// In the table: idle, granted and not picked up yet, or (multiplexed)
+    /// shared by the leases out.
     Here(T),
     /// Out at the backend for a validation.
     Checking,
-    /// Moved into a lease (or detached from the pool).
+    /// Moved into a lease (or detached from the pool): exclusive only.
     Lent,
 }
 
@@ -38,6 +42,12 @@ pub struct ConnEntry<T> {
     pub(crate) keep_alive_until: Option<Instant>,
     /// Leases handed out on it.
     pub(crate) served: u32,
+    /// When it last came into the table idle (connected, released).
+    pub(crate) idle_since: Instant,
+    /// Multiplexed: the object stays here and leases get handles.
+    pub(crate) multiplexed: bool,
+    /// Multiplexed: handles out (leases holding one).
+    pub(crate) out: u32,
 }
 
 impl<T> ConnEntry<T> {
@@ -48,6 +58,9 @@ impl<T> ConnEntry<T> {
         tag: None,
         keep_alive_until: None,
         served: 0,
+        idle_since: Instant::ZERO,
+        multiplexed: false,
+        out: 0,
     };
 
     /// A new connection starts connecting in this slot.
@@ -68,44 +81,86 @@ impl<T> ConnEntry<T> {
     /// The connection is gone: forget it, giving back its object if here.
     pub(crate) fn forget(&mut self) -> Option<T> {
         self.id = None;
+        self.out = 0;
         match core::mem::replace(&mut self.hold, Hold::Vacant) {
             Hold::Here(obj) => Some(obj),
             _ => None,
         }
     }
 
-    /// Hands the object to a lease (the lease's connection is this slot's).
+    /// The object, while it is in the table (idle, granted and not picked
+    /// up, or multiplexed).
     #[inline]
-    pub(crate) fn lend(&mut self, lease: Lease) -> Option<Handout<T>> {
-        if !self.is(lease.conn()) {
-            return None;
-        }
-        match core::mem::replace(&mut self.hold, Hold::Lent) {
-            Hold::Here(conn) => {
-                self.served = self.served.saturating_add(1);
-                Some(Handout {
-                    lease,
-                    conn,
-                    tag: self.tag,
-                    served: self.served,
-                })
-            }
-            other => {
-                self.hold = other;
-                None
-            }
+    pub(crate) fn here_mut(&mut self) -> Option<(ConnId, &mut T)> {
+        match (&mut self.hold, self.id) {
+            (Hold::Here(obj), Some(id)) => Some((id, obj)),
+            _ => None,
         }
     }
 
-    /// A lease gives the object back. `Err(obj)` if this slot does not lend
-    /// it (another connection, or not leased).
+    /// Hands the object to a lease (the lease's connection is this slot's);
+    /// for a multiplexed connection, a handle made by `share`.
     #[inline]
-    pub(crate) fn give_back(&mut self, lease: Lease, obj: T) -> Result<(), T> {
-        if !self.is(lease.conn()) || !matches!(self.hold, Hold::Lent) {
+    pub(crate) fn lend(
+        &mut self,
+        lease: Lease,
+        now: Instant,
+        share: impl FnOnce(&T) -> Option<T>,
+    ) -> Option<Handout<T>> {
+        if !self.is(lease.conn()) {
+            return None;
+        }
+        let conn = if self.multiplexed {
+            let Hold::Here(obj) = &self.hold else {
+                return None;
+            };
+            let handle = share(obj)?;
+            self.out = self.out.saturating_add(1);
+            handle
+        } else {
+            match core::mem::replace(&mut self.hold, Hold::Lent) {
+                Hold::Here(conn) => conn,
+                other => {
+                    self.hold = other;
+                    return None;
+                }
+            }
+        };
+        self.served = self.served.saturating_add(1);
+        Some(Handout {
+            lease,
+            conn,
+            tag: self.tag,
+            served: self.served,
+            idle: now.saturating_duration_since(self.idle_since),
+        })
+    }
+
+    /// A lease gives the object back (for a multiplexed connection: its
+    /// handle, returned in `Ok(Some(handle))` for the caller to drop).
+    /// `Err(obj)` if this slot does not lend it (another connection, or not
+    /// leased).
+    #[inline]
+    pub(crate) fn give_back(&mut self, lease: Lease, obj: T, now: Instant) -> Result<Option<T>, T> {
+        if !self.is(lease.conn()) {
+            return Err(obj);
+        }
+        if self.multiplexed {
+            if self.out == 0 {
+                return Err(obj);
+            }
+            self.out -= 1;
+            if self.out == 0 {
+                self.idle_since = now;
+            }
+            return Ok(Some(obj));
+        }
+        if !matches!(self.hold, Hold::Lent) {
             return Err(obj);
         }
         self.hold = Hold::Here(obj);
-        Ok(())
+        self.idle_since = now;
+        Ok(None)
     }
 
     /// What an abandoned grant goes back with: the tag and the keep-alive
@@ -118,17 +173,21 @@ impl<T> ConnEntry<T> {
     }
 }
 
-/// A connection handed to a lease: the core's lease, the object, the tag it
-/// was last released with, and how many leases it has served (this one
-/// included).
+/// A connection handed to a lease: the core's lease, the object (for a
+/// multiplexed connection, the lease's own handle), the tag it was last
+/// released with, and how many leases it has served (this one included).
 #[derive(Debug)]
 pub struct Handout<T> {
     /// The core's lease (give it back with the object).
     pub lease: Lease,
-    /// The connection object.
+    /// The connection object, or the lease's handle of a multiplexed one.
     pub conn: T,
     /// The connection's tag as last released (the lease starts with it).
     pub tag: Option<Tag>,
     /// Leases served by this connection, this one included (> 1 = reuse).
     pub served: u32,
+    /// How long it was idle before this hand-out (since its connect or its
+    /// last release; for a multiplexed connection, since its last lease
+    /// came back), as the driver's clock saw it.
+    pub idle: Duration,
 }

@@ -55,6 +55,54 @@ pub trait Io<K> {
     fn route_idle(&mut self, key: K) {
         let _ = key;
     }
+
+    /// Watch `conn` while the driver holds its object: called when the object
+    /// comes into the table (connected, given back for reuse, validated) and
+    /// each time the backend asks again ([`Driver::watch`](crate::Driver::watch),
+    /// [`Driver::watch_all`](crate::Driver::watch_all)). Register interest
+    /// with the reactor (a waker per slot, a socket's receive waker) and
+    /// answer at once: `Some(event)` if something is already known (the peer
+    /// closed it, a new stream capacity), which the driver applies at once;
+    /// `None` otherwise. Must not block; an event must not be lost (answer
+    /// it again when asked again). Default: never watched (`None`).
+    ///
+    /// For a multiplexed connection the object stays in the table while
+    /// leases are out, so it is watched for its whole life (a SETTINGS
+    /// change, a GOAWAY).
+    fn watch(&mut self, conn: ConnId, conn_obj: &mut Self::Conn) -> Option<ConnEvent> {
+        let _ = (conn, conn_obj);
+        None
+    }
+
+    /// A handle for one more lease on a multiplexed connection (a clone of
+    /// hyper's HTTP/2 `SendRequest`, or of an `Arc` around the client). Called
+    /// under the backend's lock when a lease is handed out on a connection
+    /// reported with
+    /// [`Driver::connected_multiplexed`](crate::Driver::connected_multiplexed);
+    /// `None` = it cannot take a lease now (the lease is given back as
+    /// discarded and the request asks again). Default: `None` (never called
+    /// for exclusive connections).
+    fn share(&mut self, conn_obj: &Self::Conn) -> Option<Self::Conn> {
+        let _ = conn_obj;
+        None
+    }
+}
+
+/// What a connection's watcher saw ([`Io::watch`], [`Driver::watch`](crate::Driver::watch)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConnEvent {
+    /// The peer closed or reset it, sent bytes nobody asked for, or shut it
+    /// down gracefully (HTTP/2 GOAWAY): the core's `peer_closed`. An idle
+    /// connection closes at once (`PeerClosed`) and a waiter gets another;
+    /// one with leases out drains (they finish, no new lease starts).
+    PeerClosed,
+    /// Its stream capacity changed (an HTTP/2 peer's SETTINGS changed
+    /// `MAX_CONCURRENT_STREAMS`): the core's `set_capacity`. Leases out stay;
+    /// while there are as many as the capacity or more, no new lease starts.
+    /// `0` is ignored (a peer that allows no stream for good is
+    /// `PeerClosed`).
+    Capacity(u32),
 }
 
 /// The answer to [`Io::validate`].

@@ -210,24 +210,40 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
         self.tickets.get_mut(ticket.index()).map(|t| &mut t.note)
     }
 
-    /// Moves a granted connection's object to its lease.
+    /// Moves a granted connection's object to its lease (a multiplexed
+    /// connection's: a handle made by [`Io::share`]).
     #[inline]
     fn lend(&mut self, lease: Lease) -> Option<Handout<I::Conn>> {
-        self.conns.get_mut(lease.conn().index())?.lend(lease)
+        let io = &mut self.io;
+        let now = self.core.now();
+        self.conns
+            .get_mut(lease.conn().index())?
+            .lend(lease, now, |obj| io.share(obj))
     }
 
-    /// A lease gives its connection back. An object that does not belong to
-    /// a leased connection of this driver (a second release) is disposed of.
+    /// A lease gives its connection back (for a multiplexed connection: its
+    /// handle, which is dropped here; the connection's object stays in the
+    /// table). An object that does not belong to a leased connection of this
+    /// driver (a second release) is disposed of. A connection back for reuse
+    /// is watched again ([`Io::watch`]).
     pub fn release(&mut self, lease: Lease, obj: I::Conn, how: Returned, now: Instant) {
         let conn = lease.conn();
         let Some(e) = self.conns.get_mut(conn.index()) else {
             self.io.dispose(obj);
             return;
         };
-        if let Err(obj) = e.give_back(lease, obj) {
-            self.io.dispose(obj);
-            return;
-        }
+        let exclusive = match e.give_back(lease, obj, now) {
+            Ok(None) => true,
+            Ok(Some(handle)) => {
+                drop(handle);
+                false
+            }
+            Err(obj) => {
+                self.io.dispose(obj);
+                return;
+            }
+        };
+        let reuse = matches!(how, Returned::Reuse { .. });
         let how = match how {
             Returned::Reuse { keep_alive, tag } => {
                 e.tag = tag;
@@ -242,6 +258,9 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             }
         };
         self.finish_release(lease, how, now);
+        if exclusive && reuse {
+            self.rewatch(conn, now);
+        }
     }
 
     /// The backend found the connection handed out dead (the peer closed it
@@ -255,10 +274,17 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
 
     /// A lease keeps its object for good (it leaves the pool): the pool
     /// forgets the connection (closed as `Discarded`, without its object).
+    ///
+    /// A lease of a multiplexed connection keeps its handle; the connection
+    /// drains (the other leases finish, then it closes as `Discarded`).
     pub fn detach(&mut self, lease: Lease, now: Instant) {
         if let Some(e) = self.conns.get_mut(lease.conn().index()) {
-            if e.is(lease.conn()) && matches!(e.hold, Hold::Lent) {
-                e.hold = Hold::Vacant;
+            if e.is(lease.conn()) {
+                if e.multiplexed {
+                    e.out = e.out.saturating_sub(1);
+                } else if matches!(e.hold, Hold::Lent) {
+                    e.hold = Hold::Vacant;
+                }
             }
         }
         let _ = self.core.release(lease, Release::Discard, now);

@@ -34,6 +34,16 @@
 //!   is handed out; a dead one goes back with [`Driver::dead_at_handout`]
 //!   (closed as `PeerClosed`) and the request asks again, at most
 //!   [`Driver::handout_tries`] times.
+//! - **Watching** ([`Io::watch`], [`ConnEvent`]). An object coming into the
+//!   table (connected, given back for reuse, validated) is watched; what
+//!   the backend's watcher saw becomes the core's `peer_closed` (an idle
+//!   connection closes at once, one with leases out drains) or
+//!   `set_capacity`, at once ([`Driver::watch`], [`Driver::watch_all`]).
+//!   The hand-out check gets the connection's idle time
+//!   ([`Handout::idle`]).
+//! - **Multiplexed connections** ([`Driver::connected_multiplexed`]): the
+//!   object stays in the table and each lease gets a handle from
+//!   [`Io::share`]; the connection table counts the handles out.
 //! - **The timer re-arm rule** ([`Driver::arm_timer`],
 //!   [`Driver::poll_timer`]): the timer task is woken only when an input
 //!   moves the next deadline earlier than the one it sleeps until.
@@ -57,10 +67,11 @@ mod pump;
 mod table;
 mod tickets;
 mod timer;
+mod watch;
 
 pub use connect::Unwanted;
 pub use conns::{ConnEntry, Handout};
 pub use driver::{Driver, Settings, Tables};
-pub use io::{Checked, Io};
+pub use io::{Checked, ConnEvent, Io};
 pub use lease::{Returned, StartError, Started};
 pub use tickets::{Answer, Ticket, TicketId};

@@ -737,3 +737,137 @@ fn an_idle_route_is_reported_to_the_io() {
     assert!(events(&mut d).contains(&Ev::RouteIdle("a")));
     let _ = Poll::<()>::Pending;
 }
+
+// ---------------------------------------------------------------- watch
+
+#[test]
+fn an_idle_connection_is_watched_and_closed_at_once_when_its_watcher_reports_it() {
+    let mut d = driver(config(), Settings::default());
+    let ticket = queue(&mut d, "a", t(0));
+    let conn = last_connect(&d);
+    d.connected(conn, Obj(1), t(1)).unwrap();
+    // Granted at once to the waiter: watched as it came in, nothing seen.
+    assert_eq!(d.io().watched, vec![(conn, 1)]);
+    let h = granted(answer(&mut d, ticket));
+    d.release(h.lease, h.conn, Returned::REUSE, t(5));
+    assert_eq!(d.io().watched, vec![(conn, 1), (conn, 1)], "watched again");
+    events(&mut d);
+    // The watcher's waker fired: the peer closed it. Closed at once.
+    d.io_mut()
+        .seen
+        .insert(1, wharf_driver::ConnEvent::PeerClosed);
+    assert!(d.watch(conn.index(), t(9)));
+    assert_eq!(
+        events(&mut d),
+        vec![
+            Ev::Close(conn, CloseReason::PeerClosed, Some(1)),
+            Ev::RouteIdle("a")
+        ]
+    );
+    assert!(!d.watch(conn.index(), t(10)), "nothing held any more");
+    // The next lease connects anew.
+    let _ticket = queue(&mut d, "a", t(11));
+    assert_eq!(d.core().counters().connects, 2);
+    check(&d, 1, &[]);
+}
+
+#[test]
+fn a_close_the_watcher_knows_at_release_closes_the_connection_there() {
+    let mut d = driver(config(), Settings::default());
+    let ticket = queue(&mut d, "a", t(0));
+    let conn = last_connect(&d);
+    d.connected(conn, Obj(1), t(1)).unwrap();
+    let h = granted(answer(&mut d, ticket));
+    events(&mut d);
+    d.io_mut()
+        .seen
+        .insert(1, wharf_driver::ConnEvent::PeerClosed);
+    d.release(h.lease, h.conn, Returned::REUSE, t(2));
+    assert_eq!(
+        events(&mut d),
+        vec![
+            Ev::Close(conn, CloseReason::PeerClosed, Some(1)),
+            Ev::RouteIdle("a")
+        ]
+    );
+    assert_eq!(d.core().stats().connections, 0);
+    check(&d, 1, &[]);
+}
+
+#[test]
+fn a_handout_carries_the_time_its_connection_was_idle() {
+    let mut d = driver(config(), Settings::default());
+    let ticket = queue(&mut d, "a", t(0));
+    d.connected(last_connect(&d), Obj(1), t(1)).unwrap();
+    let h = granted(answer(&mut d, ticket));
+    assert_eq!(h.idle, Duration::ZERO);
+    d.release(h.lease, h.conn, Returned::REUSE, t(10));
+    let Ok(Started::Granted(h)) = d.lease(&"a", None, t(35), None) else {
+        panic!()
+    };
+    assert_eq!(h.idle, Duration::from_millis(25));
+    d.release(h.lease, h.conn, Returned::REUSE, t(36));
+    check(&d, 1, &[]);
+}
+
+// ---------------------------------------------------------------- multiplexed
+
+#[test]
+fn a_multiplexed_connection_lends_handles_up_to_its_capacity_and_follows_its_watcher() {
+    let mut cfg = config();
+    cfg.max_per_route = 1;
+    cfg.max_total = 1;
+    let mut d = driver(cfg, Settings::default());
+    let tickets: Vec<_> = (0..3).map(|i| queue(&mut d, "a", t(i))).collect();
+    let conn = last_connect(&d);
+    d.connected_multiplexed(conn, Obj(1), 2, t(3)).unwrap();
+    let a = granted(answer(&mut d, tickets[0]));
+    let b = granted(answer(&mut d, tickets[1]));
+    // Each lease has a handle of its own; the object stays in the table.
+    assert_eq!((a.conn.0, b.conn.0), (1001, 2001));
+    assert_eq!((a.lease.conn(), b.lease.conn()), (conn, conn));
+    assert!(d
+        .poll_answer(tickets[2], std::task::Waker::noop())
+        .is_pending());
+    // The peer raises its capacity: the third is served on the same connection.
+    d.io_mut()
+        .seen
+        .insert(1, wharf_driver::ConnEvent::Capacity(3));
+    assert!(d.watch(conn.index(), t(4)));
+    let c = granted(answer(&mut d, tickets[2]));
+    assert_eq!((c.conn.0, c.lease.conn()), (3001, conn));
+    // Lowered to 1 with 3 out: no new lease until fewer than 1 are out.
+    d.io_mut()
+        .seen
+        .insert(1, wharf_driver::ConnEvent::Capacity(1));
+    d.watch(conn.index(), t(5));
+    d.release(a.lease, a.conn, Returned::REUSE, t(6));
+    d.release(b.lease, b.conn, Returned::REUSE, t(6));
+    let waiting = queue(&mut d, "a", t(7));
+    assert!(d
+        .poll_answer(waiting, std::task::Waker::noop())
+        .is_pending());
+    d.release(c.lease, c.conn, Returned::REUSE, t(8));
+    let e = granted(answer(&mut d, waiting));
+    assert_eq!(e.lease.conn(), conn);
+    // A GOAWAY with a lease out: it drains; closes with its last lease.
+    events(&mut d);
+    d.io_mut()
+        .seen
+        .insert(1, wharf_driver::ConnEvent::PeerClosed);
+    d.watch(conn.index(), t(9));
+    assert!(events(&mut d).is_empty(), "a lease is out: it drains");
+    d.release(e.lease, e.conn, Returned::REUSE, t(10));
+    assert_eq!(
+        events(&mut d),
+        vec![
+            Ev::Close(conn, CloseReason::PeerClosed, Some(1)),
+            Ev::RouteIdle("a")
+        ]
+    );
+    assert!(
+        !d.io().gone.iter().any(|&n| n > 1000),
+        "handles are dropped, not closed"
+    );
+    d.core().check_invariants().unwrap();
+}

@@ -87,6 +87,8 @@ pub enum Ev {
     Fin(u16),
     /// The client reset it (RST).
     Rst(u16),
+    /// The server closed it (FIN) after it was idle.
+    IdleClosed(u16),
 }
 
 /// How a test server treats its connections.
@@ -96,14 +98,31 @@ pub enum Mode {
     Echo,
     /// Echo the first message, then close the connection (FIN).
     CloseAfterFirst,
+    /// Echo; close (FIN) a connection idle this many milliseconds.
+    IdleClose(u64),
+    /// Echo; send `PUSH` (bytes nobody asked for) on a connection idle this
+    /// many milliseconds, once.
+    PushAfter(u64),
 }
 
 #[derive(Default)]
 pub struct Log {
     pub events: RefCell<Vec<Ev>>,
+    /// When the server closed an idle connection: (client port, instant).
+    pub idle_closed_at: RefCell<Vec<(u16, embassy_time::Instant)>>,
 }
 
 impl Log {
+    /// When the server closed the idle connection from client port `port`
+    /// (the latest such close), if it did.
+    pub fn idle_closed(&self, port: u16) -> Option<embassy_time::Instant> {
+        self.idle_closed_at
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == port)
+            .map(|&(_, at)| at)
+    }
     pub fn events(&self) -> Vec<Ev> {
         self.events.borrow().clone()
     }
@@ -119,6 +138,13 @@ impl Log {
             .borrow()
             .iter()
             .filter(|e| matches!(e, Ev::Fin(_)))
+            .count()
+    }
+    pub fn idle_closes(&self) -> usize {
+        self.events
+            .borrow()
+            .iter()
+            .filter(|e| matches!(e, Ev::IdleClosed(_)))
             .count()
     }
     pub fn rsts(&self) -> usize {
@@ -147,8 +173,40 @@ async fn serve_one(stack: Stack<'_>, port: u16, mode: Mode, log: &Log) -> ! {
         let peer = s.remote_endpoint().map(|e| e.port).unwrap_or(0);
         log.events.borrow_mut().push(Ev::Accepted(peer));
         let mut buf = [0u8; 256];
+        let mut pushed = false;
         loop {
-            match s.read(&mut buf).await {
+            let idle = match mode {
+                Mode::IdleClose(ms) => Some(ms),
+                Mode::PushAfter(ms) if !pushed => Some(ms),
+                _ => None,
+            };
+            let read = match idle {
+                Some(ms) => {
+                    match embassy_time::with_timeout(
+                        embassy_time::Duration::from_millis(ms),
+                        s.read(&mut buf),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) if matches!(mode, Mode::PushAfter(_)) => {
+                            pushed = true;
+                            let _ = s.write_all(b"PUSH").await;
+                            let _ = s.flush().await;
+                            continue;
+                        }
+                        Err(_) => {
+                            log.events.borrow_mut().push(Ev::IdleClosed(peer));
+                            log.idle_closed_at
+                                .borrow_mut()
+                                .push((peer, embassy_time::Instant::now()));
+                            break;
+                        }
+                    }
+                }
+                None => s.read(&mut buf).await,
+            };
+            match read {
                 Ok(0) => {
                     log.events.borrow_mut().push(Ev::Fin(peer));
                     break;

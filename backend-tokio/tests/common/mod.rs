@@ -64,6 +64,10 @@ pub struct Opts {
     pub accept_delay: Option<Duration>,
     /// Also count connections in this tracker (shared by several servers).
     pub global: Option<Arc<Tracker>>,
+    /// The idle close is a reset (RST) instead of a FIN.
+    pub idle_reset: bool,
+    /// Send `PUSH\n` (bytes nobody asked for) on a connection idle this long.
+    pub push_idle: Option<Duration>,
 }
 
 struct Entry {
@@ -76,6 +80,8 @@ struct State {
     tracker: Arc<Tracker>,
     live: Mutex<Vec<Arc<Entry>>>,
     seq: AtomicU64,
+    /// When the server closed each connection for being idle, by its id.
+    idle_closed: Mutex<std::collections::HashMap<u64, tokio::time::Instant>>,
 }
 
 impl State {
@@ -138,6 +144,7 @@ impl Server {
             tracker: tracker.clone(),
             live: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
+            idle_closed: Mutex::new(std::collections::HashMap::new()),
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -175,6 +182,17 @@ impl Server {
 
     pub fn route(&self) -> (String, u16) {
         (String::from("127.0.0.1"), self.port)
+    }
+
+    /// When the server closed connection `id` (the `<conn>` of its answers)
+    /// for being idle.
+    pub fn idle_closed_at(&self, id: u64) -> Option<tokio::time::Instant> {
+        self.state.idle_closed.lock().unwrap().get(&id).copied()
+    }
+
+    /// Connections the server closed for being idle.
+    pub fn idle_closes(&self) -> usize {
+        self.state.idle_closed.lock().unwrap().len()
     }
 
     /// Waits (bounded) until the server counts `n` live connections.
@@ -224,9 +242,37 @@ async fn serve(st: Arc<State>, e: Arc<Entry>, id: u64) {
     let mut buf = [0u8; 256];
     let mut line = Vec::new();
     let mut served = 0u64;
+    let mut pushed = false;
     loop {
-        let n = match read_some(&e.stream, &mut buf, st.opts.idle_close).await {
-            Ok(0) | Err(_) => break,
+        let idle = match (st.opts.push_idle, pushed) {
+            (Some(d), false) => Some(d),
+            _ => st.opts.idle_close,
+        };
+        let n = match read_some(&e.stream, &mut buf, idle).await {
+            Ok(0) => break,
+            Err(err)
+                if err.kind() == io::ErrorKind::TimedOut
+                    && st.opts.push_idle.is_some()
+                    && !pushed =>
+            {
+                pushed = true;
+                if write_all(&e.stream, b"PUSH\n").await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                if st.opts.idle_reset {
+                    let _ = socket2::SockRef::from(&e.stream).set_linger(Some(Duration::ZERO));
+                }
+                st.idle_closed
+                    .lock()
+                    .unwrap()
+                    .insert(id, tokio::time::Instant::now());
+                st.retire(&e);
+                return; // the last reference drops here: FIN (or RST)
+            }
+            Err(_) => break,
             Ok(n) => n,
         };
         line.extend_from_slice(&buf[..n]);
@@ -287,4 +333,93 @@ pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     f()
+}
+
+thread_local! {
+    /// When this thread last ran a [`Probe`]'s hand-out check (the check runs
+    /// in the poll of the lease future that completes with the lease).
+    static LAST_CHECK: std::cell::Cell<Option<tokio::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// When the hand-out check of the lease just returned on this thread ran.
+pub fn last_check() -> Option<tokio::time::Instant> {
+    LAST_CHECK.with(|c| c.get())
+}
+
+/// What a [`Probe`] saw.
+#[derive(Default, Debug)]
+pub struct ProbeCounts {
+    /// Idle connections its watch reported closed.
+    pub watched: AtomicUsize,
+    /// Connections its hand-out / release check found broken.
+    pub broken: AtomicUsize,
+}
+
+/// `TcpConnector` with its two checks switchable (to show what each one
+/// catches, and that a test fails without it): `watch` = the idle watch
+/// (`poll_event`), `check` = the hand-out and release check (`is_broken`).
+pub struct Probe {
+    pub watch: bool,
+    pub check: bool,
+    pub counts: Arc<ProbeCounts>,
+}
+
+impl Probe {
+    pub fn new(watch: bool, check: bool) -> (Probe, Arc<ProbeCounts>) {
+        let counts = Arc::new(ProbeCounts::default());
+        (
+            Probe {
+                watch,
+                check,
+                counts: counts.clone(),
+            },
+            counts,
+        )
+    }
+}
+
+impl wharf_tokio::Connector<(String, u16)> for Probe {
+    type Conn = TcpStream;
+    type Error = io::Error;
+    async fn connect(&self, route: &(String, u16)) -> io::Result<TcpStream> {
+        wharf_tokio::TcpConnector::new()
+            .connect_host(&route.0, route.1)
+            .await
+    }
+    fn is_stale(&self, conn: &mut TcpStream) -> impl std::future::Future<Output = bool> + Send {
+        let stale = wharf_tokio::tcp_is_unusable(conn);
+        async move { stale }
+    }
+    fn is_broken(&self, conn: &mut TcpStream) -> bool {
+        let broken = self.check && wharf_tokio::tcp_is_unusable(conn);
+        if broken {
+            self.counts.broken.fetch_add(1, Ordering::SeqCst);
+        }
+        broken
+    }
+    fn is_dead_at_handout(&self, conn: &mut TcpStream, idle: Duration) -> bool {
+        LAST_CHECK.with(|c| c.set(Some(tokio::time::Instant::now())));
+        let dead = self.check && wharf_tokio::tcp_is_dead(conn, idle >= Duration::from_millis(1));
+        if dead {
+            self.counts.broken.fetch_add(1, Ordering::SeqCst);
+        }
+        dead
+    }
+    fn poll_event(
+        &self,
+        conn: &mut TcpStream,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<wharf_tokio::ConnEvent> {
+        if !self.watch {
+            return std::task::Poll::Pending;
+        }
+        let p = wharf_tokio::tcp_poll_unusable(conn, cx);
+        if p.is_ready() {
+            self.counts.watched.fetch_add(1, Ordering::SeqCst);
+        }
+        p.map(|()| wharf_tokio::ConnEvent::PeerClosed)
+    }
+    fn describe(&self, route: &(String, u16)) -> String {
+        format!("{}:{}", route.0, route.1)
+    }
 }

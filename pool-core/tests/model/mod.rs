@@ -567,9 +567,45 @@ impl Model {
                 }
             }
         }
-        // Blocked routes first, then this route's own demand (§3.1 steps 2, 3).
-        self.unblock();
-        self.try_create(r);
+        // §3.1 step 2 (dd8eb13): "`unblock()` and `try_create(r)`, oldest
+        // waiter first: if the blocked list is not empty and `r` has a queued
+        // waiter older than the oldest waiter of the first blocked route `b !=
+        // r` that wants capacity (§3.7a), or no blocked route but `r` wants
+        // capacity, `try_create(r)` then `unblock()`; otherwise `unblock()`
+        // then `try_create(r)`." Reading: "no blocked route" is no such `b`.
+        let first_b = self
+            .blocked
+            .iter()
+            .copied()
+            .find(|&b| b != r && self.wants_capacity(b));
+        let own_first = match first_b {
+            Some(b) => {
+                let older = match (self.oldest_waiter(r), self.oldest_waiter(b)) {
+                    (Some(a), Some(o)) => a < o,
+                    _ => false,
+                };
+                if older {
+                    event("model: settle serves the route's own older waiter before the blocked routes");
+                }
+                older
+            }
+            None => {
+                let wants = self.wants_capacity(r);
+                if wants && !self.blocked.is_empty() {
+                    event(
+                        "model: settle tries its own route first (no blocked route wants capacity)",
+                    );
+                }
+                wants
+            }
+        };
+        if own_first {
+            self.try_create(r);
+            self.unblock();
+        } else {
+            self.unblock();
+            self.try_create(r);
+        }
         self.warm(r);
         self.check_idle(r);
     }
@@ -1076,13 +1112,17 @@ impl Model {
         ready.iter().copied().find(|&c| self.conn(c).tag.is_none())
     }
 
+    /// §4 step 4; §14 (dd8eb13): no validation is due when `updated +
+    /// validate_after_inactivity` saturates (§2: a sum that reaches
+    /// `Instant::MAX` is never).
     fn needs_validation(&self, c: Cid, now: Instant) -> bool {
         let conn = self.conn(c);
         Self::is_idle(conn)
             && self
                 .cfg
                 .validate_after_inactivity
-                .is_some_and(|v| now >= conn.updated + v)
+                .and_then(|v| never(conn.updated + v))
+                .is_some_and(|d| now >= d)
     }
 
     fn begin_validation(&mut self, c: Cid, w: Wid) {
@@ -1208,6 +1248,11 @@ impl Model {
                                 // §2: "the idle timeout does not take a route
                                 // below `min_idle(r)`": kept.
                                 event("model: idle timeout keeps a connection (min_idle)");
+                                self.conn_mut(c).kept = true;
+                            } else if self.ratio_keeps(c) {
+                                // §2 (dd8eb13): "nor below what its preconnect
+                                // ratio provisions".
+                                event("model: idle timeout keeps a connection (preconnect ratio)");
                                 self.conn_mut(c).kept = true;
                             } else {
                                 self.close(c, CloseReason::IdleTimeout);
@@ -1502,6 +1547,62 @@ impl Model {
         }
     }
 
+    /// §2 (dd8eb13): the idle timeout keeps idle connection `c` when
+    /// "without the connection the preconnect check (§3.2, with `spare` and
+    /// the idle counts less this connection) would open one at once". Reading:
+    /// the check of §3.2 (ratio above 1, the ratio inequality, no retry
+    /// backoff, the idle limits leave room) and §12's health (an unhealthy
+    /// route makes no preconnect), not the limits of `create`.
+    fn ratio_keeps(&self, c: Cid) -> bool {
+        let conn = self.conn(c);
+        let r = conn.route;
+        let ratio = self.ratio_of(r) as u64;
+        if ratio <= 1000 || !self.route(r).healthy || self.backoff_pending(r) {
+            return false;
+        }
+        let q = self.route(r).queue.len() as u64;
+        let cc = self.connecting_capacity(r);
+        let active = self.active_of(r) as u64;
+        let own = {
+            let free = (conn.capacity - conn.active) as u64;
+            conn.remaining.map_or(free, |rem| free.min(rem as u64))
+        };
+        let spare = self.spare(r) - own;
+        let wanted = (q + active) * ratio > (cc + spare + active) * 1000;
+        if !wanted {
+            return false;
+        }
+        let connecting_r = self.connecting_of(r);
+        let connecting = self
+            .conns
+            .values()
+            .filter(|x| x.state == CState::Connecting)
+            .count() as u32;
+        let per_route = self
+            .cfg
+            .max_idle_per_route
+            .is_none_or(|m| self.idle_of(r) - 1 + connecting_r < m);
+        let total = self
+            .cfg
+            .max_idle
+            .is_none_or(|m| self.total_idle() - 1 + connecting < m);
+        if !(per_route && total) {
+            event(
+                "model: the ratio would keep an idle connection but the idle limits leave no room",
+            );
+        }
+        per_route && total
+    }
+
+    /// The sequence number of the oldest queued waiter of `r`.
+    fn oldest_waiter(&self, r: Rid) -> Option<u64> {
+        self.route(r)
+            .queue
+            .iter()
+            .map(|w| self.waiters[w].seq)
+            .min()
+    }
+
     /// §3.7a: a route `b` *wants capacity*: "live, not being deleted, the
     /// pool not closed, and demand (`len(queue(b)) > connecting_capacity(b)`)".
     fn wants_capacity(&self, b: Rid) -> bool {
@@ -1511,9 +1612,11 @@ impl Model {
             && self.has_demand(b)
     }
 
-    /// §3.7a: a connection of `r` that a release leaves idle yields when the
-    /// total limit binds and the first blocked route `b != r` that wants
-    /// capacity has an oldest waiter older than every waiter queued on `r`.
+    /// §3.7a (9f95602): a connection of `r` that a release leaves idle, while
+    /// the total limit binds, yields to the first route `b != r` on the
+    /// blocked list that wants capacity, is *short* (`allocated(b) == 0` or
+    /// `allocated(b) + 1 < allocated(r)`) and has an oldest waiter older than
+    /// every waiter queued on `r` (or `r` has none).
     fn yields(&self, r: Rid) -> bool {
         if self.total() < self.cfg.max_total {
             return false;
@@ -1527,23 +1630,32 @@ impl Model {
                 "model: yield check sees a blocked route with waiters that does not want capacity",
             );
         }
-        let Some(b) = self
+        let own = self.oldest_waiter(r);
+        let ar = self.allocated(r);
+        let older = |b: Rid| {
+            let ob = self.oldest_waiter(b).expect("demand means a queued waiter");
+            own.is_none_or(|or| ob < or)
+        };
+        let short = |b: Rid| {
+            let ab = self.allocated(b);
+            ab == 0 || ab + 1 < ar
+        };
+        let candidates: Vec<Rid> = self
             .blocked
             .iter()
             .copied()
-            .find(|&b| b != r && self.wants_capacity(b))
-        else {
-            return false;
-        };
-        let oldest = |x: Rid| {
-            self.route(x)
-                .queue
-                .iter()
-                .map(|w| self.waiters[w].seq)
-                .min()
-        };
-        let ob = oldest(b).expect("demand means a queued waiter");
-        oldest(r).is_none_or(|or| ob < or)
+            .filter(|&b| b != r && self.wants_capacity(b))
+            .collect();
+        if candidates.iter().any(|&b| older(b) && !short(b)) {
+            event("model: yield passes over an older blocked route that is not short");
+        }
+        let found = candidates.iter().copied().find(|&b| short(b) && older(b));
+        if let Some(b) = found {
+            if self.allocated(b) > 0 {
+                event("model: yield to a short blocked route that has connections");
+            }
+        }
+        found.is_some()
     }
 
     fn conn_check(&self, c: Cid) -> Result<&MConn, ConnError> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
 
 use wharf_core::{CloseReason, Config, ConnId, Instant, Pool, Validation};
-use wharf_driver::{Answer, Checked, Driver, Io, Settings, Started, Tables, TicketId};
+use wharf_driver::{Answer, Checked, ConnEvent, Driver, Io, Settings, Started, Tables, TicketId};
 
 pub type Key = &'static str;
 
@@ -44,6 +44,14 @@ pub struct Fake {
     pub checking: Vec<(ConnId, Obj)>,
     /// Objects closed or disposed of (each at most once).
     pub gone: BTreeSet<u32>,
+    /// Every `watch` call: the connection and its object (kept apart from
+    /// `events`, which stay the I/O the driver asked for).
+    pub watched: Vec<(ConnId, u32)>,
+    /// What `watch` answers for an object (once for a capacity, every time
+    /// for a close).
+    pub seen: std::collections::BTreeMap<u32, ConnEvent>,
+    /// Handles made by `share` (object `n`'s are `1000 * k + n`).
+    pub shared: u32,
 }
 
 impl Fake {
@@ -90,6 +98,20 @@ impl Io<Key> for Fake {
     fn route_idle(&mut self, key: Key) {
         self.events.push(Ev::RouteIdle(key));
     }
+    fn watch(&mut self, conn: ConnId, obj: &mut Obj) -> Option<ConnEvent> {
+        self.watched.push((conn, obj.0));
+        match self.seen.get(&obj.0).copied() {
+            Some(ConnEvent::Capacity(k)) => {
+                self.seen.remove(&obj.0);
+                Some(ConnEvent::Capacity(k))
+            }
+            other => other,
+        }
+    }
+    fn share(&mut self, obj: &Obj) -> Option<Obj> {
+        self.shared += 1;
+        Some(Obj(1000 * self.shared + obj.0))
+    }
 }
 
 pub type D = Driver<'static, Key, Fake>;
@@ -117,6 +139,9 @@ fn fake() -> Fake {
         check: Check::Now(Validation::Alive),
         checking: Vec::new(),
         gone: BTreeSet::new(),
+        watched: Vec::new(),
+        seen: Default::default(),
+        shared: 0,
     }
 }
 
