@@ -267,7 +267,9 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
     #[inline]
     pub fn now(&self) -> Instant {
         let d = tokio::time::Instant::now().saturating_duration_since(self.base);
-        Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        // u64 arithmetic (`as_micros` is u128): a pool lives far less than
+        // 584,000 years.
+        Instant::from_micros(d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()))
     }
 
     /// The tokio instant of a core instant.
