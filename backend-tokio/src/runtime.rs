@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::runtime::Handle;
@@ -260,7 +262,7 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
 
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, Inner<K, C>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 
     /// The core's clock: microseconds since the pool was built.
