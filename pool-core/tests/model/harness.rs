@@ -437,7 +437,12 @@ impl<'a> Harness<'a> {
                 self.drained = false;
                 return Ok(());
             }
+            let has = self.pool.has_actions();
             let got = self.pool.poll_action();
+            ensure!(
+                has == got.is_some(),
+                "has_actions() {has}, poll_action() {got:?}"
+            );
             let want = self.model.as_mut().and_then(|m| m.poll());
             if self.trace {
                 eprintln!("    core {got:?} / model {want:?}");
