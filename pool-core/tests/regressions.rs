@@ -11,7 +11,7 @@
 #[path = "model/mod.rs"]
 mod model;
 
-use model::harness::{run_case, Cfg, Op, RelHow, NEVER_MS};
+use model::harness::{run_case, run_case_in, Cfg, Op, RelHow, Size, NEVER_MS};
 use Op::*;
 
 /// A plain configuration: no timers, no preconnect, no idle limits.
@@ -1408,4 +1408,72 @@ fn the_unblock_after_an_own_first_try_create_retries_the_route() {
             lease(1, None),
         ],
     );
+}
+
+/// PROPERTY VIOLATION, TEXT HOLE (reported, failing): `fairness` of
+/// `tests/model/props.rs` (§14: "A waiter blocked on the total limit is not
+/// overtaken by younger waiters of other routes on connections that go
+/// idle"). The core follows the text (the model agrees); the text lets it
+/// happen. A storage with one connection slot, `max_total = max_per_route =
+/// 1`, strict tags. Route 0's untagged connection (leased) cannot serve its
+/// queued waiters tagged 0 and 1; route 1's two untagged waiters (younger)
+/// block on the total. When the lease is released, §3.1 step 2 serves route
+/// 0's older waiter first: `try_create(0)` closes its idle connection
+/// (`RouteLimit`, §3.3 step 1) but the `Close` holds the only slot, so route
+/// 0 is blocked too, behind route 1. When the `Close` is polled, `unblock`
+/// (§3.4) takes the blocked list in order and route 1 connects: its younger
+/// waiter overtakes route 0's (which now has no connection at all). After
+/// route 0's tag 0 waiter is served (by a yield), the same happens again for
+/// its tag 1 waiter: two overtakes, the bound is one per connection slot.
+/// Reading for a fix: `unblock` (or the slot freed by a `Close`) could serve
+/// the blocked routes oldest waiter first, as §3.1 step 2 now does within a
+/// settle. Found by the model test once it generated strict tags.
+#[test]
+fn a_route_closing_its_own_connection_for_a_tag_keeps_its_turn() {
+    model::harness::props::set_enabled(true);
+    let cfg = Cfg {
+        max_total: 1,
+        max_per_route: 1,
+        max_leases: Some(3),
+        fifo: true,
+        connect_timeout_ms: Some(998),
+        idle_timeout_ms: Some(5550),
+        min_idle: 1,
+        max_idle_per_route: Some(2),
+        retry_backoff_ms: 1123,
+        jitter_percent: 16,
+        seed: 6008823631929521573,
+        strict_tags: true,
+        ..basic()
+    };
+    let ops = [
+        Advance { ms: NEVER_MS },
+        Lease {
+            key: 0,
+            tag: None,
+            deadline_ms: Some(3385),
+        },
+        connected(10, 2),
+        lease(0, Some(0)),
+        Lease {
+            key: 0,
+            tag: Some(1),
+            deadline_ms: Some(607),
+        },
+        Lease {
+            key: 1,
+            tag: None,
+            deadline_ms: Some(3057),
+        },
+        Lease {
+            key: 1,
+            tag: None,
+            deadline_ms: Some(2789),
+        },
+    ];
+    let (_, verdict) = run_case_in(Size::Tight(1), &cfg, &ops, true, false);
+    if let Err(e) = verdict {
+        let _ = run_case_in(Size::Tight(1), &cfg, &ops, true, true);
+        panic!("{e}");
+    }
 }
