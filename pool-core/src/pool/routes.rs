@@ -180,10 +180,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         // Capacity that freed up goes to the oldest waiter: this route's own
         // demand first if its oldest waiter is older than the first blocked
         // route's, else the blocked routes first (§3.1).
-        let own_first = !self.blocked.is_empty()
-            && self
-                .oldest_waiter(r)
-                .is_some_and(|ours| self.blocked_oldest(r).is_none_or(|theirs| ours < theirs));
+        let own_first = self
+            .oldest_waiter(r)
+            .is_some_and(|ours| self.blocked_oldest(r).is_none_or(|theirs| ours < theirs));
         if own_first {
             self.try_create(r);
         }

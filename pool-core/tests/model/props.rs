@@ -24,7 +24,9 @@
 //!   waiters cannot be served by their own route) and is not being deleted,
 //!   every grant of a connection that had no lease (an idle or just-connected
 //!   one) to a waiter of *another* route queued *after* `w` is an overtake of
-//!   `w`; `overtakes(w) <= OVERTAKES_PER_CONN_SLOT * CONN_SLOTS`. A route with
+//!   `w`; `overtakes(w) <= OVERTAKES_PER_CONN_SLOT * CONN_SLOTS + ROUTE_SLOTS`
+//!   (§3.7a's bound: one per connection in flight, one per route ahead of
+//!   `w`'s on the blocked list). A route with
 //!   connections is served by them in FIFO order (SEMANTICS §3.7a: shares
 //!   converge to equal, not to a strict FIFO across routes, which would evict
 //!   on nearly every release under contention).
@@ -231,8 +233,12 @@ impl Props {
         self.conn_slots = conns;
     }
 
-    fn fairness_bound(&self) -> usize {
-        OVERTAKES_PER_CONN_SLOT * self.conn_slots
+    /// SEMANTICS §3.7a: a starved route's waiter `w` gets a connect within
+    /// `B + O + 1` releases, `B` the routes ahead of its route on the blocked
+    /// list (at most the route slots): overtakes by connections already in
+    /// flight (one per connection slot) plus one per route ahead.
+    fn fairness_bound(&self, pool: &Pool<'_, u8>) -> usize {
+        OVERTAKES_PER_CONN_SLOT * self.conn_slots + pool.capacity().routes
     }
 
     // ---- inputs -------------------------------------------------------------
@@ -520,7 +526,7 @@ impl Props {
     /// number `xseq`) as an overtake of every older waiter of another route
     /// that could have been served instead.
     fn overtake(&mut self, pool: &Pool<'_, u8>, xseq: u64, x: &W, conn: ConnId) -> Check {
-        let bound = self.fairness_bound();
+        let bound = self.fairness_bound(pool);
         let mut eligible: HashMap<u8, bool> = HashMap::new();
         let older: Vec<u64> = self.waiters.range(..xseq).map(|(&s, _)| s).collect();
         for s in older {
@@ -544,7 +550,7 @@ impl Props {
                 let w = w.clone();
                 violated!(
                     "fairness",
-                    "waiter {:?} of route {} (queued before them, its route below its limit with nothing connecting) was overtaken {} times (bound {bound} = {OVERTAKES_PER_CONN_SLOT} x {} connection slots) by grants of a free connection to younger waiters of other routes: {:?}",
+                    "waiter {:?} of route {} (queued before them, its route with no connection at all) was overtaken {} times (bound {bound} = {OVERTAKES_PER_CONN_SLOT} x {} connection slots + the route slots) by grants of a free connection to younger waiters of other routes: {:?}",
                     w.id,
                     w.key,
                     w.overtakes,
