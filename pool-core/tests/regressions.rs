@@ -1369,7 +1369,8 @@ fn an_undone_grant_past_its_idle_timeout() {
     );
 }
 
-/// CORE BUG or TEXT HOLE (reported, failing). §3.1 step 2 (dd8eb13): with no
+/// CORE BUG (found by the model test; fixed by 7df37df, "§3.1 step 2 as
+/// written"). §3.1 step 2 (dd8eb13): with no
 /// blocked route that wants capacity and `r` wanting capacity,
 /// "`try_create(r)` then `unblock()`"; §3.4: `unblock` tries "the routes on
 /// the blocked list when it starts". Route 0 holds three idle connections,
@@ -1379,8 +1380,8 @@ fn an_undone_grant_past_its_idle_timeout() {
 /// still at the limit) and blocks route 1; `unblock()` then finds route 1 on
 /// the list with room (the idle LRU is not empty), evicts the next one
 /// (2 -> 1) and connects. Expected actions of the lease: `Close(c0,
-/// Evicted)`, `Close(c1, Evicted)`, `Connect(route 1)`. The core stops after
-/// the first eviction (route 1 stays blocked until the `Close` is polled,
+/// Evicted)`, `Close(c1, Evicted)`, `Connect(route 1)`. The core stopped after
+/// the first eviction (route 1 stayed blocked until the `Close` was polled,
 /// whose `unblock` then evicts and connects: with every action polled at once
 /// the two agree).
 #[test]
@@ -1410,11 +1411,13 @@ fn the_unblock_after_an_own_first_try_create_retries_the_route() {
     );
 }
 
-/// PROPERTY VIOLATION, TEXT HOLE (reported, failing): `fairness` of
-/// `tests/model/props.rs` (§14: "A waiter blocked on the total limit is not
-/// overtaken by younger waiters of other routes on connections that go
-/// idle"). The core follows the text (the model agrees); the text lets it
-/// happen. A storage with one connection slot, `max_total = max_per_route =
+/// PROPERTY VIOLATION, TEXT HOLE (found by the model test once it generated
+/// strict tags; settled by 7df37df: the fairness bound is §3.7a's, "one per
+/// connection slot plus one per route ahead on the blocked list", and this
+/// case is within it). `fairness` of `tests/model/props.rs` (§14: "A waiter
+/// blocked on the total limit is not overtaken by younger waiters of other
+/// routes on connections that go idle"). The core follows the text (the model
+/// agrees). A storage with one connection slot, `max_total = max_per_route =
 /// 1`, strict tags. Route 0's untagged connection (leased) cannot serve its
 /// queued waiters tagged 0 and 1; route 1's two untagged waiters (younger)
 /// block on the total. When the lease is released, §3.1 step 2 serves route
@@ -1424,10 +1427,10 @@ fn the_unblock_after_an_own_first_try_create_retries_the_route() {
 /// (§3.4) takes the blocked list in order and route 1 connects: its younger
 /// waiter overtakes route 0's (which now has no connection at all). After
 /// route 0's tag 0 waiter is served (by a yield), the same happens again for
-/// its tag 1 waiter: two overtakes, the bound is one per connection slot.
-/// Reading for a fix: `unblock` (or the slot freed by a `Close`) could serve
-/// the blocked routes oldest waiter first, as §3.1 step 2 now does within a
-/// settle. Found by the model test once it generated strict tags.
+/// its tag 1 waiter: two overtakes (the old bound was one per connection
+/// slot). The same happens without tags when a route's stale entry on the
+/// blocked list (blocked earlier, its demand lapsed and came back) is ahead
+/// of the route a release yielded to: `unblock` serves the list in order.
 #[test]
 fn a_route_closing_its_own_connection_for_a_tag_keeps_its_turn() {
     model::harness::props::set_enabled(true);

@@ -277,10 +277,6 @@ pub struct Harness<'a> {
     pub props: props::Props,
     /// The end phase goes on to `Instant::MAX` (see `run_case_in`).
     pub end_of_time: bool,
-    /// `WHARF_MODEL_AVOID=over-unpolled`: no input leaves actions unpolled
-    /// (`Partial` is ignored) while the pool holds more connections than
-    /// `max_total` (a reported divergence, §3.1 step 2 / §3.4).
-    avoid_over_unpolled: bool,
 }
 
 /// A divergence or a violated check, with a description.
@@ -324,8 +320,7 @@ impl<'a> Harness<'a> {
             other: None,
             props: props::Props::new(&cfg),
             end_of_time: false,
-            avoid_over_unpolled: std::env::var("WHARF_MODEL_AVOID")
-                .is_ok_and(|l| l.split(',').any(|x| x.trim() == "over-unpolled")),
+
             cfg,
         }
     }
@@ -671,12 +666,6 @@ impl<'a> Harness<'a> {
             return Ok(());
         }
         self.poll_limit = self.next_limit.take();
-        if self.avoid_over_unpolled {
-            let s = self.pool.stats();
-            if s.connections > s.max_total {
-                self.poll_limit = None;
-            }
-        }
         let timer_only = matches!(
             op,
             Op::Advance { .. } | Op::AdvanceToTimer | Op::Backwards { .. }
@@ -1703,8 +1692,7 @@ fn run_storage(
 /// §12), `never` (`Instant::MAX` deadlines, saturating timeouts and inputs at
 /// `now == Instant::MAX`, §2), `keep` (`min_idle`, §2), `mlpc`
 /// (`max_leases_per_conn`, §1), `idle-limit` (idle limits, §3.2). See also
-/// [`avoid_cfg`]. Read by the harness: `over-unpolled` (no actions left
-/// unpolled while the pool is over `max_total`; a reported divergence).
+/// [`avoid_cfg`].
 pub fn avoid(op: Op, list: &str) -> Op {
     let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     match op {
