@@ -1117,6 +1117,15 @@ impl Model {
     /// `Instant::MAX` is never).
     fn needs_validation(&self, c: Cid, now: Instant) -> bool {
         let conn = self.conn(c);
+        if now == Instant::MAX
+            && Self::is_idle(conn)
+            && self
+                .cfg
+                .validate_after_inactivity
+                .is_some_and(|v| conn.updated + v == Instant::MAX)
+        {
+            event("model: no validation due at Instant::MAX (updated + validate_after saturates)");
+        }
         Self::is_idle(conn)
             && self
                 .cfg
