@@ -1480,3 +1480,59 @@ fn a_route_closing_its_own_connection_for_a_tag_keeps_its_turn() {
         panic!("{e}");
     }
 }
+
+/// PROPERTY VIOLATION, TEXT HOLE (reported, failing): `churn` of
+/// `tests/model/props.rs` (§14 "Bounded work": without new demand the pool
+/// comes to rest, apart from lifetime refreshes). The core follows the text
+/// (the model agrees). Route 0 holds two leases on a connection of capacity
+/// 2; the preconnect ratio 2.883 provisions three more connections
+/// (`connecting_capacity` 3 each while connecting, capacity 1 once
+/// connected). They are kept past their idle timeout by the ratio (§2,
+/// dd8eb13) and refreshed at their lifetimes (spread by the 9 % jitter).
+/// When an idle timeout falls while a refresh connect is in flight, §2's
+/// check "without the connection the preconnect check (§3.2 ...) would open
+/// one at once" counts the connecting one at `connecting_capacity` (3), says
+/// no, and the connection closes `IdleTimeout`; once the connect completes
+/// (capacity 1) §3.2 wants one more and preconnects it. Every lifetime
+/// refresh then drags an idle-timeout close and a reconnect along: 14
+/// counted connects/closes in one no-demand phase (bound 8). Without jitter,
+/// or with `connecting_capacity` 1, it does not happen. Reading for a fix:
+/// the keep check could count a connecting connection at the capacity it
+/// replaces, or not close while a connect of the route is in flight.
+#[test]
+fn a_refresh_in_flight_does_not_time_out_what_the_ratio_provisions() {
+    model::harness::props::set_enabled(true);
+    let cfg = Cfg {
+        max_total: 4,
+        max_per_route: 2,
+        max_pending: Some(1),
+        max_leases: Some(2),
+        fifo: true,
+        connect_timeout_ms: Some(NEVER_MS),
+        idle_timeout_ms: Some(5796),
+        max_lifetime_ms: Some(8824),
+        validate_after_ms: Some(2758),
+        ratio_milli: 2883,
+        connecting_capacity: 3,
+        starvation_guard: true,
+        retry_backoff_ms: 149,
+        jitter_percent: 9,
+        ..basic()
+    };
+    let ops = [
+        lease(0, None),
+        connected(19, 2),
+        RouteConfig {
+            key: 0,
+            limit: Some(4),
+            min_idle: Some(0),
+            ratio_milli: None,
+        },
+        lease(0, Some(1)),
+    ];
+    let (_, verdict) = run_case_in(Size::Small, &cfg, &ops, true, false);
+    if let Err(e) = verdict {
+        let _ = run_case_in(Size::Small, &cfg, &ops, true, true);
+        panic!("{e}");
+    }
+}
