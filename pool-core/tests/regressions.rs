@@ -1481,7 +1481,8 @@ fn a_route_closing_its_own_connection_for_a_tag_keeps_its_turn() {
     }
 }
 
-/// PROPERTY VIOLATION, TEXT HOLE (reported, failing): `churn` of
+/// PROPERTY VIOLATION, TEXT HOLE (found by the model test; settled by
+/// c8b4d40: the keep check takes `connecting_capacity(r)` as 0): `churn` of
 /// `tests/model/props.rs` (§14 "Bounded work": without new demand the pool
 /// comes to rest, apart from lifetime refreshes). The core follows the text
 /// (the model agrees). Route 0 holds two leases on a connection of capacity
@@ -1489,16 +1490,14 @@ fn a_route_closing_its_own_connection_for_a_tag_keeps_its_turn() {
 /// (`connecting_capacity` 3 each while connecting, capacity 1 once
 /// connected). They are kept past their idle timeout by the ratio (§2,
 /// dd8eb13) and refreshed at their lifetimes (spread by the 9 % jitter).
-/// When an idle timeout falls while a refresh connect is in flight, §2's
+/// When an idle timeout fell while a refresh connect was in flight, §2's
 /// check "without the connection the preconnect check (§3.2 ...) would open
-/// one at once" counts the connecting one at `connecting_capacity` (3), says
-/// no, and the connection closes `IdleTimeout`; once the connect completes
-/// (capacity 1) §3.2 wants one more and preconnects it. Every lifetime
-/// refresh then drags an idle-timeout close and a reconnect along: 14
+/// one at once" counted the connecting one at `connecting_capacity` (3), said
+/// no, and the connection closed `IdleTimeout`; once the connect completed
+/// (capacity 1) §3.2 wanted one more and preconnected it. Every lifetime
+/// refresh then dragged an idle-timeout close and a reconnect along: 14
 /// counted connects/closes in one no-demand phase (bound 8). Without jitter,
-/// or with `connecting_capacity` 1, it does not happen. Reading for a fix:
-/// the keep check could count a connecting connection at the capacity it
-/// replaces, or not close while a connect of the route is in flight.
+/// or with `connecting_capacity` 1, it did not happen.
 #[test]
 fn a_refresh_in_flight_does_not_time_out_what_the_ratio_provisions() {
     model::harness::props::set_enabled(true);
