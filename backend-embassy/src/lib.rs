@@ -79,7 +79,7 @@ pub use error::Error;
 pub use lease::Lease;
 pub use options::{LeaseOptions, Options};
 pub use pool::{new, new_with_options, Cluster, Pool};
-pub use route::Route;
+pub use route::{HostName, NameTooLong, Route};
 pub use runner::Runner;
 pub use state::{CorePool, State};
 
