@@ -67,6 +67,8 @@ mod fmt;
 mod clock;
 mod error;
 mod lease;
+#[cfg(feature = "nal")]
+pub mod nal;
 mod options;
 mod pool;
 mod request;

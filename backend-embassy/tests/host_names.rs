@@ -117,9 +117,9 @@ async fn names_of_different_hosts_are_different_routes() {
         drop((a, b));
         assert_eq!(log.accepted(), 2);
         assert_eq!(pool.inspect(|p| p.routes().count()), 2);
-        for i in 0..2 {
+        for (i, route) in routes.iter().enumerate() {
             assert_eq!(dns.count(&format!("svc-{i}.wharf.test")), 1);
-            let stats = pool.route_stats(&routes[i]).unwrap();
+            let stats = pool.route_stats(route).unwrap();
             assert_eq!((stats.connections, stats.idle), (1, 1));
         }
     })
