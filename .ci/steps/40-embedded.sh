@@ -25,7 +25,7 @@ echo "-- wharf-embassy for thumbv7em-none-eabihf (no_std, defmt)"
 (cd examples/firmware && CARGO_TARGET_DIR="$ROOT/examples/firmware/target" cargo build --release)
 ELF="$ROOT/examples/firmware/target/thumbv7em-none-eabihf/release/wharf-firmware-example"
 echo "firmware example ($ELF):"
-python3 examples/firmware/tools/elf_size.py "$ELF" --u32 WHARF_STATE_SIZES
+python3 examples/firmware/tools/elf_size.py "$ELF" --wharf-state WHARF_STATE_SIZES
 
 echo "-- wharf-embassy for Cortex-M0 (thumbv6m-none-eabi: no compare-and-swap atomics)"
 cargo check -p wharf-embassy --target thumbv6m-none-eabi
