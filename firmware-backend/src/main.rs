@@ -114,7 +114,10 @@ async fn main(_spawner: Spawner) {
         scenarios,
     )
     .await;
-    let (passed, failed) = (PASSED.load(Ordering::Relaxed), FAILED.load(Ordering::Relaxed));
+    let (passed, failed) = (
+        PASSED.load(Ordering::Relaxed),
+        FAILED.load(Ordering::Relaxed),
+    );
     hprintln!(
         "scenarios took {} ms (embassy-time)",
         started.elapsed().as_millis()

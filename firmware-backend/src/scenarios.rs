@@ -327,10 +327,8 @@ pub async fn runtime_host_name(ctx: &Ctx<'_>) -> Outcome {
 pub async fn nal_connects_are_pooled(ctx: &Ctx<'_>) -> Outcome {
     with_pool!(ctx, config(), |pool| {
         let tcp = PooledConnect::new(*pool);
-        let addr = core::net::SocketAddr::new(
-            core::net::Ipv4Addr::from(SERVER.octets()).into(),
-            ECHO,
-        );
+        let addr =
+            core::net::SocketAddr::new(core::net::Ipv4Addr::from(SERVER.octets()).into(), ECHO);
         for i in 0..5u8 {
             let mut c = ok!(tcp.connect(addr).await);
             echo(&mut c, &[b'n', i]).await?;
