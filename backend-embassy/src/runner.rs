@@ -100,9 +100,11 @@ async fn worker<const H: usize>(shared: &Shared<'_, H>, j: usize) -> ! {
         .await;
         match job {
             Job::Again => {}
+            // The route is borrowed from the job (one copy of the key in the
+            // worker's future, not two).
             Job::Connect {
                 conn,
-                route: Some(route),
+                route: Some(ref route),
             } => connect(shared, j, conn, route).await,
             Job::Connect { conn, route: None } => {
                 // Cannot happen: a connecting connection belongs to a live route.
@@ -129,12 +131,12 @@ async fn close(mut socket: PoolSocket<'_>, rst: bool, timeout: embassy_time::Dur
     let _ = with_timeout(timeout, socket.flush()).await;
 }
 
-async fn connect<const H: usize>(shared: &Shared<'_, H>, j: usize, conn: ConnId, route: Route<H>) {
+async fn connect<const H: usize>(shared: &Shared<'_, H>, j: usize, conn: ConnId, route: &Route<H>) {
     let (stack, opts) = {
         let inner = shared.inner.borrow();
         (inner.io().stack, inner.io().opts)
     };
-    let endpoint = match &route {
+    let endpoint = match route {
         Route::Ip(ep) => Some(*ep),
         named => {
             let name = named.host_name().unwrap_or("");
