@@ -27,17 +27,25 @@ use crate::state::{CorePool, Shared, State};
 /// [`Pool::remove_host`] and [`Pool::set_host_health`]. Add hosts with
 /// `Cluster::add_host` and set the predictive preconnect ratio with
 /// `Cluster::set_predictive_ratio` directly: they do not touch the pool.
-pub type Cluster<const HOSTS: usize> = wharf_core::Cluster<Route, HOSTS>;
+pub type Cluster<const HOSTS: usize, const H: usize = 0> = wharf_core::Cluster<Route<H>, HOSTS>;
 
 /// Creates a pool over `stack` in `state` (borrowed for good: see
 /// [`State`]), with the core's `config` and default [`Options`].
 ///
 /// Fails if `config` is invalid for the state's sizes (e.g. `max_total > N`).
-pub fn new<'d, const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize>(
+pub fn new<
+    'd,
+    const N: usize,
+    const W: usize,
+    const R: usize,
+    const TX: usize,
+    const RX: usize,
+    const H: usize,
+>(
     stack: Stack<'d>,
-    state: &'static mut State<N, W, R, TX, RX>,
+    state: &'static mut State<N, W, R, TX, RX, H>,
     config: Config,
-) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
+) -> Result<(Pool<'d, H>, Runner<'d, N, H>), ConfigError> {
     new_with_options(stack, state, config, Options::default())
 }
 
@@ -49,29 +57,37 @@ pub fn new_with_options<
     const R: usize,
     const TX: usize,
     const RX: usize,
+    const H: usize,
 >(
     stack: Stack<'d>,
-    state: &'static mut State<N, W, R, TX, RX>,
+    state: &'static mut State<N, W, R, TX, RX, H>,
     config: Config,
     opts: Options,
-) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
+) -> Result<(Pool<'d, H>, Runner<'d, N, H>), ConfigError> {
     let shared = state.init(stack, config, opts)?;
     Ok((Pool::new(shared), Runner::new(shared)))
 }
 
 /// A handle to the pool: `Copy`, share it between the tasks of one executor.
-#[derive(Clone, Copy)]
-pub struct Pool<'d> {
-    shared: &'d Shared<'d>,
+pub struct Pool<'d, const H: usize = 0> {
+    shared: &'d Shared<'d, H>,
 }
 
-impl<'d> Pool<'d> {
-    fn new(shared: &'d Shared<'d>) -> Self {
+impl<const H: usize> Clone for Pool<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<const H: usize> Copy for Pool<'_, H> {}
+
+impl<'d, const H: usize> Pool<'d, H> {
+    fn new(shared: &'d Shared<'d, H>) -> Self {
         Pool { shared }
     }
 
     /// Leases a connection of `route`, waiting for one if needed.
-    pub async fn lease(&self, route: &Route) -> Result<Lease<'d>, Error> {
+    pub async fn lease(&self, route: &Route<H>) -> Result<Lease<'d, H>, Error> {
         self.lease_with(route, LeaseOptions::default()).await
     }
 
@@ -79,7 +95,11 @@ impl<'d> Pool<'d> {
     ///
     /// Cancel-safe: dropping the future withdraws the request (and gives back a
     /// connection granted but not yet picked up, with its tag and keep-alive).
-    pub async fn lease_with(&self, route: &Route, opts: LeaseOptions) -> Result<Lease<'d>, Error> {
+    pub async fn lease_with(
+        &self,
+        route: &Route<H>,
+        opts: LeaseOptions,
+    ) -> Result<Lease<'d, H>, Error> {
         let deadline = opts.timeout.map(|d| now() + d);
         // A connection found dead when it is handed out (the peer closed it
         // while it was idle and no validation was due) is closed and the
@@ -95,10 +115,10 @@ impl<'d> Pool<'d> {
 
     async fn lease_once(
         &self,
-        route: &Route,
+        route: &Route<H>,
         tag: Option<Tag>,
         deadline: Option<Instant>,
-    ) -> Result<Option<Lease<'d>>, Error> {
+    ) -> Result<Option<Lease<'d, H>>, Error> {
         let request = Request::start(self.shared, |pool, now| {
             pool.lease(route, tag, now, deadline).map_err(Error::from)
         })?;
@@ -110,8 +130,8 @@ impl<'d> Pool<'d> {
     /// [`Pool::lease_cluster_with`]).
     pub fn lease_cluster<const HOSTS: usize>(
         &self,
-        cluster: &mut Cluster<HOSTS>,
-    ) -> impl Future<Output = Result<Lease<'d>, Error>> + 'd {
+        cluster: &mut Cluster<HOSTS, H>,
+    ) -> impl Future<Output = Result<Lease<'d, H>, Error>> + 'd {
         self.lease_cluster_with(cluster, LeaseOptions::default())
     }
 
@@ -132,14 +152,14 @@ impl<'d> Pool<'d> {
     /// the request is retried on the same host.
     pub fn lease_cluster_with<const HOSTS: usize>(
         &self,
-        cluster: &mut Cluster<HOSTS>,
+        cluster: &mut Cluster<HOSTS, H>,
         opts: LeaseOptions,
-    ) -> impl Future<Output = Result<Lease<'d>, Error>> + 'd {
+    ) -> impl Future<Output = Result<Lease<'d, H>, Error>> + 'd {
         let deadline = opts.timeout.map(|d| now() + d);
         let mut host = None;
         let started = Request::start(self.shared, |pool, now| {
             let picked = cluster.lease(pool, opts.tag, now, deadline)?;
-            host = cluster.host(picked.host).copied();
+            host = cluster.host(picked.host).cloned();
             Ok(picked.outcome)
         });
         let pool = *self;
@@ -171,8 +191,8 @@ impl<'d> Pool<'d> {
     /// the cluster.
     pub fn remove_host<const HOSTS: usize>(
         &self,
-        cluster: &mut Cluster<HOSTS>,
-        host: &Route,
+        cluster: &mut Cluster<HOSTS, H>,
+        host: &Route<H>,
     ) -> Result<(), Error> {
         let now = now();
         let mut inner = self.shared.inner.borrow_mut();
@@ -190,8 +210,8 @@ impl<'d> Pool<'d> {
     /// to hold the mark and no route slot is free.
     pub fn set_host_health<const HOSTS: usize>(
         &self,
-        cluster: &mut Cluster<HOSTS>,
-        host: &Route,
+        cluster: &mut Cluster<HOSTS, H>,
+        host: &Route<H>,
         healthy: bool,
     ) -> Result<(), Error> {
         let now = now();
@@ -205,7 +225,7 @@ impl<'d> Pool<'d> {
     }
 
     /// One route's gauges (`None` if the route is not in the table).
-    pub fn route_stats(&self, route: &Route) -> Option<RouteStats> {
+    pub fn route_stats(&self, route: &Route<H>) -> Option<RouteStats> {
         self.shared.inner.borrow().core().route_stats(route)
     }
 
@@ -215,7 +235,7 @@ impl<'d> Pool<'d> {
     }
 
     /// Per-route overrides (limit, warm-up, preconnect ratio).
-    pub fn set_route_config(&self, route: &Route, cfg: RouteConfig) -> Result<(), RouteError> {
+    pub fn set_route_config(&self, route: &Route<H>, cfg: RouteConfig) -> Result<(), RouteError> {
         let now = now();
         let mut inner = self.shared.inner.borrow_mut();
         inner.input(|core| core.set_route_config(route, cfg, now))
@@ -223,7 +243,7 @@ impl<'d> Pool<'d> {
 
     /// Drains one route (`Some`) or all of them (`None`); see the core's
     /// `DrainMode`.
-    pub fn drain(&self, route: Option<&Route>, mode: DrainMode) {
+    pub fn drain(&self, route: Option<&Route<H>>, mode: DrainMode) {
         let now = now();
         let mut inner = self.shared.inner.borrow_mut();
         let scope = match route {
@@ -234,7 +254,7 @@ impl<'d> Pool<'d> {
     }
 
     /// Runs `f` on the core pool (diagnostics: `check_invariants`, stats).
-    pub fn inspect<T>(&self, f: impl FnOnce(&CorePool<'d>) -> T) -> T {
+    pub fn inspect<T>(&self, f: impl FnOnce(&CorePool<'d, H>) -> T) -> T {
         f(self.shared.inner.borrow().core())
     }
 }
