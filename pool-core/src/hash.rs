@@ -57,7 +57,8 @@ mod tests {
     /// another seed: the seed, not the key, decides the chains.
     #[test]
     fn colliding_keys_for_one_seed_spread_under_another() {
-        const BUCKETS: usize = 64;
+        // Smaller under Miri, where a hash costs thousands of times more.
+        const BUCKETS: usize = if cfg!(miri) { 8 } else { 64 };
         let known = RouteHasher::new(0);
         let crafted: [u64; BUCKETS] = {
             let mut keys = [0u64; BUCKETS];
@@ -79,8 +80,8 @@ mod tests {
                 per[other.bucket(k, BUCKETS)] += 1;
             }
             let longest = per.iter().max().copied().unwrap_or(0);
-            // 64 keys in 64 buckets at random: the longest chain is a handful.
-            assert!(longest <= 8, "seed {seed:#x}: a chain of {longest}");
+            // n keys in n buckets at random: the longest chain is a handful.
+            assert!(longest <= BUCKETS.min(8) - 2, "seed {seed:#x}: a chain of {longest}");
         }
     }
 }
