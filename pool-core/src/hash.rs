@@ -81,7 +81,10 @@ mod tests {
             }
             let longest = per.iter().max().copied().unwrap_or(0);
             // n keys in n buckets at random: the longest chain is a handful.
-            assert!(longest <= BUCKETS.min(8) - 2, "seed {seed:#x}: a chain of {longest}");
+            assert!(
+                longest <= BUCKETS.min(8) - 2,
+                "seed {seed:#x}: a chain of {longest}"
+            );
         }
     }
 }
