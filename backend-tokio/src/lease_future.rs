@@ -206,6 +206,11 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     /// either completes or arranges to ask again.
     #[inline]
     fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Option<LeaseResult<K, C>> {
+        if self.shared.strict_tags {
+            // The connection's tag is the one the lease asked for (fixed at
+            // connect), whatever an earlier lease set.
+            h.tag = self.tag;
+        }
         let idle = std::time::Duration::from(h.idle);
         if !self.shared.connector.is_dead_at_handout(&mut h.conn, idle) {
             self.state = State::Done;

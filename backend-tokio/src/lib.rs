@@ -298,9 +298,10 @@ mod lease;
 mod lease_future;
 mod pool;
 mod runtime;
+mod sizing;
 mod trace;
 
-pub use builder::Builder;
+pub use builder::{Builder, DEFAULT_MAX_STORAGE};
 pub use cluster::MAX_CLUSTER_HOSTS;
 pub use cluster_table::ClusterHandle;
 pub use connector::{
