@@ -178,6 +178,7 @@ impl TcpFaultServerBuilder {
             rec: rec.clone(),
             policy: Mutex::new(self.policy),
             linger: self.linger,
+            live: Mutex::new((0, std::collections::HashMap::new())),
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let backlog = self.backlog;
@@ -199,6 +200,44 @@ struct LineShared {
     rec: Arc<Recorder>,
     policy: Mutex<Policy>,
     linger: Duration,
+    /// A duplicate of each connection's socket (by a key of its own), to see at the next
+    /// accept whether its client has closed it (`Stats::peak_live`). Removed before the
+    /// connection's own socket is dropped, so a reset (`SO_LINGER` 0) still resets.
+    live: Mutex<(u64, std::collections::HashMap<u64, std::os::fd::OwnedFd>)>,
+}
+
+impl LineShared {
+    /// A connection was accepted: counts the connections the client holds (this one and
+    /// every tracked one whose peek shows no FIN or RST) and tracks this one.
+    fn track(&self, stream: &TcpStream) -> Option<u64> {
+        use std::os::fd::AsFd;
+        let dup = stream.as_fd().try_clone_to_owned().ok()?;
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 1u64;
+        for fd in live.1.values() {
+            let sock = socket2::SockRef::from(fd);
+            let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            match sock.peek(&mut b) {
+                Ok(0) => {}                                                // FIN
+                Ok(_) => n += 1,                                           // bytes: alive
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => n += 1, // alive
+                Err(_) => {}                                               // reset
+            }
+        }
+        live.0 += 1;
+        let key = live.0;
+        live.1.insert(key, dup);
+        drop(live);
+        self.rec.note_live(n);
+        Some(key)
+    }
+
+    fn untrack(&self, key: Option<u64>) {
+        if let Some(key) = key {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            live.1.remove(&key);
+        }
+    }
 }
 
 enum Cmd {
@@ -348,7 +387,8 @@ async fn accept_loop(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .draw();
-                conns.spawn(serve_line(stream, peer, fault, shared.clone()));
+                let key = shared.track(&stream);
+                conns.spawn(serve_line(stream, peer, fault, shared.clone(), key));
             }
             Some(cmd) = cmds.recv() => match cmd {
                 Cmd::Refuse(true, tx) => {
@@ -455,6 +495,7 @@ async fn serve_line(
     peer: SocketAddr,
     fault: Fault,
     shared: Arc<LineShared>,
+    key: Option<u64>,
 ) {
     let _ = stream.set_nodelay(true);
     let rec = shared.rec.clone();
@@ -543,7 +584,10 @@ async fn serve_line(
         }
     };
     match end {
-        End::ClientGone => rec.close(id, CloseReason::ClientClosed),
+        End::ClientGone => {
+            shared.untrack(key);
+            rec.close(id, CloseReason::ClientClosed)
+        }
         End::Rst(reason) => {
             rec.decide_close(id, reason.clone());
             // Unserved lines already received, and whatever is in the socket now, came late.
@@ -557,6 +601,8 @@ async fn serve_line(
             }
             record_late(&rec, id, &late);
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            // The duplicate first: the socket is reset when its last descriptor closes.
+            shared.untrack(key);
             drop(stream);
             rec.server_closed(id, true);
             rec.close(id, reason);
@@ -574,6 +620,7 @@ async fn serve_line(
                 }
                 record_late(&rec, id, &b[..n]);
             }
+            shared.untrack(key);
             rec.close(id, reason);
         }
     }

@@ -329,3 +329,29 @@ async fn soak_with_a_fault_mix_records_each_connections_fault() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_live_counts_what_the_client_holds() {
+    let server = TcpFaultServer::builder().start().await;
+    // One after the other, each closed before the next connects: one live at
+    // a time, whatever the server's tasks have noticed.
+    for _ in 0..20 {
+        let mut c = Line::connect(server.addr()).await;
+        assert_eq!(c.ask("x").await.unwrap(), "x\n");
+        drop(c);
+    }
+    server.wait_for("all accepted", |s| s.accepted == 20).await;
+    assert_eq!(server.stats().peak_live, 1);
+    // Three held at once: three live.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = Line::connect(server.addr()).await;
+        assert_eq!(c.ask("y").await.unwrap(), "y\n");
+        held.push(c);
+    }
+    assert_eq!(server.stats().peak_live, 3);
+    // A reset still resets (the duplicate is dropped first).
+    let mut c = Line::connect(server.addr()).await;
+    c.send("!reset").await.unwrap();
+    assert_eq!(c.end().await, ReadEnd::Reset);
+}
