@@ -161,6 +161,7 @@ impl Connector<SocketAddr> for Soak {
     fn poll_event(&self, conn: &mut Counted, cx: &mut Context<'_>) -> Poll<ConnEvent> {
         tcp_poll_unusable(&conn.stream, cx).map(|()| ConnEvent::PeerClosed)
     }
+    #[allow(clippy::manual_async_fn)] // `'static`: it must not borrow the connector
     fn close(&self, mut conn: Counted) -> impl std::future::Future<Output = ()> + Send + 'static {
         async move {
             let _ = conn.stream.shutdown().await;
@@ -634,8 +635,13 @@ async fn run(leases: u64, tasks: u64, seed: u64) -> Report {
         },
         if closed { "in time" } else { "NOT within 30 s" }
     );
-    let reasons = tally.reasons.lock().unwrap();
-    let by_reason: Vec<String> = reasons.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let by_reason: Vec<String> = tally
+        .reasons
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let _ = write!(
         text,
         "outcomes: granted={granted} (requests cancelled mid-way {}) failed={failed} ({}) \
@@ -644,7 +650,6 @@ async fn run(leases: u64, tasks: u64, seed: u64) -> Report {
         by_reason.join(" "),
         granted + failed + cancelled + tally.unanswered.load(Relaxed)
     );
-    drop(reasons);
 
     let servers = Arc::try_unwrap(servers).ok().expect("servers still shared");
     for s in servers.good {

@@ -108,6 +108,10 @@ pub struct Builder<K: RouteKey, C: Connector<K>> {
     seed: Option<u64>,
     max_total_ceiling: Option<u32>,
     max_storage: usize,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    metrics_name: String,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    metrics_interval: Option<Duration>,
 }
 
 /// The default of [`Builder::max_storage`]: 1 GiB.
@@ -143,6 +147,8 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
             seed: None,
             max_total_ceiling: None,
             max_storage: DEFAULT_MAX_STORAGE,
+            metrics_name: String::from("default"),
+            metrics_interval: Some(Duration::from_secs(1)),
         }
     }
     /// Open + connecting connections over all routes.
@@ -331,6 +337,22 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         self.max_storage = bytes;
         self
     }
+    /// The value of the `pool` label on every metric this pool reports
+    /// (feature `metrics`; default `"default"`), to tell pools apart.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_name(mut self, name: impl Into<String>) -> Self {
+        self.metrics_name = name.into();
+        self
+    }
+    /// How often a task copies the pool's gauges and counters to the
+    /// `metrics` facade (feature `metrics`; default 1 s; `None`: only when
+    /// [`Pool::export_metrics`] is called). The lease-wait histogram is
+    /// recorded as leases complete, whatever this is.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_interval(mut self, every: impl Into<Option<Duration>>) -> Self {
+        self.metrics_interval = every.into().filter(|d| !d.is_zero());
+        self
+    }
     /// The runtime the driver and the connection tasks run on (default: the
     /// current one).
     pub fn runtime(mut self, handle: Handle) -> Self {
@@ -426,6 +448,10 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         )))?;
         let mut shared = shared;
         shared.strict_tags = strict_tags;
+        #[cfg(feature = "metrics")]
+        {
+            shared.metrics = crate::metrics::Metrics::new(&self.metrics_name);
+        }
         let shared = Arc::new(shared);
         {
             let mut g = shared.lock();
@@ -449,6 +475,10 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
             shared.finish(g);
         }
         rt.spawn(timer_task(shared.clone()));
+        #[cfg(feature = "metrics")]
+        if let Some(every) = self.metrics_interval {
+            rt.spawn(crate::runtime::metrics_task(shared.clone(), every));
+        }
         Ok(Pool::from_shared(shared))
     }
 }

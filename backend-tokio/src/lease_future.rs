@@ -82,6 +82,9 @@ pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
     started: Option<(Instant, Option<Instant>)>,
     /// Hand-outs that found their connection dead so far.
     dead: usize,
+    /// The request queued at least once (its wait is read from the clock
+    /// for the metrics; a lease granted at its first poll waited nothing).
+    queued: bool,
     state: State,
 }
 
@@ -118,6 +121,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
             timeout,
             started: None,
             dead: 0,
+            queued: false,
             state: State::Init,
         }
     }
@@ -335,6 +339,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                                 *note = Host::Route(r);
                             }
                             this.state = State::Waiting { ticket };
+                            this.queued = true;
                             match g.driver.poll_answer(ticket, cx.waker()) {
                                 Poll::Ready(a) => this.answered(g, a),
                                 Poll::Pending => {
@@ -365,6 +370,16 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                 State::Done => panic!("LeaseFuture polled after completion"),
             };
             if let Some(r) = done {
+                #[cfg(feature = "metrics")]
+                match this.started {
+                    Some((started, _)) if this.queued || this.dead > 0 => {
+                        let waited = shared.now().saturating_duration_since(started);
+                        shared.metrics.lease_wait(waited.as_micros());
+                    }
+                    // Granted or refused at its first poll: no wait, and no
+                    // clock read on the warm path.
+                    _ => shared.metrics.lease_wait(0),
+                }
                 return Poll::Ready(r);
             }
         }

@@ -231,6 +231,27 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         self.handle.shared.lock().driver.core().is_closed()
     }
 
+    /// Copies the pool's gauges and counters to the `metrics` facade now
+    /// (feature `metrics`; a task also does it every
+    /// [`Builder::metrics_interval`](crate::Builder::metrics_interval)).
+    ///
+    /// Reported, each with the label `pool`
+    /// ([`Builder::metrics_name`](crate::Builder::metrics_name)):
+    ///
+    /// | metric | kind | labels | from |
+    /// | --- | --- | --- | --- |
+    /// | `wharf_connections` | gauge | `state`: `connecting`, `idle`, `busy` (leased, validating or draining), `closing` | [`Pool::stats`] |
+    /// | `wharf_leased`, `wharf_pending` | gauge | | [`Pool::stats`] |
+    /// | `wharf_route_connections`, `wharf_route_idle`, `wharf_route_leased`, `wharf_route_pending` | gauge | `route` (the connector's `describe`) | [`Pool::route_stats`], for each route that has connected; zero once the pool frees it |
+    /// | `wharf_connects_total`, `wharf_grants_total`, `wharf_reuses_total`, `wharf_validations_total`, `wharf_timeouts_total`, `wharf_overflows_total`, `wharf_cancels_total` | counter | | [`Pool::counters`] |
+    /// | `wharf_connect_failures_total` | counter | `reason`: `timeout`, `local`, `remote` | [`Pool::counters`] |
+    /// | `wharf_closes_total` | counter | `reason`: `discarded`, `expired`, `idle_timeout`, `evicted`, `route_limit`, `idle_limit`, `max_leases`, `stale`, `peer_closed`, `drained`, `connect_timeout`, `excess`, `total_limit` | [`Pool::counters`] |
+    /// | `wharf_lease_wait_seconds` | histogram | | each lease future, when it completes (granted or failed; not when dropped) |
+    #[cfg(feature = "metrics")]
+    pub fn export_metrics(&self) {
+        self.handle.shared.export_metrics();
+    }
+
     /// The connector the pool opens its connections with.
     pub fn connector(&self) -> &C {
         &self.handle.shared.connector

@@ -20,6 +20,7 @@ use wharf_driver::{Checked, ConnEvent, Driver, Io};
 
 use crate::cluster_table::ClusterTable;
 use crate::connector::{Connector, RouteKey};
+use crate::metrics;
 use crate::sizing::try_vec;
 use crate::trace;
 
@@ -116,6 +117,8 @@ pub(crate) struct TokioIo<K: RouteKey, C: Connector<K>> {
     aborts: Vec<Option<(ConnId, AbortHandle)>>,
     /// The watch waker of each connection slot.
     wakers: Vec<Waker>,
+    /// The routes the metrics report (feature `metrics`; empty otherwise).
+    pub metric_routes: metrics::Routes<K>,
 }
 
 impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
@@ -124,6 +127,7 @@ impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
     type Note = Host<K>;
 
     fn connect(&mut self, conn: ConnId, route: &K) {
+        self.metric_routes.seen(route);
         self.ops.push_back(Op::Connect {
             conn,
             key: route.clone(),
@@ -164,6 +168,7 @@ impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
     }
 
     fn route_idle(&mut self, key: K) {
+        self.metric_routes.gone(&key);
         trace::route_idle(&*self.connector, &key);
     }
 
@@ -216,6 +221,9 @@ pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
     /// Strict tags: a connection's tag is fixed at connect (a lease's tag is
     /// the one it asked for).
     pub strict_tags: bool,
+    /// The `metrics` facade's handles (feature `metrics`; empty otherwise).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub metrics: metrics::Metrics<K>,
 }
 
 /// A process-unique pool identity (cluster handles carry it).
@@ -261,6 +269,7 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             closed_some: false,
             aborts: try_vec(conns, |_| None)?,
             wakers,
+            metric_routes: metrics::Routes::default(),
         };
         let tables = wharf_driver::Tables::with_capacity(conns, waiters);
         let id = next_pool_id();
@@ -283,6 +292,7 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             max_total_ceiling,
             seed,
             strict_tags: false,
+            metrics: metrics::Metrics::new("default"),
         })
     }
 
@@ -397,6 +407,32 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         }
     }
 
+    /// Copies the pool's gauges and counters to the `metrics` facade
+    /// (feature `metrics`; nothing otherwise).
+    #[cfg(feature = "metrics")]
+    pub fn export_metrics(&self) {
+        let snapshot = {
+            let mut g = self.lock();
+            let core = g.driver.core();
+            let (stats, counters) = (core.stats(), *core.counters());
+            let keys: Vec<(K, bool)> = g.driver.io_mut().metric_routes.take().collect();
+            let core = g.driver.core();
+            let routes = keys
+                .into_iter()
+                .map(|(k, live)| {
+                    let rs = if live { core.route_stats(&k) } else { None };
+                    (k, rs)
+                })
+                .collect();
+            metrics::Snapshot {
+                stats,
+                counters,
+                routes,
+            }
+        };
+        self.metrics.report(snapshot, |k| self.describe(k));
+    }
+
     /// The work a `close().await` waits for is done.
     pub fn quiet(&self, g: &Inner<K, C>) -> bool {
         let s = g.driver.core().stats();
@@ -468,6 +504,24 @@ async fn validate_task<K: RouteKey, C: Connector<K>>(
     };
     let _ = g.driver.validated(conn, obj, result, now);
     shared.finish(g);
+}
+
+/// Reports the pool's metrics every `every` while the pool lives, and once
+/// more when the last handle is dropped (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub(crate) async fn metrics_task<K: RouteKey, C: Connector<K>>(
+    shared: Arc<Shared<K, C>>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.export_metrics();
+        if shared.handles_gone.load(Ordering::Acquire) {
+            return;
+        }
+    }
 }
 
 /// The timer task: sleeps until the core's next deadline (or until an input

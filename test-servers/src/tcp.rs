@@ -196,6 +196,12 @@ impl TcpFaultServerBuilder {
     }
 }
 
+/// The last key given, and each tracked connection's duplicate socket and peer.
+type Tracked = (
+    u64,
+    std::collections::HashMap<u64, (std::os::fd::OwnedFd, SocketAddr)>,
+);
+
 struct LineShared {
     rec: Arc<Recorder>,
     policy: Mutex<Policy>,
@@ -203,10 +209,7 @@ struct LineShared {
     /// A duplicate of each connection's socket (by a key of its own), to see at the next
     /// accept whether its client has closed it (`Stats::peak_live`). Removed before the
     /// connection's own socket is dropped, so a reset (`SO_LINGER` 0) still resets.
-    live: Mutex<(
-        u64,
-        std::collections::HashMap<u64, (std::os::fd::OwnedFd, SocketAddr)>,
-    )>,
+    live: Mutex<Tracked>,
 }
 
 /// Whether the kernel has seen the peer's FIN on the server socket `local` ↔ `peer`, for a
