@@ -21,8 +21,16 @@ use wharf_driver::{Checked, ConnEvent, Driver, Io};
 use crate::cluster_table::ClusterTable;
 use crate::connector::{Connector, RouteKey};
 use crate::metrics;
-use crate::sizing::try_vec;
 use crate::trace;
+
+/// `n` values made by `f`, or `None` when the memory cannot be had (an
+/// allocation that fails is a typed error at build, never an abort).
+pub(crate) fn try_vec<T>(n: usize, f: impl FnMut(usize) -> T) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.extend((0..n).map(f));
+    Some(v)
+}
 
 /// What a waiting cluster lease keeps with its ticket: the host's route,
 /// turned into the host's key when the request fails (the route may be gone

@@ -1,8 +1,8 @@
 //! What a pool allocates at build: the bytes of the core's slots, the
 //! driver's tables and this backend's per-slot state, computed from the
 //! types' sizes (checked against [`Builder::max_storage`](crate::Builder::max_storage)
-//! before anything is allocated), and fallible allocation of this backend's
-//! own tables (an allocation that fails is a typed error, never an abort).
+//! before anything is allocated), and whether the driver's tables can be
+//! allocated (this backend's own tables allocate fallibly: `runtime::try_vec`).
 
 use std::mem::size_of;
 use std::sync::atomic::AtomicBool;
@@ -67,14 +67,6 @@ pub(crate) fn build_bytes<K: RouteKey, C: Connector<K>>(s: Slots) -> usize {
         .saturating_add(waiter.saturating_mul(s.waiters))
         .saturating_add(lease.saturating_mul(s.leases))
         .saturating_add(driver_bytes::<K, C>(s))
-}
-
-/// `n` values made by `f`, or `None` when the memory cannot be had.
-pub(crate) fn try_vec<T>(n: usize, f: impl FnMut(usize) -> T) -> Option<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).ok()?;
-    v.extend((0..n).map(f));
-    Some(v)
 }
 
 /// Whether `bytes` can be allocated now (the driver's tables are allocated
