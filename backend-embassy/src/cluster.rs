@@ -20,19 +20,22 @@ use crate::request::Request;
 use crate::route::Route;
 
 /// The core's cluster of up to `HOSTS` hosts.
-type CoreCluster<const HOSTS: usize> = wharf_core::Cluster<Route, HOSTS>;
+type CoreCluster<const HOSTS: usize, const H: usize> = wharf_core::Cluster<Route<H>, HOSTS>;
 
 /// Room for one cluster of up to `HOSTS` hosts, given to
 /// [`Pool::add_cluster`]. `const`-constructible, so it can be a `static`
 /// (through `StaticCell`) or a local; a removed cluster's slot can take a
 /// new one (older handles then fail with [`Error::UnknownCluster`]).
-pub struct ClusterSlot<const HOSTS: usize> {
+///
+/// `H` is the room for a runtime host name in each host's [`Route`], as in
+/// the pool's [`State`](crate::State) (default 0).
+pub struct ClusterSlot<const HOSTS: usize, const H: usize = 0> {
     /// The pool that holds the cluster (its identity) and the cluster.
-    entry: RefCell<Option<(usize, CoreCluster<HOSTS>)>>,
+    entry: RefCell<Option<(usize, CoreCluster<HOSTS, H>)>>,
     gen: Cell<u32>,
 }
 
-impl<const HOSTS: usize> ClusterSlot<HOSTS> {
+impl<const HOSTS: usize, const H: usize> ClusterSlot<HOSTS, H> {
     /// An empty slot.
     pub const fn new() -> Self {
         ClusterSlot {
@@ -42,7 +45,7 @@ impl<const HOSTS: usize> ClusterSlot<HOSTS> {
     }
 }
 
-impl<const HOSTS: usize> Default for ClusterSlot<HOSTS> {
+impl<const HOSTS: usize, const H: usize> Default for ClusterSlot<HOSTS, H> {
     fn default() -> Self {
         Self::new()
     }
@@ -54,21 +57,21 @@ impl<const HOSTS: usize> Default for ClusterSlot<HOSTS> {
 /// pool it fails with [`Error::ForeignCluster`]; once the cluster is
 /// removed ([`Pool::remove_cluster`]), with [`Error::UnknownCluster`], even
 /// when its slot holds another cluster.
-pub struct ClusterHandle<'c, const HOSTS: usize> {
-    slot: &'c ClusterSlot<HOSTS>,
+pub struct ClusterHandle<'c, const HOSTS: usize, const H: usize = 0> {
+    slot: &'c ClusterSlot<HOSTS, H>,
     pool: usize,
     gen: u32,
 }
 
-impl<const HOSTS: usize> Clone for ClusterHandle<'_, HOSTS> {
+impl<const HOSTS: usize, const H: usize> Clone for ClusterHandle<'_, HOSTS, H> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<const HOSTS: usize> Copy for ClusterHandle<'_, HOSTS> {}
+impl<const HOSTS: usize, const H: usize> Copy for ClusterHandle<'_, HOSTS, H> {}
 
-impl<const HOSTS: usize> core::fmt::Debug for ClusterHandle<'_, HOSTS> {
+impl<const HOSTS: usize, const H: usize> core::fmt::Debug for ClusterHandle<'_, HOSTS, H> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ClusterHandle")
             .field("gen", &self.gen)
@@ -76,15 +79,15 @@ impl<const HOSTS: usize> core::fmt::Debug for ClusterHandle<'_, HOSTS> {
     }
 }
 
-impl<const HOSTS: usize> PartialEq for ClusterHandle<'_, HOSTS> {
+impl<const HOSTS: usize, const H: usize> PartialEq for ClusterHandle<'_, HOSTS, H> {
     fn eq(&self, other: &Self) -> bool {
         core::ptr::eq(self.slot, other.slot) && self.pool == other.pool && self.gen == other.gen
     }
 }
 
-impl<const HOSTS: usize> Eq for ClusterHandle<'_, HOSTS> {}
+impl<const HOSTS: usize, const H: usize> Eq for ClusterHandle<'_, HOSTS, H> {}
 
-impl<'d> Pool<'d> {
+impl<'d, const H: usize> Pool<'d, H> {
     /// This pool's identity (cluster handles carry it).
     fn id(&self) -> usize {
         self.shared() as *const _ as usize
@@ -94,8 +97,8 @@ impl<'d> Pool<'d> {
     /// there.
     fn with<const HOSTS: usize, R>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
-        f: impl FnOnce(&mut CoreCluster<HOSTS>) -> Result<R, Error>,
+        c: ClusterHandle<'_, HOSTS, H>,
+        f: impl FnOnce(&mut CoreCluster<HOSTS, H>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         if c.pool != self.id() {
             return Err(Error::ForeignCluster);
@@ -120,11 +123,11 @@ impl<'d> Pool<'d> {
     /// or the ratio is refused ([`ClusterError::Config`](crate::ClusterError::Config)).
     pub fn add_cluster<'c, const HOSTS: usize>(
         &self,
-        slot: &'c ClusterSlot<HOSTS>,
+        slot: &'c ClusterSlot<HOSTS, H>,
         balancer: Balancer,
-        hosts: impl IntoIterator<Item = Route>,
+        hosts: impl IntoIterator<Item = Route<H>>,
         predictive_ratio: f32,
-    ) -> Result<ClusterHandle<'c, HOSTS>, Error> {
+    ) -> Result<ClusterHandle<'c, HOSTS, H>, Error> {
         let mut entry = slot
             .entry
             .try_borrow_mut()
@@ -132,7 +135,7 @@ impl<'d> Pool<'d> {
         if entry.is_some() {
             return Err(Error::ClusterSlotInUse);
         }
-        let mut cluster = CoreCluster::<HOSTS>::new(balancer);
+        let mut cluster = CoreCluster::<HOSTS, H>::new(balancer);
         cluster.set_predictive_ratio(predictive_ratio)?;
         for host in hosts {
             cluster.add_host(host)?;
@@ -150,13 +153,13 @@ impl<'d> Pool<'d> {
     /// its copies) fail with [`Error::UnknownCluster`] from now on.
     pub fn remove_cluster<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
+        c: ClusterHandle<'_, HOSTS, H>,
     ) -> Result<(), Error> {
         let shared = self.shared();
         self.with(c, |cluster| {
             let now = now();
             let mut inner = shared.inner.borrow_mut();
-            while let Some(host) = cluster.host(0).copied() {
+            while let Some(host) = cluster.host(0).cloned() {
                 inner.input(|core| cluster.remove_host(core, &host, now))?;
             }
             Ok(())
@@ -171,8 +174,8 @@ impl<'d> Pool<'d> {
     /// `HOSTS`.
     pub fn add_host<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
-        host: Route,
+        c: ClusterHandle<'_, HOSTS, H>,
+        host: Route<H>,
     ) -> Result<(), Error> {
         self.with(c, |cluster| Ok(cluster.add_host(host)?))
     }
@@ -187,8 +190,8 @@ impl<'d> Pool<'d> {
     /// the cluster.
     pub fn remove_host<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
-        host: &Route,
+        c: ClusterHandle<'_, HOSTS, H>,
+        host: &Route<H>,
     ) -> Result<(), Error> {
         let shared = self.shared();
         self.with(c, |cluster| {
@@ -210,8 +213,8 @@ impl<'d> Pool<'d> {
     /// to hold the mark and no route slot is free.
     pub fn set_host_health<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
-        host: &Route,
+        c: ClusterHandle<'_, HOSTS, H>,
+        host: &Route<H>,
         healthy: bool,
     ) -> Result<(), Error> {
         let shared = self.shared();
@@ -226,7 +229,7 @@ impl<'d> Pool<'d> {
     /// otherwise 1.0..=3.0).
     pub fn set_cluster_predictive_ratio<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
+        c: ClusterHandle<'_, HOSTS, H>,
         ratio: f32,
     ) -> Result<(), Error> {
         self.with(c, |cluster| Ok(cluster.set_predictive_ratio(ratio)?))
@@ -236,16 +239,16 @@ impl<'d> Pool<'d> {
     /// past the last.
     pub fn cluster_host<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
+        c: ClusterHandle<'_, HOSTS, H>,
         i: usize,
-    ) -> Result<Option<Route>, Error> {
-        self.with(c, |cluster| Ok(cluster.host(i).copied()))
+    ) -> Result<Option<Route<H>>, Error> {
+        self.with(c, |cluster| Ok(cluster.host(i).cloned()))
     }
 
     /// The number of hosts in the cluster.
     pub fn cluster_len<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
+        c: ClusterHandle<'_, HOSTS, H>,
     ) -> Result<usize, Error> {
         self.with(c, |cluster| Ok(cluster.len()))
     }
@@ -253,7 +256,7 @@ impl<'d> Pool<'d> {
     /// Connections the cluster's predictive preconnect started.
     pub fn cluster_preconnects<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
+        c: ClusterHandle<'_, HOSTS, H>,
     ) -> Result<u64, Error> {
         self.with(c, |cluster| Ok(cluster.preconnects()))
     }
@@ -263,8 +266,8 @@ impl<'d> Pool<'d> {
     /// [`Pool::lease_cluster_with`]).
     pub fn lease_cluster<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
-    ) -> impl Future<Output = Result<Lease<'d>, Error>> + 'd {
+        c: ClusterHandle<'_, HOSTS, H>,
+    ) -> impl Future<Output = Result<Lease<'d, H>, Error>> + 'd {
         self.lease_cluster_with(c, LeaseOptions::default())
     }
 
@@ -287,16 +290,16 @@ impl<'d> Pool<'d> {
     /// the request is retried on the same host.
     pub fn lease_cluster_with<const HOSTS: usize>(
         &self,
-        c: ClusterHandle<'_, HOSTS>,
+        c: ClusterHandle<'_, HOSTS, H>,
         opts: LeaseOptions,
-    ) -> impl Future<Output = Result<Lease<'d>, Error>> + 'd {
+    ) -> impl Future<Output = Result<Lease<'d, H>, Error>> + 'd {
         let deadline = opts.timeout.map(|d| now() + d);
         let mut host = None;
         let shared = self.shared();
         let started = self.with(c, |cluster| {
             Request::start(shared, |pool, now| {
                 let picked = cluster.lease(pool, opts.tag, now, deadline)?;
-                host = cluster.host(picked.host).copied();
+                host = cluster.host(picked.host).cloned();
                 Ok(picked.outcome)
             })
         });

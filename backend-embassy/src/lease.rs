@@ -17,8 +17,8 @@ use crate::state::{Inner, Shared};
 /// healthy (peer closed, reset, unread data left), in which case the pool
 /// closes it (FIN). [`Lease::discard`] closes it with a RST. A lease starts
 /// with the tag its connection was last released with.
-pub struct Lease<'d> {
-    shared: &'d Shared<'d>,
+pub struct Lease<'d, const H: usize = 0> {
+    shared: &'d Shared<'d, H>,
     lease: wharf_core::Lease,
     socket: Option<PoolSocket<'d>>,
     keep_alive: Option<Duration>,
@@ -26,17 +26,17 @@ pub struct Lease<'d> {
     discard: bool,
 }
 
-impl<'d> Lease<'d> {
+impl<'d, const H: usize> Lease<'d, H> {
     /// The hand-out check: a connection the peer closed while it was idle
     /// (no validation due), or that holds bytes nobody asked for, is given
     /// back to be closed (`PeerClosed`), and the request asks again (`None`).
     /// smoltcp's socket state is in memory: no I/O.
     pub(crate) fn hand_out(
-        shared: &'d Shared<'d>,
-        inner: &mut Inner<'d>,
+        shared: &'d Shared<'d, H>,
+        inner: &mut Inner<'d, H>,
         h: Handout<PoolSocket<'d>>,
         now: Instant,
-    ) -> Option<Lease<'d>> {
+    ) -> Option<Lease<'d, H>> {
         if dead_while_idle(&h.conn) {
             inner.dead_at_handout(h, now);
             return None;
@@ -57,12 +57,12 @@ impl<'d> Lease<'d> {
     }
 
     /// The route of the connection (for a cluster lease: the picked host).
-    pub fn route(&self) -> Route {
+    pub fn route(&self) -> Route<H> {
         let inner = self.shared.inner.borrow();
         let core = inner.core();
         core.route_of(self.lease.conn())
             .and_then(|r| core.route_key(r))
-            .copied()
+            .cloned()
             .expect("a leased connection is live in its route")
     }
 
@@ -127,7 +127,7 @@ impl<'d> Lease<'d> {
     }
 }
 
-impl core::fmt::Debug for Lease<'_> {
+impl<const H: usize> core::fmt::Debug for Lease<'_, H> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Lease")
             .field("lease", &self.lease)
@@ -136,7 +136,7 @@ impl core::fmt::Debug for Lease<'_> {
     }
 }
 
-impl Drop for Lease<'_> {
+impl<const H: usize> Drop for Lease<'_, H> {
     fn drop(&mut self) {
         let Some(mut socket) = self.socket.take() else {
             return;
@@ -162,17 +162,17 @@ impl Drop for Lease<'_> {
     }
 }
 
-impl embedded_io_async::ErrorType for Lease<'_> {
+impl<const H: usize> embedded_io_async::ErrorType for Lease<'_, H> {
     type Error = embassy_net::tcp::Error;
 }
 
-impl embedded_io_async::Read for Lease<'_> {
+impl<const H: usize> embedded_io_async::Read for Lease<'_, H> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
         self.sock().read(buf).await
     }
 }
 
-impl embedded_io_async::Write for Lease<'_> {
+impl<const H: usize> embedded_io_async::Write for Lease<'_, H> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         self.sock().write(buf).await
     }
@@ -181,13 +181,13 @@ impl embedded_io_async::Write for Lease<'_> {
     }
 }
 
-impl embedded_io_async::ReadReady for Lease<'_> {
+impl<const H: usize> embedded_io_async::ReadReady for Lease<'_, H> {
     fn read_ready(&mut self) -> Result<bool, Self::Error> {
         self.sock().read_ready()
     }
 }
 
-impl embedded_io_async::WriteReady for Lease<'_> {
+impl<const H: usize> embedded_io_async::WriteReady for Lease<'_, H> {
     fn write_ready(&mut self) -> Result<bool, Self::Error> {
         self.sock().write_ready()
     }

@@ -22,7 +22,14 @@
 //!   (`abort()` + `flush()`), before the socket is freed. The core's
 //!   `connect_timeout` bounds connects (embassy-net's connect can wait forever).
 //! - Routes by IP endpoint or by host name (resolved through the stack's DNS;
-//!   IP literals are parsed without a query).
+//!   IP literals are parsed without a query): a `&'static str` in flash
+//!   ([`Route::host`]), or a name known at run time copied into the route
+//!   ([`Route::name`], a `heapless::String<H>`, no heap; `H` is the last
+//!   parameter of [`State`], default 0; [`NameTooLong`] when it does not fit).
+//! - Feature `nal`: `nal::PooledConnect`, `embedded-nal-async`'s
+//!   `TcpConnect` over the pool, for protocol crates written against it
+//!   (reqwless, ...): each connect is a pooled lease, dropped connections go
+//!   back or close with a FIN.
 //! - Clusters, the same shape as `wharf-tokio`'s: [`Pool::add_cluster`]
 //!   puts up to `HOSTS` hosts (each a [`Route`]) with a [`Balancer`] and
 //!   optional predictive preconnect in a [`ClusterSlot`] the application
@@ -82,6 +89,8 @@ mod clock;
 mod cluster;
 mod error;
 mod lease;
+#[cfg(feature = "nal")]
+pub mod nal;
 mod options;
 mod pool;
 mod request;
@@ -95,7 +104,7 @@ pub use error::Error;
 pub use lease::Lease;
 pub use options::{LeaseOptions, Options};
 pub use pool::{new, new_with_options, Pool};
-pub use route::Route;
+pub use route::{HostName, NameTooLong, Route};
 pub use runner::Runner;
 pub use state::{CorePool, State};
 

@@ -22,11 +22,19 @@ use crate::state::{CorePool, Shared, State};
 /// [`State`]), with the core's `config` and default [`Options`].
 ///
 /// Fails if `config` is invalid for the state's sizes (e.g. `max_total > N`).
-pub fn new<'d, const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize>(
+pub fn new<
+    'd,
+    const N: usize,
+    const W: usize,
+    const R: usize,
+    const TX: usize,
+    const RX: usize,
+    const H: usize,
+>(
     stack: Stack<'d>,
-    state: &'static mut State<N, W, R, TX, RX>,
+    state: &'static mut State<N, W, R, TX, RX, H>,
     config: Config,
-) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
+) -> Result<(Pool<'d, H>, Runner<'d, N, H>), ConfigError> {
     new_with_options(stack, state, config, Options::default())
 }
 
@@ -38,34 +46,42 @@ pub fn new_with_options<
     const R: usize,
     const TX: usize,
     const RX: usize,
+    const H: usize,
 >(
     stack: Stack<'d>,
-    state: &'static mut State<N, W, R, TX, RX>,
+    state: &'static mut State<N, W, R, TX, RX, H>,
     config: Config,
     opts: Options,
-) -> Result<(Pool<'d>, Runner<'d, N>), ConfigError> {
+) -> Result<(Pool<'d, H>, Runner<'d, N, H>), ConfigError> {
     let shared = state.init(stack, config, opts)?;
     Ok((Pool::new(shared), Runner::new(shared)))
 }
 
 /// A handle to the pool: `Copy`, share it between the tasks of one executor.
-#[derive(Clone, Copy)]
-pub struct Pool<'d> {
-    shared: &'d Shared<'d>,
+pub struct Pool<'d, const H: usize = 0> {
+    shared: &'d Shared<'d, H>,
 }
 
-impl<'d> Pool<'d> {
-    fn new(shared: &'d Shared<'d>) -> Self {
+impl<const H: usize> Clone for Pool<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<const H: usize> Copy for Pool<'_, H> {}
+
+impl<'d, const H: usize> Pool<'d, H> {
+    fn new(shared: &'d Shared<'d, H>) -> Self {
         Pool { shared }
     }
 
     /// The shared state (for the cluster methods).
-    pub(crate) fn shared(&self) -> &'d Shared<'d> {
+    pub(crate) fn shared(&self) -> &'d Shared<'d, H> {
         self.shared
     }
 
     /// Leases a connection of `route`, waiting for one if needed.
-    pub async fn lease(&self, route: &Route) -> Result<Lease<'d>, Error> {
+    pub async fn lease(&self, route: &Route<H>) -> Result<Lease<'d, H>, Error> {
         self.lease_with(route, LeaseOptions::default()).await
     }
 
@@ -73,7 +89,11 @@ impl<'d> Pool<'d> {
     ///
     /// Cancel-safe: dropping the future withdraws the request (and gives back a
     /// connection granted but not yet picked up, with its tag and keep-alive).
-    pub async fn lease_with(&self, route: &Route, opts: LeaseOptions) -> Result<Lease<'d>, Error> {
+    pub async fn lease_with(
+        &self,
+        route: &Route<H>,
+        opts: LeaseOptions,
+    ) -> Result<Lease<'d, H>, Error> {
         let deadline = opts.timeout.map(|d| now() + d);
         // A connection found dead when it is handed out (the peer closed it
         // while it was idle and no validation was due) is closed and the
@@ -89,10 +109,10 @@ impl<'d> Pool<'d> {
 
     pub(crate) async fn lease_once(
         &self,
-        route: &Route,
+        route: &Route<H>,
         tag: Option<Tag>,
         deadline: Option<Instant>,
-    ) -> Result<Option<Lease<'d>>, Error> {
+    ) -> Result<Option<Lease<'d, H>>, Error> {
         let request = Request::start(self.shared, |pool, now| {
             pool.lease(route, tag, now, deadline).map_err(Error::from)
         })?;
@@ -105,7 +125,7 @@ impl<'d> Pool<'d> {
     }
 
     /// One route's gauges (`None` if the route is not in the table).
-    pub fn route_stats(&self, route: &Route) -> Option<RouteStats> {
+    pub fn route_stats(&self, route: &Route<H>) -> Option<RouteStats> {
         self.shared.inner.borrow().core().route_stats(route)
     }
 
@@ -115,7 +135,7 @@ impl<'d> Pool<'d> {
     }
 
     /// Per-route overrides (limit, warm-up, preconnect ratio).
-    pub fn set_route_config(&self, route: &Route, cfg: RouteConfig) -> Result<(), RouteError> {
+    pub fn set_route_config(&self, route: &Route<H>, cfg: RouteConfig) -> Result<(), RouteError> {
         let now = now();
         let mut inner = self.shared.inner.borrow_mut();
         inner.input(|core| core.set_route_config(route, cfg, now))
@@ -123,7 +143,7 @@ impl<'d> Pool<'d> {
 
     /// Drains one route (`Some`) or all of them (`None`); see the core's
     /// `DrainMode`.
-    pub fn drain(&self, route: Option<&Route>, mode: DrainMode) {
+    pub fn drain(&self, route: Option<&Route<H>>, mode: DrainMode) {
         let now = now();
         let mut inner = self.shared.inner.borrow_mut();
         let scope = match route {
@@ -134,7 +154,7 @@ impl<'d> Pool<'d> {
     }
 
     /// Runs `f` on the core pool (diagnostics: `check_invariants`, stats).
-    pub fn inspect<T>(&self, f: impl FnOnce(&CorePool<'d>) -> T) -> T {
+    pub fn inspect<T>(&self, f: impl FnOnce(&CorePool<'d, H>) -> T) -> T {
         f(self.shared.inner.borrow().core())
     }
 }

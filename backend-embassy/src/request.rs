@@ -12,22 +12,22 @@ use crate::lease::Lease;
 use crate::state::{CorePool, Shared};
 
 /// A lease request after its synchronous part (see [`Request::start`]).
-pub(crate) enum Request<'d> {
+pub(crate) enum Request<'d, const H: usize> {
     /// Granted at once (`None`: the connection was found dead and closed).
-    Granted(Option<Lease<'d>>),
+    Granted(Option<Lease<'d, H>>),
     /// Queued: the answer comes through the ticket.
-    Queued(TicketGuard<'d>),
+    Queued(TicketGuard<'d, H>),
 }
 
-impl<'d> Request<'d> {
+impl<'d, const H: usize> Request<'d, H> {
     /// Asks the driver (`ask` calls the core, under the lock). A grant is
     /// turned into a [`Lease`] at once; a queued request holds its ticket in
     /// a guard that withdraws it when dropped. Either way nothing is left
     /// behind if the result is dropped without being finished.
     pub(crate) fn start(
-        shared: &'d Shared<'d>,
-        ask: impl FnOnce(&mut CorePool<'d>, Instant) -> Result<LeaseOutcome, Error>,
-    ) -> Result<Request<'d>, Error> {
+        shared: &'d Shared<'d, H>,
+        ask: impl FnOnce(&mut CorePool<'d, H>, Instant) -> Result<LeaseOutcome, Error>,
+    ) -> Result<Request<'d, H>, Error> {
         let now = now();
         let mut inner = shared.inner.borrow_mut();
         match inner.lease_by(|core| ask(core, now)) {
@@ -46,7 +46,7 @@ impl<'d> Request<'d> {
     }
 
     /// Waits for the answer of a queued request (the normal waiter path).
-    pub(crate) async fn finish(self) -> Result<Option<Lease<'d>>, Error> {
+    pub(crate) async fn finish(self) -> Result<Option<Lease<'d, H>>, Error> {
         let mut guard = match self {
             Request::Granted(lease) => return Ok(lease),
             Request::Queued(guard) => guard,
@@ -70,13 +70,13 @@ impl<'d> Request<'d> {
 /// Withdraws a queued request when dropped (the future was dropped): the
 /// driver cancels it, or gives back a connection granted to it meanwhile
 /// with its tag and keep-alive.
-pub(crate) struct TicketGuard<'d> {
-    shared: &'d Shared<'d>,
+pub(crate) struct TicketGuard<'d, const H: usize> {
+    shared: &'d Shared<'d, H>,
     ticket: TicketId,
     armed: bool,
 }
 
-impl Drop for TicketGuard<'_> {
+impl<const H: usize> Drop for TicketGuard<'_, H> {
     fn drop(&mut self) {
         if self.armed {
             let now = now();

@@ -21,13 +21,13 @@ use crate::state::Shared;
 
 /// Drives the pool: timers, connects, closes. Spawn [`Runner::run`] on the
 /// executor that uses the pool.
-pub struct Runner<'d, const N: usize> {
-    shared: &'d Shared<'d>,
+pub struct Runner<'d, const N: usize, const H: usize = 0> {
+    shared: &'d Shared<'d, H>,
     _slots: PhantomData<[(); N]>,
 }
 
-impl<'d, const N: usize> Runner<'d, N> {
-    pub(crate) fn new(shared: &'d Shared<'d>) -> Self {
+impl<'d, const N: usize, const H: usize> Runner<'d, N, H> {
+    pub(crate) fn new(shared: &'d Shared<'d, H>) -> Self {
         Runner {
             shared,
             _slots: PhantomData,
@@ -53,7 +53,7 @@ impl<'d, const N: usize> Runner<'d, N> {
 /// asked again (a few slots on firmware: a scan of `N` in-memory socket
 /// states), and one the peer closed or reset, or that holds bytes nobody
 /// asked for, is closed at once (`PeerClosed`) without a lease asking.
-async fn watch(shared: &Shared<'_>) -> ! {
+async fn watch<const H: usize>(shared: &Shared<'_, H>) -> ! {
     poll_fn(|cx| {
         let mut inner = shared.inner.borrow_mut();
         crate::sockets::set_waker(&mut inner.io_mut().watch_waker, cx.waker());
@@ -66,7 +66,7 @@ async fn watch(shared: &Shared<'_>) -> ! {
 
 /// Sleeps until the armed deadline, or until an input moves it earlier (the
 /// driver's re-arm rule), then feeds the core's timers.
-async fn timer(shared: &Shared<'_>) -> ! {
+async fn timer<const H: usize>(shared: &Shared<'_, H>) -> ! {
     loop {
         let next = shared.inner.borrow_mut().arm_timer();
         let kick = poll_fn(|cx| shared.inner.borrow_mut().poll_timer(cx.waker()));
@@ -81,15 +81,36 @@ async fn timer(shared: &Shared<'_>) -> ! {
 }
 
 /// Completes when the pool no longer wants connection `conn` of slot `j`.
-async fn abort_signal(shared: &Shared<'_>, j: usize, conn: ConnId) {
+async fn abort_signal<const H: usize>(shared: &Shared<'_, H>, j: usize, conn: ConnId) {
     poll_fn(move |cx| shared.inner.borrow_mut().io_mut().poll_abort(j, conn, cx)).await
 }
 
-async fn worker(shared: &Shared<'_>, j: usize) -> ! {
+async fn worker<const H: usize>(shared: &Shared<'_, H>, j: usize) -> ! {
     loop {
-        let job = poll_fn(|cx| shared.inner.borrow_mut().io_mut().take_job(j, cx)).await;
+        let job = poll_fn(|cx| {
+            let mut inner = shared.inner.borrow_mut();
+            // The route's key is read from the core when the connect starts
+            // (the slots keep only the connection's id).
+            let route = inner.io().unstarted_connect(j).and_then(|conn| {
+                let core = inner.core();
+                core.route_of(conn).and_then(|r| core.route_key(r)).cloned()
+            });
+            inner.io_mut().take_job(j, route, cx)
+        })
+        .await;
         match job {
-            Job::Connect { conn, route } => connect(shared, j, conn, route).await,
+            Job::Again => {}
+            // The route is borrowed from the job (one copy of the key in the
+            // worker's future, not two).
+            Job::Connect {
+                conn,
+                route: Some(ref route),
+            } => connect(shared, j, conn, route).await,
+            Job::Connect { conn, route: None } => {
+                // Cannot happen: a connecting connection belongs to a live route.
+                warning!("connect {:?} of no live route", conn);
+                connect_failed(shared, j, conn, ConnectFailure::Local);
+            }
             Job::Close { socket, rst } => {
                 let t = shared.inner.borrow().io().opts.close_timeout;
                 close(socket, rst, t).await;
@@ -110,14 +131,16 @@ async fn close(mut socket: PoolSocket<'_>, rst: bool, timeout: embassy_time::Dur
     let _ = with_timeout(timeout, socket.flush()).await;
 }
 
-async fn connect(shared: &Shared<'_>, j: usize, conn: ConnId, route: Route) {
+async fn connect<const H: usize>(shared: &Shared<'_, H>, j: usize, conn: ConnId, route: &Route<H>) {
     let (stack, opts) = {
         let inner = shared.inner.borrow();
         (inner.io().stack, inner.io().opts)
     };
     let endpoint = match route {
-        Route::Ip(ep) => Some(ep),
-        Route::Host { name, port } => {
+        Route::Ip(ep) => Some(*ep),
+        named => {
+            let name = named.host_name().unwrap_or("");
+            let port = named.port();
             match select(
                 stack.dns_query(name, DnsQueryType::A),
                 abort_signal(shared, j, conn),
@@ -181,7 +204,12 @@ async fn connect(shared: &Shared<'_>, j: usize, conn: ConnId, route: Route) {
     }
 }
 
-fn connect_failed(shared: &Shared<'_>, j: usize, conn: ConnId, reason: ConnectFailure) {
+fn connect_failed<const H: usize>(
+    shared: &Shared<'_, H>,
+    j: usize,
+    conn: ConnId,
+    reason: ConnectFailure,
+) {
     let now = now();
     let mut inner = shared.inner.borrow_mut();
     let wanted = inner.io().wanted(j, conn);

@@ -40,27 +40,36 @@ pub(crate) fn dead_while_idle(s: &PoolSocket<'_>) -> bool {
 }
 
 /// Work for a slot's worker.
-pub(crate) enum Job<'d> {
-    Connect { conn: ConnId, route: Route },
-    Close { socket: PoolSocket<'d>, rst: bool },
+pub(crate) enum Job<'d, const H: usize> {
+    /// Open `conn` to `route` (`None`: its route is unknown to the core).
+    Connect {
+        conn: ConnId,
+        route: Option<Route<H>>,
+    },
+    /// Nothing yet: ask again at once (the slot changed hands).
+    Again,
+    Close {
+        socket: PoolSocket<'d>,
+        rst: bool,
+    },
 }
 
-impl<'d> Io<Route> for Net<'d> {
+impl<'d, const H: usize> Io<Route<H>> for Net<'d> {
     type Conn = PoolSocket<'d>;
     type ConnectError = ();
     type Note = ();
 
-    fn connect(&mut self, conn: ConnId, route: &Route) {
+    fn connect(&mut self, conn: ConnId, route: &Route<H>) {
         debug!("connect {:?} to {:?}", conn, route);
         // A free slot's buffers are never still lent (its socket was dropped
         // before it became free); checked anyway, as `Buffers` would refuse.
         let free = (0..self.slots.len())
             .find(|&j| self.slots[j].state == SlotState::Free && !self.bufs.is_lent(j));
         if let Some(j) = free {
-            self.assign(j, conn, *route);
+            self.assign(j, conn);
         } else if let Some(p) = self.pending.iter_mut().find(|p| p.is_none()) {
             // Every socket slot is busy finishing a close: start when one frees.
-            *p = Some((conn, *route));
+            *p = Some(conn);
         } else {
             // Cannot happen: pending connects are live core connections, at most N.
             warning!("no room for connect {:?}", conn);
@@ -117,11 +126,10 @@ impl<'d> Net<'d> {
         self.bufs.socket(self.stack, j)
     }
 
-    fn assign(&mut self, j: usize, conn: ConnId, route: Route) {
+    fn assign(&mut self, j: usize, conn: ConnId) {
         let slot = &mut self.slots[j];
         slot.state = SlotState::Connecting {
             conn,
-            route,
             started: false,
             abort: false,
         };
@@ -134,20 +142,16 @@ impl<'d> Net<'d> {
         if self.bufs.is_lent(j) {
             return;
         }
-        if let Some((conn, route)) = self.pending[0].take() {
+        if let Some(conn) = self.pending[0].take() {
             self.pending.rotate_left(1);
-            self.assign(j, conn, route);
+            self.assign(j, conn);
         }
     }
 
     /// A connect the pool gave up on: dropped if it had not started, else
     /// its worker aborts it.
     fn abort_connect(&mut self, conn: ConnId) {
-        if let Some(i) = self
-            .pending
-            .iter()
-            .position(|p| matches!(p, Some((c, _)) if *c == conn))
-        {
+        if let Some(i) = self.pending.iter().position(|p| *p == Some(conn)) {
             self.pending[i] = None;
             self.pending[i..].rotate_left(1);
             return;
@@ -189,7 +193,27 @@ impl<'d> Net<'d> {
         )
     }
 
-    pub(crate) fn take_job(&mut self, j: usize, cx: &mut Context<'_>) -> Poll<Job<'d>> {
+    /// The connection slot `j` is to open, if its worker has not started.
+    pub(crate) fn unstarted_connect(&self, j: usize) -> Option<ConnId> {
+        match self.slots[j].state {
+            SlotState::Connecting {
+                conn,
+                started: false,
+                abort: false,
+            } => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// The next job of slot `j`'s worker. `route` is the key of the route of
+    /// [`Net::unstarted_connect`]'s connection, read from the core by the
+    /// caller (`None` if the core does not know it: the connect fails).
+    pub(crate) fn take_job<const H: usize>(
+        &mut self,
+        j: usize,
+        route: Option<Route<H>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Job<'d, H>> {
         let slot = &mut self.slots[j];
         match &mut slot.state {
             SlotState::Connecting {
@@ -197,21 +221,14 @@ impl<'d> Net<'d> {
                 started: false,
                 ..
             } => {
-                // Given up before it started: nothing to abort.
+                // Given up before it started: nothing to abort. A pending
+                // connect may take the slot: the worker asks again.
                 self.slot_freed(j);
-                self.take_job(j, cx)
+                Poll::Ready(Job::Again)
             }
-            SlotState::Connecting {
-                conn,
-                route,
-                started,
-                ..
-            } if !*started => {
+            SlotState::Connecting { conn, started, .. } if !*started => {
                 *started = true;
-                Poll::Ready(Job::Connect {
-                    conn: *conn,
-                    route: *route,
-                })
+                Poll::Ready(Job::Connect { conn: *conn, route })
             }
             SlotState::Closing { rst, started } if !*started => {
                 *started = true;

@@ -27,17 +27,18 @@ use wharf_driver::{ConnEntry, Driver, Settings, Tables, Ticket};
 use crate::options::Options;
 use crate::route::Route;
 
-/// The core pool type this backend drives, keyed by [`Route`].
-pub type CorePool<'d> = wharf_core::Pool<'d, Route>;
+/// The core pool type this backend drives, keyed by [`Route`] (runtime host
+/// names of at most `H` bytes).
+pub type CorePool<'d, const H: usize = 0> = wharf_core::Pool<'d, Route<H>>;
 
 /// The driver, with the embassy-net sockets as its I/O.
-pub(crate) type Inner<'d> = Driver<'d, Route, Net<'d>>;
+pub(crate) type Inner<'d, const H: usize> = Driver<'d, Route<H>, Net<'d>>;
 
 /// What the pool handle, the leases and the runner share (single-threaded:
 /// the stack is `!Send`, so a `RefCell` is the lock, never held across an
 /// `.await`).
-pub(crate) struct Shared<'d> {
-    pub inner: RefCell<Inner<'d>>,
+pub(crate) struct Shared<'d, const H: usize> {
+    pub inner: RefCell<Inner<'d, H>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,10 +46,10 @@ pub(crate) struct Shared<'d> {
 pub(crate) enum SlotState {
     /// No socket; the buffers are free.
     Free,
-    /// Opening a connection for `conn` (the worker owns the socket).
+    /// Opening a connection for `conn` (the worker owns the socket; it
+    /// reads the route's key from the core when it starts).
     Connecting {
         conn: ConnId,
-        route: Route,
         started: bool,
         abort: bool,
     },
@@ -83,7 +84,7 @@ pub(crate) struct Net<'d> {
     pub stack: Stack<'d>,
     pub opts: Options,
     pub slots: &'d mut [Slot<'d>],
-    pub pending: &'d mut [Option<(ConnId, Route)>],
+    pub pending: &'d mut [Option<ConnId>],
     pub bufs: Buffers<'d>,
     /// The runner's waker, registered as the receive waker of every idle
     /// socket (the idle watch, `sockets.rs`).
@@ -92,7 +93,9 @@ pub(crate) struct Net<'d> {
 
 /// Everything a pool needs, sized by const generics: `N` connection slots
 /// (sockets, each with a `RX`-byte receive and `TX`-byte transmit buffer),
-/// `W` waiter slots (pending lease requests), `R` route slots.
+/// `W` waiter slots (pending lease requests), `R` route slots, and routes
+/// whose host names known at run time have at most `H` bytes (default 0:
+/// names in flash and IP endpoints only; see [`Route::name`]).
 ///
 /// `Config::max_total` must be at most `N`; lease slots are `N` (one lease per
 /// connection: plain TCP streams). A pool borrows its state for good
@@ -104,11 +107,18 @@ pub(crate) struct Net<'d> {
 /// pool: like embassy-net's own sockets they stay in the stack's socket set,
 /// pointing into the state's buffers, which is why the state is never
 /// borrowed again (nor freed) once a pool has used it.
-pub struct State<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize> {
-    storage: Storage<Route, N, R, W, N>,
+pub struct State<
+    const N: usize,
+    const W: usize,
+    const R: usize,
+    const TX: usize,
+    const RX: usize,
+    const H: usize = 0,
+> {
+    storage: Storage<Route<H>, N, R, W, N>,
     tickets: [Ticket<(), ()>; W],
     by_core: [u32; W],
-    pending: [Option<(ConnId, Route)>; N],
+    pending: [Option<ConnId>; N],
     /// Slot `j`'s buffers are lent to a live socket (see [`Buffers`]).
     lent: [Cell<bool>; N],
     rx: [[u8; RX]; N],
@@ -117,11 +127,17 @@ pub struct State<const N: usize, const W: usize, const R: usize, const TX: usize
     // itself has no lifetime and no drop glue, as `StackResources`).
     conns: MaybeUninit<[ConnEntry<PoolSocket<'static>>; N]>,
     slots: MaybeUninit<[Slot<'static>; N]>,
-    shared: MaybeUninit<Shared<'static>>,
+    shared: MaybeUninit<Shared<'static, H>>,
 }
 
-impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize>
-    State<N, W, R, TX, RX>
+impl<
+        const N: usize,
+        const W: usize,
+        const R: usize,
+        const TX: usize,
+        const RX: usize,
+        const H: usize,
+    > State<N, W, R, TX, RX, H>
 {
     /// Empty state; `const`, so it can initialise a `static`.
     pub const fn new() -> Self {
@@ -146,13 +162,25 @@ impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: 
 // `Cell` flags) are only used through the `Pool`/`Runner`/`Lease` handles,
 // which are `!Send`. This lets the state live in a `static` (`StaticCell`
 // needs `Send`).
-unsafe impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize> Send
-    for State<N, W, R, TX, RX>
+unsafe impl<
+        const N: usize,
+        const W: usize,
+        const R: usize,
+        const TX: usize,
+        const RX: usize,
+        const H: usize,
+    > Send for State<N, W, R, TX, RX, H>
 {
 }
 
-impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize> Default
-    for State<N, W, R, TX, RX>
+impl<
+        const N: usize,
+        const W: usize,
+        const R: usize,
+        const TX: usize,
+        const RX: usize,
+        const H: usize,
+    > Default for State<N, W, R, TX, RX, H>
 {
     fn default() -> Self {
         Self::new()
@@ -182,8 +210,14 @@ unsafe fn init_slice<T, U, const N: usize>(
     unsafe { core::slice::from_raw_parts_mut(base, N) }
 }
 
-impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: usize>
-    State<N, W, R, TX, RX>
+impl<
+        const N: usize,
+        const W: usize,
+        const R: usize,
+        const TX: usize,
+        const RX: usize,
+        const H: usize,
+    > State<N, W, R, TX, RX, H>
 {
     /// Builds the pool's shared part in the state (see `wharf_embassy::new`).
     pub(crate) fn init<'d>(
@@ -191,7 +225,7 @@ impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: 
         stack: Stack<'d>,
         config: Config,
         opts: Options,
-    ) -> Result<&'d Shared<'d>, ConfigError> {
+    ) -> Result<&'d Shared<'d, H>, ConfigError> {
         if N > u16::MAX as usize || W > u16::MAX as usize {
             return Err(ConfigError::BadStorage);
         }
@@ -235,8 +269,8 @@ impl<const N: usize, const W: usize, const R: usize, const TX: usize, const RX: 
             cancel_policy: opts.cancel_policy,
         };
         let driver = Driver::new(core, Tables::new(conns, tickets, by_core), net, settings);
-        let shared: &'d Shared<'d> = {
-            let p = shared.as_mut_ptr().cast::<Shared<'d>>();
+        let shared: &'d Shared<'d, H> = {
+            let p = shared.as_mut_ptr().cast::<Shared<'d, H>>();
             // SAFETY: as for the slots: exclusive for 'd, same layout (only a
             // lifetime differs), never dropped.
             unsafe {

@@ -100,14 +100,14 @@ async fn an_abandoned_grant_keeps_its_tag_and_keep_alive() {
             tag: Some(Tag(7)),
             ..Default::default()
         };
-        let r = route(7000);
+        let r = &route(7000);
         let abandon = |keep_alive: Duration| async move {
-            let mut holder = pool.lease(&r).await.unwrap();
+            let mut holder = pool.lease(r).await.unwrap();
             echo(&mut holder, b"hold").await;
             let conn = holder.id().conn();
             holder.set_tag(Some(Tag(7)));
             holder.set_keep_alive(Some(keep_alive));
-            let mut waiting = Box::pin(pool.lease_with(&r, tagged));
+            let mut waiting = Box::pin(pool.lease_with(r, tagged));
             assert!(embassy_futures::poll_once(waiting.as_mut()).is_pending());
             drop(holder); // granted to the waiting request...
             assert_eq!(pool.stats().leased, 1);
@@ -124,7 +124,7 @@ async fn an_abandoned_grant_keeps_its_tag_and_keep_alive() {
             tag: Some(Tag(8)),
             ..Default::default()
         };
-        let other = pool.lease_with(&r, other_tag).await.unwrap();
+        let other = pool.lease_with(r, other_tag).await.unwrap();
         assert_ne!(other.id().conn(), conn, "the tag was lost");
         assert_eq!(pool.counters().closes_for(CloseReason::RouteLimit), 1);
         drop(other);

@@ -22,12 +22,78 @@ pub const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
 /// Routed to the server stack, which drops it: no answer ever.
 pub const BLACKHOLE: Ipv4Address = Ipv4Address::new(10, 0, 0, 3);
 
+/// A static IPv4 configuration without a DNS server.
 pub fn ip_config(addr: Ipv4Address) -> embassy_net::Config {
     embassy_net::Config::ipv4_static(StaticConfigV4 {
         address: Ipv4Cidr::new(addr, 24),
         gateway: None,
         dns_servers: Default::default(),
     })
+}
+
+/// A static IPv4 configuration whose DNS server is the server stack
+/// ([`dns_server`]).
+pub fn ip_config_dns(addr: Ipv4Address) -> embassy_net::Config {
+    embassy_net::Config::ipv4_static(StaticConfigV4 {
+        address: Ipv4Cidr::new(addr, 24),
+        gateway: None,
+        dns_servers: [SERVER].into_iter().collect(),
+    })
+}
+
+/// The names a [`dns_server`] was asked for, in order.
+#[derive(Default)]
+pub struct DnsLog {
+    pub queries: RefCell<Vec<std::string::String>>,
+}
+
+impl DnsLog {
+    pub fn count(&self, name: &str) -> usize {
+        self.queries.borrow().iter().filter(|q| *q == name).count()
+    }
+}
+
+/// A DNS server on UDP port 53 of `stack`: answers `A` queries for the
+/// names in `hosts` with their address, every other name with NXDOMAIN.
+pub async fn dns_server(stack: Stack<'_>, hosts: &[(&str, Ipv4Address)], log: &DnsLog) -> ! {
+    use embassy_net::udp::{PacketMetadata, UdpSocket};
+    let (mut rx_meta, mut tx_meta) = ([PacketMetadata::EMPTY; 4], [PacketMetadata::EMPTY; 4]);
+    let (mut rx, mut tx) = ([0u8; 1024], [0u8; 1024]);
+    let mut sock = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
+    sock.bind(53).unwrap();
+    let mut q = [0u8; 512];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut q).await else {
+            continue;
+        };
+        let q = &q[..n];
+        // Header (12 bytes), then the question: labels, type, class.
+        let mut at = 12;
+        let mut name = std::string::String::new();
+        while at < q.len() && q[at] != 0 {
+            let len = q[at] as usize;
+            let label = &q[at + 1..(at + 1 + len).min(q.len())];
+            if !name.is_empty() {
+                name.push('.');
+            }
+            name.push_str(core::str::from_utf8(label).unwrap_or("?"));
+            at += 1 + len;
+        }
+        let question_end = (at + 5).min(q.len());
+        log.queries.borrow_mut().push(name.clone());
+        let addr = hosts.iter().find(|(h, _)| *h == name).map(|(_, a)| *a);
+        let mut r = Vec::with_capacity(64);
+        r.extend_from_slice(&q[..2]); // id
+        r.extend_from_slice(&[0x81, if addr.is_some() { 0x80 } else { 0x83 }]);
+        r.extend_from_slice(&[0, 1, 0, u8::from(addr.is_some()), 0, 0, 0, 0]);
+        r.extend_from_slice(&q[12..question_end]);
+        if let Some(a) = addr {
+            // Name (pointer to the question's), A, IN, TTL 60, 4 bytes.
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend_from_slice(&a.octets());
+        }
+        let _ = sock.send_to(&r, from).await;
+    }
 }
 
 /// Copies packets from one device's transmit queue to the other's receive queue.
@@ -48,7 +114,16 @@ pub async fn pipe(mut tx: TxRunner<'_, MTU>, mut rx: RxRunner<'_, MTU>) -> ! {
 /// slots plus one for DNS (so a pool that overruns its reservation panics).
 #[macro_export]
 macro_rules! two_stacks {
-    ($client_socks:literal, |$client:ident, $server:ident| $body:expr) => {{
+    ($client_socks:literal, |$client:ident, $server:ident| $body:expr) => {
+        two_stacks!(common::ip_config, $client_socks, |$client, $server| $body)
+    };
+    // With the server stack as the client's DNS server.
+    (dns $client_socks:literal, |$client:ident, $server:ident| $body:expr) => {
+        two_stacks!(common::ip_config_dns, $client_socks, |$client, $server| {
+            $body
+        })
+    };
+    ($config:path, $client_socks:literal, |$client:ident, $server:ident| $body:expr) => {{
         use embassy_futures::select::{select4, Either4};
         let mut ch_a = embassy_net_driver_channel::State::<{ common::MTU }, 4, 4>::new();
         let mut ch_b = embassy_net_driver_channel::State::<{ common::MTU }, 4, 4>::new();
@@ -66,8 +141,7 @@ macro_rules! two_stacks {
         state_b.set_link_state(embassy_net_driver_channel::driver::LinkState::Up);
         let mut res_a = embassy_net::StackResources::<$client_socks>::new();
         let mut res_b = embassy_net::StackResources::<24>::new();
-        let ($client, mut net_a) =
-            embassy_net::new(dev_a, common::ip_config(common::CLIENT), &mut res_a, 1);
+        let ($client, mut net_a) = embassy_net::new(dev_a, $config(common::CLIENT), &mut res_a, 1);
         let ($server, mut net_b) =
             embassy_net::new(dev_b, common::ip_config(common::SERVER), &mut res_b, 2);
         let link = embassy_futures::join::join(common::pipe(tx_a, rx_b), common::pipe(tx_b, rx_a));

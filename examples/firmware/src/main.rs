@@ -1,8 +1,9 @@
 //! Cortex-M4 firmware using wharf-embassy with defmt.
 //!
 //! Two client tasks share one pool of up to 4 TCP connections (2 routes:
-//! an IP endpoint and a host name resolved through the stack's DNS). A real
-//! board replaces two stand-ins here:
+//! an IP endpoint, and a host name known only at run time, read from a
+//! provisioning record and resolved through the stack's DNS). A real board
+//! replaces two stand-ins here:
 //! - the network device: `embassy-net-driver-channel` stands for the chip's
 //!   Ethernet/Wi-Fi/modem driver (its `Runner` would be fed by that driver);
 //! - the time driver: a SysTick-based `embassy-time` driver (a HAL such as
@@ -24,11 +25,14 @@ use embassy_time::{Duration as EDuration, Timer};
 use embedded_io_async::{Read, Write};
 use panic_probe as _;
 use static_cell::StaticCell;
-use wharf_embassy::{Config, Duration, LeaseOptions, Pool, Route, Runner};
+use wharf_embassy::{Config, Duration, LeaseOptions, Pool, Runner};
 
-/// Pool sizing: 4 connection slots (1 KiB RX + 1 KiB TX each), 4 waiters, 2 routes.
+/// Pool sizing: 4 connection slots (1 KiB RX + 1 KiB TX each), 4 waiters, 2
+/// routes, host names known at run time of up to 32 bytes.
 const SLOTS: usize = 4;
-type PoolState = wharf_embassy::State<SLOTS, 4, 2, 1024, 1024>;
+const HOST: usize = 32;
+type PoolState = wharf_embassy::State<SLOTS, 4, 2, 1024, 1024, HOST>;
+type Route = wharf_embassy::Route<HOST>;
 
 /// The pool's sockets, plus the DNS socket embassy-net creates.
 const SOCKETS: usize = SLOTS + 1;
@@ -42,11 +46,13 @@ static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
 static LINK: StaticCell<ch::State<MTU, 4, 4>> = StaticCell::new();
 
 /// `size_of` of the pool state on this target, read back from the ELF by
-/// `tools/elf_size.py` (docs/EMBEDDED.md): the example's state, then a state
-/// with one slot of each kind and states with 16 more connection, waiter and
-/// route slots (no socket buffers).
+/// `tools/elf_size.py --wharf-state` (docs/EMBEDDED.md): the example's
+/// state; a state with one slot of each kind; states with 16 more
+/// connection, waiter and route slots (no socket buffers); the same with
+/// 32-byte runtime host names (one slot of each kind, then 16 more
+/// connection and route slots).
 #[no_mangle]
-static WHARF_STATE_SIZES: [u32; 5] = {
+static WHARF_STATE_SIZES: [u32; 8] = {
     use core::mem::size_of;
     use wharf_embassy::State;
     [
@@ -55,16 +61,30 @@ static WHARF_STATE_SIZES: [u32; 5] = {
         size_of::<State<17, 1, 1, 0, 0>>() as u32,
         size_of::<State<1, 17, 1, 0, 0>>() as u32,
         size_of::<State<1, 1, 17, 0, 0>>() as u32,
+        size_of::<State<1, 1, 1, 0, 0, 32>>() as u32,
+        size_of::<State<17, 1, 1, 0, 0, 32>>() as u32,
+        size_of::<State<1, 1, 17, 0, 0, 32>>() as u32,
     ]
 };
 
-const ROUTES: [Route; 2] = [
-    Route::Ip(embassy_net::IpEndpoint::new(
-        embassy_net::IpAddress::Ipv4(Ipv4Address::new(192, 168, 1, 10)),
-        1883,
-    )),
-    Route::host("telemetry.example.net", 8080),
-];
+/// Stand-in for a provisioning record in flash or a configuration message:
+/// the telemetry server's `host:port`, known only at run time.
+static PROVISIONED: &[u8] = b"telemetry.example.net:8080";
+
+/// The telemetry route, parsed from the provisioning record at run time:
+/// a host name of up to `HOST` bytes, stored in the route (no heap).
+fn provisioned_route(record: &[u8]) -> Option<Route> {
+    let text = core::str::from_utf8(record).ok()?;
+    let (name, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    match Route::name(name, port) {
+        Ok(route) => Some(route),
+        Err(e) => {
+            defmt::error!("provisioned host name: {}", e);
+            None
+        }
+    }
+}
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
@@ -103,8 +123,12 @@ async fn main(spawner: Spawner) {
     spawner.spawn(link_task(link).unwrap());
     spawner.spawn(net_task(net_runner).unwrap());
     spawner.spawn(pool_task(runner).unwrap());
-    for (i, route) in ROUTES.iter().enumerate() {
-        spawner.spawn(client_task(pool, *route, i as u32).unwrap());
+    let broker = Route::ip(Ipv4Address::new(192, 168, 1, 10), 1883);
+    spawner.spawn(client_task(pool, broker, 0).unwrap());
+    // Read at run time (`black_box`: not folded into a constant).
+    match provisioned_route(core::hint::black_box(PROVISIONED)) {
+        Some(telemetry) => spawner.spawn(client_task(pool, telemetry, 1).unwrap()),
+        None => defmt::error!("no telemetry route"),
     }
 }
 
@@ -129,13 +153,13 @@ async fn net_task(mut runner: embassy_net::Runner<'static, ch::Device<'static, M
 
 /// Drives the pool: timers, connects, validations and closes.
 #[embassy_executor::task]
-async fn pool_task(mut runner: Runner<'static, SLOTS>) -> ! {
+async fn pool_task(mut runner: Runner<'static, SLOTS, HOST>) -> ! {
     runner.run().await
 }
 
 /// Sends one small request per period on a pooled connection.
 #[embassy_executor::task(pool_size = 2)]
-async fn client_task(pool: Pool<'static>, route: Route, id: u32) -> ! {
+async fn client_task(pool: Pool<'static, HOST>, route: Route, id: u32) -> ! {
     let opts = LeaseOptions {
         timeout: Some(Duration::from_secs(10)),
         ..Default::default()

@@ -5,7 +5,9 @@ flash = allocated sections with contents (code, read-only data, .data's load ima
 ram   = allocated writable sections (.data, .bss, .uninit); the stack is extra.
 
 With `--u32 SYMBOL`, also prints the u32 array stored at SYMBOL (e.g. sizes
-the firmware computed with `size_of` at compile time).
+the firmware computed with `size_of` at compile time). With `--wharf-state
+SYMBOL`, reads the firmware example's `WHARF_STATE_SIZES` table (layout in
+examples/firmware/src/main.rs) and prints the pool state's cost per slot.
 """
 import struct
 import sys
@@ -60,6 +62,19 @@ def main(argv):
     print(f"flash: {flash} bytes ({flash / 1024:.1f} KiB), static RAM: {ram} bytes ({ram / 1024:.1f} KiB)")
     if len(argv) > 3 and argv[2] == "--u32":
         print(f"{argv[3]}: {symbol_u32s(data, secs, argv[3])}")
+    if len(argv) > 3 and argv[2] == "--wharf-state":
+        v = symbol_u32s(data, secs, argv[3])
+        print(f"{argv[3]}: {v}")
+        if len(v) != 8:
+            sys.exit(f"{argv[3]}: expected 8 sizes, found {len(v)}")
+        example, base, conns, waiters, routes, base_h, conns_h, routes_h = v
+        print(f"pool state of the example: {example} bytes")
+        print(f"pool state, one slot of each kind (no buffers): {base} bytes")
+        print(f"per connection slot: {(conns - base) / 16:g} bytes + RX + TX")
+        print(f"per waiter slot: {(waiters - base) / 16:g} bytes")
+        print(f"per route slot: {(routes - base) / 16:g} bytes")
+        print(f"with 32-byte runtime host names: per connection slot {(conns_h - base_h) / 16:g} bytes,"
+              f" per route slot {(routes_h - base_h) / 16:g} bytes")
 
 
 if __name__ == "__main__":

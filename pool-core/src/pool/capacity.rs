@@ -50,9 +50,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         (demand, pre)
     }
 
-    /// Closing idle connection `c` would make `r`'s preconnect check (§3.2)
-    /// open a connection at once: the spare it provides is what the ratio
-    /// asks for.
+    /// Without idle connection `c`, `r`'s open connections would not meet its
+    /// preconnect ratio (§3.2, connects in flight not counted: they may come
+    /// up with less capacity than assumed): the spare `c` provides is what
+    /// the ratio asks for.
     pub(crate) fn preconnect_would_reopen(&self, c: u32) -> bool {
         let r = self.conns[c as usize].route;
         let s = &self.routes[r as usize];
@@ -61,7 +62,6 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return false;
         }
         let spare = s.spare - self.conns[c as usize].streams_left() as u64;
-        let cc = s.connecting.len as u64 * self.cfg.connecting_capacity as u64;
         let (queued, active) = (s.queue.len as u64, s.active as u64);
         let room = self
             .cfg
@@ -71,7 +71,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 .cfg
                 .max_idle
                 .is_none_or(|m| self.idle - 1 + self.connecting < m);
-        room && (queued + active) * ratio > (cc + spare + active) * 1000
+        room && (queued + active) * ratio > (spare + active) * 1000
     }
 
     /// A connection made now that nobody takes would not be closed by an idle
