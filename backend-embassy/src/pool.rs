@@ -21,7 +21,22 @@ use crate::state::{CorePool, Shared, State};
 /// Creates a pool over `stack` in `state` (borrowed for good: see
 /// [`State`]), with the core's `config` and default [`Options`].
 ///
-/// Fails if `config` is invalid for the state's sizes (e.g. `max_total > N`).
+/// Every setting has one meaning, checked here: a setting the pool could
+/// not honour is a typed [`ConfigError`], and nothing starts.
+///
+/// | setting | refused with |
+/// | --- | --- |
+/// | `max_pending: Some(0)` with `min_idle_per_route: 0` (no lease could wait, nothing opens connections ahead) | `NeverServes` |
+/// | a zero `connect_timeout`, `idle_timeout` or `max_lifetime` (`None` is "unbounded") | `ZeroTimeout` |
+/// | `max_total` above the state's `N`, `max_pending` above `W` | `MaxTotalExceedsStorage`, `MaxPendingExceedsStorage` |
+/// | `max_lifetime_jitter_percent` above 100 | `BadJitter` |
+/// | the core's other checks (ratio, `min_idle`, ...) | see [`ConfigError`] |
+///
+/// The storage is the state, sized at compile time: it cannot fail to be
+/// allocated. A lease timeout of zero ([`LeaseOptions::timeout`]) means "do
+/// not wait". `max_lifetime_jitter_percent`, `strict_tags`,
+/// `close_on_unhealthy` and `seed` (from a hardware RNG, if the firmware has
+/// one) are fields of the core's [`Config`].
 pub fn new<
     'd,
     const N: usize,

@@ -22,7 +22,9 @@ use crate::trace;
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LeaseOptions {
     /// Connection state to match (HttpClient's `state`): a connection tagged
-    /// with it is preferred, then an untagged one.
+    /// with it is preferred, then an untagged one; with
+    /// [`Builder::strict_tags`](crate::Builder::strict_tags) only a
+    /// connection made for this tag.
     pub tag: Option<Tag>,
     /// How long to wait for a connection; `None` = the pool's lease timeout.
     pub timeout: Option<Duration>,
@@ -41,7 +43,11 @@ impl LeaseOptions {
         self.tag = Some(tag);
         self
     }
-    /// Waits at most `timeout` for a connection.
+    /// Waits at most `timeout` for a connection. `Duration::ZERO` means "do
+    /// not wait": a ready idle connection (no validation due) is granted at
+    /// once, otherwise the lease fails at once with
+    /// [`Error::Timeout`](crate::Error::Timeout) with `waited` zero, without
+    /// queueing, connecting or creating the route.
     pub const fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
