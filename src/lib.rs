@@ -35,3 +35,10 @@ pub use wharf_tokio as tokio;
 /// for microcontrollers, re-exported from [`wharf_embassy`].
 #[cfg(feature = "embassy")]
 pub use wharf_embassy as embassy;
+
+/// The README's code, compiled and run as doctests with `--features
+/// tokio,embassy` (`.ci/steps/29-readme.sh`): the tokio and core snippets
+/// run, the embassy snippet compiles.
+#[cfg(all(doctest, feature = "tokio", feature = "embassy"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

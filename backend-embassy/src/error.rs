@@ -15,7 +15,10 @@ pub enum Error {
     Draining,
     /// The pool was drained for deletion as a whole.
     Closed,
-    /// The lease's deadline passed before a connection was free.
+    /// The lease's deadline passed before a connection was free. With a
+    /// timeout of zero ([`LeaseOptions::timeout`](crate::LeaseOptions)
+    /// `Some(Duration::ZERO)`, "do not wait"): no connection was
+    /// ready, and the lease failed at once without queueing or connecting.
     Timeout,
     /// A connect for the route failed (refused, no route, DNS, or timed out);
     /// every request queued on the route fails with it.
@@ -27,6 +30,15 @@ pub enum Error {
     /// the picked host reports the variant a route lease would
     /// ([`Error::Overflow`], [`Error::Draining`], ...).
     Cluster(ClusterError),
+    /// The [`ClusterHandle`](crate::ClusterHandle) was issued by another
+    /// pool.
+    ForeignCluster,
+    /// The [`ClusterHandle`](crate::ClusterHandle) names a cluster that was
+    /// removed ([`Pool::remove_cluster`](crate::Pool::remove_cluster)).
+    UnknownCluster,
+    /// [`Pool::add_cluster`](crate::Pool::add_cluster) was given a
+    /// [`ClusterSlot`](crate::ClusterSlot) that holds a cluster.
+    ClusterSlotInUse,
 }
 
 impl From<ClusterError> for Error {
@@ -69,9 +81,14 @@ impl core::fmt::Display for Error {
             Error::RouteTableFull => f.write_str("route table full"),
             Error::Draining => f.write_str("route is draining"),
             Error::Closed => f.write_str("pool is closed"),
-            Error::Timeout => f.write_str("lease timed out"),
+            Error::Timeout => {
+                f.write_str("lease timed out (or, with a zero timeout, no connection was ready)")
+            }
             Error::ConnectFailed(r) => write!(f, "connect failed: {r:?}"),
             Error::Cluster(e) => write!(f, "cluster: {e}"),
+            Error::ForeignCluster => f.write_str("the cluster handle was issued by another pool"),
+            Error::UnknownCluster => f.write_str("no such cluster (it was removed)"),
+            Error::ClusterSlotInUse => f.write_str("the cluster slot holds a cluster"),
         }
     }
 }

@@ -30,15 +30,27 @@
 //!   `TcpConnect` over the pool, for protocol crates written against it
 //!   (reqwless, ...): each connect is a pooled lease, dropped connections go
 //!   back or close with a FIN.
-//! - Clusters: [`Pool::lease_cluster`] leases through a [`Cluster`] (the
-//!   core's `Cluster<Route, HOSTS>`: up to `HOSTS` hosts, each a [`Route`],
-//!   with a [`Balancer`] and optional predictive preconnect) and returns the
-//!   same [`Lease`] as a route lease ([`Lease::route`] tells the host). The
-//!   cluster's part (preconnect, host pick, lease on the host's route) runs
-//!   when the method is called, under the pool's lock; the returned future
-//!   only waits, cancel-safe like a route lease. [`Pool::remove_host`] drains
-//!   a host, [`Pool::set_host_health`] marks one (un)healthy; cluster failures
-//!   are [`Error::Cluster`].
+//! - Clusters, the same shape as `wharf-tokio`'s: [`Pool::add_cluster`]
+//!   puts up to `HOSTS` hosts (each a [`Route`]) with a [`Balancer`] and
+//!   optional predictive preconnect in a [`ClusterSlot`] the application
+//!   provides, and returns a `Copy` [`ClusterHandle`] checked against the
+//!   pool by every call ([`Error::ForeignCluster`] from another pool,
+//!   [`Error::UnknownCluster`] once removed). [`Pool::lease_cluster`]
+//!   returns the same [`Lease`] as a route lease ([`Lease::route`] tells the
+//!   host); the cluster's part (preconnect, host pick, lease on the host's
+//!   route) runs when the method is called, under the pool's lock; the
+//!   returned future only waits, cancel-safe like a route lease.
+//!   [`Pool::remove_host`] drains a host, [`Pool::set_host_health`] marks
+//!   one (un)healthy; cluster failures are [`Error::Cluster`].
+//! - Settings: the core's [`Config`], checked by [`new`] (a setting the pool
+//!   could not honour is a [`ConfigError`]: `max_pending: Some(0)` with
+//!   `min_idle_per_route: 0` is `NeverServes`, zero connect/idle timeouts and
+//!   lifetimes are `ZeroTimeout`, a jitter above 100 % is `BadJitter`,
+//!   `max_total` above the state's `N` is `MaxTotalExceedsStorage`); the
+//!   storage is the static [`State`], sized at compile time. A lease timeout
+//!   of zero ([`LeaseOptions::timeout`]) means "do not wait". The core's
+//!   `max_lifetime_jitter_percent`, `strict_tags`, `close_on_unhealthy` and
+//!   `seed` (take it from a hardware RNG) are `Config` fields.
 //!
 //! All of it is single-threaded (the stack is `!Send`): run the runner and the
 //! lease users on the same executor.
@@ -57,12 +69,14 @@
 //! conn.write_all(b"...").await?;
 //!
 //! // Two hosts in turn, connections opened ahead (ratio 1.5):
-//! let mut cluster: Cluster<2> = Cluster::new(Balancer::RoundRobin);
-//! cluster.add_host(Route::ip(Ipv4Address::new(10, 0, 0, 2), 80))?;
-//! cluster.add_host(Route::ip(Ipv4Address::new(10, 0, 0, 3), 80))?;
-//! cluster.set_predictive_ratio(1.5)?;
-//! let mut conn = pool.lease_cluster(&mut cluster).await?; // 10.0.0.2
-//! let other = pool.lease_cluster(&mut cluster).await?;    // 10.0.0.3
+//! static API: StaticCell<ClusterSlot<2>> = StaticCell::new(); // or a local
+//! let hosts = [
+//!     Route::ip(Ipv4Address::new(10, 0, 0, 2), 80),
+//!     Route::ip(Ipv4Address::new(10, 0, 0, 3), 80),
+//! ];
+//! let api = pool.add_cluster(API.init(ClusterSlot::new()), Balancer::RoundRobin, hosts, 1.5)?;
+//! let mut conn = pool.lease_cluster(api).await?; // 10.0.0.2
+//! let other = pool.lease_cluster(api).await?;    // 10.0.0.3
 //! ```
 
 #![no_std]
@@ -72,6 +86,7 @@
 mod fmt;
 
 mod clock;
+mod cluster;
 mod error;
 mod lease;
 #[cfg(feature = "nal")]
@@ -84,10 +99,11 @@ mod runner;
 mod sockets;
 mod state;
 
+pub use cluster::{ClusterHandle, ClusterSlot};
 pub use error::Error;
 pub use lease::Lease;
 pub use options::{LeaseOptions, Options};
-pub use pool::{new, new_with_options, Cluster, Pool};
+pub use pool::{new, new_with_options, Pool};
 pub use route::{HostName, NameTooLong, Route};
 pub use runner::Runner;
 pub use state::{CorePool, State};

@@ -197,7 +197,9 @@ impl embedded_io_async::Error for Error {
             Error::Pool(P::ConnectFailed(ConnectFailure::Local)) => ErrorKind::AddrNotAvailable,
             Error::Pool(P::Overflow | P::RouteTableFull) => ErrorKind::OutOfMemory,
             Error::Pool(P::Draining | P::Closed) => ErrorKind::NotConnected,
-            Error::Pool(P::Cluster(_)) => ErrorKind::Other,
+            Error::Pool(
+                P::Cluster(_) | P::ForeignCluster | P::UnknownCluster | P::ClusterSlotInUse,
+            ) => ErrorKind::Other,
             Error::Tcp(embassy_net::tcp::Error::ConnectionReset) => ErrorKind::ConnectionReset,
             Error::Unsupported => ErrorKind::Unsupported,
         }

@@ -9,7 +9,11 @@ pub struct LeaseOptions {
     /// State to match (see [`Tag`]): prefer a connection with this tag, else an
     /// untagged one.
     pub tag: Option<Tag>,
-    /// Give up with [`Error::Timeout`](crate::Error::Timeout) after this long.
+    /// Give up with [`Error::Timeout`](crate::Error::Timeout) after this
+    /// long (`None`: wait as long as it takes). Zero means "do not wait": a
+    /// ready idle connection (no validation due) is granted, otherwise the
+    /// lease fails at once with [`Error::Timeout`](crate::Error::Timeout),
+    /// without queueing or connecting.
     pub timeout: Option<Duration>,
 }
 

@@ -1,7 +1,5 @@
 //! The pool handle: leases (route and cluster), hosts, drains, gauges.
 
-use core::future::Future;
-
 use embassy_net::Stack;
 use wharf_core::{Config, ConfigError};
 
@@ -20,19 +18,25 @@ use crate::route::Route;
 use crate::runner::Runner;
 use crate::state::{CorePool, Shared, State};
 
-/// A cluster of up to `HOSTS` hosts (each a [`Route`]) with a
-/// [`Balancer`](crate::Balancer): the core's [`wharf_core::Cluster`], a plain
-/// value the application keeps beside the pool (in a task, or a `static`
-/// behind a `RefCell`/mutex) and lends to [`Pool::lease_cluster`],
-/// [`Pool::remove_host`] and [`Pool::set_host_health`]. Add hosts with
-/// `Cluster::add_host` and set the predictive preconnect ratio with
-/// `Cluster::set_predictive_ratio` directly: they do not touch the pool.
-pub type Cluster<const HOSTS: usize, const H: usize = 0> = wharf_core::Cluster<Route<H>, HOSTS>;
-
 /// Creates a pool over `stack` in `state` (borrowed for good: see
 /// [`State`]), with the core's `config` and default [`Options`].
 ///
-/// Fails if `config` is invalid for the state's sizes (e.g. `max_total > N`).
+/// Every setting has one meaning, checked here: a setting the pool could
+/// not honour is a typed [`ConfigError`], and nothing starts.
+///
+/// | setting | refused with |
+/// | --- | --- |
+/// | `max_pending: Some(0)` with `min_idle_per_route: 0` (no lease could wait, nothing opens connections ahead) | `NeverServes` |
+/// | a zero `connect_timeout`, `idle_timeout` or `max_lifetime` (`None` is "unbounded") | `ZeroTimeout` |
+/// | `max_total` above the state's `N`, `max_pending` above `W` | `MaxTotalExceedsStorage`, `MaxPendingExceedsStorage` |
+/// | `max_lifetime_jitter_percent` above 100 | `BadJitter` |
+/// | the core's other checks (ratio, `min_idle`, ...) | see [`ConfigError`] |
+///
+/// The storage is the state, sized at compile time: it cannot fail to be
+/// allocated. A lease timeout of zero ([`LeaseOptions::timeout`]) means "do
+/// not wait". `max_lifetime_jitter_percent`, `strict_tags`,
+/// `close_on_unhealthy` and `seed` (from a hardware RNG, if the firmware has
+/// one) are fields of the core's [`Config`].
 pub fn new<
     'd,
     const N: usize,
@@ -86,6 +90,11 @@ impl<'d, const H: usize> Pool<'d, H> {
         Pool { shared }
     }
 
+    /// The shared state (for the cluster methods).
+    pub(crate) fn shared(&self) -> &'d Shared<'d, H> {
+        self.shared
+    }
+
     /// Leases a connection of `route`, waiting for one if needed.
     pub async fn lease(&self, route: &Route<H>) -> Result<Lease<'d, H>, Error> {
         self.lease_with(route, LeaseOptions::default()).await
@@ -113,7 +122,7 @@ impl<'d, const H: usize> Pool<'d, H> {
         Err(Error::ConnectFailed(ConnectFailure::Remote))
     }
 
-    async fn lease_once(
+    pub(crate) async fn lease_once(
         &self,
         route: &Route<H>,
         tag: Option<Tag>,
@@ -123,100 +132,6 @@ impl<'d, const H: usize> Pool<'d, H> {
             pool.lease(route, tag, now, deadline).map_err(Error::from)
         })?;
         request.finish().await
-    }
-
-    /// Leases a connection through a cluster: predictive preconnect, a host
-    /// pick by the cluster's balancer, then a lease on that host's route (see
-    /// [`Pool::lease_cluster_with`]).
-    pub fn lease_cluster<const HOSTS: usize>(
-        &self,
-        cluster: &mut Cluster<HOSTS, H>,
-    ) -> impl Future<Output = Result<Lease<'d, H>, Error>> + 'd {
-        self.lease_cluster_with(cluster, LeaseOptions::default())
-    }
-
-    /// Leases a connection through a cluster, with a tag and/or a timeout.
-    ///
-    /// The cluster's part runs at once, when this is called (not when the
-    /// future is first polled), under the pool's lock: predictive preconnect
-    /// (connects for the hosts the next picks will go to), the host pick, and
-    /// the lease on the picked host's route. The cluster is not borrowed
-    /// afterwards. The returned future only waits for the answer, exactly as a
-    /// route lease does; it is cancel-safe: dropping it, polled or not,
-    /// withdraws the request (or gives back a connection already granted).
-    ///
-    /// Errors: [`Error::Cluster`]`(`[`ClusterError::NoHosts`](crate::ClusterError::NoHosts)`)` for an empty
-    /// cluster, [`Error::Overflow`] when no answer ticket is free (the cluster
-    /// is then left untouched), else what a route lease on the picked host
-    /// returns. A granted connection found closed by the peer is closed and
-    /// the request is retried on the same host.
-    pub fn lease_cluster_with<const HOSTS: usize>(
-        &self,
-        cluster: &mut Cluster<HOSTS, H>,
-        opts: LeaseOptions,
-    ) -> impl Future<Output = Result<Lease<'d, H>, Error>> + 'd {
-        let deadline = opts.timeout.map(|d| now() + d);
-        let mut host = None;
-        let started = Request::start(self.shared, |pool, now| {
-            let picked = cluster.lease(pool, opts.tag, now, deadline)?;
-            host = cluster.host(picked.host).cloned();
-            Ok(picked.outcome)
-        });
-        let pool = *self;
-        async move {
-            if let Some(lease) = started?.finish().await? {
-                return Ok(lease);
-            }
-            // Dead at hand-out: ask again on the same host.
-            let Some(route) = host else {
-                return Err(Error::ConnectFailed(ConnectFailure::Remote));
-            };
-            let tries = pool.shared.inner.borrow().handout_tries();
-            for _ in 1..tries {
-                if let Some(lease) = pool.lease_once(&route, opts.tag, deadline).await? {
-                    return Ok(lease);
-                }
-            }
-            Err(Error::ConnectFailed(ConnectFailure::Remote))
-        }
-    }
-
-    /// Removes `host` from `cluster`; its route drains for deletion
-    /// (`DrainAndDelete`): idle connections close (FIN), leased ones close
-    /// when they come back, new route leases on it fail with
-    /// [`Error::Draining`], and the route is freed once empty. Later cluster
-    /// leases go to the other hosts.
-    ///
-    /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost)`)` if it is not in
-    /// the cluster.
-    pub fn remove_host<const HOSTS: usize>(
-        &self,
-        cluster: &mut Cluster<HOSTS, H>,
-        host: &Route<H>,
-    ) -> Result<(), Error> {
-        let now = now();
-        let mut inner = self.shared.inner.borrow_mut();
-        Ok(inner.input(|core| cluster.remove_host(core, host, now))?)
-    }
-
-    /// Marks a cluster host healthy or not. The balancer skips unhealthy
-    /// hosts while any host is healthy (all hosts are eligible when none is);
-    /// an unhealthy host's route connects only for demand (no preconnect, no
-    /// warm-up). The mark is also set on the route in the pool (the core's
-    /// `set_route_health`), so route leases see it too.
-    ///
-    /// [`Error::Cluster`]`(`[`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost)`)` if it is not in
-    /// the cluster; [`Error::RouteTableFull`] if the route had to be created
-    /// to hold the mark and no route slot is free.
-    pub fn set_host_health<const HOSTS: usize>(
-        &self,
-        cluster: &mut Cluster<HOSTS, H>,
-        host: &Route<H>,
-        healthy: bool,
-    ) -> Result<(), Error> {
-        let now = now();
-        let mut inner = self.shared.inner.borrow_mut();
-        Ok(inner.input(|core| cluster.set_health(core, host, healthy, now))?)
     }
 
     /// Pool-wide gauges.

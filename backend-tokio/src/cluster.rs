@@ -47,12 +47,14 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         }
         let entry = ClusterEntry { name, cluster };
         let mut g = shared.lock();
+        let pool = g.clusters.pool;
         let handle = match g.clusters.iter().position(|s| s.entry.is_none()) {
             Some(i) => {
                 let slot = &mut g.clusters[i];
                 slot.gen = slot.gen.wrapping_add(1);
                 slot.entry = Some(entry);
                 ClusterHandle {
+                    pool,
                     index: i as u32,
                     gen: slot.gen,
                 }
@@ -63,6 +65,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
                     entry: Some(entry),
                 });
                 ClusterHandle {
+                    pool,
                     index: (g.clusters.len() - 1) as u32,
                     gen: 0,
                 }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use wharf_core::ConnectFailure;
+use wharf_core::{ConnectFailure, Tag};
 use wharf_driver::ConnEvent;
 
 /// The bounds a route key needs: hashable, cloneable (the core keeps one copy
@@ -58,6 +58,23 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
     /// Opens a connection for `route`. The pool bounds it by its connect
     /// timeout (the future is dropped when it fires).
     fn connect(&self, route: &K) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send;
+
+    /// Opens a connection for `route` as the identity `tag`: the pool calls
+    /// this for every connect. With
+    /// [`Builder::strict_tags`](crate::Builder::strict_tags), `tag` is the
+    /// tag of the lease the connect is made for (`None` for an untagged
+    /// lease, a preconnect or a warm-up): open the connection as that
+    /// identity (a TLS client certificate, a database login); it keeps the
+    /// tag for life and serves only leases asking for it. Without strict
+    /// tags `tag` is always `None`. Default: [`connect`](Connector::connect).
+    fn connect_as(
+        &self,
+        route: &K,
+        tag: Option<Tag>,
+    ) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send {
+        let _ = tag;
+        self.connect(route)
+    }
 
     /// Checks an idle connection before it is handed out again after
     /// `validate_after_inactivity` (HttpClient's stale check). `true` = stale:

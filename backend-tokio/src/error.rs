@@ -17,7 +17,9 @@ pub use wharf_core::{ClusterError, ConnectFailure};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error<E = io::Error> {
-    /// The lease waited for a connection longer than its lease timeout.
+    /// The lease waited for a connection longer than its lease timeout. With
+    /// a lease timeout of zero ("do not wait") `waited` is zero: no
+    /// connection was ready, and the lease failed at once without queueing.
     Timeout {
         /// The route.
         route: String,
@@ -92,6 +94,10 @@ pub enum Error<E = io::Error> {
     /// The [`ClusterHandle`](crate::ClusterHandle) names no cluster of this
     /// pool (the cluster was removed).
     UnknownCluster,
+    /// The [`ClusterHandle`](crate::ClusterHandle) was issued by another
+    /// pool (a handle is only valid with the pool, or a clone of the pool,
+    /// whose [`add_cluster`](crate::Pool::add_cluster) returned it).
+    ForeignCluster,
 }
 
 /// Why a configuration was refused.
@@ -117,6 +123,40 @@ pub enum ConfigError {
     /// `build()` was called outside a tokio runtime and no runtime handle was
     /// given with [`Builder::runtime`](crate::Builder::runtime).
     NoRuntime,
+    /// More distinct routes were given to
+    /// [`Builder::route`](crate::Builder::route) than
+    /// [`Builder::max_routes`](crate::Builder::max_routes) holds.
+    TooManyRoutes {
+        /// Distinct routes configured.
+        configured: usize,
+        /// The `max_routes` setting.
+        max_routes: usize,
+    },
+    /// The slots the settings ask for (`max_total` or `max_total_ceiling`,
+    /// `max_routes`, `max_pending`, `max_leases`) would take more memory
+    /// than [`Builder::max_storage`](crate::Builder::max_storage) allows.
+    /// Nothing was allocated.
+    StorageTooLarge {
+        /// Bytes the pool would allocate.
+        bytes: usize,
+        /// The `max_storage` setting.
+        limit: usize,
+        /// Connection slots (`max_total` or its ceiling, plus 2).
+        conns: usize,
+        /// Route slots (`max_routes`).
+        routes: usize,
+        /// Waiter slots (`max_pending`).
+        waiters: usize,
+        /// Lease slots (`max_leases`, at least the connection slots).
+        leases: usize,
+    },
+    /// A builder setting out of its range.
+    Setting {
+        /// The setting (the builder method's name).
+        setting: &'static str,
+        /// What it must be.
+        reason: &'static str,
+    },
 }
 
 impl<E> Error<E> {
@@ -131,7 +171,7 @@ impl<E> Error<E> {
             | Error::Draining { route }
             | Error::RouteTableFull { route } => Some(route),
             Error::Cluster { host, .. } => host.as_deref(),
-            Error::Config(_) | Error::UnknownCluster => None,
+            Error::Config(_) | Error::UnknownCluster | Error::ForeignCluster => None,
         }
     }
 
@@ -154,6 +194,11 @@ impl<E> Error<E> {
 impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::Timeout { route, waited } if waited.is_zero() => write!(
+                f,
+                "lease on route {route} failed at once: no connection was ready and the \
+                 lease does not wait (lease timeout 0)"
+            ),
             Error::Timeout { route, waited } => {
                 write!(
                     f,
@@ -209,6 +254,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 error,
             } => write!(f, "cluster {cluster}: {error}"),
             Error::UnknownCluster => f.write_str("no such cluster (it was removed)"),
+            Error::ForeignCluster => f.write_str("the cluster handle was issued by another pool"),
         }
     }
 }
@@ -238,6 +284,29 @@ impl fmt::Display for ConfigError {
             ConfigError::NoRuntime => {
                 f.write_str("no tokio runtime: build inside one or pass Builder::runtime")
             }
+            ConfigError::TooManyRoutes {
+                configured,
+                max_routes,
+            } => write!(
+                f,
+                "{configured} routes configured with Builder::route but max_routes is \
+                 {max_routes}: raise max_routes"
+            ),
+            ConfigError::StorageTooLarge {
+                bytes,
+                limit,
+                conns,
+                routes,
+                waiters,
+                leases,
+            } => write!(
+                f,
+                "the pool's slots would take {bytes} bytes, above max_storage ({limit}): \
+                 {conns} connection slots (max_total or max_total_ceiling, + 2), {routes} \
+                 route slots (max_routes), {waiters} waiter slots (max_pending), {leases} \
+                 lease slots (max_leases); lower them or raise max_storage"
+            ),
+            ConfigError::Setting { setting, reason } => write!(f, "{setting} {reason}"),
         }
     }
 }

@@ -73,9 +73,13 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
 
     /// Sets the connection's tag (its state for matching, e.g. the identity it
     /// authenticated as) for when it goes back to the pool. A lease starts
-    /// with the connection's current tag.
+    /// with the connection's current tag. With
+    /// [`Builder::strict_tags`](crate::Builder::strict_tags) it does nothing:
+    /// the tag was fixed when the connection was made.
     pub fn set_tag(this: &mut Self, tag: Option<Tag>) {
-        this.tag = tag;
+        if !this.shared.strict_tags {
+            this.tag = tag;
+        }
     }
 
     /// The tag the connection goes back with.

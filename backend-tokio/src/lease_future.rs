@@ -22,7 +22,9 @@ use crate::trace;
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LeaseOptions {
     /// Connection state to match (HttpClient's `state`): a connection tagged
-    /// with it is preferred, then an untagged one.
+    /// with it is preferred, then an untagged one; with
+    /// [`Builder::strict_tags`](crate::Builder::strict_tags) only a
+    /// connection made for this tag.
     pub tag: Option<Tag>,
     /// How long to wait for a connection; `None` = the pool's lease timeout.
     pub timeout: Option<Duration>,
@@ -41,7 +43,11 @@ impl LeaseOptions {
         self.tag = Some(tag);
         self
     }
-    /// Waits at most `timeout` for a connection.
+    /// Waits at most `timeout` for a connection. `Duration::ZERO` means "do
+    /// not wait": a ready idle connection (no validation due) is granted at
+    /// once, otherwise the lease fails at once with
+    /// [`Error::Timeout`](crate::Error::Timeout) with `waited` zero, without
+    /// queueing, connecting or creating the route.
     pub const fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -82,6 +88,9 @@ pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
     started: Option<(Instant, Option<Instant>)>,
     /// Hand-outs that found their connection dead so far.
     dead: usize,
+    /// The request queued at least once (its wait is read from the clock
+    /// for the metrics; a lease granted at its first poll waited nothing).
+    queued: bool,
     state: State,
 }
 
@@ -118,6 +127,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
             timeout,
             started: None,
             dead: 0,
+            queued: false,
             state: State::Init,
         }
     }
@@ -206,6 +216,11 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     /// either completes or arranges to ask again.
     #[inline]
     fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Option<LeaseResult<K, C>> {
+        if self.shared.strict_tags {
+            // The connection's tag is the one the lease asked for (fixed at
+            // connect), whatever an earlier lease set.
+            h.tag = self.tag;
+        }
         let idle = std::time::Duration::from(h.idle);
         if !self.shared.connector.is_dead_at_handout(&mut h.conn, idle) {
             self.state = State::Done;
@@ -330,6 +345,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                                 *note = Host::Route(r);
                             }
                             this.state = State::Waiting { ticket };
+                            this.queued = true;
                             match g.driver.poll_answer(ticket, cx.waker()) {
                                 Poll::Ready(a) => this.answered(g, a),
                                 Poll::Pending => {
@@ -360,6 +376,16 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                 State::Done => panic!("LeaseFuture polled after completion"),
             };
             if let Some(r) = done {
+                #[cfg(feature = "metrics")]
+                match this.started {
+                    Some((started, _)) if this.queued || this.dead > 0 => {
+                        let waited = shared.now().saturating_duration_since(started);
+                        shared.metrics.lease_wait(waited.as_micros());
+                    }
+                    // Granted or refused at its first poll: no wait, and no
+                    // clock read on the warm path.
+                    _ => shared.metrics.lease_wait(0),
+                }
                 return Poll::Ready(r);
             }
         }

@@ -285,6 +285,11 @@
 //! ## Features
 //! - `tracing`: `tracing` events for connects, connect failures, reuse,
 //!   validations, closes (with the core's [`CloseReason`]) and idle routes.
+//! - `metrics`: gauges (connections by state, leased, pending, per route),
+//!   counters (connects, failures by reason, grants, reuses, closes by
+//!   reason, timeouts, overflows, cancels) and a lease-wait histogram through
+//!   the [`metrics`](https://docs.rs/metrics/0.24) facade; see
+//!   `Pool::export_metrics`.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -296,11 +301,13 @@ mod connector;
 mod error;
 mod lease;
 mod lease_future;
+mod metrics;
 mod pool;
 mod runtime;
+mod sizing;
 mod trace;
 
-pub use builder::Builder;
+pub use builder::{Builder, DEFAULT_MAX_STORAGE};
 pub use cluster::MAX_CLUSTER_HOSTS;
 pub use cluster_table::ClusterHandle;
 pub use connector::{

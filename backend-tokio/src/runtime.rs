@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -15,12 +15,22 @@ use std::task::{Context, Poll, Wake, Waker};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
-use wharf_core::{CloseReason, ConnId, Duration, Instant, Pool, RouteId, Validation};
+use wharf_core::{CloseReason, ConnId, Duration, Instant, Pool, RouteId, Tag, Validation};
 use wharf_driver::{Checked, ConnEvent, Driver, Io};
 
-use crate::cluster_table::ClusterSlot;
+use crate::cluster_table::ClusterTable;
 use crate::connector::{Connector, RouteKey};
+use crate::metrics;
 use crate::trace;
+
+/// `n` values made by `f`, or `None` when the memory cannot be had (an
+/// allocation that fails is a typed error at build, never an abort).
+pub(crate) fn try_vec<T>(n: usize, f: impl FnMut(usize) -> T) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.extend((0..n).map(f));
+    Some(v)
+}
 
 /// What a waiting cluster lease keeps with its ticket: the host's route,
 /// turned into the host's key when the request fails (the route may be gone
@@ -64,12 +74,12 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    fn new(slots: usize) -> Self {
-        Watch {
-            marks: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+    fn new(slots: usize) -> Option<Self> {
+        Some(Watch {
+            marks: try_vec(slots, |_| AtomicBool::new(false))?,
             any: AtomicBool::new(false),
             notify: Notify::new(),
-        }
+        })
     }
 
     /// The slots whose waker fired (marks cleared).
@@ -115,6 +125,8 @@ pub(crate) struct TokioIo<K: RouteKey, C: Connector<K>> {
     aborts: Vec<Option<(ConnId, AbortHandle)>>,
     /// The watch waker of each connection slot.
     wakers: Vec<Waker>,
+    /// The routes the metrics report (feature `metrics`; empty otherwise).
+    pub metric_routes: metrics::Routes<K>,
 }
 
 impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
@@ -123,6 +135,7 @@ impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
     type Note = Host<K>;
 
     fn connect(&mut self, conn: ConnId, route: &K) {
+        self.metric_routes.seen(route);
         self.ops.push_back(Op::Connect {
             conn,
             key: route.clone(),
@@ -163,6 +176,7 @@ impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
     }
 
     fn route_idle(&mut self, key: K) {
+        self.metric_routes.gone(&key);
         trace::route_idle(&*self.connector, &key);
     }
 
@@ -192,7 +206,7 @@ pub(crate) struct Inner<K: RouteKey, C: Connector<K>> {
     pub driver: Driver<'static, K, TokioIo<K, C>>,
     /// The clusters ([`crate::ClusterHandle`] indexes them); a removed
     /// cluster's slot is reused with a new generation.
-    pub clusters: Vec<ClusterSlot<K>>,
+    pub clusters: ClusterTable<K>,
 }
 
 /// What every handle, lease and task shares.
@@ -208,6 +222,22 @@ pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
     pub tasks: AtomicUsize,
     pub lease_timeout: Option<Duration>,
     pub watch: Arc<Watch>,
+    /// The highest `max_total` a live change may set (connection slots - 2).
+    pub max_total_ceiling: u32,
+    /// The seed the core was built with.
+    pub seed: u64,
+    /// Strict tags: a connection's tag is fixed at connect (a lease's tag is
+    /// the one it asked for).
+    pub strict_tags: bool,
+    /// The `metrics` facade's handles (feature `metrics`; empty otherwise).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub metrics: metrics::Metrics<K>,
+}
+
+/// A process-unique pool identity (cluster handles carry it).
+fn next_pool_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn noop_poll<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
@@ -216,6 +246,9 @@ fn noop_poll<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 }
 
 impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
+    /// The shared state over a built core; `None` when its tables cannot
+    /// be allocated.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         core: Pool<'static, K>,
         conns: usize,
@@ -224,30 +257,37 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         rt: Handle,
         settings: wharf_driver::Settings,
         lease_timeout: Option<Duration>,
-    ) -> Self {
+        max_total_ceiling: u32,
+        seed: u64,
+    ) -> Option<Self> {
         let connector = Arc::new(connector);
-        let watch = Arc::new(Watch::new(conns));
-        let wakers = (0..conns)
-            .map(|slot| {
-                Waker::from(Arc::new(SlotWaker {
-                    slot,
-                    watch: watch.clone(),
-                }))
-            })
-            .collect();
+        let watch = Arc::new(Watch::new(conns)?);
+        let wakers = try_vec(conns, |slot| {
+            Waker::from(Arc::new(SlotWaker {
+                slot,
+                watch: watch.clone(),
+            }))
+        })?;
+        let mut ops = VecDeque::new();
+        ops.try_reserve_exact(2 * conns + 8).ok()?;
         let io = TokioIo {
             connector: connector.clone(),
-            ops: VecDeque::with_capacity(2 * conns + 8),
+            ops,
             flushing: false,
             closed_some: false,
-            aborts: (0..conns).map(|_| None).collect(),
+            aborts: try_vec(conns, |_| None)?,
             wakers,
+            metric_routes: metrics::Routes::default(),
         };
         let tables = wharf_driver::Tables::with_capacity(conns, waiters);
-        Shared {
+        let id = next_pool_id();
+        Some(Shared {
             inner: Mutex::new(Inner {
                 driver: Driver::new(core, tables, io, settings),
-                clusters: Vec::new(),
+                clusters: ClusterTable {
+                    pool: id,
+                    slots: Vec::new(),
+                },
             }),
             connector,
             closed: Notify::new(),
@@ -257,7 +297,11 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             tasks: AtomicUsize::new(0),
             lease_timeout,
             watch,
-        }
+            max_total_ceiling,
+            seed,
+            strict_tags: false,
+            metrics: metrics::Metrics::new("default"),
+        })
     }
 
     #[inline]
@@ -309,26 +353,31 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
     /// `flushing`.
     fn flush(self: &Arc<Self>) {
         loop {
-            let op = {
+            let (op, tag) = {
                 let mut g = self.lock();
+                // With strict tags, the identity a connect is made for.
+                let tag = match g.driver.io().ops.front() {
+                    Some(Op::Connect { conn, .. }) => g.driver.core().connect_tag(*conn),
+                    _ => None,
+                };
                 let io = g.driver.io_mut();
                 match io.ops.pop_front() {
-                    Some(op) => op,
+                    Some(op) => (op, tag),
                     None => {
                         io.flushing = false;
                         return;
                     }
                 }
             };
-            self.run(op);
+            self.run(op, tag);
         }
     }
 
-    fn run(self: &Arc<Self>, op: Op<K, C::Conn>) {
+    fn run(self: &Arc<Self>, op: Op<K, C::Conn>, tag: Option<Tag>) {
         match op {
             Op::Connect { conn, key } => {
                 trace::connect_start(&*self.connector, &key, conn);
-                let task = self.rt.spawn(connect_task(self.clone(), conn, key));
+                let task = self.rt.spawn(connect_task(self.clone(), conn, key, tag));
                 let mut g = self.lock();
                 if g.driver.is_connecting(conn) && !task.is_finished() {
                     if let Some(slot) = g.driver.io_mut().aborts.get_mut(conn.index()) {
@@ -366,6 +415,32 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         }
     }
 
+    /// Copies the pool's gauges and counters to the `metrics` facade
+    /// (feature `metrics`; nothing otherwise).
+    #[cfg(feature = "metrics")]
+    pub fn export_metrics(&self) {
+        let snapshot = {
+            let mut g = self.lock();
+            let core = g.driver.core();
+            let (stats, counters) = (core.stats(), *core.counters());
+            let keys: Vec<(K, bool)> = g.driver.io_mut().metric_routes.take().collect();
+            let core = g.driver.core();
+            let routes = keys
+                .into_iter()
+                .map(|(k, live)| {
+                    let rs = if live { core.route_stats(&k) } else { None };
+                    (k, rs)
+                })
+                .collect();
+            metrics::Snapshot {
+                stats,
+                counters,
+                routes,
+            }
+        };
+        self.metrics.report(snapshot, |k| self.describe(k));
+    }
+
     /// The work a `close().await` waits for is done.
     pub fn quiet(&self, g: &Inner<K, C>) -> bool {
         let s = g.driver.core().stats();
@@ -382,8 +457,9 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
     shared: Arc<Shared<K, C>>,
     conn: ConnId,
     key: K,
+    tag: Option<Tag>,
 ) {
-    let result = shared.connector.connect(&key).await;
+    let result = shared.connector.connect_as(&key, tag).await;
     let mut g = shared.lock();
     let now = shared.now();
     if let Some(slot) = g.driver.io_mut().aborts.get_mut(conn.index()) {
@@ -436,6 +512,24 @@ async fn validate_task<K: RouteKey, C: Connector<K>>(
     };
     let _ = g.driver.validated(conn, obj, result, now);
     shared.finish(g);
+}
+
+/// Reports the pool's metrics every `every` while the pool lives, and once
+/// more when the last handle is dropped (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub(crate) async fn metrics_task<K: RouteKey, C: Connector<K>>(
+    shared: Arc<Shared<K, C>>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.export_metrics();
+        if shared.handles_gone.load(Ordering::Acquire) {
+            return;
+        }
+    }
 }
 
 /// The timer task: sleeps until the core's next deadline (or until an input

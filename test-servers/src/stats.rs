@@ -154,6 +154,13 @@ pub struct Stats {
     pub open: u64,
     /// The most connections open at once (exact: counted under one lock).
     pub peak_open: u64,
+    /// [`TcpFaultServer`](crate::TcpFaultServer) only: the most connections open at once as
+    /// the *client* holds them, counted at each accept over the server's connections whose
+    /// client had not closed yet (no FIN or RST received, checked with a non-blocking peek).
+    /// `peak_open` counts a connection until the server's task sees its end, so a client that
+    /// closes one connection and opens the next at once can show in it as one more; this one
+    /// does not lag (on loopback the client's FIN arrives before its next SYN).
+    pub peak_live: u64,
     /// Requests served over all connections.
     pub requests: u64,
     /// HTTP/2 streams refused (all connections).
@@ -242,6 +249,12 @@ impl Recorder {
 
     fn changed(&self) {
         self.tick.send_modify(|t| *t += 1);
+    }
+
+    /// `live` connections the client holds now (counted at an accept).
+    pub(crate) fn note_live(&self, live: u64) {
+        let mut s = self.lock();
+        s.peak_live = s.peak_live.max(live);
     }
 
     /// A connection was accepted: returns its id.

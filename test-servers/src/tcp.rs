@@ -178,6 +178,7 @@ impl TcpFaultServerBuilder {
             rec: rec.clone(),
             policy: Mutex::new(self.policy),
             linger: self.linger,
+            live: Mutex::new((0, std::collections::HashMap::new())),
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let backlog = self.backlog;
@@ -195,10 +196,114 @@ impl TcpFaultServerBuilder {
     }
 }
 
+/// The last key given, and each tracked connection's duplicate socket and peer.
+type Tracked = (
+    u64,
+    std::collections::HashMap<u64, (std::os::fd::OwnedFd, SocketAddr)>,
+);
+
 struct LineShared {
     rec: Arc<Recorder>,
     policy: Mutex<Policy>,
     linger: Duration,
+    /// A duplicate of each connection's socket (by a key of its own), to see at the next
+    /// accept whether its client has closed it (`Stats::peak_live`). Removed before the
+    /// connection's own socket is dropped, so a reset (`SO_LINGER` 0) still resets.
+    live: Mutex<Tracked>,
+}
+
+/// Whether the kernel has seen the peer's FIN on the server socket `local` ↔ `peer`, for a
+/// socket whose unread bytes hide the FIN from a peek: the socket's TCP state, asked of Linux's
+/// `sock_diag` netlink interface for that one socket (a state past the peer's close: TIME_WAIT,
+/// CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING). `None` when it cannot tell (not Linux, not IPv4).
+fn peer_closed_by_kernel(local: SocketAddr, peer: SocketAddr) -> Option<bool> {
+    let (SocketAddr::V4(l), SocketAddr::V4(p)) = (local, peer) else {
+        return None;
+    };
+    const AF_NETLINK: i32 = 16;
+    const NETLINK_SOCK_DIAG: i32 = 4;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST: u16 = 1;
+    const AF_INET: u8 = 2;
+    const IPPROTO_TCP: u8 = 6;
+    let sock = socket2::Socket::new(
+        socket2::Domain::from(AF_NETLINK),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::from(NETLINK_SOCK_DIAG)),
+    )
+    .ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .ok()?;
+    // nlmsghdr (16 bytes), then inet_diag_req_v2: family, protocol, ext, pad, states (u32),
+    // inet_diag_sockid: sport, dport (big-endian), src[16], dst[16], if (u32), cookie (2 x u32).
+    let mut req = Vec::with_capacity(72);
+    req.extend_from_slice(&72u32.to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+    req.extend_from_slice(&[AF_INET, IPPROTO_TCP, 0, 0]);
+    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    req.extend_from_slice(&l.port().to_be_bytes());
+    req.extend_from_slice(&p.port().to_be_bytes());
+    let mut src = [0u8; 16];
+    src[..4].copy_from_slice(&l.ip().octets());
+    let mut dst = [0u8; 16];
+    dst[..4].copy_from_slice(&p.ip().octets());
+    req.extend_from_slice(&src);
+    req.extend_from_slice(&dst);
+    req.extend_from_slice(&0u32.to_ne_bytes()); // interface
+    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // INET_DIAG_NOCOOKIE
+    req.extend_from_slice(&u32::MAX.to_ne_bytes());
+    use std::io::{Read, Write};
+    (&sock).write_all(&req).ok()?;
+    let mut buf = [0u8; 512];
+    let n = (&sock).read(&mut buf).ok()?;
+    let bytes = &buf[..n];
+    // A reply: nlmsghdr (type SOCK_DIAG_BY_FAMILY), then inet_diag_msg: family, state, ...
+    if bytes.len() < 18 || u16::from_ne_bytes([bytes[4], bytes[5]]) != SOCK_DIAG_BY_FAMILY {
+        return None;
+    }
+    // 1 ESTABLISHED, 4/5 FIN_WAIT1/2: the peer has not closed.
+    Some(!matches!(bytes[17], 1 | 4 | 5))
+}
+
+impl LineShared {
+    /// A connection was accepted: counts the connections the client holds (this one and
+    /// every tracked one whose peek shows no FIN or RST) and tracks this one.
+    fn track(&self, stream: &TcpStream, local: SocketAddr, peer: SocketAddr) -> Option<u64> {
+        use std::os::fd::AsFd;
+        let dup = stream.as_fd().try_clone_to_owned().ok()?;
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 1u64;
+        for (fd, peer) in live.1.values() {
+            let sock = socket2::SockRef::from(fd);
+            let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            match sock.peek(&mut b) {
+                // A FIN.
+                Ok(0) => {}
+                // Unread bytes come before a FIN: ask the kernel for the state.
+                Ok(_) => n += u64::from(!peer_closed_by_kernel(local, *peer).unwrap_or(false)),
+                // Nothing to read: alive.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => n += 1,
+                // A reset.
+                Err(_) => {}
+            }
+        }
+        live.0 += 1;
+        let key = live.0;
+        live.1.insert(key, (dup, peer));
+        drop(live);
+        self.rec.note_live(n);
+        Some(key)
+    }
+
+    fn untrack(&self, key: Option<u64>) {
+        if let Some(key) = key {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            live.1.remove(&key);
+        }
+    }
 }
 
 enum Cmd {
@@ -348,7 +453,8 @@ async fn accept_loop(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .draw();
-                conns.spawn(serve_line(stream, peer, fault, shared.clone()));
+                let key = shared.track(&stream, addr, peer);
+                conns.spawn(serve_line(stream, peer, fault, shared.clone(), key));
             }
             Some(cmd) = cmds.recv() => match cmd {
                 Cmd::Refuse(true, tx) => {
@@ -455,6 +561,7 @@ async fn serve_line(
     peer: SocketAddr,
     fault: Fault,
     shared: Arc<LineShared>,
+    key: Option<u64>,
 ) {
     let _ = stream.set_nodelay(true);
     let rec = shared.rec.clone();
@@ -543,7 +650,10 @@ async fn serve_line(
         }
     };
     match end {
-        End::ClientGone => rec.close(id, CloseReason::ClientClosed),
+        End::ClientGone => {
+            shared.untrack(key);
+            rec.close(id, CloseReason::ClientClosed)
+        }
         End::Rst(reason) => {
             rec.decide_close(id, reason.clone());
             // Unserved lines already received, and whatever is in the socket now, came late.
@@ -557,6 +667,8 @@ async fn serve_line(
             }
             record_late(&rec, id, &late);
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            // The duplicate first: the socket is reset when its last descriptor closes.
+            shared.untrack(key);
             drop(stream);
             rec.server_closed(id, true);
             rec.close(id, reason);
@@ -574,6 +686,7 @@ async fn serve_line(
                 }
                 record_late(&rec, id, &b[..n]);
             }
+            shared.untrack(key);
             rec.close(id, reason);
         }
     }

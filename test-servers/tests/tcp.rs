@@ -329,3 +329,65 @@ async fn soak_with_a_fault_mix_records_each_connections_fault() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_live_counts_what_the_client_holds() {
+    let server = TcpFaultServer::builder().start().await;
+    // One after the other, each closed before the next connects: one live at
+    // a time, whatever the server's tasks have noticed.
+    for _ in 0..20 {
+        let mut c = Line::connect(server.addr()).await;
+        assert_eq!(c.ask("x").await.unwrap(), "x\n");
+        drop(c);
+    }
+    server.wait_for("all accepted", |s| s.accepted == 20).await;
+    assert_eq!(server.stats().peak_live, 1);
+    // Three held at once: three live.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = Line::connect(server.addr()).await;
+        assert_eq!(c.ask("y").await.unwrap(), "y\n");
+        held.push(c);
+    }
+    assert_eq!(server.stats().peak_live, 3);
+    // A reset still resets (the duplicate is dropped first).
+    let mut c = Line::connect(server.addr()).await;
+    c.send("!reset").await.unwrap();
+    assert_eq!(c.end().await, ReadEnd::Reset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_live_sees_a_close_behind_unread_bytes() {
+    // A client that writes and closes before the server reads: the server's
+    // peek sees the bytes, not the FIN behind them; the kernel's state says
+    // the client closed. The server is slow to read (its replies are
+    // delayed), so the bytes are still unread at the next accept.
+    let server = TcpFaultServer::builder()
+        .fault(Fault::DelayReplies(std::time::Duration::from_millis(300)))
+        .start()
+        .await;
+    let mut a = Line::connect(server.addr()).await;
+    a.send("one").await.unwrap();
+    // The server read "one" and sleeps: "two" stays in its socket.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    a.send("two").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    drop(a);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut b = Line::connect(server.addr()).await;
+    assert_eq!(b.ask("x").await.unwrap(), "x\n");
+    assert_eq!(
+        server.stats().peak_live,
+        1,
+        "{:?}",
+        server.stats().peak_live
+    );
+    // And a live client with unread bytes counts.
+    b.send("y").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    b.send("z").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let _c = Line::connect(server.addr()).await;
+    server.wait_for("accepted", |s| s.accepted == 3).await;
+    assert_eq!(server.stats().peak_live, 2);
+}
