@@ -13,7 +13,9 @@ import sys
 
 
 def version(s):
-    return tuple(int(x) for x in s.split(".")) if s else (0,)
+    """`1.88` and `1.88.0` are the same version."""
+    parts = [int(x) for x in s.split(".")] if s else [0]
+    return tuple((parts + [0, 0, 0])[:3])
 
 
 def main():
@@ -26,7 +28,7 @@ def main():
     for member in meta["workspace_members"]:
         own = pkgs[member]
         declared = version(own.get("rust_version"))
-        seen, stack, floor, why = set(), [member], (0,), None
+        seen, stack, floor, why = set(), [member], (0, 0, 0), None
         while stack:
             nid = stack.pop()
             for d in nodes[nid]["deps"]:
