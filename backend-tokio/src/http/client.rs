@@ -53,7 +53,8 @@ pub struct ClientStats {
     /// did not process (refused stream, above the GOAWAY's last stream).
     pub retried_unsent: u64,
     /// Retries of idempotent requests whose reused connection closed before
-    /// any byte of the response (Go's rule).
+    /// any byte of the response (Go's rule; HTTP/2: before the response
+    /// head, the connection closed or shut down).
     pub retried_reused: u64,
     /// HTTP/1 connections opened.
     pub http1_connections: u64,
@@ -103,8 +104,9 @@ struct Shared {
 ///   the last stream of its GOAWAY: RFC 9113 §8.7), when its body can be
 ///   sent again. An idempotent request (`GET`, `HEAD`, `OPTIONS`, `TRACE`,
 ///   `PUT`, `DELETE`, or one with an `Idempotency-Key` header) with an
-///   empty or buffered body, sent on a reused HTTP/1 connection that closed
-///   before any byte of the response, is retried once
+///   empty or buffered body, sent on a reused connection that closed
+///   before any byte of the response (HTTP/2: that closed or was shut down
+///   before the response head), is retried once
 ///   ([`retry_idempotent`](ClientBuilder::retry_idempotent), Go's rule). A
 ///   request that was sent otherwise (a `POST` whose connection closed
 ///   before the response) is not retried: it fails with
@@ -442,9 +444,8 @@ impl<C: Connector<HttpRoute, Conn = HttpConn>> Client<C> {
                     return Ok(respond(resp, held, info));
                 }
                 Outcome::Unsent(r, e) => {
-                    if !h2 {
-                        Lease::discard(&mut held.lease);
-                    }
+                    // hyper refused to send on it: it takes no request.
+                    Lease::discard(&mut held.lease);
                     drop(held);
                     if unsent_left == 0 {
                         return Err(request_error(route, attempts, e));
@@ -454,8 +455,20 @@ impl<C: Connector<HttpRoute, Conn = HttpConn>> Client<C> {
                     req = r;
                 }
                 Outcome::Sent(e) => {
-                    let no_byte = held.lease.state.bytes() == bytes_before;
-                    if !h2 {
+                    // Gone before any byte of the response: HTTP/1, EOF or
+                    // a reset with no byte read since the request; HTTP/2
+                    // (no response head came), the connection closed or
+                    // was shut down (hyper may then drop a request it had
+                    // passed to h2 without an answer: "dispatch task is
+                    // gone", sent or not).
+                    let gone_early = if h2 {
+                        closed_early(&e) || held.lease.state.is_unusable()
+                    } else {
+                        held.lease.state.bytes() == bytes_before && closed_early(&e)
+                    };
+                    // HTTP/1: the connection is in an unknown state;
+                    // HTTP/2: a stream failed, the connection may serve on.
+                    if !h2 || held.lease.is_closed() {
                         Lease::discard(&mut held.lease);
                     }
                     drop(held);
@@ -465,7 +478,7 @@ impl<C: Connector<HttpRoute, Conn = HttpConn>> Client<C> {
                             sh.retried_unsent.fetch_add(1, Ordering::Relaxed);
                             req = r;
                         }
-                        Some(r) if !h2 && reused_left > 0 && no_byte && closed_early(&e) => {
+                        Some(r) if reused && idempotent && reused_left > 0 && gone_early => {
                             reused_left -= 1;
                             sh.retried_reused.fetch_add(1, Ordering::Relaxed);
                             req = r;
@@ -696,7 +709,8 @@ impl ClientBuilder {
         self
     }
     /// Retry once an idempotent request with a replayable body whose reused
-    /// HTTP/1 connection closed before any response byte (Go's rule).
+    /// connection closed before any response byte (Go's rule; HTTP/2: the
+    /// connection closed or was shut down before the response head).
     pub fn retry_idempotent(mut self, on: bool) -> Self {
         self.retry_reused = on;
         self

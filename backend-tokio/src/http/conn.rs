@@ -50,6 +50,9 @@ pub(crate) struct ConnState {
     task: Mutex<Option<Waker>>,
     /// HTTP/2: the connect waits here for the first SETTINGS.
     ready: Notify,
+    /// The first read error the tap saw (a TLS alert, a reset), for the
+    /// connect error of an HTTP/2 connection that ends before its SETTINGS.
+    read_error: Mutex<Option<std::io::Error>>,
 }
 
 fn register(slot: &Mutex<Option<Waker>>, waker: &Waker) {
@@ -83,7 +86,25 @@ impl ConnState {
             pool: Mutex::new(None),
             task: Mutex::new(None),
             ready: Notify::new(),
+            read_error: Mutex::new(None),
         }
+    }
+
+    /// The tap's read failed.
+    pub(crate) fn read_failed(&self, e: &std::io::Error) {
+        let mut slot = self.read_error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        drop(slot);
+        self.read_closed();
+    }
+
+    fn take_read_error(&self) -> Option<std::io::Error> {
+        self.read_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The tap read a GOAWAY frame header.
@@ -261,10 +282,11 @@ impl HttpConn {
         matches!(self.sender, Sender::H2(_))
     }
 
-    /// A handle for one more lease (HTTP/2 only).
+    /// A handle for one more lease (HTTP/2 only; a connection that is gone
+    /// is refused by the hand-out check).
     pub(crate) fn share(&self) -> Option<HttpConn> {
         match &self.sender {
-            Sender::H2(s) if !self.state.is_unusable() => Some(HttpConn {
+            Sender::H2(s) => Some(HttpConn {
                 sender: Sender::H2(s.clone()),
                 state: self.state.clone(),
                 tcp: None,
@@ -293,8 +315,8 @@ pub(crate) async fn start_h1(
 pub(crate) enum H2StartError {
     Handshake(hyper::Error),
     /// Closed (or shut down, or no stream allowed) before the server's
-    /// first SETTINGS frame came.
-    ClosedEarly,
+    /// first SETTINGS frame came; the read error, if one ended it.
+    ClosedEarly(Option<std::io::Error>),
 }
 
 /// HTTP/2: hyper's handshake, then its connection task, which also reads
@@ -329,7 +351,7 @@ pub(crate) async fn start_h2(
     loop {
         let ready = state.ready.notified();
         if state.is_unusable() {
-            return Err(H2StartError::ClosedEarly);
+            return Err(H2StartError::ClosedEarly(state.take_read_error()));
         }
         if state.capacity() > 0 {
             // What the pool learns at connect is not a change.

@@ -107,7 +107,15 @@ impl HttpConnector {
                 .await
                 .map_err(|e| match e {
                     H2StartError::Handshake(e) => ConnectError::new(ConnectStep::Handshake, e),
-                    H2StartError::ClosedEarly => ConnectError::new(
+                    // A TLS alert (a certificate refused) ends the
+                    // connection at its first read.
+                    H2StartError::ClosedEarly(Some(e))
+                        if route.is_tls() && e.kind() == io::ErrorKind::InvalidData =>
+                    {
+                        ConnectError::new(ConnectStep::Tls, e)
+                    }
+                    H2StartError::ClosedEarly(Some(e)) => ConnectError::new(ConnectStep::Handshake, e),
+                    H2StartError::ClosedEarly(None) => ConnectError::new(
                         ConnectStep::Handshake,
                         "the HTTP/2 server closed the connection (or allows no stream) before its first SETTINGS",
                     ),

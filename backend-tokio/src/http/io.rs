@@ -248,7 +248,7 @@ impl AsyncRead for Tap {
                     }
                 }
             }
-            Err(_) => this.state.read_closed(),
+            Err(e) => this.state.read_failed(e),
         }
         Poll::Ready(r)
     }
