@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use wharf_tokio::Lease;
 use wharf_tokio::{Pool, RouteConfig, TcpConnector};
 
 const ROUTES: usize = 4;
@@ -266,16 +267,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                                     t.errors += 1;
                                 }
                                 if resp.close {
-                                    conn.discard();
+                                    Lease::discard(&mut conn);
                                 }
                                 if let Some(ka) = resp.keep_alive {
-                                    conn.set_keep_alive(ka);
+                                    Lease::set_keep_alive(&mut conn, ka);
                                 }
                             }
                             Err(e) => {
                                 eprintln!("request on {}:{} failed: {e}", route.0, route.1);
                                 t.errors += 1;
-                                conn.discard();
+                                Lease::discard(&mut conn);
                             }
                         }
                     }

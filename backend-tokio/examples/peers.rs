@@ -37,6 +37,7 @@ struct NoopConnector;
 
 impl Connector<u32> for NoopConnector {
     type Conn = u64;
+    type Error = io::Error;
     async fn connect(&self, _route: &u32) -> io::Result<u64> {
         Ok(0)
     }

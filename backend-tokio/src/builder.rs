@@ -216,7 +216,7 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
     }
 
     /// Builds the pool and starts its driver task.
-    pub fn build(self) -> Result<Pool<K, C>, Error> {
+    pub fn build(self) -> Result<Pool<K, C>, Error<C::Error>> {
         let rt = match self.runtime {
             Some(h) => h,
             None => Handle::try_current().map_err(|_| Error::Config(ConfigError::NoRuntime))?,

@@ -33,7 +33,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         balancer: Balancer,
         hosts: impl IntoIterator<Item = K>,
         predictive_ratio: f32,
-    ) -> Result<ClusterHandle, Error> {
+    ) -> Result<ClusterHandle, Error<C::Error>> {
         let shared = self.shared();
         let name = name.into();
         let mut cluster = Box::new(wharf_core::Cluster::<K, MAX_HOSTS>::new(balancer));
@@ -74,7 +74,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// Removes a cluster and drains each of its hosts for deletion, as
     /// [`Pool::remove_host`] does (a host that is also leased as a plain
     /// route, or belongs to another cluster, is drained too).
-    pub fn remove_cluster(&self, cluster: ClusterHandle) -> Result<(), Error> {
+    pub fn remove_cluster(&self, cluster: ClusterHandle) -> Result<(), Error<C::Error>> {
         self.with_cluster(|inner, shared, now| {
             cluster.entry(&mut inner.clusters)?;
             let Some(ClusterEntry {
@@ -98,7 +98,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     ///
     /// [`Error::Cluster`] with [`ClusterError::Duplicate`](crate::ClusterError::Duplicate) if it is already
     /// there, [`ClusterError::Full`](crate::ClusterError::Full) beyond [`MAX_CLUSTER_HOSTS`].
-    pub fn add_host(&self, cluster: ClusterHandle, host: K) -> Result<(), Error> {
+    pub fn add_host(&self, cluster: ClusterHandle, host: K) -> Result<(), Error<C::Error>> {
         self.with_cluster(|inner, shared, _| {
             let entry = cluster.entry(&mut inner.clusters)?;
             let r = entry.cluster.add_host(host.clone());
@@ -115,7 +115,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     ///
     /// [`Error::Cluster`] with [`ClusterError::UnknownHost`](crate::ClusterError::UnknownHost) if it is not in
     /// the cluster.
-    pub fn remove_host(&self, cluster: ClusterHandle, host: &K) -> Result<(), Error> {
+    pub fn remove_host(&self, cluster: ClusterHandle, host: &K) -> Result<(), Error<C::Error>> {
         self.with_cluster(|inner, shared, now| {
             let Inner { driver, clusters } = inner;
             let entry = cluster.entry(clusters)?;
@@ -138,7 +138,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         cluster: ClusterHandle,
         host: &K,
         healthy: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error<C::Error>> {
         self.with_cluster(|inner, shared, now| {
             let Inner { driver, clusters } = inner;
             let entry = cluster.entry(clusters)?;
@@ -153,7 +153,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         &self,
         cluster: ClusterHandle,
         ratio: f32,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Error<C::Error>> {
         self.with_cluster(|inner, shared, _| {
             let entry = cluster.entry(&mut inner.clusters)?;
             let r = entry.cluster.set_predictive_ratio(ratio);
@@ -162,7 +162,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     }
 
     /// The hosts of a cluster, in order.
-    pub fn cluster_hosts(&self, cluster: ClusterHandle) -> Result<Vec<K>, Error> {
+    pub fn cluster_hosts(&self, cluster: ClusterHandle) -> Result<Vec<K>, Error<C::Error>> {
         let mut g = self.shared().lock();
         let entry = cluster.entry(&mut g.clusters)?;
         Ok((0..entry.cluster.len())
@@ -171,7 +171,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     }
 
     /// Connections a cluster's predictive preconnect started.
-    pub fn cluster_preconnects(&self, cluster: ClusterHandle) -> Result<u64, Error> {
+    pub fn cluster_preconnects(&self, cluster: ClusterHandle) -> Result<u64, Error<C::Error>> {
         let mut g = self.shared().lock();
         Ok(cluster.entry(&mut g.clusters)?.cluster.preconnects())
     }
@@ -212,8 +212,12 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// the driver, which drains the core), then runs the queued work.
     fn with_cluster<R>(
         &self,
-        f: impl FnOnce(&mut Inner<K, C>, &Shared<K, C>, wharf_core::Instant) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+        f: impl FnOnce(
+            &mut Inner<K, C>,
+            &Shared<K, C>,
+            wharf_core::Instant,
+        ) -> Result<R, Error<C::Error>>,
+    ) -> Result<R, Error<C::Error>> {
         let shared: &Arc<Shared<K, C>> = self.shared();
         let mut g = shared.lock();
         let now = shared.now();

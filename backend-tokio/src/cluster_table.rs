@@ -36,10 +36,10 @@ pub struct ClusterHandle {
 
 impl ClusterHandle {
     /// The cluster this handle names, if it is still there.
-    pub(crate) fn entry<K>(
+    pub(crate) fn entry<K, E>(
         self,
         clusters: &mut [ClusterSlot<K>],
-    ) -> Result<&mut ClusterEntry<K>, Error> {
+    ) -> Result<&mut ClusterEntry<K>, Error<E>> {
         clusters
             .get_mut(self.index as usize)
             .filter(|s| s.gen == self.gen)
@@ -54,7 +54,7 @@ pub(crate) fn cluster_error<K: RouteKey, C: Connector<K>>(
     name: &str,
     host: Option<&K>,
     e: ClusterError,
-) -> Error {
+) -> Error<C::Error> {
     match e {
         ClusterError::Lease(e) => {
             let route = match host {

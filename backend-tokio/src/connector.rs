@@ -22,7 +22,11 @@ impl<K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static> RouteKey for K {
 /// Opens, checks and closes the connections a [`Pool`](crate::Pool) holds:
 /// TCP streams, TLS streams, database clients, anything async.
 ///
-/// Only [`connect`](Connector::connect) is required. The pool calls the
+/// Only [`connect`](Connector::connect) and the two types are required. A
+/// connect fails with the connector's own [`Error`](Connector::Error) type (a
+/// database client's, an RPC stack's; `io::Error` for [`TcpConnector`]),
+/// which reaches the caller typed as the source of
+/// [`Error::ConnectFailed`](crate::Error::ConnectFailed). The pool calls the
 /// connector from its own tasks, never while it holds its lock, except for
 /// [`is_broken`](Connector::is_broken) which runs in the task that takes or
 /// drops a lease.
@@ -36,6 +40,7 @@ impl<K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static> RouteKey for K {
 ///
 /// impl Connector<u32> for Numbers {
 ///     type Conn = u64;
+///     type Error = io::Error;
 ///     async fn connect(&self, route: &u32) -> io::Result<u64> {
 ///         Ok(u64::from(*route) * 1000)
 ///     }
@@ -45,9 +50,14 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
     /// The connection object a lease hands out (by `Deref`/`DerefMut`).
     type Conn: Send + 'static;
 
+    /// What a connect fails with; delivered typed to every lease the failure
+    /// fails ([`Error::ConnectFailed`](crate::Error::ConnectFailed)'s
+    /// `source`), and classified by [`classify`](Connector::classify).
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Opens a connection for `route`. The pool bounds it by its connect
     /// timeout (the future is dropped when it fires).
-    fn connect(&self, route: &K) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+    fn connect(&self, route: &K) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send;
 
     /// Checks an idle connection before it is handed out again after
     /// `validate_after_inactivity` (HttpClient's stale check). `true` = stale:
@@ -149,23 +159,38 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
     }
 
     /// Classifies a connect error (the core's [`ConnectFailure`]); the pool
-    /// keeps the answer as it is. Default: refused, reset and aborted are
-    /// remote, timed out is a timeout (counted with the pool's own connect
-    /// timeouts), everything else (resolution, unreachable, socket errors) is
-    /// local.
-    fn classify(&self, error: &io::Error) -> ConnectFailure {
-        match error.kind() {
-            io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted => ConnectFailure::Remote,
-            io::ErrorKind::TimedOut => ConnectFailure::Timeout,
-            _ => ConnectFailure::Local,
+    /// keeps the answer as it is. Default, for an `io::Error` (also one an
+    /// error type of its own wraps as its
+    /// [`source`](std::error::Error::source)): refused, reset and aborted
+    /// are remote, timed out is a timeout (counted with the pool's own
+    /// connect timeouts), everything else (resolution, unreachable, socket
+    /// errors) is local; any other error is remote (the peer answered, and
+    /// said no).
+    fn classify(&self, error: &Self::Error) -> ConnectFailure {
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(err) = e {
+            if let Some(io) = err.downcast_ref::<io::Error>() {
+                return classify_io(io);
+            }
+            e = err.source();
         }
+        ConnectFailure::Remote
     }
 
     /// Renders a route for errors and events. Default: its `Debug` form.
     fn describe(&self, route: &K) -> String {
         format!("{route:?}")
+    }
+}
+
+/// The default classification of an `io::Error` ([`Connector::classify`]).
+pub fn classify_io(error: &io::Error) -> ConnectFailure {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => ConnectFailure::Remote,
+        io::ErrorKind::TimedOut => ConnectFailure::Timeout,
+        _ => ConnectFailure::Local,
     }
 }
 
@@ -322,6 +347,7 @@ macro_rules! tcp_connector_for {
     ($k:ty, |$self_:ident, $route:ident| $connect:expr, |$r2:ident| $describe:expr) => {
         impl Connector<$k> for TcpConnector {
             type Conn = TcpStream;
+            type Error = io::Error;
             fn connect(&self, $route: &$k) -> impl Future<Output = io::Result<TcpStream>> + Send {
                 let $self_ = self;
                 $connect

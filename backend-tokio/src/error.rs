@@ -7,13 +7,16 @@ use std::time::Duration;
 
 pub use wharf_core::{ClusterError, ConnectFailure};
 
-/// Why a lease (or another pool operation) failed.
+/// Why a lease (or another pool operation) failed. `E` is the connector's
+/// error type ([`Connector::Error`](crate::Connector::Error); `io::Error`
+/// for [`TcpConnector`](crate::TcpConnector)), carried typed by
+/// [`Error::ConnectFailed`].
 ///
 /// Every variant that concerns a route names it (as the connector's
 /// [`describe`](crate::Connector::describe) renders it, e.g. `127.0.0.1:8080`).
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Error {
+pub enum Error<E = io::Error> {
     /// The lease waited for a connection longer than its lease timeout.
     Timeout {
         /// The route.
@@ -28,15 +31,26 @@ pub enum Error {
         route: String,
     },
     /// Connecting to the route failed; every lease waiting for the route
-    /// fails with it. [`std::error::Error::source`] gives the `io::Error`.
+    /// fails with it. [`std::error::Error::source`] gives the connector's
+    /// error.
     ConnectFailed {
         /// The route.
         route: String,
-        /// Timeout (the pool's connect timeout), local (resolution, no route,
-        /// socket exhaustion) or remote (refused, reset).
+        /// Timeout (the pool's connect timeout, or the connector's error
+        /// classified so), local (resolution, no route, socket exhaustion) or
+        /// remote (refused, reset), as the connector's
+        /// [`classify`](crate::Connector::classify) said.
         reason: ConnectFailure,
-        /// The connector's error (for a connect timeout, a `TimedOut` error).
-        source: Arc<io::Error>,
+        /// The connector's error, typed; `None` when the pool's own connect
+        /// timeout fired (the connector had not answered).
+        source: Option<Arc<E>>,
+    },
+    /// Every connection handed out to the lease was found closed by the
+    /// peer ([`Driver::handout_tries`](wharf_driver::Driver::handout_tries)
+    /// times in a row: each try closed one).
+    PeerClosed {
+        /// The route.
+        route: String,
     },
     /// The pool was closed ([`Pool::close`](crate::Pool::close), or drained
     /// for deletion as a whole).
@@ -105,11 +119,12 @@ pub enum ConfigError {
     NoRuntime,
 }
 
-impl Error {
+impl<E> Error<E> {
     /// The route this error is about, if any.
     pub fn route(&self) -> Option<&str> {
         match self {
             Error::Timeout { route, .. }
+            | Error::PeerClosed { route }
             | Error::Overflow { route }
             | Error::ConnectFailed { route, .. }
             | Error::Closed { route }
@@ -136,7 +151,7 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Timeout { route, waited } => {
@@ -161,8 +176,15 @@ impl fmt::Display for Error {
                     ConnectFailure::Local => "failed locally",
                     ConnectFailure::Remote => "failed at the remote end",
                 };
-                write!(f, "connect to route {route} {what}: {source}")
+                match source {
+                    Some(source) => write!(f, "connect to route {route} {what}: {source}"),
+                    None => write!(f, "connect to route {route} {what}"),
+                }
             }
+            Error::PeerClosed { route } => write!(
+                f,
+                "lease on route {route} failed: every connection handed out was closed by the peer"
+            ),
             Error::Closed { route } => {
                 write!(f, "lease on route {route} refused: the pool is closed")
             }
@@ -191,10 +213,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::ConnectFailed { source, .. } => Some(&**source),
+            Error::ConnectFailed {
+                source: Some(source),
+                ..
+            } => Some(&**source),
             Error::Config(ConfigError::Pool(e))
             | Error::Config(ConfigError::Route { error: e, .. })
             | Error::Config(ConfigError::Cluster { error: e, .. }) => Some(e),
@@ -219,14 +244,14 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-impl From<ConfigError> for Error {
+impl<E> From<ConfigError> for Error<E> {
     fn from(e: ConfigError) -> Self {
         Error::Config(e)
     }
 }
 
 /// The error of a route call the core refused.
-pub(crate) fn route_error(route: String, e: wharf_core::RouteError) -> Error {
+pub(crate) fn route_error<E>(route: String, e: wharf_core::RouteError) -> Error<E> {
     use wharf_core::RouteError as E;
     match e {
         E::Config(error) => Error::Config(ConfigError::Route { route, error }),
@@ -236,7 +261,7 @@ pub(crate) fn route_error(route: String, e: wharf_core::RouteError) -> Error {
 }
 
 /// The error of a lease the core refused at once.
-pub(crate) fn lease_error(route: String, e: wharf_core::LeaseError) -> Error {
+pub(crate) fn lease_error<E>(route: String, e: wharf_core::LeaseError) -> Error<E> {
     use wharf_core::LeaseError as E;
     match e {
         E::Overflow => Error::Overflow { route },
@@ -251,46 +276,28 @@ pub(crate) fn lease_error(route: String, e: wharf_core::LeaseError) -> Error {
 }
 
 /// The error of a waiting lease request that failed.
-pub(crate) fn fail_error(
+pub(crate) fn fail_error<E>(
     route: String,
     reason: wharf_core::FailReason,
-    source: Option<Arc<io::Error>>,
+    source: Option<Arc<E>>,
     waited: Duration,
-) -> Error {
+) -> Error<E> {
     use wharf_core::FailReason as F;
     match reason {
         F::Timeout => Error::Timeout { route, waited },
         F::Overflow => Error::Overflow { route },
         F::Draining => Error::Draining { route },
-        F::ConnectFailed(reason) => {
-            let source = source.unwrap_or_else(|| {
-                Arc::new(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    match reason {
-                        ConnectFailure::Timeout => "connect timed out",
-                        _ => "connect failed",
-                    },
-                ))
-            });
-            Error::ConnectFailed {
-                route,
-                reason,
-                source,
-            }
-        }
+        F::ConnectFailed(reason) => Error::ConnectFailed {
+            route,
+            reason,
+            source,
+        },
     }
 }
 
 /// The error of a lease whose every hand-out found its connection closed by
 /// the peer ([`Driver::handout_tries`](wharf_driver::Driver::handout_tries)
 /// times in a row).
-pub(crate) fn dead_error(route: String) -> Error {
-    Error::ConnectFailed {
-        route,
-        reason: ConnectFailure::Remote,
-        source: Arc::new(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "every connection handed out was closed by the peer",
-        )),
-    }
+pub(crate) fn dead_error<E>(route: String) -> Error<E> {
+    Error::PeerClosed { route }
 }

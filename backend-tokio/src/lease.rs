@@ -18,10 +18,17 @@ use crate::runtime::Shared;
 
 /// A connection leased from a [`Pool`](crate::Pool).
 ///
-/// Derefs to the connection; is `AsyncRead`/`AsyncWrite` when the connection
-/// is. Dropping it gives the connection back to the pool for reuse, unless
-/// [`discard`](Lease::discard) was called or the connector's
+/// Derefs to the connection (for a multiplexed connection: this lease's
+/// handle); is `AsyncRead`/`AsyncWrite` when the connection is. Dropping it
+/// gives the connection back to the pool for reuse, unless
+/// [`Lease::discard`] was called or the connector's
 /// [`is_broken`](Connector::is_broken) says so, in which case it is closed.
+///
+/// What belongs to the pool is reached through associated functions
+/// (`Lease::discard(&mut lease)`, `Lease::id(&lease)`, `Lease::route(&lease)`,
+/// `Lease::set_keep_alive`, `Lease::set_tag`, `Lease::tag`,
+/// `Lease::detach(lease)`), as with std's smart pointers, so none of them
+/// shadows a method of the connection.
 pub struct Lease<K: RouteKey, C: Connector<K>> {
     shared: Arc<Shared<K, C>>,
     lease: wharf_core::Lease,
@@ -45,57 +52,61 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
     }
 
     /// Marks the connection as not reusable: it is closed when the lease is
-    /// dropped (e.g. after a protocol error or `Connection: close`).
-    pub fn discard(&mut self) {
-        self.discard = true;
+    /// dropped (e.g. after a protocol error or `Connection: close`). An
+    /// associated function (`Lease::discard(&mut lease)`), so it never
+    /// shadows a method of the connection.
+    pub fn discard(this: &mut Self) {
+        this.discard = true;
     }
 
     /// True when [`discard`](Lease::discard) was called.
-    pub fn is_discarded(&self) -> bool {
-        self.discard
+    pub fn is_discarded(this: &Self) -> bool {
+        this.discard
     }
 
     /// Sets the keep-alive the server announced (e.g. HTTP `Keep-Alive:
     /// timeout=5`): the idle connection is not reused after it and closes
     /// then.
-    pub fn set_keep_alive(&mut self, keep_alive: Duration) {
-        self.keep_alive = Some(keep_alive);
+    pub fn set_keep_alive(this: &mut Self, keep_alive: Duration) {
+        this.keep_alive = Some(keep_alive);
     }
 
     /// Sets the connection's tag (its state for matching, e.g. the identity it
     /// authenticated as) for when it goes back to the pool. A lease starts
     /// with the connection's current tag.
-    pub fn set_tag(&mut self, tag: Option<Tag>) {
-        self.tag = tag;
+    pub fn set_tag(this: &mut Self, tag: Option<Tag>) {
+        this.tag = tag;
     }
 
     /// The tag the connection goes back with.
-    pub fn tag(&self) -> Option<Tag> {
-        self.tag
+    pub fn tag(this: &Self) -> Option<Tag> {
+        this.tag
     }
 
     /// The route of the connection (for a cluster lease: the host picked).
     /// Takes the pool's lock and clones the key.
-    pub fn route(&self) -> Option<K> {
-        let g = self.shared.lock();
+    pub fn route(this: &Self) -> Option<K> {
+        let g = this.shared.lock();
         let core = g.driver.core();
-        let route = core.route_of(self.lease.conn())?;
+        let route = core.route_of(this.lease.conn())?;
         core.route_key(route).cloned()
     }
 
     /// The core's handle of this lease (its connection's slot, for logs).
-    pub fn id(&self) -> wharf_core::Lease {
-        self.lease
+    pub fn id(this: &Self) -> wharf_core::Lease {
+        this.lease
     }
 
     /// Takes the connection out of the pool for good: the pool forgets it
-    /// (its slot frees up as if it was closed) and the caller owns it.
-    pub fn detach(mut self) -> C::Conn {
-        let conn = self.conn.take().expect("lease holds its connection");
-        let mut g = self.shared.lock();
-        let now = self.shared.now();
-        g.driver.detach(self.lease, now);
-        self.shared.finish(g);
+    /// (its slot frees up as if it was closed) and the caller owns it. For
+    /// a multiplexed connection: this lease's handle; the connection drains
+    /// (the other leases finish, then the pool closes it).
+    pub fn detach(mut this: Self) -> C::Conn {
+        let conn = this.conn.take().expect("lease holds its connection");
+        let mut g = this.shared.lock();
+        let now = this.shared.now();
+        g.driver.detach(this.lease, now);
+        this.shared.finish(g);
         conn
     }
 

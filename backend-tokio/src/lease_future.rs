@@ -57,6 +57,9 @@ pub(crate) enum Target<'a, K> {
     Host(ClusterHandle, K),
 }
 
+/// What a lease future completes with.
+type LeaseResult<K, C> = Result<Lease<K, C>, Error<<C as Connector<K>>::Error>>;
+
 enum State {
     Init,
     Waiting { ticket: TicketId },
@@ -125,7 +128,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
         g: &mut Inner<K, C>,
         now: Instant,
         deadline: Option<Instant>,
-    ) -> Result<Started<C::Conn>, Error> {
+    ) -> Result<Started<C::Conn>, Error<C::Error>> {
         let tag = self.tag;
         let shared = self.shared;
         let key = match &self.target {
@@ -188,7 +191,12 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
                     .host
                     .and_then(|r| g.driver.core().route_key(r))
                     .map(|k| self.shared.describe(k))
-                    .or_else(|| Some(format!("cluster {}", c.entry(&mut g.clusters).ok()?.name)))
+                    .or_else(|| {
+                        Some(format!(
+                            "cluster {}",
+                            c.entry::<K, ()>(&mut g.clusters).ok()?.name
+                        ))
+                    })
                     .unwrap_or_else(|| format!("{c:?}")),
             },
         }
@@ -197,7 +205,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     /// A connection was handed out (the lock is released): checks it, and
     /// either completes or arranges to ask again.
     #[inline]
-    fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Option<Result<Lease<K, C>, Error>> {
+    fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Option<LeaseResult<K, C>> {
         let idle = std::time::Duration::from(h.idle);
         if !self.shared.connector.is_dead_at_handout(&mut h.conn, idle) {
             self.state = State::Done;
@@ -210,7 +218,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     /// again (on the same host, for a cluster lease).
     #[cold]
     #[inline(never)]
-    fn dead(&mut self, h: Handout<C::Conn>) -> Option<Result<Lease<K, C>, Error>> {
+    fn dead(&mut self, h: Handout<C::Conn>) -> Option<LeaseResult<K, C>> {
         let shared = self.shared;
         trace::dead_at_handout(h.lease.conn());
         let mut g = shared.lock();
@@ -231,7 +239,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     }
 
     /// Asks again after a dead hand-out; gives up after `tries` of them.
-    fn retry(&mut self, tries: usize) -> Option<Result<Lease<K, C>, Error>> {
+    fn retry(&mut self, tries: usize) -> Option<LeaseResult<K, C>> {
         self.dead += 1;
         if self.dead >= tries {
             self.state = State::Done;
@@ -250,8 +258,8 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     fn answered(
         &mut self,
         mut g: std::sync::MutexGuard<'_, Inner<K, C>>,
-        answer: Answer<C::Conn, std::sync::Arc<std::io::Error>, Host<K>>,
-    ) -> Option<Result<Lease<K, C>, Error>> {
+        answer: Answer<C::Conn, std::sync::Arc<C::Error>, Host<K>>,
+    ) -> Option<LeaseResult<K, C>> {
         let shared = self.shared;
         // The ticket is freed: never withdraw it again.
         self.state = State::Done;
@@ -290,7 +298,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
 }
 
 impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
-    type Output = Result<Lease<K, C>, Error>;
+    type Output = Result<Lease<K, C>, Error<C::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();

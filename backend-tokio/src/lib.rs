@@ -71,7 +71,7 @@
 //!
 //! ```
 //! # use tokio::net::TcpListener;
-//! use wharf_tokio::{Balancer, Pool, TcpConnector};
+//! use wharf_tokio::{Balancer, Lease, Pool, TcpConnector};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -89,8 +89,8 @@
 //! let api = pool.add_cluster("api", Balancer::RoundRobin, hosts.clone(), 1.5)?;
 //! let first = pool.lease_cluster(api).await?;
 //! let second = pool.lease_cluster(api).await?;
-//! assert_eq!(first.route().as_ref(), Some(&hosts[0]));
-//! assert_eq!(second.route().as_ref(), Some(&hosts[1]));
+//! assert_eq!(Lease::route(&first).as_ref(), Some(&hosts[0]));
+//! assert_eq!(Lease::route(&second).as_ref(), Some(&hosts[1]));
 //!
 //! pool.set_host_health(api, &hosts[0], false)?; // skipped while host 1 is healthy
 //! pool.remove_host(api, &hosts[1])?;            // drained: idle connections close
@@ -185,7 +185,7 @@
 //! use std::sync::{Arc, Mutex};
 //! use std::task::{Context, Poll, Waker};
 //! use std::time::Duration;
-//! use wharf_tokio::{ConnEvent, Connector, Pool};
+//! use wharf_tokio::{ConnEvent, Connector, Lease, Pool};
 //!
 //! /// What an HTTP/2 connection's task saw: SETTINGS and GOAWAY.
 //! #[derive(Default)]
@@ -212,6 +212,7 @@
 //!
 //! impl Connector<&'static str> for H2Connector {
 //!     type Conn = H2;
+//!     type Error = io::Error;
 //!     async fn connect(&self, _route: &&'static str) -> io::Result<H2> {
 //!         // Real: TCP, the h2 handshake, spawn the connection task (which
 //!         // updates `Frames` and calls `seen()`).
@@ -252,7 +253,7 @@
 //!     leases.push(pool.lease(&route).await?);
 //! }
 //! // Four streams at once on one connection.
-//! assert!(leases.iter().all(|l| l.id().conn() == leases[0].id().conn()));
+//! assert!(leases.iter().all(|l| Lease::id(&l).conn() == Lease::id(&leases[0]).conn()));
 //! assert_eq!(pool.counters().connects, 1);
 //!
 //! // The peer's SETTINGS lowers MAX_CONCURRENT_STREAMS to 2.
@@ -305,7 +306,7 @@ pub use builder::Builder;
 pub use cluster::MAX_CLUSTER_HOSTS;
 pub use cluster_table::ClusterHandle;
 pub use connector::{
-    tcp_is_dead, tcp_is_unusable, tcp_poll_unusable, Connector, RouteKey, TcpConnector,
+    classify_io, tcp_is_dead, tcp_is_unusable, tcp_poll_unusable, Connector, RouteKey, TcpConnector,
 };
 pub use error::{ConfigError, Error};
 pub use lease::Lease;

@@ -100,7 +100,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// Sets per-route overrides (limit, warm-up, preconnect ratio). Lowering a
     /// limit closes nothing at once: excess connections close as they are
     /// released.
-    pub fn set_route_config(&self, route: &K, config: RouteConfig) -> Result<(), Error> {
+    pub fn set_route_config(&self, route: &K, config: RouteConfig) -> Result<(), Error<C::Error>> {
         let shared = &self.handle.shared;
         let mut g = shared.lock();
         let now = shared.now();

@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -118,7 +117,7 @@ pub(crate) struct TokioIo<K: RouteKey, C: Connector<K>> {
 
 impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
     type Conn = C::Conn;
-    type ConnectError = Arc<io::Error>;
+    type ConnectError = Arc<C::Error>;
     type Note = Host<K>;
 
     fn connect(&mut self, conn: ConnId, route: &K) {

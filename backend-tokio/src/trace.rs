@@ -3,8 +3,6 @@
 //! `describe`.
 #![allow(unused_variables)]
 
-use std::io;
-
 use wharf_core::{CloseReason, ConnId, ConnectFailure, Pool};
 
 use crate::connector::{Connector, RouteKey};
@@ -39,7 +37,7 @@ pub(crate) fn connect_failed<K: RouteKey, C: Connector<K>>(
     key: &K,
     conn: ConnId,
     reason: ConnectFailure,
-    error: &io::Error,
+    error: &dyn std::fmt::Display,
 ) {
     #[cfg(feature = "tracing")]
     tracing::warn!(route = %connector.describe(key), conn = conn.index(), ?reason, %error, "connect failed");

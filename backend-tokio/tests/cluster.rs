@@ -50,7 +50,7 @@ fn routes(servers: &[Server]) -> Vec<Route> {
 /// The host a lease landed on, as the pool says and as the socket says.
 fn host_of(lease: &Lease<Route, TcpConnector>, servers: &[Server]) -> usize {
     let port = lease.peer_addr().unwrap().port();
-    let route = lease.route().expect("a leased connection has a route");
+    let route = Lease::route(lease).expect("a leased connection has a route");
     assert_eq!(route.1, port, "the pool's route is the socket's peer");
     servers
         .iter()
@@ -270,7 +270,7 @@ async fn a_lease_queued_on_a_removed_host_fails_naming_it_and_cancels_cleanly() 
         "host 0's only connection is still held"
     );
     // ...and fails once it has none.
-    h0.discard();
+    Lease::discard(&mut h0);
     drop(h0);
     match waiting.await {
         Err(Error::Draining { route }) => assert_eq!(route, name(&hosts[0])),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{eventually, request, Opts, Server};
 use tokio::net::TcpStream;
+use wharf_tokio::Lease;
 use wharf_tokio::{
     CancelPolicy, CloseReason, ConnectFailure, Connector, Error, LeaseOptions, Pool, Tag,
     TcpConnector,
@@ -32,6 +33,7 @@ struct Scripted {
 
 impl Connector<Route> for Scripted {
     type Conn = TcpStream;
+    type Error = io::Error;
     async fn connect(&self, route: &Route) -> io::Result<TcpStream> {
         tokio::time::sleep(self.delay).await;
         if self.timed_out {
@@ -61,6 +63,7 @@ async fn a_connect_timeout_is_reported_and_counted_as_a_timeout() {
     match pool.lease(&route).await {
         Err(Error::ConnectFailed { reason, source, .. }) => {
             assert_eq!(reason, ConnectFailure::Timeout);
+            let source = source.expect("the connector's error");
             assert_eq!(source.kind(), io::ErrorKind::TimedOut);
         }
         other => panic!("expected a connect timeout, got {other:?}"),
@@ -109,9 +112,9 @@ async fn an_abandoned_grant_keeps_its_tag_and_keep_alive() {
         async move {
             let mut holder = pool.lease(&route).await.unwrap();
             assert!(request(&mut *holder).await.unwrap().starts_with("OK"));
-            let conn = holder.id().conn();
-            holder.set_tag(Some(Tag(7)));
-            holder.set_keep_alive(keep_alive);
+            let conn = Lease::id(&holder).conn();
+            Lease::set_tag(&mut holder, Some(Tag(7)));
+            Lease::set_keep_alive(&mut holder, keep_alive);
             let mut waiting = Box::pin(pool.lease_with(&route, tagged));
             assert!(poll_once(waiting.as_mut()).is_pending());
             drop(holder); // granted to the waiting request...
@@ -131,7 +134,7 @@ async fn an_abandoned_grant_keeps_its_tag_and_keep_alive() {
         .lease_with(&route, LeaseOptions::new().tag(Tag(8)))
         .await
         .unwrap();
-    assert_ne!(other.id().conn(), conn, "the tag was lost");
+    assert_ne!(Lease::id(&other).conn(), conn, "the tag was lost");
     assert_eq!(pool.counters().closes_for(CloseReason::RouteLimit), 1);
     drop(other);
     pool.drain(None, wharf_tokio::DrainMode::DrainExisting);
@@ -197,14 +200,14 @@ async fn a_connection_the_peer_closed_while_idle_is_not_handed_out() {
         .unwrap();
     let mut a = pool.lease(&route).await.unwrap();
     assert!(request(&mut *a).await.unwrap().starts_with("OK"));
-    let first = a.id().conn();
+    let first = Lease::id(&a).conn();
     drop(a);
     assert_eq!(pool.stats().idle, 1);
     // The server closes it (FIN) while it is idle.
     assert_eq!(server.wait_current(0).await, 0);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let mut b = pool.lease(&route).await.unwrap();
-    assert_ne!(b.id().conn(), first);
+    assert_ne!(Lease::id(&b).conn(), first);
     assert!(request(&mut *b).await.unwrap().starts_with("OK"));
     let c = pool.counters();
     assert_eq!(c.closes_for(CloseReason::PeerClosed), 1);

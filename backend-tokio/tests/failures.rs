@@ -48,6 +48,7 @@ async fn connection_refused() {
         } => {
             assert_eq!(r, &format!("127.0.0.1:{port}"));
             assert_eq!(*reason, ConnectFailure::Remote);
+            let source = source.as_ref().expect("the connector's error");
             assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused);
         }
         other => panic!("expected ConnectFailed, got {other:?}"),
@@ -108,7 +109,10 @@ async fn connect_never_completes_is_bounded_by_connect_timeout() {
     match &err {
         Error::ConnectFailed { reason, source, .. } => {
             assert_eq!(*reason, ConnectFailure::Timeout);
-            assert_eq!(source.kind(), io::ErrorKind::TimedOut);
+            assert!(
+                source.is_none(),
+                "the pool's own timeout: no connector error"
+            );
         }
         other => panic!("expected a connect timeout, got {other:?}"),
     }

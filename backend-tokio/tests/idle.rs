@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use common::{eventually, request, Opts, Probe, Server};
 use tokio::time::Instant;
+use wharf_tokio::Lease;
 use wharf_tokio::{CloseReason, Pool};
 
 fn idle_server(after_ms: u64, reset: bool) -> Opts {
@@ -203,7 +204,7 @@ async fn load(watch: bool, check: bool, tasks: usize, leases: usize, routes: usi
                 // When the pool checked it (the probe's hand-out check, run
                 // in the poll that returned the lease), or now.
                 let handed = common::last_check().unwrap_or_else(Instant::now);
-                let conn = l.id().conn();
+                let conn = Lease::id(&l).conn();
                 out.leases += 1;
                 match request(&mut *l).await {
                     Ok(reply) => {
@@ -211,7 +212,7 @@ async fn load(watch: bool, check: bool, tasks: usize, leases: usize, routes: usi
                         ids.lock().unwrap().insert(conn, id.expect("OK <id> <n>"));
                     }
                     Err(_) => {
-                        l.discard();
+                        Lease::discard(&mut l);
                         let id = ids.lock().unwrap().get(&conn).copied();
                         match id.and_then(|id| server.idle_closed_at(id)) {
                             Some(at) if at >= handed => {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::{eventually, request, Opts, Server};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use wharf_tokio::Lease;
 use wharf_tokio::{
     CloseReason, Connector, DrainMode, Error, LeaseOptions, Pool, RouteConfig, Tag, TcpConnector,
 };
@@ -83,6 +84,7 @@ struct Gated {
 
 impl Connector<(String, u16)> for Gated {
     type Conn = TcpStream;
+    type Error = io::Error;
     async fn connect(&self, route: &(String, u16)) -> io::Result<TcpStream> {
         self.gate.acquire().await.unwrap().forget();
         TcpConnector::new().connect_host(&route.0, route.1).await
@@ -222,7 +224,7 @@ async fn tags_select_connections() {
             .await
             .unwrap();
         request(&mut l).await.unwrap();
-        l.set_tag(Some(Tag(7)));
+        Lease::set_tag(&mut l, Some(Tag(7)));
     }
     // An untagged lease does not take the connection tagged 7.
     let mut u = pool.lease(&route).await.unwrap();
@@ -233,7 +235,7 @@ async fn tags_select_connections() {
         .await
         .unwrap();
     assert!(request(&mut t).await.unwrap().starts_with("OK 0 2"));
-    assert_eq!(t.tag(), Some(Tag(7)));
+    assert_eq!(Lease::tag(&t), Some(Tag(7)));
 }
 
 #[tokio::test]
@@ -286,7 +288,7 @@ async fn detach_takes_the_connection_out() {
     let pool = tcp_pool(1);
     let route = server.route();
     let l = pool.lease(&route).await.unwrap();
-    let mut s = l.detach();
+    let mut s = Lease::detach(l);
     assert_eq!(pool.stats().connections, 0);
     assert!(request(&mut s).await.unwrap().starts_with("OK 0 1"));
     let mut l = pool.lease(&route).await.unwrap();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
+use wharf_tokio::Lease;
 use wharf_tokio::{CloseReason, ConnEvent, Connector, Pool};
 
 /// What the connection task learnt, for the pool's watch.
@@ -48,6 +49,7 @@ struct MuxConnector {
 
 impl Connector<SocketAddr> for MuxConnector {
     type Conn = Mux;
+    type Error = io::Error;
 
     async fn connect(&self, addr: &SocketAddr) -> io::Result<Mux> {
         let stream = TcpStream::connect(addr).await?;
@@ -200,9 +202,9 @@ async fn four_leases_share_a_connection_of_capacity_4_and_the_fifth_waits() {
     for _ in 0..4 {
         leases.push(pool.lease(&route).await.unwrap());
     }
-    let conn = leases[0].id().conn();
+    let conn = Lease::id(&leases[0]).conn();
     assert!(
-        leases.iter().all(|l| l.id().conn() == conn),
+        leases.iter().all(|l| Lease::id(l).conn() == conn),
         "one connection"
     );
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
@@ -215,7 +217,11 @@ async fn four_leases_share_a_connection_of_capacity_4_and_the_fifth_waits() {
     assert_eq!(pool.stats().pending, 1);
     drop(leases.pop());
     let fifth = fifth.await.unwrap();
-    assert_eq!(fifth.id().conn(), conn, "granted on the same connection");
+    assert_eq!(
+        Lease::id(&fifth).conn(),
+        conn,
+        "granted on the same connection"
+    );
     assert_eq!(pool.counters().connects, 1);
     drop((leases, fifth));
     assert_eq!(pool.stats().idle, 1);
@@ -258,7 +264,7 @@ async fn a_capacity_lowered_from_4_to_1_with_3_leases_out() {
             .await
             .expect("the raise serves the next lease")
             .unwrap();
-        assert_eq!(second.id().conn(), l.id().conn());
+        assert_eq!(Lease::id(&second).conn(), Lease::id(&l).conn());
         drop((l, second));
         pool.check_invariants().unwrap();
     }
@@ -281,15 +287,15 @@ async fn a_goaway_drains_the_connection() {
         let route = server.addr;
         let a = pool.lease(&route).await.unwrap();
         let b = pool.lease(&route).await.unwrap();
-        let old = a.id().conn();
+        let old = Lease::id(&a).conn();
         server.send(0, "GOAWAY\n").await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let c = pool.lease(&route).await.unwrap();
         if !watch {
-            assert_eq!(c.id().conn(), old, "the control: not drained");
+            assert_eq!(Lease::id(&c).conn(), old, "the control: not drained");
             continue;
         }
-        assert_ne!(c.id().conn(), old, "a new connection");
+        assert_ne!(Lease::id(&c).conn(), old, "a new connection");
         assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
         drop(a);
         assert_eq!(pool.stats().connections, 2, "drains until its last lease");
@@ -318,10 +324,14 @@ async fn the_lease_that_uses_the_last_of_max_leases_per_conn_drains_it() {
     for f in l {
         leases.push(f.await.unwrap());
     }
-    let first = leases[0].id().conn();
-    assert!(leases.iter().all(|l| l.id().conn() == first));
+    let first = Lease::id(&leases[0]).conn();
+    assert!(leases.iter().all(|l| Lease::id(l).conn() == first));
     let fourth = pool.lease(&route).await.unwrap();
-    assert_ne!(fourth.id().conn(), first, "the first connection drains");
+    assert_ne!(
+        Lease::id(&fourth).conn(),
+        first,
+        "the first connection drains"
+    );
     drop(leases);
     assert!(eventually(|| pool.stats().connections == 1).await);
     drop(fourth);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{eventually, request, Opts, Server};
 use tokio::io::AsyncWriteExt;
+use wharf_tokio::Lease;
 use wharf_tokio::{CloseReason, Pool, TcpConnector};
 
 type TcpPool = Pool<(String, u16), TcpConnector>;
@@ -129,7 +130,7 @@ async fn server_closes_after_n_requests() {
         );
         if reply.ends_with("close") {
             // `Connection: close`: do not reuse it.
-            l.discard();
+            Lease::discard(&mut l);
         }
     }
     let c = pool.counters();
@@ -170,7 +171,7 @@ async fn server_close_noticed_on_release_without_discard() {
                     break;
                 }
                 Err(_) => {
-                    l.discard();
+                    Lease::discard(&mut l);
                     failed += 1;
                     assert!(failed < 5, "the closes are not being noticed");
                 }
@@ -259,7 +260,7 @@ async fn server_keep_alive_expires_idle_connection() {
     {
         let mut l = pool.lease(&route).await.unwrap();
         request(&mut l).await.unwrap();
-        l.set_keep_alive(Duration::from_millis(50));
+        Lease::set_keep_alive(&mut l, Duration::from_millis(50));
     }
     // The driver's timer closes it at the keep-alive expiry.
     assert!(eventually(|| pool.counters().closes_for(CloseReason::Expired) == 1).await);

@@ -380,6 +380,7 @@ impl Probe {
 
 impl wharf_tokio::Connector<(String, u16)> for Probe {
     type Conn = TcpStream;
+    type Error = io::Error;
     async fn connect(&self, route: &(String, u16)) -> io::Result<TcpStream> {
         wharf_tokio::TcpConnector::new()
             .connect_host(&route.0, route.1)
