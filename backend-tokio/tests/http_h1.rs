@@ -188,7 +188,7 @@ async fn under_idle_closes<C>(
     per_task: usize,
 ) -> (u64, Client<C>)
 where
-    C: wharf_tokio::Connector<wharf_tokio::http::HttpRoute, Conn = wharf_tokio::http::HttpConn>,
+    C: wharf_tokio::http::HttpConnect,
 {
     let failed = Arc::new(AtomicU64::new(0));
     let urls: Vec<String> = servers.iter().map(|s| s.url("/")).collect();

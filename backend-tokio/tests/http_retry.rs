@@ -24,7 +24,7 @@ use wharf_tokio::http::{Body, Client, HttpError};
 
 async fn text<C>(client: &Client<C>, method: Method, url: &str) -> Result<String, HttpError>
 where
-    C: wharf_tokio::Connector<wharf_tokio::http::HttpRoute, Conn = wharf_tokio::http::HttpConn>,
+    C: wharf_tokio::http::HttpConnect,
 {
     let body = if method == Method::POST {
         Body::from("payload")

@@ -142,10 +142,8 @@ fn connect_step(e: &HttpError) -> Option<ConnectStep> {
     let HttpError::Pool(wharf_tokio::Error::ConnectFailed { source, .. }) = e else {
         return None;
     };
-    source
-        .get_ref()?
-        .downcast_ref::<ConnectError>()
-        .map(|c| c.step)
+    let e: &ConnectError = source.as_deref()?;
+    Some(e.step)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

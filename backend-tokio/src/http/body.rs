@@ -12,9 +12,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::client::{HttpLease, RequestInfo};
+use super::connector::HttpConnect;
 use super::error::HttpError;
-use super::route::HttpRoute;
-use crate::connector::Connector;
 use crate::lease::Lease;
 
 /// Errors a streaming request body may fail with.
@@ -175,12 +174,12 @@ impl http_body::Body for Body {
 }
 
 /// The lease a response body holds, and (HTTP/2) its stream count.
-pub(crate) struct Held<C: Connector<HttpRoute, Conn = super::HttpConn>> {
+pub(crate) struct Held<C: HttpConnect> {
     pub(crate) lease: HttpLease<C>,
     pub(crate) h2: bool,
 }
 
-impl<C: Connector<HttpRoute, Conn = super::HttpConn>> Drop for Held<C> {
+impl<C: HttpConnect> Drop for Held<C> {
     fn drop(&mut self) {
         if self.h2 {
             self.lease.state.stream_closed();
@@ -194,13 +193,13 @@ impl<C: Connector<HttpRoute, Conn = super::HttpConn>> Drop for Held<C> {
 /// HTTP/2: the stream is reset and the connection serves on).
 ///
 /// An [`http_body::Body`]; [`bytes`](ResponseBody::bytes) reads it all.
-pub struct ResponseBody<C: Connector<HttpRoute, Conn = super::HttpConn> = super::HttpConnector> {
+pub struct ResponseBody<C: HttpConnect = super::HttpConnector> {
     inner: Incoming,
     held: Option<Held<C>>,
     info: RequestInfo,
 }
 
-impl<C: Connector<HttpRoute, Conn = super::HttpConn>> fmt::Debug for ResponseBody<C> {
+impl<C: HttpConnect> fmt::Debug for ResponseBody<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseBody")
             .field("holds_connection", &self.held.is_some())
@@ -209,7 +208,7 @@ impl<C: Connector<HttpRoute, Conn = super::HttpConn>> fmt::Debug for ResponseBod
     }
 }
 
-impl<C: Connector<HttpRoute, Conn = super::HttpConn>> ResponseBody<C> {
+impl<C: HttpConnect> ResponseBody<C> {
     pub(crate) fn new(inner: Incoming, held: Held<C>, info: RequestInfo) -> Self {
         let mut b = ResponseBody {
             inner,
@@ -257,7 +256,7 @@ impl<C: Connector<HttpRoute, Conn = super::HttpConn>> ResponseBody<C> {
     }
 }
 
-impl<C: Connector<HttpRoute, Conn = super::HttpConn>> Drop for ResponseBody<C> {
+impl<C: HttpConnect> Drop for ResponseBody<C> {
     fn drop(&mut self) {
         if let Some(h) = &mut self.held {
             // HTTP/1 in the middle of a response: hyper closes it.
@@ -268,7 +267,7 @@ impl<C: Connector<HttpRoute, Conn = super::HttpConn>> Drop for ResponseBody<C> {
     }
 }
 
-impl<C: Connector<HttpRoute, Conn = super::HttpConn>> http_body::Body for ResponseBody<C> {
+impl<C: HttpConnect> http_body::Body for ResponseBody<C> {
     type Data = Bytes;
     type Error = HttpError;
 

@@ -12,12 +12,11 @@ use hyper::body::Incoming;
 use tokio::runtime::Handle;
 
 use super::body::{Body, Held, ResponseBody};
-use super::conn::{HttpConn, Sender};
-use super::connector::{HttpConnector, Opened};
+use super::conn::Sender;
+use super::connector::{HttpConnect, HttpConnector, Opened};
 use super::error::HttpError;
 use super::route::{HttpRoute, Protocol};
 use crate::builder::Builder;
-use crate::connector::Connector;
 use crate::lease::Lease;
 use crate::pool::Pool;
 use wharf_core::RouteConfig;
@@ -131,12 +130,12 @@ struct Shared {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Client<C: Connector<HttpRoute, Conn = HttpConn> = HttpConnector> {
+pub struct Client<C: HttpConnect = HttpConnector> {
     pool: Pool<HttpRoute, C>,
     shared: Arc<Shared>,
 }
 
-impl<C: Connector<HttpRoute, Conn = HttpConn>> Clone for Client<C> {
+impl<C: HttpConnect> Clone for Client<C> {
     fn clone(&self) -> Self {
         Client {
             pool: self.pool.clone(),
@@ -145,7 +144,7 @@ impl<C: Connector<HttpRoute, Conn = HttpConn>> Clone for Client<C> {
     }
 }
 
-impl<C: Connector<HttpRoute, Conn = HttpConn>> fmt::Debug for Client<C> {
+impl<C: HttpConnect> fmt::Debug for Client<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("stats", &self.stats())
@@ -281,7 +280,7 @@ enum Outcome {
     Sent(hyper::Error),
 }
 
-impl<C: Connector<HttpRoute, Conn = HttpConn>> Client<C> {
+impl<C: HttpConnect> Client<C> {
     /// Sends a request and waits for the response head. The URI must be
     /// absolute (`http://` or `https://`). The response body holds the
     /// connection until it is read to the end or dropped.
@@ -514,7 +513,7 @@ fn sent(
 
 /// The response, its body holding the lease; HTTP/1's `Connection: close`
 /// and `Keep-Alive: timeout=N` applied to the lease.
-fn respond<C: Connector<HttpRoute, Conn = HttpConn>>(
+fn respond<C: HttpConnect>(
     resp: Response<Incoming>,
     mut held: Held<C>,
     info: RequestInfo,
@@ -747,7 +746,7 @@ impl ClientBuilder {
     /// (e.g. one that wraps it to count or log connects).
     pub fn build_with<C, F>(self, wrap: F) -> Result<Client<C>, HttpError>
     where
-        C: Connector<HttpRoute, Conn = HttpConn>,
+        C: HttpConnect,
         F: FnOnce(HttpConnector) -> C,
     {
         #[allow(unused_mut)]

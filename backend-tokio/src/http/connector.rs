@@ -17,7 +17,7 @@ use super::conn::{start_h1, start_h2, ConnState, H2StartError, HttpConn, Sender}
 use super::error::{ConnectError, ConnectStep};
 use super::io::{FrameScan, SharedTcp, Stream, Tap};
 use super::route::HttpRoute;
-use crate::connector::{tcp_is_dead, Connector, TcpConnector};
+use crate::connector::{classify_io, tcp_is_dead, Connector, TcpConnector};
 
 /// Connections opened, by protocol (shared with the client's stats).
 #[derive(Debug, Default)]
@@ -63,6 +63,13 @@ impl fmt::Debug for HttpConnector {
             .finish_non_exhaustive()
     }
 }
+
+/// What the [`Client`](super::Client) runs on: a [`Connector`] of
+/// [`HttpRoute`]s to [`HttpConn`]s failing with [`ConnectError`]
+/// ([`HttpConnector`], or a connector wrapping it). Implemented for every
+/// such connector.
+pub trait HttpConnect: Connector<HttpRoute, Conn = HttpConn, Error = ConnectError> {}
+impl<C: Connector<HttpRoute, Conn = HttpConn, Error = ConnectError>> HttpConnect for C {}
 
 /// The hand-out check of a plain HTTP/1 connection asks the kernel (a
 /// non-blocking peek) once it was idle this long (as [`TcpConnector`]).
@@ -181,9 +188,13 @@ impl HttpConnector {
 
 impl Connector<HttpRoute> for HttpConnector {
     type Conn = HttpConn;
+    type Error = ConnectError;
 
-    async fn connect(&self, route: &HttpRoute) -> io::Result<HttpConn> {
-        self.open(route).await.map_err(ConnectError::into_io)
+    fn connect(
+        &self,
+        route: &HttpRoute,
+    ) -> impl std::future::Future<Output = Result<HttpConn, ConnectError>> + Send {
+        self.open(route)
     }
 
     fn is_stale(&self, conn: &mut HttpConn) -> impl std::future::Future<Output = bool> + Send {
@@ -222,20 +233,14 @@ impl Connector<HttpRoute> for HttpConnector {
         conn.share()
     }
 
-    fn classify(&self, error: &io::Error) -> ConnectFailure {
-        let step = error
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<ConnectError>())
-            .map(|e| e.step);
-        match step {
-            Some(ConnectStep::Tls) | Some(ConnectStep::Handshake) => ConnectFailure::Remote,
-            _ => match error.kind() {
-                io::ErrorKind::ConnectionRefused
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted => ConnectFailure::Remote,
-                io::ErrorKind::TimedOut => ConnectFailure::Timeout,
-                _ => ConnectFailure::Local,
-            },
+    /// TCP: by the `io::Error` ([`classify_io`]: refused, reset and
+    /// aborted are remote, timed out is a timeout, the rest local); a TLS or
+    /// HTTP handshake failure is the server's (remote).
+    fn classify(&self, error: &ConnectError) -> ConnectFailure {
+        match (error.step, error.source.downcast_ref::<io::Error>()) {
+            (ConnectStep::Tcp, Some(e)) => classify_io(e),
+            (ConnectStep::Tcp, None) => ConnectFailure::Local,
+            _ => ConnectFailure::Remote,
         }
     }
 

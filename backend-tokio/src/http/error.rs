@@ -1,7 +1,6 @@
 //! The HTTP client's typed errors.
 
 use std::fmt;
-use std::io;
 use std::time::Duration;
 
 /// Why an HTTP request (or building the client) failed. Every variant about
@@ -23,7 +22,7 @@ pub enum HttpError {
     /// connection, [`Error::Overflow`](crate::Error::Overflow),
     /// [`Error::ConnectFailed`](crate::Error::ConnectFailed) with the
     /// connector's [`ConnectError`] as its source, ...).
-    Pool(crate::Error),
+    Pool(crate::Error<ConnectError>),
     /// The request failed on its connection (hyper's error). It may have
     /// reached the server: the client retried it where that is safe (see
     /// [`Client`](super::Client)) and gave up.
@@ -135,8 +134,8 @@ impl std::error::Error for HttpError {
     }
 }
 
-impl From<crate::Error> for HttpError {
-    fn from(e: crate::Error) -> Self {
+impl From<crate::Error<ConnectError>> for HttpError {
+    fn from(e: crate::Error<ConnectError>) -> Self {
         HttpError::Pool(e)
     }
 }
@@ -155,9 +154,9 @@ pub enum ConnectStep {
 }
 
 /// A connect of [`HttpConnector`](super::HttpConnector) failed: the step,
-/// and the error. It reaches the caller as the source of
-/// [`Error::ConnectFailed`](crate::Error::ConnectFailed) (inside the
-/// `io::Error` the pool carries: `io_error.get_ref()` downcasts to it).
+/// and the error (the connector's [`Connector::Error`](crate::Connector::Error)).
+/// It reaches the caller typed, as the source of
+/// [`Error::ConnectFailed`](crate::Error::ConnectFailed).
 #[derive(Debug)]
 pub struct ConnectError {
     /// The step.
@@ -175,16 +174,6 @@ impl ConnectError {
             step,
             source: source.into(),
         }
-    }
-
-    /// As the pool's connector error: an `io::Error` of the same kind as a
-    /// TCP error (so it is classified as one), `Other` otherwise.
-    pub(crate) fn into_io(self) -> io::Error {
-        let kind = match self.source.downcast_ref::<io::Error>() {
-            Some(e) if self.step == ConnectStep::Tcp => e.kind(),
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, self)
     }
 }
 

@@ -58,7 +58,7 @@ mod tls;
 pub use body::{Body, BoxError, ResponseBody};
 pub use client::{Client, ClientBuilder, ClientStats, HttpLease, RequestInfo};
 pub use conn::HttpConn;
-pub use connector::HttpConnector;
+pub use connector::{HttpConnect, HttpConnector};
 pub use error::{ConnectError, ConnectStep, HttpError};
 pub use route::{HttpRoute, Identity, Protocol, TlsServerName};
 #[cfg(feature = "rustls")]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wharf_tokio::http::{HttpConn, HttpConnector, HttpRoute};
+use wharf_tokio::http::{ConnectError, HttpConn, HttpConnector, HttpRoute};
 use wharf_tokio::Connector;
 
 pub const T: Duration = Duration::from_secs(30);
@@ -41,10 +41,11 @@ pub struct Blind(pub HttpConnector);
 
 impl Connector<HttpRoute> for Blind {
     type Conn = HttpConn;
+    type Error = ConnectError;
     fn connect(
         &self,
         route: &HttpRoute,
-    ) -> impl std::future::Future<Output = io::Result<HttpConn>> + Send {
+    ) -> impl std::future::Future<Output = Result<HttpConn, ConnectError>> + Send {
         self.0.connect(route)
     }
     fn multiplexed(&self, conn: &HttpConn) -> Option<u32> {
