@@ -540,7 +540,7 @@ fn respond<C: HttpConnect>(
 /// | `max_pending` | 1024 requests waiting for a connection |
 /// | `pool_timeout` | 30 s (waiting for a connection) |
 /// | `connect_timeout` | 5 s (TCP, TLS and the HTTP handshake) |
-/// | `request_timeout` | 30 s (until the response head, waiting and retries included) |
+/// | `request_timeout` | none (as hyper-util, reqwest and Go's `http.Client`: a timer per request costs ~3% of a loopback request; set one to bound a server that never answers) |
 /// | `idle_timeout` | 90 s |
 /// | `validate_after_inactivity` | 2 s (the connection's state is checked) |
 /// | `max_lifetime` | none |
@@ -569,6 +569,7 @@ pub struct ClientBuilder {
     retry_reused: bool,
     preconnect_ratio: f32,
     min_idle_per_host: u32,
+    connecting_streams: u32,
     routes: Vec<(HttpRoute, RouteConfig)>,
     runtime: Option<Handle>,
     #[cfg(feature = "rustls")]
@@ -600,7 +601,7 @@ impl ClientBuilder {
             max_pending: 1024,
             pool_timeout: Some(Duration::from_secs(30)),
             connect_timeout: Some(Duration::from_secs(5)),
-            request_timeout: Some(Duration::from_secs(30)),
+            request_timeout: None,
             idle_timeout: Some(Duration::from_secs(90)),
             validate_after_inactivity: Some(Duration::from_secs(2)),
             max_lifetime: None,
@@ -613,6 +614,7 @@ impl ClientBuilder {
             retry_reused: true,
             preconnect_ratio: 1.0,
             min_idle_per_host: 0,
+            connecting_streams: 1,
             routes: Vec::new(),
             runtime: None,
             #[cfg(feature = "rustls")]
@@ -720,6 +722,15 @@ impl ClientBuilder {
         self.preconnect_ratio = ratio;
         self
     }
+    /// Streams a connection still connecting is counted for (the pool's
+    /// `connecting_capacity`; default 1). With only HTTP/2 routes, the
+    /// expected streams per connection (e.g. 100) keeps a burst from opening
+    /// a connection per waiting request up to the route's limit; with
+    /// HTTP/1 routes leave it at 1 (it applies to every route).
+    pub fn connecting_streams(mut self, n: u32) -> Self {
+        self.connecting_streams = n.max(1);
+        self
+    }
     /// Idle connections kept open per route (warm-up).
     pub fn min_idle_per_host(mut self, n: u32) -> Self {
         self.min_idle_per_host = n;
@@ -782,7 +793,8 @@ impl ClientBuilder {
             .max_idle_per_route(self.max_idle_per_host)
             .max_leases(leases)
             .preconnect_ratio(self.preconnect_ratio)
-            .min_idle_per_route(self.min_idle_per_host);
+            .min_idle_per_route(self.min_idle_per_host)
+            .connecting_capacity(self.connecting_streams);
         for (route, config) in self.routes {
             b = b.route(route, config);
         }

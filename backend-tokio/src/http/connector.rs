@@ -17,7 +17,7 @@ use super::conn::{start_h1, start_h2, ConnState, H2StartError, HttpConn, Sender}
 use super::error::{ConnectError, ConnectStep};
 use super::io::{FrameScan, SharedTcp, Stream, Tap};
 use super::route::HttpRoute;
-use crate::connector::{classify_io, tcp_is_dead, Connector, TcpConnector};
+use crate::connector::{classify_io, Connector, TcpConnector};
 
 /// Connections opened, by protocol (shared with the client's stats).
 #[derive(Debug, Default)]
@@ -74,6 +74,20 @@ impl<C: Connector<HttpRoute, Conn = HttpConn, Error = ConnectError>> HttpConnect
 /// The hand-out check of a plain HTTP/1 connection asks the kernel (a
 /// non-blocking peek) once it was idle this long (as [`TcpConnector`]).
 const PEEK_AFTER_IDLE: Duration = Duration::from_millis(1);
+
+/// A non-blocking one-byte peek: EOF, bytes nobody asked for, or an error
+/// (a reset) mean the idle HTTP/1 connection is dead.
+#[cold]
+fn peek_says_dead(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(stream).peek(&mut buf) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ),
+    }
+}
 
 impl HttpConnector {
     pub(crate) fn new(h2_max_streams: u32) -> Self {
@@ -210,13 +224,15 @@ impl Connector<HttpRoute> for HttpConnector {
         conn.is_closed()
     }
 
+    /// The connection task's state (no system call); for a plain HTTP/1
+    /// connection idle at least 1 ms, also a non-blocking peek: a FIN that
+    /// reached the kernel after the reactor last turned, which the
+    /// connection task has not seen yet. (The readiness the reactor
+    /// recorded is no guide here: hyper's own reads leave it set.)
     #[inline]
     fn is_dead_at_handout(&self, conn: &mut HttpConn, idle: Duration) -> bool {
         conn.is_closed()
-            || conn
-                .tcp
-                .as_deref()
-                .is_some_and(|s| tcp_is_dead(s, idle >= PEEK_AFTER_IDLE))
+            || (idle >= PEEK_AFTER_IDLE && conn.tcp.as_deref().is_some_and(peek_says_dead))
     }
 
     #[inline]

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::conn::ConnState;
@@ -27,12 +27,27 @@ impl AsyncRead for SharedTcp {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            // `ReadBuf` is a `BufMut`: no zeroing of the unfilled part.
-            match self.0.try_read_buf(buf) {
-                Ok(_) => return Poll::Ready(Ok(())),
-                // The readiness was stale (cleared by `try_read_buf`).
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+            let want = buf.remaining();
+            let mut got = None;
+            // As tokio's own `poll_read`: a read shorter than the buffer
+            // emptied the socket, so its readiness is cleared now (by
+            // answering `WouldBlock` to `try_io` after the read) and the next
+            // read waits for the reactor instead of making a system call
+            // that finds nothing. `ReadBuf` is a `BufMut`: no zeroing.
+            let r = self.0.try_io(Interest::READABLE, || {
+                let n = self.0.try_read_buf(buf)?;
+                got = Some(n);
+                if n > 0 && n < want {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(n)
+                }
+            });
+            match (r, got) {
+                (_, Some(_)) | (Ok(_), None) => return Poll::Ready(Ok(())),
+                // The readiness was stale (now cleared).
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(e), None) => return Poll::Ready(Err(e)),
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Routes of the HTTP client: where a connection goes and what it is.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
@@ -35,7 +36,7 @@ pub enum Protocol {
 /// let r = HttpRoute::http("10.0.0.7", 8080).with_protocol(Protocol::Http2);
 /// assert_eq!(r.to_string(), "http://10.0.0.7:8080 (h2c)");
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpRoute {
     pub(crate) tls: bool,
     pub(crate) authority: Authority,
@@ -203,6 +204,26 @@ impl HttpRoute {
     /// Plain HTTP/2 with prior knowledge.
     pub(crate) fn is_h2c(&self) -> bool {
         !self.tls && self.protocol == Protocol::Http2
+    }
+}
+
+/// As the derived hash, but the authority (compared without case) is
+/// lowercased in 16-byte chunks rather than hashed a byte at a time.
+impl Hash for HttpRoute {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.tls.hash(state);
+        self.port.hash(state);
+        self.protocol.hash(state);
+        let a = self.authority.as_str().as_bytes();
+        state.write_usize(a.len());
+        for chunk in a.chunks(16) {
+            let mut buf = [0u8; 16];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            buf.make_ascii_lowercase();
+            state.write(&buf[..chunk.len()]);
+        }
+        self.server_name.hash(state);
+        self.identity.hash(state);
     }
 }
 
