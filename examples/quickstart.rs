@@ -132,7 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let s = client.pool().stats();
                 peak_open.fetch_max(s.connections, Ordering::Relaxed);
                 tick += 1;
-                if tick % 10 == 0 {
+                if tick.is_multiple_of(10) {
                     let c = client.stats();
                     println!(
                         "progress: {:>6}/{REQUESTS} requests  connections {:>2} (idle {:>2}, leases {:>3})  waiting {:>3}  opened {:>3}",

@@ -116,6 +116,7 @@ impl tower_service::Service<http::Uri> for Counting {
 }
 
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // two clients, cloned per task: no matter
 enum AnyClient {
     Wharf(wharf_tokio::http::Client),
     HyperUtil(

@@ -232,7 +232,15 @@ async fn goaway_every_ten_streams_fails_nothing() {
         s.accepted, s.refused_streams
     );
     assert_eq!(c.failed, 0);
-    assert_eq!(s.requests, 400, "each request served once");
+    // Refused streams were not processed (retried, any method); a GET whose
+    // connection shut down before its response may have been (retried once
+    // as idempotent: served twice at most).
+    assert!(
+        (400..=400 + c.retried_reused).contains(&s.requests),
+        "served {} for 400 requests, {} retried as idempotent",
+        s.requests,
+        c.retried_reused
+    );
     assert!(
         s.accepted >= 40,
         "GOAWAY after 10 streams: {} connections",

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use atomic_waker::AtomicWaker;
+
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
@@ -45,9 +47,9 @@ pub(crate) struct ConnState {
     in_flight: AtomicU32,
     peak: AtomicU32,
     /// The pool's watch waker (one per connection slot).
-    pool: Mutex<Option<Waker>>,
+    pool: AtomicWaker,
     /// HTTP/2: the connection task's waker (woken when SETTINGS changed).
-    task: Mutex<Option<Waker>>,
+    task: AtomicWaker,
     /// HTTP/2: the connect waits here for the first SETTINGS.
     ready: Notify,
     /// The first read error the tap saw (a TLS alert, a reset), for the
@@ -55,19 +57,14 @@ pub(crate) struct ConnState {
     read_error: Mutex<Option<std::io::Error>>,
 }
 
-fn register(slot: &Mutex<Option<Waker>>, waker: &Waker) {
-    let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
-    match &*s {
-        Some(w) if w.will_wake(waker) => {}
-        _ => *s = Some(waker.clone()),
-    }
+/// Registers `waker` (no clone when it is the one already registered).
+#[inline]
+fn register(slot: &AtomicWaker, waker: &Waker) {
+    slot.register(waker);
 }
 
-fn wake(slot: &Mutex<Option<Waker>>) {
-    let w = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(w) = w {
-        w.wake();
-    }
+fn wake(slot: &AtomicWaker) {
+    slot.wake();
 }
 
 impl ConnState {
@@ -83,8 +80,8 @@ impl ConnState {
             requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             peak: AtomicU32::new(0),
-            pool: Mutex::new(None),
-            task: Mutex::new(None),
+            pool: AtomicWaker::new(),
+            task: AtomicWaker::new(),
             ready: Notify::new(),
             read_error: Mutex::new(None),
         }
