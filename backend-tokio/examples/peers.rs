@@ -5,8 +5,10 @@
 //! Wharf, deadpool and bb8 hold the same no-op connection (a `u64`) on the same
 //! tokio runtime (2 worker threads). For each configuration (pool size, tasks)
 //! every task does get + drop in a loop, 2^20 operations in total; the pools
-//! run interleaved per configuration, each three times, and the best run counts
-//! (the machines are shared and noisy: compare ratios within one run). Every
+//! run interleaved per configuration, 5 rounds (`WHARF_PEERS_ROUNDS`), and the
+//! median round counts (the machines are shared and noisy: compare ratios
+//! within one run). Context switches of the process (all threads, from
+//! procfs) are counted per pool and reported per 2^20 operations. Every
 //! pool is set up for the same work: no check on checkout, no timeouts armed
 //! on the fast path.
 //!
@@ -14,7 +16,8 @@
 //! configuration, `WHARF_PEERS_OPS=65536` fewer operations (e.g. under
 //! `valgrind --tool=callgrind`).
 //!
-//! Prints `{"pool":..,"size":..,"tasks":..,"ops_per_s":..}` per row, then
+//! Prints `{"pool":..,"size":..,"tasks":..,"ops_per_s":..,"ctx_switches_per_2^20":..}`
+//! per row, then
 //! `{"min_ratio_vs_best_peer": min over configurations of wharf / max(deadpool, bb8)}`.
 
 use std::convert::Infallible;
@@ -31,7 +34,7 @@ fn ops() -> usize {
         .unwrap_or(1 << 20)
 }
 const CONFIGS: [(u32, usize); 5] = [(8, 1), (8, 8), (8, 32), (16, 32), (32, 32)];
-const RUNS: usize = 3;
+const ROUNDS: usize = 5;
 
 struct NoopConnector;
 
@@ -154,6 +157,45 @@ async fn bb8(size: u32, tasks: usize) -> f64 {
     .await
 }
 
+/// Context switches of the whole process so far (every thread's voluntary and
+/// involuntary switches, from `/proc/self/task/*/status`; 0 where there is no
+/// procfs).
+fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut n = 0;
+    for t in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                n += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    n
+}
+
+/// Rounds per configuration: each round runs the three pools one after the
+/// other (interleaved, so a burst of load from elsewhere hits all three), and
+/// the median round counts.
+fn rounds() -> usize {
+    std::env::var("WHARF_PEERS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -176,18 +218,33 @@ fn main() {
         );
         return;
     }
+    let names = ["wharf", "deadpool", "bb8"];
     let mut min_ratio = f64::INFINITY;
     for (size, tasks) in CONFIGS {
-        let mut best = [0f64; 3];
-        for _ in 0..RUNS {
-            best[0] = best[0].max(rt.block_on(wharf(size, tasks)));
-            best[1] = best[1].max(rt.block_on(deadpool(size, tasks)));
-            best[2] = best[2].max(rt.block_on(bb8(size, tasks)));
+        let mut ops: [Vec<f64>; 3] = Default::default();
+        let mut switches = [0u64; 3];
+        for _ in 0..rounds() {
+            for (i, name) in names.iter().enumerate() {
+                let before = context_switches();
+                let r = match *name {
+                    "wharf" => rt.block_on(wharf(size, tasks)),
+                    "deadpool" => rt.block_on(deadpool(size, tasks)),
+                    _ => rt.block_on(bb8(size, tasks)),
+                };
+                switches[i] += context_switches() - before;
+                ops[i].push(r);
+            }
         }
-        for (name, ops) in ["wharf", "deadpool", "bb8"].iter().zip(best) {
-            println!(r#"{{"pool":"{name}","size":{size},"tasks":{tasks},"ops_per_s":{ops:.0}}}"#);
+        let med: Vec<f64> = ops.iter().map(|v| median(v.clone())).collect();
+        for (i, name) in names.iter().enumerate() {
+            // Context switches per 2^20 operations, averaged over the rounds.
+            let per = switches[i] as f64 * (1u64 << 20) as f64 / (rounds() * self::ops()) as f64;
+            println!(
+                r#"{{"pool":"{name}","size":{size},"tasks":{tasks},"ops_per_s":{:.0},"ctx_switches_per_2^20":{per:.0}}}"#,
+                med[i]
+            );
         }
-        min_ratio = min_ratio.min(best[0] / best[1].max(best[2]));
+        min_ratio = min_ratio.min(med[0] / med[1].max(med[2]));
     }
     println!(r#"{{"min_ratio_vs_best_peer":{min_ratio:.2}}}"#);
 }

@@ -257,7 +257,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     /// An answer from the ticket (the lock is held; it is released here).
     fn answered(
         &mut self,
-        mut g: std::sync::MutexGuard<'_, Inner<K, C>>,
+        mut g: parking_lot::MutexGuard<'_, Inner<K, C>>,
         answer: Answer<C::Conn, std::sync::Arc<C::Error>, Host<K>>,
     ) -> Option<LeaseResult<K, C>> {
         let shared = self.shared;

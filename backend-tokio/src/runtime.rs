@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::runtime::Handle;
@@ -260,14 +262,16 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
 
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, Inner<K, C>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 
     /// The core's clock: microseconds since the pool was built.
     #[inline]
     pub fn now(&self) -> Instant {
         let d = tokio::time::Instant::now().saturating_duration_since(self.base);
-        Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        // u64 arithmetic (`as_micros` is u128): a pool lives far less than
+        // 584,000 years.
+        Instant::from_micros(d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()))
     }
 
     /// The tokio instant of a core instant.

@@ -3,8 +3,9 @@
 //! action, calls `check_invariants()` and checks its own safety rules (tag
 //! isolation, route isolation, never a discarded/closed/draining connection,
 //! every waiter answered exactly once, gauges matching what the backend holds),
-//! then the end phase (release all, drain all for deletion, pool empty). Any
-//! violation panics.
+//! then the end phase (release all, drain all for deletion, pool empty). The
+//! properties of `tests/model/props.rs` (liveness, fairness, bounded work,
+//! churn, "never") run too. Any violation panics.
 //!
 //! `WHARF_FUZZ_MODEL=1` also runs the reference model and compares every output
 //! (differential fuzzing). `WHARF_MODEL_AVOID` steers away from known bugs as
@@ -17,7 +18,7 @@ mod model;
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use model::harness::{avoid, avoid_cfg, run_case, Cfg, Op, RelHow, BIG, KEYS, NEVER_MS, SMALL};
+use model::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
 
 fn opt<T>(
     u: &mut Unstructured,
@@ -31,16 +32,22 @@ fn never(top: u32) -> impl Fn(u32) -> u32 {
     move |x| if x == top { NEVER_MS } else { x }
 }
 
-fn cfg(u: &mut Unstructured, big: bool) -> Result<Cfg> {
-    let s = if big { BIG } else { SMALL };
+fn cfg(u: &mut Unstructured, size: Size) -> Result<Cfg> {
+    let s = size.slots();
     let max_per_route = u.int_in_range(1..=3)?;
     let max_idle_per_route = opt(u, |u| u.int_in_range(0..=3))?;
     let min_idle = u
         .int_in_range(0..=2u32)?
         .min(max_per_route)
         .min(max_idle_per_route.unwrap_or(u32::MAX));
+    let max_total = u.int_in_range(1..=s.conns as u32)?;
     Ok(Cfg {
-        max_total: u.int_in_range(1..=s.conns as u32)?,
+        // Tight storage: exactly max_total connection slots.
+        max_total: if let Size::Tight(n) = size {
+            n as u32
+        } else {
+            max_total
+        },
         max_per_route,
         max_pending: opt(u, |u| u.int_in_range(1..=s.waiters as u32))?,
         max_leases: opt(u, |u| u.int_in_range(1..=s.leases as u32))?,
@@ -150,25 +157,35 @@ fn op(u: &mut Unstructured) -> Result<Op> {
     })
 }
 
-fn decode(data: &[u8]) -> Result<(bool, Cfg, Vec<Op>)> {
+fn decode(data: &[u8]) -> Result<(Size, Cfg, Vec<Op>)> {
     let mut u = Unstructured::new(data);
-    let big = u.arbitrary()?;
+    // Bit 0 as before (big or small); bits 1-2 both set on a small storage:
+    // exactly max_total connection slots (the properties' tight storage), 1
+    // or 2 by bit 3.
+    let sel: u8 = u.arbitrary()?;
+    let size = if sel & 1 == 1 {
+        Size::Big
+    } else if sel & 0b110 == 0b110 {
+        Size::Tight(1 + (sel >> 3 & 1))
+    } else {
+        Size::Small
+    };
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
-    let cfg = avoid_cfg(cfg(&mut u, big)?, &list);
+    let cfg = avoid_cfg(cfg(&mut u, size)?, &list);
     let mut ops = Vec::new();
     while !u.is_empty() && ops.len() < 2_000 {
         ops.push(avoid(op(&mut u)?, &list));
     }
-    Ok((big, cfg, ops))
+    Ok((size, cfg, ops))
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok((big, cfg, ops)) = decode(data) else {
+    let Ok((size, cfg, ops)) = decode(data) else {
         return;
     };
     let with_model = std::env::var_os("WHARF_FUZZ_MODEL").is_some();
-    let (_, verdict) = run_case(big, &cfg, &ops, with_model, false);
+    let (_, verdict) = run_case_in(size, &cfg, &ops, with_model, false);
     if let Err(e) = verdict {
-        panic!("{e}\n  big = {big}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}");
+        panic!("{e}\n  size = Size::{size:?}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}");
     }
 });

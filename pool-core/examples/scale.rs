@@ -175,7 +175,20 @@ fn timeout(armed: usize) -> f64 {
     })
 }
 
+/// `WHARF_SCALE_WARM=<slots>:<routes>`: only that warm case (to count its
+/// instructions alone under callgrind).
+fn only_warm() -> Option<(usize, usize)> {
+    let v = std::env::var("WHARF_SCALE_WARM").ok()?;
+    let (a, b) = v.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
 fn main() {
+    if let Some((slots, routes)) = only_warm() {
+        let ns = warm(slots, routes);
+        println!(r#"{{"case":"warm","slots":{slots},"routes":{routes},"ns_per_op":{ns:.1}}}"#);
+        return;
+    }
     let mut warm_cases = Vec::new();
     for &slots in &[8usize, 64, 1024, 16384] {
         for &routes in &[1usize, 64, 1024] {

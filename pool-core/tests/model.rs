@@ -5,15 +5,19 @@
 //!
 //! `WHARF_MODEL_CASES=<n>` sets the number of sequences (default 500; each has
 //! at least 200 operations). The test prints one line:
-//! `model: <sequences> sequences, <operations> operations, 0 divergences`.
+//! `model: <sequences> sequences, <operations> operations, 0 divergences, 0 property violations`.
 //! A failing sequence is shrunk by proptest and printed as Rust.
+//!
+//! The same runs check the properties of `tests/model/props.rs` (liveness,
+//! fairness, bounded work, churn, "never"), which do not come from the model;
+//! a violation is reported as `property <name> violated` with its minimal case.
 
 #[path = "model/mod.rs"]
 mod model;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{avoid, avoid_cfg, run_case, Cfg, Op, RelHow, BIG, KEYS, NEVER_MS, SMALL};
+use model::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -33,8 +37,8 @@ fn timeout(range: std::ops::Range<u32>) -> impl Strategy<Value = Option<u32>> {
     prop_oneof![2 => Just(None), 5 => range.prop_map(Some), 1 => Just(Some(NEVER_MS))]
 }
 
-fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
-    let slots = if big { BIG } else { SMALL };
+fn cfg_strategy(size: Size) -> impl Strategy<Value = Cfg> {
+    let slots = size.slots();
     let conns = slots.conns as u32;
     let waiters = slots.waiters as u32;
     let leases = slots.leases as u32;
@@ -66,13 +70,18 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
         any::<bool>(),
     );
     (limits, times, shape).prop_map(
-        |(
+        move |(
             (max_total, max_per_route, max_pending, max_leases, fifo),
             (ct, it, life, va, backoff),
             (ratio, min_idle, mipr, mi, cc, mlpc, guard),
         )| {
             // Keep the configuration valid: min idle within the limits.
             let min_idle = min_idle.min(max_per_route).min(mipr.unwrap_or(u32::MAX));
+            // Tight storage: exactly max_total connection slots.
+            let max_total = match size {
+                Size::Tight(n) => n as u32,
+                _ => max_total,
+            };
             Cfg {
                 max_total,
                 max_per_route,
@@ -141,27 +150,105 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 /// core's paths for undefined behaviour, the release run for divergences.
 const LEN: std::ops::Range<usize> = if cfg!(miri) { 40..60 } else { 200..320 };
 
-fn case_strategy() -> impl Strategy<Value = (bool, Cfg, Vec<Op>)> {
+/// Storage sizes: mostly small and big; sometimes exactly `max_total`
+/// connection slots (1 or 2), the tightest storage allowed.
+/// `WHARF_MODEL_SIZES=small,big,tight1,tight2` keeps only the sizes listed.
+fn size_strategy() -> impl Strategy<Value = Size> {
+    let only = std::env::var("WHARF_MODEL_SIZES").unwrap_or_default();
+    let w = |name: &str, weight: u32| {
+        if only.is_empty() || only.split(',').any(|s| s.trim() == name) {
+            weight
+        } else {
+            0
+        }
+    };
+    prop_oneof![
+        w("small", 8) => Just(Size::Small),
+        w("big", 8) => Just(Size::Big),
+        w("tight1", 1) => Just(Size::Tight(1)),
+        w("tight2", 1) => Just(Size::Tight(2)),
+    ]
+}
+
+fn case_strategy() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
-    any::<bool>().prop_flat_map(move |big| {
+    let general = size_strategy().prop_flat_map(move |size| {
         let list = list.clone();
         let cfg_list = list.clone();
         (
-            Just(big),
-            cfg_strategy(big).prop_map(move |cfg| avoid_cfg(cfg, &cfg_list)),
+            Just(size),
+            cfg_strategy(size).prop_map(move |cfg| avoid_cfg(cfg, &cfg_list)),
             prop::collection::vec(op_strategy(), LEN).prop_map(move |ops| {
                 ops.into_iter()
                     .map(|op| avoid(op, &list))
                     .collect::<Vec<_>>()
             }),
         )
-    })
+    });
+    let hot = std::env::var("WHARF_MODEL_HOT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1u32);
+    prop_oneof![
+        24 => general,
+        hot => hot_route_case(),
+    ]
 }
 
-/// What kind of failure a verdict is: its check message without the step,
-/// the operation and the numbers (handles, times), so that shrinking keeps
-/// the divergence it started from instead of wandering to another one.
+/// A targeted family for the fairness property (`WHARF_MODEL_HOT=<weight>`,
+/// default 1 in 25 sequences): the total limit binds (`max_total` 1 or 2 in a
+/// storage with spare slots), no timer, and one hot route (key 0) whose leases
+/// come and go while the other routes lease now and then, without deadlines.
+fn hot_route_case() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
+    let cfg = (
+        prop_oneof![Just(Size::Small), Just(Size::Big)],
+        1..=2u32,
+        1..=2u32,
+        any::<bool>(),
+    );
+    let op = prop_oneof![
+        40 => Just(Op::Lease { key: 0, tag: None, deadline_ms: None }),
+        6 => (1..KEYS).prop_map(|key| Op::Lease { key, tag: None, deadline_ms: None }),
+        40 => (0..64usize).prop_map(|idx| Op::Release { idx, how: RelHow::Reuse { keep_alive_ms: None, tag: None } }),
+        30 => (0..64usize).prop_map(|idx| Op::Connected { idx, cap: 1, any: false }),
+        5 => (0..300u32).prop_map(|ms| Op::Advance { ms }),
+    ];
+    (cfg, prop::collection::vec(op, LEN)).prop_map(
+        |((size, max_total, max_per_route, fifo), ops)| {
+            let cfg = Cfg {
+                max_total,
+                max_per_route,
+                max_pending: None,
+                max_leases: None,
+                fifo,
+                connect_timeout_ms: None,
+                idle_timeout_ms: None,
+                max_lifetime_ms: None,
+                validate_after_ms: None,
+                ratio_milli: 1000,
+                min_idle: 0,
+                max_idle_per_route: None,
+                max_idle: None,
+                connecting_capacity: 1,
+                max_leases_per_conn: None,
+                starvation_guard: false,
+                retry_backoff_ms: 1000,
+            };
+            (size, cfg, ops)
+        },
+    )
+}
+
+/// What kind of failure a verdict is, so that shrinking keeps the failure it
+/// started from instead of wandering to another one: a property of
+/// `tests/model/props.rs` by its name (`property <name>`), anything else by
+/// its check message without the step, the operation and the numbers
+/// (handles, times).
 fn kind(verdict: &str) -> String {
+    if let Some(i) = verdict.find("property ") {
+        let name = verdict[i..].split(" violated").next().unwrap_or("property");
+        return name.to_string();
+    }
     // "step N: <op>: <check>" or "end phase, step N: <check>".
     let rest = verdict.find("step ").map_or(verdict, |i| &verdict[i..]);
     let rest = rest.split_once(": ").map_or(rest, |x| x.1);
@@ -181,13 +268,13 @@ fn kind(verdict: &str) -> String {
 
 /// Delta debugging: drop chunks of operations while the sequence still fails
 /// the same way.
-pub fn shrink(big: bool, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
-    let first = run_case(big, cfg, &ops, true, false)
+pub fn shrink(size: Size, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
+    let first = run_case_in(size, cfg, &ops, true, false)
         .1
         .err()
         .map(|e| kind(&e));
     let fails = |ops: &[Op]| {
-        run_case(big, cfg, ops, true, false)
+        run_case_in(size, cfg, ops, true, false)
             .1
             .err()
             .is_some_and(|e| Some(kind(&e)) == first)
@@ -245,8 +332,8 @@ fn model_agrees_with_core() {
         },
         rng,
     );
-    let result = runner.run(&case_strategy(), |(big, cfg, ops)| {
-        let (n, verdict) = run_case(big, &cfg, &ops, true, false);
+    let result = runner.run(&case_strategy(), |(size, cfg, ops)| {
+        let (n, verdict) = run_case_in(size, &cfg, &ops, true, false);
         OPS.fetch_add(n, Ordering::Relaxed);
         verdict.map_err(TestCaseError::fail)
     });
@@ -254,11 +341,15 @@ fn model_agrees_with_core() {
         Ok(()) if std::env::var_os("WHARF_MODEL_COVERAGE").is_some() => {
             let cover = model::harness::COVERAGE.lock().unwrap();
             println!(
-                "model: {cases} sequences, {} operations, 0 divergences",
+                "model: {cases} sequences, {} operations, 0 divergences, 0 property violations",
                 OPS.load(Ordering::Relaxed)
             );
             let c = &cover.1;
             println!("coverage over {} sequences: {c:?}", cover.0);
+            println!(
+                "  fairness: most overtakes of one waiter, by connection slots: {:?}",
+                model::harness::props::MAX_OVERTAKES.lock().unwrap()
+            );
             for r in wharf_core::CloseReason::ALL {
                 println!("  closes {r:?}: {}", c.closes_for(r));
             }
@@ -268,23 +359,66 @@ fn model_agrees_with_core() {
             }
         }
         Ok(()) => println!(
-            "model: {cases} sequences, {} operations, 0 divergences",
+            "model: {cases} sequences, {} operations, 0 divergences, 0 property violations",
             OPS.load(Ordering::Relaxed)
         ),
-        Err(TestError::Fail(why, (big, cfg, ops))) => {
+        Err(TestError::Fail(why, (size, cfg, ops))) => {
             // Shrinking runs the case thousands of times: not under Miri.
             let ops = if cfg!(miri) {
                 ops
             } else {
-                shrink(big, &cfg, ops)
+                shrink(size, &cfg, ops)
             };
             // Replay the minimal case with a trace for the report.
-            let (_, verdict) = run_case(big, &cfg, &ops, true, true);
+            let (_, verdict) = run_case_in(size, &cfg, &ops, true, true);
+            let verdict = verdict.err().unwrap_or_default();
+            let what = match kind(&verdict) {
+                k if k.starts_with("property ") => format!("{k} violated"),
+                _ => "divergence".to_string(),
+            };
             panic!(
-                "divergence (WHARF_MODEL_SEED={seed}): {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}",
-                verdict.err().unwrap_or_default()
+                "{what} (WHARF_MODEL_SEED={seed}): {why}\nminimal case ({verdict}):\n  size = Size::{size:?}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}"
             );
         }
         Err(e) => panic!("{e}"),
     }
+}
+
+/// `work-per-input` can fail: today's core never goes over its bound (one
+/// `Connect` and one `Close` per connection slot and input, implied by the
+/// slots as long as no connect is closed within the input that polled it), so
+/// this feeds the checker the 8 connects of one warm-up input of an 8-slot
+/// pool while telling it the storage has 4 slots.
+#[test]
+fn work_per_input_property_can_fail() {
+    use model::harness::props::Props;
+    use wharf_core::{Config, Instant, Pool, RouteConfig, Storage};
+    let cfg = Config {
+        max_total: 8,
+        max_per_route: 8,
+        ..Config::default()
+    };
+    let mut storage: Storage<u8, 8, 2, 4, 4> = Storage::new();
+    let mut pool = Pool::new(&mut storage, cfg.clone()).unwrap();
+    let mut props = Props::new(&cfg);
+    props.set_storage(4);
+    props.begin_input(&pool, false, true);
+    let warm = RouteConfig {
+        min_idle: Some(8),
+        ..RouteConfig::default()
+    };
+    pool.set_route_config(&0, warm, Instant::ZERO).unwrap();
+    let mut connects = 0;
+    while let Some(a) = pool.poll_action() {
+        connects += 1;
+        props.on_action(&pool, &a).unwrap();
+    }
+    assert_eq!(connects, 8, "one input, eight warm-up connects");
+    let verdict = props.end_input(&pool, true);
+    assert!(
+        verdict
+            .as_ref()
+            .is_err_and(|e| e.contains("property work-per-input violated")),
+        "{verdict:?}"
+    );
 }

@@ -10,7 +10,10 @@
 //! `WHARF_CLUSTER_MODEL_CASES=<n>` sets the number of sequences (default 300;
 //! each has at least 100 operations); `WHARF_CLUSTER_MODEL_SEED=<u64>` replays
 //! a run. The test prints one line:
-//! `model_cluster: <sequences> sequences, <operations> operations, 0 divergences`.
+//! `model_cluster: <sequences> sequences, <operations> operations, 0 divergences, 0 property violations`.
+//!
+//! The properties of `tests/model/props.rs` run here too (the end phase runs
+//! their no-demand phases; the run to `Instant::MAX` is the pool model test's).
 
 #[path = "model_cluster/mod.rs"]
 mod model;
@@ -187,10 +190,16 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     })
 }
 
-/// What kind of failure a verdict is: its check message without the step,
-/// the operation and the numbers (handles, times), so that shrinking keeps
-/// the divergence it started from instead of wandering to another one.
+/// What kind of failure a verdict is, so that shrinking keeps the failure it
+/// started from instead of wandering to another one: a property of
+/// `tests/model/props.rs` by its name (`property <name>`), anything else by
+/// its check message without the step, the operation and the numbers
+/// (handles, times).
 fn kind(verdict: &str) -> String {
+    if let Some(i) = verdict.find("property ") {
+        let name = verdict[i..].split(" violated").next().unwrap_or("property");
+        return name.to_string();
+    }
     // "step N: <op>: <check>" or "end phase, step N: <check>".
     let rest = verdict.find("step ").map_or(verdict, |i| &verdict[i..]);
     let rest = rest.split_once(": ").map_or(rest, |x| x.1);
@@ -280,15 +289,19 @@ fn cluster_model_agrees_with_core() {
     }
     match result {
         Ok(()) => println!(
-            "model_cluster: {cases} sequences, {} operations, 0 divergences",
+            "model_cluster: {cases} sequences, {} operations, 0 divergences, 0 property violations",
             OPS.load(Ordering::Relaxed)
         ),
         Err(TestError::Fail(why, (big, cfg, clusters, ops))) => {
             let ops = shrink(big, &cfg, &clusters, ops);
             let (_, verdict) = run_case(big, &cfg, &clusters, &ops, true, true);
+            let verdict = verdict.err().unwrap_or_default();
+            let what = match kind(&verdict) {
+                k if k.starts_with("property ") => format!("{k} violated"),
+                _ => "divergence".to_string(),
+            };
             panic!(
-                "divergence (WHARF_CLUSTER_MODEL_SEED={seed}): {why}\nminimal case ({}):\n  big = {big}\n  cfg = {cfg:?}\n  clusters = {clusters:?}\n  ops = vec!{ops:?}",
-                verdict.err().unwrap_or_default()
+                "{what} (WHARF_CLUSTER_MODEL_SEED={seed}): {why}\nminimal case ({verdict}):\n  big = {big}\n  cfg = {cfg:?}\n  clusters = {clusters:?}\n  ops = vec!{ops:?}"
             );
         }
         Err(e) => panic!("{e}"),

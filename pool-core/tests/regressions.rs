@@ -38,6 +38,9 @@ fn basic() -> Cfg {
 }
 
 fn check(big: bool, cfg: Cfg, ops: &[Op]) {
+    // Divergence pins: the properties of tests/model/props.rs have their own
+    // tests (tests/properties.rs) and run in the model test.
+    model::harness::props::set_enabled(false);
     // WHARF_MODEL_TRACE=1 prints every input and action of every case.
     let trace = std::env::var_os("WHARF_MODEL_TRACE").is_some();
     let (_, verdict) = run_case(big, &cfg, ops, true, trace);

@@ -11,7 +11,17 @@ use crate::tickets::{State, NONE};
 impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
     /// Drains the core's actions (after every input, until `None`), then
     /// applies the timer re-arm rule.
+    #[inline]
     pub(crate) fn pump(&mut self) {
+        if self.core.has_actions() {
+            self.drain();
+        }
+        self.timer.rearm(self.core.poll_timeout());
+    }
+
+    /// Every action the core has, in order.
+    #[inline(never)]
+    fn drain(&mut self) {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Connect { conn, route } => {
@@ -42,7 +52,6 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
                 Action::RouteIdle { key, .. } => self.io.route_idle(key),
             }
         }
-        self.timer.rearm(self.core.poll_timeout());
     }
 
     fn validate(&mut self, conn: wharf_core::ConnId) {

@@ -108,9 +108,21 @@ pub enum Mode {
 #[derive(Default)]
 pub struct Log {
     pub events: RefCell<Vec<Ev>>,
+    /// When the server closed an idle connection: (client port, instant).
+    pub idle_closed_at: RefCell<Vec<(u16, embassy_time::Instant)>>,
 }
 
 impl Log {
+    /// When the server closed the idle connection from client port `port`
+    /// (the latest such close), if it did.
+    pub fn idle_closed(&self, port: u16) -> Option<embassy_time::Instant> {
+        self.idle_closed_at
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == port)
+            .map(|&(_, at)| at)
+    }
     pub fn events(&self) -> Vec<Ev> {
         self.events.borrow().clone()
     }
@@ -185,6 +197,9 @@ async fn serve_one(stack: Stack<'_>, port: u16, mode: Mode, log: &Log) -> ! {
                         }
                         Err(_) => {
                             log.events.borrow_mut().push(Ev::IdleClosed(peer));
+                            log.idle_closed_at
+                                .borrow_mut()
+                                .push((peer, embassy_time::Instant::now()));
                             break;
                         }
                     }

@@ -69,6 +69,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         *self.alink(e) = Link::NONE;
     }
 
+    /// Whether [`Pool::poll_action`] has an action to give (a cheap check a
+    /// driver can make before draining).
+    #[inline(always)]
+    pub fn has_actions(&self) -> bool {
+        self.act_head != NIL
+    }
+
     /// The next action for the backend, or `None` when there is nothing to do
     /// until the next input or [`Pool::poll_timeout`].
     pub fn poll_action(&mut self) -> Option<Action<K>> {

@@ -50,6 +50,30 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         (demand, pre)
     }
 
+    /// Closing idle connection `c` would make `r`'s preconnect check (§3.2)
+    /// open a connection at once: the spare it provides is what the ratio
+    /// asks for.
+    pub(crate) fn preconnect_would_reopen(&self, c: u32) -> bool {
+        let r = self.conns[c as usize].route;
+        let s = &self.routes[r as usize];
+        let ratio = self.ratio(r) as u64;
+        if ratio <= 1000 || s.unhealthy || s.deleting || s.retry_until.is_some() || self.closed {
+            return false;
+        }
+        let spare = s.spare - self.conns[c as usize].streams_left() as u64;
+        let cc = s.connecting.len as u64 * self.cfg.connecting_capacity as u64;
+        let (queued, active) = (s.queue.len as u64, s.active as u64);
+        let room = self
+            .cfg
+            .max_idle_per_route
+            .is_none_or(|m| s.idle - 1 + s.connecting.len < m)
+            && self
+                .cfg
+                .max_idle
+                .is_none_or(|m| self.idle - 1 + self.connecting < m);
+        room && (queued + active) * ratio > (cc + spare + active) * 1000
+    }
+
     /// A connection made now that nobody takes would not be closed by an idle
     /// limit on connect: preconnects count against `max_idle_per_route` and
     /// `max_idle` (§3.2).
@@ -263,17 +287,45 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return false;
         }
         let r = self.conns[c as usize].route;
+        let ours = self.oldest_waiter(r);
+        let mine = self.routes[r as usize].allocated;
         let mut b = self.blocked.head;
         while b != NIL {
             let s = &self.routes[b as usize];
-            if b != r && self.wants_capacity(b) {
-                let theirs = self.waiters[s.queue.head as usize].seq;
-                let ours = self.routes[r as usize].queue.head;
-                return ours == NIL || theirs < self.waiters[ours as usize].seq;
+            // Only toward an equal share: a route with no connection, or at
+            // least two fewer than this one (moving one does not invert it).
+            let short = s.allocated == 0 || s.allocated + 1 < mine;
+            if b != r && short && self.wants_capacity(b) {
+                if let Some(theirs) = self.oldest_waiter(b) {
+                    if ours.is_none_or(|ours| theirs < ours) {
+                        return true;
+                    }
+                }
             }
             b = s.blink.next;
         }
         false
+    }
+
+    /// The sequence number of the oldest waiter of the first route on the
+    /// blocked list, other than `except`, that wants capacity.
+    pub(crate) fn blocked_oldest(&self, except: u32) -> Option<u64> {
+        let mut b = self.blocked.head;
+        while b != NIL {
+            let s = &self.routes[b as usize];
+            if b != except && self.wants_capacity(b) {
+                return self.oldest_waiter(b);
+            }
+            b = s.blink.next;
+        }
+        None
+    }
+
+    /// The sequence number of `r`'s oldest queued waiter.
+    #[inline]
+    pub(crate) fn oldest_waiter(&self, r: u32) -> Option<u64> {
+        let w = self.routes[r as usize].queue.head;
+        (w != NIL).then(|| self.waiters[w as usize].seq)
     }
 
     /// Min-idle warm-up (§3.5).

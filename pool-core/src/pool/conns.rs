@@ -294,7 +294,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             && self
                 .cfg
                 .validate_after
-                .is_some_and(|v| self.now >= cs.updated + v)
+                .is_some_and(|v| (cs.updated + v).reached(self.now))
     }
 
     #[inline]

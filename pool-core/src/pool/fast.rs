@@ -52,7 +52,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if cs.tag.is_some() || cs.capacity != 1 || !cs.in_lru {
             return None;
         }
-        if validate.is_some_and(|v| now >= cs.updated + v) {
+        if validate.is_some_and(|v| (cs.updated + v).reached(now)) {
             return None;
         }
         // The lease slot.

@@ -129,8 +129,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             (WaiterState::Granted, Some(lease)) => {
                 self.act_remove(Self::waiter_entity(w));
                 self.free_waiter_slot(w);
-                // Undone: the connection is as it was before the grant.
+                // Undone: the connection is as it was before the grant, so
+                // its idle timeout may have passed meanwhile: the timers due
+                // now run again (§7).
                 self.release_slot(lease.id.index, None);
+                self.advance(self.now);
                 Cancelled::Grant(lease)
             }
             _ => {

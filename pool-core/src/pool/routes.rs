@@ -177,12 +177,19 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 self.fail_queue(r, FailReason::Draining);
             }
         }
-        // Blocked routes first: capacity that freed up goes to those already
-        // waiting for it (§3.1).
+        // Capacity that freed up goes to the oldest waiter: this route's own
+        // demand first if its oldest waiter is older than the first blocked
+        // route's, else the blocked routes first (§3.1).
+        let own_first = self
+            .oldest_waiter(r)
+            .is_some_and(|ours| self.blocked_oldest(r).is_none_or(|theirs| ours < theirs));
+        if own_first {
+            self.try_create(r);
+        }
         if !self.blocked.is_empty() {
             self.unblock();
         }
-        if !self.routes[r as usize].queue.is_empty() || self.ratio(r) > 1000 {
+        if !own_first && (!self.routes[r as usize].queue.is_empty() || self.ratio(r) > 1000) {
             self.try_create(r);
         }
         if self.min_idle(r) > 0 {

@@ -143,9 +143,12 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             ConnState::Ready if cs.idle() => {
                 if cs.expiry.reached(self.now) {
                     self.close(c, CloseReason::Expired);
-                } else if self.routes[r as usize].idle <= self.min_idle(r) {
+                } else if self.routes[r as usize].idle <= self.min_idle(r)
+                    || self.preconnect_would_reopen(c)
+                {
                     // The idle timeout never takes a route below `min_idle`
-                    // (warm-up would only reopen it): kept (§2).
+                    // or below what its preconnect ratio provisions (warm-up
+                    // or preconnect would only reopen it): kept (§2).
                     self.conns[c as usize].kept = true;
                     self.rearm_conn(c);
                 } else {

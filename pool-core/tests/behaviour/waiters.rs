@@ -420,3 +420,32 @@ fn a_cancelled_unpolled_grant_is_undone_and_keeps_the_keep_alive() {
     );
     ok(&p);
 }
+
+#[test]
+fn an_undone_grant_past_its_idle_timeout_closes_in_the_cancel() {
+    // Found by the model: the grant waited unpolled past the connection's
+    // idle timeout; undone, the connection is past it at once.
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            idle_timeout: Some(ms(1000)),
+            ..cfg()
+        },
+    );
+    let w = queued(p.lease(&A, None, t(0), None));
+    let v = acts(&mut p);
+    let c = single_connect(&p, &v, A);
+    p.connected(c, 1, t(1000)).unwrap();
+    // The Granted stays unpolled; time passes the idle timeout (2000).
+    p.handle_timeout(t(2500));
+    assert!(matches!(
+        p.cancel(w, CancelPolicy::Default, t(2500)),
+        Ok(Cancelled::Grant(_))
+    ));
+    let ra = p.route_id(&A).unwrap();
+    assert_eq!(
+        acts(&mut p),
+        vec![close(c, CloseReason::IdleTimeout), route_idle(ra, A)]
+    );
+}

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 
 use super::{Cid, Lid, MAction, MCancelled, MOutcome, Model, Slots, Wid};
+#[path = "props.rs"]
+pub mod props;
 use wharf_core::Storage;
 use wharf_core::{
     Action, CancelPolicy, Cancelled, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
@@ -233,6 +235,10 @@ pub struct Harness<'a> {
     /// A second pool and leases it made (§5).
     other: Option<Pool<'a, u8>>,
     other_leases: Vec<Lease>,
+    /// The properties that do not come from the model (`props.rs`).
+    pub props: props::Props,
+    /// The end phase goes on to `Instant::MAX` (see `run_case_in`).
+    pub end_of_time: bool,
 }
 
 /// A divergence or a violated check, with a description.
@@ -253,7 +259,6 @@ impl<'a> Harness<'a> {
             pool,
             model,
             now: Instant::from_millis(1_000),
-            cfg,
             conn_map: HashMap::new(),
             conns: Vec::new(),
             info: HashMap::new(),
@@ -275,6 +280,9 @@ impl<'a> Harness<'a> {
             earlier: Vec::new(),
             other_leases: Vec::new(),
             other: None,
+            props: props::Props::new(&cfg),
+            end_of_time: false,
+            cfg,
         }
     }
 
@@ -396,6 +404,7 @@ impl<'a> Harness<'a> {
                 self.drained = true;
                 return Ok(());
             };
+            self.props.on_action(&self.pool, &a)?;
             let has_model = self.model.is_some();
             ensure!(
                 !has_model || want.is_some(),
@@ -604,6 +613,11 @@ impl<'a> Harness<'a> {
             return Ok(());
         }
         self.poll_limit = self.next_limit.take();
+        let timer_only = matches!(
+            op,
+            Op::Advance { .. } | Op::AdvanceToTimer | Op::Backwards { .. }
+        );
+        self.props.begin_input(&self.pool, timer_only, self.drained);
         self.apply(op)?;
         self.drain_actions()?;
         self.poll_limit = None;
@@ -615,7 +629,8 @@ impl<'a> Harness<'a> {
             }
             self.pending_tags.clear();
         }
-        self.compare_state()
+        self.compare_state()?;
+        self.props.end_input(&self.pool, self.drained)
     }
 
     /// The connection may never be handed out again (deferred past this
@@ -661,6 +676,7 @@ impl<'a> Harness<'a> {
                 let tag = tag.map(|t| Tag(t as u64));
                 let deadline = deadline_ms.map(|d| now + ms(d));
                 let got = self.pool.lease(&key, tag, now, deadline);
+                self.props.on_lease(key, tag, deadline, &got);
                 let want = self
                     .model
                     .as_mut()
@@ -723,6 +739,7 @@ impl<'a> Harness<'a> {
                 };
                 let got = self.pool.release(h.lease, rel, now);
                 ensure!(got.is_ok(), "release of a held lease failed: {got:?}");
+                self.props.on_release(&self.pool, h.lease, rel);
                 if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
                     let want = m.release(l, rel, now);
                     ensure!(want == got, "release: core {got:?}, model {want:?}");
@@ -832,6 +849,7 @@ impl<'a> Harness<'a> {
                     }
                 }
                 if got.is_ok() {
+                    self.props.on_cancel(w.id);
                     ensure!(
                         w.state == WState::Pending,
                         "cancel of an answered waiter succeeded"
@@ -855,6 +873,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_connected(&self.pool, c);
                     ensure!(
                         was_connecting,
                         "connected accepted for a conn that was not connecting"
@@ -882,6 +901,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_connect_failed(c);
                     self.connecting.retain(|&x| x != c);
                     let info = self.info.get_mut(&c).unwrap();
                     info.closed = true;
@@ -925,6 +945,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_validated(&self.pool, c, result);
                     ensure!(
                         self.validating.contains(&c),
                         "validated accepted for a conn not validating"
@@ -973,6 +994,7 @@ impl<'a> Harness<'a> {
                 // Timers due now run first: let them run before marking what
                 // the drain makes unusable.
                 self.pool.drain(scope, mode, now);
+                self.props.on_drain(&self.pool, key, mode);
                 if let Some(m) = self.model.as_mut() {
                     m.drain(key, mode, now);
                 }
@@ -1020,8 +1042,14 @@ impl<'a> Harness<'a> {
         // Deliver whatever a trailing `Partial` left queued.
         self.next_limit = None;
         self.step(&Op::Advance { ms: 0 })?;
-        // Under Miri every step is slow: a shorter budget for warm-up churn.
-        self.settle_all(if cfg!(miri) { 40 } else { 400 })?;
+        // The no-demand phases of the properties (props.rs): leases held,
+        // then every lease given back. Run without the model, the end phase
+        // goes on to the end of time in between ("never" deadlines).
+        self.no_demand("leases held", false)?;
+        if self.end_of_time && !props::skipped("never") {
+            self.step(&Op::Advance { ms: NEVER_MS })?;
+        }
+        self.no_demand("leases released", true)?;
         self.step(&Op::Drain {
             key: None,
             delete: true,
@@ -1079,6 +1107,47 @@ impl<'a> Harness<'a> {
         Ok(())
     }
 
+    /// A no-demand phase for the properties (`props.rs`): no new lease; every
+    /// connect is answered with success, every validation with alive, and time
+    /// advances to each deadline, until nothing is outstanding and
+    /// `poll_timeout()` is `None` or the phase's step budget is spent.
+    /// `release`: first give every lease back (`settle_all`).
+    fn no_demand(&mut self, label: &'static str, release: bool) -> Check {
+        self.props.begin_phase(label);
+        if release {
+            // Under Miri every step is slow: a shorter budget for warm-up churn.
+            self.settle_all(if cfg!(miri) { 40 } else { 400 })?;
+        }
+        let budget = if cfg!(miri) {
+            self.props.phase_budget().min(20)
+        } else {
+            self.props.phase_budget()
+        };
+        let mut steps = 0;
+        while steps < budget {
+            if !self.connecting.is_empty() {
+                self.step(&Op::Connected {
+                    idx: 0,
+                    cap: 1,
+                    any: false,
+                })?;
+            } else if !self.validating.is_empty() {
+                self.step(&Op::Validated {
+                    idx: 0,
+                    alive: true,
+                    any: false,
+                })?;
+            } else {
+                match self.pool.poll_timeout() {
+                    Some(t) if t < Instant::MAX => self.step(&Op::AdvanceToTimer)?,
+                    _ => break,
+                }
+            }
+            steps += 1;
+        }
+        self.props.end_phase(&self.pool, self.drained, steps)
+    }
+
     /// Answer every connect and validation and release every lease, until
     /// nothing is outstanding. Before the pool is closed, warm-up can churn
     /// forever (e.g. `min_idle` over all routes above `max_idle`: each connect
@@ -1134,11 +1203,30 @@ impl<'a> Harness<'a> {
 pub fn run_sequence<'a>(
     pool: Pool<'a, u8>,
     cfg: &Config,
+    slots: Slots,
     model: Option<Model>,
     ops: &[Op],
     trace: bool,
 ) -> (u64, Check) {
-    run_sequence_with(pool, cfg, model, ops, trace, Vec::new(), None)
+    let extra = Extra {
+        earlier: Vec::new(),
+        other: None,
+        slots,
+        end_of_time: false,
+    };
+    run_sequence_with(pool, cfg, model, ops, trace, extra)
+}
+
+/// What [`run_sequence_with`] needs beyond the pool and the sequence.
+pub struct Extra<'a> {
+    /// Leases of a pool built earlier in `pool`'s storage (§5).
+    pub earlier: Vec<Lease>,
+    /// A second pool (released by [`Op::ReleaseForeign`]).
+    pub other: Option<Pool<'a, u8>>,
+    /// The slots of `pool`'s storage (the properties' bounds).
+    pub slots: Slots,
+    /// The end phase goes on to `Instant::MAX` (the `never` property).
+    pub end_of_time: bool,
 }
 
 /// [`run_sequence`] with leases of a pool built earlier in `pool`'s storage
@@ -1149,26 +1237,42 @@ pub fn run_sequence_with<'a>(
     model: Option<Model>,
     ops: &[Op],
     trace: bool,
-    earlier: Vec<Lease>,
-    other: Option<Pool<'a, u8>>,
+    extra: Extra<'a>,
 ) -> (u64, Check) {
+    let end_of_time = extra.end_of_time;
     let mut h = Harness::new(pool, cfg.clone(), model);
+    h.props.set_storage(extra.slots.conns);
+    h.end_of_time = end_of_time;
     h.trace = trace;
-    h.earlier = earlier;
-    h.other = other;
+    h.earlier = extra.earlier;
+    h.other = extra.other;
     let first = h.compare_state();
     if first.is_err() {
         return (0, first);
     }
+    // In the run to the end of time (core alone), whatever breaks only once
+    // `now` reached `Instant::MAX` belongs to the `never` property (props.rs).
+    let at_the_end = |h: &Harness, e: String| {
+        if h.end_of_time && h.pool.now() == Instant::MAX && !e.contains("property ") {
+            format!("property never violated: when now reaches Instant::MAX: {e}")
+        } else {
+            e
+        }
+    };
     for op in ops {
         if let Err(e) = h.step(op) {
+            let e = at_the_end(&h, e);
             return (h.steps, Err(format!("step {}: {op:?}: {e}", h.steps)));
         }
     }
     let c = *h.pool.counters();
     let r = h
         .finish()
-        .map_err(|e| format!("end phase, step {}: {e}", h.steps));
+        .map_err(|e| format!("end phase, step {}: {}", h.steps, at_the_end(&h, e)));
+    if end_of_time {
+        // Counted once, by the run compared with the model.
+        return (h.steps, r);
+    }
     let mut cover = COVERAGE.lock().unwrap();
     cover.0 += 1;
     let sum = &mut cover.1;
@@ -1250,6 +1354,34 @@ pub const BIG: Slots = Slots {
     leases: 10,
 };
 
+/// Storage sizes of the harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// [`SMALL`].
+    Small,
+    /// [`BIG`].
+    Big,
+    /// Exactly `n` connection slots (1 or 2), as many as `max_total` (which is
+    /// lowered to `n` if needed): the storage `Storage` allows at its tightest.
+    Tight(u8),
+}
+
+impl Size {
+    pub fn slots(self) -> Slots {
+        match self {
+            Size::Small => SMALL,
+            Size::Big => BIG,
+            Size::Tight(n) => Slots {
+                conns: if n <= 1 { 1 } else { 2 },
+                ..SMALL
+            },
+        }
+    }
+}
+
+/// Tight storages (`Size::Tight`): 1 or 2 connections, otherwise as `Small`.
+pub type Tight1 = Storage<u8, 1, 2, 4, 4>;
+pub type Tight2 = Storage<u8, 2, 2, 4, 4>;
 /// The second pool's storage (§5 foreign leases): 2 connections, 1 route, 2
 /// waiters, 2 leases.
 pub type Other = Storage<u8, 2, 1, 2, 2>;
@@ -1262,13 +1394,48 @@ pub fn run_case(
     with_model: bool,
     trace: bool,
 ) -> (u64, Result<(), String>) {
+    let size = if big { Size::Big } else { Size::Small };
+    run_case_in(size, cfg, ops, with_model, trace)
+}
+
+/// As [`run_case`] with any storage size. With the model, the sequence runs
+/// twice: compared with the model, then the core alone with the end phase
+/// going on to `Instant::MAX` in between its no-demand phases (the "never"
+/// property of `props.rs`; the first run's end phase stays at finite times).
+pub fn run_case_in(
+    size: Size,
+    cfg: &Cfg,
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+) -> (u64, Result<(), String>) {
+    let (n, r) = run_storage(size, cfg, ops, with_model, trace, !with_model);
+    if r.is_err() || !with_model || props::skipped("never") {
+        return (n, r);
+    }
+    let (_, r) = run_storage(size, cfg, ops, false, trace, true);
+    (
+        n,
+        r.map_err(|e| format!("core alone, to the end of time: {e}")),
+    )
+}
+
+fn run_storage(
+    size: Size,
+    cfg: &Cfg,
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+    end_of_time: bool,
+) -> (u64, Result<(), String>) {
     // The model reports its rare paths through this hook (coverage; counting
     // costs a lock per event, so only when asked for).
     if std::env::var_os("WHARF_MODEL_COVERAGE").is_some() {
         let _ = super::COVERAGE.set(event);
     }
-    let config = cfg.to_config();
-    let slots = if big { BIG } else { SMALL };
+    let slots = size.slots();
+    let mut config = cfg.to_config();
+    config.max_total = config.max_total.min(slots.conns as u32);
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
     let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     let model = with_model.then(|| {
@@ -1293,24 +1460,34 @@ pub fn run_case(
             };
             Pool::new(&mut other_storage, cfg).expect("the other pool")
         });
-    if big {
-        let mut storage: Box<Big> = Box::new(Storage::new());
-        let mut earlier = Vec::new();
-        if foreign {
-            let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
-            earlier = Harness::leases_of(&mut p, start);
-        }
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence_with(pool, &config, model, ops, trace, earlier, other)
-    } else {
-        let mut storage: Box<Small> = Box::new(Storage::new());
-        let mut earlier = Vec::new();
-        if foreign {
-            let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
-            earlier = Harness::leases_of(&mut p, start);
-        }
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence_with(pool, &config, model, ops, trace, earlier, other)
+    let run = |pool, earlier| {
+        let extra = Extra {
+            earlier,
+            other,
+            slots,
+            end_of_time,
+        };
+        run_sequence_with(pool, &config, model, ops, trace, extra)
+    };
+    macro_rules! run_in {
+        ($storage:ty) => {{
+            let mut storage: Box<$storage> = Box::new(Storage::new());
+            let mut earlier = Vec::new();
+            if foreign {
+                let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
+                earlier = Harness::leases_of(&mut p, start);
+            }
+            run(
+                Pool::new(&mut storage, config.clone()).expect("valid config"),
+                earlier,
+            )
+        }};
+    }
+    match size {
+        Size::Big => run_in!(Big),
+        Size::Small => run_in!(Small),
+        Size::Tight(n) if n <= 1 => run_in!(Tight1),
+        Size::Tight(_) => run_in!(Tight2),
     }
 }
 

@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 
 use super::cluster::MCluster;
+// The properties of tests/model/props.rs (compiled once, with the pool harness).
+use super::pool::harness::props;
 use super::{Cid, Lid, MAction, MCancelled, MOutcome, Model, Slots, Wid};
 use wharf_core::{
     Action, CancelPolicy, Cancelled, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
@@ -256,6 +258,8 @@ pub struct Harness<'a> {
     skew_ms: u32,
     /// Every action was polled after the last input.
     drained: bool,
+    /// The properties that do not come from the model (`../model/props.rs`).
+    pub props: props::Props,
     clusters: Vec<(Cluster<u8, HOSTS>, MCluster)>,
 }
 
@@ -277,6 +281,7 @@ impl<'a> Harness<'a> {
             pool,
             model,
             now: Instant::from_millis(1_000),
+            props: props::Props::new(&cfg),
             cfg,
             conn_map: HashMap::new(),
             conns: Vec::new(),
@@ -321,9 +326,9 @@ impl<'a> Harness<'a> {
         &mut self,
         got: Result<LeaseOutcome, LeaseError>,
         want: Option<Result<MOutcome, LeaseError>>,
-        key: u8,
-        tag: Option<Tag>,
+        (key, tag, deadline): (u8, Option<Tag>, Option<Instant>),
     ) -> Check {
+        self.props.on_lease(key, tag, deadline, &got);
         match got {
             Ok(LeaseOutcome::Granted(l)) => {
                 let mut lid = None;
@@ -505,6 +510,7 @@ impl<'a> Harness<'a> {
                 self.drained = true;
                 return Ok(());
             };
+            self.props.on_action(&self.pool, &a)?;
             let has_model = self.model.is_some();
             ensure!(
                 !has_model || want.is_some(),
@@ -708,6 +714,11 @@ impl<'a> Harness<'a> {
             return Ok(());
         }
         self.poll_limit = self.next_limit.take();
+        let timer_only = matches!(
+            op,
+            Op::Advance { .. } | Op::AdvanceToTimer | Op::Backwards { .. }
+        );
+        self.props.begin_input(&self.pool, timer_only, self.drained);
         self.apply(op)?;
         self.drain_actions()?;
         self.poll_limit = None;
@@ -719,7 +730,8 @@ impl<'a> Harness<'a> {
             }
             self.pending_tags.clear();
         }
-        self.compare_state()
+        self.compare_state()?;
+        self.props.end_input(&self.pool, self.drained)
     }
 
     /// The connection may never be handed out again (deferred past this
@@ -769,7 +781,7 @@ impl<'a> Harness<'a> {
                     .model
                     .as_mut()
                     .map(|m| m.lease(key, tag, now, deadline));
-                self.record_lease(got, want, key, tag)?;
+                self.record_lease(got, want, (key, tag, deadline))?;
             }
             Op::Release { idx, how } => {
                 if self.leases.is_empty() {
@@ -785,6 +797,7 @@ impl<'a> Harness<'a> {
                 };
                 let got = self.pool.release(h.lease, rel, now);
                 ensure!(got.is_ok(), "release of a held lease failed: {got:?}");
+                self.props.on_release(&self.pool, h.lease, rel);
                 if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
                     let want = m.release(l, rel, now);
                     ensure!(want == got, "release: core {got:?}, model {want:?}");
@@ -865,6 +878,7 @@ impl<'a> Harness<'a> {
                     }
                 }
                 if got.is_ok() {
+                    self.props.on_cancel(w.id);
                     ensure!(
                         w.state == WState::Pending,
                         "cancel of an answered waiter succeeded"
@@ -888,6 +902,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_connected(&self.pool, c);
                     ensure!(
                         was_connecting,
                         "connected accepted for a conn that was not connecting"
@@ -915,6 +930,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_connect_failed(c);
                     self.connecting.retain(|&x| x != c);
                     let info = self.info.get_mut(&c).unwrap();
                     info.closed = true;
@@ -958,6 +974,7 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
+                    self.props.on_validated(&self.pool, c, result);
                     ensure!(
                         self.validating.contains(&c),
                         "validated accepted for a conn not validating"
@@ -1006,6 +1023,7 @@ impl<'a> Harness<'a> {
                 // Timers due now run first: let them run before marking what
                 // the drain makes unusable.
                 self.pool.drain(scope, mode, now);
+                self.props.on_drain(&self.pool, key, mode);
                 if let Some(m) = self.model.as_mut() {
                     m.drain(key, mode, now);
                 }
@@ -1109,7 +1127,7 @@ impl<'a> Harness<'a> {
                             "cluster {ci} lease: host {} vs model {mhost:?}",
                             l.host
                         );
-                        self.record_lease(Ok(l.outcome), want, key, tag)?;
+                        self.record_lease(Ok(l.outcome), want, (key, tag, deadline))?;
                     }
                     Err(ClusterError::Lease(e)) => {
                         let key = core_host.ok_or("lease error without a host")?;
@@ -1122,7 +1140,7 @@ impl<'a> Harness<'a> {
                                 ))
                             }
                         };
-                        self.record_lease(Err(e), want, key, tag)?;
+                        self.record_lease(Err(e), want, (key, tag, deadline))?;
                     }
                     Err(e) => {
                         if let Some(w) = want {
@@ -1157,6 +1175,11 @@ impl<'a> Harness<'a> {
                 let key = key % KEYS;
                 let (cl, mcl) = &mut self.clusters[ci];
                 let got = cl.remove_host(&mut self.pool, &key, now);
+                if got.is_ok() {
+                    // Its route drains for deletion (if it is in the table).
+                    self.props
+                        .on_drain(&self.pool, Some(key), DrainMode::DrainAndDelete);
+                }
                 event(format!("remove_host -> {got:?}"));
                 if let Some(m) = self.model.as_mut() {
                     let want = mcl.remove_host(m, key, now);
@@ -1231,8 +1254,10 @@ impl<'a> Harness<'a> {
         // Deliver whatever a trailing `Partial` left queued.
         self.next_limit = None;
         self.step(&Op::Advance { ms: 0 })?;
-        // Under Miri every step is slow: a shorter budget for warm-up churn.
-        self.settle_all(if cfg!(miri) { 40 } else { 400 })?;
+        // The no-demand phases of the properties (../model/props.rs): leases
+        // held, then every lease given back.
+        self.no_demand("leases held", false)?;
+        self.no_demand("leases released", true)?;
         self.step(&Op::Drain {
             key: None,
             delete: true,
@@ -1290,6 +1315,43 @@ impl<'a> Harness<'a> {
         Ok(())
     }
 
+    /// A no-demand phase for the properties, as in `tests/model/harness.rs`.
+    fn no_demand(&mut self, label: &'static str, release: bool) -> Check {
+        self.props.begin_phase(label);
+        if release {
+            // Under Miri every step is slow: a shorter budget for warm-up churn.
+            self.settle_all(if cfg!(miri) { 40 } else { 400 })?;
+        }
+        let budget = if cfg!(miri) {
+            self.props.phase_budget().min(20)
+        } else {
+            self.props.phase_budget()
+        };
+        let mut steps = 0;
+        while steps < budget {
+            if !self.connecting.is_empty() {
+                self.step(&Op::Connected {
+                    idx: 0,
+                    cap: 1,
+                    any: false,
+                })?;
+            } else if !self.validating.is_empty() {
+                self.step(&Op::Validated {
+                    idx: 0,
+                    alive: true,
+                    any: false,
+                })?;
+            } else {
+                match self.pool.poll_timeout() {
+                    Some(t) if t < Instant::MAX => self.step(&Op::AdvanceToTimer)?,
+                    _ => break,
+                }
+            }
+            steps += 1;
+        }
+        self.props.end_phase(&self.pool, self.drained, steps)
+    }
+
     /// Answer every connect and validation and release every lease, until
     /// nothing is outstanding. Before the pool is closed, warm-up can churn
     /// forever (e.g. `min_idle` over all routes above `max_idle`: each connect
@@ -1345,12 +1407,14 @@ impl<'a> Harness<'a> {
 pub fn run_sequence<'a>(
     pool: Pool<'a, u8>,
     cfg: &Config,
+    slots: Slots,
     model: Option<Model>,
     clusters: &[ClusterSpec],
     ops: &[Op],
     trace: bool,
 ) -> (u64, Check) {
     let mut h = Harness::new(pool, cfg.clone(), model);
+    h.props.set_storage(slots.conns);
     h.trace = trace;
     for spec in clusters {
         if let Err(e) = h.add_cluster(spec) {
@@ -1469,11 +1533,11 @@ pub fn run_case(
     if big {
         let mut storage: Box<Big> = Box::new(Storage::new());
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, model, clusters, ops, trace)
+        run_sequence(pool, &config, slots, model, clusters, ops, trace)
     } else {
         let mut storage: Box<Small> = Box::new(Storage::new());
         let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, model, clusters, ops, trace)
+        run_sequence(pool, &config, slots, model, clusters, ops, trace)
     }
 }
 
