@@ -1,11 +1,12 @@
 //! The README's HTTP client snippet, compiled and run by CI
 //! (`.ci/steps/25-http.sh` checks that the README shows this code between
-//! the `readme-http` markers, then runs it against a loopback server).
+//! the `readme-http` markers, with the facade's path `wharf::tokio::http`
+//! for `wharf_tokio::http`, then runs it against a loopback server).
 //!
-//! Run: `cargo run --example http_client --features http`.
+//! Run: `cargo run -p wharf-tokio --example http_client --features http`.
 
 // readme-http begin
-use wharf::tokio::http::{Client, HttpError};
+use wharf_tokio::http::{Client, HttpError};
 
 async fn fetch(client: &Client, url: &str) -> Result<(), HttpError> {
     let resp = client.get(url).await?; // waits (FIFO) for a connection within the limits
