@@ -101,8 +101,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The client. Requests to the HTTP/2 server ask for HTTP/2 (prior
     // knowledge); its route gets a limit of its own.
-    let h2_route =
-        HttpRoute::http("127.0.0.1", servers[2].addr().port()).with_protocol(Protocol::Http2);
+    let h2_route = HttpRoute::http("127.0.0.1", servers[2].addr().port())
+        .ok_or("no route")?
+        .with_protocol(Protocol::Http2);
     let client = Client::builder()
         .max_total(MAX_TOTAL)
         .max_per_host(MAX_PER_ROUTE)

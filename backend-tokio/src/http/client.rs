@@ -853,6 +853,33 @@ impl ClientBuilder {
     /// extension `name` present this certificate chain (checked against
     /// the [`tls_roots`](Self::tls_roots)). Connections of one identity
     /// never serve another.
+    ///
+    /// ```
+    /// use http::Request;
+    /// use wharf_test_servers::{ClientAuth, Http1Server, TestPki};
+    /// use wharf_tokio::http::{Body, Client, Identity};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pki = TestPki::new(); // a CA, a certificate for localhost, alice and bob
+    /// let server = Http1Server::builder()
+    ///     .tls(pki.server_tls().client_auth(ClientAuth::Required))
+    ///     .start()
+    ///     .await;
+    /// let alice = pki.alice();
+    /// let client = Client::builder()
+    ///     .tls_roots(pki.root_store())
+    ///     .tls_identity("alice", alice.cert_chain.clone(), alice.key())
+    ///     .build()?;
+    /// let mut req = Request::get(server.url("/conn")).body(Body::empty())?;
+    /// req.extensions_mut().insert(Identity::new("alice"));
+    /// let resp = client.request(req).await?;
+    /// assert_eq!(resp.version(), http::Version::HTTP_2); // ALPN picked h2
+    /// let body = resp.into_body().bytes().await?;
+    /// assert!(String::from_utf8_lossy(&body).contains("identity=alice"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn tls_identity(
         mut self,
         name: &str,
@@ -914,7 +941,7 @@ mod tests {
 
     #[test]
     fn forms_by_protocol() {
-        let route = HttpRoute::http("h", 8080);
+        let route = HttpRoute::http("h", 8080).unwrap();
         let mut req = Request::get("http://h:8080/a?b")
             .body(Body::empty())
             .unwrap();

@@ -31,10 +31,12 @@ pub enum Protocol {
 ///
 /// ```
 /// use wharf_tokio::http::{HttpRoute, Protocol};
-/// let r = HttpRoute::https("api.example.com", 443).with_identity("alice");
+/// let r = HttpRoute::https("api.example.com", 443).unwrap().with_identity("alice");
 /// assert_eq!(r.to_string(), "https://api.example.com:443 (identity alice)");
-/// let r = HttpRoute::http("10.0.0.7", 8080).with_protocol(Protocol::Http2);
+/// let r = HttpRoute::http("10.0.0.7", 8080).unwrap().with_protocol(Protocol::Http2);
 /// assert_eq!(r.to_string(), "http://10.0.0.7:8080 (h2c)");
+/// assert_eq!(HttpRoute::http("::1", 80).unwrap().host(), "::1");
+/// assert!(HttpRoute::http("not a host", 80).is_none());
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpRoute {
@@ -66,34 +68,37 @@ impl Identity {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TlsServerName(pub Arc<str>);
 
-fn authority(host: &str, port: u16) -> Authority {
+fn authority(host: &str, port: u16) -> Option<Authority> {
     let s = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
-    Authority::try_from(s.as_str()).unwrap_or_else(|_| Authority::from_static("invalid.host"))
+    let a = Authority::try_from(s.as_str()).ok()?;
+    (!a.host().is_empty() && !a.as_str().contains('@')).then_some(a)
 }
 
 impl HttpRoute {
-    /// A plain `http://host:port` route (HTTP/1.1).
-    pub fn http(host: &str, port: u16) -> Self {
-        HttpRoute {
+    /// A plain `http://host:port` route (HTTP/1.1); `None` when `host` is
+    /// not a host name or address.
+    pub fn http(host: &str, port: u16) -> Option<Self> {
+        Some(HttpRoute {
             tls: false,
-            authority: authority(host, port),
+            authority: authority(host, port)?,
             port,
             protocol: Protocol::Auto,
             server_name: None,
             identity: None,
-        }
+        })
     }
 
-    /// An `https://host:port` route (ALPN picks HTTP/2 or HTTP/1.1).
-    pub fn https(host: &str, port: u16) -> Self {
-        HttpRoute {
+    /// An `https://host:port` route (ALPN picks HTTP/2 or HTTP/1.1); `None`
+    /// when `host` is not a host name or address.
+    pub fn https(host: &str, port: u16) -> Option<Self> {
+        Some(HttpRoute {
             tls: true,
-            ..HttpRoute::http(host, port)
-        }
+            ..HttpRoute::http(host, port)?
+        })
     }
 
     /// The route of a request (its URI, version and extensions), or why it
@@ -116,7 +121,7 @@ impl HttpRoute {
         }
         let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let authority = if auth.as_str().contains('@') {
-            authority(auth.host(), port)
+            authority(auth.host(), port).ok_or("the URI has no valid host")?
         } else {
             auth.clone()
         };
