@@ -106,6 +106,24 @@ async fn connection_close_discards() {
     let s = server.stats();
     assert_eq!((s.accepted, s.late_requests), (3, 0));
     assert_eq!(client.stats().retried_unsent, 0);
+    // A request saying `Connection: close` discards its connection too.
+    let req = Request::get(server.url("/"))
+        .header("connection", "close")
+        .body(Body::empty())
+        .unwrap();
+    let r = client.request(req).await.unwrap();
+    assert_eq!(conn_id(&r), 4);
+    r.into_body().bytes().await.unwrap();
+    let r = client.get(&server.url("/")).await.unwrap();
+    assert_eq!(conn_id(&r), 5, "not reused after `Connection: close`");
+    r.into_body().bytes().await.unwrap();
+    let c = client.pool().counters();
+    assert_eq!(
+        c.closes_for(wharf_tokio::CloseReason::Discarded),
+        4,
+        "{c:?}"
+    );
+    assert_eq!(client.stats().retried_unsent, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

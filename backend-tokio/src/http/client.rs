@@ -93,9 +93,10 @@ struct Shared {
 /// - **Leases.** A request leases a connection (HTTP/1: the whole
 ///   connection; HTTP/2: one stream of it) and holds it until its response
 ///   body was read to the end or dropped ([`ResponseBody`]), then the
-///   connection goes back at once. A response with `Connection: close` (or
-///   HTTP/1.0 without keep-alive) closes it; `Keep-Alive: timeout=N` sets
-///   its keep-alive (not reused after N seconds idle).
+///   connection goes back at once. A response (or request) with
+///   `Connection: close` (or an HTTP/1.0 response without keep-alive)
+///   closes it; `Keep-Alive: timeout=N` sets its keep-alive (not reused
+///   after N seconds idle).
 /// - **Retries.** A request hyper hands back unsent (its connection closed
 ///   before it was written) is retried on another connection
 ///   ([`retry_unsent`](ClientBuilder::retry_unsent), 3 times by default),
@@ -420,6 +421,9 @@ impl<C: HttpConnect> Client<C> {
             // From here the stream count is given back with `held`.
             let mut held = Held { lease, h2 };
             let bytes_before = held.lease.state.bytes();
+            // HTTP/1: a request saying `Connection: close` ends its
+            // connection after the response (hyper closes it).
+            let asked_close = !h2 && has_token(req.headers(), "close");
             let outcome = match &mut held.lease.sender {
                 Sender::H1(s) => match s.ready().await {
                     Ok(()) => sent(s.try_send_request(req).await),
@@ -440,6 +444,9 @@ impl<C: HttpConnect> Client<C> {
                         },
                         streams,
                     };
+                    if asked_close {
+                        Lease::discard(&mut held.lease);
+                    }
                     return Ok(respond(resp, held, info));
                 }
                 Outcome::Unsent(r, e) => {
