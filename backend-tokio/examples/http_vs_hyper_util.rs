@@ -6,7 +6,9 @@
 //!
 //! Each cell (protocol x concurrency) builds both clients once, warms each
 //! up, then runs `--rounds` timed rounds of `--secs` seconds, alternating
-//! which client goes first, and reports the median requests/s, the
+//! which client goes first, and reports the median requests/s, the median
+//! CPU time per request of the whole process (client, server and runtime:
+//! `/proc/self/stat`; steadier than requests/s on a shared machine), the
 //! connections each client opened over the cell (its own count: Wharf's
 //! stats, a counting connector around hyper-util's; checked against the
 //! server's count of client ports) and its reuse (requests on a reused
@@ -202,6 +204,17 @@ impl AnyClient {
     }
 }
 
+/// CPU time of this process so far (user + system, all threads; Linux's
+/// `/proc/self/stat`, in clock ticks of 10 ms), or `None` elsewhere.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// `concurrency` tasks send requests for `secs`; returns the requests done.
 async fn round(client: &AnyClient, url: &str, concurrency: usize, secs: f64) -> (u64, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -273,8 +286,8 @@ async fn main() {
         server.addr
     );
     println!();
-    println!("| protocol | concurrent | client | requests/s (median) | min - max | requests | connections | reuse |");
-    println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    println!("| protocol | concurrent | client | requests/s (median) | min - max | CPU µs/request (median) | requests | connections | reuse |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
     let mut misses = Vec::new();
     for proto in [Proto::H1, Proto::H2] {
         for concurrency in [1usize, 32, 256] {
@@ -288,6 +301,7 @@ async fn main() {
             let clients = [Which::Wharf, Which::HyperUtil]
                 .map(|w| (w, AnyClient::new(w, proto, concurrency)));
             let mut rps: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+            let mut cpu_us: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
             let mut requests = [0u64; 2];
             let server_before = server.ports.lock().unwrap().len();
             let skip = |i: usize| only.as_deref().is_some_and(|o| (o == "wharf") != (i == 0));
@@ -306,7 +320,11 @@ async fn main() {
                     if skip(i) {
                         continue;
                     }
+                    let cpu0 = cpu_time();
                     let (n, took) = round(&clients[i].1, &url, concurrency, secs).await;
+                    if let (Some(a), Some(b)) = (cpu0, cpu_time()) {
+                        cpu_us[i].push((b - a).as_secs_f64() * 1e6 / n.max(1) as f64);
+                    }
                     requests[i] += n;
                     rps[i].push(n as f64 / took.as_secs_f64());
                 }
@@ -336,10 +354,11 @@ async fn main() {
                     Proto::H2 => Version::HTTP_2,
                 };
                 println!(
-                    "| {version:?} | {concurrency} | {name} | {:.0} | {:.0} - {:.0} | {} | {} | {:.4}% |",
+                    "| {version:?} | {concurrency} | {name} | {:.0} | {:.0} - {:.0} | {:.1} | {} | {} | {:.4}% |",
                     med[i],
                     lo,
                     hi,
+                    median(cpu_us[i].clone()),
                     requests[i],
                     conns[i],
                     reuse * 100.0

@@ -404,8 +404,9 @@ impl<C: HttpConnect> Client<C> {
             let h2 = lease.is_h2();
             prepare(&mut req, route, h2);
             let reused = lease.state.start_request();
+            // A copy to send again, if a retry after sending may be due.
             let replay = if req.body().is_replayable()
-                && (h2 || (reused && idempotent && reused_left > 0))
+                && ((h2 && unsent_left > 0) || (reused && idempotent && reused_left > 0))
             {
                 try_clone(&req)
             } else {
