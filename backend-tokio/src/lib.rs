@@ -299,6 +299,8 @@ mod cluster;
 mod cluster_table;
 mod connector;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod lease;
 mod lease_future;
 mod metrics;
