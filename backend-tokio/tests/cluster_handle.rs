@@ -31,8 +31,14 @@ async fn foreign_and_removed_handles_are_typed_errors() {
     foreign(b.set_cluster_predictive_ratio(api, 2.0));
     foreign(b.remove_cluster(api));
     assert!(matches!(b.cluster_hosts(api), Err(Error::ForeignCluster)));
-    assert!(matches!(b.cluster_preconnects(api), Err(Error::ForeignCluster)));
-    assert!(matches!(b.lease_cluster(api).await, Err(Error::ForeignCluster)));
+    assert!(matches!(
+        b.cluster_preconnects(api),
+        Err(Error::ForeignCluster)
+    ));
+    assert!(matches!(
+        b.lease_cluster(api).await,
+        Err(Error::ForeignCluster)
+    ));
     assert_eq!(b.counters().connects, 0);
     assert_eq!(b.stats().routes, 0);
     // A clone of the issuing pool is the same pool.
@@ -47,7 +53,10 @@ async fn foreign_and_removed_handles_are_typed_errors() {
         .add_cluster("again", Balancer::RoundRobin, [host], 0.0)
         .unwrap();
     assert_ne!(again, api);
-    assert!(matches!(a.lease_cluster(api).await, Err(Error::UnknownCluster)));
+    assert!(matches!(
+        a.lease_cluster(api).await,
+        Err(Error::UnknownCluster)
+    ));
     assert!(matches!(a.cluster_hosts(api), Err(Error::UnknownCluster)));
     assert!(a.lease_cluster(again).await.is_ok());
     // The other pool's handle for the new cluster is still foreign to `b`.
