@@ -1,5 +1,5 @@
 //! Differential test: random operation sequences run against the core and
-//! against an independent reference model (`tests/model/`), comparing every
+//! against an independent reference model (`tests/common/model.rs`), comparing every
 //! return value, every action (in order, modulo handle mapping), the gauges,
 //! the counters and `check_invariants()` after every step.
 //!
@@ -8,16 +8,16 @@
 //! `model: <sequences> sequences, <operations> operations, 0 divergences, 0 property violations`.
 //! A failing sequence is shrunk by proptest and printed as Rust.
 //!
-//! The same runs check the properties of `tests/model/props.rs` (liveness,
+//! The same runs check the properties of `tests/common/props.rs` (liveness,
 //! fairness, bounded work, churn, "never"), which do not come from the model;
 //! a violation is reported as `property <name> violated` with its minimal case.
 
-#[path = "model/mod.rs"]
-mod model;
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
+use common::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -302,7 +302,7 @@ fn hot_route_case() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
 
 /// What kind of failure a verdict is, so that shrinking keeps the failure it
 /// started from instead of wandering to another one: a property of
-/// `tests/model/props.rs` by its name (`property <name>`), anything else by
+/// `tests/common/props.rs` by its name (`property <name>`), anything else by
 /// its check message without the step, the operation and the numbers
 /// (handles, times).
 fn kind(verdict: &str) -> String {
@@ -400,7 +400,7 @@ fn model_agrees_with_core() {
     });
     match result {
         Ok(()) if std::env::var_os("WHARF_MODEL_COVERAGE").is_some() => {
-            let cover = model::harness::COVERAGE.lock().unwrap();
+            let cover = common::harness::COVERAGE.lock().unwrap();
             println!(
                 "model: {cases} sequences, {} operations, 0 divergences, 0 property violations",
                 OPS.load(Ordering::Relaxed)
@@ -409,13 +409,13 @@ fn model_agrees_with_core() {
             println!("coverage over {} sequences: {c:?}", cover.0);
             println!(
                 "  fairness: most overtakes of one waiter, by connection slots: {:?}",
-                model::harness::props::MAX_OVERTAKES.lock().unwrap()
+                common::props::MAX_OVERTAKES.lock().unwrap()
             );
             for r in wharf_core::CloseReason::ALL {
                 println!("  closes {r:?}: {}", c.closes_for(r));
             }
             // The model's rare paths (the rules of issue 10 among them).
-            for (k, v) in model::harness::EVENTS.lock().unwrap().iter() {
+            for (k, v) in common::harness::EVENTS.lock().unwrap().iter() {
                 println!("  {k}: {v}");
             }
         }
@@ -452,7 +452,7 @@ fn model_agrees_with_core() {
 /// pool while telling it the storage has 4 slots.
 #[test]
 fn work_per_input_property_can_fail() {
-    use model::harness::props::Props;
+    use common::props::Props;
     use wharf_core::{Config, Instant, Pool, RouteConfig, Storage};
     let cfg = Config {
         max_total: 8,
