@@ -9,6 +9,8 @@
 //!   cluster operations) and the harness, with an optional cluster layer.
 //! - `props.rs`: the properties checked in the same runs (liveness, fairness,
 //!   bounded work, churn, "never").
+//! - `driver.rs`: around the harness: a run's seed, a failure's kind, delta
+//!   debugging of a failing sequence.
 //!
 //! Used by the `model`, `model_cluster` and `regressions` tests (each
 //! `tests/<name>/main.rs` includes this folder with
@@ -19,6 +21,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod driver;
 pub mod harness;
 pub mod model;
 pub mod props;

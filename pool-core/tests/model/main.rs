@@ -17,6 +17,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use common::driver;
 use common::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
 use proptest::prelude::*;
 use proptest::test_runner::{
@@ -300,63 +301,10 @@ fn hot_route_case() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
     )
 }
 
-/// What kind of failure a verdict is, so that shrinking keeps the failure it
-/// started from instead of wandering to another one: a property of
-/// `tests/common/props.rs` by its name (`property <name>`), anything else by
-/// its check message without the step, the operation and the numbers
-/// (handles, times).
-fn kind(verdict: &str) -> String {
-    if let Some(i) = verdict.find("property ") {
-        let name = verdict[i..].split(" violated").next().unwrap_or("property");
-        return name.to_string();
-    }
-    // "step N: <op>: <check>" or "end phase, step N: <check>".
-    let rest = verdict.find("step ").map_or(verdict, |i| &verdict[i..]);
-    let rest = rest.split_once(": ").map_or(rest, |x| x.1);
-    let check = if verdict.starts_with("end phase") {
-        rest
-    } else if rest.split(": ").next().unwrap_or("").contains('{') {
-        rest.split_once("}: ").map_or(rest, |x| x.1)
-    } else {
-        rest.split_once(": ").map_or(rest, |x| x.1)
-    };
-    check
-        .chars()
-        .filter(|c| !c.is_ascii_digit())
-        .take(120)
-        .collect()
-}
-
-/// Delta debugging: drop chunks of operations while the sequence still fails
-/// the same way.
-pub fn shrink(size: Size, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
-    let first = run_case_in(size, cfg, &ops, true, false)
-        .1
-        .err()
-        .map(|e| kind(&e));
-    let fails = |ops: &[Op]| {
-        run_case_in(size, cfg, ops, true, false)
-            .1
-            .err()
-            .is_some_and(|e| Some(kind(&e)) == first)
-    };
-    let mut chunk = ops.len().div_ceil(2).max(1);
-    loop {
-        let mut i = 0;
-        while i < ops.len() {
-            let mut cand = ops.clone();
-            cand.drain(i..(i + chunk).min(ops.len()));
-            if fails(&cand) {
-                ops = cand;
-            } else {
-                i += chunk;
-            }
-        }
-        if chunk == 1 {
-            return ops;
-        }
-        chunk = chunk.div_ceil(2);
-    }
+/// Delta debugging over the sequence, keeping the failure's kind
+/// (`common::driver::shrink`).
+pub fn shrink(size: Size, cfg: &Cfg, ops: Vec<Op>) -> Vec<Op> {
+    driver::shrink(ops, |ops| run_case_in(size, cfg, ops, true, false).1)
 }
 
 #[test]
@@ -369,15 +317,7 @@ fn model_agrees_with_core() {
         .unwrap_or(default_cases);
     // WHARF_MODEL_SEED=<u64> replays a run; by default every run explores a
     // new seed (printed on failure).
-    let seed: u64 = std::env::var("WHARF_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(std::process::id() as u64);
-            h.finish()
-        });
+    let seed = driver::seed("WHARF_MODEL_SEED");
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
@@ -433,7 +373,7 @@ fn model_agrees_with_core() {
             // Replay the minimal case with a trace for the report.
             let (_, verdict) = run_case_in(size, &cfg, &ops, true, true);
             let verdict = verdict.err().unwrap_or_default();
-            let what = match kind(&verdict) {
+            let what = match driver::kind(&verdict) {
                 k if k.starts_with("property ") => format!("{k} violated"),
                 _ => "divergence".to_string(),
             };
