@@ -16,13 +16,13 @@
 #![no_main]
 
 #[path = "../../pool-core/tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use arbitrary::{Result, Unstructured};
 use common::harness::{
-    avoid, avoid_cfg, run_case_in, run_cluster_case, Cfg, ClusterSpec, Op, RelHow, Size,
-    HOST_KEYS, NEVER_MS,
+    avoid, avoid_cfg, run_case_in, run_cluster_case, Cfg, ClusterSpec, Op, RelHow, Size, HOST_KEYS,
+    NEVER_MS,
 };
 use libfuzzer_sys::fuzz_target;
 use wharf_core::Balancer;
