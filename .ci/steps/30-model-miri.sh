@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 3: the differential model test (core vs. the independent reference model
-# in pool-core/tests/model/) at its default size, its regression cases, and Miri
+# in pool-core/tests/common/) at its default size, its regression cases, and Miri
 # over the core's tests. Installs what it needs (nightly's miri + rust-src).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,24 +1,31 @@
-//! Fuzz target: the model test's operation language, decoded from the fuzzer's
-//! bytes, run against the core. After every input the harness drains every
+//! Fuzz target: the shared operation language of `pool-core/tests/common/`
+//! (pool operations and cluster operations), decoded from the fuzzer's bytes,
+//! run against the core through the shared harness: a pool alone, or (bit 4 of
+//! the first byte) a pool with one or two clusters of 2-4 hosts and the
+//! cluster operations in the mix. After every input the harness drains every
 //! action, calls `check_invariants()` and checks its own safety rules (tag
 //! isolation, route isolation, never a discarded/closed/draining connection,
 //! every waiter answered exactly once, gauges matching what the backend holds),
 //! then the end phase (release all, drain all for deletion, pool empty). The
-//! properties of `tests/model/props.rs` (liveness, fairness, bounded work,
+//! properties of `tests/common/props.rs` (liveness, fairness, bounded work,
 //! churn, "never") run too. Any violation panics.
 //!
-//! `WHARF_FUZZ_MODEL=1` also runs the reference model and compares every output
-//! (differential fuzzing). `WHARF_MODEL_AVOID` steers away from known bugs as
-//! in the model test.
+//! `WHARF_FUZZ_MODEL=1` also runs the reference models (pool and cluster) and
+//! compares every output (differential fuzzing). `WHARF_MODEL_AVOID` steers
+//! away from known bugs as in the model test.
 #![no_main]
 
-#[path = "../../pool-core/tests/model/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod model;
+#[path = "../../pool-core/tests/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
 
 use arbitrary::{Result, Unstructured};
+use common::harness::{
+    avoid, avoid_cfg, run_case_in, run_cluster_case, Cfg, ClusterSpec, Op, RelHow, Size, HOST_KEYS,
+    NEVER_MS,
+};
 use libfuzzer_sys::fuzz_target;
-use model::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
+use wharf_core::Balancer;
 
 fn opt<T>(
     u: &mut Unstructured,
@@ -88,11 +95,12 @@ fn tag(u: &mut Unstructured) -> Result<Option<u8>> {
     })
 }
 
-fn op(u: &mut Unstructured) -> Result<Op> {
+/// One operation; route keys are `0..keys` ([`Size::keys`]).
+fn op(u: &mut Unstructured, keys: u8) -> Result<Op> {
     let idx = |u: &mut Unstructured| -> Result<usize> { Ok(u.int_in_range(0..=63u8)? as usize) };
     Ok(match u.int_in_range(0..=21u8)? {
         0..=2 => Op::Lease {
-            key: u.int_in_range(0..=KEYS - 1)?,
+            key: u.int_in_range(0..=keys - 1)?,
             tag: tag(u)?,
             deadline_ms: opt(u, |u| u.int_in_range(0..=4_000).map(never(4_000)))?,
         },
@@ -149,7 +157,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             key: if u.ratio(1, 8)? {
                 None
             } else {
-                Some(u.int_in_range(0..=KEYS - 1)?)
+                Some(u.int_in_range(0..=keys - 1)?)
             },
             delete: u.arbitrary()?,
         },
@@ -179,11 +187,11 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             }
         }
         20 => Op::RouteHealth {
-            key: u.int_in_range(0..=KEYS - 1)?,
+            key: u.int_in_range(0..=keys - 1)?,
             healthy: u.arbitrary()?,
         },
         _ => Op::RouteConfig {
-            key: u.int_in_range(0..=KEYS - 1)?,
+            key: u.int_in_range(0..=keys - 1)?,
             limit: opt(u, |u| u.int_in_range(0..=4))?,
             min_idle: opt(u, |u| u.int_in_range(0..=2))?,
             ratio_milli: opt(u, |u| u.int_in_range(500..=3_500))?,
@@ -191,13 +199,90 @@ fn op(u: &mut Unstructured) -> Result<Op> {
     })
 }
 
-fn decode(data: &[u8]) -> Result<(Size, Cfg, Vec<Op>)> {
+/// A predictive ratio in 1/1000 (§12): 0 ("off"), valid (1000-3000) or not.
+fn ratio(u: &mut Unstructured) -> Result<u32> {
+    Ok(match u.int_in_range(0..=7u8)? {
+        0 => 0,
+        1 => u.int_in_range(1..=999)?,
+        2 => u.int_in_range(3_001..=4_000)?,
+        _ => u.int_in_range(1_000..=3_000)?,
+    })
+}
+
+/// One cluster's initial shape: a balancer and 2-4 distinct hosts.
+fn cluster(u: &mut Unstructured) -> Result<ClusterSpec> {
+    let balancer = match u.int_in_range(0..=2u8)? {
+        0 => Balancer::RoundRobin,
+        1 => Balancer::LeastActive,
+        _ => Balancer::Random {
+            seed: if u.ratio(1, 4)? { 0 } else { u.arbitrary()? },
+        },
+    };
+    let mut keys: Vec<u8> = (0..HOST_KEYS).collect();
+    let n = u.int_in_range(2..=4usize)?;
+    let mut hosts = Vec::new();
+    for _ in 0..n {
+        hosts.push(keys.remove(u.choose_index(keys.len())?));
+    }
+    let ratio_milli = if u.arbitrary()? {
+        0
+    } else {
+        u.int_in_range(1_000..=3_000)?
+    };
+    Ok(ClusterSpec {
+        balancer,
+        hosts,
+        ratio_milli,
+    })
+}
+
+/// With clusters: a cluster operation (on cluster 0 or 1, modulo the
+/// clusters) or, two times in three, a pool operation.
+fn cluster_op(u: &mut Unstructured, keys: u8) -> Result<Op> {
+    if u.ratio(2, 3)? {
+        return op(u, keys);
+    }
+    let c = u.int_in_range(0..=1u8)?;
+    let key = u.int_in_range(0..=keys - 1)?;
+    Ok(match u.int_in_range(0..=6u8)? {
+        0..=2 => Op::ClusterLease {
+            c,
+            tag: tag(u)?,
+            deadline_ms: opt(u, |u| u.int_in_range(0..=4_000).map(never(4_000)))?,
+        },
+        3 => Op::AddHost { c, key },
+        4 => Op::RemoveHost { c, key },
+        5 => Op::SetHealth {
+            c,
+            key,
+            healthy: u.arbitrary()?,
+        },
+        _ => {
+            let ratio_milli = ratio(u)?;
+            if u.arbitrary()? {
+                Op::SetRatio { c, ratio_milli }
+            } else {
+                Op::Preconnect { key, ratio_milli }
+            }
+        }
+    })
+}
+
+/// A case: the storage, the configuration, the clusters (none: the pool
+/// alone) and the operations.
+type Case = (Size, Cfg, Vec<ClusterSpec>, Vec<Op>);
+
+fn decode(data: &[u8]) -> Result<Case> {
     let mut u = Unstructured::new(data);
     // Bit 0 as before (big or small); bits 1-2 both set on a small storage:
     // exactly max_total connection slots (the properties' tight storage), 1
-    // or 2 by bit 3.
+    // or 2 by bit 3. Bit 4: with clusters (then on the storage for clusters,
+    // big or small by bit 0).
     let sel: u8 = u.arbitrary()?;
-    let size = if sel & 1 == 1 {
+    let with_clusters = sel & 0x10 != 0;
+    let size = if with_clusters {
+        Size::hosts(sel & 1 == 1)
+    } else if sel & 1 == 1 {
         Size::Big
     } else if sel & 0b110 == 0b110 {
         Size::Tight(1 + (sel >> 3 & 1))
@@ -206,20 +291,39 @@ fn decode(data: &[u8]) -> Result<(Size, Cfg, Vec<Op>)> {
     };
     let list = std::env::var("WHARF_MODEL_AVOID").unwrap_or_default();
     let cfg = avoid_cfg(cfg(&mut u, size)?, &list);
+    let mut clusters = Vec::new();
+    if with_clusters {
+        for _ in 0..u.int_in_range(1..=2u8)? {
+            clusters.push(cluster(&mut u)?);
+        }
+    }
+    let keys = size.keys();
     let mut ops = Vec::new();
     while !u.is_empty() && ops.len() < 2_000 {
-        ops.push(avoid(op(&mut u)?, &list));
+        let op = if with_clusters {
+            cluster_op(&mut u, keys)?
+        } else {
+            op(&mut u, keys)?
+        };
+        ops.push(avoid(op, &list));
     }
-    Ok((size, cfg, ops))
+    Ok((size, cfg, clusters, ops))
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok((size, cfg, ops)) = decode(data) else {
+    let Ok((size, cfg, clusters, ops)) = decode(data) else {
         return;
     };
     let with_model = std::env::var_os("WHARF_FUZZ_MODEL").is_some();
-    let (_, verdict) = run_case_in(size, &cfg, &ops, with_model, false);
+    let (_, verdict) = if clusters.is_empty() {
+        run_case_in(size, &cfg, &ops, with_model, false)
+    } else {
+        let big = size == Size::HostsBig;
+        run_cluster_case(big, &cfg, &clusters, &ops, with_model, false)
+    };
     if let Err(e) = verdict {
-        panic!("{e}\n  size = Size::{size:?}\n  cfg = {cfg:?}\n  ops = vec!{ops:?}");
+        panic!(
+            "{e}\n  size = Size::{size:?}\n  cfg = {cfg:?}\n  clusters = {clusters:?}\n  ops = vec!{ops:?}"
+        );
     }
 });

@@ -5,7 +5,7 @@
 //! public API only and are the acceptance tests of the fix of the rules.
 //!
 //! The same expectations run as properties over random sequences in the model
-//! test and the fuzz target (`tests/model/props.rs`). Besides the holes named
+//! test and the fuzz target (`tests/common/props.rs`). Besides the holes named
 //! in issue 10, the properties found the cases marked "found by": the first
 //! two (a guard route closing its own idle connection, a deleted route's last
 //! waiter being granted) are met by the rules as fixed; the last two

@@ -1,5 +1,6 @@
 //! Shrunk sequences on which the core and the reference model once disagreed.
-//! Each runs through the same differential harness as `tests/model.rs`
+//! Each runs through the same differential harness as the `model` test
+//! (`tests/common/harness.rs`)
 //! (outputs, actions, gauges, counters and `check_invariants()` after every
 //! step, then the end phase: release all, drain all for deletion, run past all
 //! deadlines, pool empty).
@@ -8,10 +9,10 @@
 //! that were the model's fault (or an ambiguity of `docs/SEMANTICS.md` that was
 //! resolved) stay as passing tests that pin the resolution.
 
-#[path = "model/mod.rs"]
-mod model;
+#[path = "../common/mod.rs"]
+mod common;
 
-use model::harness::{run_case, run_case_in, Cfg, Op, RelHow, Size, NEVER_MS};
+use common::harness::{run_case, run_case_in, Cfg, Op, RelHow, Size, NEVER_MS};
 use Op::*;
 
 /// A plain configuration: no timers, no preconnect, no idle limits.
@@ -42,9 +43,9 @@ fn basic() -> Cfg {
 }
 
 fn check(big: bool, cfg: Cfg, ops: &[Op]) {
-    // Divergence pins: the properties of tests/model/props.rs have their own
+    // Divergence pins: the properties of tests/common/props.rs have their own
     // tests (tests/properties.rs) and run in the model test.
-    model::harness::props::set_enabled(false);
+    common::props::set_enabled(false);
     // WHARF_MODEL_TRACE=1 prints every input and action of every case.
     let trace = std::env::var_os("WHARF_MODEL_TRACE").is_some();
     let (_, verdict) = run_case(big, &cfg, ops, true, trace);
@@ -1414,7 +1415,7 @@ fn the_unblock_after_an_own_first_try_create_retries_the_route() {
 /// PROPERTY VIOLATION, TEXT HOLE (found by the model test once it generated
 /// strict tags; settled by 7df37df: the fairness bound is §3.7a's, "one per
 /// connection slot plus one per route ahead on the blocked list", and this
-/// case is within it). `fairness` of `tests/model/props.rs` (§14: "A waiter
+/// case is within it). `fairness` of `tests/common/props.rs` (§14: "A waiter
 /// blocked on the total limit is not overtaken by younger waiters of other
 /// routes on connections that go idle"). The core follows the text (the model
 /// agrees). A storage with one connection slot, `max_total = max_per_route =
@@ -1433,7 +1434,7 @@ fn the_unblock_after_an_own_first_try_create_retries_the_route() {
 /// of the route a release yielded to: `unblock` serves the list in order.
 #[test]
 fn a_route_closing_its_own_connection_for_a_tag_keeps_its_turn() {
-    model::harness::props::set_enabled(true);
+    common::props::set_enabled(true);
     let cfg = Cfg {
         max_total: 1,
         max_per_route: 1,
@@ -1483,7 +1484,7 @@ fn a_route_closing_its_own_connection_for_a_tag_keeps_its_turn() {
 
 /// PROPERTY VIOLATION, TEXT HOLE (found by the model test; settled by
 /// c8b4d40: the keep check takes `connecting_capacity(r)` as 0): `churn` of
-/// `tests/model/props.rs` (§14 "Bounded work": without new demand the pool
+/// `tests/common/props.rs` (§14 "Bounded work": without new demand the pool
 /// comes to rest, apart from lifetime refreshes). The core follows the text
 /// (the model agrees). Route 0 holds two leases on a connection of capacity
 /// 2; the preconnect ratio 2.883 provisions three more connections
@@ -1500,7 +1501,7 @@ fn a_route_closing_its_own_connection_for_a_tag_keeps_its_turn() {
 /// or with `connecting_capacity` 1, it did not happen.
 #[test]
 fn a_refresh_in_flight_does_not_time_out_what_the_ratio_provisions() {
-    model::harness::props::set_enabled(true);
+    common::props::set_enabled(true);
     let cfg = Cfg {
         max_total: 4,
         max_per_route: 2,

@@ -1,8 +1,8 @@
 //! Differential test of the cluster layer and the host hooks (§12): random
 //! operation sequences over a pool with one or two clusters of 2-4 hosts
 //! (possibly sharing hosts) run against the core and against the reference
-//! model (`tests/model_cluster/`: the pool model extended with the host hooks,
-//! and an independent cluster model), comparing every return value, the host
+//! model (`tests/common/`: the pool model with the host hooks, and an
+//! independent cluster model, through the shared harness's cluster layer), comparing every return value, the host
 //! picked, every action (in order, modulo handle mapping), the gauges, the
 //! counters, `route_load`, `Cluster::preconnects()` and `check_invariants()`
 //! after every step.
@@ -12,15 +12,18 @@
 //! a run. The test prints one line:
 //! `model_cluster: <sequences> sequences, <operations> operations, 0 divergences, 0 property violations`.
 //!
-//! The properties of `tests/model/props.rs` run here too (the end phase runs
+//! The properties of `tests/common/props.rs` run here too (the end phase runs
 //! their no-demand phases; the run to `Instant::MAX` is the pool model test's).
 
-#[path = "model_cluster/mod.rs"]
-mod model;
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{avoid, run_case, Cfg, ClusterSpec, Op, RelHow, BIG, KEYS, SMALL};
+use common::driver;
+use common::harness::{
+    avoid, run_cluster_case, Cfg, ClusterSpec, Op, RelHow, Size, HOST_KEYS as KEYS,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -63,7 +66,7 @@ fn opt<T: std::fmt::Debug + Clone + 'static>(
 }
 
 fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
-    let slots = if big { BIG } else { SMALL };
+    let slots = Size::hosts(big).slots();
     let conns = slots.conns as u32;
     let waiters = slots.waiters as u32;
     let leases = slots.leases as u32;
@@ -118,6 +121,10 @@ fn cfg_strategy(big: bool) -> impl Strategy<Value = Cfg> {
                 max_leases_per_conn: mlpc,
                 starvation_guard: guard,
                 retry_backoff_ms: backoff,
+                // The defaults of `Config` (this test draws none of them).
+                jitter_percent: 0,
+                seed: wharf_core::Config::default().seed,
+                strict_tags: false,
                 close_on_unhealthy,
             }
         },
@@ -192,63 +199,12 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     })
 }
 
-/// What kind of failure a verdict is, so that shrinking keeps the failure it
-/// started from instead of wandering to another one: a property of
-/// `tests/model/props.rs` by its name (`property <name>`), anything else by
-/// its check message without the step, the operation and the numbers
-/// (handles, times).
-fn kind(verdict: &str) -> String {
-    if let Some(i) = verdict.find("property ") {
-        let name = verdict[i..].split(" violated").next().unwrap_or("property");
-        return name.to_string();
-    }
-    // "step N: <op>: <check>" or "end phase, step N: <check>".
-    let rest = verdict.find("step ").map_or(verdict, |i| &verdict[i..]);
-    let rest = rest.split_once(": ").map_or(rest, |x| x.1);
-    let check = if verdict.starts_with("end phase") {
-        rest
-    } else if rest.split(": ").next().unwrap_or("").contains('{') {
-        rest.split_once("}: ").map_or(rest, |x| x.1)
-    } else {
-        rest.split_once(": ").map_or(rest, |x| x.1)
-    };
-    check
-        .chars()
-        .filter(|c| !c.is_ascii_digit())
-        .take(120)
-        .collect()
-}
-
-/// Delta debugging: drop chunks of operations while the sequence still fails
-/// the same way.
-fn shrink(big: bool, cfg: &Cfg, clusters: &[ClusterSpec], mut ops: Vec<Op>) -> Vec<Op> {
-    let first = run_case(big, cfg, clusters, &ops, true, false)
-        .1
-        .err()
-        .map(|e| kind(&e));
-    let fails = |ops: &[Op]| {
-        run_case(big, cfg, clusters, ops, true, false)
-            .1
-            .err()
-            .is_some_and(|e| Some(kind(&e)) == first)
-    };
-    let mut chunk = ops.len().div_ceil(2).max(1);
-    loop {
-        let mut i = 0;
-        while i < ops.len() {
-            let mut cand = ops.clone();
-            cand.drain(i..(i + chunk).min(ops.len()));
-            if fails(&cand) {
-                ops = cand;
-            } else {
-                i += chunk;
-            }
-        }
-        if chunk == 1 {
-            return ops;
-        }
-        chunk = chunk.div_ceil(2);
-    }
+/// Delta debugging over the sequence, keeping the failure's kind
+/// (`common::driver::shrink`).
+fn shrink(big: bool, cfg: &Cfg, clusters: &[ClusterSpec], ops: Vec<Op>) -> Vec<Op> {
+    driver::shrink(ops, |ops| {
+        run_cluster_case(big, cfg, clusters, ops, true, false).1
+    })
 }
 
 #[test]
@@ -257,15 +213,7 @@ fn cluster_model_agrees_with_core() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if cfg!(miri) { 1 } else { 300 });
-    let seed: u64 = std::env::var("WHARF_CLUSTER_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(std::process::id() as u64);
-            h.finish()
-        });
+    let seed = driver::seed("WHARF_CLUSTER_MODEL_SEED");
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
@@ -280,12 +228,12 @@ fn cluster_model_agrees_with_core() {
         rng,
     );
     let result = runner.run(&case_strategy(), |(big, cfg, clusters, ops)| {
-        let (n, verdict) = run_case(big, &cfg, &clusters, &ops, true, false);
+        let (n, verdict) = run_cluster_case(big, &cfg, &clusters, &ops, true, false);
         OPS.fetch_add(n, Ordering::Relaxed);
         verdict.map_err(TestCaseError::fail)
     });
     if std::env::var_os("WHARF_CLUSTER_MODEL_COVERAGE").is_some() {
-        for (k, v) in model::harness::EVENTS.lock().unwrap().iter() {
+        for (k, v) in common::harness::EVENTS.lock().unwrap().iter() {
             println!("  {k}: {v}");
         }
     }
@@ -296,9 +244,9 @@ fn cluster_model_agrees_with_core() {
         ),
         Err(TestError::Fail(why, (big, cfg, clusters, ops))) => {
             let ops = shrink(big, &cfg, &clusters, ops);
-            let (_, verdict) = run_case(big, &cfg, &clusters, &ops, true, true);
+            let (_, verdict) = run_cluster_case(big, &cfg, &clusters, &ops, true, true);
             let verdict = verdict.err().unwrap_or_default();
-            let what = match kind(&verdict) {
+            let what = match driver::kind(&verdict) {
                 k if k.starts_with("property ") => format!("{k} violated"),
                 _ => "divergence".to_string(),
             };

@@ -2,7 +2,7 @@
 //! document only, on top of the reference pool model.
 
 use super::harness::event;
-use super::{MOutcome, Model};
+use super::model::{MOutcome, Model};
 use wharf_core::{Balancer, ClusterError, ConfigError, Instant, LeaseError, RouteError, Tag};
 
 /// Seed used instead of 0 (xorshift64* must not start at 0).

@@ -3,16 +3,18 @@
 //! `poll_action` after every input, maps the core's handles to the model's by
 //! correspondence, and compares every observable output.
 //!
-//! Copy of `tests/model/harness.rs` extended with clusters and the host hooks
-//! (§12): cluster leases, host add/remove, health, predictive ratios and
-//! `Pool::preconnect`, compared against `cluster::MCluster`.
+//! One harness for the pool and the cluster layer (§12): with clusters
+//! (`run_cluster_case`), cluster leases, host add/remove, health, predictive
+//! ratios and `Pool::preconnect` are compared against `cluster::MCluster` as
+//! well. Shared by the `model`, `model_cluster` and `regressions` tests and the
+//! fuzz target (which runs without a model by default and checks the core's
+//! own invariants and the harness's safety checks).
 
 use std::collections::HashMap;
 
 use super::cluster::MCluster;
-// The properties of tests/model/props.rs (compiled once, with the pool harness).
-use super::pool::harness::props;
-use super::{Cid, Lid, MAction, MCancelled, MOutcome, Model, Slots, Wid};
+use super::model::{Cid, Lid, MAction, MCancelled, MOutcome, Model, Slots, Wid};
+use super::props;
 use wharf_core::{
     Action, CancelPolicy, Cancelled, Config, ConnId, ConnectFailure, DrainMode, DrainScope,
     Duration, Instant, Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag,
@@ -20,8 +22,12 @@ use wharf_core::{
 };
 use wharf_core::{Balancer, Cluster, ClusterError, LeaseError, Storage};
 
-/// Route keys used by the harness.
-pub const KEYS: u8 = 5;
+/// Route keys used by the harness on a pool without clusters (the storages
+/// [`Size::Small`], [`Size::Big`], [`Size::Tight`]).
+pub const KEYS: u8 = 3;
+/// Route keys (hosts) used with clusters ([`Size::HostsSmall`],
+/// [`Size::HostsBig`]).
+pub const HOST_KEYS: u8 = 5;
 /// Host slots of every cluster.
 pub const HOSTS: usize = 4;
 
@@ -48,6 +54,13 @@ pub enum Op {
         how: RelHow,
     },
     ReleaseStale {
+        idx: usize,
+    },
+    /// Release a lease of another pool (§5: `ForeignLease`): with an even
+    /// `idx`, of a second small pool of the harness (same indices and
+    /// generations as this pool's early leases); with an odd one, of a pool
+    /// built earlier in this pool's storage.
+    ReleaseForeign {
         idx: usize,
     },
     Cancel {
@@ -97,38 +110,66 @@ pub enum Op {
         min_idle: Option<u32>,
         ratio_milli: Option<u32>,
     },
-    /// `Cluster::lease` on cluster `c` (modulo the clusters).
+    /// §7 `set_capacity` (HTTP/2 SETTINGS) on an open connection; with `any`,
+    /// on any connection the harness knows (connecting or closed ones too).
+    SetCapacity {
+        idx: usize,
+        cap: u32,
+        any: bool,
+    },
+    /// §6 `connected_as`: with `intent`, the tag the core says the connect
+    /// was made for (`connect_tag`), else `tag`.
+    ConnectedAs {
+        idx: usize,
+        cap: u32,
+        tag: Option<u8>,
+        intent: bool,
+    },
+    /// §7 `set_max_total`.
+    SetMaxTotal {
+        n: u32,
+    },
+    /// §7 `set_max_per_route`.
+    SetMaxPerRoute {
+        n: u32,
+    },
+    /// §12 `set_route_health` (with `close_on_unhealthy`, a route going
+    /// unhealthy is drained).
+    RouteHealth {
+        key: u8,
+        healthy: bool,
+    },
+    /// `Pool::preconnect` directly (§12).
+    Preconnect {
+        key: u8,
+        ratio_milli: u32,
+    },
+    /// `Cluster::lease` on cluster `c` (modulo the clusters; nothing without
+    /// clusters).
     ClusterLease {
         c: u8,
         tag: Option<u8>,
         deadline_ms: Option<u32>,
     },
+    /// `Cluster::add_host`.
     AddHost {
         c: u8,
         key: u8,
     },
+    /// `Cluster::remove_host`.
     RemoveHost {
         c: u8,
         key: u8,
     },
+    /// `Cluster::set_health`.
     SetHealth {
         c: u8,
         key: u8,
         healthy: bool,
     },
-    /// `set_predictive_ratio(ratio_milli / 1000)`.
+    /// `Cluster::set_predictive_ratio(ratio_milli / 1000)`.
     SetRatio {
         c: u8,
-        ratio_milli: u32,
-    },
-    /// `Pool::set_route_health` directly.
-    RouteHealth {
-        key: u8,
-        healthy: bool,
-    },
-    /// `Pool::preconnect` directly.
-    Preconnect {
-        key: u8,
         ratio_milli: u32,
     },
 }
@@ -161,13 +202,28 @@ pub struct Cfg {
     pub max_leases_per_conn: Option<u32>,
     pub starvation_guard: bool,
     pub retry_backoff_ms: u32,
-    /// §12: a host going unhealthy is drained (`DrainExisting`).
+    /// `Config::max_lifetime_jitter_percent` (§2; above 100 is refused).
+    pub jitter_percent: u8,
+    /// `Config::seed` (route hashing, lifetime jitter).
+    pub seed: u64,
+    pub strict_tags: bool,
     pub close_on_unhealthy: bool,
 }
 
+/// Milliseconds; [`NEVER_MS`] is `Duration::MAX` (every sum with it
+/// saturates at `Instant::MAX`, "never", §2).
 fn ms(m: u32) -> Duration {
-    Duration::from_millis(m as u64)
+    if m == NEVER_MS {
+        Duration::MAX
+    } else {
+        Duration::from_millis(m as u64)
+    }
 }
+
+/// A duration in harness terms (`Cfg` timeouts, lease deadlines, keep-alive,
+/// `Advance`) that stands for `Duration::MAX`: a lease deadline of
+/// `Instant::MAX`, timeouts that saturate, `Advance` to `Instant::MAX`.
+pub const NEVER_MS: u32 = u32::MAX;
 
 impl Cfg {
     pub fn to_config(self) -> Config {
@@ -193,8 +249,10 @@ impl Cfg {
             max_leases_per_conn: self.max_leases_per_conn,
             starvation_guard: self.starvation_guard,
             retry_backoff: ms(self.retry_backoff_ms),
+            max_lifetime_jitter_percent: self.jitter_percent,
+            seed: self.seed,
+            strict_tags: self.strict_tags,
             close_on_unhealthy: self.close_on_unhealthy,
-            ..Config::default()
         }
     }
 }
@@ -261,8 +319,18 @@ pub struct Harness<'a> {
     skew_ms: u32,
     /// Every action was polled after the last input.
     drained: bool,
-    /// The properties that do not come from the model (`../model/props.rs`).
+    /// Leases of a pool built earlier in this pool's storage (§5).
+    earlier: Vec<Lease>,
+    /// A second pool and leases it made (§5).
+    other: Option<Pool<'a, u8>>,
+    other_leases: Vec<Lease>,
+    /// The properties that do not come from the model (`props.rs`).
     pub props: props::Props,
+    /// The end phase goes on to `Instant::MAX` (see `run_case_in`).
+    pub end_of_time: bool,
+    /// Route keys of the sequence: `0..keys` ([`Size::keys`]).
+    keys: u8,
+    /// The cluster layer: each cluster with its model.
     clusters: Vec<(Cluster<u8, HOSTS>, MCluster)>,
 }
 
@@ -284,8 +352,6 @@ impl<'a> Harness<'a> {
             pool,
             model,
             now: Instant::from_millis(1_000),
-            props: props::Props::new(&cfg),
-            cfg,
             conn_map: HashMap::new(),
             conns: Vec::new(),
             info: HashMap::new(),
@@ -304,7 +370,14 @@ impl<'a> Harness<'a> {
             pending_tags: Vec::new(),
             skew_ms: 0,
             drained: true,
+            earlier: Vec::new(),
+            other_leases: Vec::new(),
+            other: None,
+            props: props::Props::new(&cfg),
+            end_of_time: false,
+            keys: KEYS,
             clusters: Vec::new(),
+            cfg,
         }
     }
 
@@ -405,11 +478,32 @@ impl<'a> Harness<'a> {
                 "cluster {i}: hosts core {hosts:?}, model {mhosts:?}"
             );
         }
-        for k in 0..KEYS {
+        for k in 0..self.keys {
             let (a, b) = (self.pool.route_load(&k), m.route_load(k));
             ensure!(a == b, "route_load({k}): core {a:?}\n  model {b:?}");
         }
         Ok(())
+    }
+
+    /// Takes up to two leases on route 0 of `pool` (a pool the harness does
+    /// not drive otherwise), answering its connects at once.
+    pub fn leases_of(pool: &mut Pool<'_, u8>, now: Instant) -> Vec<Lease> {
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            if let Ok(LeaseOutcome::Granted(l)) = pool.lease(&0, None, now, None) {
+                out.push(l);
+            }
+            while let Some(a) = pool.poll_action() {
+                match a {
+                    Action::Connect { conn, .. } => {
+                        let _ = pool.connected(conn, 2, now);
+                    }
+                    Action::Granted { lease, .. } => out.push(lease),
+                    _ => {}
+                }
+            }
+        }
+        out
     }
 
     pub fn model_for(cfg: &Config, slots: Slots) -> Model {
@@ -437,7 +531,9 @@ impl<'a> Harness<'a> {
             info.key
         );
         let old_tags = &self.pending_tags;
-        let compatible = |t: Option<Tag>| t.is_none() || t == tag;
+        // With strict tags only an equal tag is compatible (§3.7, §4 step 3).
+        let strict = self.cfg.strict_tags;
+        let compatible = |t: Option<Tag>| t == tag || (!strict && t.is_none());
         ensure!(
             compatible(info.tag) || old_tags.iter().any(|&(x, t)| x == c && compatible(t)),
             "lease asking tag {tag:?} got a connection tagged {:?}",
@@ -496,7 +592,12 @@ impl<'a> Harness<'a> {
                 self.drained = false;
                 return Ok(());
             }
+            let has = self.pool.has_actions();
             let got = self.pool.poll_action();
+            ensure!(
+                has == got.is_some(),
+                "has_actions() {has}, poll_action() {got:?}"
+            );
             let want = self.model.as_mut().and_then(|m| m.poll());
             if self.trace {
                 let key = match got {
@@ -687,13 +788,26 @@ impl<'a> Harness<'a> {
         self.compare_clusters()?;
         let Some(m) = &self.model else { return Ok(()) };
         ensure!(s == m.stats(), "stats: core {s:?}\n  model {:?}", m.stats());
-        for k in 0..KEYS {
+        for k in 0..self.keys {
             let (a, b) = (self.pool.route_stats(&k), m.route_stats(k));
             ensure!(a == b, "route_stats({k}): core {a:?}\n  model {b:?}");
         }
         let (a, b) = (self.pool.counters(), m.counters());
         ensure!(a == b, "counters: core {a:?}\n  model {b:?}");
         ensure!(self.pool.is_closed() == m.is_closed(), "is_closed differs");
+        // §3.3 step 4: what each connect was made for (strict tags); the
+        // others are `None` (checked at the end, `finish`).
+        for &c in &self.connecting {
+            let mc = self.mconn(c)?;
+            let (a, b) = (self.pool.connect_tag(c), m.connect_tag(mc));
+            ensure!(a == b, "connect_tag(#{mc}): core {a:?}, model {b:?}");
+        }
+        // §2: a deadline of `Instant::MAX` is none, and `poll_timeout()` does
+        // not report it.
+        ensure!(
+            self.pool.poll_timeout() != Some(Instant::MAX),
+            "poll_timeout reports Instant::MAX (never)"
+        );
         if let Some(d) = m.next_deadline() {
             match self.pool.poll_timeout() {
                 Some(t) => ensure!(
@@ -761,15 +875,6 @@ impl<'a> Harness<'a> {
         }
     }
 
-    /// §12 with `close_on_unhealthy`: a route going from healthy to
-    /// unhealthy is drained as `DrainExisting`.
-    fn after_health(&mut self, key: u8, before: bool, healthy: bool, ok: bool) {
-        if ok && before && !healthy && self.cfg.close_on_unhealthy {
-            event("close_on_unhealthy: a host goes unhealthy (drained)");
-            self.mark_route_dead(key);
-        }
-    }
-
     /// The connection's new tag. If older actions are still unpolled, a
     /// `Granted` issued under the old tag may still come: the old tag stays
     /// acceptable until every action has been polled.
@@ -786,6 +891,16 @@ impl<'a> Harness<'a> {
             None
         } else {
             Some(v[idx % v.len()])
+        }
+    }
+
+    /// §12 with `close_on_unhealthy`: a route going from healthy to
+    /// unhealthy is drained as `DrainExisting`.
+    fn after_health(&mut self, key: u8, before: bool, healthy: bool, ok: bool) {
+        // Nothing open on it may serve again.
+        if ok && before && !healthy && self.cfg.close_on_unhealthy {
+            event("close_on_unhealthy: a host goes unhealthy (drained)");
+            self.mark_route_dead(key);
         }
     }
 
@@ -831,6 +946,8 @@ impl<'a> Harness<'a> {
                 self.live_lease_ids.remove(&h.lease);
                 match rel {
                     Release::Discard => self.mark_dead(h.lease.conn()),
+                    // §5 step 2: with strict tags the release's tag is ignored.
+                    Release::Reuse { .. } if self.cfg.strict_tags => {}
                     Release::Reuse { tag, .. } => self.set_tag(h.lease.conn(), tag),
                 }
                 self.stale.push(h);
@@ -850,6 +967,35 @@ impl<'a> Harness<'a> {
                 if let (Some(m), Some(l)) = (self.model.as_mut(), h.lid) {
                     let want = m.release(l, Release::REUSE, now);
                     ensure!(want == got, "stale release: core {got:?}, model {want:?}");
+                }
+            }
+            Op::ReleaseForeign { idx } => {
+                if self.other_leases.is_empty() {
+                    if let Some(other) = self.other.as_mut() {
+                        self.other_leases = Self::leases_of(other, self.now);
+                    }
+                }
+                let from = if idx % 2 == 1 && !self.earlier.is_empty() {
+                    &self.earlier
+                } else {
+                    &self.other_leases
+                };
+                let Some(l) = Self::pick(from, idx / 2) else {
+                    return Ok(());
+                };
+                if self.leases.iter().any(|h| {
+                    let (a, b) = (h.lease.id(), l.id());
+                    let (c, d) = (h.lease.conn(), l.conn());
+                    (a.index(), a.generation(), c.index(), c.generation())
+                        == (b.index(), b.generation(), d.index(), d.generation())
+                }) {
+                    event("harness: a foreign lease with the index and generation of a lease held");
+                }
+                let got = self.pool.release(l, Release::REUSE, now);
+                ensure!(got.is_err(), "a lease of another pool was accepted");
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.release_foreign(now);
+                    ensure!(want == got, "foreign release: core {got:?}, model {want:?}");
                 }
             }
             Op::Cancel { idx, excess } => {
@@ -918,6 +1064,9 @@ impl<'a> Harness<'a> {
                     return Ok(());
                 };
                 let was_connecting = self.connecting.contains(&c);
+                // §6: with strict tags the connection is tagged with what its
+                // connect was made for.
+                let intent = self.pool.connect_tag(c);
                 let got = self.pool.connected(c, cap, now);
                 if let Some(m) = self.model.as_mut() {
                     let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
@@ -928,13 +1077,123 @@ impl<'a> Harness<'a> {
                     );
                 }
                 if got.is_ok() {
-                    self.props.on_connected(&self.pool, c, None);
+                    self.props.on_connected(&self.pool, c, intent);
                     ensure!(
                         was_connecting,
                         "connected accepted for a conn that was not connecting"
                     );
+                    ensure!(
+                        self.cfg.strict_tags || intent.is_none(),
+                        "connect_tag {intent:?} without strict tags"
+                    );
                     self.connecting.retain(|&x| x != c);
+                    self.info.get_mut(&c).unwrap().tag = intent;
                 }
+            }
+            Op::ConnectedAs {
+                idx,
+                cap,
+                tag,
+                intent,
+            } => {
+                let Some(c) = Self::pick(&self.connecting, idx) else {
+                    return Ok(());
+                };
+                let tag = if intent {
+                    self.pool.connect_tag(c)
+                } else {
+                    tag.map(|t| Tag(t as u64))
+                };
+                let got = self.pool.connected_as(c, cap, tag, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.connected_as(mc, cap, tag, now);
+                    ensure!(
+                        want == got,
+                        "connected_as(#{mc}, {cap}, {tag:?}): core {got:?}, model {want:?}"
+                    );
+                }
+                match got {
+                    Ok(()) => {
+                        self.props.on_connected(&self.pool, c, tag);
+                        self.connecting.retain(|&x| x != c);
+                        self.info.get_mut(&c).unwrap().tag = tag;
+                    }
+                    Err(e) => super::model::event(&format!("harness: connected_as -> {e:?}")),
+                }
+            }
+            Op::SetCapacity { idx, cap, any } => {
+                let open: Vec<ConnId> = if any {
+                    self.conns.clone()
+                } else {
+                    self.conns
+                        .iter()
+                        .copied()
+                        .filter(|c| !self.info[c].closed && !self.connecting.contains(c))
+                        .collect()
+                };
+                let Some(c) = Self::pick(&open, idx) else {
+                    return Ok(());
+                };
+                let got = self.pool.set_capacity(c, cap, now);
+                if let Some(m) = self.model.as_mut() {
+                    let mc = *self.conn_map.get(&c).ok_or("unmapped conn")?;
+                    let want = m.set_capacity(mc, cap, now);
+                    ensure!(
+                        want == got,
+                        "set_capacity(#{mc}, {cap}): core {got:?}, model {want:?}"
+                    );
+                }
+                ensure!(
+                    got.is_err() || !self.connecting.contains(&c),
+                    "set_capacity accepted for a connecting conn"
+                );
+                if let Err(e) = got {
+                    super::model::event(&format!("harness: set_capacity -> {e:?}"));
+                }
+            }
+            Op::SetMaxTotal { n } => {
+                let got = self.pool.set_max_total(n, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_max_total(n, now);
+                    ensure!(
+                        want == got,
+                        "set_max_total({n}): core {got:?}, model {want:?}"
+                    );
+                }
+                match got {
+                    Ok(()) => ensure!(
+                        self.pool.stats().max_total == n,
+                        "stats().max_total is not the new limit"
+                    ),
+                    Err(e) => super::model::event(&format!("harness: set_max_total -> {e:?}")),
+                }
+            }
+            Op::SetMaxPerRoute { n } => {
+                let got = self.pool.set_max_per_route(n, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_max_per_route(n, now);
+                    ensure!(
+                        want == got,
+                        "set_max_per_route({n}): core {got:?}, model {want:?}"
+                    );
+                }
+                if let Err(e) = got {
+                    super::model::event(&format!("harness: set_max_per_route -> {e:?}"));
+                }
+            }
+            Op::RouteHealth { key, healthy } => {
+                let key = key % self.keys;
+                let before = self.pool.route_load(&key).healthy;
+                let got = self.pool.set_route_health(&key, healthy, now);
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.set_route_health(key, healthy, now);
+                    ensure!(
+                        got == want,
+                        "set_route_health({key}, {healthy}): core {got:?}, model {want:?}"
+                    );
+                }
+                self.after_health(key, before, healthy, got.is_ok());
             }
             Op::ConnectFailed { idx, reason, any } => {
                 let list = if any { &self.conns } else { &self.connecting };
@@ -1041,7 +1300,7 @@ impl<'a> Harness<'a> {
                 } else {
                     DrainMode::DrainExisting
                 };
-                let key = key.map(|k| k % KEYS);
+                let key = key.map(|k| k % self.keys);
                 let scope = match &key {
                     Some(k) => DrainScope::Route(k),
                     None => DrainScope::All,
@@ -1056,7 +1315,7 @@ impl<'a> Harness<'a> {
                 if mode == DrainMode::DrainExisting {
                     match key {
                         Some(k) => self.mark_route_dead(k),
-                        None => (0..KEYS).for_each(|k| self.mark_route_dead(k)),
+                        None => (0..self.keys).for_each(|k| self.mark_route_dead(k)),
                     }
                 }
             }
@@ -1071,12 +1330,25 @@ impl<'a> Harness<'a> {
                     min_idle,
                     preconnect_ratio: ratio_milli.map(|r| r as f32 / 1000.0),
                 };
-                let got = self.pool.set_route_config(&(key % KEYS), cfg, now);
+                let got = self.pool.set_route_config(&(key % self.keys), cfg, now);
                 if let Some(m) = self.model.as_mut() {
-                    let want = m.set_route_config(key % KEYS, cfg, now);
+                    let want = m.set_route_config(key % self.keys, cfg, now);
                     ensure!(
                         want == got,
                         "set_route_config: core {got:?}, model {want:?}"
+                    );
+                }
+            }
+            Op::Preconnect { key, ratio_milli } => {
+                let key = key % self.keys;
+                let r = ratio_milli as f32 / 1000.0;
+                let got = self.pool.preconnect(&key, r, now);
+                event(format!("pool preconnect -> {got:?}"));
+                if let Some(m) = self.model.as_mut() {
+                    let want = m.preconnect(key, r, now);
+                    ensure!(
+                        got == want,
+                        "preconnect({key}, {r}): core {got:?}, model {want:?}"
                     );
                 }
             }
@@ -1176,7 +1448,7 @@ impl<'a> Harness<'a> {
                     return Ok(());
                 }
                 let ci = c as usize % self.clusters.len();
-                let key = key % KEYS;
+                let key = key % self.keys;
                 let (cl, mcl) = &mut self.clusters[ci];
                 let got = cl.add_host(key);
                 event(format!("add_host -> {got:?}"));
@@ -1191,7 +1463,7 @@ impl<'a> Harness<'a> {
                     return Ok(());
                 }
                 let ci = c as usize % self.clusters.len();
-                let key = key % KEYS;
+                let key = key % self.keys;
                 let (cl, mcl) = &mut self.clusters[ci];
                 let got = cl.remove_host(&mut self.pool, &key, now);
                 if got.is_ok() {
@@ -1213,7 +1485,7 @@ impl<'a> Harness<'a> {
                     return Ok(());
                 }
                 let ci = c as usize % self.clusters.len();
-                let key = key % KEYS;
+                let key = key % self.keys;
                 let before = self.pool.route_load(&key).healthy;
                 let (cl, mcl) = &mut self.clusters[ci];
                 let got = cl.set_health(&mut self.pool, &key, healthy, now);
@@ -1241,32 +1513,6 @@ impl<'a> Harness<'a> {
                     "cluster {ci} set_predictive_ratio({r}): core {got:?}, model {want:?}"
                 );
             }
-            Op::RouteHealth { key, healthy } => {
-                let key = key % KEYS;
-                let before = self.pool.route_load(&key).healthy;
-                let got = self.pool.set_route_health(&key, healthy, now);
-                if let Some(m) = self.model.as_mut() {
-                    let want = m.set_route_health(key, healthy, now);
-                    ensure!(
-                        got == want,
-                        "set_route_health({key}, {healthy}): core {got:?}, model {want:?}"
-                    );
-                }
-                self.after_health(key, before, healthy, got.is_ok());
-            }
-            Op::Preconnect { key, ratio_milli } => {
-                let key = key % KEYS;
-                let r = ratio_milli as f32 / 1000.0;
-                let got = self.pool.preconnect(&key, r, now);
-                event(format!("pool preconnect -> {got:?}"));
-                if let Some(m) = self.model.as_mut() {
-                    let want = m.preconnect(key, r, now);
-                    ensure!(
-                        got == want,
-                        "preconnect({key}, {r}): core {got:?}, model {want:?}"
-                    );
-                }
-            }
         }
         Ok(())
     }
@@ -1277,9 +1523,13 @@ impl<'a> Harness<'a> {
         // Deliver whatever a trailing `Partial` left queued.
         self.next_limit = None;
         self.step(&Op::Advance { ms: 0 })?;
-        // The no-demand phases of the properties (../model/props.rs): leases
-        // held, then every lease given back.
+        // The no-demand phases of the properties (props.rs): leases held,
+        // then every lease given back. Run without the model, the end phase
+        // goes on to the end of time in between ("never" deadlines).
         self.no_demand("leases held", false)?;
+        if self.end_of_time && !props::skipped("never") {
+            self.step(&Op::Advance { ms: NEVER_MS })?;
+        }
         self.no_demand("leases released", true)?;
         self.step(&Op::Drain {
             key: None,
@@ -1307,7 +1557,7 @@ impl<'a> Harness<'a> {
             "{} routes left after drain(All, DrainAndDelete)",
             s.routes
         );
-        for k in 0..KEYS {
+        for k in 0..self.keys {
             ensure!(
                 self.pool.route_stats(&k).is_none(),
                 "route {k} still known at the end"
@@ -1322,6 +1572,12 @@ impl<'a> Harness<'a> {
         }
         for (c, info) in &self.info {
             ensure!(info.closed, "conn {c:?} never closed");
+            // `connect_tag` is `None` for a connection not connecting.
+            let tag = self.pool.connect_tag(*c);
+            ensure!(
+                tag.is_none(),
+                "connect_tag({c:?}) {tag:?} for a closed conn"
+            );
         }
         let lease = self.pool.lease(&0, None, self.now, None);
         ensure!(
@@ -1338,7 +1594,11 @@ impl<'a> Harness<'a> {
         Ok(())
     }
 
-    /// A no-demand phase for the properties, as in `tests/model/harness.rs`.
+    /// A no-demand phase for the properties (`props.rs`): no new lease; every
+    /// connect is answered with success, every validation with alive, and time
+    /// advances to each deadline, until nothing is outstanding and
+    /// `poll_timeout()` is `None` or the phase's step budget is spent.
+    /// `release`: first give every lease back (`settle_all`).
     fn no_demand(&mut self, label: &'static str, release: bool) -> Check {
         self.props.begin_phase(label);
         if release {
@@ -1432,14 +1692,55 @@ pub fn run_sequence<'a>(
     cfg: &Config,
     slots: Slots,
     model: Option<Model>,
-    clusters: &[ClusterSpec],
     ops: &[Op],
     trace: bool,
 ) -> (u64, Check) {
+    let extra = Extra {
+        earlier: Vec::new(),
+        other: None,
+        slots,
+        end_of_time: false,
+        keys: KEYS,
+        clusters: Vec::new(),
+    };
+    run_sequence_with(pool, cfg, model, ops, trace, extra)
+}
+
+/// What [`run_sequence_with`] needs beyond the pool and the sequence.
+pub struct Extra<'a> {
+    /// Leases of a pool built earlier in `pool`'s storage (§5).
+    pub earlier: Vec<Lease>,
+    /// A second pool (released by [`Op::ReleaseForeign`]).
+    pub other: Option<Pool<'a, u8>>,
+    /// The slots of `pool`'s storage (the properties' bounds).
+    pub slots: Slots,
+    /// The end phase goes on to `Instant::MAX` (the `never` property).
+    pub end_of_time: bool,
+    /// Route keys: `0..keys` ([`Size::keys`]).
+    pub keys: u8,
+    /// The cluster layer (none: the pool alone).
+    pub clusters: Vec<ClusterSpec>,
+}
+
+/// [`run_sequence`] with leases of a pool built earlier in `pool`'s storage,
+/// a second pool (released by [`Op::ReleaseForeign`]) and clusters.
+pub fn run_sequence_with<'a>(
+    pool: Pool<'a, u8>,
+    cfg: &Config,
+    model: Option<Model>,
+    ops: &[Op],
+    trace: bool,
+    extra: Extra<'a>,
+) -> (u64, Check) {
+    let end_of_time = extra.end_of_time;
     let mut h = Harness::new(pool, cfg.clone(), model);
-    h.props.set_storage(slots.conns);
+    h.props.set_storage(extra.slots.conns);
+    h.end_of_time = end_of_time;
     h.trace = trace;
-    for spec in clusters {
+    h.earlier = extra.earlier;
+    h.other = extra.other;
+    h.keys = extra.keys;
+    for spec in &extra.clusters {
         if let Err(e) = h.add_cluster(spec) {
             return (0, Err(e));
         }
@@ -1448,15 +1749,29 @@ pub fn run_sequence<'a>(
     if first.is_err() {
         return (0, first);
     }
+    // In the run to the end of time (core alone), whatever breaks only once
+    // `now` reached `Instant::MAX` belongs to the `never` property (props.rs).
+    let at_the_end = |h: &Harness, e: String| {
+        if h.end_of_time && h.pool.now() == Instant::MAX && !e.contains("property ") {
+            format!("property never violated: when now reaches Instant::MAX: {e}")
+        } else {
+            e
+        }
+    };
     for op in ops {
         if let Err(e) = h.step(op) {
+            let e = at_the_end(&h, e);
             return (h.steps, Err(format!("step {}: {op:?}: {e}", h.steps)));
         }
     }
     let c = *h.pool.counters();
     let r = h
         .finish()
-        .map_err(|e| format!("end phase, step {}: {e}", h.steps));
+        .map_err(|e| format!("end phase, step {}: {}", h.steps, at_the_end(&h, e)));
+    if end_of_time {
+        // Counted once, by the run compared with the model.
+        return (h.steps, r);
+    }
     let mut cover = COVERAGE.lock().unwrap();
     cover.0 += 1;
     let sum = &mut cover.1;
@@ -1505,34 +1820,155 @@ pub static COVERAGE: std::sync::Mutex<(u64, wharf_core::Counters)> = std::sync::
     },
 ));
 
-/// Named event counts over all sequences (`WHARF_CLUSTER_MODEL_COVERAGE=1`).
+/// Named event counts over all sequences: the harness's and the cluster
+/// model's, and the pool model's rare paths through its coverage hook
+/// (`WHARF_MODEL_COVERAGE=1`, `WHARF_CLUSTER_MODEL_COVERAGE=1`).
 pub static EVENTS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-pub fn event(name: impl Into<String>) {
-    *EVENTS.lock().unwrap().entry(name.into()).or_default() += 1;
+pub fn event(name: impl AsRef<str>) {
+    let name = name.as_ref();
+    let mut events = EVENTS.lock().unwrap();
+    match events.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            events.insert(name.to_string(), 1);
+        }
+    }
 }
 
-/// Small storage: 4 connections, 3 routes (5 keys: the table fills), 4
+/// Small storage: 4 connections, 2 routes (3 keys: the table fills), 4
 /// waiters, 4 leases.
-pub type Small = Storage<u8, 4, 3, 4, 4>;
+pub type Small = Storage<u8, 4, 2, 4, 4>;
 pub const SMALL: Slots = Slots {
+    conns: 4,
+    routes: 2,
+    waiters: 4,
+    leases: 4,
+};
+/// Larger storage: 8 connections, 4 routes, 10 waiters, 10 leases.
+pub type Big = Storage<u8, 8, 4, 10, 10>;
+pub const BIG: Slots = Slots {
+    conns: 8,
+    routes: 4,
+    waiters: 10,
+    leases: 10,
+};
+
+/// Small storage for clusters: 4 connections, 3 routes (5 keys: the table
+/// fills), 4 waiters, 4 leases.
+pub type HostsSmall = Storage<u8, 4, 3, 4, 4>;
+pub const HOSTS_SMALL: Slots = Slots {
     conns: 4,
     routes: 3,
     waiters: 4,
     leases: 4,
 };
-/// Larger storage: 8 connections, 5 routes, 10 waiters, 10 leases.
-pub type Big = Storage<u8, 8, 5, 10, 10>;
-pub const BIG: Slots = Slots {
+/// Larger storage for clusters: 8 connections, 5 routes, 10 waiters, 10
+/// leases.
+pub type HostsBig = Storage<u8, 8, 5, 10, 10>;
+pub const HOSTS_BIG: Slots = Slots {
     conns: 8,
     routes: 5,
     waiters: 10,
     leases: 10,
 };
 
+/// Storage sizes of the harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// [`SMALL`].
+    Small,
+    /// [`BIG`].
+    Big,
+    /// Exactly `n` connection slots (1 or 2), as many as `max_total` (which is
+    /// lowered to `n` if needed): the storage `Storage` allows at its tightest.
+    Tight(u8),
+    /// [`HOSTS_SMALL`], with [`HOST_KEYS`] keys (clusters).
+    HostsSmall,
+    /// [`HOSTS_BIG`], with [`HOST_KEYS`] keys (clusters).
+    HostsBig,
+}
+
+impl Size {
+    /// The storage for clusters, small or big.
+    pub fn hosts(big: bool) -> Size {
+        if big {
+            Size::HostsBig
+        } else {
+            Size::HostsSmall
+        }
+    }
+
+    pub fn slots(self) -> Slots {
+        match self {
+            Size::Small => SMALL,
+            Size::Big => BIG,
+            Size::Tight(n) => Slots {
+                conns: if n <= 1 { 1 } else { 2 },
+                ..SMALL
+            },
+            Size::HostsSmall => HOSTS_SMALL,
+            Size::HostsBig => HOSTS_BIG,
+        }
+    }
+
+    /// The route keys a sequence on this storage uses: `0..keys()`.
+    pub fn keys(self) -> u8 {
+        match self {
+            Size::HostsSmall | Size::HostsBig => HOST_KEYS,
+            _ => KEYS,
+        }
+    }
+}
+
+/// Tight storages (`Size::Tight`): 1 or 2 connections, otherwise as `Small`.
+pub type Tight1 = Storage<u8, 1, 2, 4, 4>;
+pub type Tight2 = Storage<u8, 2, 2, 4, 4>;
+/// The second pool's storage (§5 foreign leases): 2 connections, 1 route, 2
+/// waiters, 2 leases.
+pub type Other = Storage<u8, 2, 1, 2, 2>;
+
 /// Run one sequence on a fresh pool; returns operations run and the verdict.
 pub fn run_case(
+    big: bool,
+    cfg: &Cfg,
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+) -> (u64, Result<(), String>) {
+    let size = if big { Size::Big } else { Size::Small };
+    run_case_in(size, cfg, ops, with_model, trace)
+}
+
+/// As [`run_case`] with any storage size. With the model, the sequence runs
+/// twice: compared with the model, then the core alone with the end phase
+/// going on to `Instant::MAX` in between its no-demand phases (the "never"
+/// property of `props.rs`; the first run's end phase stays at finite times).
+pub fn run_case_in(
+    size: Size,
+    cfg: &Cfg,
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+) -> (u64, Result<(), String>) {
+    let (n, r) = run_storage(size, cfg, &[], ops, with_model, trace, !with_model);
+    if r.is_err() || !with_model || props::skipped("never") {
+        return (n, r);
+    }
+    let (_, r) = run_storage(size, cfg, &[], ops, false, trace, true);
+    (
+        n,
+        r.map_err(|e| format!("core alone, to the end of time: {e}")),
+    )
+}
+
+/// One sequence on a fresh pool with the cluster layer: `clusters` are built
+/// (core and [`MCluster`]) before the first operation, on the storage for
+/// clusters ([`Size::hosts`], [`HOST_KEYS`] keys). It runs once: the run of
+/// the core alone to `Instant::MAX` is the pool's ([`run_case_in`]); without
+/// the model the end phase goes on to `Instant::MAX` as there.
+pub fn run_cluster_case(
     big: bool,
     cfg: &Cfg,
     clusters: &[ClusterSpec],
@@ -1540,36 +1976,186 @@ pub fn run_case(
     with_model: bool,
     trace: bool,
 ) -> (u64, Result<(), String>) {
-    // The shared pool model reports its rare host-hook paths through this hook.
-    let _ = super::COVERAGE.set(|what| event(what));
-    let config = cfg.to_config();
-    let slots = if big { BIG } else { SMALL };
-    let model = with_model.then(|| Harness::model_for(&config, slots));
-    if big {
-        let mut storage: Box<Big> = Box::new(Storage::new());
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, slots, model, clusters, ops, trace)
-    } else {
-        let mut storage: Box<Small> = Box::new(Storage::new());
-        let pool = Pool::new(&mut storage, config.clone()).expect("valid config");
-        run_sequence(pool, &config, slots, model, clusters, ops, trace)
+    let size = Size::hosts(big);
+    run_storage(size, cfg, clusters, ops, with_model, trace, !with_model)
+}
+
+fn run_storage(
+    size: Size,
+    cfg: &Cfg,
+    clusters: &[ClusterSpec],
+    ops: &[Op],
+    with_model: bool,
+    trace: bool,
+    end_of_time: bool,
+) -> (u64, Result<(), String>) {
+    // The model reports its rare paths through this hook (coverage; counting
+    // costs a lock per event, so only when asked for).
+    if std::env::var_os("WHARF_MODEL_COVERAGE").is_some()
+        || std::env::var_os("WHARF_CLUSTER_MODEL_COVERAGE").is_some()
+    {
+        let _ = super::model::COVERAGE.set(|what| event(what));
+    }
+    let slots = size.slots();
+    let mut config = cfg.to_config();
+    config.max_total = config.max_total.min(slots.conns as u32);
+    // A pool built earlier in the same storage leaves leases behind that the
+    // pool of the sequence did not make (§5), if the sequence releases any.
+    let foreign = ops.iter().any(|op| matches!(op, Op::ReleaseForeign { .. }));
+    let start = Instant::from_millis(1_000);
+    let mut other_storage: Box<Other> = Box::new(Storage::new());
+    let other = foreign.then(|| {
+        let cfg = Config {
+            max_total: 2,
+            max_per_route: 2,
+            ..Config::default()
+        };
+        Pool::new(&mut other_storage, cfg).expect("the other pool")
+    });
+    let run = |pool: Pool<'_, u8>, earlier| {
+        let c = pool.capacity();
+        if (c.conns, c.routes, c.waiters, c.leases)
+            != (slots.conns, slots.routes, slots.waiters, slots.leases)
+        {
+            return (0, Err(format!("Pool::capacity {c:?}, storage {slots:?}")));
+        }
+        let model = with_model.then(|| Harness::model_for(&config, slots));
+        let extra = Extra {
+            earlier,
+            other,
+            slots,
+            end_of_time,
+            keys: size.keys(),
+            clusters: clusters.to_vec(),
+        };
+        run_sequence_with(pool, &config, model, ops, trace, extra)
+    };
+    macro_rules! run_in {
+        ($storage:ty) => {{
+            let mut storage: Box<$storage> = Box::new(Storage::new());
+            // A configuration the core refuses must be refused by the model
+            // with the same error (§4 `NeverServes`, §2 `BadJitter`, ...);
+            // then there is nothing to run.
+            let core = Pool::new(&mut storage, config.clone()).map(|_| ());
+            if with_model {
+                let model = Model::new(config.clone(), slots).map(|_| ());
+                if core != model {
+                    return (0, Err(format!("Pool::new: core {core:?}, model {model:?}")));
+                }
+            }
+            if let Err(e) = core {
+                super::model::event(&format!("harness: configuration refused: {e:?}"));
+                return (0, Ok(()));
+            }
+            let mut earlier = Vec::new();
+            if foreign {
+                let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
+                earlier = Harness::leases_of(&mut p, start);
+            }
+            run(
+                Pool::new(&mut storage, config.clone()).expect("valid config"),
+                earlier,
+            )
+        }};
+    }
+    match size {
+        Size::Big => run_in!(Big),
+        Size::Small => run_in!(Small),
+        Size::Tight(n) if n <= 1 => run_in!(Tight1),
+        Size::Tight(_) => run_in!(Tight2),
+        Size::HostsSmall => run_in!(HostsSmall),
+        Size::HostsBig => run_in!(HostsBig),
     }
 }
 
-/// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from known,
-/// already-reported divergences so a run can look for new ones:
-/// `cf-timeout` (connect_failed with reason Timeout).
+/// `WHARF_MODEL_AVOID` (comma-separated) steers generation away from a rule,
+/// e.g. past an already-reported divergence, so a run can look for new ones:
+/// `cf-timeout` (connect_failed with reason Timeout), `ratio0` (ratio 0,
+/// §12), `never` (`Instant::MAX` deadlines, saturating timeouts and inputs at
+/// `now == Instant::MAX`, §2), `keep` (`min_idle`, §2), `mlpc`
+/// (`max_leases_per_conn`, §1), `idle-limit` (idle limits, §3.2). See also
+/// [`avoid_cfg`].
 pub fn avoid(op: Op, list: &str) -> Op {
+    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
     match op {
-        Op::ConnectFailed { idx, reason, any }
-            if list.contains("cf-timeout") && reason % 3 == 0 =>
-        {
+        Op::ConnectFailed { idx, reason, any } if has("cf-timeout") && reason % 3 == 0 => {
             Op::ConnectFailed {
                 idx,
                 reason: 1,
                 any,
             }
         }
+        Op::Lease {
+            key,
+            tag,
+            deadline_ms: Some(NEVER_MS),
+        } if has("never") => Op::Lease {
+            key,
+            tag,
+            deadline_ms: None,
+        },
+        Op::Release {
+            idx,
+            how:
+                RelHow::Reuse {
+                    keep_alive_ms: Some(NEVER_MS),
+                    tag,
+                },
+        } if has("never") => Op::Release {
+            idx,
+            how: RelHow::Reuse {
+                keep_alive_ms: None,
+                tag,
+            },
+        },
+        Op::Advance { ms: NEVER_MS } if has("never") => Op::Advance { ms: 0 },
+        Op::RouteConfig {
+            key,
+            limit,
+            min_idle,
+            ratio_milli,
+        } if has("ratio0") || has("keep") => Op::RouteConfig {
+            key,
+            limit,
+            min_idle: if has("keep") { None } else { min_idle },
+            ratio_milli: match ratio_milli {
+                Some(0) if has("ratio0") => Some(1000),
+                r => r,
+            },
+        },
         op => op,
     }
+}
+
+/// The configuration side of [`avoid`].
+pub fn avoid_cfg(mut cfg: Cfg, list: &str) -> Cfg {
+    let has = |k: &str| list.split(',').any(|x| x.trim() == k);
+    if has("ratio0") && cfg.ratio_milli == 0 {
+        cfg.ratio_milli = 1000;
+    }
+    if has("never") {
+        for t in [
+            &mut cfg.connect_timeout_ms,
+            &mut cfg.idle_timeout_ms,
+            &mut cfg.max_lifetime_ms,
+        ] {
+            if *t == Some(NEVER_MS) {
+                *t = None;
+            }
+        }
+        if cfg.retry_backoff_ms == NEVER_MS {
+            cfg.retry_backoff_ms = 1000;
+        }
+    }
+    if has("keep") {
+        cfg.min_idle = 0;
+    }
+    if has("mlpc") {
+        cfg.max_leases_per_conn = None;
+    }
+    if has("idle-limit") {
+        cfg.max_idle_per_route = None;
+        cfg.max_idle = None;
+    }
+    cfg
 }

@@ -1,5 +1,5 @@
 //! Differential test: random operation sequences run against the core and
-//! against an independent reference model (`tests/model/`), comparing every
+//! against an independent reference model (`tests/common/model.rs`), comparing every
 //! return value, every action (in order, modulo handle mapping), the gauges,
 //! the counters and `check_invariants()` after every step.
 //!
@@ -8,16 +8,17 @@
 //! `model: <sequences> sequences, <operations> operations, 0 divergences, 0 property violations`.
 //! A failing sequence is shrunk by proptest and printed as Rust.
 //!
-//! The same runs check the properties of `tests/model/props.rs` (liveness,
+//! The same runs check the properties of `tests/common/props.rs` (liveness,
 //! fairness, bounded work, churn, "never"), which do not come from the model;
 //! a violation is reported as `property <name> violated` with its minimal case.
 
-#[path = "model/mod.rs"]
-mod model;
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use model::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
+use common::driver;
+use common::harness::{avoid, avoid_cfg, run_case_in, Cfg, Op, RelHow, Size, KEYS, NEVER_MS};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -300,63 +301,10 @@ fn hot_route_case() -> impl Strategy<Value = (Size, Cfg, Vec<Op>)> {
     )
 }
 
-/// What kind of failure a verdict is, so that shrinking keeps the failure it
-/// started from instead of wandering to another one: a property of
-/// `tests/model/props.rs` by its name (`property <name>`), anything else by
-/// its check message without the step, the operation and the numbers
-/// (handles, times).
-fn kind(verdict: &str) -> String {
-    if let Some(i) = verdict.find("property ") {
-        let name = verdict[i..].split(" violated").next().unwrap_or("property");
-        return name.to_string();
-    }
-    // "step N: <op>: <check>" or "end phase, step N: <check>".
-    let rest = verdict.find("step ").map_or(verdict, |i| &verdict[i..]);
-    let rest = rest.split_once(": ").map_or(rest, |x| x.1);
-    let check = if verdict.starts_with("end phase") {
-        rest
-    } else if rest.split(": ").next().unwrap_or("").contains('{') {
-        rest.split_once("}: ").map_or(rest, |x| x.1)
-    } else {
-        rest.split_once(": ").map_or(rest, |x| x.1)
-    };
-    check
-        .chars()
-        .filter(|c| !c.is_ascii_digit())
-        .take(120)
-        .collect()
-}
-
-/// Delta debugging: drop chunks of operations while the sequence still fails
-/// the same way.
-pub fn shrink(size: Size, cfg: &Cfg, mut ops: Vec<Op>) -> Vec<Op> {
-    let first = run_case_in(size, cfg, &ops, true, false)
-        .1
-        .err()
-        .map(|e| kind(&e));
-    let fails = |ops: &[Op]| {
-        run_case_in(size, cfg, ops, true, false)
-            .1
-            .err()
-            .is_some_and(|e| Some(kind(&e)) == first)
-    };
-    let mut chunk = ops.len().div_ceil(2).max(1);
-    loop {
-        let mut i = 0;
-        while i < ops.len() {
-            let mut cand = ops.clone();
-            cand.drain(i..(i + chunk).min(ops.len()));
-            if fails(&cand) {
-                ops = cand;
-            } else {
-                i += chunk;
-            }
-        }
-        if chunk == 1 {
-            return ops;
-        }
-        chunk = chunk.div_ceil(2);
-    }
+/// Delta debugging over the sequence, keeping the failure's kind
+/// (`common::driver::shrink`).
+pub fn shrink(size: Size, cfg: &Cfg, ops: Vec<Op>) -> Vec<Op> {
+    driver::shrink(ops, |ops| run_case_in(size, cfg, ops, true, false).1)
 }
 
 #[test]
@@ -369,15 +317,7 @@ fn model_agrees_with_core() {
         .unwrap_or(default_cases);
     // WHARF_MODEL_SEED=<u64> replays a run; by default every run explores a
     // new seed (printed on failure).
-    let seed: u64 = std::env::var("WHARF_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(std::process::id() as u64);
-            h.finish()
-        });
+    let seed = driver::seed("WHARF_MODEL_SEED");
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
@@ -400,7 +340,7 @@ fn model_agrees_with_core() {
     });
     match result {
         Ok(()) if std::env::var_os("WHARF_MODEL_COVERAGE").is_some() => {
-            let cover = model::harness::COVERAGE.lock().unwrap();
+            let cover = common::harness::COVERAGE.lock().unwrap();
             println!(
                 "model: {cases} sequences, {} operations, 0 divergences, 0 property violations",
                 OPS.load(Ordering::Relaxed)
@@ -409,13 +349,13 @@ fn model_agrees_with_core() {
             println!("coverage over {} sequences: {c:?}", cover.0);
             println!(
                 "  fairness: most overtakes of one waiter, by connection slots: {:?}",
-                model::harness::props::MAX_OVERTAKES.lock().unwrap()
+                common::props::MAX_OVERTAKES.lock().unwrap()
             );
             for r in wharf_core::CloseReason::ALL {
                 println!("  closes {r:?}: {}", c.closes_for(r));
             }
             // The model's rare paths (the rules of issue 10 among them).
-            for (k, v) in model::harness::EVENTS.lock().unwrap().iter() {
+            for (k, v) in common::harness::EVENTS.lock().unwrap().iter() {
                 println!("  {k}: {v}");
             }
         }
@@ -433,7 +373,7 @@ fn model_agrees_with_core() {
             // Replay the minimal case with a trace for the report.
             let (_, verdict) = run_case_in(size, &cfg, &ops, true, true);
             let verdict = verdict.err().unwrap_or_default();
-            let what = match kind(&verdict) {
+            let what = match driver::kind(&verdict) {
                 k if k.starts_with("property ") => format!("{k} violated"),
                 _ => "divergence".to_string(),
             };
@@ -452,7 +392,7 @@ fn model_agrees_with_core() {
 /// pool while telling it the storage has 4 slots.
 #[test]
 fn work_per_input_property_can_fail() {
-    use model::harness::props::Props;
+    use common::props::Props;
     use wharf_core::{Config, Instant, Pool, RouteConfig, Storage};
     let cfg = Config {
         max_total: 8,
