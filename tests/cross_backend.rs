@@ -23,14 +23,19 @@
 //! the scenario's sequence written out once; when one does not, the test
 //! prints the sequences side by side and marks the first difference.
 //!
-//! Shown to fail (by hand, then reverted, no such change committed):
+//! Shown to fail (each change made by hand, the test run, then reverted; no
+//! such change is committed):
 //! - `backend-embassy/src/runner.rs` classifying a reset connect
 //!   (`ConnectError::ConnectionReset`) as `ConnectFailure::Local` instead of
-//!   `Remote`: only the embassy column differs, at lease 7's failure
-//!   (`ConnectFailed(Local)`) and in the final counters
-//!   (`connect_failures: [0, 1, 0]`);
-//! - the tokio expectation edited to grant the waiters LIFO (lease 5 before
-//!   lease 4): the tokio column differs from the step where lease 4 is granted.
+//!   `Remote`: core and tokio "as expected", embassy's first difference at #16,
+//!   `Failed { lease: 7, error: ConnectFailed(Local) }`, and its final
+//!   counters `connect_failures: [0, 1, 0]` instead of `[0, 0, 1]`;
+//! - `backend-tokio/src/pool.rs`'s `Pool::drain` passing
+//!   `DrainMode::DrainExisting` to the core whatever the caller asked: core
+//!   and embassy "as expected", tokio's first difference at #24,
+//!   `Granted { lease: 9, route: A, conn: 4 }` instead of
+//!   `Failed { lease: 9, error: Closed }`, then its last gauges (a connection
+//!   still leased) and counters (5 connects).
 //!
 //! The steps are awaited one after the other, so the order is deterministic;
 //! the embassy run uses real time (embassy-time's std driver), the tokio run
@@ -38,7 +43,8 @@
 //! lease timeout, far from anything else that happens (connects on the host
 //! link take a few milliseconds; the connect timeout is 5 s).
 
-#[allow(dead_code, unused_imports)]
+// The embassy backend's host setup (two stacks, the in-memory link, the test
+// servers), shared rather than copied; it allows its own dead code.
 #[path = "../backend-embassy/tests/common/mod.rs"]
 mod common;
 
