@@ -4,8 +4,9 @@
 //! limits, FIFO waiters, reuse of an idle connection, a connect failure
 //! delivered to a waiting lease, a lease timeout, a drain) runs three times:
 //!
-//! - on the core directly (`wharf::Pool`, virtual time, connects answered by
-//!   the test as the core asks for them);
+//! - on the core directly (`wharf::Pool`, virtual time; the connects the
+//!   core asks for complete when the scenario waits for a lease, refused on
+//!   route `F`);
 //! - on `wharf-tokio` with a scripted connector (route `F` refuses its
 //!   connects with `ConnectionRefused`; its `close` records which connection
 //!   the pool closed);
@@ -27,12 +28,12 @@
 //! such change is committed):
 //! - `backend-embassy/src/runner.rs` classifying a reset connect
 //!   (`ConnectError::ConnectionReset`) as `ConnectFailure::Local` instead of
-//!   `Remote`: core and tokio "as expected", embassy's first difference at #16,
+//!   `Remote`: core and tokio "as expected", embassy's first difference at #18,
 //!   `Failed { lease: 7, error: ConnectFailed(Local) }`, and its final
 //!   counters `connect_failures: [0, 1, 0]` instead of `[0, 0, 1]`;
 //! - `backend-tokio/src/pool.rs`'s `Pool::drain` passing
 //!   `DrainMode::DrainExisting` to the core whatever the caller asked: core
-//!   and embassy "as expected", tokio's first difference at #24,
+//!   and embassy "as expected", tokio's first difference at #25,
 //!   `Granted { lease: 9, route: A, conn: 4 }` instead of
 //!   `Failed { lease: 9, error: Closed }`, then its last gauges (a connection
 //!   still leased) and counters (5 connects).
@@ -228,8 +229,9 @@ async fn scenario(b: &mut impl Backend) -> Vec<Event> {
 
     // A connect failure delivered to the waiting lease: F is new, the pool
     // is full (A 2 leased, B 1 idle), so B's idle connection is evicted to
-    // make room and F's connect is refused.
-    r.lease(b, 7, F).await;
+    // make room; lease 7 waits for F's connect, which is refused.
+    r.start(b, 7, F, None).await;
+    r.finish(b, 7).await;
     r.gauges(b);
 
     // A lease timeout: A is at its limit and nothing comes back in time.
@@ -276,13 +278,14 @@ fn expected() -> Vec<Event> {
         granted(6, B, 3),
         Released { lease: 6 },
         gauges(3, 1, 2, 0),
-        Failed {
-            lease: 7,
-            error: Fail::ConnectFailed(ConnectFailure::Remote),
-        },
+        Waiting { lease: 7 },
         Closed {
             conn: 3,
             reason: CloseReason::Evicted,
+        },
+        Failed {
+            lease: 7,
+            error: Fail::ConnectFailed(ConnectFailure::Remote),
         },
         gauges(2, 0, 2, 0),
         Waiting { lease: 8 },
@@ -562,6 +565,7 @@ mod core_run {
             waiters: HashMap::new(),
             answers: HashMap::new(),
             leases: HashMap::new(),
+            connecting: Vec::new(),
             closed: Vec::new(),
         };
         scenario(&mut run).await
@@ -573,6 +577,8 @@ mod core_run {
         waiters: HashMap<WaiterId, u32>,
         answers: HashMap<u32, Outcome>,
         leases: HashMap<u32, wharf::Lease>,
+        /// Connects asked for and not answered yet.
+        connecting: Vec<(ConnId, Rt)>,
         closed: Vec<ConnId>,
     }
 
@@ -607,43 +613,45 @@ mod core_run {
             self.answers.insert(n, Ok((route, lease.conn())));
         }
 
-        /// Drains the actions after an input (and answers the connects,
-        /// which are inputs of their own) until the core is quiet.
+        /// Drains the actions after an input. A connect is only noted: it
+        /// completes when a lease is waited for (as on the backends, where it
+        /// takes a while and progresses when the scenario waits).
         fn pump(&mut self) {
-            loop {
-                let mut connects = Vec::new();
-                while let Some(a) = self.pool.poll_action() {
-                    match a {
-                        Action::Connect { conn, route } => {
-                            connects.push((conn, *self.pool.route_key(route).unwrap()))
-                        }
-                        Action::Granted { waiter, lease } => {
-                            let n = self.waiters.remove(&waiter).expect("a known waiter");
-                            self.granted(n, lease);
-                        }
-                        Action::Failed { waiter, reason } => {
-                            let n = self.waiters.remove(&waiter).expect("a known waiter");
-                            self.answers.insert(n, Err(failed(reason)));
-                        }
-                        Action::Close { conn, .. } => self.closed.push(conn),
-                        Action::Validate { conn } => panic!("validation of {conn:?} (none set)"),
-                        Action::RouteIdle { .. } => {}
+            while let Some(a) = self.pool.poll_action() {
+                match a {
+                    Action::Connect { conn, route } => {
+                        let key = *self.pool.route_key(route).expect("a live route");
+                        self.connecting.push((conn, key));
                     }
-                }
-                if connects.is_empty() {
-                    break;
-                }
-                for (conn, route) in connects {
-                    let r = match route {
-                        F => self
-                            .pool
-                            .connect_failed(conn, ConnectFailure::Remote, self.now),
-                        _ => self.pool.connected(conn, 1, self.now),
-                    };
-                    r.expect("the core asked for this connect");
+                    Action::Granted { waiter, lease } => {
+                        let n = self.waiters.remove(&waiter).expect("a known waiter");
+                        self.granted(n, lease);
+                    }
+                    Action::Failed { waiter, reason } => {
+                        let n = self.waiters.remove(&waiter).expect("a known waiter");
+                        self.answers.insert(n, Err(failed(reason)));
+                    }
+                    Action::Close { conn, .. } => self.closed.push(conn),
+                    Action::Validate { conn } => panic!("validation of {conn:?} (none set)"),
+                    Action::RouteIdle { .. } => {}
                 }
             }
             self.pool.check_invariants().expect("core invariants");
+        }
+
+        /// The connects in progress complete: refused on `F`, else an
+        /// HTTP/1-style connection (one lease at a time).
+        fn complete_connects(&mut self) {
+            for (conn, route) in std::mem::take(&mut self.connecting) {
+                let r = match route {
+                    F => self
+                        .pool
+                        .connect_failed(conn, ConnectFailure::Remote, self.now),
+                    _ => self.pool.connected(conn, 1, self.now),
+                };
+                r.expect("the core asked for this connect");
+                self.pump();
+            }
         }
     }
 
@@ -670,6 +678,10 @@ mod core_run {
             loop {
                 if let Some(o) = self.answers.remove(&n) {
                     return o;
+                }
+                if !self.connecting.is_empty() {
+                    self.complete_connects();
+                    continue;
                 }
                 let t = self
                     .pool
