@@ -1,0 +1,1104 @@
+//! One pool logic on a board and on a server, as an executable check.
+//!
+//! The same scripted scenario (leases on two routes under per-route and total
+//! limits, FIFO waiters, reuse of an idle connection, a connect failure
+//! delivered to a waiting lease, a lease timeout, a drain) runs three times:
+//!
+//! - on the core directly (`wharf::Pool`, virtual time; the connects the
+//!   core asks for complete when the scenario waits for a lease, refused on
+//!   route `F`);
+//! - on `wharf-tokio` with a scripted connector (route `F` refuses its
+//!   connects with `ConnectionRefused`; its `close` records which connection
+//!   the pool closed);
+//! - on `wharf-embassy` over two embassy-net stacks joined in memory
+//!   (`backend-embassy/tests/common`): echo servers for `A` and `B` on the
+//!   server stack, no listener for `F` (the server stack answers a RST); a
+//!   close is what the server sees (FIN or RST from the connection's port).
+//!
+//! Each run writes an [`Event`] log through the public API only: grants
+//! (lease number, route, connection), failures (the error's kind), closes
+//! (the connection the transport saw closing, with the reason the pool's
+//! counters gained in the same step), gauges, and the final counters.
+//! Connection ids are renumbered in order of first sight (`conn: 1` is the
+//! first connection any lease got). The three logs must equal [`expected`],
+//! the scenario's sequence written out once; when one does not, the test
+//! prints the sequences side by side and marks the first difference.
+//!
+//! Shown to fail (each change made by hand, the test run, then reverted; no
+//! such change is committed):
+//! - `backend-embassy/src/runner.rs` classifying a reset connect
+//!   (`ConnectError::ConnectionReset`) as `ConnectFailure::Local` instead of
+//!   `Remote`: core and tokio "as expected", embassy's first difference at #18,
+//!   `Failed { lease: 7, error: ConnectFailed(Local) }`, and its final
+//!   counters `connect_failures: [0, 1, 0]` instead of `[0, 0, 1]`;
+//! - `backend-tokio/src/pool.rs`'s `Pool::drain` passing
+//!   `DrainMode::DrainExisting` to the core whatever the caller asked: core
+//!   and embassy "as expected", tokio's first difference at #25,
+//!   `Granted { lease: 9, route: A, conn: 4 }` instead of
+//!   `Failed { lease: 9, error: Closed }`, then its last gauges (a connection
+//!   still leased) and counters (5 connects).
+//!
+//! The steps are awaited one after the other, so the order is deterministic;
+//! the embassy run uses real time (embassy-time's std driver), the tokio run
+//! tokio's real clock, the core virtual time. The one timed wait is a 300 ms
+//! lease timeout, far from anything else that happens (connects on the host
+//! link take a few milliseconds; the connect timeout is 5 s).
+
+// The embassy backend's host setup (two stacks, the in-memory link, the test
+// servers), shared rather than copied; it allows its own dead code.
+#[path = "../backend-embassy/tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use wharf::{
+    Action, CloseReason, ConnId, ConnectFailure, Counters, DrainMode, DrainScope, FailReason,
+    LeaseError, LeaseOutcome, PoolStats, Release, WaiterId,
+};
+
+// ---------------------------------------------------------------------------
+// The scenario, written once.
+// ---------------------------------------------------------------------------
+
+/// The scenario's routes: two that serve, one whose connects are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Rt {
+    A,
+    B,
+    /// Nobody listens: every connect is refused.
+    F,
+}
+use Rt::{A, B, F};
+
+/// The lease timeout of the one lease that times out.
+const LEASE_TIMEOUT_MS: u64 = 300;
+
+/// The pool's settings, the same for the three runs: 3 connections in all,
+/// 2 per route; no timers but the connect timeout (no idle timeout, no
+/// lifetime, no validation), so nothing closes unless the scenario says so.
+fn config() -> wharf::Config {
+    wharf::Config {
+        max_total: 3,
+        max_per_route: 2,
+        connect_timeout: Some(wharf::Duration::from_secs(5)),
+        idle_timeout: None,
+        max_lifetime: None,
+        validate_after_inactivity: None,
+        ..wharf::Config::default()
+    }
+}
+
+/// Why a lease failed, as far as every backend tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Fail {
+    Timeout,
+    ConnectFailed(ConnectFailure),
+    Closed,
+    Draining,
+    Overflow,
+    /// Anything else, as the backend printed it.
+    Other(String),
+}
+
+/// What a lease came to: granted on a route and connection, or failed.
+type Outcome = Result<(Rt, ConnId), Fail>;
+
+/// One observation. `lease` is the scenario's numbering; `conn` numbers
+/// connections in order of first sight (0: a connection no lease ever got).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    Granted {
+        lease: u32,
+        route: Rt,
+        conn: u32,
+    },
+    /// Polled, and still waiting.
+    Waiting {
+        lease: u32,
+    },
+    Failed {
+        lease: u32,
+        error: Fail,
+    },
+    /// The scenario gave the lease back (an input, logged to read the log).
+    Released {
+        lease: u32,
+    },
+    /// The scenario drained the pool for deletion (an input).
+    Drain,
+    /// A leased connection still works (embassy: an echo over it).
+    Used {
+        lease: u32,
+        ok: bool,
+    },
+    /// The transport saw the connection close, and the pool counted a close
+    /// for this reason in the same step.
+    Closed {
+        conn: u32,
+        reason: CloseReason,
+    },
+    /// Closes seen and reasons counted in one step that do not pair up.
+    Unpaired {
+        conns: Vec<u32>,
+        reasons: Vec<CloseReason>,
+    },
+    Gauges {
+        connections: u32,
+        idle: u32,
+        leased: u32,
+        pending: u32,
+    },
+    Totals(Totals),
+}
+
+/// The final counters that must agree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Totals {
+    connects: u64,
+    connected: u64,
+    /// `[Timeout, Local, Remote]`.
+    connect_failures: [u64; 3],
+    grants: u64,
+    reuses: u64,
+    queued: u64,
+    timeouts: u64,
+    cancels: u64,
+    overflows: u64,
+    /// Non-zero closes by reason.
+    closes: Vec<(CloseReason, u64)>,
+}
+
+/// What a backend does for the scenario. Leases are named by the scenario's
+/// numbers; a backend keeps the lease futures and the leases.
+trait Backend {
+    /// Starts lease `n` on `route` (polled once: it asked the pool).
+    fn start(&mut self, n: u32, route: Rt, timeout_ms: Option<u64>);
+    /// Polls lease `n` once: its outcome if it has one.
+    async fn poll(&mut self, n: u32) -> Option<Outcome>;
+    /// Waits for lease `n`'s outcome.
+    async fn wait(&mut self, n: u32) -> Outcome;
+    /// Uses granted lease `n`: true if its connection still works.
+    async fn use_lease(&mut self, n: u32) -> bool;
+    /// Gives lease `n` back for reuse.
+    fn release(&mut self, n: u32);
+    /// Drains every route for deletion (the pool closes).
+    fn drain(&mut self);
+    /// Waits (bounded) until the transport saw `closes` closes in all, and
+    /// returns the connections it saw close since the last call (`None`: a
+    /// connection no lease got).
+    async fn settle(&mut self, closes: u64) -> Vec<Option<ConnId>>;
+    fn stats(&self) -> PoolStats;
+    fn counters(&self) -> Counters;
+}
+
+/// The scenario. Every step is awaited before the next.
+async fn scenario(b: &mut impl Backend) -> Vec<Event> {
+    let mut r = Recorder::new(b.counters());
+
+    // Three leases on two routes: A reaches its limit (2), the pool its
+    // total (3). Each one waits for a connect.
+    r.lease(b, 1, A).await;
+    r.lease(b, 2, A).await;
+    r.lease(b, 3, B).await;
+    r.gauges(b);
+
+    // Two more on A wait (route limit).
+    r.start(b, 4, A, None).await;
+    r.start(b, 5, A, None).await;
+    r.gauges(b);
+
+    // FIFO: lease 1's connection goes straight to lease 4, the first waiter;
+    // lease 5 still waits, and gets lease 2's.
+    r.release(b, 1).await;
+    r.finish(b, 4).await;
+    r.check_waiting(b, 5).await;
+    r.release(b, 2).await;
+    r.finish(b, 5).await;
+
+    // Reuse: B's connection goes idle and serves the next lease on B.
+    r.release(b, 3).await;
+    r.lease(b, 6, B).await;
+    r.release(b, 6).await;
+    r.gauges(b);
+
+    // A connect failure delivered to the waiting lease: F is new, the pool
+    // is full (A 2 leased, B 1 idle), so B's idle connection is evicted to
+    // make room; lease 7 waits for F's connect, which is refused.
+    r.start(b, 7, F, None).await;
+    r.finish(b, 7).await;
+    r.gauges(b);
+
+    // A lease timeout: A is at its limit and nothing comes back in time.
+    r.start(b, 8, A, Some(LEASE_TIMEOUT_MS)).await;
+    r.finish(b, 8).await;
+
+    // Drain: the idle connection closes, the lease out still works and its
+    // connection closes when it comes back, new leases are refused.
+    r.release(b, 5).await;
+    r.drain(b).await;
+    r.lease(b, 9, A).await;
+    r.use_lease(b, 4).await;
+    r.release(b, 4).await;
+    r.gauges(b);
+
+    r.totals(b);
+    r.events
+}
+
+/// The sequence the scenario must produce on every backend.
+fn expected() -> Vec<Event> {
+    use Event::*;
+    let granted = |lease, route, conn| Granted { lease, route, conn };
+    let gauges = |connections, idle, leased, pending| Gauges {
+        connections,
+        idle,
+        leased,
+        pending,
+    };
+    vec![
+        granted(1, A, 1),
+        granted(2, A, 2),
+        granted(3, B, 3),
+        gauges(3, 0, 3, 0),
+        Waiting { lease: 4 },
+        Waiting { lease: 5 },
+        gauges(3, 0, 3, 2),
+        Released { lease: 1 },
+        granted(4, A, 1),
+        Waiting { lease: 5 },
+        Released { lease: 2 },
+        granted(5, A, 2),
+        Released { lease: 3 },
+        granted(6, B, 3),
+        Released { lease: 6 },
+        gauges(3, 1, 2, 0),
+        Waiting { lease: 7 },
+        Closed {
+            conn: 3,
+            reason: CloseReason::Evicted,
+        },
+        Failed {
+            lease: 7,
+            error: Fail::ConnectFailed(ConnectFailure::Remote),
+        },
+        gauges(2, 0, 2, 0),
+        Waiting { lease: 8 },
+        Failed {
+            lease: 8,
+            error: Fail::Timeout,
+        },
+        Released { lease: 5 },
+        Drain,
+        Closed {
+            conn: 2,
+            reason: CloseReason::Drained,
+        },
+        Failed {
+            lease: 9,
+            error: Fail::Closed,
+        },
+        Used { lease: 4, ok: true },
+        Released { lease: 4 },
+        Closed {
+            conn: 1,
+            reason: CloseReason::Drained,
+        },
+        gauges(0, 0, 0, 0),
+        Totals(crate::Totals {
+            connects: 4,
+            connected: 3,
+            connect_failures: [0, 0, 1],
+            grants: 6,
+            reuses: 3,
+            queued: 7,
+            timeouts: 1,
+            cancels: 0,
+            overflows: 0,
+            closes: vec![(CloseReason::Evicted, 1), (CloseReason::Drained, 2)],
+        }),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// The log: what the scenario observed, normalized.
+// ---------------------------------------------------------------------------
+
+struct Recorder {
+    events: Vec<Event>,
+    /// Connections in order of first sight.
+    conns: Vec<ConnId>,
+    /// The counters at the end of the last step.
+    counters: Counters,
+}
+
+impl Recorder {
+    fn new(counters: Counters) -> Self {
+        Recorder {
+            events: Vec::new(),
+            conns: Vec::new(),
+            counters,
+        }
+    }
+
+    fn conn(&mut self, c: Option<ConnId>) -> u32 {
+        let Some(c) = c else { return 0 };
+        let i = match self.conns.iter().position(|&x| x == c) {
+            Some(i) => i,
+            None => {
+                self.conns.push(c);
+                self.conns.len() - 1
+            }
+        };
+        i as u32 + 1
+    }
+
+    fn outcome(&mut self, lease: u32, o: Outcome) {
+        let e = match o {
+            Ok((route, c)) => Event::Granted {
+                lease,
+                route,
+                conn: self.conn(Some(c)),
+            },
+            Err(error) => Event::Failed { lease, error },
+        };
+        self.events.push(e);
+    }
+
+    /// The end of a step: the closes the transport saw, paired with the
+    /// reasons the pool's counters gained (both sorted).
+    async fn step_end(&mut self, b: &mut impl Backend) {
+        let now = b.counters();
+        let total: u64 = now.closes.iter().sum();
+        let seen = b.settle(total).await;
+        let now = b.counters();
+        let mut conns: Vec<u32> = seen.into_iter().map(|c| self.conn(c)).collect();
+        conns.sort_unstable();
+        let mut reasons = Vec::new();
+        for reason in CloseReason::ALL {
+            let n = now.closes_for(reason) - self.counters.closes_for(reason);
+            reasons.extend((0..n).map(|_| reason));
+        }
+        self.counters = now;
+        let one_reason = reasons.windows(2).all(|w| w[0] == w[1]);
+        if conns.len() == reasons.len() && one_reason {
+            for (conn, reason) in conns.into_iter().zip(reasons) {
+                self.events.push(Event::Closed { conn, reason });
+            }
+        } else {
+            self.events.push(Event::Unpaired { conns, reasons });
+        }
+    }
+
+    /// A lease that is answered without the scenario doing anything more
+    /// (a connect, an idle connection, a refusal).
+    async fn lease(&mut self, b: &mut impl Backend, n: u32, route: Rt) {
+        b.start(n, route, None);
+        let o = b.wait(n).await;
+        self.outcome(n, o);
+        self.step_end(b).await;
+    }
+
+    /// Starts a lease expected to wait: `Waiting`, or its outcome.
+    async fn start(&mut self, b: &mut impl Backend, n: u32, route: Rt, timeout_ms: Option<u64>) {
+        b.start(n, route, timeout_ms);
+        self.check_waiting(b, n).await;
+    }
+
+    async fn check_waiting(&mut self, b: &mut impl Backend, n: u32) {
+        match b.poll(n).await {
+            None => self.events.push(Event::Waiting { lease: n }),
+            Some(o) => self.outcome(n, o),
+        }
+        self.step_end(b).await;
+    }
+
+    async fn finish(&mut self, b: &mut impl Backend, n: u32) {
+        let o = b.wait(n).await;
+        self.outcome(n, o);
+        self.step_end(b).await;
+    }
+
+    async fn use_lease(&mut self, b: &mut impl Backend, n: u32) {
+        let ok = b.use_lease(n).await;
+        self.events.push(Event::Used { lease: n, ok });
+        self.step_end(b).await;
+    }
+
+    async fn release(&mut self, b: &mut impl Backend, n: u32) {
+        b.release(n);
+        self.events.push(Event::Released { lease: n });
+        self.step_end(b).await;
+    }
+
+    async fn drain(&mut self, b: &mut impl Backend) {
+        b.drain();
+        self.events.push(Event::Drain);
+        self.step_end(b).await;
+    }
+
+    fn gauges(&mut self, b: &impl Backend) {
+        let s = b.stats();
+        self.events.push(Event::Gauges {
+            connections: s.connections,
+            idle: s.idle,
+            leased: s.leased,
+            pending: s.pending,
+        });
+    }
+
+    fn totals(&mut self, b: &impl Backend) {
+        let c = b.counters();
+        self.events.push(Event::Totals(Totals {
+            connects: c.connects,
+            connected: c.connected,
+            connect_failures: c.connect_failures,
+            grants: c.grants,
+            reuses: c.reuses,
+            queued: c.queued,
+            timeouts: c.timeouts,
+            cancels: c.cancels,
+            overflows: c.overflows,
+            closes: CloseReason::ALL
+                .into_iter()
+                .map(|r| (r, c.closes_for(r)))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+        }));
+    }
+}
+
+/// Compares every run with the expected sequence; on a difference, panics
+/// with the sequences side by side (`=`: as expected) and the first
+/// difference of each run.
+fn check(expected: &[Event], runs: &[(&str, Vec<Event>)]) {
+    if runs.iter().all(|(_, log)| log == expected) {
+        return;
+    }
+    let rows = runs
+        .iter()
+        .map(|(_, l)| l.len())
+        .chain([expected.len()])
+        .max()
+        .unwrap_or(0);
+    let show = |e: Option<&Event>| e.map_or_else(|| String::from("<none>"), |e| format!("{e:?}"));
+    let mut out = String::from("the backends' sequences differ from the expected one\n");
+    for (name, log) in runs {
+        match (0..rows).find(|&i| log.get(i) != expected.get(i)) {
+            Some(i) => {
+                out += &format!(
+                    "  {name}: first difference at #{i}: expected {}, got {}\n",
+                    show(expected.get(i)),
+                    show(log.get(i))
+                )
+            }
+            None => out += &format!("  {name}: as expected\n"),
+        }
+    }
+    out += "\n #  | expected";
+    for (name, _) in runs {
+        out += &format!(" | {name}");
+    }
+    out += "\n";
+    for i in 0..rows {
+        out += &format!("{i:>3} | {}", show(expected.get(i)));
+        for (_, log) in runs {
+            if log.get(i) == expected.get(i) {
+                out += " | =";
+            } else {
+                out += &format!(" | >> {}", show(log.get(i)));
+            }
+        }
+        out += "\n";
+    }
+    panic!("{out}");
+}
+
+/// The test: the scenario on the three backends, one after the other.
+#[tokio::test(flavor = "current_thread")]
+async fn the_same_scenario_gives_the_same_sequence_on_core_tokio_and_embassy() {
+    let t0 = std::time::Instant::now();
+    let core = core_run::run().await;
+    let t1 = std::time::Instant::now();
+    let tokio = tokio_run::run().await;
+    let t2 = std::time::Instant::now();
+    let embassy = embassy_run::run().await;
+    let t3 = std::time::Instant::now();
+    eprintln!(
+        "cross-backend scenario: core {:?}, tokio {:?}, embassy {:?}",
+        t1 - t0,
+        t2 - t1,
+        t3 - t2
+    );
+    for e in &core {
+        eprintln!("  {e:?}");
+    }
+    check(
+        &expected(),
+        &[("core", core), ("tokio", tokio), ("embassy", embassy)],
+    );
+}
+
+fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+// ---------------------------------------------------------------------------
+// 1. The core, driven by hand (sans-I/O): connects answered at once (route F
+//    refused), time advanced to the core's next deadline when a lease waits.
+// ---------------------------------------------------------------------------
+
+mod core_run {
+    use super::*;
+
+    pub async fn run() -> Vec<Event> {
+        let mut storage: wharf::Storage<Rt, 4, 4, 4, 4> = wharf::Storage::new();
+        let pool = wharf::Pool::new(&mut storage, config()).expect("valid config");
+        let mut run = CoreRun {
+            pool,
+            now: wharf::Instant::ZERO,
+            waiters: HashMap::new(),
+            answers: HashMap::new(),
+            leases: HashMap::new(),
+            connecting: Vec::new(),
+            closed: Vec::new(),
+        };
+        scenario(&mut run).await
+    }
+
+    struct CoreRun<'s> {
+        pool: wharf::Pool<'s, Rt>,
+        now: wharf::Instant,
+        waiters: HashMap<WaiterId, u32>,
+        answers: HashMap<u32, Outcome>,
+        leases: HashMap<u32, wharf::Lease>,
+        /// Connects asked for and not answered yet.
+        connecting: Vec<(ConnId, Rt)>,
+        closed: Vec<ConnId>,
+    }
+
+    fn failed(r: FailReason) -> Fail {
+        match r {
+            FailReason::Timeout => Fail::Timeout,
+            FailReason::ConnectFailed(f) => Fail::ConnectFailed(f),
+            FailReason::Overflow => Fail::Overflow,
+            FailReason::Draining => Fail::Draining,
+        }
+    }
+
+    fn refused(e: LeaseError) -> Fail {
+        match e {
+            LeaseError::Timeout => Fail::Timeout,
+            LeaseError::Closed => Fail::Closed,
+            LeaseError::Draining => Fail::Draining,
+            LeaseError::Overflow => Fail::Overflow,
+            e => Fail::Other(format!("{e:?}")),
+        }
+    }
+
+    impl CoreRun<'_> {
+        fn granted(&mut self, n: u32, lease: wharf::Lease) {
+            let route = self
+                .pool
+                .route_of(lease.conn())
+                .and_then(|r| self.pool.route_key(r))
+                .copied()
+                .expect("a leased connection has a route");
+            self.leases.insert(n, lease);
+            self.answers.insert(n, Ok((route, lease.conn())));
+        }
+
+        /// Drains the actions after an input. A connect is only noted: it
+        /// completes when a lease is waited for (as on the backends, where it
+        /// takes a while and progresses when the scenario waits).
+        fn pump(&mut self) {
+            while let Some(a) = self.pool.poll_action() {
+                match a {
+                    Action::Connect { conn, route } => {
+                        let key = *self.pool.route_key(route).expect("a live route");
+                        self.connecting.push((conn, key));
+                    }
+                    Action::Granted { waiter, lease } => {
+                        let n = self.waiters.remove(&waiter).expect("a known waiter");
+                        self.granted(n, lease);
+                    }
+                    Action::Failed { waiter, reason } => {
+                        let n = self.waiters.remove(&waiter).expect("a known waiter");
+                        self.answers.insert(n, Err(failed(reason)));
+                    }
+                    Action::Close { conn, .. } => self.closed.push(conn),
+                    Action::Validate { conn } => panic!("validation of {conn:?} (none set)"),
+                    Action::RouteIdle { .. } => {}
+                }
+            }
+            self.pool.check_invariants().expect("core invariants");
+        }
+
+        /// The connects in progress complete: refused on `F`, else an
+        /// HTTP/1-style connection (one lease at a time).
+        fn complete_connects(&mut self) {
+            for (conn, route) in std::mem::take(&mut self.connecting) {
+                let r = match route {
+                    F => self
+                        .pool
+                        .connect_failed(conn, ConnectFailure::Remote, self.now),
+                    _ => self.pool.connected(conn, 1, self.now),
+                };
+                r.expect("the core asked for this connect");
+                self.pump();
+            }
+        }
+    }
+
+    impl Backend for CoreRun<'_> {
+        fn start(&mut self, n: u32, route: Rt, timeout_ms: Option<u64>) {
+            let deadline = timeout_ms.map(|ms| self.now + wharf::Duration::from_millis(ms));
+            match self.pool.lease(&route, None, self.now, deadline) {
+                Ok(LeaseOutcome::Granted(l)) => self.granted(n, l),
+                Ok(LeaseOutcome::Queued(w)) => {
+                    self.waiters.insert(w, n);
+                }
+                Err(e) => {
+                    self.answers.insert(n, Err(refused(e)));
+                }
+            }
+            self.pump();
+        }
+
+        async fn poll(&mut self, n: u32) -> Option<Outcome> {
+            self.answers.remove(&n)
+        }
+
+        async fn wait(&mut self, n: u32) -> Outcome {
+            loop {
+                if let Some(o) = self.answers.remove(&n) {
+                    return o;
+                }
+                if !self.connecting.is_empty() {
+                    self.complete_connects();
+                    continue;
+                }
+                let t = self
+                    .pool
+                    .poll_timeout()
+                    .unwrap_or_else(|| panic!("lease {n} would wait forever"));
+                self.now = self.now.max(t);
+                self.pool.handle_timeout(self.now);
+                self.pump();
+            }
+        }
+
+        async fn use_lease(&mut self, n: u32) -> bool {
+            // No I/O here: the lease is still the pool's live lease.
+            let l = self.leases[&n];
+            self.pool.route_of(l.conn()).is_some()
+        }
+
+        fn release(&mut self, n: u32) {
+            let l = self.leases.remove(&n).expect("a granted lease");
+            self.pool
+                .release(l, Release::REUSE, self.now)
+                .expect("a live lease");
+            self.pump();
+        }
+
+        fn drain(&mut self) {
+            self.pool
+                .drain(DrainScope::All, DrainMode::DrainAndDelete, self.now);
+            self.pump();
+        }
+
+        async fn settle(&mut self, _closes: u64) -> Vec<Option<ConnId>> {
+            self.closed.drain(..).map(Some).collect()
+        }
+
+        fn stats(&self) -> PoolStats {
+            self.pool.stats()
+        }
+
+        fn counters(&self) -> Counters {
+            *self.pool.counters()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. wharf-tokio with a scripted connector.
+// ---------------------------------------------------------------------------
+
+mod tokio_run {
+    use super::*;
+    use std::time::Duration;
+    use wharf_tokio::{Connector, Error, Lease, LeaseOptions, Pool};
+
+    /// A scripted connection: a serial number.
+    pub struct Conn {
+        serial: u64,
+    }
+
+    /// Connects take 5 ms; route `F` refuses them (`ConnectionRefused`, which
+    /// the default classification makes `Remote`). `close` records the
+    /// serial of every connection the pool closes.
+    #[derive(Default)]
+    pub struct Scripted {
+        next: AtomicU64,
+        closed: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Connector<Rt> for Scripted {
+        type Conn = Conn;
+        type Error = io::Error;
+        async fn connect(&self, route: &Rt) -> io::Result<Conn> {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            match route {
+                F => Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "scripted: nobody listens on F",
+                )),
+                _ => Ok(Conn {
+                    serial: self.next.fetch_add(1, Ordering::SeqCst),
+                }),
+            }
+        }
+        fn close(&self, conn: Conn) -> impl Future<Output = ()> + Send + 'static {
+            self.closed.lock().unwrap().push(conn.serial);
+            async {}
+        }
+    }
+
+    type LeaseFut = Pin<Box<dyn Future<Output = Result<Lease<Rt, Scripted>, Error>>>>;
+
+    struct TokioRun {
+        pool: Pool<Rt, Scripted>,
+        pending: HashMap<u32, LeaseFut>,
+        leases: HashMap<u32, Lease<Rt, Scripted>>,
+        /// Connection serial -> the core's connection id (seen at grant).
+        by_serial: HashMap<u64, ConnId>,
+        seen: usize,
+    }
+
+    pub async fn run() -> Vec<Event> {
+        let c = config();
+        let std_dur = |d: Option<wharf::Duration>| d.map(Duration::from);
+        let pool = Pool::builder(Scripted::default())
+            .max_total(c.max_total)
+            .max_per_route(c.max_per_route)
+            .connect_timeout(std_dur(c.connect_timeout))
+            .idle_timeout(std_dur(c.idle_timeout))
+            .max_lifetime(std_dur(c.max_lifetime))
+            .validate_after_inactivity(std_dur(c.validate_after_inactivity))
+            .lease_timeout(None)
+            .build()
+            .expect("valid config");
+        let mut run = TokioRun {
+            pool,
+            pending: HashMap::new(),
+            leases: HashMap::new(),
+            by_serial: HashMap::new(),
+            seen: 0,
+        };
+        let events = scenario(&mut run).await;
+        run.pool.check_invariants().expect("core invariants");
+        events
+    }
+
+    impl TokioRun {
+        fn outcome(&mut self, n: u32, r: Result<Lease<Rt, Scripted>, Error>) -> Outcome {
+            match r {
+                Ok(lease) => {
+                    let conn = Lease::id(&lease).conn();
+                    let route = Lease::route(&lease).expect("a leased connection has a route");
+                    self.by_serial.insert(lease.serial, conn);
+                    self.leases.insert(n, lease);
+                    Ok((route, conn))
+                }
+                Err(Error::Timeout { .. }) => Err(Fail::Timeout),
+                Err(Error::Closed { .. }) => Err(Fail::Closed),
+                Err(Error::Draining { .. }) => Err(Fail::Draining),
+                Err(Error::Overflow { .. }) => Err(Fail::Overflow),
+                // The connector's error arrives typed.
+                Err(Error::ConnectFailed {
+                    reason,
+                    source: Some(e),
+                    ..
+                }) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    Err(Fail::ConnectFailed(reason))
+                }
+                Err(e) => Err(Fail::Other(format!("{e:?}"))),
+            }
+        }
+    }
+
+    impl Backend for TokioRun {
+        fn start(&mut self, n: u32, route: Rt, timeout_ms: Option<u64>) {
+            let pool = self.pool.clone();
+            let mut opts = LeaseOptions::new();
+            if let Some(ms) = timeout_ms {
+                opts = opts.timeout(Duration::from_millis(ms));
+            }
+            let mut fut: LeaseFut = Box::pin(async move { pool.lease_with(&route, opts).await });
+            match poll_once(&mut fut) {
+                Poll::Pending => {
+                    self.pending.insert(n, fut);
+                }
+                Poll::Ready(r) => {
+                    // Answered at its first poll: kept for `poll` / `wait`.
+                    self.pending.insert(n, Box::pin(std::future::ready(r)));
+                }
+            }
+        }
+
+        async fn poll(&mut self, n: u32) -> Option<Outcome> {
+            let fut = self.pending.get_mut(&n).expect("a started lease");
+            match poll_once(fut) {
+                Poll::Pending => None,
+                Poll::Ready(r) => {
+                    self.pending.remove(&n);
+                    Some(self.outcome(n, r))
+                }
+            }
+        }
+
+        async fn wait(&mut self, n: u32) -> Outcome {
+            let fut = self.pending.remove(&n).expect("a started lease");
+            let r = fut.await;
+            self.outcome(n, r)
+        }
+
+        async fn use_lease(&mut self, n: u32) -> bool {
+            // The scripted connection has no I/O: it is still in the lease.
+            self.leases.contains_key(&n)
+        }
+
+        fn release(&mut self, n: u32) {
+            drop(self.leases.remove(&n).expect("a granted lease"));
+        }
+
+        fn drain(&mut self) {
+            self.pool.drain(None, DrainMode::DrainAndDelete);
+        }
+
+        async fn settle(&mut self, closes: u64) -> Vec<Option<ConnId>> {
+            let closed = self.pool.connector().closed.clone();
+            for _ in 0..2000 {
+                if closed.lock().unwrap().len() as u64 >= closes {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let closed = closed.lock().unwrap();
+            let new = closed[self.seen..]
+                .iter()
+                .map(|s| self.by_serial.get(s).copied())
+                .collect();
+            self.seen = closed.len();
+            new
+        }
+
+        fn stats(&self) -> PoolStats {
+            self.pool.stats()
+        }
+
+        fn counters(&self) -> Counters {
+            self.pool.counters()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. wharf-embassy over two embassy-net stacks joined in memory.
+// ---------------------------------------------------------------------------
+
+mod embassy_run {
+    use super::*;
+    use crate::two_stacks;
+    use common::{server, Ev, Log, Mode, SERVER};
+    use embassy_futures::join::join;
+    use embassy_futures::select::{select3, Either3};
+    use embedded_io_async::{Read, Write};
+    use wharf_embassy::{Error, Lease, LeaseOptions, Pool, Route, State};
+
+    /// 4 sockets, 4 waiters, 4 routes, 1 KiB buffers.
+    type EmbassyState = State<4, 4, 4, 1024, 1024>;
+
+    const PORT_A: u16 = 7000;
+    const PORT_B: u16 = 7001;
+    /// No listener on the server stack: it answers a connect with a RST.
+    const PORT_F: u16 = 7009;
+
+    fn route(rt: Rt) -> Route {
+        let port = match rt {
+            A => PORT_A,
+            B => PORT_B,
+            F => PORT_F,
+        };
+        Route::ip(SERVER, port)
+    }
+
+    fn rt_of(route: &Route) -> Rt {
+        match route {
+            Route::Ip(ep) if ep.port == PORT_A => A,
+            Route::Ip(ep) if ep.port == PORT_B => B,
+            Route::Ip(ep) if ep.port == PORT_F => F,
+            other => panic!("not a route of the scenario: {other:?}"),
+        }
+    }
+
+    type LeaseFut<'d> = Pin<Box<dyn Future<Output = Result<Lease<'d>, Error>> + 'd>>;
+
+    struct EmbassyRun<'d, 'l> {
+        pool: Pool<'d>,
+        log: &'l Log,
+        pending: HashMap<u32, LeaseFut<'d>>,
+        leases: HashMap<u32, Lease<'d>>,
+        /// The connection's local port -> the core's connection id.
+        by_port: HashMap<u16, ConnId>,
+        /// Server events looked at so far.
+        seen: usize,
+    }
+
+    pub async fn run() -> Vec<Event> {
+        two_stacks!(5, |client, server_stack| {
+            let log = Log::default();
+            // A pool borrows its state for good (firmware gives it a static).
+            let state: &'static mut EmbassyState = Box::leak(Box::new(EmbassyState::new()));
+            let (pool, mut runner) = wharf_embassy::new(client, state, config()).unwrap();
+            let servers = join(
+                server(server_stack, PORT_A, Mode::Echo, &log),
+                server(server_stack, PORT_B, Mode::Echo, &log),
+            );
+            let mut run = EmbassyRun {
+                pool,
+                log: &log,
+                pending: HashMap::new(),
+                leases: HashMap::new(),
+                by_port: HashMap::new(),
+                seen: 0,
+            };
+            match select3(runner.run(), servers, scenario(&mut run)).await {
+                Either3::Third(events) => {
+                    pool.inspect(|p| p.check_invariants())
+                        .expect("core invariants");
+                    events
+                }
+                _ => unreachable!(),
+            }
+        })
+    }
+
+    async fn echo(lease: &mut Lease<'_>, msg: &[u8]) -> bool {
+        if lease.write_all(msg).await.is_err() || lease.flush().await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while got < msg.len() {
+            match lease.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got += n,
+            }
+        }
+        &buf[..got] == msg
+    }
+
+    impl<'d> EmbassyRun<'d, '_> {
+        async fn outcome(&mut self, n: u32, r: Result<Lease<'d>, Error>) -> Outcome {
+            match r {
+                Ok(mut lease) => {
+                    let conn = lease.id().conn();
+                    let route = rt_of(&lease.route());
+                    let port = lease.socket().local_endpoint().expect("connected").port;
+                    self.by_port.insert(port, conn);
+                    assert!(echo(&mut lease, b"granted").await, "lease {n}: no echo");
+                    self.leases.insert(n, lease);
+                    Ok((route, conn))
+                }
+                Err(Error::Timeout) => Err(Fail::Timeout),
+                Err(Error::Closed) => Err(Fail::Closed),
+                Err(Error::Draining) => Err(Fail::Draining),
+                Err(Error::Overflow) => Err(Fail::Overflow),
+                Err(Error::ConnectFailed(f)) => Err(Fail::ConnectFailed(f)),
+                Err(e) => Err(Fail::Other(format!("{e:?}"))),
+            }
+        }
+    }
+
+    impl Backend for EmbassyRun<'_, '_> {
+        fn start(&mut self, n: u32, rt: Rt, timeout_ms: Option<u64>) {
+            let pool = self.pool;
+            let opts = LeaseOptions {
+                timeout: timeout_ms.map(wharf::Duration::from_millis),
+                ..LeaseOptions::default()
+            };
+            let mut fut: LeaseFut<'_> = Box::pin(async move {
+                let route = route(rt);
+                pool.lease_with(&route, opts).await
+            });
+            if let Poll::Ready(r) = poll_once(&mut fut) {
+                fut = Box::pin(std::future::ready(r));
+            }
+            self.pending.insert(n, fut);
+        }
+
+        async fn poll(&mut self, n: u32) -> Option<Outcome> {
+            let fut = self.pending.get_mut(&n).expect("a started lease");
+            match poll_once(fut) {
+                Poll::Pending => None,
+                Poll::Ready(r) => {
+                    self.pending.remove(&n);
+                    Some(self.outcome(n, r).await)
+                }
+            }
+        }
+
+        async fn wait(&mut self, n: u32) -> Outcome {
+            let fut = self.pending.remove(&n).expect("a started lease");
+            let r = fut.await;
+            self.outcome(n, r).await
+        }
+
+        async fn use_lease(&mut self, n: u32) -> bool {
+            let lease = self.leases.get_mut(&n).expect("a granted lease");
+            echo(lease, b"still here").await
+        }
+
+        fn release(&mut self, n: u32) {
+            drop(self.leases.remove(&n).expect("a granted lease"));
+        }
+
+        fn drain(&mut self) {
+            self.pool.drain(None, DrainMode::DrainAndDelete);
+        }
+
+        async fn settle(&mut self, closes: u64) -> Vec<Option<ConnId>> {
+            let ended = |e: &Ev| matches!(e, Ev::Fin(_) | Ev::Rst(_));
+            common::eventually(2000, || {
+                self.log.events().iter().filter(|e| ended(e)).count() as u64 >= closes
+            })
+            .await;
+            let events = self.log.events();
+            let new = events[self.seen..]
+                .iter()
+                .filter_map(|e| match e {
+                    Ev::Fin(p) | Ev::Rst(p) => Some(self.by_port.get(p).copied()),
+                    _ => None,
+                })
+                .collect();
+            self.seen = events.len();
+            new
+        }
+
+        fn stats(&self) -> PoolStats {
+            self.pool.stats()
+        }
+
+        fn counters(&self) -> Counters {
+            self.pool.counters()
+        }
+    }
+}
