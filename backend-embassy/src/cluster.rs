@@ -9,7 +9,7 @@
 use core::cell::{Cell, RefCell};
 use core::future::Future;
 
-use wharf_core::{Balancer, ConnectFailure};
+use wharf_core::Balancer;
 
 use crate::clock::now;
 use crate::error::Error;
@@ -310,7 +310,7 @@ impl<'d, const H: usize> Pool<'d, H> {
             }
             // Dead at hand-out: ask again on the same host.
             let Some(route) = host else {
-                return Err(Error::ConnectFailed(ConnectFailure::Remote));
+                return Err(Error::PeerClosed);
             };
             let tries = pool.shared().inner.borrow().handout_tries();
             for _ in 1..tries {
@@ -318,7 +318,7 @@ impl<'d, const H: usize> Pool<'d, H> {
                     return Ok(lease);
                 }
             }
-            Err(Error::ConnectFailed(ConnectFailure::Remote))
+            Err(Error::PeerClosed)
         }
     }
 }

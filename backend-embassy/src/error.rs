@@ -23,6 +23,10 @@ pub enum Error {
     /// A connect for the route failed (refused, no route, DNS, or timed out);
     /// every request queued on the route fails with it.
     ConnectFailed(ConnectFailure),
+    /// Every connection handed out to the lease was found closed by the peer
+    /// (the driver's `handout_tries` times in a row: each try closed one), as
+    /// `wharf-tokio`'s `Error::PeerClosed`.
+    PeerClosed,
     /// A cluster call failed for a reason of the cluster itself:
     /// [`ClusterError::NoHosts`] (lease through an empty cluster) or
     /// [`ClusterError::UnknownHost`] (removing or marking a host that is not
@@ -85,6 +89,9 @@ impl core::fmt::Display for Error {
                 f.write_str("lease timed out (or, with a zero timeout, no connection was ready)")
             }
             Error::ConnectFailed(r) => write!(f, "connect failed: {r:?}"),
+            Error::PeerClosed => {
+                f.write_str("every connection handed out was found closed by the peer")
+            }
             Error::Cluster(e) => write!(f, "cluster: {e}"),
             Error::ForeignCluster => f.write_str("the cluster handle was issued by another pool"),
             Error::UnknownCluster => f.write_str("no such cluster (it was removed)"),

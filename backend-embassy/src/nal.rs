@@ -195,6 +195,7 @@ impl embedded_io_async::Error for Error {
             }
             Error::Pool(P::ConnectFailed(ConnectFailure::Remote)) => ErrorKind::ConnectionRefused,
             Error::Pool(P::ConnectFailed(ConnectFailure::Local)) => ErrorKind::AddrNotAvailable,
+            Error::Pool(P::PeerClosed) => ErrorKind::ConnectionReset,
             Error::Pool(P::Overflow | P::RouteTableFull) => ErrorKind::OutOfMemory,
             Error::Pool(P::Draining | P::Closed) => ErrorKind::NotConnected,
             Error::Pool(

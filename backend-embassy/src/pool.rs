@@ -4,8 +4,7 @@ use embassy_net::Stack;
 use wharf_core::{Config, ConfigError};
 
 use wharf_core::{
-    ConnectFailure, Counters, DrainMode, Instant, PoolStats, RouteConfig, RouteError, RouteStats,
-    Tag,
+    Counters, DrainMode, Instant, PoolStats, RouteConfig, RouteError, RouteStats, Tag,
 };
 
 use crate::clock::now;
@@ -119,7 +118,7 @@ impl<'d, const H: usize> Pool<'d, H> {
                 return Ok(lease);
             }
         }
-        Err(Error::ConnectFailed(ConnectFailure::Remote))
+        Err(Error::PeerClosed)
     }
 
     pub(crate) async fn lease_once(
