@@ -136,8 +136,10 @@ impl<K: RouteKey, C: Connector<K>> Drop for Lease<K, C> {
                 tag: self.tag,
             }
         };
-        let mut g = self.shared.lock();
+        // The clock is read outside the lock (the core never moves time
+        // backwards), so the lock covers the release's table work only.
         let now = self.shared.now();
+        let mut g = self.shared.lock();
         g.driver.release(self.lease, conn, how, now);
         self.shared.finish(g);
     }

@@ -236,8 +236,8 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     fn dead(&mut self, h: Handout<C::Conn>) -> Option<LeaseResult<K, C>> {
         let shared = self.shared;
         trace::dead_at_handout(h.lease.conn());
-        let mut g = shared.lock();
         let now = shared.now();
+        let mut g = shared.lock();
         if let Target::Cluster(c) = self.target {
             let core = g.driver.core();
             if let Some(k) = core
@@ -321,7 +321,9 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
         loop {
             let done = match this.state {
                 State::Init => {
-                    let mut g = shared.lock();
+                    // The clock is read before the lock (the core never
+                    // moves time backwards: a reading another thread
+                    // overtook is taken as the core's current time).
                     let (now, deadline) = match this.started {
                         Some((_, deadline)) => (shared.now(), deadline),
                         None => {
@@ -331,6 +333,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                             (now, deadline)
                         }
                     };
+                    let mut g = shared.lock();
                     match this.start(&mut g, now, deadline) {
                         Ok(Started::Granted(h)) => {
                             if h.served > 1 {
@@ -395,8 +398,8 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
 impl<K: RouteKey, C: Connector<K>> Drop for LeaseFuture<'_, K, C> {
     fn drop(&mut self) {
         if let State::Waiting { ticket } = self.state {
-            let mut g = self.shared.lock();
             let now = self.shared.now();
+            let mut g = self.shared.lock();
             g.driver.cancel(ticket, now);
             self.shared.finish(g);
         }
