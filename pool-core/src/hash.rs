@@ -22,11 +22,13 @@ pub(crate) struct RouteHasher {
 
 impl RouteHasher {
     pub(crate) fn new(seed: u64) -> Self {
-        // foldhash's seed expansion maps 0 to its weakest multipliers: spread
-        // every caller seed (0 included) with splitmix64's bijective finalizer
-        // first.
+        // foldhash's seed expansion maps 0 to degenerate multipliers (its
+        // high bits, which pick the bucket, then take 2 values of 8 for small
+        // integer keys). splitmix64's finalizer spreads the caller's seed but
+        // maps 0 to 0 (one seed among 2^64 would still land there), so the
+        // expanded seed is forced odd: never 0.
         RouteHasher {
-            shared: SharedSeed::from_u64(splitmix(seed)),
+            shared: SharedSeed::from_u64(splitmix(seed) | 1),
             per_hasher: splitmix(seed ^ 0x9e37_79b9_7f4a_7c15),
         }
     }
@@ -52,6 +54,26 @@ pub(crate) const fn splitmix(x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::RouteHasher;
+
+    /// Small sequential integer keys (IP-like, port-like) spread over every
+    /// bucket under any seed, seed 0 included (foldhash's weak point: a shared
+    /// seed of 0 put them in 2 buckets of 8).
+    #[test]
+    fn sequential_keys_use_every_bucket_under_any_seed() {
+        const KEYS: u64 = if cfg!(miri) { 256 } else { 65_536 };
+        for seed in [0u64, 1, 0x243f_6a88_85a3_08d3, u64::MAX] {
+            let h = RouteHasher::new(seed);
+            let mut per = [0u64; 8];
+            for k in 0..KEYS {
+                per[h.bucket(&k, 8)] += 1;
+            }
+            // Each bucket holds at least half its fair share.
+            assert!(
+                per.iter().all(|&n| n >= KEYS / 16),
+                "seed {seed:#x}: buckets {per:?}"
+            );
+        }
+    }
 
     /// Keys crafted to share one bucket under a known seed spread out under
     /// another seed: the seed, not the key, decides the chains.
