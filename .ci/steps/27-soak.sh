@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 export CARGO_TERM_COLOR=never
 
 echo "-- soak (examples/soak.rs, ${SOAK_LEASES:-20000} leases)"
-out=$(timeout 300 cargo run --release -p wharf-tokio --example soak)
+out=$(timeout 300 bash -c '. .ci/tools/example.sh; example soak -p wharf-tokio')
 echo "$out" | tail -n 16
 summary=$(echo "$out" | tail -n 1)
 python3 - "$summary" <<'PY'

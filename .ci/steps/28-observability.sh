@@ -9,9 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TERM_COLOR=never
 
-echo "-- wharf-tokio with tracing,metrics: clippy"
-cargo clippy -p wharf-tokio --all-targets --features tracing,metrics -- -D warnings
-
+# (clippy with these features: 25-http.sh, with every optional feature.)
 echo "-- metrics, tracing and allocation tests with the features on"
 cargo test --release -p wharf-tokio --features tracing,metrics \
   --test metrics --test tracing --test alloc --test cluster_alloc
