@@ -434,6 +434,11 @@ fn no_waiting_room_and_no_warm_up_is_a_config_error() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri backs every allocation with host memory and interprets its zeroing byte by byte: \
+              the tables this test asks for (GiBs) do not fit; it runs natively in every test run"
+)]
 fn storage_too_large_to_allocate_is_a_typed_error() {
     // Issue 16: before, `with_capacity` aborted the process.
     let cap = Capacity {
