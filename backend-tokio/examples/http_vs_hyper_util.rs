@@ -16,10 +16,10 @@
 //!
 //! Both clients get the settings a user would give them: hyper-util's
 //! defaults (no connection limit; HTTP/2: `http2_only`); Wharf with as many
-//! connections per host as there are concurrent requests (HTTP/1.1), or 2
-//! per host (HTTP/2, each serving up to 100 streams, its default cap of the
-//! server's 200), and its defaults otherwise (a 30 s request timeout,
-//! retries).
+//! connections per host as there are concurrent requests (HTTP/1.1), or one
+//! per host (HTTP/2; `H2_PER_HOST=n` for more) with its stream cap raised to
+//! 256 (`H2_CAP`), so the server's 200 decides, as with hyper-util; its
+//! defaults otherwise (retries on, no request timeout).
 //!
 //! ```text
 //! cargo run --release -p wharf-tokio --features http --example http_vs_hyper_util
