@@ -120,11 +120,9 @@ async fn identities_never_share_a_connection() {
             );
         }
         let s = server.stats();
-        let ids: Vec<_> = s
-            .conns
-            .iter()
-            .map(|c| c.identity.clone().unwrap())
-            .collect();
+        // A connection the pool opened for a waiter that a release then
+        // served may still be in its handshake (no identity recorded yet).
+        let ids: Vec<_> = s.conns.iter().filter_map(|c| c.identity.clone()).collect();
         assert!(
             ids.iter().any(|i| i == "alice") && ids.iter().any(|i| i == "bob"),
             "{ids:?}"
