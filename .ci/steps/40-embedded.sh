@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 export CARGO_TERM_COLOR=never
+# The firmware images keep their profiles' debug info (defmt, size reports).
+unset CARGO_PROFILE_RELEASE_DEBUG
 
 echo "-- toolchain: thumbv7em-none-eabihf, thumbv6m-none-eabi"
 rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
