@@ -124,3 +124,97 @@ fn max_per_route_may_be_lowered_to_a_routes_min_idle_override_but_not_below() {
     );
     assert_eq!(p.route_stats(&A).unwrap().limit, 2);
 }
+
+// ---- §7 `cancel` with `CloseExcess` (pool/lease.rs, `close_excess`) ----
+
+/// §7: with `CloseExcess` the oldest connecting connection closes when
+/// `(len(queue) + active) * ratio <= connecting_capacity - per_conn + active`.
+/// Leases in use count on both sides: one lease out, one waiter with its
+/// connect; cancelling the waiter gives `(0 + 1) * 1 <= 1 - 1 + 1`, exactly at
+/// the bound: the connect is excess. Kills the mutants of the formula's right
+/// side (`<=` -> `>`, `+ active` -> `- active` / `* active`, `* 1000` ->
+/// `+ 1000` / `/ 1000`).
+#[test]
+fn close_excess_counts_leases_in_use_and_closes_at_the_bound() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let _l = open(&mut p, A, t(0));
+    let (w, c) = lease_connect(&mut p, A, t(1));
+    assert_eq!(
+        p.cancel(w, CancelPolicy::CloseExcess, t(2)),
+        Ok(Cancelled::Waiting)
+    );
+    assert_eq!(acts(&mut p), vec![close(c, CloseReason::Excess)]);
+    assert_eq!(p.counters().closes_for(CloseReason::Excess), 1);
+    let rs = p.route_stats(&A).unwrap();
+    assert_eq!((rs.connections, rs.connecting, rs.leased), (1, 0, 1));
+}
+
+/// §7 with §1's `per_conn`: a connection counts for `connecting_capacity`
+/// waiters while it connects. Two waiters share one connect
+/// (`connecting_capacity: 2`); cancelling one leaves `1 * 1 > 2 - 2 + 0`:
+/// the connect is still needed. Kills the mutants of `connecting_capacity`
+/// (`count * per` -> `count + per` / `count / per`) and of the bound's left
+/// side (`* ratio`, `queue + active`, `cc - per` -> `cc + per` / `cc / per`).
+#[test]
+fn close_excess_keeps_a_connect_shared_by_the_waiters_left() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            connecting_capacity: 2,
+            ..cfg()
+        },
+    );
+    let (w1, c) = lease_connect(&mut p, A, t(0));
+    let w2 = lease_wait(&mut p, A, None, t(0));
+    assert_eq!(p.stats().connecting, 1);
+    assert_eq!(
+        p.cancel(w2, CancelPolicy::CloseExcess, t(1)),
+        Ok(Cancelled::Waiting)
+    );
+    quiet(&mut p);
+    assert_eq!(p.counters().closes_for(CloseReason::Excess), 0);
+    let v = connect(&mut p, c, 1, t(2));
+    assert_eq!(single_grant(&v, w1).conn(), c);
+}
+
+// ---- §2 time: due timers in (deadline, sequence) order (pool/timers.rs) ----
+
+/// §2: "Due timers are processed one at a time in order of (deadline,
+/// sequence number)", across connections and waiters alike, and a timer not
+/// yet due does not fire in the same pass. A waiter's deadline at 10 comes
+/// before an idle timeout at 20; a second waiter's deadline at 100 does not
+/// fire at 30. Kills `&&` -> `||` and `<` -> `==` / `>` in `fire_due`'s pick
+/// of the earliest due entry.
+#[test]
+fn due_timers_fire_in_deadline_order_across_connections_and_waiters() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            idle_timeout: Some(ms(20)),
+            ..cfg()
+        },
+    );
+    let lb = open(&mut p, B, t(0));
+    let rb = route(&p, lb.conn());
+    put_back(&mut p, lb, t(0));
+    let w1 = queued(p.lease(&A, None, t(0), Some(t(10))));
+    let v = acts(&mut p);
+    single_connect(&p, &v, A);
+    let w2 = queued(p.lease(&A, None, t(0), Some(t(100))));
+    let v = acts(&mut p);
+    single_connect(&p, &v, A);
+    assert_eq!(
+        tick(&mut p, t(30)),
+        vec![
+            failed(w1, FailReason::Timeout),
+            close(lb.conn(), CloseReason::IdleTimeout),
+            route_idle(rb, B),
+        ]
+    );
+    assert_eq!(p.stats().pending, 1);
+    assert_eq!(tick(&mut p, t(99)), vec![]);
+    assert_eq!(tick(&mut p, t(100)), vec![failed(w2, FailReason::Timeout)]);
+}
