@@ -218,3 +218,89 @@ fn due_timers_fire_in_deadline_order_across_connections_and_waiters() {
     assert_eq!(tick(&mut p, t(99)), vec![]);
     assert_eq!(tick(&mut p, t(100)), vec![failed(w2, FailReason::Timeout)]);
 }
+
+// ---- §7 `drain`, `set_route_config`, `set_route_limit` (pool/drain.rs) ----
+
+/// §7: `set_route_limit` is `set_route_config` with only the limit changed:
+/// it lowers (nothing closes at once, the excess closes on release,
+/// `RouteLimit`), clears (`None`: back to `max_per_route`) and keeps the
+/// route's other overrides (`min_idle` here). Kills the body replaced by
+/// `Ok(())`.
+#[test]
+fn set_route_limit_changes_only_the_limit() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
+    let warm = RouteConfig {
+        min_idle: Some(1),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&A, warm, t(0)).unwrap();
+    let v = acts(&mut p);
+    let c0 = single_connect(&p, &v, A);
+    assert_eq!(connect(&mut p, c0, 1, t(0)), vec![]);
+    let l1 = granted(p.lease(&A, None, t(1), None));
+    let v = acts(&mut p);
+    // min_idle 1: warm-up replaces the idle connection just leased.
+    let c1 = single_connect(&p, &v, A);
+    assert_eq!(connect(&mut p, c1, 1, t(1)), vec![]);
+    let l2 = granted(p.lease(&A, None, t(1), None));
+    assert_eq!(l2.conn(), c1);
+    let v = acts(&mut p);
+    let c2 = single_connect(&p, &v, A);
+    assert_eq!(connect(&mut p, c2, 1, t(1)), vec![]);
+    assert_eq!(p.route_stats(&A).unwrap().connections, 3);
+
+    p.set_route_limit(&A, Some(2), t(2)).unwrap();
+    quiet(&mut p);
+    let rs = p.route_stats(&A).unwrap();
+    assert_eq!((rs.limit, rs.connections), (2, 3));
+    assert_eq!(
+        release(&mut p, l1, Release::REUSE, t(3)),
+        vec![close(l1.conn(), CloseReason::RouteLimit)]
+    );
+    // At the limit now: the next one goes idle.
+    put_back(&mut p, l2, t(3));
+    // min_idle was kept: discarding both idle connections warms one up again.
+    let l = granted(p.lease(&A, None, t(4), None));
+    quiet(&mut p); // one idle left: min_idle holds
+    let v = release(&mut p, l, Release::Discard, t(4));
+    assert_eq!(v, vec![close(l.conn(), CloseReason::Discarded)]);
+    let l = granted(p.lease(&A, None, t(5), None));
+    let v = acts(&mut p);
+    let c3 = single_connect(&p, &v, A);
+    assert_eq!(connect(&mut p, c3, 1, t(5)), vec![]);
+    assert_eq!(p.counters().warmups, 4);
+
+    p.set_route_limit(&A, None, t(6)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_stats(&A).unwrap().limit, 3);
+    put_back(&mut p, l, t(7));
+    assert_eq!(p.route_stats(&A).unwrap().idle, 2);
+}
+
+/// §7 `DrainAndDelete` "always ends with a `RouteIdle` that frees the slot":
+/// when the route's notice is still queued (not polled), that one notice
+/// serves; no second is queued. Kills `&&` -> `||` in `drain_route`'s
+/// `idle_mark` reset (which queued the route's action twice).
+#[test]
+fn drain_and_delete_with_the_route_idle_notice_unpolled_gives_it_once() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let l = open(&mut p, A, t(0));
+    let ra = route(&p, l.conn());
+    // Not polled: the Close and the RouteIdle wait in the queue.
+    p.release(l, Release::Discard, t(1)).unwrap();
+    p.drain(DrainScope::Route(&A), DrainMode::DrainAndDelete, t(2));
+    assert_eq!(
+        acts(&mut p),
+        vec![close(l.conn(), CloseReason::Discarded), route_idle(ra, A)]
+    );
+    assert_eq!(p.route_stats(&A), None);
+    assert_eq!(p.route_key(ra), None);
+}
