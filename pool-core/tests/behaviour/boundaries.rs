@@ -304,3 +304,27 @@ fn drain_and_delete_with_the_route_idle_notice_unpolled_gives_it_once() {
     assert_eq!(p.route_stats(&A), None);
     assert_eq!(p.route_key(ra), None);
 }
+
+/// §7 / §3.2: `set_route_limit` keeps a route's preconnect ratio override as
+/// it was (2.0: a lease that finds nothing makes a demand connect and a
+/// preconnect). Kills `/ 1000.0` -> `* 1000.0` (a ratio out of range: the
+/// call failed) and -> `% 1000.0` (the ratio dropped to off).
+#[test]
+fn set_route_limit_keeps_the_routes_preconnect_ratio() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let two = RouteConfig {
+        preconnect_ratio: Some(2.0),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&A, two, t(0)).unwrap();
+    quiet(&mut p);
+    p.set_route_limit(&A, Some(3), t(0)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_stats(&A).unwrap().limit, 3);
+    let _w = queued(p.lease(&A, None, t(1), None));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "a demand connect and a preconnect: {v:?}");
+    let n = *p.counters();
+    assert_eq!((n.connects, n.preconnects), (2, 1));
+}
