@@ -328,3 +328,34 @@ fn set_route_limit_keeps_the_routes_preconnect_ratio() {
     let n = *p.counters();
     assert_eq!((n.connects, n.preconnects), (2, 1));
 }
+
+/// §2 / §9.3: the idle timeout counts from the last release. A connection
+/// idle since 0, leased at 500 and released at 600, does not time out at
+/// 1000 (its old deadline: timers are re-armed lazily, §2 "`poll_timeout()`
+/// may return a time earlier than the next real event"), only at 1600.
+/// Kills `fire_due`'s re-key guard `k > e.key()` replaced by `false` and
+/// `>` -> `<` (both fired the stale deadline).
+#[test]
+fn a_stale_timer_entry_is_moved_to_the_real_deadline_not_fired() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            idle_timeout: Some(ms(1000)),
+            ..cfg()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    let ra = route(&p, l.conn());
+    put_back(&mut p, l, t(0));
+    let l = granted(p.lease(&A, None, t(500), None));
+    quiet(&mut p);
+    put_back(&mut p, l, t(600));
+    assert_eq!(tick(&mut p, t(1000)), vec![]);
+    assert_eq!(p.stats().idle, 1);
+    assert_eq!(tick(&mut p, t(1599)), vec![]);
+    assert_eq!(
+        tick(&mut p, t(1600)),
+        vec![close(l.conn(), CloseReason::IdleTimeout), route_idle(ra, A)]
+    );
+}
