@@ -359,3 +359,47 @@ fn a_stale_timer_entry_is_moved_to_the_real_deadline_not_fired() {
         vec![close(l.conn(), CloseReason::IdleTimeout), route_idle(ra, A)]
     );
 }
+
+// ---- §7 `set_capacity` (pool/connect.rs) ----
+
+/// §7 `set_capacity`: "A connection on the ready list that stays available
+/// keeps its place (only `spare` changes); one that is now full leaves it
+/// (busy)". Lowered from 4 to 2 with one lease out it stays available
+/// (`spare` 1, the next lease is granted on it); lowered to exactly its
+/// leases in use (2) it is full: the next lease waits; raised to 3 it is
+/// placed again and serves that waiter. Kills `<` -> `<=` / `==` in the
+/// "still available" test and the mutants of the `spare` update
+/// (`spare + after - before`).
+#[test]
+fn set_capacity_on_an_available_connection_updates_its_spare_or_makes_it_full() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let _l1 = single_grant(&connect(&mut p, c, 4, t(1)), w);
+    assert_eq!(p.route_load(&A).spare, 3);
+    p.set_capacity(c, 2, t(2)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_load(&A).spare, 1);
+    let l2 = granted(p.lease(&A, None, t(3), None));
+    assert_eq!(l2.conn(), c);
+    quiet(&mut p);
+    assert_eq!(p.route_load(&A).spare, 0);
+
+    p.set_capacity(c, 4, t(4)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_load(&A).spare, 2);
+    // Exactly the leases in use: full, off the ready list.
+    p.set_capacity(c, 2, t(5)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_load(&A).spare, 0);
+    let w3 = lease_wait(&mut p, A, None, t(6));
+    p.set_capacity(c, 3, t(7)).unwrap();
+    assert_eq!(single_grant(&acts(&mut p), w3).conn(), c);
+    assert_eq!(p.stats().leased, 3);
+}
