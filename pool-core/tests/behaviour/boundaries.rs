@@ -403,3 +403,44 @@ fn set_capacity_on_an_available_connection_updates_its_spare_or_makes_it_full() 
     assert_eq!(single_grant(&acts(&mut p), w3).conn(), c);
     assert_eq!(p.stats().leased, 3);
 }
+
+// ---- §7 `validated` (pool/connect.rs) ----
+
+/// §7 `validated` + §2: "Alive: `updated = now`", so an idle connection's
+/// idle timeout counts from the validation. Its old deadline came due (and
+/// was dropped) while it validated; the waiter was cancelled, so it goes
+/// idle at 1100 and times out at 2100. Kills `== Ready` -> `!= Ready` in
+/// `validated`'s re-arm (the connection never timed out).
+#[test]
+fn an_idle_connection_validated_alive_gets_its_idle_timeout_again() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            idle_timeout: Some(ms(1000)),
+            validate_after_inactivity: Some(ms(500)),
+            ..cfg()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    let ra = route(&p, l.conn());
+    put_back(&mut p, l, t(0));
+    let w = queued(p.lease(&A, None, t(600), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: l.conn() }]);
+    assert_eq!(
+        p.cancel(w, CancelPolicy::Default, t(700)),
+        Ok(Cancelled::Waiting)
+    );
+    quiet(&mut p);
+    // Validating: no idle timeout.
+    assert_eq!(tick(&mut p, t(1000)), vec![]);
+    p.validated(l.conn(), Validation::Alive, t(1100)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.stats().idle, 1);
+    assert!(p.poll_timeout().is_some_and(|d| d <= t(2100)));
+    assert_eq!(tick(&mut p, t(2099)), vec![]);
+    assert_eq!(
+        tick(&mut p, t(2100)),
+        vec![close(l.conn(), CloseReason::IdleTimeout), route_idle(ra, A)]
+    );
+}
