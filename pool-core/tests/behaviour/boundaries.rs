@@ -444,3 +444,140 @@ fn an_idle_connection_validated_alive_gets_its_idle_timeout_again() {
         vec![close(l.conn(), CloseReason::IdleTimeout), route_idle(ra, A)]
     );
 }
+
+// ---- §2 the idle timeout kept for the preconnect ratio (pool/capacity.rs,
+// `preconnect_would_reopen`) ----
+
+/// Route `A` with a preconnect ratio of 2.0 and an idle timeout of 1000:
+/// one lease made a demand connect and a preconnect; returns the lease (on
+/// the first connection) and the idle second connection, idle since `t(1)`.
+/// Without anything else, at `t(1001)` the idle one is kept (§2: without it
+/// `(0 + 1) * 2 > 0 + 1`).
+fn ratio_two_with_one_idle(p: &mut P<'_>) -> (Lease, ConnId) {
+    let two = RouteConfig {
+        preconnect_ratio: Some(2.0),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&A, two, t(0)).unwrap();
+    quiet(p);
+    let w = queued(p.lease(&A, None, t(0), None));
+    let v = acts(p);
+    assert_eq!(v.len(), 2, "a demand connect and a preconnect: {v:?}");
+    let (c1, c2) = (connect_of(&v[0]), connect_of(&v[1]));
+    let l = single_grant(&connect(p, c1, 1, t(1)), w);
+    assert_eq!(connect(p, c2, 1, t(1)), vec![]);
+    assert_eq!(p.route_stats(&A).unwrap().idle, 1);
+    (l, c2)
+}
+
+fn idle_ratio_cfg() -> Config {
+    Config {
+        idle_timeout: Some(ms(1000)),
+        max_per_route: 4,
+        ..cfg()
+    }
+}
+
+/// The rule itself (§2 "nor below what its preconnect ratio provisions").
+#[test]
+fn idle_timeout_keeps_the_connection_the_preconnect_ratio_provisions() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, idle_ratio_cfg());
+    let (_l, _c2) = ratio_two_with_one_idle(&mut p);
+    assert_eq!(tick(&mut p, t(1001)), vec![]);
+    assert_eq!(p.route_stats(&A).unwrap().idle, 1);
+}
+
+/// §2 with §12: an unhealthy route makes no preconnect, so the ratio keeps
+/// nothing: the idle connection times out. Kills `||` -> `&&` between
+/// `unhealthy` and `deleting` in `preconnect_would_reopen`.
+#[test]
+fn idle_timeout_of_an_unhealthy_route_ignores_its_preconnect_ratio() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, idle_ratio_cfg());
+    let (_l, c2) = ratio_two_with_one_idle(&mut p);
+    p.set_route_health(&A, false, t(2)).unwrap();
+    quiet(&mut p);
+    assert_eq!(
+        tick(&mut p, t(1001)),
+        vec![close(c2, CloseReason::IdleTimeout)]
+    );
+}
+
+/// §2 with §8: while a retry backoff is pending the route makes no
+/// preconnect, so the ratio keeps nothing. Kills `||` -> `&&` around
+/// `retry_until.is_some()` in `preconnect_would_reopen`.
+#[test]
+fn idle_timeout_during_a_retry_backoff_ignores_the_preconnect_ratio() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            retry_backoff: ms(5000),
+            ..idle_ratio_cfg()
+        },
+    );
+    let (_l, c2) = ratio_two_with_one_idle(&mut p);
+    // A second lease takes the idle one; the ratio asks for two more
+    // connections, whose connects fail: a backoff until 5002.
+    let l2 = granted(p.lease(&A, None, t(2), None));
+    assert_eq!(l2.conn(), c2);
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "two preconnects: {v:?}");
+    for a in &v {
+        p.connect_failed(connect_of(a), ConnectFailure::Remote, t(2))
+            .unwrap();
+        quiet(&mut p);
+    }
+    put_back(&mut p, l2, t(2));
+    assert_eq!(
+        tick(&mut p, t(1002)),
+        vec![close(c2, CloseReason::IdleTimeout)]
+    );
+}
+
+/// §2: the ratio keeps a connection only if "the idle limits leave room"
+/// (§3.2): with `max_idle` 2 and another route's two connects in flight, the
+/// global count `idle - 1 + connecting` is at the limit, so the idle
+/// connection times out. Kills `&&` -> `||` between the per-route and the
+/// global idle limit in `preconnect_would_reopen`.
+#[test]
+fn idle_timeout_ignores_the_preconnect_ratio_when_max_idle_leaves_no_room() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_idle: Some(2),
+            ..idle_ratio_cfg()
+        },
+    );
+    let (_l, c2) = ratio_two_with_one_idle(&mut p);
+    let (_wb, _cb) = lease_connect(&mut p, B, t(2));
+    let (_wb2, _cb2) = lease_connect(&mut p, B, t(2));
+    assert_eq!(
+        tick(&mut p, t(1001)),
+        vec![close(c2, CloseReason::IdleTimeout)]
+    );
+}
+
+/// §2: at a ratio of 1.0 (no preconnect) nothing is kept for the ratio, even
+/// with a waiter queued (for another tag, which the idle connection cannot
+/// serve). Kills `||` -> `&&` after `ratio <= 1000` in
+/// `preconnect_would_reopen`.
+#[test]
+fn idle_timeout_without_a_preconnect_ratio_keeps_nothing_for_a_waiter_of_another_tag() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, idle_ratio_cfg());
+    let l = open(&mut p, A, t(0));
+    p.release(l, tagged(T1), t(1)).unwrap();
+    quiet(&mut p);
+    let w = queued(p.lease(&A, Some(T2), t(2), None));
+    let v = acts(&mut p);
+    single_connect(&p, &v, A);
+    assert_eq!(
+        tick(&mut p, t(1001)),
+        vec![close(l.conn(), CloseReason::IdleTimeout)]
+    );
+    assert_eq!(p.stats().pending, 1);
+    let _ = w;
+}
