@@ -581,3 +581,131 @@ fn idle_timeout_without_a_preconnect_ratio_keeps_nothing_for_a_waiter_of_another
     assert_eq!(p.stats().pending, 1);
     let _ = w;
 }
+
+/// The other side of the global bound: with one connect in flight elsewhere,
+/// `idle - 1 + connecting` = 1 < `max_idle` 2: room, the connection is kept.
+/// Kills `<` -> `>` and `idle - 1` -> `idle + 1` / `idle / 1` in the global
+/// room check (and, with the test above, `<` -> `<=` / `==`, `+` -> `*`).
+#[test]
+fn idle_timeout_keeps_the_connection_for_the_ratio_while_max_idle_leaves_room() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_idle: Some(2),
+            ..idle_ratio_cfg()
+        },
+    );
+    let (_l, _c2) = ratio_two_with_one_idle(&mut p);
+    let (_wb, _cb) = lease_connect(&mut p, B, t(2));
+    assert_eq!(tick(&mut p, t(1001)), vec![]);
+    assert_eq!(p.route_stats(&A).unwrap().idle, 1);
+}
+
+/// The per-route bound (`max_idle_per_route` 1): a demand connect of the
+/// route itself in flight (a waiter for a tag that, with `strict_tags`, the
+/// untagged idle connection cannot serve) leaves `idle - 1 + connecting` =
+/// 1, not below 1: no room, the idle connection times out although the
+/// ratio (2.0) would want it. Kills `<` -> `<=` / `==`, `+` -> `-` / `*` in
+/// the per-route room check.
+#[test]
+fn idle_timeout_ignores_the_preconnect_ratio_when_max_idle_per_route_leaves_no_room() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_idle_per_route: Some(1),
+            strict_tags: true,
+            ..idle_ratio_cfg()
+        },
+    );
+    let two = RouteConfig {
+        preconnect_ratio: Some(2.0),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&A, two, t(0)).unwrap();
+    quiet(&mut p);
+    // The idle limit allows the preconnect only once the demand connect is
+    // up.
+    let (w1, c1) = lease_connect(&mut p, A, t(0));
+    let v = connect(&mut p, c1, 1, t(1));
+    assert_eq!(v.len(), 2, "{v:?}");
+    single_grant(&v[..1].to_vec(), w1);
+    let c2 = connect_of(&v[1]);
+    assert_eq!(connect(&mut p, c2, 1, t(1)), vec![]);
+    let w = queued(p.lease(&A, Some(T2), t(2), None));
+    let v = acts(&mut p);
+    single_connect(&p, &v, A);
+    assert_eq!(
+        tick(&mut p, t(1001)),
+        vec![close(c2, CloseReason::IdleTimeout)]
+    );
+    assert_eq!(p.stats().pending, 1);
+    let _ = w;
+}
+
+/// The other side of the per-route bound: ratio 3.0, `max_idle_per_route`
+/// 2, one lease out, one idle, one preconnect in flight: `idle - 1 +
+/// connecting` = 1 < 2, room: the idle one is kept. Kills `<` -> `>` and
+/// `idle - 1` -> `idle + 1` / `idle / 1` in the per-route room check.
+#[test]
+fn idle_timeout_keeps_the_connection_for_the_ratio_while_max_idle_per_route_leaves_room() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_idle_per_route: Some(2),
+            ..idle_ratio_cfg()
+        },
+    );
+    let three = RouteConfig {
+        preconnect_ratio: Some(3.0),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&A, three, t(0)).unwrap();
+    quiet(&mut p);
+    let w = queued(p.lease(&A, None, t(0), None));
+    let v = acts(&mut p);
+    // A demand connect and one preconnect (the idle limit allows no more).
+    assert_eq!(v.len(), 2, "{v:?}");
+    let (c1, c2) = (connect_of(&v[0]), connect_of(&v[1]));
+    let v = connect(&mut p, c1, 1, t(1));
+    // Granted, and the ratio asks for one more (connecting: c2, then c3).
+    assert_eq!(v.len(), 2, "{v:?}");
+    single_grant(&v[..1].to_vec(), w);
+    connect_of(&v[1]);
+    assert_eq!(connect(&mut p, c2, 1, t(1)), vec![]);
+    let rs = p.route_stats(&A).unwrap();
+    assert_eq!((rs.leased, rs.idle, rs.connecting), (1, 1, 1));
+    assert_eq!(tick(&mut p, t(1001)), vec![]);
+    assert_eq!(p.route_stats(&A).unwrap().idle, 1);
+}
+
+/// §2: the ratio keeps only what it provisions, counting the spare streams
+/// of the other open connections: ratio 2.0 with one lease out and three
+/// idle connections keeps one. Kills `* 1000` -> `+ 1000` in
+/// `preconnect_would_reopen`'s ratio check.
+#[test]
+fn idle_timeout_keeps_only_what_the_preconnect_ratio_provisions() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, idle_ratio_cfg());
+    let (_l, c2) = ratio_two_with_one_idle(&mut p);
+    let l2 = granted(p.lease(&A, None, t(3), None));
+    assert_eq!(l2.conn(), c2);
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "two preconnects: {v:?}");
+    let (c3, c4) = (connect_of(&v[0]), connect_of(&v[1]));
+    assert_eq!(connect(&mut p, c3, 1, t(3)), vec![]);
+    assert_eq!(connect(&mut p, c4, 1, t(3)), vec![]);
+    put_back(&mut p, l2, t(4));
+    assert_eq!(p.route_stats(&A).unwrap().idle, 3);
+    assert_eq!(
+        tick(&mut p, t(1003)),
+        vec![
+            close(c3, CloseReason::IdleTimeout),
+            close(c4, CloseReason::IdleTimeout)
+        ]
+    );
+    assert_eq!(tick(&mut p, t(1004)), vec![]);
+    assert_eq!(p.route_stats(&A).unwrap().idle, 1);
+}
