@@ -709,3 +709,78 @@ fn idle_timeout_keeps_only_what_the_preconnect_ratio_provisions() {
     assert_eq!(tick(&mut p, t(1004)), vec![]);
     assert_eq!(p.route_stats(&A).unwrap().idle, 1);
 }
+
+// ---- §3.2 / §3.3 connect decisions (pool/capacity.rs) ----
+
+/// §3.2 "Preconnects count against the idle limits": `idle + connecting <
+/// max_idle` (pool-wide). Another route's idle connection and this route's
+/// demand connect make 2 = `max_idle`: no preconnect. Kills `+` -> `*` in
+/// `idle_room`'s global count.
+#[test]
+fn no_preconnect_when_idle_and_connecting_reach_max_idle() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_idle: Some(2),
+            ..cfg()
+        },
+    );
+    let two = RouteConfig {
+        preconnect_ratio: Some(2.0),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&A, two, t(0)).unwrap();
+    quiet(&mut p);
+    let lb = open(&mut p, B, t(0));
+    put_back(&mut p, lb, t(0));
+    let (_w, _c) = lease_connect(&mut p, A, t(1));
+    assert_eq!(p.counters().preconnects, 0);
+}
+
+/// §3.2 "Nothing if `r` is being deleted": a route drained for deletion
+/// with waiters left makes no new connect, even when a raised limit would
+/// allow one. Kills `||` -> `&&` between `!live()` and `deleting` in
+/// `try_create`.
+#[test]
+fn a_route_being_deleted_makes_no_new_connect_for_its_waiters() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let (_w1, _c1) = lease_connect(&mut p, A, t(0));
+    let _w2 = lease_wait(&mut p, A, None, t(0));
+    p.drain(DrainScope::Route(&A), DrainMode::DrainAndDelete, t(1));
+    quiet(&mut p);
+    p.set_max_per_route(2, t(2)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.counters().connects, 1);
+}
+
+/// §3.3 step 1: at the route limit, demand closes *idle* connections of the
+/// route (`RouteLimit`), never one with leases: an HTTP/2 connection with a
+/// lease out, available but not idle, which a waiter for another tag cannot
+/// use (`strict_tags`), stays, and the waiter waits. Kills `!=` -> `==` in
+/// the walk over the ready list for an idle connection.
+#[test]
+fn route_limit_shrink_never_closes_a_connection_with_leases() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 1,
+            strict_tags: true,
+            ..cfg()
+        },
+    );
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let _l = single_grant(&connect(&mut p, c, 2, t(0)), w);
+    let _w2 = lease_wait(&mut p, A, Some(T2), t(1));
+    assert_eq!(p.counters().closes_for(CloseReason::RouteLimit), 0);
+    let rs = p.route_stats(&A).unwrap();
+    assert_eq!((rs.connections, rs.leased, rs.pending), (1, 1, 1));
+}
