@@ -784,3 +784,88 @@ fn route_limit_shrink_never_closes_a_connection_with_leases() {
     let rs = p.route_stats(&A).unwrap();
     assert_eq!((rs.connections, rs.leased, rs.pending), (1, 1, 1));
 }
+
+// ---- §3.7a yield(c): cross-route fairness (pool/capacity.rs, `yields`) ----
+
+/// Route `A` with `a` leases out, route `B` with one, the total limit at
+/// `a + 1`; then a waiter on `B` (older) and one on `A` (younger), both
+/// blocked on the total. Returns `A`'s leases, `B`'s route and the waiters.
+fn contended(p: &mut P<'_>, a: usize) -> (Vec<Lease>, WaiterId, WaiterId) {
+    let la: Vec<Lease> = (0..a).map(|_| open(p, A, t(0))).collect();
+    let _lb = open(p, B, t(0));
+    let wb = lease_wait(p, B, None, t(1));
+    let wa = lease_wait(p, A, None, t(2));
+    (la, wb, wa)
+}
+
+/// §3.7a: `B` (1 connection) is *short* against `A` (3): `1 + 1 < 3`, and its
+/// waiter is older than `A`'s: the connection `A` releases yields (closes
+/// `Evicted`) and `B` connects. Kills `<` -> `>` / `==` in `short`.
+#[test]
+fn a_release_yields_to_an_older_waiter_of_a_short_route() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 4,
+            max_per_route: 4,
+            ..cfg()
+        },
+    );
+    let (la, _wb, _wa) = contended(&mut p, 3);
+    let c = la[0].conn();
+    let v = release(&mut p, la[0], Release::REUSE, t(3));
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(c, CloseReason::Evicted));
+    single_connect(&p, &v[1..].to_vec(), B);
+}
+
+/// §3.7a "only toward an equal share": `B` (1) is not short against `A` (2):
+/// `1 + 1 < 2` is false, so `A`'s released connection serves `A`'s own
+/// (younger) waiter. Kills `<` -> `<=` / `==`, `+ 1` -> `- 1` / `* 1` in
+/// `short` and `&&` -> `||` after `b != r`.
+#[test]
+fn a_release_does_not_yield_to_a_route_that_is_not_short() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 3,
+            max_per_route: 4,
+            ..cfg()
+        },
+    );
+    let (la, _wb, wa) = contended(&mut p, 2);
+    let v = release(&mut p, la[0], Release::REUSE, t(3));
+    assert_eq!(single_grant(&v, wa).conn(), la[0].conn());
+    assert_eq!(p.counters().closes_for(CloseReason::Evicted), 0);
+}
+
+/// §3.7a applies "while the total limit binds (`total >= max_total`)": with
+/// the total below it (a `Close` not yet polled holds the last connection
+/// slot), a released connection stays, and the blocked route connects once
+/// the slot comes back. Kills `||` -> `&&` and `<` -> `>` in `yields`'s
+/// first test.
+#[test]
+fn a_release_below_the_total_limit_does_not_yield() {
+    let mut st: Storage<Key, 2, 4, 8, 8> = Storage::new();
+    let mut p = Pool::new(
+        &mut st,
+        Config {
+            max_total: 2,
+            ..cfg()
+        },
+    )
+    .unwrap();
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    let _wb = lease_wait(&mut p, B, None, t(1));
+    // Neither release is polled: the first one's Close holds its slot.
+    p.release(l1, Release::Discard, t(2)).unwrap();
+    p.release(l2, Release::REUSE, t(2)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(l1.conn(), CloseReason::Discarded));
+    single_connect(&p, &v[1..].to_vec(), B);
+    assert_eq!(p.route_stats(&A).unwrap().idle, 1);
+}
