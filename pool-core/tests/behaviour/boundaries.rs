@@ -869,3 +869,40 @@ fn a_release_below_the_total_limit_does_not_yield() {
     single_connect(&p, &v[1..].to_vec(), B);
     assert_eq!(p.route_stats(&A).unwrap().idle, 1);
 }
+
+// ---- storage slots (pool/mod.rs, the free lists made by `from_slots`) ----
+
+/// §4 steps 2/5: "no waiter slot -> `Err(Overflow)`": the storage's 8 waiter
+/// slots all serve, and a 9th waiter is refused. Kills `i + 1 < nw` ->
+/// `<=` / `i * 1 < nw` in the waiters' free list (its last slot pointed past
+/// the end).
+#[test]
+fn every_waiter_slot_serves_and_one_more_waiter_overflows() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    for i in 0..8u64 {
+        queued(p.lease(&A, None, t(i), None));
+        acts(&mut p);
+    }
+    assert_eq!(p.stats().pending, 8);
+    assert_eq!(refused(p.lease(&A, None, t(9), None)), LeaseError::Overflow);
+    assert_eq!(p.counters().overflows, 1);
+}
+
+/// §4 step 4: "no lease slot -> `Err(Overflow)`": the storage's 8 lease
+/// slots all serve (one HTTP/2 connection with room for 10), a 9th lease is
+/// refused. Kills `i + 1 < nl` -> `<=` / `i * 1 < nl` in the leases' free
+/// list.
+#[test]
+fn every_lease_slot_serves_and_one_more_lease_overflows() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    single_grant(&connect(&mut p, c, 10, t(0)), w);
+    for _ in 1..8 {
+        assert_eq!(granted(p.lease(&A, None, t(1), None)).conn(), c);
+    }
+    quiet(&mut p);
+    assert_eq!(p.stats().leased, 8);
+    assert_eq!(refused(p.lease(&A, None, t(2), None)), LeaseError::Overflow);
+}
