@@ -906,3 +906,15 @@ fn every_lease_slot_serves_and_one_more_lease_overflows() {
     assert_eq!(p.stats().leased, 8);
     assert_eq!(refused(p.lease(&A, None, t(2), None)), LeaseError::Overflow);
 }
+
+/// Storage without waiter slots is allowed (leases are granted or refused at
+/// once): a lease that would wait is `Err(Overflow)`. Kills `nw > 0` ->
+/// `nw >= 0` for the first free waiter slot.
+#[test]
+fn storage_without_waiter_slots_refuses_every_lease_that_would_wait() {
+    let mut st: Storage<Key, 4, 4, 0, 4> = Storage::new();
+    let mut p = Pool::new(&mut st, cfg()).unwrap();
+    assert_eq!(refused(p.lease(&A, None, t(0), None)), LeaseError::Overflow);
+    quiet(&mut p);
+    assert_eq!(p.counters().overflows, 1);
+}
