@@ -918,3 +918,29 @@ fn storage_without_waiter_slots_refuses_every_lease_that_would_wait() {
     quiet(&mut p);
     assert_eq!(p.counters().overflows, 1);
 }
+
+/// `Pool::with_capacity` refuses storage without connection, route or lease
+/// slots (`BadStorage`) before it looks at the configuration: a
+/// `max_leases` that no lease slot could hold is not what is reported.
+/// Kills `||` -> `&&` around `leases == 0` in `with_capacity`'s check.
+#[test]
+fn with_capacity_refuses_zero_slots_before_checking_the_config() {
+    let c = Config {
+        max_leases: Some(1),
+        ..cfg()
+    };
+    let cap = |conns, routes, leases| Capacity {
+        conns,
+        routes,
+        waiters: 4,
+        leases,
+    };
+    for (conns, routes, leases) in [(0, 4, 4), (4, 0, 4), (4, 4, 0)] {
+        assert_eq!(
+            P::with_capacity(cap(conns, routes, leases), c.clone()).err(),
+            Some(ConfigError::BadStorage),
+            "{conns} {routes} {leases}"
+        );
+    }
+    assert!(P::with_capacity(cap(4, 4, 4), c).is_ok());
+}
