@@ -944,3 +944,34 @@ fn with_capacity_refuses_zero_slots_before_checking_the_config() {
     }
     assert!(P::with_capacity(cap(4, 4, 4), c).is_ok());
 }
+
+/// §7 / §5: a route stays *over* a lowered limit until enough connections
+/// closed, one per release: from 3 connections to a limit of 1, the first
+/// release leaves it still over (2), and `check_invariants` (run after every
+/// step) must still accept it. Kills `<=` -> `>` where a close clears the
+/// route's over-limit mark.
+#[test]
+fn a_route_two_over_its_lowered_limit_closes_one_connection_per_release() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 3,
+            ..cfg()
+        },
+    );
+    let l: Vec<Lease> = (0..3).map(|_| open(&mut p, A, t(0))).collect();
+    p.set_route_limit(&A, Some(1), t(1)).unwrap();
+    quiet(&mut p);
+    for (i, lease) in l.iter().enumerate() {
+        let v = release(&mut p, *lease, Release::REUSE, t(2 + i as u64));
+        if i < 2 {
+            assert_eq!(v, vec![close(lease.conn(), CloseReason::RouteLimit)]);
+        } else {
+            assert_eq!(v, vec![]);
+        }
+        ok(&p);
+    }
+    let rs = p.route_stats(&A).unwrap();
+    assert_eq!((rs.limit, rs.connections, rs.idle), (1, 1, 1));
+}
