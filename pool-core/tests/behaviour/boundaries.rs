@@ -975,3 +975,53 @@ fn a_route_two_over_its_lowered_limit_closes_one_connection_per_release() {
     let rs = p.route_stats(&A).unwrap();
     assert_eq!((rs.limit, rs.connections, rs.idle), (1, 1, 1));
 }
+
+// ---- the warm path (pool/fast.rs) must do what the general path does ----
+
+/// §3.8: a lease on an idle HTTP/2 connection leaves it available (`active
+/// < capacity`), so the next lease is granted on it too, without a connect.
+/// Kills `capacity != 1` -> `== 1` and `||` -> `&&` after `tag.is_some()`
+/// in `lease_fast`'s test (the warm path is for single-stream connections:
+/// it files the connection as full).
+#[test]
+fn an_idle_http2_connection_serves_a_second_lease_at_once() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    let l = single_grant(&connect(&mut p, c, 2, t(0)), w);
+    put_back(&mut p, l, t(1));
+    let l1 = granted(p.lease(&A, None, t(2), None));
+    quiet(&mut p);
+    let l2 = granted(p.lease(&A, None, t(2), None));
+    quiet(&mut p);
+    assert_eq!((l1.conn(), l2.conn()), (c, c));
+    assert_eq!(p.counters().connects, 1);
+}
+
+/// §3.1 step 4 / §3.5: a lease that takes a route's last idle connection
+/// settles the route, and pool-wide `min_idle_per_route` warms up a
+/// replacement. Kills `delete !` before `quiet()` and `||` -> `&&` after it
+/// in `lease_fast` (the warm path ran, and skipped the warm-up).
+#[test]
+fn leasing_the_last_idle_connection_warms_up_a_replacement() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            min_idle_per_route: 1,
+            ..cfg()
+        },
+    );
+    let (w, c1) = lease_connect(&mut p, A, t(0));
+    let v = connect(&mut p, c1, 1, t(0));
+    // Granted; min_idle 1 warms up one more.
+    assert_eq!(v.len(), 2, "{v:?}");
+    single_grant(&v[..1].to_vec(), w);
+    let c2 = connect_of(&v[1]);
+    assert_eq!(connect(&mut p, c2, 1, t(1)), vec![]);
+    let l = granted(p.lease(&A, None, t(2), None));
+    assert_eq!(l.conn(), c2);
+    let v = acts(&mut p);
+    single_connect(&p, &v, A);
+    assert_eq!(p.counters().warmups, 2);
+}
