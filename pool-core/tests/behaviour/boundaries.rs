@@ -1009,6 +1009,7 @@ fn leasing_the_last_idle_connection_warms_up_a_replacement() {
         &mut st,
         Config {
             min_idle_per_route: 1,
+            max_per_route: 3,
             ..cfg()
         },
     );
