@@ -1026,3 +1026,24 @@ fn leasing_the_last_idle_connection_warms_up_a_replacement() {
     single_connect(&p, &v, A);
     assert_eq!(p.counters().warmups, 2);
 }
+
+/// §3.8 "counted as a reuse when the connection had served a lease before":
+/// a connection whose waiter was cancelled before it came up has served
+/// none: its first lease is no reuse, its second is. Kills `served > 0` ->
+/// `>=` and `served += 1` -> `*= 1` in the warm path.
+#[test]
+fn the_first_lease_of_a_connection_is_no_reuse_and_the_second_is() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let (w, c) = lease_connect(&mut p, A, t(0));
+    p.cancel(w, CancelPolicy::Default, t(0)).unwrap();
+    quiet(&mut p);
+    assert_eq!(connect(&mut p, c, 1, t(1)), vec![]);
+    let l = granted(p.lease(&A, None, t(2), None));
+    assert_eq!(l.conn(), c);
+    assert_eq!((p.counters().grants, p.counters().reuses), (1, 0));
+    put_back(&mut p, l, t(3));
+    let l = granted(p.lease(&A, None, t(4), None));
+    assert_eq!(l.conn(), c);
+    assert_eq!((p.counters().grants, p.counters().reuses), (2, 1));
+}
