@@ -1047,3 +1047,22 @@ fn the_first_lease_of_a_connection_is_no_reuse_and_the_second_is() {
     assert_eq!(l.conn(), c);
     assert_eq!((p.counters().grants, p.counters().reuses), (2, 1));
 }
+
+/// §7 `peer_closed` / §5 step 3: a connection the peer closed while leased
+/// drains, and closes with its drain reason when its lease comes back, even
+/// when released for reuse. Kills `||` -> `&&` between `draining` and the
+/// state test in `release_fast` (the warm path put it back idle).
+#[test]
+fn a_reuse_release_of_a_draining_connection_closes_it() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, cfg());
+    let l = open(&mut p, A, t(0));
+    let ra = route(&p, l.conn());
+    p.peer_closed(l.conn(), t(1)).unwrap();
+    quiet(&mut p);
+    assert_eq!(
+        release(&mut p, l, Release::REUSE, t(2)),
+        vec![close(l.conn(), CloseReason::PeerClosed), route_idle(ra, A)]
+    );
+    assert_eq!(p.stats().connections, 0);
+}
