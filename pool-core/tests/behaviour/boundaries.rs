@@ -1066,3 +1066,49 @@ fn a_reuse_release_of_a_draining_connection_closes_it() {
     );
     assert_eq!(p.stats().connections, 0);
 }
+
+// ---- the route table (pool/routes.rs, `free_route`) ----
+
+/// §3.6: "When `RouteIdle` is polled, the route's slot is freed"; every
+/// other route is still found by its key, whatever its place in the hash
+/// chains. Four routes in four buckets share chains under most seeds; each
+/// is freed in turn, in several orders, and the rest must stay reachable.
+/// Kills `i != NIL` -> `==` and `n == r` -> `!=` in the unlinking of a route
+/// that is not first in its chain.
+#[test]
+fn freeing_a_route_keeps_every_other_route_reachable() {
+    let keys = [A, B, C, D];
+    let orders = [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]];
+    for seed in 0..8u64 {
+        for order in orders {
+            let mut st = Store::new();
+            let mut p = pool(
+                &mut st,
+                Config {
+                    seed,
+                    max_total: 4,
+                    max_per_route: 1,
+                    ..cfg()
+                },
+            );
+            let leases: Vec<Lease> = keys.iter().map(|k| open(&mut p, k, t(0))).collect();
+            for (n, &i) in order.iter().enumerate() {
+                let v = release(&mut p, leases[i], Release::Discard, t(1));
+                assert_eq!(v.len(), 2, "seed {seed} {order:?}: {v:?}");
+                for (j, k) in keys.iter().enumerate() {
+                    let freed = order[..=n].contains(&j);
+                    assert_eq!(
+                        p.route_stats(k).is_none(),
+                        freed,
+                        "seed {seed} order {order:?} after {n}: route {k}"
+                    );
+                }
+            }
+            // The slots come back for the same keys.
+            for k in keys {
+                let l = open(&mut p, k, t(2));
+                assert_eq!(p.route_key(route(&p, l.conn())), Some(&k));
+            }
+        }
+    }
+}
