@@ -1112,3 +1112,43 @@ fn freeing_a_route_keeps_every_other_route_reachable() {
         }
     }
 }
+
+// ---- §7.1 retry of a validating waiter (pool/waiters.rs, `retry`) ----
+
+/// §7.1: a validating waiter that finds nothing "re-enters `queue(r)` in
+/// sequence-number order (it keeps its age)", here behind an older waiter:
+/// the next connection goes to the older one. Kills `<` -> `==` in the
+/// walk for its place (it went to the front).
+#[test]
+fn a_retried_validating_waiter_queues_behind_older_waiters() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            validate_after_inactivity: Some(ms(1000)),
+            ..cfg()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    let c1 = l.conn();
+    p.release(l, tagged(T1), t(0)).unwrap();
+    quiet(&mut p);
+    // An older waiter for T2 (the T1 connection is not for it) connects.
+    let w1 = queued(p.lease(&A, Some(T2), t(10), None));
+    let v = acts(&mut p);
+    let c2 = single_connect(&p, &v, A);
+    // A younger one for T1 validates the idle T1 connection: stale.
+    let w2 = queued(p.lease(&A, Some(T1), t(2000), None));
+    assert_eq!(acts(&mut p), vec![Action::Validate { conn: c1 }]);
+    p.validated(c1, Validation::Stale, t(2001)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(c1, CloseReason::Stale));
+    connect_of(&v[1]);
+    // c2 comes up untagged: both could take it; the older waiter does.
+    let v = connect(&mut p, c2, 1, t(2002));
+    assert_eq!(single_grant(&v, w1).conn(), c2);
+    assert_eq!(p.stats().pending, 1);
+    let _ = w2;
+}
