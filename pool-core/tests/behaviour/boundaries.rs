@@ -1152,3 +1152,66 @@ fn a_retried_validating_waiter_queues_behind_older_waiters() {
     assert_eq!(p.stats().pending, 1);
     let _ = w2;
 }
+
+// ---- §12 host health and `Pool::preconnect` (pool/hosts.rs) ----
+
+/// §12 `set_route_health`: marking an unknown route healthy changes nothing;
+/// marking it unhealthy creates it; a pool closed for good refuses a new
+/// route (`Draining`); with `close_on_unhealthy`, only a route that
+/// *becomes* unhealthy is drained. Kills the `healthy` and `closed` match
+/// guards replaced by `true` / `false` and `&&` -> `||` in `fell`.
+#[test]
+fn set_route_health_creates_only_unhealthy_routes_and_drains_only_on_a_fall() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            close_on_unhealthy: true,
+            ..cfg()
+        },
+    );
+    p.set_route_health(&A, true, t(0)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_stats(&A), None);
+    p.set_route_health(&A, false, t(0)).unwrap();
+    quiet(&mut p);
+    assert!(p.route_stats(&A).is_some());
+    // Healthy and staying healthy: its idle connection stays.
+    let l = open(&mut p, B, t(1));
+    put_back(&mut p, l, t(1));
+    p.set_route_health(&B, true, t(2)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.route_stats(&B).unwrap().idle, 1);
+    p.drain(DrainScope::All, DrainMode::DrainAndDelete, t(3));
+    acts(&mut p);
+    assert_eq!(
+        p.set_route_health(&C, false, t(4)),
+        Err(RouteError::Draining)
+    );
+}
+
+/// §12 `Pool::preconnect`: one connection if `(queued + active + 1) *
+/// ratio > connecting_capacity + active` and the idle limits leave room.
+/// One lease out: `2 > 1`, a preconnect (kills `ratio == 0` -> `!= 0`); a
+/// route with an idle connection at `max_idle_per_route` 1: no room, none
+/// (kills `&&` -> `||` before `idle_room`).
+#[test]
+fn host_preconnect_opens_one_connection_within_the_idle_limits() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_idle_per_route: Some(1),
+            ..cfg()
+        },
+    );
+    let _l = open(&mut p, A, t(0));
+    assert_eq!(p.preconnect(&A, 1.0, t(1)), Ok(true));
+    let v = acts(&mut p);
+    let c = single_connect(&p, &v, A);
+    assert_eq!(connect(&mut p, c, 1, t(1)), vec![]);
+    assert_eq!(p.route_stats(&A).unwrap().idle, 1);
+    assert_eq!(p.preconnect(&A, 1.0, t(2)), Ok(false));
+    quiet(&mut p);
+    assert_eq!(p.preconnect(&A, 0.0, t(2)), Ok(false));
+}
