@@ -1215,3 +1215,29 @@ fn host_preconnect_opens_one_connection_within_the_idle_limits() {
     quiet(&mut p);
     assert_eq!(p.preconnect(&A, 0.0, t(2)), Ok(false));
 }
+
+/// §12 `Pool::preconnect` at its bound: one lease out and one preconnect in
+/// flight give `(0 + 1 + 1) * 1 > 1 + 1`, false: no second one; with
+/// `connecting_capacity` 2 the connect in flight counts for 2. Kills `>` ->
+/// `>=` / `==` and the right side's mutants (`* 1000`, `cc + active`), and
+/// `* connecting_capacity` -> `/`.
+#[test]
+fn host_preconnect_stops_at_its_bound() {
+    for per in [1u32, 2] {
+        let mut st = Store::new();
+        let mut p = pool(
+            &mut st,
+            Config {
+                connecting_capacity: per,
+                ..cfg()
+            },
+        );
+        let _l = open(&mut p, A, t(0));
+        assert_eq!(p.preconnect(&A, 1.0, t(1)), Ok(true), "per {per}");
+        let v = acts(&mut p);
+        single_connect(&p, &v, A);
+        assert_eq!(p.preconnect(&A, 1.0, t(2)), Ok(false), "per {per}");
+        quiet(&mut p);
+        assert_eq!(p.counters().preconnects, 1);
+    }
+}
