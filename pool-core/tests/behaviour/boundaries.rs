@@ -1241,3 +1241,36 @@ fn host_preconnect_stops_at_its_bound() {
         assert_eq!(p.counters().preconnects, 1);
     }
 }
+
+/// §12 `Pool::preconnect` "creates the route if needed" and keeps it only if
+/// a connection was opened: an unknown route gets its preconnect (and is
+/// kept); an unhealthy one connects only for `queued > connecting_capacity`
+/// (`0 > 0`: no) and stays, being known; an unknown route at the total
+/// limit gets nothing and is not kept. Kills `queued > cc` -> `>=` / `==`,
+/// `&&` -> `||` and `== Created::Yes` -> `!=` for `created`, and the
+/// mutants of the "not kept" test (`&&` -> `||`, `== 0` -> `!= 0`).
+#[test]
+fn host_preconnect_keeps_a_route_it_made_only_if_it_connected() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 2,
+            ..cfg()
+        },
+    );
+    let _l = open(&mut p, A, t(0));
+    assert_eq!(p.preconnect(&B, 1.0, t(1)), Ok(true));
+    let v = acts(&mut p);
+    single_connect(&p, &v, B);
+    assert_eq!(p.route_stats(&B).unwrap().connecting, 1);
+    p.set_route_health(&C, false, t(2)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.preconnect(&C, 1.0, t(3)), Ok(false));
+    quiet(&mut p);
+    assert!(p.route_stats(&C).is_some());
+    // The total (2) is reached: nothing for D, and D is not kept.
+    assert_eq!(p.preconnect(&D, 1.0, t(4)), Ok(false));
+    quiet(&mut p);
+    assert_eq!(p.route_stats(&D), None);
+}
