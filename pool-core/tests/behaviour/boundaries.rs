@@ -294,13 +294,18 @@ fn drain_and_delete_with_the_route_idle_notice_unpolled_gives_it_once() {
     let mut p = pool(&mut st, cfg());
     let l = open(&mut p, A, t(0));
     let ra = route(&p, l.conn());
-    // Not polled: the Close and the RouteIdle wait in the queue.
+    // Not polled: the Close and the RouteIdle wait in the queue, and B's
+    // Connect after them.
     p.release(l, Release::Discard, t(1)).unwrap();
+    queued(p.lease(&B, None, t(1), None));
     p.drain(DrainScope::Route(&A), DrainMode::DrainAndDelete, t(2));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 3, "{v:?}");
     assert_eq!(
-        acts(&mut p),
+        v[..2].to_vec(),
         vec![close(l.conn(), CloseReason::Discarded), route_idle(ra, A)]
     );
+    connect_of(&v[2]);
     assert_eq!(p.route_stats(&A), None);
     assert_eq!(p.route_key(ra), None);
 }
