@@ -1279,3 +1279,29 @@ fn host_preconnect_keeps_a_route_it_made_only_if_it_connected() {
     quiet(&mut p);
     assert_eq!(p.route_stats(&D), None);
 }
+
+/// §3.3 step 2: the evicted connection's route "only gets `check_idle`, so
+/// its `RouteIdle`, if any, comes right after the `Close` and before the new
+/// `Connect`". Kills `vr != r` -> `==` in `create`'s eviction.
+#[test]
+fn eviction_of_a_routes_last_connection_gives_its_route_idle_before_the_connect() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            ..cfg()
+        },
+    );
+    let l = open(&mut p, A, t(0));
+    let ra = route(&p, l.conn());
+    put_back(&mut p, l, t(1));
+    let _w = queued(p.lease(&B, None, t(2), None));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!(
+        v[..2].to_vec(),
+        vec![close(l.conn(), CloseReason::Evicted), route_idle(ra, A)]
+    );
+    single_connect(&p, &v[2..].to_vec(), B);
+}
