@@ -878,9 +878,9 @@ fn a_release_below_the_total_limit_does_not_yield() {
 // ---- storage slots (pool/mod.rs, the free lists made by `from_slots`) ----
 
 /// §4 steps 2/5: "no waiter slot -> `Err(Overflow)`": the storage's 8 waiter
-/// slots all serve, and a 9th waiter is refused. Kills `i + 1 < nw` ->
-/// `<=` / `i * 1 < nw` in the waiters' free list (its last slot pointed past
-/// the end).
+/// slots all serve, and a 9th waiter is refused. (Written for `i + 1 < nw`
+/// -> `<=` in the waiters' free list, which it does not kill: `max_pending`
+/// refuses the 9th first; CONTRIBUTING lists it as equivalent.)
 #[test]
 fn every_waiter_slot_serves_and_one_more_waiter_overflows() {
     let mut st = Store::new();
@@ -896,8 +896,8 @@ fn every_waiter_slot_serves_and_one_more_waiter_overflows() {
 
 /// §4 step 4: "no lease slot -> `Err(Overflow)`": the storage's 8 lease
 /// slots all serve (one HTTP/2 connection with room for 10), a 9th lease is
-/// refused. Kills `i + 1 < nl` -> `<=` / `i * 1 < nl` in the leases' free
-/// list.
+/// refused. (Written for `i + 1 < nl` -> `<=`, equivalent for the same
+/// reason: `max_leases` refuses first.)
 #[test]
 fn every_lease_slot_serves_and_one_more_lease_overflows() {
     let mut st = Store::new();
