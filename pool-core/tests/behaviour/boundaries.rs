@@ -913,8 +913,9 @@ fn every_lease_slot_serves_and_one_more_lease_overflows() {
 }
 
 /// Storage without waiter slots is allowed (leases are granted or refused at
-/// once): a lease that would wait is `Err(Overflow)`. Kills `nw > 0` ->
-/// `nw >= 0` for the first free waiter slot.
+/// once): a lease that would wait is `Err(Overflow)`. (Written for
+/// `nw > 0` -> `>=` for the first free waiter slot, which is equivalent:
+/// `max_pending` is 0 and refuses first.)
 #[test]
 fn storage_without_waiter_slots_refuses_every_lease_that_would_wait() {
     let mut st: Storage<Key, 4, 4, 0, 4> = Storage::new();
