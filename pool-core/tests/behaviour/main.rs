@@ -7,6 +7,7 @@
 
 mod support;
 
+mod boundaries;
 mod connect;
 mod drain;
 mod envoy_scenarios;
