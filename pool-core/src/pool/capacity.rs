@@ -271,11 +271,17 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     /// A blocked route that would connect for demand now: live, not being
-    /// deleted, queued waiters beyond its connecting capacity.
+    /// deleted, queued waiters beyond its connecting capacity, and under its
+    /// own route limit (a route its own limit holds back cannot use what an
+    /// eviction would free).
     #[inline]
     fn wants_capacity(&self, b: u32) -> bool {
         let s = &self.routes[b as usize];
-        s.live() && !s.deleting && !self.closed && self.should_connect(b).0
+        s.live()
+            && !s.deleting
+            && !self.closed
+            && s.allocated < self.limit(b)
+            && self.should_connect(b).0
     }
 
     /// Cross-route fairness (§3.7a): a release left `c` (route `r`) idle while

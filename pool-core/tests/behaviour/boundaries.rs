@@ -1308,3 +1308,49 @@ fn eviction_of_a_routes_last_connection_gives_its_route_idle_before_the_connect(
     );
     single_connect(&p, &v[2..].to_vec(), B);
 }
+
+// ---- §3.7a *wants capacity* and a route's own limit ----
+
+/// §3.7a: a blocked route its own route limit holds back does not *want
+/// capacity*: a release on another route does not evict for it (it could not
+/// use what the eviction frees). Before, route B blocked on the total, then
+/// its limit lowered to the one connection it has: a release of A's lease
+/// closed that connection `Evicted` for B and reconnected for A's own waiter.
+#[test]
+fn a_route_held_back_by_its_own_limit_is_not_yielded_to() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 4,
+            max_per_route: 4,
+            ..cfg()
+        },
+    );
+    let a1 = open(&mut p, A, t(0));
+    let _a2 = open(&mut p, A, t(0));
+    let _a3 = open(&mut p, A, t(0));
+    let _b1 = open(&mut p, B, t(0));
+    // B waits: the total binds, B is under its limit (4).
+    let _wb = lease_wait(&mut p, B, None, t(1));
+    // B's limit lowered to what it has: it can no longer use more capacity.
+    let one = RouteConfig {
+        max_connections: Some(1),
+        ..RouteConfig::default()
+    };
+    p.set_route_config(&B, one, t(2)).unwrap();
+    quiet(&mut p);
+    // A waits too (younger than B's waiter).
+    let wa = lease_wait(&mut p, A, None, t(3));
+    let c = a1.conn();
+    let v = release(&mut p, a1, Release::REUSE, t(4));
+    let l = single_grant(&v, wa);
+    assert_eq!(
+        l.conn(),
+        c,
+        "A's waiter reuses the released connection: {v:?}"
+    );
+    assert_eq!(v.len(), 1, "no eviction, no connect: {v:?}");
+    assert_eq!(p.counters().closes_for(CloseReason::Evicted), 0);
+    ok(&p);
+}

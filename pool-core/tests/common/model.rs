@@ -1616,11 +1616,13 @@ impl Model {
     }
 
     /// §3.7a: a route `b` *wants capacity*: "live, not being deleted, the
-    /// pool not closed, and demand (`len(queue(b)) > connecting_capacity(b)`)".
+    /// pool not closed, under its own route limit (`allocated(b) <
+    /// limit(b)`), and demand (`len(queue(b)) > connecting_capacity(b)`)".
     fn wants_capacity(&self, b: Rid) -> bool {
         self.routes.iter().any(|x| x.id == b)
             && !self.route(b).deleted
             && !self.closed
+            && self.allocated(b) < self.limit(b)
             && self.has_demand(b)
     }
 
