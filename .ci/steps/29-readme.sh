@@ -11,9 +11,9 @@ log=${CARGO_TARGET_DIR:-target}/ci-tests.log
 if [ -f "$log" ] && grep -q "src/lib.rs - ReadmeDoctests" "$log"; then
   # Ran in the workspace's test run (the facade's dev-dependency on itself
   # turns tokio and embassy on): no rebuild.
-  out=$(grep -E "ReadmeDoctests|Doc-tests wharf$|test result" "$log")
+  out=$(grep -E "src/lib.rs - ReadmeDoctests" "$log")
 else
   out=$(cargo test -p wharf --doc --features tokio,embassy 2>&1) || { echo "$out"; exit 1; }
 fi
-echo "$out" | grep -E "ReadmeDoctests|test result"
+echo "$out" | grep -E "ReadmeDoctests|test result" || true
 echo "$out" | grep -q "src/lib.rs - ReadmeDoctests" || { echo "README doctests did not run"; exit 1; }
