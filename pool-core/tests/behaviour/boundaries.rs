@@ -1354,3 +1354,119 @@ fn a_route_held_back_by_its_own_limit_is_not_yielded_to() {
     assert_eq!(p.counters().closes_for(CloseReason::Evicted), 0);
     ok(&p);
 }
+
+// ---- §12 `Pool::preconnect` and `set_route_health` (pool/hosts.rs) ----
+
+/// §12: `preconnect` opens one only if `(queued + active + 1) * ratio >
+/// (connecting_capacity + active)`: at ratio 1.0 with one connect in flight
+/// and nothing else, `1000 > 1000` is false. Kills, in that formula, `>` ->
+/// `>=`, `(..) * ratio` -> `+`, `(cc + active)` -> `*` and `* 1000` -> `/`.
+#[test]
+fn preconnect_at_ratio_one_with_a_connect_in_flight_opens_no_second() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            ..cfg()
+        },
+    );
+    assert_eq!(p.preconnect(&A, 1.0, t(0)), Ok(true));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 1, "one connect: {v:?}");
+    assert_eq!(p.preconnect(&A, 1.0, t(1)), Ok(false));
+    assert_eq!(acts(&mut p), vec![]);
+    assert_eq!(p.stats().connecting, 1);
+}
+
+/// §12: the connects in flight count `connecting_capacity` streams each: at
+/// ratio 2.0 with one connect of capacity 2 in flight, `2000 > 2000` is
+/// false. Kills `len * connecting_capacity` -> `/` in `preconnect`.
+#[test]
+fn preconnect_counts_each_connect_in_flight_at_its_connecting_capacity() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            connecting_capacity: 2,
+            ..cfg()
+        },
+    );
+    assert_eq!(p.preconnect(&A, 2.0, t(0)), Ok(true));
+    quiet_or_connects(&mut p, 1);
+    assert_eq!(p.preconnect(&A, 2.0, t(1)), Ok(false));
+    assert_eq!(p.stats().connecting, 1);
+}
+
+/// §12: an unhealthy host gets a connect from `preconnect` only for waiters
+/// beyond its connects in flight (`queued > connecting_capacity`): with one
+/// connect in flight and no waiter, none. Kills `>` -> `<` there.
+#[test]
+fn preconnect_on_an_unhealthy_host_with_a_connect_in_flight_and_no_waiter_opens_none() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            ..cfg()
+        },
+    );
+    assert_eq!(p.preconnect(&A, 1.0, t(0)), Ok(true));
+    quiet_or_connects(&mut p, 1);
+    p.set_route_health(&A, false, t(1)).unwrap();
+    quiet_or_connects(&mut p, 0);
+    assert_eq!(p.preconnect(&A, 3.0, t(2)), Ok(false));
+    assert_eq!(p.stats().connecting, 1);
+}
+
+/// §12: marking an unknown route healthy is a no-op, even with every route
+/// slot taken (no route is made for it, so no `RouteTableFull`). Kills the
+/// `None if healthy` guard -> `false` in `set_route_health`.
+#[test]
+fn marking_an_unknown_route_healthy_with_a_full_route_table_is_a_no_op() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 4,
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let _l: Vec<Lease> = [A, B, C, D].iter().map(|k| open(&mut p, k, t(0))).collect();
+    assert_eq!(p.stats().routes, 4);
+    assert_eq!(p.set_route_health(&"e", true, t(1)), Ok(()));
+    assert_eq!(p.stats().routes, 4);
+    quiet(&mut p);
+}
+
+/// The actions so far are exactly `n` connects (and nothing else).
+#[track_caller]
+fn quiet_or_connects(p: &mut P<'_>, n: usize) {
+    let v = acts(p);
+    assert_eq!(v.len(), n, "{v:?}");
+    assert!(
+        v.iter().all(|a| matches!(a, Action::Connect { .. })),
+        "{v:?}"
+    );
+}
+
+/// §12: the same with nothing in flight and no waiter (`0 > 0`): an unhealthy
+/// host gets no connect ahead of demand. Kills `>` -> `>=` and `==` there.
+#[test]
+fn preconnect_on_an_idle_unhealthy_host_opens_none() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_per_route: 4,
+            ..cfg()
+        },
+    );
+    p.set_route_health(&A, false, t(0)).unwrap();
+    quiet(&mut p);
+    assert_eq!(p.preconnect(&A, 3.0, t(1)), Ok(false));
+    quiet(&mut p);
+    assert_eq!(p.stats().connecting, 0);
+}
