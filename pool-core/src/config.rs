@@ -370,17 +370,45 @@ impl Config {
     }
 }
 
-/// A validated [`RouteConfig`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A validated [`RouteConfig`], kept in every route slot: each field is a
+/// `u32` with `u32::MAX` for "not set" (12 bytes instead of 24; a set value
+/// is at most `max_total`, or 3000 for the ratio in thousandths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RouteOverrides {
-    pub max_connections: Option<u32>,
-    pub min_idle: Option<u32>,
-    pub ratio_milli: Option<u32>,
+    max_connections: u32,
+    min_idle: u32,
+    ratio_milli: u32,
 }
 
+const UNSET: u32 = u32::MAX;
+
 impl RouteOverrides {
-    pub fn is_empty(&self) -> bool {
-        self.max_connections.is_none() && self.min_idle.is_none() && self.ratio_milli.is_none()
+    pub(crate) const NONE: RouteOverrides = RouteOverrides {
+        max_connections: UNSET,
+        min_idle: UNSET,
+        ratio_milli: UNSET,
+    };
+    /// All fields zero bytes (for `Storage::new`; `Pool::new` resets them).
+    pub(crate) const ZEROED: RouteOverrides = RouteOverrides {
+        max_connections: 0,
+        min_idle: 0,
+        ratio_milli: 0,
+    };
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Self::NONE
+    }
+    #[inline(always)]
+    pub(crate) fn max_connections(&self) -> Option<u32> {
+        Some(self.max_connections).filter(|&v| v != UNSET)
+    }
+    #[inline(always)]
+    pub(crate) fn min_idle(&self) -> Option<u32> {
+        Some(self.min_idle).filter(|&v| v != UNSET)
+    }
+    #[inline(always)]
+    pub(crate) fn ratio_milli(&self) -> Option<u32> {
+        Some(self.ratio_milli).filter(|&v| v != UNSET)
     }
 }
 
@@ -398,10 +426,14 @@ impl RouteConfig {
             Some(r) => Some(ratio_milli(r)?.max(1000)),
             None => None,
         };
+        // `u32::MAX` reads as "not set": a limit or min idle of `u32::MAX`
+        // is kept as `u32::MAX - 1`, the same in effect (a pool has at most
+        // 2^30 connection slots).
+        let set = |v: Option<u32>| v.map_or(UNSET, |v| v.min(UNSET - 1));
         Ok(RouteOverrides {
-            max_connections: self.max_connections,
-            min_idle: self.min_idle,
-            ratio_milli,
+            max_connections: set(self.max_connections),
+            min_idle: set(self.min_idle),
+            ratio_milli: ratio_milli.unwrap_or(UNSET),
         })
     }
 }

@@ -39,7 +39,7 @@ impl<'a> Heap<'a> {
     /// Inserts or re-keys `owner`. A deadline of `Instant::MAX` means never:
     /// the owner gets no entry (SEMANTICS §2).
     #[inline(never)]
-    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u64) {
+    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u32) {
         if at == Instant::MAX {
             self.remove(owner);
             return;
@@ -72,14 +72,14 @@ impl<'a> Heap<'a> {
         }
     }
 
-    /// The owner's current key, if it has an entry.
+    /// The owner's armed deadline, if it has an entry.
     #[inline]
-    pub(crate) fn key_of(&self, owner: u32) -> Option<(Instant, u64)> {
+    pub(crate) fn key_of(&self, owner: u32) -> Option<Instant> {
         let p = self.pos[owner as usize];
         if p == NIL {
             None
         } else {
-            Some(self.entries[p as usize].key())
+            Some(self.entries[p as usize].at)
         }
     }
 
@@ -87,7 +87,7 @@ impl<'a> Heap<'a> {
     /// (never) arms nothing. An owner's entries always carry the owner's own
     /// sequence number, so comparing deadlines is enough.
     #[inline(always)]
-    pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u64) {
+    pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u32) {
         let p = self.pos[owner as usize];
         if (p != NIL && self.entries[p as usize].at <= at) || at == Instant::MAX {
             return;
@@ -95,7 +95,7 @@ impl<'a> Heap<'a> {
         self.set(owner, at, seq);
     }
 
-    fn set_inner(&mut self, owner: u32, at: Instant, seq: u64) {
+    fn set_inner(&mut self, owner: u32, at: Instant, seq: u32) {
         let p = self.pos[owner as usize];
         let e = HeapEntry { at, seq, owner };
         if p == NIL {
@@ -106,9 +106,9 @@ impl<'a> Heap<'a> {
             self.up(i);
         } else {
             let i = p as usize;
-            let old = self.entries[i].key();
+            let old = self.entries[i];
             self.entries[i] = e;
-            if e.key() < old {
+            if e.before(&old) {
                 self.up(i);
             } else {
                 self.down(i);
@@ -128,10 +128,10 @@ impl<'a> Heap<'a> {
             return;
         }
         let last = self.entries[self.len];
-        let old = self.entries[i].key();
+        let old = self.entries[i];
         self.entries[i] = last;
         self.pos[last.owner as usize] = i as u32;
-        if last.key() < old {
+        if last.before(&old) {
             self.up(i);
         } else {
             self.down(i);
@@ -143,7 +143,7 @@ impl<'a> Heap<'a> {
         while i > 0 {
             let parent = (i - 1) / 2;
             let p = self.entries[parent];
-            if p.key() <= e.key() {
+            if !e.before(&p) {
                 break;
             }
             self.entries[i] = p;
@@ -162,13 +162,13 @@ impl<'a> Heap<'a> {
                 break;
             }
             let r = l + 1;
-            let c = if r < self.len && self.entries[r].key() < self.entries[l].key() {
+            let c = if r < self.len && self.entries[r].before(&self.entries[l]) {
                 r
             } else {
                 l
             };
             let ce = self.entries[c];
-            if e.key() <= ce.key() {
+            if !ce.before(&e) {
                 break;
             }
             self.entries[i] = ce;
@@ -195,7 +195,7 @@ impl<'a> Heap<'a> {
             && (0..self.len).all(|i| {
                 let e = self.entries[i];
                 self.pos[e.owner as usize] == i as u32
-                    && (i == 0 || self.entries[(i - 1) / 2].key() <= e.key())
+                    && (i == 0 || !e.before(&self.entries[(i - 1) / 2]))
             })
     }
 }
@@ -210,17 +210,17 @@ mod tests {
         let mut p = [0u32; 16];
         let mut h = Heap::new(Slots::Borrowed(&mut e), Slots::Borrowed(&mut p));
         for o in 0..16u32 {
-            h.set(o, Instant::from_micros(((o * 7) % 16) as u64), o as u64);
+            h.set(o, Instant::from_micros(((o * 7) % 16) as u64), o);
         }
         h.set(3, Instant::from_micros(100), 3);
         h.arm(4, Instant::from_micros(0), 0);
         h.remove(9);
         assert!(h.check());
-        let mut last = (Instant::ZERO, 0);
+        let mut last = HeapEntry::EMPTY;
         let mut n = 0;
         while let Some(top) = h.peek() {
-            assert!(top.key() >= last);
-            last = top.key();
+            assert!(n == 0 || !top.before(&last));
+            last = top;
             h.remove(top.owner);
             assert!(h.check());
             n += 1;

@@ -223,11 +223,16 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                     }
                 }
                 WaiterState::Granted => {
-                    ensure!(w.lease.is_some(), 9, "granted waiter without lease")
+                    ensure!(
+                        self.granted_lease(w).is_some(),
+                        9,
+                        "granted waiter without lease"
+                    )
                 }
                 _ => {}
             }
-            if let (WaiterState::Queued | WaiterState::Validating, Some(d)) = (w.state, w.deadline)
+            if let (WaiterState::Queued | WaiterState::Validating, Some(d)) =
+                (w.state, w.deadline())
             {
                 ensure!(d > now, 9, "waiter past its deadline still waiting");
             }
@@ -340,7 +345,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             if let Some(t) = self.conn_deadline(i as u32) {
                 let armed = self.conn_timers.key_of(i as u32);
                 ensure!(
-                    armed.is_some_and(|(a, _)| a <= t),
+                    armed.is_some_and(|a| a <= t),
                     0,
                     "connection deadline not armed"
                 );

@@ -116,7 +116,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 WAITER => {
                     let w = &self.waiters[i as usize];
                     let waiter = self.waiter_handle(i);
-                    let action = match (w.state, w.lease) {
+                    let action = match (w.state, self.granted_lease(w)) {
                         (WaiterState::Granted, Some(lease)) => Action::Granted { waiter, lease },
                         (WaiterState::Failed, _) => Action::Failed {
                             waiter,

@@ -44,7 +44,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let ratio = self.ratio(r) as u64;
         let active = s.active as u64;
         let pre = ratio > 1000
-            && s.retry_until.is_none()
+            && !s.retrying
             && (queued + active) * ratio > (connecting_capacity + s.spare + active) * 1000
             && self.idle_room(r);
         (demand, pre)
@@ -58,7 +58,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let r = self.conns[c as usize].route;
         let s = &self.routes[r as usize];
         let ratio = self.ratio(r) as u64;
-        if ratio <= 1000 || s.unhealthy || s.deleting || s.retry_until.is_some() || self.closed {
+        if ratio <= 1000 || s.unhealthy || s.deleting || s.retrying || self.closed {
             return false;
         }
         let spare = s.spare - self.conns[c as usize].streams_left() as u64;
@@ -189,13 +189,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             s.draining = false;
             s.guard = guard;
             s.kept = false;
-            s.seq = seq;
-            s.connect_deadline = deadline;
+            s.seq = seq as u32;
+            s.expiry = deadline;
             s.capacity = 0;
             s.active = 0;
-            s.served = 0;
+            s.used = false;
             // While connecting, `tag` holds what the connect is for.
-            s.tag = intent;
+            s.set_tag(intent);
             s.waiter = NIL;
         }
         self.route_list_push(c, RouteListKind::Connecting, false);
@@ -238,11 +238,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     fn connect_intent(&self, r: u32) -> Option<crate::Tag> {
         let s = &self.routes[r as usize];
         let mut w = s.queue.head;
-        let oldest = self.waiters.get(w as usize).and_then(|ws| ws.tag);
+        let oldest = self.waiters.get(w as usize).and_then(|ws| ws.tag());
         while w != NIL {
-            let t = self.waiters[w as usize].tag;
+            let t = self.waiters[w as usize].tag();
             let mut c = s.connecting.head;
-            while c != NIL && self.conns[c as usize].tag != t {
+            while c != NIL && self.conns[c as usize].tag() != t {
                 c = self.conns[c as usize].rlink.next;
             }
             if c == NIL {
@@ -337,7 +337,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Min-idle warm-up (§3.5).
     pub(crate) fn warm(&mut self, r: u32) {
         let s = &self.routes[r as usize];
-        if self.closed || !s.live() || s.deleting || s.unhealthy || s.retry_until.is_some() {
+        if self.closed || !s.live() || s.deleting || s.unhealthy || s.retrying {
             return;
         }
         let m = self.min_idle(r);

@@ -67,8 +67,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         cs.capacity = capacity;
         cs.active = 0;
         cs.remaining = remaining;
-        cs.served = 0;
-        cs.tag = tag;
+        cs.used = false;
+        cs.set_tag(tag);
         cs.updated = now;
         cs.validity = validity;
         cs.expiry = validity;
@@ -107,7 +107,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let c = self.live_conn(conn).ok()?;
         let cs = &self.conns[c as usize];
         if cs.state == ConnState::Connecting {
-            cs.tag
+            cs.tag()
         } else {
             None
         }
@@ -143,7 +143,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if !self.cfg.retry_backoff.is_zero() {
             let until = self.now + self.cfg.retry_backoff;
             let seq = self.routes[r as usize].seq;
-            self.routes[r as usize].retry_until = Some(until);
+            self.routes[r as usize].retrying = true;
+            self.routes[r as usize].retry_until = until;
             self.route_timers.arm(r, until, seq);
         }
         self.settle(r);

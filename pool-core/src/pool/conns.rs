@@ -109,8 +109,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         let cs = &mut self.conns[c as usize];
         cs.active += 1;
-        let reused = cs.served > 0;
-        cs.served += 1;
+        let reused = cs.used;
+        cs.used = true;
         let mut drained = false;
         if cs.remaining != u32::MAX {
             cs.remaining -= 1;
@@ -225,8 +225,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let strict = self.cfg.strict_tags;
         while w != NIL && self.conns[c as usize].available() {
             let next = self.waiters[w as usize].qlink.next;
-            let tag = self.conns[c as usize].tag;
-            if tag == self.waiters[w as usize].tag || (tag.is_none() && !strict) {
+            let tag = self.conns[c as usize].tag();
+            if tag == self.waiters[w as usize].tag() || (tag.is_none() && !strict) {
                 self.grant(c, w);
             }
             w = next;
@@ -272,7 +272,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let mut untagged = NIL;
         let strict = self.cfg.strict_tags;
         while c != NIL {
-            let ct = self.conns[c as usize].tag;
+            let ct = self.conns[c as usize].tag();
             if ct == tag {
                 return c;
             }

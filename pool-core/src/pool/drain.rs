@@ -139,9 +139,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             Some(r) => {
                 let o = self.routes[r as usize].overrides;
                 RouteConfig {
-                    max_connections: o.max_connections,
-                    min_idle: o.min_idle,
-                    preconnect_ratio: o.ratio_milli.map(|m| m as f32 / 1000.0),
+                    max_connections: o.max_connections(),
+                    min_idle: o.min_idle(),
+                    preconnect_ratio: o.ratio_milli().map(|m| m as f32 / 1000.0),
                 }
             }
             None => RouteConfig::default(),

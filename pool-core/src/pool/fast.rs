@@ -49,7 +49,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return None;
         }
         let cs = &conns[c as usize];
-        if cs.tag.is_some() || cs.capacity != 1 || !cs.in_lru {
+        if cs.tagged || cs.capacity != 1 || !cs.in_lru {
             return None;
         }
         if validate.is_some_and(|v| (cs.updated + v).reached(now)) {
@@ -83,8 +83,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         cs.list = RouteListKind::Busy;
         cs.in_lru = false;
         cs.active = 1;
-        let reused = cs.served > 0;
-        cs.served += 1;
+        let reused = cs.used;
+        cs.used = true;
         let conn = ConnId {
             index: c,
             gen: cs.gen,
@@ -118,14 +118,15 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let rs = &self.routes[r as usize];
         if cs.capacity != 1
             || cs.active != 1
-            || (cs.tag.is_some() && self.cfg.strict_tags)
+            || (cs.tagged && self.cfg.strict_tags)
             || cs.draining
             || cs.state != ConnState::Ready
             || cs.validity.reached(now)
             || rs.queue.len != 0
             || rs.deleting
             || rs.configured()
-            || rs.allocated > self.limit(r)
+            // Not configured: its limit is the pool's (`limit(r)`).
+            || rs.allocated > self.cfg.max_per_route
         {
             return false;
         }
@@ -148,7 +149,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         cs.active = 0;
         cs.updated = now;
         cs.kept = false;
-        cs.tag = None;
+        cs.tagged = false;
+        cs.tag_value = 0;
         cs.expiry = cs.validity;
         cs.list = RouteListKind::Ready;
         cs.in_lru = true;

@@ -117,7 +117,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let ws = self.waiters[w as usize];
         let r = ws.route;
         self.counters.cancels += 1;
-        let withdrawn = match (ws.state, ws.lease) {
+        let withdrawn = match (ws.state, self.granted_lease(&ws)) {
             (WaiterState::Queued | WaiterState::Validating, _) => {
                 self.unwait(w);
                 self.free_waiter_slot(w);

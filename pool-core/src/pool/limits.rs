@@ -51,8 +51,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let mut r = self.all_routes.head;
         while r != NIL {
             let s = &self.routes[r as usize];
-            if s.overrides.max_connections.is_none()
-                && s.overrides.min_idle.is_some_and(|m| m > max_per_route)
+            if s.overrides.max_connections().is_none()
+                && s.overrides.min_idle().is_some_and(|m| m > max_per_route)
             {
                 return Err(ConfigError::MinIdleTooLarge);
             }

@@ -83,7 +83,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 cs.kept = false;
                 if !self.cfg.strict_tags {
                     // Strict tags are fixed at connect (§4).
-                    cs.tag = tag;
+                    cs.set_tag(tag);
                 }
                 cs.expiry = match keep_alive {
                     Some(k) => (now + k).min(cs.validity),

@@ -36,7 +36,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         *s = RouteSlot::EMPTY;
         s.gen = gen;
         s.key = Some(key.clone());
-        s.seq = seq;
+        s.seq = seq as u32;
         s.idle_mark = true;
         s.chain = self.buckets[b];
         self.buckets[b] = r;
@@ -84,7 +84,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     pub(crate) fn limit(&self, r: u32) -> u32 {
         self.routes[r as usize]
             .overrides
-            .max_connections
+            .max_connections()
             .unwrap_or(self.cfg.max_per_route)
     }
 
@@ -92,7 +92,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     pub(crate) fn ratio(&self, r: u32) -> u32 {
         self.routes[r as usize]
             .overrides
-            .ratio_milli
+            .ratio_milli()
             .unwrap_or(self.cfg.ratio_milli)
     }
 
@@ -100,7 +100,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     pub(crate) fn min_idle(&self, r: u32) -> u32 {
         self.routes[r as usize]
             .overrides
-            .min_idle
+            .min_idle()
             .unwrap_or(self.cfg.min_idle)
     }
 

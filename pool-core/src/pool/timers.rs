@@ -31,7 +31,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     pub(crate) fn conn_deadline(&self, c: u32) -> Option<Instant> {
         let cs = &self.conns[c as usize];
         match cs.state {
-            ConnState::Connecting => some(cs.connect_deadline),
+            ConnState::Connecting => some(cs.expiry),
             ConnState::Ready if cs.idle() => {
                 let idle = match self.cfg.idle_timeout {
                     Some(t) if !cs.kept => cs.updated + t,
@@ -54,7 +54,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     fn waiter_deadline(&self, w: u32) -> Option<Instant> {
         let ws = &self.waiters[w as usize];
         match ws.state {
-            WaiterState::Queued | WaiterState::Validating => ws.deadline,
+            WaiterState::Queued | WaiterState::Validating => ws.deadline(),
             _ => None,
         }
     }
@@ -90,8 +90,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             ] {
                 if let Some(e) = e {
                     if e.at <= now
-                        && best
-                            .is_none_or(|(_, b): (Owner, crate::slot::HeapEntry)| e.key() < b.key())
+                        && best.is_none_or(|(_, b): (Owner, crate::slot::HeapEntry)| e.before(&b))
                     {
                         best = Some((owner, e));
                     }
@@ -105,11 +104,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                     .map(|t| (t, self.conns[o as usize].seq)),
                 Owner::Waiter => self
                     .waiter_deadline(o)
-                    .map(|t| (t, self.waiters[o as usize].seq)),
+                    .map(|t| (t, self.waiters[o as usize].seq as u32)),
                 Owner::Route => {
                     let s = &self.routes[o as usize];
                     if s.live() {
-                        s.retry_until.map(|t| (t, s.seq))
+                        s.retrying.then_some((s.retry_until, s.seq))
                     } else {
                         None
                     }
@@ -122,7 +121,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             };
             match real {
                 None => heap.remove(o),
-                Some(k) if k > e.key() => heap.set(o, k.0, k.1),
+                // An owner's entry carries its own sequence number: the
+                // deadline alone says whether it fired early.
+                Some(k) if k.0 > e.at => heap.set(o, k.0, k.1),
                 Some(_) => {
                     heap.remove(o);
                     match owner {
@@ -171,7 +172,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     fn fire_route(&mut self, r: u32) {
-        self.routes[r as usize].retry_until = None;
+        self.routes[r as usize].retrying = false;
         self.settle(r);
     }
 }

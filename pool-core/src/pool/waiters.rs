@@ -29,11 +29,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.free_waiter = ws.qlink.next;
         ws.state = state;
         ws.route = r;
-        ws.tag = tag;
-        ws.deadline = deadline;
+        ws.set_tag(tag);
+        ws.deadline = deadline.unwrap_or(Instant::MAX);
         ws.seq = seq;
         ws.conn = NIL;
-        ws.lease = None;
+        ws.lease.index = NIL;
         ws.qlink = crate::list::Link::NONE;
         self.pending += 1;
         self.touch_route(r);
@@ -46,7 +46,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             self.routes[r as usize].validating += 1;
         }
         if let Some(d) = deadline {
-            self.waiter_timers.arm(w, d, seq);
+            self.waiter_timers.arm(w, d, seq as u32);
         }
         w
     }
@@ -56,7 +56,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let ws = &mut self.waiters[w as usize];
         ws.gen = ws.gen.wrapping_add(1);
         ws.state = WaiterState::Free;
-        ws.lease = None;
+        ws.lease.index = NIL;
         ws.conn = NIL;
         ws.qlink.next = self.free_waiter;
         self.free_waiter = w;
@@ -95,8 +95,23 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let lease = self.attach(c);
         let ws = &mut self.waiters[w as usize];
         ws.state = WaiterState::Granted;
-        ws.lease = Some(lease);
+        ws.lease = lease.id;
         self.act_push(Self::waiter_entity(w));
+    }
+
+    /// The lease a `Granted` waiter holds (rebuilt from its lease slot: the
+    /// waiter keeps only the lease's index and generation).
+    #[inline]
+    pub(crate) fn granted_lease(&self, ws: &crate::slot::WaiterSlot) -> Option<crate::Lease> {
+        let l = self.leases.get(ws.lease.index())?;
+        if ws.state != WaiterState::Granted || l.gen != ws.lease.gen || l.conn == NIL {
+            return None;
+        }
+        Some(crate::Lease {
+            id: ws.lease,
+            conn: self.conn_handle(l.conn),
+            pool: self.id,
+        })
     }
 
     /// Answers waiter `w` with a failure.
@@ -142,7 +157,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         self.waiters[w as usize].conn = NIL;
         let r = self.waiters[w as usize].route;
-        let c = self.find_conn(r, self.waiters[w as usize].tag);
+        let c = self.find_conn(r, self.waiters[w as usize].tag());
         if c != NIL && self.needs_validation(c) {
             self.start_validation(c, w);
         } else if c != NIL {
