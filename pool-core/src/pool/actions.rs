@@ -107,7 +107,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                             let reason = c.reason;
                             self.closing -= 1;
                             self.free_conn_slot(i);
-                            self.unblock();
+                            self.unblock(NIL);
                             return Some(Action::Close { conn, reason });
                         }
                         _ => continue,

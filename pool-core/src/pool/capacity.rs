@@ -255,7 +255,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// Serves routes blocked on total capacity (§3.4): each route on the
     /// list when it starts is tried once, in order, while there is room.
-    pub(crate) fn unblock(&mut self) {
+    /// `pass` (`NIL`: none) is passed over as if tried and blocked again: it
+    /// goes to the back of the list (§3.1 step 2: its own turn comes after).
+    pub(crate) fn unblock(&mut self, pass: u32) {
         let mut tries = self.blocked.len;
         while tries > 0 && self.room() {
             tries -= 1;
@@ -265,7 +267,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             // A route with no demand left is only taken off: the room is for
             // routes that wait for it (§3.4).
             if self.wants_capacity(b) {
-                self.try_create(b);
+                if b == pass {
+                    self.blocked
+                        .push_back::<kind::Blocked, _>(&mut self.routes, b);
+                    self.routes[b as usize].blocked = true;
+                } else {
+                    self.try_create(b);
+                }
             }
         }
     }
@@ -275,7 +283,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// own route limit (a route its own limit holds back cannot use what an
     /// eviction would free).
     #[inline]
-    fn wants_capacity(&self, b: u32) -> bool {
+    pub(crate) fn wants_capacity(&self, b: u32) -> bool {
         let s = &self.routes[b as usize];
         s.live()
             && !s.deleting

@@ -179,15 +179,20 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         // Capacity that freed up goes to the oldest waiter: this route's own
         // demand first if its oldest waiter is older than the first blocked
-        // route's, else the blocked routes first (§3.1).
-        let own_first = self
-            .oldest_waiter(r)
-            .is_some_and(|ours| self.blocked_oldest(r).is_none_or(|theirs| ours < theirs));
+        // route's that wants capacity, or if no other blocked route wants
+        // capacity and it does; else the blocked routes first, passing over
+        // this one (it may be on the list ahead of the route whose older
+        // waiter comes first: serving it there would hand a connection an
+        // eviction freed for that route back to this one, §3.1).
+        let own_first = match self.blocked_oldest(r) {
+            Some(theirs) => self.oldest_waiter(r).is_some_and(|ours| ours < theirs),
+            None => self.wants_capacity(r),
+        };
         if own_first {
             self.try_create(r);
         }
         if !self.blocked.is_empty() {
-            self.unblock();
+            self.unblock(if own_first { NIL } else { r });
         }
         if !own_first && (!self.routes[r as usize].queue.is_empty() || self.ratio(r) > 1000) {
             self.try_create(r);

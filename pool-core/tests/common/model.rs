@@ -595,11 +595,14 @@ impl Model {
                 wants
             }
         };
+        // §3.1 step 2: "otherwise `unblock()`, passing over `r` (if `r` is
+        // on the blocked list it goes to its back, as if tried and blocked
+        // again), then `try_create(r)`".
         if own_first {
             self.try_create(r);
-            self.unblock();
+            self.unblock(None);
         } else {
-            self.unblock();
+            self.unblock(Some(r));
             self.try_create(r);
         }
         self.warm(r);
@@ -809,7 +812,7 @@ impl Model {
 
     /// §3.4: each route on the blocked list when it starts is tried once, in
     /// order, while room remains; one with no demand left is just taken off.
-    fn unblock(&mut self) {
+    fn unblock(&mut self, pass: Option<Rid>) {
         let start = self.blocked.clone();
         for b in start {
             if !self.room() {
@@ -830,6 +833,11 @@ impl Model {
                 if self.route(b).deleted {
                     event("model: unblock takes off a deleted route");
                 }
+                continue;
+            }
+            if Some(b) == pass {
+                event("model: unblock passes over the settling route (its turn comes after)");
+                self.blocked.push(b);
                 continue;
             }
             let slot_room = self.conn_slot_free()
@@ -2254,7 +2262,7 @@ impl Model {
             MAction::Validate { conn } => self.conn_mut(*conn).validate_polled = true,
             MAction::Close { .. } => {
                 self.closing -= 1;
-                self.unblock();
+                self.unblock(None);
             }
             MAction::Granted { waiter, .. } | MAction::Failed { waiter, .. } => {
                 self.answered_unpolled -= 1;

@@ -1536,3 +1536,155 @@ fn a_refresh_in_flight_does_not_time_out_what_the_ratio_provisions() {
         panic!("{e}");
     }
 }
+
+/// CORE BUG AND TEXT HOLE (found by the model test at 20,000 sequences,
+/// WHARF_MODEL_SEED=159957657222536165; fixed in the core, the model and
+/// SEMANTICS §3.1 step 2 together). With `max_total` 1, a release on route 0
+/// yielded (§3.7a) to route 2, whose waiter was older: the connection closed
+/// `Evicted`, and `settle(0)` ran `unblock()` first as it should, but route 0
+/// stood ahead of route 2 on the blocked list, so `unblock` reconnected for
+/// route 0 (churn: evicted and reconnected for the releasing route) while
+/// route 2's older waiter kept waiting. The core had also left route 0 on
+/// the list at step 17, where it read "no blocked route" as "`r` has a
+/// waiter" (the model: "no other blocked route wants capacity, and `r`
+/// does"). Now `unblock` passes over the settling route when the blocked
+/// routes go first, and both read the text as the model did.
+#[test]
+fn a_yield_serves_the_route_it_yielded_to() {
+    let cfg = Cfg {
+        max_total: 1,
+        max_per_route: 3,
+        max_pending: Some(9),
+        max_leases: Some(9),
+        fifo: false,
+        connect_timeout_ms: None,
+        idle_timeout_ms: Some(2503),
+        max_lifetime_ms: Some(7307),
+        validate_after_ms: None,
+        ratio_milli: 1000,
+        min_idle: 0,
+        max_idle_per_route: None,
+        max_idle: Some(4),
+        connecting_capacity: 1,
+        max_leases_per_conn: None,
+        starvation_guard: false,
+        retry_backoff_ms: 1686,
+        jitter_percent: 35,
+        seed: 597093037781305697,
+        strict_tags: false,
+        close_on_unhealthy: false,
+    };
+    let ops = vec![
+        RouteConfig {
+            key: 2,
+            limit: Some(3),
+            min_idle: Some(1),
+            ratio_milli: Some(0),
+        },
+        Connected {
+            idx: 61,
+            cap: 1,
+            any: false,
+        },
+        Lease {
+            key: 0,
+            tag: Some(1),
+            deadline_ms: None,
+        },
+        Lease {
+            key: 0,
+            tag: Some(0),
+            deadline_ms: None,
+        },
+        Connected {
+            idx: 37,
+            cap: 2,
+            any: false,
+        },
+        Release {
+            idx: 12,
+            how: RelHow::Reuse {
+                keep_alive_ms: Some(1365),
+                tag: None,
+            },
+        },
+        Lease {
+            key: 2,
+            tag: None,
+            deadline_ms: Some(337),
+        },
+        RouteConfig {
+            key: 1,
+            limit: Some(4),
+            min_idle: None,
+            ratio_milli: None,
+        },
+        Advance { ms: 738 },
+        Lease {
+            key: 0,
+            tag: None,
+            deadline_ms: Some(4294967295),
+        },
+        SetMaxPerRoute { n: 1 },
+        Lease {
+            key: 0,
+            tag: None,
+            deadline_ms: None,
+        },
+        Lease {
+            key: 1,
+            tag: None,
+            deadline_ms: None,
+        },
+        Lease {
+            key: 0,
+            tag: None,
+            deadline_ms: Some(76),
+        },
+        Release {
+            idx: 11,
+            how: RelHow::Reuse {
+                keep_alive_ms: Some(965),
+                tag: Some(1),
+            },
+        },
+        Cancel {
+            idx: 16,
+            excess: true,
+        },
+        Release {
+            idx: 5,
+            how: RelHow::Reuse {
+                keep_alive_ms: Some(1060),
+                tag: Some(0),
+            },
+        },
+        Lease {
+            key: 2,
+            tag: Some(1),
+            deadline_ms: Some(802),
+        },
+        Cancel {
+            idx: 6,
+            excess: true,
+        },
+        Connected {
+            idx: 27,
+            cap: 1,
+            any: false,
+        },
+        Lease {
+            key: 0,
+            tag: None,
+            deadline_ms: Some(1117),
+        },
+        Release {
+            idx: 46,
+            how: RelHow::Reuse {
+                keep_alive_ms: Some(4294967295),
+                tag: None,
+            },
+        },
+    ];
+    check(true, cfg, &ops);
+}
