@@ -396,7 +396,8 @@ impl RouteOverrides {
     };
     #[inline(always)]
     pub(crate) fn is_empty(&self) -> bool {
-        *self == Self::NONE
+        // All three `UNSET` (all bits set): one comparison on the warm path.
+        self.max_connections & self.min_idle & self.ratio_milli == UNSET
     }
     #[inline(always)]
     pub(crate) fn max_connections(&self) -> Option<u32> {

@@ -4,9 +4,10 @@
 
 use core::hash::Hash;
 
-use crate::list::{Link, List};
+use crate::list::List;
 use crate::pool::Pool;
 use crate::slot::{ConnState, RouteListKind, WaiterState, NIL};
+use crate::tables::walk;
 use crate::time::Instant;
 
 /// Which invariant broke, and how.
@@ -29,59 +30,34 @@ impl core::fmt::Display for InvariantViolation {
 macro_rules! ensure {
     ($cond:expr, $n:expr, $what:expr) => {
         if !$cond {
-            return Err(InvariantViolation {
+            return Err($crate::invariant::InvariantViolation {
                 invariant: $n,
                 what: $what,
             });
         }
     };
 }
-
-fn walk<T>(
-    list: &List,
-    slots: &[T],
-    link: impl Fn(&T) -> Link,
-    mut f: impl FnMut(u32) -> bool,
-) -> bool {
-    let mut n = 0;
-    let mut prev = NIL;
-    let mut i = list.head;
-    while i != NIL {
-        if i as usize >= slots.len() || n > list.len {
-            return false;
-        }
-        let l = link(&slots[i as usize]);
-        if l.prev != prev || !f(i) {
-            return false;
-        }
-        prev = i;
-        i = l.next;
-        n += 1;
-    }
-    n == list.len && prev == list.tail
-}
+pub(crate) use ensure;
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Verifies every state-checkable invariant; returns the first that broke.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        // Each table's own bookkeeping: free lists, lists, counts, heaps.
+        self.conns.check()?;
+        self.routes.check()?;
+        self.waiters.check()?;
+        self.leases.check()?;
+        // What ties them together and the rules (numbered as in
+        // `pool-semantics.md`).
         let now = self.now;
-        let (mut total, mut connecting, mut idle, mut active, mut closing, mut guards) =
-            (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
-        for (i, c) in self.conns.iter().enumerate() {
-            match c.state {
-                ConnState::Free => continue,
-                ConnState::Closing => {
-                    closing += 1;
-                    continue;
-                }
-                _ => {}
+        let mut active = 0u32;
+        for c in self.conns.iter() {
+            if matches!(c.state, ConnState::Free | ConnState::Closing) {
+                continue;
             }
-            total += 1;
-            guards += c.guard as u32;
             let r = &self.routes[c.route as usize];
             ensure!(r.live(), 10, "connection on a dead route");
             if c.state == ConnState::Connecting {
-                connecting += 1;
                 ensure!(
                     c.list == RouteListKind::Connecting,
                     0,
@@ -137,56 +113,20 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 }
                 active += c.active;
             }
-            ensure!(
-                c.in_lru == c.idle(),
-                8,
-                "idle LRU membership differs from idleness"
-            );
-            idle += c.in_lru as u32;
-            let _ = i;
         }
+        ensure!(active == self.leases.used, 11, "lease count differs");
         ensure!(
-            total == self.total,
-            11,
-            "total count differs from connections"
-        );
-        ensure!(
-            connecting == self.connecting,
-            11,
-            "connecting count differs"
-        );
-        ensure!(
-            idle == self.idle && idle == self.lru.len,
-            11,
-            "idle count differs"
-        );
-        ensure!(active == self.active, 11, "lease count differs");
-        ensure!(closing == self.closing, 11, "closing count differs");
-        ensure!(guards == self.guard_conns, 11, "guard count differs");
-        ensure!(
-            total - guards <= self.cfg.max_total || self.over_total,
+            self.conns.total - self.conns.guards <= self.cfg.max_total || self.over_total,
             1,
             "connections exceed max_total"
         );
-        ensure!(
-            walk(
-                &self.lru,
-                &self.conns,
-                |c| c.glink,
-                |c| self.conns[c as usize].in_lru
-            ),
-            8,
-            "idle LRU broken"
-        );
         if let Some(m) = self.cfg.max_idle {
-            ensure!(self.idle <= m, 13, "idle connections exceed max_idle");
+            ensure!(self.conns.idle <= m, 13, "idle connections exceed max_idle");
         }
 
         // Leases.
-        let mut lease_count = 0u32;
         for l in self.leases.iter() {
             if l.conn != NIL {
-                lease_count += 1;
                 let c = &self.conns[l.conn as usize];
                 ensure!(
                     c.state == ConnState::Ready && c.active > 0,
@@ -196,31 +136,21 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
         }
         ensure!(
-            lease_count == self.active,
-            11,
-            "lease slots differ from active leases"
-        );
-        ensure!(
-            self.active <= self.cfg.max_leases,
+            self.leases.used <= self.cfg.max_leases,
             5,
             "leases exceed max_leases"
         );
 
         // Waiters.
-        let mut pending = 0u32;
         for (i, w) in self.waiters.iter().enumerate() {
             match w.state {
-                WaiterState::Queued => pending += 1,
-                WaiterState::Validating => {
-                    pending += 1;
-                    if w.conn != NIL {
-                        let c = &self.conns[w.conn as usize];
-                        ensure!(
-                            c.state == ConnState::Validating && c.waiter == i as u32,
-                            9,
-                            "validating waiter and connection disagree"
-                        );
-                    }
+                WaiterState::Validating if w.conn != NIL => {
+                    let c = &self.conns[w.conn as usize];
+                    ensure!(
+                        c.state == ConnState::Validating && c.waiter == i as u32,
+                        9,
+                        "validating waiter and connection disagree"
+                    );
                 }
                 WaiterState::Granted => {
                     ensure!(
@@ -237,20 +167,18 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 ensure!(d > now, 9, "waiter past its deadline still waiting");
             }
         }
-        ensure!(pending == self.pending, 11, "pending count differs");
         ensure!(
-            pending <= self.cfg.max_pending,
+            self.waiters.pending <= self.cfg.max_pending,
             12,
             "pending exceeds max_pending"
         );
 
         // Routes.
-        let mut routes = 0u32;
+
         for (ri, r) in self.routes.iter().enumerate() {
             if !r.live() {
                 continue;
             }
-            routes += 1;
             let ri = ri as u32;
             let (mut alloc, mut ridle, mut ractive, mut spare) = (0u32, 0u32, 0u32, 0u64);
             for c in self.conns.iter() {
@@ -334,16 +262,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 ensure!(r.idle == 0, 14, "idle connection kept on a deleted route");
             }
         }
-        ensure!(routes == self.route_count, 11, "route count differs");
-        ensure!(
-            self.conn_timers.check() && self.waiter_timers.check() && self.route_timers.check(),
-            0,
-            "timer heap broken"
-        );
         // Every timer is due no later than its owner's real deadline.
         for (i, _) in self.conns.iter().enumerate() {
             if let Some(t) = self.conn_deadline(i as u32) {
-                let armed = self.conn_timers.key_of(i as u32);
+                let armed = self.conns.timers.key_of(i as u32);
                 ensure!(
                     armed.is_some_and(|a| a <= t),
                     0,

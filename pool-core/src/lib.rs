@@ -87,6 +87,7 @@ mod list;
 mod slot;
 
 mod pool;
+mod tables;
 
 pub use action::{Action, CloseReason, ConnectFailure, FailReason};
 pub use cluster::{Balancer, Cluster, ClusterError, ClusterLease};

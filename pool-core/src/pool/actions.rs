@@ -105,7 +105,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                         }
                         ConnState::Closing => {
                             let reason = c.reason;
-                            self.closing -= 1;
+                            self.conns.closing -= 1;
                             self.free_conn_slot(i);
                             self.unblock(NIL);
                             return Some(Action::Close { conn, reason });

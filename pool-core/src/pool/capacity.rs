@@ -70,7 +70,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             && self
                 .cfg
                 .max_idle
-                .is_none_or(|m| self.idle - 1 + self.connecting < m);
+                .is_none_or(|m| self.conns.idle - 1 + self.conns.connecting < m);
         room && (queued + active) * ratio > (spare + active) * 1000
     }
 
@@ -86,7 +86,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             && self
                 .cfg
                 .max_idle
-                .is_none_or(|m| self.idle + self.connecting < m)
+                .is_none_or(|m| self.conns.idle + self.conns.connecting < m)
     }
 
     /// Envoy's `tryCreateNewConnections`: at most 3 connects per trigger.
@@ -107,11 +107,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     pub(crate) fn block(&mut self, r: u32) {
-        if !self.routes[r as usize].blocked {
-            self.routes[r as usize].blocked = true;
-            self.blocked
-                .push_back::<kind::Blocked, _>(&mut self.routes, r);
-        }
+        self.routes.block(r);
     }
 
     /// HttpClient's capacity steps, then a `Connect` (§3.3).
@@ -138,16 +134,16 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         // 2. Total limit: evict the least recently used idle connection.
         let mut guard = false;
-        if self.total >= self.cfg.max_total {
-            if demand && self.lru.tail != NIL {
-                let v = self.lru.tail;
+        if self.conns.total >= self.cfg.max_total {
+            if demand && self.conns.lru.tail != NIL {
+                let v = self.conns.lru.tail;
                 let vr = self.conns[v as usize].route;
                 self.close(v, CloseReason::Evicted);
                 if vr != r {
                     self.check_idle(vr);
                 }
             }
-            if self.total >= self.cfg.max_total {
+            if self.conns.total >= self.cfg.max_total {
                 // The guard is for waiting leases only: preconnect and
                 // warm-up never go past a limit.
                 if self.cfg.starvation_guard && demand && self.routes[r as usize].allocated == 0 {
@@ -161,7 +157,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
         }
         // 3. A free slot.
-        let c = self.free_conn;
+        let c = self.conns.take();
         if c == NIL {
             if demand {
                 self.block(r);
@@ -182,7 +178,6 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         };
         {
             let s = &mut self.conns[c as usize];
-            self.free_conn = s.rlink.next;
             s.state = ConnState::Connecting;
             s.route = r;
             s.delivered = false;
@@ -202,8 +197,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let rs = &mut self.routes[r as usize];
         rs.allocated += 1;
         rs.connects += 1;
-        self.total += 1;
-        self.connecting += 1;
+        self.conns.total += 1;
+        self.conns.connecting += 1;
         self.touch_route(r);
         self.act_push(Self::conn_entity(c));
         self.rearm_conn(c);
@@ -216,7 +211,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         if guard {
             self.counters.guard_connects += 1;
-            self.guard_conns += 1;
+            self.conns.guards += 1;
             return Created::Guard;
         }
         Created::Yes
@@ -227,9 +222,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// the total (or past it, for the starvation guard) (§3.4).
     #[inline]
     fn room(&self) -> bool {
-        !self.lru.is_empty()
-            || (self.free_conn != NIL
-                && (self.total < self.cfg.max_total || self.cfg.starvation_guard))
+        !self.conns.lru.is_empty()
+            || (self.conns.free != NIL
+                && (self.conns.total < self.cfg.max_total || self.cfg.starvation_guard))
     }
 
     /// Strict tags: what a demand connect of `r` is for: the tag of the oldest
@@ -258,18 +253,21 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// `pass` (`NIL`: none) is passed over as if tried and blocked again: it
     /// goes to the back of the list (§3.1 step 2: its own turn comes after).
     pub(crate) fn unblock(&mut self, pass: u32) {
-        let mut tries = self.blocked.len;
+        let mut tries = self.routes.blocked.len;
         while tries > 0 && self.room() {
             tries -= 1;
-            let b = self.blocked.head;
-            self.blocked.remove::<kind::Blocked, _>(&mut self.routes, b);
+            let b = self.routes.blocked.head;
+            self.routes
+                .blocked
+                .remove::<kind::Blocked, _>(&mut self.routes.slots, b);
             self.routes[b as usize].blocked = false;
             // A route with no demand left is only taken off: the room is for
             // routes that wait for it (§3.4).
             if self.wants_capacity(b) {
                 if b == pass {
-                    self.blocked
-                        .push_back::<kind::Blocked, _>(&mut self.routes, b);
+                    self.routes
+                        .blocked
+                        .push_back::<kind::Blocked, _>(&mut self.routes.slots, b);
                     self.routes[b as usize].blocked = true;
                 } else {
                     self.try_create(b);
@@ -297,13 +295,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// the first blocked route other than `r` that wants capacity (demand, not
     /// being deleted) has an older waiter than every waiter queued on `r`.
     pub(crate) fn yields(&self, c: u32) -> bool {
-        if self.blocked.is_empty() || self.total < self.cfg.max_total {
+        if self.routes.blocked.is_empty() || self.conns.total < self.cfg.max_total {
             return false;
         }
         let r = self.conns[c as usize].route;
         let ours = self.oldest_waiter(r);
         let mine = self.routes[r as usize].allocated;
-        let mut b = self.blocked.head;
+        let mut b = self.routes.blocked.head;
         while b != NIL {
             let s = &self.routes[b as usize];
             // Only toward an equal share: a route with no connection, or at
@@ -324,7 +322,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// The sequence number of the oldest waiter of the first route on the
     /// blocked list, other than `except`, that wants capacity.
     pub(crate) fn blocked_oldest(&self, except: u32) -> Option<u64> {
-        let mut b = self.blocked.head;
+        let mut b = self.routes.blocked.head;
         while b != NIL {
             let s = &self.routes[b as usize];
             if b != except && self.wants_capacity(b) {
@@ -355,7 +353,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             if self
                 .cfg
                 .max_idle
-                .is_some_and(|x| self.idle + self.connecting >= x)
+                .is_some_and(|x| self.conns.idle + self.conns.connecting >= x)
             {
                 return;
             }

@@ -55,7 +55,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let capacity = capacity.min(Self::MAX_STREAMS);
         let r = self.conns[c as usize].route;
         self.route_list_remove(c);
-        self.connecting -= 1;
+        self.conns.connecting -= 1;
         let now = self.now;
         let validity = match self.cfg.max_lifetime {
             Some(t) => now + t + self.lifetime_jitter(t),
@@ -145,7 +145,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             let seq = self.routes[r as usize].seq;
             self.routes[r as usize].retrying = true;
             self.routes[r as usize].retry_until = until;
-            self.route_timers.arm(r, until, seq);
+            self.routes.timers.arm(r, until, seq);
         }
         self.settle(r);
     }

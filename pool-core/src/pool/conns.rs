@@ -7,7 +7,7 @@ use core::hash::Hash;
 use super::Pool;
 use crate::action::CloseReason;
 use crate::config::ReusePolicy;
-use crate::handle::{Lease, LeaseId};
+use crate::handle::Lease;
 use crate::list::kind;
 use crate::slot::{ConnState, RouteListKind, NIL};
 
@@ -30,9 +30,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
         };
         if front {
-            list.push_front::<kind::RouteList, _>(&mut self.conns, c);
+            list.push_front::<kind::RouteList, _>(&mut self.conns.slots, c);
         } else {
-            list.push_back::<kind::RouteList, _>(&mut self.conns, c);
+            list.push_back::<kind::RouteList, _>(&mut self.conns.slots, c);
         }
         self.conns[c as usize].list = which;
     }
@@ -54,18 +54,15 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
             RouteListKind::None => return,
         };
-        list.remove::<kind::RouteList, _>(&mut self.conns, c);
+        list.remove::<kind::RouteList, _>(&mut self.conns.slots, c);
         self.conns[c as usize].list = RouteListKind::None;
     }
 
     #[inline(always)]
     pub(crate) fn lru_remove(&mut self, c: u32) {
-        if self.conns[c as usize].in_lru {
-            self.lru.remove::<kind::Lru, _>(&mut self.conns, c);
-            self.conns[c as usize].in_lru = false;
+        if self.conns.lru_remove(c) {
             let r = self.conns[c as usize].route as usize;
             self.routes[r].idle -= 1;
-            self.idle -= 1;
         }
     }
 
@@ -79,11 +76,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             let front = self.cfg.reuse == ReusePolicy::Lifo;
             self.route_list_push(c, RouteListKind::Ready, front);
             if self.conns[c as usize].active == 0 && !self.conns[c as usize].in_lru {
-                self.lru.push_front::<kind::Lru, _>(&mut self.conns, c);
-                self.conns[c as usize].in_lru = true;
+                self.conns.lru_push(c);
                 let r = self.conns[c as usize].route as usize;
                 self.routes[r].idle += 1;
-                self.idle += 1;
             }
         } else {
             self.route_list_push(c, RouteListKind::Busy, false);
@@ -94,14 +89,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// that a lease slot is free and `max_leases` not reached.
     #[inline]
     pub(crate) fn attach(&mut self, c: u32) -> Lease {
-        let l = self.free_lease;
-        let ls = &mut self.leases[l as usize];
-        self.free_lease = ls.next_free;
-        ls.conn = c;
-        let id = LeaseId {
-            index: l,
-            gen: ls.gen,
-        };
+        let id = self.leases.take(c);
         self.lru_remove(c);
         let r = self.conns[c as usize].route;
         if self.conns[c as usize].list == RouteListKind::Ready {
@@ -118,7 +106,6 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         self.routes[r as usize].active += 1;
         self.routes[r as usize].grants += 1;
-        self.active += 1;
         self.counters.grants += 1;
         if reused {
             self.counters.reuses += 1;
@@ -158,7 +145,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Closes `c` (§3.11). Validation waiters are the caller's business.
     pub(crate) fn close(&mut self, c: u32, reason: CloseReason) {
         self.detach_conn(c);
-        self.conn_timers.remove(c);
+        self.conns.timers.remove(c);
         let e = Self::conn_entity(c);
         let cs = &self.conns[c as usize];
         if cs.state == ConnState::Connecting && !cs.delivered {
@@ -170,7 +157,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let cs = &mut self.conns[c as usize];
         cs.state = ConnState::Closing;
         cs.reason = reason;
-        self.closing += 1;
+        self.conns.closing += 1;
         self.counters.closes[reason.index()] += 1;
         crate::fmt::debug!("wharf: close conn {} ({:?})", c, reason);
         self.act_push(e);
@@ -180,17 +167,17 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     pub(crate) fn detach_conn(&mut self, c: u32) {
         self.lru_remove(c);
         self.route_list_remove(c);
-        let cs = &self.conns[c as usize];
+        let cs = self.conns[c as usize];
         let r = cs.route;
         if cs.state == ConnState::Connecting {
-            self.connecting -= 1;
+            self.conns.connecting -= 1;
         }
         if cs.allocated() {
             if cs.guard {
-                self.guard_conns -= 1;
+                self.conns.guards -= 1;
             }
-            self.total -= 1;
-            if self.total - self.guard_conns <= self.cfg.max_total {
+            self.conns.total -= 1;
+            if self.conns.total - self.conns.guards <= self.cfg.max_total {
                 self.over_total = false;
             }
             let limit = self.limit(r);
@@ -204,14 +191,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     pub(crate) fn free_conn_slot(&mut self, c: u32) {
-        self.conn_timers.remove(c);
-        let cs = &mut self.conns[c as usize];
-        cs.gen = cs.gen.wrapping_add(1);
-        cs.state = ConnState::Free;
-        cs.list = RouteListKind::None;
-        cs.waiter = NIL;
-        cs.rlink.next = self.free_conn;
-        self.free_conn = c;
+        self.conns.put(c);
     }
 
     /// Grants `c` to compatible queued waiters of its route, FIFO (§3.7).
@@ -254,8 +234,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             .is_some_and(|m| self.routes[r as usize].idle > m)
         {
             self.close(c, CloseReason::IdleLimit);
-        } else if self.cfg.max_idle.is_some_and(|m| self.idle > m) {
-            let v = self.lru.tail;
+        } else if self.cfg.max_idle.is_some_and(|m| self.conns.idle > m) {
+            let v = self.conns.lru.tail;
             let vr = self.conns[v as usize].route;
             self.close(v, CloseReason::IdleLimit);
             if vr != r {
@@ -299,6 +279,6 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     #[inline]
     pub(crate) fn can_lease(&self) -> bool {
-        self.active < self.cfg.max_leases && self.free_lease != NIL
+        self.leases.can_take(self.cfg.max_leases)
     }
 }

@@ -44,12 +44,12 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 if mode == DrainMode::DrainAndDelete {
                     self.closed = true;
                 }
-                let mut r = self.all_routes.head;
+                let mut r = self.routes.all.head;
                 while r != NIL {
                     self.drain_route(r, mode);
                     r = self.routes[r as usize].all.next;
                 }
-                let mut r = self.all_routes.head;
+                let mut r = self.routes.all.head;
                 while r != NIL {
                     let next = self.routes[r as usize].all.next;
                     self.settle(r);
@@ -152,7 +152,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// Keys of the routes in the table, in creation order.
     pub fn routes(&self) -> impl Iterator<Item = &K> + '_ {
-        let mut r = self.all_routes.head;
+        let mut r = self.routes.all.head;
         core::iter::from_fn(move || {
             while r != NIL {
                 let s = &self.routes[r as usize];

@@ -13,7 +13,7 @@ use core::hash::Hash;
 
 use super::Pool;
 use crate::config::ReusePolicy;
-use crate::handle::{ConnId, Lease, LeaseId};
+use crate::handle::{ConnId, Lease};
 use crate::list::{kind, Link};
 use crate::slot::{ConnState, RouteListKind, NIL};
 
@@ -22,7 +22,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// preconnect or warm-up pool-wide, no blocked route, no idle limit.
     #[inline(always)]
     fn quiet(&self) -> bool {
-        self.plain_fast && self.blocked.len == 0
+        self.plain_fast && self.routes.blocked.len == 0
     }
 
     /// An untagged lease on route `r` served by its first ready connection,
@@ -30,7 +30,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// validation due and `settle(r)` would do nothing afterwards.
     #[inline(always)]
     pub(crate) fn lease_fast(&mut self, r: u32) -> Option<Lease> {
-        if !self.quiet() || self.free_lease == NIL || self.active >= self.cfg.max_leases {
+        if !self.quiet() || !self.leases.can_take(self.cfg.max_leases) {
             return None;
         }
         let now = self.now;
@@ -40,10 +40,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             conns,
             routes,
             leases,
-            lru,
             ..
         } = self;
-        let rs = &mut routes[r as usize];
+        let rs = &mut routes.slots[r as usize];
         let c = rs.ready.head;
         if c == NIL || rs.queue.len != 0 || rs.deleting || rs.configured() {
             return None;
@@ -55,17 +54,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if validate.is_some_and(|v| (cs.updated + v).reached(now)) {
             return None;
         }
-        // The lease slot.
-        let l = self.free_lease;
-        let ls = &mut leases[l as usize];
-        self.free_lease = ls.next_free;
-        ls.conn = c;
-        let lease_id = LeaseId {
-            index: l,
-            gen: ls.gen,
-        };
+        let lease_id = leases.take(c);
         // Off the idle LRU and off the head of the ready list (busy: full).
-        lru.remove::<kind::Lru, _>(conns, c);
+        conns.lru_take(c);
         let next = conns[c as usize].rlink.next;
         rs.ready.head = next;
         if next == NIL {
@@ -81,7 +72,6 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let cs = &mut conns[c as usize];
         cs.rlink = Link::NONE;
         cs.list = RouteListKind::Busy;
-        cs.in_lru = false;
         cs.active = 1;
         let reused = cs.used;
         cs.used = true;
@@ -89,8 +79,6 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             index: c,
             gen: cs.gen,
         };
-        self.idle -= 1;
-        self.active += 1;
         self.counters.grants += 1;
         self.counters.reuses += reused as u64;
         if self.cfg.max_lifetime.is_some() {
@@ -137,14 +125,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         };
         let seq = cs.seq;
         // The lease slot.
-        let ls = &mut self.leases[l as usize];
-        ls.conn = NIL;
-        ls.gen = ls.gen.wrapping_add(1);
-        ls.next_free = self.free_lease;
-        self.free_lease = l;
-        let Pool {
-            conns, routes, lru, ..
-        } = self;
+        self.leases.put(l);
+        let Pool { conns, routes, .. } = self;
         let cs = &mut conns[c as usize];
         cs.active = 0;
         cs.updated = now;
@@ -153,20 +135,19 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         cs.tag_value = 0;
         cs.expiry = cs.validity;
         cs.list = RouteListKind::Ready;
-        cs.in_lru = true;
-        let rs = &mut routes[r as usize];
+        let rs = &mut routes.slots[r as usize];
         if front {
-            rs.ready.push_front::<kind::RouteList, _>(conns, c);
+            rs.ready
+                .push_front::<kind::RouteList, _>(&mut conns.slots, c);
         } else {
-            rs.ready.push_back::<kind::RouteList, _>(conns, c);
+            rs.ready
+                .push_back::<kind::RouteList, _>(&mut conns.slots, c);
         }
-        lru.push_front::<kind::Lru, _>(conns, c);
+        conns.lru_push(c);
         rs.spare += 1;
         rs.idle += 1;
         rs.active -= 1;
-        self.idle += 1;
-        self.active -= 1;
-        self.conn_timers.arm(c, deadline, seq);
+        conns.timers.arm(c, deadline, seq);
         true
     }
 }

@@ -25,7 +25,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return Err(ConfigError::MaxTotalExceedsStorage);
         }
         self.cfg.max_total = max_total;
-        self.over_total = self.total - self.guard_conns > max_total;
+        self.over_total = self.conns.total - self.conns.guards > max_total;
         self.settle_all();
         Ok(())
     }
@@ -48,7 +48,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         // A route whose own min_idle override exceeds the new default limit
         // (and has no limit override) would be refused by `set_route_config`.
-        let mut r = self.all_routes.head;
+        let mut r = self.routes.all.head;
         while r != NIL {
             let s = &self.routes[r as usize];
             if s.overrides.max_connections().is_none()
@@ -59,7 +59,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             r = s.all.next;
         }
         self.cfg.max_per_route = max_per_route;
-        let mut r = self.all_routes.head;
+        let mut r = self.routes.all.head;
         while r != NIL {
             if self.routes[r as usize].allocated > self.limit(r) {
                 self.routes[r as usize].over_limit = true;
@@ -72,7 +72,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// Settles every route, in creation order (after a limit changed).
     fn settle_all(&mut self) {
-        let mut r = self.all_routes.head;
+        let mut r = self.routes.all.head;
         while r != NIL {
             let next = self.routes[r as usize].all.next;
             self.settle(r);

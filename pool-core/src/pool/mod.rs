@@ -1,11 +1,14 @@
 //! The pool state machine: [`Pool`] and its inputs and outputs.
 //!
-//! One file per concern: `routes` (route table, idle notices, `settle`),
-//! `capacity` (connect decisions: demand, preconnect, warm-up, eviction,
-//! blocked routes), `conns` (connection lists and transitions), `waiters`
-//! (queues, grants, failures), `timers` (deadlines), `actions` (the output
-//! queue), and one file per group of inputs (`lease`, `release`, `connect`,
-//! `drain`).
+//! The state is in `crate::tables` (connections, routes, waiters, leases:
+//! each table owns its slots, lists, timers and counts). This module holds
+//! what runs over them: one file per group of inputs (`lease`, `release`,
+//! `connect`, `drain`, `limits`, `hosts`), and the routines they share:
+//! `routes` (per-route settings, idle notices, `settle`), `capacity`
+//! (connect decisions: demand, preconnect, warm-up, eviction, blocked routes,
+//! the cross-route yield), `conns` (connection transitions across tables),
+//! `waiters` (queues, grants, failures), `timers` (deadlines), `actions` (the
+//! output queue) and `fast` (the warm lease and release).
 
 mod actions;
 mod capacity;
@@ -26,10 +29,10 @@ use core::hash::Hash;
 use crate::config::{Config, ConfigError, Settings};
 use crate::handle::{ConnId, Lease, RouteId, Tag, WaiterId};
 use crate::heap::Heap;
-use crate::list::List;
 use crate::slot::{ConnSlot, HeapEntry, LeaseSlot, RouteSlot, WaiterSlot, NIL};
 use crate::stats::{Counters, PoolStats, RouteStats};
 use crate::storage::{Slots, Storage};
+use crate::tables::{Conns, Leases, Routes, Waiters};
 use crate::time::{Duration, Instant};
 
 pub use drain::{DrainMode, DrainScope};
@@ -97,37 +100,17 @@ pub enum Validation {
 /// The pool. See the [crate docs](crate) for how to drive it and
 /// `docs/SEMANTICS.md` for the exact rules.
 pub struct Pool<'a, K> {
-    pub(crate) conns: Slots<'a, ConnSlot>,
-    pub(crate) routes: Slots<'a, RouteSlot<K>>,
-    pub(crate) buckets: Slots<'a, u32>,
-    pub(crate) waiters: Slots<'a, WaiterSlot>,
-    pub(crate) leases: Slots<'a, LeaseSlot>,
-    pub(crate) conn_timers: Heap<'a>,
-    pub(crate) waiter_timers: Heap<'a>,
-    pub(crate) route_timers: Heap<'a>,
+    /// The state, one table per kind of slot (`crate::tables`).
+    pub(crate) conns: Conns<'a>,
+    pub(crate) routes: Routes<'a, K>,
+    pub(crate) waiters: Waiters<'a>,
+    pub(crate) leases: Leases<'a>,
     pub(crate) cfg: Settings,
     pub(crate) now: Instant,
     pub(crate) seq: u64,
-    pub(crate) free_conn: u32,
-    pub(crate) free_waiter: u32,
-    pub(crate) free_lease: u32,
-    pub(crate) free_route: u32,
-    /// Global idle LRU: front = most recently idle.
-    pub(crate) lru: List,
-    pub(crate) blocked: List,
-    pub(crate) all_routes: List,
+    /// The action queue (`actions.rs`), threaded through the three tables.
     pub(crate) act_head: u32,
     pub(crate) act_tail: u32,
-    /// Open + connecting + validating connections.
-    pub(crate) total: u32,
-    pub(crate) connecting: u32,
-    pub(crate) idle: u32,
-    pub(crate) active: u32,
-    /// Queued + validating waiters.
-    pub(crate) pending: u32,
-    pub(crate) closing: u32,
-    pub(crate) route_count: u32,
-    pub(crate) guard_conns: u32,
     /// `max_total` was lowered below the connections open: they may exceed it
     /// until enough have closed (`set_max_total`).
     pub(crate) over_total: bool,
@@ -136,8 +119,6 @@ pub struct Pool<'a, K> {
     /// (`pool_identity`): 32 bits from its storage's address and the number
     /// of pools made before it.
     pub(crate) id: u32,
-    /// Places route keys in `buckets` (seeded, `Config::seed`).
-    pub(crate) hasher: crate::hash::RouteHasher,
     /// State of the lifetime jitter's generator (splitmix64).
     pub(crate) rng: u64,
     /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
@@ -206,11 +187,11 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
 
     #[allow(clippy::type_complexity)]
     fn from_slots(
-        mut conns: Slots<'a, ConnSlot>,
-        mut routes: Slots<'a, RouteSlot<K>>,
-        mut buckets: Slots<'a, u32>,
-        mut waiters: Slots<'a, WaiterSlot>,
-        mut leases: Slots<'a, LeaseSlot>,
+        conns: Slots<'a, ConnSlot>,
+        routes: Slots<'a, RouteSlot<K>>,
+        buckets: Slots<'a, u32>,
+        waiters: Slots<'a, WaiterSlot>,
+        leases: Slots<'a, LeaseSlot>,
         heaps: [(Slots<'a, HeapEntry>, Slots<'a, u32>); 3],
         config: Config,
     ) -> Result<Self, ConfigError> {
@@ -219,36 +200,11 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             return Err(ConfigError::BadStorage);
         }
         let cfg = config.validate(nc, nw, nl)?;
-        // Generations go on from what the storage held: handles of an earlier
-        // pool built in the same storage are stale in this one.
-        for (i, c) in conns.iter_mut().enumerate() {
-            let gen = c.gen.wrapping_add(1);
-            *c = ConnSlot::EMPTY;
-            c.gen = gen;
-            c.rlink.next = if i + 1 < nc { i as u32 + 1 } else { NIL };
-        }
-        for (i, r) in routes.iter_mut().enumerate() {
-            let gen = r.gen.wrapping_add(1);
-            *r = RouteSlot::EMPTY;
-            r.gen = gen;
-            r.chain = if i + 1 < nr { i as u32 + 1 } else { NIL };
-        }
-        buckets.iter_mut().for_each(|b| *b = NIL);
-        for (i, w) in waiters.iter_mut().enumerate() {
-            let gen = w.gen.wrapping_add(1);
-            *w = WaiterSlot::EMPTY;
-            w.gen = gen;
-            w.qlink.next = if i + 1 < nw { i as u32 + 1 } else { NIL };
-        }
-        for (i, l) in leases.iter_mut().enumerate() {
-            let gen = l.gen.wrapping_add(1);
-            *l = LeaseSlot::EMPTY;
-            l.gen = gen;
-            l.next_free = if i + 1 < nl { i as u32 + 1 } else { NIL };
-        }
+        // Generations go on from what the storage held (each table's
+        // `new`): handles of an earlier pool built in the same storage are
+        // stale in this one.
         let id = pool_identity(conns.as_ptr() as usize);
         let [ch, wh, rh] = heaps;
-        let hasher = crate::hash::RouteHasher::new(cfg.seed);
         let rng = crate::hash::splitmix(cfg.seed ^ 0x6a09_e667_f3bc_c909);
         let plain = cfg.ratio_milli <= 1000 && cfg.min_idle == 0;
         let plain_fast = plain
@@ -256,38 +212,18 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
             && cfg.max_idle_per_route.is_none()
             && cfg.max_leases_per_conn.is_none();
         Ok(Pool {
-            conns,
-            routes,
-            buckets,
-            waiters,
-            leases,
-            conn_timers: Heap::new(ch.0, ch.1),
-            waiter_timers: Heap::new(wh.0, wh.1),
-            route_timers: Heap::new(rh.0, rh.1),
+            conns: Conns::new(conns, Heap::new(ch.0, ch.1)),
+            routes: Routes::new(routes, buckets, Heap::new(rh.0, rh.1), cfg.seed),
+            waiters: Waiters::new(waiters, Heap::new(wh.0, wh.1)),
+            leases: Leases::new(leases),
             cfg,
             now: Instant::ZERO,
             seq: 0,
-            free_conn: 0,
-            free_waiter: if nw > 0 { 0 } else { NIL },
-            free_lease: 0,
-            free_route: 0,
-            lru: List::EMPTY,
-            blocked: List::EMPTY,
-            all_routes: List::EMPTY,
             act_head: NIL,
             act_tail: NIL,
-            total: 0,
-            connecting: 0,
-            idle: 0,
-            active: 0,
-            pending: 0,
-            closing: 0,
-            route_count: 0,
-            guard_conns: 0,
             over_total: false,
             closed: false,
             id,
-            hasher,
             rng,
             plain,
             plain_fast,
@@ -322,13 +258,13 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
     /// Pool-wide gauges.
     pub fn stats(&self) -> PoolStats {
         PoolStats {
-            connections: self.total,
-            connecting: self.connecting,
-            idle: self.idle,
-            leased: self.active,
-            pending: self.pending,
-            closing: self.closing,
-            routes: self.route_count,
+            connections: self.conns.total,
+            connecting: self.conns.connecting,
+            idle: self.conns.idle,
+            leased: self.leases.used,
+            pending: self.waiters.pending,
+            closing: self.conns.closing,
+            routes: self.routes.count,
             max_total: self.cfg.max_total,
         }
     }

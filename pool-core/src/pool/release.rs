@@ -6,7 +6,7 @@ use super::{Pool, Release};
 use crate::action::CloseReason;
 use crate::error::ReleaseError;
 use crate::handle::Lease;
-use crate::slot::{RouteListKind, NIL};
+use crate::slot::RouteListKind;
 use crate::time::Instant;
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
@@ -25,15 +25,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return Err(ReleaseError::ForeignLease);
         }
         let l = lease.id.index;
-        let valid = match self.leases.get(lease.id.index()) {
-            Some(ls) => {
-                ls.gen == lease.id.gen
-                    && ls.conn == lease.conn.index
-                    && self.conns[ls.conn as usize].gen == lease.conn.gen
-            }
-            None => false,
-        };
-        if !valid {
+        let c = lease.conn.index;
+        if !self.leases.is_out(lease.id, c) || self.conns[c as usize].gen != lease.conn.gen {
             return Err(ReleaseError::StaleLease);
         }
         if how == Release::REUSE && self.release_fast(l, lease.conn.index) {
@@ -55,12 +48,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// expiry, §7 `cancel`); returns the route.
     #[inline]
     pub(crate) fn release_slot(&mut self, l: u32, how: Option<Release>) -> u32 {
-        let ls = &mut self.leases[l as usize];
-        let c = ls.conn;
-        ls.conn = NIL;
-        ls.gen = ls.gen.wrapping_add(1);
-        ls.next_free = self.free_lease;
-        self.free_lease = l;
+        let c = self.leases.put(l);
 
         let r = self.conns[c as usize].route;
         let cs = &mut self.conns[c as usize];
@@ -71,7 +59,6 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             self.routes[r as usize].spare += (cs.streams_left() - before) as u64;
         }
         self.routes[r as usize].active -= 1;
-        self.active -= 1;
 
         let now = self.now;
         match how {

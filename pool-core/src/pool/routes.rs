@@ -5,78 +5,28 @@ use core::hash::Hash;
 
 use super::Pool;
 use crate::action::{CloseReason, FailReason};
-use crate::list::kind;
-use crate::slot::{RouteSlot, NIL};
+use crate::slot::NIL;
 
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
     #[inline]
     pub(crate) fn find_route(&self, key: &K) -> Option<u32> {
-        let mut i = self.buckets[self.hasher.bucket(key, self.buckets.len())];
-        while i != NIL {
-            let s = &self.routes[i as usize];
-            if s.key.as_ref() == Some(key) {
-                return Some(i);
-            }
-            i = s.chain;
-        }
-        None
+        self.routes.find(key)
     }
 
     /// A new route for `key`; `None` when the table is full.
     pub(crate) fn create_route(&mut self, key: &K) -> Option<u32> {
-        let r = self.free_route;
-        if r == NIL {
+        if self.routes.free == NIL {
             return None;
         }
-        let b = self.hasher.bucket(key, self.buckets.len());
         let seq = self.next_seq();
-        let s = &mut self.routes[r as usize];
-        self.free_route = s.chain;
-        let gen = s.gen;
-        *s = RouteSlot::EMPTY;
-        s.gen = gen;
-        s.key = Some(key.clone());
-        s.seq = seq as u32;
-        s.idle_mark = true;
-        s.chain = self.buckets[b];
-        self.buckets[b] = r;
-        self.all_routes
-            .push_back::<kind::AllRoutes, _>(&mut self.routes, r);
-        self.route_count += 1;
-        Some(r)
+        self.routes.insert(key, seq)
     }
 
-    /// Removes route `r` from the table and returns its key.
+    /// Removes route `r` from the table (and its `RouteIdle`, if unpolled)
+    /// and returns its key.
     pub(crate) fn free_route(&mut self, r: u32) -> Option<K> {
-        let key = self.routes[r as usize].key.take()?;
-        let b = self.hasher.bucket(&key, self.buckets.len());
-        let next = self.routes[r as usize].chain;
-        if self.buckets[b] == r {
-            self.buckets[b] = next;
-        } else {
-            let mut i = self.buckets[b];
-            while i != NIL {
-                let n = self.routes[i as usize].chain;
-                if n == r {
-                    self.routes[i as usize].chain = next;
-                    break;
-                }
-                i = n;
-            }
-        }
-        if self.routes[r as usize].blocked {
-            self.blocked.remove::<kind::Blocked, _>(&mut self.routes, r);
-        }
-        self.all_routes
-            .remove::<kind::AllRoutes, _>(&mut self.routes, r);
-        self.route_timers.remove(r);
+        let key = self.routes.remove(r)?;
         self.act_remove(Self::route_entity(r));
-        let s = &mut self.routes[r as usize];
-        s.gen = s.gen.wrapping_add(1);
-        s.blocked = false;
-        s.chain = self.free_route;
-        self.free_route = r;
-        self.route_count -= 1;
         Some(key)
     }
 
@@ -153,7 +103,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             && s.allocated > 0
             && !s.deleting
             && !s.configured()
-            && self.blocked.is_empty()
+            && self.routes.blocked.is_empty()
         {
             return;
         }
@@ -191,7 +141,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if own_first {
             self.try_create(r);
         }
-        if !self.blocked.is_empty() {
+        if !self.routes.blocked.is_empty() {
             self.unblock(if own_first { NIL } else { r });
         }
         if !own_first && (!self.routes[r as usize].queue.is_empty() || self.ratio(r) > 1000) {

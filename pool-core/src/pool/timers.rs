@@ -47,7 +47,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     #[inline]
     pub(crate) fn rearm_conn(&mut self, c: u32) {
         if let Some(t) = self.conn_deadline(c) {
-            self.conn_timers.arm(c, t, self.conns[c as usize].seq);
+            self.conns.timers.arm(c, t, self.conns[c as usize].seq);
         }
     }
 
@@ -73,10 +73,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     #[inline]
     pub(crate) fn next_due(&self) -> Instant {
-        self.conn_timers
+        self.conns
+            .timers
             .top_at()
-            .min(self.waiter_timers.top_at())
-            .min(self.route_timers.top_at())
+            .min(self.waiters.timers.top_at())
+            .min(self.routes.timers.top_at())
     }
 
     fn fire_due(&mut self) {
@@ -84,9 +85,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         loop {
             let mut best = None;
             for (owner, e) in [
-                (Owner::Conn, self.conn_timers.peek()),
-                (Owner::Waiter, self.waiter_timers.peek()),
-                (Owner::Route, self.route_timers.peek()),
+                (Owner::Conn, self.conns.timers.peek()),
+                (Owner::Waiter, self.waiters.timers.peek()),
+                (Owner::Route, self.routes.timers.peek()),
             ] {
                 if let Some(e) = e {
                     if e.at <= now
@@ -115,9 +116,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 }
             };
             let heap = match owner {
-                Owner::Conn => &mut self.conn_timers,
-                Owner::Waiter => &mut self.waiter_timers,
-                Owner::Route => &mut self.route_timers,
+                Owner::Conn => &mut self.conns.timers,
+                Owner::Waiter => &mut self.waiters.timers,
+                Owner::Route => &mut self.routes.timers,
             };
             match real {
                 None => heap.remove(o),

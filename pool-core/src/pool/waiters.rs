@@ -12,7 +12,7 @@ use crate::time::Instant;
 impl<K: Eq + Hash + Clone> Pool<'_, K> {
     #[inline]
     pub(crate) fn can_queue(&self) -> bool {
-        self.pending < self.cfg.max_pending && self.free_waiter != NIL
+        self.waiters.can_queue(self.cfg.max_pending)
     }
 
     /// A new waiter on route `r` (the caller checked `can_queue`).
@@ -23,10 +23,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         deadline: Option<Instant>,
         state: WaiterState,
     ) -> u32 {
-        let w = self.free_waiter;
+        let w = self.waiters.take();
         let seq = self.next_seq();
         let ws = &mut self.waiters[w as usize];
-        self.free_waiter = ws.qlink.next;
         ws.state = state;
         ws.route = r;
         ws.set_tag(tag);
@@ -35,31 +34,23 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         ws.conn = NIL;
         ws.lease.index = NIL;
         ws.qlink = crate::list::Link::NONE;
-        self.pending += 1;
         self.touch_route(r);
         if state == WaiterState::Queued {
             self.routes[r as usize]
                 .queue
-                .push_back::<kind::Queue, _>(&mut self.waiters, w);
+                .push_back::<kind::Queue, _>(&mut self.waiters.slots, w);
             self.counters.queued += 1;
         } else {
             self.routes[r as usize].validating += 1;
         }
         if let Some(d) = deadline {
-            self.waiter_timers.arm(w, d, seq as u32);
+            self.waiters.timers.arm(w, d, seq as u32);
         }
         w
     }
 
     pub(crate) fn free_waiter_slot(&mut self, w: u32) {
-        self.waiter_timers.remove(w);
-        let ws = &mut self.waiters[w as usize];
-        ws.gen = ws.gen.wrapping_add(1);
-        ws.state = WaiterState::Free;
-        ws.lease.index = NIL;
-        ws.conn = NIL;
-        ws.qlink.next = self.free_waiter;
-        self.free_waiter = w;
+        self.waiters.put(w);
     }
 
     /// Takes waiter `w` out of its queue or validation; it stops being pending.
@@ -70,7 +61,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             WaiterState::Queued => {
                 self.routes[r]
                     .queue
-                    .remove::<kind::Queue, _>(&mut self.waiters, w);
+                    .remove::<kind::Queue, _>(&mut self.waiters.slots, w);
             }
             WaiterState::Validating => {
                 self.routes[r].validating -= 1;
@@ -81,8 +72,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             _ => return,
         }
         self.waiters[w as usize].conn = NIL;
-        self.pending -= 1;
-        self.waiter_timers.remove(w);
+        self.waiters.pending -= 1;
+        self.waiters.timers.remove(w);
     }
 
     /// Grants available connection `c` to waiter `w` (§3.8).
@@ -172,7 +163,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
             self.routes[r as usize]
                 .queue
-                .insert_before::<kind::Queue, _>(&mut self.waiters, at, w);
+                .insert_before::<kind::Queue, _>(&mut self.waiters.slots, at, w);
         }
     }
 }

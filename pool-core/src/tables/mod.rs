@@ -1,0 +1,99 @@
+//! The pool's state, one table per kind of slot (as quinn-proto's
+//! `connection/` keeps streams, timers and packet spaces in types of their
+//! own): each table owns its slots, its free list, the lists threaded through
+//! them, its timer heap and its counts, and keeps them in step through its own
+//! operations; its `check()` verifies them and is run by
+//! [`Pool::check_invariants`](crate::Pool::check_invariants), which then checks
+//! what ties the tables together.
+//!
+//! | table | owns |
+//! |---|---|
+//! | [`Conns`] | connection slots, their free list, the idle LRU, connection timers, the pool-wide connection counts |
+//! | [`Routes`] | route slots, the hash index (buckets, seeded hasher), their free list, the list of all routes and the blocked list, route timers, the route count |
+//! | [`Waiters`] | waiter slots, their free list, waiter timers, the pending count |
+//! | [`Leases`] | lease slots, their free list, the count of leases out |
+//!
+//! Tables deref to their slot slices, so `pool.conns[c]` reads a slot. The
+//! inputs (`pool/lease.rs`, `pool/release.rs`, `pool/connect.rs`, ...) are
+//! sequences of table operations; what changes several tables at once (a
+//! grant, a close, an eviction) lives there.
+
+mod conns;
+mod leases;
+mod routes;
+mod waiters;
+
+pub(crate) use conns::Conns;
+pub(crate) use leases::Leases;
+pub(crate) use routes::Routes;
+pub(crate) use waiters::Waiters;
+
+/// Walks `list` through `slots` by `link`, checking every back link, the
+/// tail, the length and `f` for each member.
+pub(crate) fn walk<T>(
+    list: &crate::list::List,
+    slots: &[T],
+    link: impl Fn(&T) -> crate::list::Link,
+    mut f: impl FnMut(u32) -> bool,
+) -> bool {
+    use crate::slot::NIL;
+    let mut n = 0;
+    let mut prev = NIL;
+    let mut i = list.head;
+    while i != NIL {
+        if i as usize >= slots.len() || n > list.len {
+            return false;
+        }
+        let l = link(&slots[i as usize]);
+        if l.prev != prev || !f(i) {
+            return false;
+        }
+        prev = i;
+        i = l.next;
+        n += 1;
+    }
+    n == list.len && prev == list.tail
+}
+
+/// Walks a singly linked free list (`next` of each member), checking that it
+/// visits exactly the slots `free` says are free, each once.
+pub(crate) fn walk_free<T>(
+    head: u32,
+    slots: &[T],
+    next: impl Fn(&T) -> u32,
+    free: impl Fn(&T) -> bool,
+) -> bool {
+    use crate::slot::NIL;
+    let want = slots.iter().filter(|s| free(s)).count();
+    let mut n = 0;
+    let mut i = head;
+    while i != NIL {
+        match slots.get(i as usize) {
+            Some(s) if free(s) && n < want => {
+                n += 1;
+                i = next(s);
+            }
+            _ => return false,
+        }
+    }
+    n == want
+}
+
+macro_rules! deref_slots {
+    ($table:ident, $slot:ty) => {
+        impl core::ops::Deref for $table<'_> {
+            type Target = [$slot];
+            #[inline(always)]
+            fn deref(&self) -> &[$slot] {
+                &self.slots
+            }
+        }
+        impl core::ops::DerefMut for $table<'_> {
+            #[inline(always)]
+            fn deref_mut(&mut self) -> &mut [$slot] {
+                &mut self.slots
+            }
+        }
+    };
+}
+pub(crate) use deref_slots;

@@ -1,0 +1,197 @@
+//! The route table: route slots found by key through a chained hash index
+//! (seeded, [`RouteHasher`]), the list of all routes, the blocked list
+//! (routes waiting for total capacity, §3.3), route timers (retry backoff).
+
+use core::hash::Hash;
+
+use super::{walk, walk_free};
+use crate::hash::RouteHasher;
+use crate::heap::Heap;
+use crate::invariant::{ensure, InvariantViolation};
+use crate::list::{kind, List};
+use crate::slot::{RouteSlot, NIL};
+use crate::storage::Slots;
+
+pub(crate) struct Routes<'a, K> {
+    pub(crate) slots: Slots<'a, RouteSlot<K>>,
+    /// Heads of the hash chains (`chain` links of live slots).
+    pub(crate) buckets: Slots<'a, u32>,
+    pub(crate) hasher: RouteHasher,
+    /// Head of the free list (`chain` links of free slots).
+    pub(crate) free: u32,
+    /// Every live route, in creation order (`all` links).
+    pub(crate) all: List,
+    /// Routes waiting for total capacity, in blocking order (`blink` links).
+    pub(crate) blocked: List,
+    /// Retry backoffs.
+    pub(crate) timers: Heap<'a>,
+    /// Live routes.
+    pub(crate) count: u32,
+}
+
+impl<K> core::ops::Deref for Routes<'_, K> {
+    type Target = [RouteSlot<K>];
+    #[inline(always)]
+    fn deref(&self) -> &[RouteSlot<K>] {
+        &self.slots
+    }
+}
+
+impl<K> core::ops::DerefMut for Routes<'_, K> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [RouteSlot<K>] {
+        &mut self.slots
+    }
+}
+
+impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
+    /// Every slot free, the index empty; generations go on from what the
+    /// storage held.
+    pub(crate) fn new(
+        mut slots: Slots<'a, RouteSlot<K>>,
+        mut buckets: Slots<'a, u32>,
+        timers: Heap<'a>,
+        seed: u64,
+    ) -> Self {
+        let n = slots.len();
+        for (i, r) in slots.iter_mut().enumerate() {
+            let gen = r.gen.wrapping_add(1);
+            *r = RouteSlot::EMPTY;
+            r.gen = gen;
+            r.chain = if i + 1 < n { i as u32 + 1 } else { NIL };
+        }
+        buckets.iter_mut().for_each(|b| *b = NIL);
+        Routes {
+            slots,
+            buckets,
+            hasher: RouteHasher::new(seed),
+            free: if n > 0 { 0 } else { NIL },
+            all: List::EMPTY,
+            blocked: List::EMPTY,
+            timers,
+            count: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn find(&self, key: &K) -> Option<u32> {
+        let mut i = self.buckets[self.hasher.bucket(key, self.buckets.len())];
+        while i != NIL {
+            let s = &self.slots[i as usize];
+            if s.key.as_ref() == Some(key) {
+                return Some(i);
+            }
+            i = s.chain;
+        }
+        None
+    }
+
+    /// A new route for `key` created `seq`-th; `None` when the table is full.
+    pub(crate) fn insert(&mut self, key: &K, seq: u64) -> Option<u32> {
+        let r = self.free;
+        if r == NIL {
+            return None;
+        }
+        let b = self.hasher.bucket(key, self.buckets.len());
+        let s = &mut self.slots[r as usize];
+        self.free = s.chain;
+        let gen = s.gen;
+        *s = RouteSlot::EMPTY;
+        s.gen = gen;
+        s.key = Some(key.clone());
+        s.seq = seq as u32;
+        s.idle_mark = true;
+        s.chain = self.buckets[b];
+        self.buckets[b] = r;
+        self.all.push_back::<kind::AllRoutes, _>(&mut self.slots, r);
+        self.count += 1;
+        Some(r)
+    }
+
+    /// Takes route `r` out of the index and every list, frees its slot (its
+    /// handles go stale) and returns its key (`None` if it was not live).
+    pub(crate) fn remove(&mut self, r: u32) -> Option<K> {
+        let key = self.slots[r as usize].key.take()?;
+        let b = self.hasher.bucket(&key, self.buckets.len());
+        let next = self.slots[r as usize].chain;
+        if self.buckets[b] == r {
+            self.buckets[b] = next;
+        } else {
+            let mut i = self.buckets[b];
+            while i != NIL {
+                let n = self.slots[i as usize].chain;
+                if n == r {
+                    self.slots[i as usize].chain = next;
+                    break;
+                }
+                i = n;
+            }
+        }
+        self.unblock_one(r);
+        self.all.remove::<kind::AllRoutes, _>(&mut self.slots, r);
+        self.timers.remove(r);
+        let s = &mut self.slots[r as usize];
+        s.gen = s.gen.wrapping_add(1);
+        s.chain = self.free;
+        self.free = r;
+        self.count -= 1;
+        Some(key)
+    }
+
+    /// Appends `r` to the blocked list (if not on it).
+    #[inline]
+    pub(crate) fn block(&mut self, r: u32) {
+        if !self.slots[r as usize].blocked {
+            self.slots[r as usize].blocked = true;
+            self.blocked
+                .push_back::<kind::Blocked, _>(&mut self.slots, r);
+        }
+    }
+
+    /// Takes `r` off the blocked list (if on it).
+    #[inline]
+    pub(crate) fn unblock_one(&mut self, r: u32) {
+        if self.slots[r as usize].blocked {
+            self.blocked.remove::<kind::Blocked, _>(&mut self.slots, r);
+            self.slots[r as usize].blocked = false;
+        }
+    }
+
+    /// The free list holds exactly the free slots, `count` the live ones;
+    /// every live route is found by its key; the list of all routes holds
+    /// the live ones, the blocked list those marked blocked; the timer heap
+    /// is whole.
+    pub(crate) fn check(&self) -> Result<(), InvariantViolation> {
+        let s = &self.slots;
+        ensure!(
+            walk_free(self.free, s, |r| r.chain, |r| !r.live()),
+            0,
+            "route free list broken"
+        );
+        let live = s.iter().filter(|r| r.live()).count() as u32;
+        ensure!(live == self.count, 11, "route count differs");
+        for (i, r) in s.iter().enumerate() {
+            if let Some(k) = &r.key {
+                ensure!(
+                    self.find(k) == Some(i as u32),
+                    0,
+                    "route not found by its key"
+                );
+            }
+        }
+        ensure!(
+            walk(&self.all, s, |r| r.all, |r| s[r as usize].live()) && self.all.len == live,
+            0,
+            "list of routes broken"
+        );
+        let blocked = s.iter().filter(|r| r.blocked).count() as u32;
+        ensure!(
+            walk(&self.blocked, s, |r| r.blink, |r| s[r as usize].blocked)
+                && self.blocked.len == blocked,
+            0,
+            "blocked list broken"
+        );
+        ensure!(self.timers.check(), 0, "route timer heap broken");
+        Ok(())
+    }
+}
