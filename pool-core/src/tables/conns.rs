@@ -78,16 +78,19 @@ impl<'a> Conns<'a> {
     /// `c` went idle: the front of the LRU.
     #[inline(always)]
     pub(crate) fn lru_push(&mut self, c: u32) {
-        self.lru.push_front::<kind::Lru, _>(&mut self.slots, c);
-        self.slots[c as usize].in_lru = true;
+        // One slice for the whole move (`Slots` derefs through a match).
+        let s = &mut *self.slots;
+        self.lru.push_front::<kind::Lru, _>(s, c);
+        s[c as usize].in_lru = true;
         self.idle += 1;
     }
 
     /// Idle `c` (on the LRU) is leased: off the LRU.
     #[inline(always)]
     pub(crate) fn lru_take(&mut self, c: u32) {
-        self.lru.remove::<kind::Lru, _>(&mut self.slots, c);
-        self.slots[c as usize].in_lru = false;
+        let s = &mut *self.slots;
+        self.lru.remove::<kind::Lru, _>(s, c);
+        s[c as usize].in_lru = false;
         self.idle -= 1;
     }
 
