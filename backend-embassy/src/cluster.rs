@@ -308,17 +308,12 @@ impl<'d, const H: usize> Pool<'d, H> {
             if let Some(lease) = started?.finish().await? {
                 return Ok(lease);
             }
-            // Dead at hand-out: ask again on the same host.
+            // Dead at hand-out: ask again on the same host (the cluster's
+            // request was the first try).
             let Some(route) = host else {
                 return Err(Error::PeerClosed);
             };
-            let tries = pool.shared().inner.borrow().handout_tries();
-            for _ in 1..tries {
-                if let Some(lease) = pool.lease_once(&route, opts.tag, deadline).await? {
-                    return Ok(lease);
-                }
-            }
-            Err(Error::PeerClosed)
+            pool.lease_retrying(&route, opts.tag, deadline, 1).await
         }
     }
 }

@@ -109,19 +109,33 @@ impl<'d, const H: usize> Pool<'d, H> {
         opts: LeaseOptions,
     ) -> Result<Lease<'d, H>, Error> {
         let deadline = opts.timeout.map(|d| now() + d);
-        // A connection found dead when it is handed out (the peer closed it
-        // while it was idle and no validation was due) is closed and the
-        // request tried again; each try closes one, so this ends.
+        self.lease_retrying(route, opts.tag, deadline, 0).await
+    }
+
+    /// The dead-at-hand-out retry, for route and cluster leases: a connection
+    /// found dead when it is handed out (the peer closed it while it was idle
+    /// and no validation was due) is closed and the request asked again on
+    /// `route`, up to the driver's `handout_tries` tries in all, of which the
+    /// caller already made `tried`; then [`Error::PeerClosed`]. Each try
+    /// closes one connection, so this ends.
+    pub(crate) async fn lease_retrying(
+        &self,
+        route: &Route<H>,
+        tag: Option<Tag>,
+        deadline: Option<Instant>,
+        tried: usize,
+    ) -> Result<Lease<'d, H>, Error> {
         let tries = self.shared.inner.borrow().handout_tries();
-        for _ in 0..tries {
-            if let Some(lease) = self.lease_once(route, opts.tag, deadline).await? {
+        for _ in tried..tries {
+            if let Some(lease) = self.lease_once(route, tag, deadline).await? {
                 return Ok(lease);
             }
         }
         Err(Error::PeerClosed)
     }
 
-    pub(crate) async fn lease_once(
+    /// One try: `None` when the connection handed out was found dead.
+    async fn lease_once(
         &self,
         route: &Route<H>,
         tag: Option<Tag>,

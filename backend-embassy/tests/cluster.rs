@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, server, Log, Mode, SERVER};
+use common::{eventually, polled_every, server, Log, Mode, SERVER};
 use embassy_futures::join::join4;
 use embassy_futures::select::{select3, Either3};
 use embassy_time::Timer;
@@ -402,6 +402,57 @@ async fn a_dead_connection_is_replaced_on_the_same_host() {
         // The balancer's turn is unchanged: host 1 is next.
         let mut b2 = pool.lease_cluster(c).await.unwrap();
         assert_on(&mut b2, 1);
+    })
+}
+
+/// The dead-at-hand-out retry of a cluster lease gives up as a route lease
+/// does: on a host whose server sends bytes nobody asked for as soon as it
+/// accepts, every connection is unusable by the time it is handed out (the
+/// lease is polled only every 50 ms). The cluster's request is the first
+/// try, the retries go to the same host, and after the driver's
+/// `handout_tries` tries (4 connection slots + 2) the lease fails with
+/// `Error::PeerClosed`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cluster_lease_whose_every_hand_out_is_dead_fails_peer_closed() {
+    const TRIES: usize = SLOTS + 2;
+    const PUSH_PORT: u16 = 7104;
+    cluster_test!(config(), |pool, logs, server_stack| {
+        let log = Log::default();
+        let pusher = server(server_stack, PUSH_PORT, Mode::PushAfter(0), &log);
+        let test = async {
+            let slot = ClusterSlot::<4>::new();
+            let c = pool
+                .add_cluster(
+                    &slot,
+                    Balancer::RoundRobin,
+                    [Route::ip(SERVER, PUSH_PORT)],
+                    0.0,
+                )
+                .unwrap();
+            let got = polled_every(50, pool.lease_cluster(c)).await;
+            assert_eq!(got.err(), Some(Error::PeerClosed));
+            assert_eq!(
+                log.accepted(),
+                TRIES,
+                "one connection per try, all on the host"
+            );
+            let counters = pool.counters();
+            assert_eq!(counters.connects, TRIES as u64, "{counters:?}");
+            assert!(
+                eventually(2000, || pool.stats().connections == 0).await,
+                "every connection closed: {:?}",
+                pool.stats()
+            );
+            assert_eq!(
+                pool.counters().closes_for(CloseReason::PeerClosed),
+                TRIES as u64
+            );
+            assert_eq!(accepted(logs), [0; 4], "no other host tried");
+        };
+        match embassy_futures::select::select(pusher, test).await {
+            embassy_futures::select::Either::Second(()) => {}
+            embassy_futures::select::Either::First(never) => never,
+        }
     })
 }
 

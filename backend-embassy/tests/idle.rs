@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{eventually, server, Log, Mode, SERVER};
+use common::{eventually, polled_every, server, Log, Mode, SERVER};
 use embassy_futures::join::join_array;
 use embassy_futures::select::{select3, Either3};
 use embassy_time::Timer;
 use embedded_io_async::{Read, Write};
-use wharf_embassy::{CloseReason, Config, Options, Pool, Route, State};
+use wharf_embassy::{CloseReason, Config, Error, Options, Pool, Route, State};
 
 type TestState = State<4, 8, 4, 1024, 1024>;
 
@@ -147,5 +147,37 @@ async fn under_load_no_dead_connection_is_handed_out() {
         assert_eq!(dead, 0, "dead connections handed out");
         assert!(races <= 2, "{races} hand-outs raced a server close");
         assert!(c.closes_for(CloseReason::PeerClosed) >= 5);
+    })
+}
+
+/// The dead-at-hand-out retry gives up: a server that sends bytes nobody
+/// asked for as soon as it accepts makes every connection unusable by the
+/// time it is handed out (the lease is polled only every 50 ms), so each try
+/// closes its connection (`PeerClosed`) and asks again, and after the
+/// driver's `handout_tries` tries (4 connection slots + 2) the lease fails
+/// with `Error::PeerClosed`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lease_whose_every_hand_out_is_dead_fails_peer_closed() {
+    const TRIES: usize = 4 + 2;
+    pool_test!(Mode::PushAfter(0), |pool, log| {
+        let got = polled_every(50, pool.lease(&route())).await;
+        assert_eq!(got.err(), Some(Error::PeerClosed));
+        assert_eq!(log.accepted(), TRIES, "one connection per try");
+        let c = pool.counters();
+        assert_eq!(
+            (c.connects, c.grants),
+            (TRIES as u64, TRIES as u64),
+            "{c:?}"
+        );
+        assert!(
+            eventually(2000, || pool.stats().connections == 0).await,
+            "every connection closed: {:?}",
+            pool.stats()
+        );
+        assert_eq!(
+            pool.counters().closes_for(CloseReason::PeerClosed),
+            TRIES as u64
+        );
+        assert_eq!(pool.stats().pending, 0, "nothing left waiting");
     })
 }

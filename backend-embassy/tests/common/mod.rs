@@ -317,3 +317,18 @@ pub async fn eventually(ms: u64, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Runs `f`, but polls it only once every `ms` milliseconds: an answer that
+/// arrives meanwhile (a connection granted to a waiting lease) waits in its
+/// ticket, so the connection is handed out only after what the server sent
+/// right after accepting it has arrived.
+pub async fn polled_every<F: core::future::Future>(ms: u64, f: F) -> F::Output {
+    let mut f = core::pin::pin!(f);
+    loop {
+        let poll = core::future::poll_fn(|cx| core::task::Poll::Ready(f.as_mut().poll(cx))).await;
+        if let core::task::Poll::Ready(v) = poll {
+            return v;
+        }
+        embassy_time::Timer::after_millis(ms).await;
+    }
+}
