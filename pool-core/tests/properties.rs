@@ -11,9 +11,9 @@
 //! waiter being granted) are met by the rules as fixed; the last two
 //! (preconnect with an idle timeout, the inactivity check at `Instant::MAX`)
 //! are not yet. The `eviction-churn` property found the two
-//! `yielded_capacity_does_not_go_back_to_the_releasing_route_*` cases, which
-//! the rules do not meet yet (`#[ignore]`d; `cargo test --test properties --
-//! --ignored` runs them).
+//! `yielded_capacity_does_not_go_back_to_the_releasing_route_*` cases, met by
+//! the rules as fixed (§3.1 step 2 passes over the settling route, §3.7a moves
+//! the route yielded to to the front of the blocked list).
 
 use wharf_core::*;
 
@@ -684,16 +684,17 @@ fn no_eviction_for_a_route_its_own_limit_holds_back() {
     );
 }
 
-/// Found by the `eviction-churn` property (props.rs), not fixed yet. Rules
-/// (§3.1 step 2, §3.4): the capacity a release yields (§3.7a) goes to the
-/// routes on the blocked list in order, and the releasing route may be first
-/// on it. `max_total` 1: A is blocked (a second waiter while its only
+/// Found by the `eviction-churn` property (props.rs); fixed by §3.1 step 2
+/// (`unblock` passes over the settling route when the blocked routes go
+/// first) and §3.7a (the route yielded to goes to the front of the blocked
+/// list). Before: the capacity a release yields (§3.7a) went to the routes
+/// on the blocked list in order, and the releasing route could be first on
+/// it. `max_total` 1: A is blocked (a second waiter while its only
 /// connection connects), then B. A's older waiter leaves; A's release yields
 /// to B (no connection, an older waiter than A's), the connection closes
 /// `Evicted`, and `unblock` then serves A, first on the list: a reconnect for
 /// the route whose connection A's waiter could have reused, and B still waits.
 #[test]
-#[ignore = "known violation of the eviction-churn property: yielded capacity goes back to the releasing route (SEMANTICS §3.1/§3.4)"]
 fn yielded_capacity_does_not_go_back_to_the_releasing_route_first_on_the_blocked_list() {
     let mut storage: Storage<Key, 4, 2, 8, 4> = Storage::new();
     let mut p = Pool::new(&mut storage, quiet(1, 2)).unwrap();
@@ -716,15 +717,16 @@ fn yielded_capacity_does_not_go_back_to_the_releasing_route_first_on_the_blocked
     evictions_make_room_for_another_route(&p, &mut route_of, &v).unwrap();
 }
 
-/// Found by the `eviction-churn` property (props.rs), not fixed yet. Rules
-/// (§3.1 step 2): after a release yields (§3.7a, to a short route with an
-/// older waiter), the releasing route connects first if its oldest waiter is
-/// older than that of the *first* blocked route that wants capacity, which
-/// need not be the short route yielded to. A and B hold two connections each
+/// Found by the `eviction-churn` property (props.rs); fixed by §3.7a (the
+/// route yielded to goes to the front of the blocked list, so §3.1 step 2
+/// compares with its waiter, older than every waiter of the releasing route).
+/// Before: after a release yielded (to a short route with an older waiter),
+/// the releasing route connected first if its oldest waiter was older than
+/// that of the *first* blocked route that wants capacity, which need not be
+/// the short route yielded to. A and B hold two connections each
 /// (`max_total` 4), C has none; the blocked list is B (whose waiter is
 /// younger than A's), C, A. A's release yields to C, then A reconnects.
 #[test]
-#[ignore = "known violation of the eviction-churn property: the releasing route connects first (SEMANTICS §3.1 step 2)"]
 fn yielded_capacity_does_not_go_back_to_the_releasing_route_with_an_older_waiter() {
     const C: Key = 2;
     let mut storage: Storage<Key, 8, 4, 8, 8> = Storage::new();

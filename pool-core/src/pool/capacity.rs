@@ -291,12 +291,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     /// Cross-route fairness (§3.7a): a release left `c` (route `r`) idle while
-    /// the total limit binds. It yields (the caller closes it `Evicted`) when
-    /// the first blocked route other than `r` that wants capacity (demand, not
-    /// being deleted) has an older waiter than every waiter queued on `r`.
-    pub(crate) fn yields(&self, c: u32) -> bool {
+    /// the total limit binds. It yields to `b` (the caller closes it `Evicted`
+    /// and moves `b` to the front of the blocked list) when `b` is the first
+    /// blocked route other than `r` that wants capacity, is short and has an
+    /// older waiter than every waiter queued on `r`.
+    pub(crate) fn yields(&self, c: u32) -> Option<u32> {
         if self.routes.blocked.is_empty() || self.conns.total < self.cfg.max_total {
-            return false;
+            return None;
         }
         let r = self.conns[c as usize].route;
         let ours = self.oldest_waiter(r);
@@ -310,13 +311,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             if b != r && short && self.wants_capacity(b) {
                 if let Some(theirs) = self.oldest_waiter(b) {
                     if ours.is_none_or(|ours| theirs < ours) {
-                        return true;
+                        return Some(b);
                     }
                 }
             }
             b = s.blink.next;
         }
-        false
+        None
     }
 
     /// The sequence number of the oldest waiter of the first route on the

@@ -94,10 +94,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         } else if cs.active == 0 && self.over_total {
             // `max_total` was lowered (§7, `set_max_total`).
             self.close(c, CloseReason::TotalLimit);
-        } else if cs.active == 0 && self.yields(c) {
+        } else if let Some(b) = if cs.active == 0 { self.yields(c) } else { None } {
             // An older waiter of a route blocked on the total gets the
-            // capacity (§3.7a).
+            // capacity (§3.7a): the route yielded to goes first on the
+            // blocked list, so whoever serves the blocked routes next
+            // (`settle(r)` now, or the `Close`'s poll when no slot is free)
+            // serves it, and `settle(r)` finds its waiter older than `r`'s.
             self.close(c, CloseReason::Evicted);
+            self.routes.to_front(b);
         } else {
             self.place(c);
             self.offer(c);

@@ -1548,9 +1548,22 @@ impl Model {
                 event("model: a deleted route's connection closes TotalLimit (not Drained)");
             }
             self.close(c, CloseReason::TotalLimit);
-        } else if conn.active == 0 && self.yields(r) {
+        } else if let Some(b) = if conn.active == 0 {
+            self.yields(r)
+        } else {
+            None
+        } {
+            // §3.7a: "it closes `Evicted` instead of serving `r`, and `b`
+            // moves to the front of the blocked list".
             event("model: a released connection yields to a blocked route");
             self.close(c, CloseReason::Evicted);
+            if let Some(pos) = self.blocked.iter().position(|&x| x == b) {
+                if pos > 0 {
+                    event("model: the route yielded to moves to the front of the blocked list");
+                }
+                self.blocked.remove(pos);
+                self.blocked.insert(0, b);
+            }
         } else {
             self.place(c);
             self.offer(c);
@@ -1639,9 +1652,9 @@ impl Model {
     /// blocked list that wants capacity, is *short* (`allocated(b) == 0` or
     /// `allocated(b) + 1 < allocated(r)`) and has an oldest waiter older than
     /// every waiter queued on `r` (or `r` has none).
-    fn yields(&self, r: Rid) -> bool {
+    fn yields(&self, r: Rid) -> Option<Rid> {
         if self.total() < self.cfg.max_total {
-            return false;
+            return None;
         }
         if self.blocked.iter().any(|&b| {
             b != r
@@ -1677,7 +1690,7 @@ impl Model {
                 event("model: yield to a short blocked route that has connections");
             }
         }
-        found.is_some()
+        found
     }
 
     fn conn_check(&self, c: Cid) -> Result<&MConn, ConnError> {
