@@ -101,7 +101,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             // (`settle(r)` now, or the `Close`'s poll when no slot is free)
             // serves it, and `settle(r)` finds its waiter older than `r`'s.
             self.close(c, CloseReason::Evicted);
-            self.routes.to_front(b);
+            self.routes.block_first(b);
         } else {
             self.place(c);
             self.offer(c);

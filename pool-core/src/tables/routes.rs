@@ -150,7 +150,7 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
 
     /// Moves blocked route `r` to the front of the blocked list.
     #[inline]
-    pub(crate) fn to_front(&mut self, r: u32) {
+    pub(crate) fn block_first(&mut self, r: u32) {
         if self.slots[r as usize].blocked && self.blocked.head != r {
             self.blocked.remove::<kind::Blocked, _>(&mut self.slots, r);
             self.blocked
