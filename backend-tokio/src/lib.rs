@@ -295,6 +295,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod clock;
 mod cluster;
 mod cluster_table;
 mod connector;

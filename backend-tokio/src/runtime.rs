@@ -1,7 +1,7 @@
-//! The runtime side of the driver: the lock and the clock around the one
-//! [`Driver`], the driver's [`Io`] on tokio (a queue of work run outside the
-//! lock, connect and validation tasks on the pool's runtime), and the timer
-//! task.
+//! The runtime side of the driver: the lock and the clock ([`Clock`])
+//! around the one [`Driver`], the driver's [`Io`] on tokio (a queue of work
+//! run outside the lock, connect and validation tasks on the pool's runtime),
+//! and the timer task.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -18,6 +18,7 @@ use tokio::task::AbortHandle;
 use wharf_core::{CloseReason, ConnId, Duration, Instant, Pool, RouteId, Tag, Validation};
 use wharf_driver::{Checked, ConnEvent, Driver, Io};
 
+use crate::clock::Clock;
 use crate::cluster_table::ClusterTable;
 use crate::connector::{Connector, RouteKey};
 use crate::metrics;
@@ -215,7 +216,8 @@ pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
     pub connector: Arc<C>,
     /// Connections closed (for `close().await`).
     pub closed: Notify,
-    pub base: tokio::time::Instant,
+    /// The pool's clock (read before the lock, once per operation).
+    pub clock: Clock,
     pub rt: Handle,
     pub handles_gone: AtomicBool,
     /// Close futures still running.
@@ -291,7 +293,7 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             }),
             connector,
             closed: Notify::new(),
-            base: tokio::time::Instant::now(),
+            clock: Clock::new(&rt),
             rt,
             handles_gone: AtomicBool::new(false),
             tasks: AtomicUsize::new(0),
@@ -309,20 +311,16 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         self.inner.lock()
     }
 
-    /// The core's clock: microseconds since the pool was built.
-    #[inline]
+    /// The core's clock: microseconds since the pool was built (read it
+    /// before taking the lock).
+    #[inline(always)]
     pub fn now(&self) -> Instant {
-        let d = tokio::time::Instant::now().saturating_duration_since(self.base);
-        // u64 arithmetic (`as_micros` is u128): a pool lives far less than
-        // 584,000 years.
-        Instant::from_micros(d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()))
+        self.clock.now()
     }
 
     /// The tokio instant of a core instant.
     pub fn deadline(&self, t: Instant) -> tokio::time::Instant {
-        // Far-future instants are capped (tokio's own limit is ~30 years).
-        let micros = t.as_micros().min(365 * 24 * 3600 * 1_000_000);
-        self.base + std::time::Duration::from_micros(micros)
+        self.clock.deadline(t)
     }
 
     pub fn describe(&self, key: &K) -> String {
@@ -460,8 +458,8 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
     tag: Option<Tag>,
 ) {
     let result = shared.connector.connect_as(&key, tag).await;
-    let mut g = shared.lock();
     let now = shared.now();
+    let mut g = shared.lock();
     if let Some(slot) = g.driver.io_mut().aborts.get_mut(conn.index()) {
         if matches!(slot, Some((c, _)) if *c == conn) {
             *slot = None;
@@ -502,8 +500,8 @@ async fn validate_task<K: RouteKey, C: Connector<K>>(
         let fut = pin!(shared.connector.is_stale(&mut obj));
         fut.await
     };
-    let mut g = shared.lock();
     let now = shared.now();
+    let mut g = shared.lock();
     trace::validated(&*shared.connector, g.driver.core(), conn, stale);
     let result = if stale {
         Validation::Stale
@@ -542,8 +540,8 @@ pub(crate) async fn timer_task<K: RouteKey, C: Connector<K>>(shared: Arc<Shared<
     loop {
         let gone = shared.handles_gone.load(Ordering::Acquire);
         let next = {
+            let now = shared.clock.now_for_timer();
             let mut g = shared.lock();
-            let now = shared.now();
             g.driver.handle_timeout(now);
             // Connections whose watch waker fired: ask their connector.
             for slot in shared.watch.take() {
