@@ -329,8 +329,20 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
 
     /// Ends an input (the driver has drained the core): runs the queued work
     /// outside the lock. Consumes the guard.
-    #[inline]
-    pub fn finish(self: &Arc<Self>, mut g: MutexGuard<'_, Inner<K, C>>) {
+    #[inline(always)]
+    pub fn finish(self: &Arc<Self>, g: MutexGuard<'_, Inner<K, C>>) {
+        let io = g.driver.io();
+        if io.ops.is_empty() && !io.closed_some {
+            // The warm path: nothing queued, nobody to tell.
+            drop(g);
+            return;
+        }
+        self.finish_work(g);
+    }
+
+    /// [`Shared::finish`] with work queued or a close to announce.
+    #[inline(never)]
+    fn finish_work(self: &Arc<Self>, mut g: MutexGuard<'_, Inner<K, C>>) {
         let io = g.driver.io_mut();
         let need_flush = !io.ops.is_empty() && !io.flushing;
         if need_flush {

@@ -11,7 +11,7 @@ use crate::tickets::{State, NONE};
 impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
     /// Drains the core's actions (after every input, until `None`), then
     /// applies the timer re-arm rule.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pump(&mut self) {
         if self.core.has_actions() {
             self.drain();
