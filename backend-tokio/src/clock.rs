@@ -53,7 +53,10 @@ struct Coarse {
 impl Coarse {
     /// The coarse clock, if the kernel has one with a tick of at most 100 ms.
     fn new(base_micros: u64) -> Option<Self> {
-        use rustix::time::{clock_getres, ClockId};
+        use rustix::time::{clock_getres, clock_gettime_dynamic, ClockId, DynamicClockId};
+        // Asked once with an error returned (a sandbox may refuse it), so the
+        // warm path's infallible read cannot fail.
+        clock_gettime_dynamic(DynamicClockId::Known(ClockId::MonotonicCoarse)).ok()?;
         let res = clock_getres(ClockId::MonotonicCoarse);
         let tick = micros(res).max(1);
         (res.tv_sec == 0 && tick <= 100_000).then_some(Coarse {

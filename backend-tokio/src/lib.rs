@@ -112,7 +112,7 @@
 //!
 //! The pool is the [`wharf_driver::Driver`] (the same driver the embassy
 //! backend runs: action pump, answer tickets, connection table) behind one
-//! `std::sync::Mutex`, held only for O(1) transitions (a lease, a release, a
+//! `parking_lot::Mutex`, held only for O(1) transitions (a lease, a release, a
 //! grant) and never across an `.await`. Answer tickets hold the waiting
 //! futures' wakers, and connection objects live in pre-sized slots indexed
 //! by the core's handles: leasing an idle connection and dropping the lease
@@ -124,6 +124,16 @@
 //! task feeds the core's timers (lease deadlines, connect timeouts, idle
 //! expiry, lifetime, retry backoff). It ends when the last [`Pool`] handle is
 //! dropped, draining the pool.
+//!
+//! The pool's clock is read once per operation, before the lock. On Linux on
+//! a multi-thread runtime it is `CLOCK_MONOTONIC_COARSE` (the kernel's last
+//! tick, a few nanoseconds to read), taken as an upper bound: the pool's
+//! timers (lease and connect timeouts, idle timeout, lifetime, keep-alive,
+//! backoff) and the idle time given to the hand-out check are exact to one
+//! kernel tick (1-10 ms; `clock_getres`), and a timer never ends early.
+//! Elsewhere, and on a current-thread runtime (the only kind whose clock
+//! tokio can pause), it is `tokio::time::Instant`, so `tokio::time::pause`
+//! and `start_paused` drive the pool's timers as they drive tokio's.
 //!
 //! A connector's timed-out connect error counts as a
 //! [`ConnectFailure::Timeout`], like the pool's own connect timeout.
