@@ -529,8 +529,8 @@ fn release_paths_discard_peer_closed_stale_and_detach() {
     let evs = events(&mut d);
     assert!(evs.contains(&Ev::Close(c1, CloseReason::Discarded, Some(1))));
     assert!(evs.contains(&Ev::Close(lb.conn(), CloseReason::PeerClosed, Some(2))));
-    // A second release of the same lease: the object is disposed of, the
-    // core is not touched.
+    // A second release of the same lease: the core refuses it (its one
+    // check of the lease), the object is disposed of, nothing else changes.
     let counters = *d.core().counters();
     d.release(la, Obj(3), Returned::REUSE, t(3));
     assert_eq!(events(&mut d), vec![Ev::Dispose(3)]);
@@ -546,6 +546,37 @@ fn release_paths_discard_peer_closed_stale_and_detach() {
     assert_eq!(evs[0], Ev::Close(cc, CloseReason::Discarded, None));
     assert_eq!(d.core().stats().connections, 0);
     check(&d, 4, &[4]);
+}
+
+#[test]
+fn a_stale_release_while_the_connection_is_leased_again_leaves_the_new_lease_alone() {
+    let mut d = driver(config(), Settings::default());
+    let ticket = queue(&mut d, "a", t(0));
+    d.connected(last_connect(&d), Obj(1), t(1)).unwrap();
+    let first = granted(answer(&mut d, ticket));
+    let stale = first.lease;
+    d.release(first.lease, first.conn, Returned::REUSE, t(2));
+    // The same connection, leased again: a new lease on the same slot.
+    let Ok(Started::Granted(second)) = d.lease(&"a", None, t(3), None) else {
+        panic!("the idle connection is granted at once")
+    };
+    assert_eq!(second.lease.conn(), stale.conn());
+    events(&mut d);
+    // The first lease given back a second time: the core refuses it, its
+    // object is disposed of and the slot stays lent to the second lease.
+    d.release(stale, Obj(9), Returned::REUSE, t(4));
+    assert_eq!(events(&mut d), vec![Ev::Dispose(9)]);
+    assert_eq!(d.core().stats().leased, 1);
+    // The second lease's release puts its object back, and it is reused.
+    d.release(second.lease, second.conn, Returned::REUSE, t(5));
+    assert!(events(&mut d).is_empty());
+    let Ok(Started::Granted(third)) = d.lease(&"a", None, t(6), None) else {
+        panic!("the idle connection is granted at once")
+    };
+    assert_eq!((third.conn.0, third.served), (1, 3));
+    d.release(third.lease, third.conn, Returned::REUSE, t(7));
+    // Objects 1 (idle) and 9 (disposed of).
+    check(&d, 2, &[]);
 }
 
 // ---------------------------------------------------------------- close ordering
