@@ -30,7 +30,10 @@ struct PoolHandle<K: RouteKey, C: Connector<K>> {
 impl<K: RouteKey, C: Connector<K>> Drop for PoolHandle<K, C> {
     fn drop(&mut self) {
         self.shared.handles_gone.store(true, Ordering::Release);
-        self.shared.lock().driver.kick_timer();
+        let mut g = self.shared.lock();
+        g.driver.kick_timer();
+        // The kick is woken after the lock is released.
+        self.shared.finish(g);
     }
 }
 

@@ -283,9 +283,12 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         };
         let tables = wharf_driver::Tables::with_capacity(conns, waiters);
         let id = next_pool_id();
+        let mut driver = Driver::new(core, tables, io, settings);
+        // Wakes run after the lock is released (`finish`).
+        driver.defer_wakes(true);
         Some(Shared {
             inner: Mutex::new(Inner {
-                driver: Driver::new(core, tables, io, settings),
+                driver,
                 clusters: ClusterTable {
                     pool: id,
                     slots: Vec::new(),
@@ -327,22 +330,39 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         self.connector.describe(key)
     }
 
-    /// Ends an input (the driver has drained the core): runs the queued work
-    /// outside the lock. Consumes the guard.
+    /// Ends an input (the driver has drained the core): releases the lock,
+    /// then wakes the futures the input answered and runs the queued work.
+    /// Consumes the guard. Every input ends here (the driver defers its
+    /// wakes to this).
     #[inline(always)]
     pub fn finish(self: &Arc<Self>, g: MutexGuard<'_, Inner<K, C>>) {
         let io = g.driver.io();
-        if io.ops.is_empty() && !io.closed_some {
-            // The warm path: nothing queued, nobody to tell.
+        if io.ops.is_empty() && !io.closed_some && !g.driver.has_wakes() {
+            // The warm path: nothing queued, nobody to wake or tell.
             drop(g);
             return;
         }
         self.finish_work(g);
     }
 
-    /// [`Shared::finish`] with work queued or a close to announce.
+    /// [`Shared::finish`] with wakes, work queued or a close to announce.
     #[inline(never)]
     fn finish_work(self: &Arc<Self>, mut g: MutexGuard<'_, Inner<K, C>>) {
+        // Up to `WAKES` wakers are taken out and woken after the lock is
+        // released; any more (a failure or drain answering many waiters at
+        // once) are woken here, so the list is empty whenever the lock is
+        // free.
+        const WAKES: usize = 4;
+        let mut wakes: [Option<Waker>; WAKES] = Default::default();
+        for slot in wakes.iter_mut() {
+            match g.driver.take_waker() {
+                Some(w) => *slot = Some(w),
+                None => break,
+            }
+        }
+        while let Some(w) = g.driver.take_waker() {
+            w.wake();
+        }
         let io = g.driver.io_mut();
         let need_flush = !io.ops.is_empty() && !io.flushing;
         if need_flush {
@@ -350,6 +370,9 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         }
         let closed = std::mem::take(&mut io.closed_some);
         drop(g);
+        for w in wakes.into_iter().flatten() {
+            w.wake();
+        }
         if need_flush {
             self.flush();
         }

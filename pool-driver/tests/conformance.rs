@@ -683,6 +683,71 @@ fn the_timer_is_woken_only_when_the_next_deadline_moves_earlier() {
     check(&d, 0, &[]);
 }
 
+#[test]
+fn deferred_wakes_wait_for_take_waker_and_each_is_taken_once() {
+    let mut d = driver(config(), Settings::default());
+    d.defer_wakes(true);
+    let (tw, timer) = waker();
+    assert_eq!(d.arm_timer(), None);
+    assert!(d.poll_timer(&tw).is_pending());
+    // Two queued requests, their futures waiting.
+    let (wa, a_count) = waker();
+    let (wb, b_count) = waker();
+    let a = match d.lease(&"a", None, t(0), Some(t(500))) {
+        Ok(Started::Queued(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    let b = match d.lease(&"a", None, t(0), Some(t(500))) {
+        Ok(Started::Queued(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    // The first lease moved the deadline earlier: the timer's kick waits.
+    assert_eq!(timer.wakes(), 0);
+    assert!(d.has_wakes());
+    d.take_waker().expect("the timer's kick").wake();
+    assert_eq!(timer.wakes(), 1);
+    assert!(!d.has_wakes() && d.take_waker().is_none());
+    assert!(d.poll_timer(&tw).is_ready());
+    assert!(d.poll_answer(a, &wa).is_pending());
+    assert!(d.poll_answer(b, &wb).is_pending());
+    let conns: Vec<_> = events(&mut d)
+        .into_iter()
+        .filter_map(|e| match e {
+            Ev::Connect(c, _) => Some(c),
+            _ => None,
+        })
+        .collect();
+    // Both connects succeed: both answers are stored, no future woken yet.
+    d.connected(conns[0], Obj(1), t(1)).unwrap();
+    d.connected(conns[1], Obj(2), t(1)).unwrap();
+    assert_eq!((a_count.wakes(), b_count.wakes()), (0, 0));
+    assert!(d.has_wakes());
+    let mut taken = 0;
+    while let Some(w) = d.take_waker() {
+        w.wake();
+        taken += 1;
+    }
+    assert_eq!(taken, 2);
+    assert_eq!((a_count.wakes(), b_count.wakes()), (1, 1));
+    let ha = granted(answer(&mut d, a));
+    let hb = granted(answer(&mut d, b));
+    // A listed ticket whose answer was picked up before its wake was taken
+    // (its future polled again meanwhile) wakes nobody.
+    let (wc, c_count) = waker();
+    let c = match d.lease(&"a", None, t(2), None) {
+        Ok(Started::Queued(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    assert!(d.poll_answer(c, &wc).is_pending());
+    d.release(ha.lease, ha.conn, Returned::REUSE, t(3));
+    let hc = granted(answer(&mut d, c));
+    assert!(d.take_waker().is_none() && !d.has_wakes());
+    assert_eq!(c_count.wakes(), 0);
+    d.release(hb.lease, hb.conn, Returned::REUSE, t(4));
+    d.release(hc.lease, hc.conn, Returned::REUSE, t(5));
+    check(&d, 2, &[]);
+}
+
 // ---------------------------------------------------------------- answer table
 
 #[test]
