@@ -60,6 +60,9 @@ pub(crate) enum Op<K, T> {
         reason: CloseReason,
     },
     Dispose(T),
+    /// A connect task whose connection the pool gave up on (aborting wakes
+    /// the task: done after the lock is released).
+    Abort(AbortHandle),
 }
 
 /// The watch of the connections the pool holds: one waker per connection
@@ -153,7 +156,7 @@ impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
         if let Some(slot) = self.aborts.get_mut(conn.index()) {
             if let Some((c, abort)) = slot.take() {
                 if c == conn {
-                    abort.abort();
+                    self.ops.push_back(Op::Abort(abort));
                 }
             }
         }
@@ -430,6 +433,7 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
                 self.close_obj(obj);
             }
             Op::Dispose(obj) => self.close_obj(obj),
+            Op::Abort(abort) => abort.abort(),
         }
     }
 
