@@ -7,8 +7,9 @@
 //!   the time of the kernel's last tick, read from the vDSO without touching
 //!   the time-stamp counter (~6-9 ns against ~31-34 ns for
 //!   `CLOCK_MONOTONIC` on the 2-core machine of `docs/PERFORMANCE.md`, and
-//!   ~10 instructions against ~85 for `tokio::time::Instant::now()` and the
-//!   conversion to microseconds under callgrind). It is read as an upper
+//!   ~26 instructions, 10 of them glibc's `clock_gettime` wrapper, against
+//!   ~85 for `tokio::time::Instant::now()` and the conversion to
+//!   microseconds under callgrind). It is read as an upper
 //!   bound: the last tick plus one tick (`clock_getres`, 4 ms there; 1-10 ms
 //!   on Linux), so the pool's time is never behind the real time and at most
 //!   one tick ahead. It is on `CLOCK_MONOTONIC`'s timeline, the one std's
