@@ -333,7 +333,7 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
     /// What the driver said at the first ask (or an ask again), the lock
     /// held: `Ready(Some(result))` completes, `Ready(None)` asks again,
     /// `Pending` waits on the ticket.
-    fn started(
+    fn on_started(
         &mut self,
         mut g: parking_lot::MutexGuard<'_, Inner<K, C>>,
         r: Result<Started<C::Conn>, Error<C::Error>>,
@@ -413,7 +413,7 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
                     };
                     let mut g = shared.lock();
                     let r = self.start(&mut g, now, deadline);
-                    match self.started(g, r, cx) {
+                    match self.on_started(g, r, cx) {
                         Poll::Ready(done) => done,
                         Poll::Pending => return Poll::Pending,
                     }
@@ -468,7 +468,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
                 }
                 r => {
                     let r = r.map_err(|e| this.refused(key, e));
-                    match this.started(g, r, cx) {
+                    match this.on_started(g, r, cx) {
                         Poll::Ready(Some(r)) => return this.complete(r),
                         Poll::Ready(None) => {}
                         Poll::Pending => return Poll::Pending,
