@@ -4,20 +4,25 @@
 //! Two sources, chosen at build:
 //!
 //! - **Coarse** (Linux, on a multi-thread runtime): `CLOCK_MONOTONIC_COARSE`,
-//!   the time of the kernel's last tick, read from the vDSO without touching
-//!   the time-stamp counter (~6-9 ns against ~31-34 ns for
+//!   the time the kernel's timekeeping last stored, read from the vDSO
+//!   without touching the time-stamp counter (~6-9 ns against ~31-34 ns for
 //!   `CLOCK_MONOTONIC` on the 2-core machine of `docs/PERFORMANCE.md`, and
 //!   ~26 instructions, 10 of them glibc's `clock_gettime` wrapper, against
 //!   ~85 for `tokio::time::Instant::now()` and the conversion to
-//!   microseconds under callgrind). It is read as an upper
-//!   bound: the last tick plus one tick (`clock_getres`, 4 ms there; 1-10 ms
-//!   on Linux), so the pool's time is never behind the real time and at most
-//!   one tick ahead. It is on `CLOCK_MONOTONIC`'s timeline, the one std's
-//!   and tokio's `Instant` use on Linux, so a core instant maps to a tokio
-//!   instant for the timer task's sleep as before. A timer's sleep never ends
-//!   early (tokio's sleeps end at or after their instant); what the coarse
-//!   clock changes is that the intervals the pool measures (a timeout, an
-//!   idle time) are exact to one tick, not to a microsecond: right for pool
+//!   microseconds under callgrind). Its resolution is the kernel's tick
+//!   (`clock_getres`: 4 ms there, 1-10 ms on Linux) and it lags
+//!   `CLOCK_MONOTONIC` by up to about two ticks (measured there: 3-8 ms,
+//!   25 of 25 million reads up to 11 ms), so it is read as an upper bound:
+//!   the stored time plus two ticks. It is on `CLOCK_MONOTONIC`'s timeline,
+//!   the one std's and tokio's `Instant` use on Linux, so a core instant
+//!   maps to a tokio instant for the timer task's sleep, which then never
+//!   ends before the real deadline. A lease's deadline gets two more ticks
+//!   ([`Clock::lease_wait`]): two readings differ from the time between them
+//!   by up to the lag's spread, and the core fires a due deadline at any
+//!   input, so a lease never times out early (it times out up to ~4 ticks
+//!   late). The deadlines the core sets itself from the reading (connect
+//!   timeout, idle timeout, lifetime, keep-alive, backoff) and the hand-out
+//!   check's idle time are exact to the spread (~5 ms there): right for pool
 //!   timers, whose settings are milliseconds to minutes.
 //! - **Tokio** (`tokio::time::Instant::now()`): everywhere else, and on a
 //!   current-thread runtime, the only kind whose clock tokio can pause
@@ -29,7 +34,7 @@
 //! the lock is taken as the core's current time.
 
 use tokio::runtime::{Handle, RuntimeFlavor};
-use wharf_core::Instant;
+use wharf_core::{Duration, Instant};
 
 /// The pool's clock (see the module docs).
 pub(crate) struct Clock {
@@ -44,10 +49,13 @@ pub(crate) struct Clock {
 #[derive(Clone, Copy, Debug)]
 struct Coarse {
     /// `CLOCK_MONOTONIC` at build, in microseconds: the core's time is
-    /// `coarse + tick - base`.
+    /// `coarse + lead - base`.
     base: u64,
-    /// The coarse clock's resolution in microseconds (the kernel's tick).
-    tick: u64,
+    /// How far the reading is put ahead, in microseconds: two ticks
+    /// (`clock_getres`, the kernel's tick). The coarse clock lags
+    /// `CLOCK_MONOTONIC` by up to about two ticks: 3-8 ms with a 4 ms tick
+    /// on the benchmark machine.
+    lead: u64,
 }
 
 #[cfg(target_os = "linux")]
@@ -62,7 +70,7 @@ impl Coarse {
         let tick = micros(res).max(1);
         (res.tv_sec == 0 && tick <= 100_000).then_some(Coarse {
             base: base_micros,
-            tick,
+            lead: 2 * tick,
         })
     }
 
@@ -71,9 +79,9 @@ impl Coarse {
         let c = micros(rustix::time::clock_gettime(
             rustix::time::ClockId::MonotonicCoarse,
         ));
-        // `c + tick >= base` unless the kernel's tick was late by more than a
-        // tick just after the build: then the pool's time is still zero.
-        Instant::from_micros((c + self.tick).saturating_sub(self.base))
+        // `c + lead >= base` unless the coarse clock lagged by more than
+        // `lead` just after the build: then the pool's time is still zero.
+        Instant::from_micros((c + self.lead).saturating_sub(self.base))
     }
 }
 
@@ -144,6 +152,22 @@ impl Clock {
         self.tokio_now()
     }
 
+    /// How long after a reading of this clock a lease that may wait
+    /// `timeout` times out. On the coarse clock two more ticks: two readings
+    /// differ from the time between them by up to the clock's lag spread
+    /// (about a tick), and the core fires a due deadline at any input, so
+    /// without them a lease could time out that much early.
+    /// `Duration::ZERO` stays "do not wait" (a deadline already reached).
+    pub(crate) fn lease_wait(&self, timeout: Duration) -> Duration {
+        #[cfg(target_os = "linux")]
+        if let Some(c) = self.coarse {
+            if timeout != Duration::ZERO {
+                return timeout + Duration::from_micros(c.lead);
+            }
+        }
+        timeout
+    }
+
     /// The tokio instant of a core instant.
     pub(crate) fn deadline(&self, t: Instant) -> tokio::time::Instant {
         // Far-future instants are capped (tokio's own limit is ~30 years).
@@ -156,7 +180,7 @@ impl Clock {
     pub(crate) fn source(&self) -> (&'static str, u64) {
         #[cfg(target_os = "linux")]
         if let Some(c) = self.coarse {
-            return ("CLOCK_MONOTONIC_COARSE", c.tick);
+            return ("CLOCK_MONOTONIC_COARSE", c.lead / 2);
         }
         ("tokio::time::Instant", 1)
     }
@@ -206,6 +230,11 @@ mod tests {
                 assert!(now >= last);
                 last = now;
             }
+            // "Do not wait" stays a deadline already reached; any other
+            // timeout ends no earlier than asked.
+            let t = Duration::from_millis(17);
+            assert_eq!(clock.lease_wait(Duration::ZERO), Duration::ZERO);
+            assert!(clock.lease_wait(t) >= t);
             let before = clock.tokio_now();
             assert!(clock.now_for_timer() >= before);
             // A core instant maps back to tokio's timeline.

@@ -83,7 +83,9 @@ pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
     /// For a cluster lease that queued: the host's route (for errors).
     host: Option<RouteId>,
     tag: Option<Tag>,
-    timeout: Option<wharf_core::Duration>,
+    /// The deadline's distance from the first clock reading: the lease's
+    /// timeout, plus the clock's margin ([`Clock::lease_wait`](crate::clock::Clock::lease_wait)).
+    wait: Option<wharf_core::Duration>,
     /// Set at the first poll: when the lease started, and its deadline.
     started: Option<(Instant, Option<Instant>)>,
     /// Hand-outs that found their connection dead so far.
@@ -115,16 +117,16 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
         target: Target<'a, K>,
         options: LeaseOptions,
     ) -> Self {
-        let timeout = match options.timeout {
-            Some(t) => Some(wharf_core::Duration::from(t)),
-            None => shared.lease_timeout,
+        let wait = match options.timeout {
+            Some(t) => Some(shared.clock.lease_wait(wharf_core::Duration::from(t))),
+            None => shared.lease_wait,
         };
         LeaseFuture {
             shared,
             target,
             host: None,
             tag: options.tag,
-            timeout,
+            wait,
             started: None,
             dead: 0,
             queued: false,
@@ -406,7 +408,7 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
                         Some((_, deadline)) => (shared.now(), deadline),
                         None => {
                             let now = shared.now();
-                            let deadline = self.timeout.map(|t| now + t);
+                            let deadline = self.wait.map(|w| now + w);
                             self.started = Some((now, deadline));
                             (now, deadline)
                         }
@@ -446,7 +448,7 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
         if let (State::Init, None, Target::Route(key)) = (&this.state, this.started, &this.target) {
             let shared = this.shared;
             let now = shared.now();
-            let deadline = this.timeout.map(|t| now + t);
+            let deadline = this.wait.map(|w| now + w);
             this.started = Some((now, deadline));
             let mut g = shared.lock();
             let r = g.driver.lease(key, this.tag, now, deadline);

@@ -126,14 +126,15 @@
 //! dropped, draining the pool.
 //!
 //! The pool's clock is read once per operation, before the lock. On Linux on
-//! a multi-thread runtime it is `CLOCK_MONOTONIC_COARSE` (the kernel's last
-//! tick, a few nanoseconds to read), taken as an upper bound: the pool's
-//! timers (lease and connect timeouts, idle timeout, lifetime, keep-alive,
-//! backoff) and the idle time given to the hand-out check are exact to one
-//! kernel tick (1-10 ms; `clock_getres`), and a timer never ends early.
-//! Elsewhere, and on a current-thread runtime (the only kind whose clock
-//! tokio can pause), it is `tokio::time::Instant`, so `tokio::time::pause`
-//! and `start_paused` drive the pool's timers as they drive tokio's.
+//! a multi-thread runtime it is `CLOCK_MONOTONIC_COARSE` (a few nanoseconds
+//! to read; the kernel's tick as resolution, 1-10 ms, `clock_getres`), read
+//! as an upper bound: a lease never times out early (up to a few ticks
+//! late), and the pool's other timers (connect and idle timeouts, lifetime,
+//! keep-alive, backoff) and the idle time given to the hand-out check are
+//! exact to a tick or two. Elsewhere, and on a current-thread runtime (the
+//! only kind whose clock tokio can pause), it is `tokio::time::Instant`, so
+//! `tokio::time::pause` and `start_paused` drive the pool's timers as they
+//! drive tokio's.
 //!
 //! A connector's timed-out connect error counts as a
 //! [`ConnectFailure::Timeout`], like the pool's own connect timeout.

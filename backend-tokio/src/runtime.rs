@@ -225,7 +225,9 @@ pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
     pub handles_gone: AtomicBool,
     /// Close futures still running.
     pub tasks: AtomicUsize,
-    pub lease_timeout: Option<Duration>,
+    /// How long after its first clock reading a lease with the pool's lease
+    /// timeout times out ([`Clock::lease_wait`]).
+    pub lease_wait: Option<Duration>,
     pub watch: Arc<Watch>,
     /// The highest `max_total` a live change may set (connection slots - 2).
     pub max_total_ceiling: u32,
@@ -286,6 +288,8 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         };
         let tables = wharf_driver::Tables::with_capacity(conns, waiters);
         let id = next_pool_id();
+        let clock = Clock::new(&rt);
+        let lease_wait = lease_timeout.map(|t| clock.lease_wait(t));
         let mut driver = Driver::new(core, tables, io, settings);
         // Wakes run after the lock is released (`finish`).
         driver.defer_wakes(true);
@@ -299,11 +303,11 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             }),
             connector,
             closed: Notify::new(),
-            clock: Clock::new(&rt),
+            clock,
             rt,
             handles_gone: AtomicBool::new(false),
             tasks: AtomicUsize::new(0),
-            lease_timeout,
+            lease_wait,
             watch,
             max_total_ceiling,
             seed,

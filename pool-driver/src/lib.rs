@@ -13,7 +13,10 @@
 //!   backend's serving code). `Connect`, `Validate` and `Close` go to [`Io`]
 //!   in the core's order (a close before the connect that replaces it);
 //!   `Granted` and `Failed` go to answer tickets, waking their futures
-//!   through [`core::task::Waker`].
+//!   through [`core::task::Waker`]: at once, or, for a backend whose lock
+//!   should not be held across a wake (a wake can unpark a thread), kept
+//!   for it to take and wake after releasing the lock
+//!   ([`Driver::defer_wakes`], [`Driver::take_waker`]).
 //! - **The answer table** ([`Ticket`]): one ticket per waiting lease request,
 //!   kept until its future picks the answer up (the core reuses its own
 //!   waiter slot as soon as the answer is polled).
