@@ -454,12 +454,12 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         }
         let shared = Arc::new(shared);
         {
-            let mut g = shared.lock();
             let now = shared.now();
+            let mut g = shared.lock();
             for (key, cfg) in &self.routes {
                 if let Err(e) = g.driver.input(|core| core.set_route_config(key, *cfg, now)) {
                     let route = shared.describe(key);
-                    drop(g);
+                    shared.finish(g);
                     return Err(match e {
                         RouteError::Config(error) => {
                             Error::Config(ConfigError::Route { route, error })

@@ -222,8 +222,8 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         ) -> Result<R, Error<C::Error>>,
     ) -> Result<R, Error<C::Error>> {
         let shared: &Arc<Shared<K, C>> = self.shared();
-        let mut g = shared.lock();
         let now = shared.now();
+        let mut g = shared.lock();
         let r = f(&mut g, shared, now);
         shared.finish(g);
         r

@@ -255,7 +255,10 @@ impl TcpConnector {
     /// kernel (a non-blocking peek) even when the reactor has recorded
     /// nothing yet (default 1 ms; `Duration::MAX` = never). A connection
     /// reused sooner is checked by its recorded readiness alone: no system
-    /// call on the warm path.
+    /// call on the warm path. The idle time is the pool's clock's: exact to
+    /// a kernel tick or two on Linux on a multi-thread runtime (see the
+    /// crate docs), so a setting below that peeks after the reuses whose
+    /// readings cross a tick.
     pub fn peek_after_idle(mut self, idle: std::time::Duration) -> Self {
         self.peek_after_idle = idle;
         self

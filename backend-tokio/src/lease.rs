@@ -107,8 +107,8 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
     /// (the other leases finish, then the pool closes it).
     pub fn detach(mut this: Self) -> C::Conn {
         let conn = this.conn.take().expect("lease holds its connection");
-        let mut g = this.shared.lock();
         let now = this.shared.now();
+        let mut g = this.shared.lock();
         g.driver.detach(this.lease, now);
         this.shared.finish(g);
         conn

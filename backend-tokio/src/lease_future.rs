@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use wharf_core::{Instant, LeaseOutcome, RouteId, Tag};
+use wharf_core::{Instant, LeaseError, LeaseOutcome, RouteId, Tag};
 use wharf_driver::{Answer, Handout, StartError, Started, TicketId};
 
 use crate::cluster_table::{cluster_error, ClusterHandle};
@@ -83,7 +83,9 @@ pub struct LeaseFuture<'a, K: RouteKey, C: Connector<K>> {
     /// For a cluster lease that queued: the host's route (for errors).
     host: Option<RouteId>,
     tag: Option<Tag>,
-    timeout: Option<wharf_core::Duration>,
+    /// The deadline's distance from the first clock reading: the lease's
+    /// timeout, plus the clock's margin ([`Clock::lease_wait`](crate::clock::Clock::lease_wait)).
+    wait: Option<wharf_core::Duration>,
     /// Set at the first poll: when the lease started, and its deadline.
     started: Option<(Instant, Option<Instant>)>,
     /// Hand-outs that found their connection dead so far.
@@ -115,20 +117,31 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
         target: Target<'a, K>,
         options: LeaseOptions,
     ) -> Self {
-        let timeout = match options.timeout {
-            Some(t) => Some(wharf_core::Duration::from(t)),
-            None => shared.lease_timeout,
+        let wait = match options.timeout {
+            Some(t) => Some(shared.clock.lease_wait(wharf_core::Duration::from(t))),
+            None => shared.lease_wait,
         };
         LeaseFuture {
             shared,
             target,
             host: None,
             tag: options.tag,
-            timeout,
+            wait,
             started: None,
             dead: 0,
             queued: false,
             state: State::Init,
+        }
+    }
+
+    /// A route lease the driver refused at once.
+    #[cold]
+    fn refused(&self, key: &K, e: StartError<LeaseError>) -> Error<C::Error> {
+        match e {
+            StartError::Refused(e) => lease_error(self.shared.describe(key), e),
+            StartError::NoTicket => Error::Overflow {
+                route: self.shared.describe(key),
+            },
         }
     }
 
@@ -150,12 +163,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
             return g
                 .driver
                 .lease(key, tag, now, deadline)
-                .map_err(|e| match e {
-                    StartError::Refused(e) => lease_error(shared.describe(key), e),
-                    StartError::NoTicket => Error::Overflow {
-                        route: shared.describe(key),
-                    },
-                });
+                .map_err(|e| self.refused(key, e));
         }
         let Target::Cluster(handle) = self.target else {
             unreachable!("route targets returned above")
@@ -213,9 +221,10 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     }
 
     /// A connection was handed out (the lock is released): checks it, and
-    /// either completes or arranges to ask again.
-    #[inline]
-    fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Option<LeaseResult<K, C>> {
+    /// either completes (`Ok`, the lease) or gives the hand-out back for
+    /// [`LeaseFuture::dead`].
+    #[inline(always)]
+    fn hand_out(&mut self, mut h: Handout<C::Conn>) -> Result<Lease<K, C>, Handout<C::Conn>> {
         if self.shared.strict_tags {
             // The connection's tag is the one the lease asked for (fixed at
             // connect), whatever an earlier lease set.
@@ -224,9 +233,18 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
         let idle = std::time::Duration::from(h.idle);
         if !self.shared.connector.is_dead_at_handout(&mut h.conn, idle) {
             self.state = State::Done;
-            return Some(Ok(Lease::new(self.shared, h)));
+            return Ok(Lease::new(self.shared, h));
         }
-        self.dead(h)
+        Err(h)
+    }
+
+    /// [`LeaseFuture::hand_out`], then [`LeaseFuture::dead`] if it was dead.
+    #[inline]
+    fn hand_out_or_retry(&mut self, h: Handout<C::Conn>) -> Option<LeaseResult<K, C>> {
+        match self.hand_out(h) {
+            Ok(lease) => Some(Ok(lease)),
+            Err(h) => self.dead(h),
+        }
     }
 
     /// Closed by the peer while idle, no validation due: close it and ask
@@ -289,7 +307,7 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
                     );
                 }
                 shared.finish(g);
-                self.hand_out(h)
+                self.hand_out_or_retry(h)
             }
             Answer::Failed {
                 reason,
@@ -297,10 +315,11 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
                 note,
             } => {
                 self.state = State::Done;
-                let started = self.started.map_or(Instant::ZERO, |s| s.0);
-                let waited = shared.now().saturating_duration_since(started);
                 let route = self.route_name(&mut g, note);
                 shared.finish(g);
+                // The clock is read outside the lock.
+                let started = self.started.map_or(Instant::ZERO, |s| s.0);
+                let waited = shared.now().saturating_duration_since(started);
                 Some(Err(fail_error(route, reason, error, waited.into())))
             }
             Answer::Retry => {
@@ -312,96 +331,174 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
     }
 }
 
-impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
-    type Output = Result<Lease<K, C>, Error<C::Error>>;
+impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
+    /// What the driver said at the first ask (or an ask again), the lock
+    /// held: `Ready(Some(result))` completes, `Ready(None)` asks again,
+    /// `Pending` waits on the ticket.
+    fn on_started(
+        &mut self,
+        mut g: parking_lot::MutexGuard<'_, Inner<K, C>>,
+        r: Result<Started<C::Conn>, Error<C::Error>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<LeaseResult<K, C>>> {
+        let shared = self.shared;
+        Poll::Ready(match r {
+            Ok(Started::Granted(h)) => {
+                if h.served > 1 {
+                    let core = g.driver.core();
+                    trace::reuse(&*shared.connector, core, h.lease.conn(), h.served);
+                }
+                shared.finish(g);
+                self.hand_out_or_retry(h)
+            }
+            Ok(Started::Queued(ticket)) => {
+                if let (Some(r), Some(note)) = (self.host, g.driver.note_mut(ticket)) {
+                    *note = Host::Route(r);
+                }
+                self.state = State::Waiting { ticket };
+                self.queued = true;
+                match g.driver.poll_answer(ticket, cx.waker()) {
+                    Poll::Ready(a) => self.answered(g, a),
+                    Poll::Pending => {
+                        shared.finish(g);
+                        return Poll::Pending;
+                    }
+                }
+            }
+            Ok(Started::Retry) => {
+                let tries = g.driver.handout_tries();
+                shared.finish(g);
+                self.retry(tries)
+            }
+            Err(e) => {
+                self.state = State::Done;
+                shared.finish(g);
+                Some(Err(e))
+            }
+        })
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let shared = this.shared;
+    /// Completes with `r` (the lease-wait metric recorded).
+    #[inline(always)]
+    fn complete(&self, r: LeaseResult<K, C>) -> Poll<LeaseResult<K, C>> {
+        #[cfg(feature = "metrics")]
+        match self.started {
+            Some((started, _)) if self.queued || self.dead > 0 => {
+                let waited = self.shared.now().saturating_duration_since(started);
+                self.shared.metrics.lease_wait(waited.as_micros());
+            }
+            // Granted or refused at its first poll: no wait, and no clock
+            // read on the warm path.
+            _ => self.shared.metrics.lease_wait(0),
+        }
+        Poll::Ready(r)
+    }
+
+    /// Every poll but the warm path's.
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<LeaseResult<K, C>> {
+        let shared = self.shared;
         loop {
-            let done = match this.state {
+            let done = match self.state {
                 State::Init => {
                     // The clock is read before the lock (the core never
                     // moves time backwards: a reading another thread
                     // overtook is taken as the core's current time).
-                    let (now, deadline) = match this.started {
+                    let (now, deadline) = match self.started {
                         Some((_, deadline)) => (shared.now(), deadline),
                         None => {
                             let now = shared.now();
-                            let deadline = this.timeout.map(|t| now + t);
-                            this.started = Some((now, deadline));
+                            let deadline = self.wait.map(|w| now + w);
+                            self.started = Some((now, deadline));
                             (now, deadline)
                         }
                     };
                     let mut g = shared.lock();
-                    match this.start(&mut g, now, deadline) {
-                        Ok(Started::Granted(h)) => {
-                            if h.served > 1 {
-                                let core = g.driver.core();
-                                trace::reuse(&*shared.connector, core, h.lease.conn(), h.served);
-                            }
-                            shared.finish(g);
-                            this.hand_out(h)
-                        }
-                        Ok(Started::Queued(ticket)) => {
-                            if let (Some(r), Some(note)) = (this.host, g.driver.note_mut(ticket)) {
-                                *note = Host::Route(r);
-                            }
-                            this.state = State::Waiting { ticket };
-                            this.queued = true;
-                            match g.driver.poll_answer(ticket, cx.waker()) {
-                                Poll::Ready(a) => this.answered(g, a),
-                                Poll::Pending => {
-                                    shared.finish(g);
-                                    return Poll::Pending;
-                                }
-                            }
-                        }
-                        Ok(Started::Retry) => {
-                            let tries = g.driver.handout_tries();
-                            shared.finish(g);
-                            this.retry(tries)
-                        }
-                        Err(e) => {
-                            this.state = State::Done;
-                            shared.finish(g);
-                            Some(Err(e))
-                        }
+                    let r = self.start(&mut g, now, deadline);
+                    match self.on_started(g, r, cx) {
+                        Poll::Ready(done) => done,
+                        Poll::Pending => return Poll::Pending,
                     }
                 }
                 State::Waiting { ticket } => {
                     let mut g = shared.lock();
                     match g.driver.poll_answer(ticket, cx.waker()) {
-                        Poll::Ready(a) => this.answered(g, a),
+                        Poll::Ready(a) => self.answered(g, a),
                         Poll::Pending => return Poll::Pending,
                     }
                 }
                 State::Done => panic!("LeaseFuture polled after completion"),
             };
             if let Some(r) = done {
-                #[cfg(feature = "metrics")]
-                match this.started {
-                    Some((started, _)) if this.queued || this.dead > 0 => {
-                        let waited = shared.now().saturating_duration_since(started);
-                        shared.metrics.lease_wait(waited.as_micros());
-                    }
-                    // Granted or refused at its first poll: no wait, and no
-                    // clock read on the warm path.
-                    _ => shared.metrics.lease_wait(0),
-                }
-                return Poll::Ready(r);
+                return self.complete(r);
             }
         }
     }
 }
 
+impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
+    type Output = Result<Lease<K, C>, Error<C::Error>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // The warm path: the first poll of a route lease, granted at once.
+        // One clock read, before the lock; the lock covers the driver's
+        // lease (the core's, the object out of its slot) and nothing else.
+        if let (State::Init, None, Target::Route(key)) = (&this.state, this.started, &this.target) {
+            let shared = this.shared;
+            let now = shared.now();
+            let deadline = this.wait.map(|w| now + w);
+            this.started = Some((now, deadline));
+            let mut g = shared.lock();
+            let r = g.driver.lease(key, this.tag, now, deadline);
+            match r {
+                Ok(Started::Granted(h)) => {
+                    if h.served > 1 {
+                        let core = g.driver.core();
+                        trace::reuse(&*shared.connector, core, h.lease.conn(), h.served);
+                    }
+                    shared.finish(g);
+                    match this.hand_out(h) {
+                        Ok(lease) => return this.complete(Ok(lease)),
+                        Err(h) => {
+                            if let Some(r) = this.dead(h) {
+                                return this.complete(r);
+                            }
+                        }
+                    }
+                }
+                r => {
+                    let r = r.map_err(|e| this.refused(key, e));
+                    match this.on_started(g, r, cx) {
+                        Poll::Ready(Some(r)) => return this.complete(r),
+                        Poll::Ready(None) => {}
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            }
+        }
+        this.poll_slow(cx)
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
+    /// Withdraws a waiting request (its future was dropped).
+    #[cold]
+    #[inline(never)]
+    fn withdraw(&mut self, ticket: TicketId) {
+        let now = self.shared.now();
+        let mut g = self.shared.lock();
+        g.driver.cancel(ticket, now);
+        self.shared.finish(g);
+    }
+}
+
 impl<K: RouteKey, C: Connector<K>> Drop for LeaseFuture<'_, K, C> {
+    #[inline]
     fn drop(&mut self) {
         if let State::Waiting { ticket } = self.state {
-            let now = self.shared.now();
-            let mut g = self.shared.lock();
-            g.driver.cancel(ticket, now);
-            self.shared.finish(g);
+            self.withdraw(ticket);
         }
     }
 }

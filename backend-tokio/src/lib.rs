@@ -112,7 +112,7 @@
 //!
 //! The pool is the [`wharf_driver::Driver`] (the same driver the embassy
 //! backend runs: action pump, answer tickets, connection table) behind one
-//! `std::sync::Mutex`, held only for O(1) transitions (a lease, a release, a
+//! `parking_lot::Mutex`, held only for O(1) transitions (a lease, a release, a
 //! grant) and never across an `.await`. Answer tickets hold the waiting
 //! futures' wakers, and connection objects live in pre-sized slots indexed
 //! by the core's handles: leasing an idle connection and dropping the lease
@@ -124,6 +124,17 @@
 //! task feeds the core's timers (lease deadlines, connect timeouts, idle
 //! expiry, lifetime, retry backoff). It ends when the last [`Pool`] handle is
 //! dropped, draining the pool.
+//!
+//! The pool's clock is read once per operation, before the lock. On Linux on
+//! a multi-thread runtime it is `CLOCK_MONOTONIC_COARSE` (a few nanoseconds
+//! to read; the kernel's tick as resolution, 1-10 ms, `clock_getres`), read
+//! as an upper bound: a lease never times out early (up to a few ticks
+//! late), and the pool's other timers (connect and idle timeouts, lifetime,
+//! keep-alive, backoff) and the idle time given to the hand-out check are
+//! exact to a tick or two. Elsewhere, and on a current-thread runtime (the
+//! only kind whose clock tokio can pause), it is `tokio::time::Instant`, so
+//! `tokio::time::pause` and `start_paused` drive the pool's timers as they
+//! drive tokio's.
 //!
 //! A connector's timed-out connect error counts as a
 //! [`ConnectFailure::Timeout`], like the pool's own connect timeout.
@@ -295,6 +306,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod clock;
 mod cluster;
 mod cluster_table;
 mod connector;

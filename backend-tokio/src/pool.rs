@@ -30,7 +30,10 @@ struct PoolHandle<K: RouteKey, C: Connector<K>> {
 impl<K: RouteKey, C: Connector<K>> Drop for PoolHandle<K, C> {
     fn drop(&mut self) {
         self.shared.handles_gone.store(true, Ordering::Release);
-        self.shared.lock().driver.kick_timer();
+        let mut g = self.shared.lock();
+        g.driver.kick_timer();
+        // The kick is woken after the lock is released.
+        self.shared.finish(g);
     }
 }
 
@@ -102,8 +105,8 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// released.
     pub fn set_route_config(&self, route: &K, config: RouteConfig) -> Result<(), Error<C::Error>> {
         let shared = &self.handle.shared;
-        let mut g = shared.lock();
         let now = shared.now();
+        let mut g = shared.lock();
         let r = g
             .driver
             .input(|core| core.set_route_config(route, config, now));
@@ -144,8 +147,8 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
                 wharf_core::ConfigError::MaxTotalExceedsStorage,
             )));
         }
-        let mut g = shared.lock();
         let now = shared.now();
+        let mut g = shared.lock();
         let r = g.driver.input(|core| core.set_max_total(max_total, now));
         shared.finish(g);
         r.map_err(|e| Error::Config(ConfigError::Pool(e)))
@@ -162,8 +165,8 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// `(MinIdleTooLarge)`; nothing changes.
     pub fn set_max_per_route(&self, max_per_route: u32) -> Result<(), Error<C::Error>> {
         let shared = &self.handle.shared;
-        let mut g = shared.lock();
         let now = shared.now();
+        let mut g = shared.lock();
         let r = g
             .driver
             .input(|core| core.set_max_per_route(max_per_route, now));
@@ -182,8 +185,8 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// closed.
     pub fn set_route_health(&self, route: &K, healthy: bool) -> Result<(), Error<C::Error>> {
         let shared = &self.handle.shared;
-        let mut g = shared.lock();
         let now = shared.now();
+        let mut g = shared.lock();
         let r = g
             .driver
             .input(|core| core.set_route_health(route, healthy, now));
@@ -198,8 +201,8 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
     /// the route (and, for all routes, closes the pool).
     pub fn drain(&self, route: Option<&K>, mode: DrainMode) {
         let shared = &self.handle.shared;
-        let mut g = shared.lock();
         let now = shared.now();
+        let mut g = shared.lock();
         let scope = match route {
             Some(k) => DrainScope::Route(k),
             None => DrainScope::All,

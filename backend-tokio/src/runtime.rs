@@ -1,7 +1,7 @@
-//! The runtime side of the driver: the lock and the clock around the one
-//! [`Driver`], the driver's [`Io`] on tokio (a queue of work run outside the
-//! lock, connect and validation tasks on the pool's runtime), and the timer
-//! task.
+//! The runtime side of the driver: the lock and the clock ([`Clock`])
+//! around the one [`Driver`], the driver's [`Io`] on tokio (a queue of work
+//! run outside the lock, connect and validation tasks on the pool's runtime),
+//! and the timer task.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -18,6 +18,7 @@ use tokio::task::AbortHandle;
 use wharf_core::{CloseReason, ConnId, Duration, Instant, Pool, RouteId, Tag, Validation};
 use wharf_driver::{Checked, ConnEvent, Driver, Io};
 
+use crate::clock::Clock;
 use crate::cluster_table::ClusterTable;
 use crate::connector::{Connector, RouteKey};
 use crate::metrics;
@@ -59,6 +60,9 @@ pub(crate) enum Op<K, T> {
         reason: CloseReason,
     },
     Dispose(T),
+    /// A connect task whose connection the pool gave up on (aborting wakes
+    /// the task: done after the lock is released).
+    Abort(AbortHandle),
 }
 
 /// The watch of the connections the pool holds: one waker per connection
@@ -152,7 +156,7 @@ impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
         if let Some(slot) = self.aborts.get_mut(conn.index()) {
             if let Some((c, abort)) = slot.take() {
                 if c == conn {
-                    abort.abort();
+                    self.ops.push_back(Op::Abort(abort));
                 }
             }
         }
@@ -215,12 +219,15 @@ pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
     pub connector: Arc<C>,
     /// Connections closed (for `close().await`).
     pub closed: Notify,
-    pub base: tokio::time::Instant,
+    /// The pool's clock (read before the lock, once per operation).
+    pub clock: Clock,
     pub rt: Handle,
     pub handles_gone: AtomicBool,
     /// Close futures still running.
     pub tasks: AtomicUsize,
-    pub lease_timeout: Option<Duration>,
+    /// How long after its first clock reading a lease with the pool's lease
+    /// timeout times out ([`Clock::lease_wait`]).
+    pub lease_wait: Option<Duration>,
     pub watch: Arc<Watch>,
     /// The highest `max_total` a live change may set (connection slots - 2).
     pub max_total_ceiling: u32,
@@ -281,9 +288,14 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         };
         let tables = wharf_driver::Tables::with_capacity(conns, waiters);
         let id = next_pool_id();
+        let clock = Clock::new(&rt);
+        let lease_wait = lease_timeout.map(|t| clock.lease_wait(t));
+        let mut driver = Driver::new(core, tables, io, settings);
+        // Wakes run after the lock is released (`finish`).
+        driver.defer_wakes(true);
         Some(Shared {
             inner: Mutex::new(Inner {
-                driver: Driver::new(core, tables, io, settings),
+                driver,
                 clusters: ClusterTable {
                     pool: id,
                     slots: Vec::new(),
@@ -291,11 +303,11 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             }),
             connector,
             closed: Notify::new(),
-            base: tokio::time::Instant::now(),
+            clock,
             rt,
             handles_gone: AtomicBool::new(false),
             tasks: AtomicUsize::new(0),
-            lease_timeout,
+            lease_wait,
             watch,
             max_total_ceiling,
             seed,
@@ -309,30 +321,55 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         self.inner.lock()
     }
 
-    /// The core's clock: microseconds since the pool was built.
-    #[inline]
+    /// The core's clock: microseconds since the pool was built (read it
+    /// before taking the lock).
+    #[inline(always)]
     pub fn now(&self) -> Instant {
-        let d = tokio::time::Instant::now().saturating_duration_since(self.base);
-        // u64 arithmetic (`as_micros` is u128): a pool lives far less than
-        // 584,000 years.
-        Instant::from_micros(d.as_secs() * 1_000_000 + u64::from(d.subsec_micros()))
+        self.clock.now()
     }
 
     /// The tokio instant of a core instant.
     pub fn deadline(&self, t: Instant) -> tokio::time::Instant {
-        // Far-future instants are capped (tokio's own limit is ~30 years).
-        let micros = t.as_micros().min(365 * 24 * 3600 * 1_000_000);
-        self.base + std::time::Duration::from_micros(micros)
+        self.clock.deadline(t)
     }
 
     pub fn describe(&self, key: &K) -> String {
         self.connector.describe(key)
     }
 
-    /// Ends an input (the driver has drained the core): runs the queued work
-    /// outside the lock. Consumes the guard.
-    #[inline]
-    pub fn finish(self: &Arc<Self>, mut g: MutexGuard<'_, Inner<K, C>>) {
+    /// Ends an input (the driver has drained the core): releases the lock,
+    /// then wakes the futures the input answered and runs the queued work.
+    /// Consumes the guard. Every input ends here (the driver defers its
+    /// wakes to this).
+    #[inline(always)]
+    pub fn finish(self: &Arc<Self>, g: MutexGuard<'_, Inner<K, C>>) {
+        let io = g.driver.io();
+        if io.ops.is_empty() && !io.closed_some && !g.driver.has_wakes() {
+            // The warm path: nothing queued, nobody to wake or tell.
+            drop(g);
+            return;
+        }
+        self.finish_work(g);
+    }
+
+    /// [`Shared::finish`] with wakes, work queued or a close to announce.
+    #[inline(never)]
+    fn finish_work(self: &Arc<Self>, mut g: MutexGuard<'_, Inner<K, C>>) {
+        // Up to `WAKES` wakers are taken out and woken after the lock is
+        // released; any more (a failure or drain answering many waiters at
+        // once) are woken here, so the list is empty whenever the lock is
+        // free.
+        const WAKES: usize = 4;
+        let mut wakes: [Option<Waker>; WAKES] = Default::default();
+        for slot in wakes.iter_mut() {
+            match g.driver.take_waker() {
+                Some(w) => *slot = Some(w),
+                None => break,
+            }
+        }
+        while let Some(w) = g.driver.take_waker() {
+            w.wake();
+        }
         let io = g.driver.io_mut();
         let need_flush = !io.ops.is_empty() && !io.flushing;
         if need_flush {
@@ -340,6 +377,9 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         }
         let closed = std::mem::take(&mut io.closed_some);
         drop(g);
+        for w in wakes.into_iter().flatten() {
+            w.wake();
+        }
         if need_flush {
             self.flush();
         }
@@ -397,6 +437,7 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
                 self.close_obj(obj);
             }
             Op::Dispose(obj) => self.close_obj(obj),
+            Op::Abort(abort) => abort.abort(),
         }
     }
 
@@ -460,8 +501,8 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
     tag: Option<Tag>,
 ) {
     let result = shared.connector.connect_as(&key, tag).await;
-    let mut g = shared.lock();
     let now = shared.now();
+    let mut g = shared.lock();
     if let Some(slot) = g.driver.io_mut().aborts.get_mut(conn.index()) {
         if matches!(slot, Some((c, _)) if *c == conn) {
             *slot = None;
@@ -502,8 +543,8 @@ async fn validate_task<K: RouteKey, C: Connector<K>>(
         let fut = pin!(shared.connector.is_stale(&mut obj));
         fut.await
     };
-    let mut g = shared.lock();
     let now = shared.now();
+    let mut g = shared.lock();
     trace::validated(&*shared.connector, g.driver.core(), conn, stale);
     let result = if stale {
         Validation::Stale
@@ -542,8 +583,8 @@ pub(crate) async fn timer_task<K: RouteKey, C: Connector<K>>(shared: Arc<Shared<
     loop {
         let gone = shared.handles_gone.load(Ordering::Acquire);
         let next = {
+            let now = shared.clock.now_for_timer();
             let mut g = shared.lock();
-            let now = shared.now();
             g.driver.handle_timeout(now);
             // Connections whose watch waker fired: ask their connector.
             for slot in shared.watch.take() {

@@ -98,18 +98,25 @@ impl<T> ConnEntry<T> {
         }
     }
 
-    /// Hands the object to a lease (the lease's connection is this slot's);
-    /// for a multiplexed connection, a handle made by `share`.
-    #[inline]
+    /// Hands the object to a lease the core just granted on this slot's
+    /// connection; for a multiplexed connection, a handle made by `share`.
+    ///
+    /// The lease is the core's own (made by this grant), so its connection
+    /// is the one this slot holds: the driver fills a slot at the core's
+    /// `Connect` and empties it at its `Close`. That is checked in debug
+    /// builds only; the hold is what is checked here (the object is taken
+    /// out of it).
+    #[inline(always)]
     pub(crate) fn lend(
         &mut self,
         lease: Lease,
         now: Instant,
         share: impl FnOnce(&T) -> Option<T>,
     ) -> Option<Handout<T>> {
-        if !self.is(lease.conn()) {
-            return None;
-        }
+        debug_assert!(
+            self.is(lease.conn()),
+            "the core granted a slot the driver does not hold"
+        );
         let conn = if self.multiplexed {
             let Hold::Here(obj) = &self.hold else {
                 return None;
@@ -136,15 +143,14 @@ impl<T> ConnEntry<T> {
         })
     }
 
-    /// A lease gives the object back (for a multiplexed connection: its
-    /// handle, returned in `Ok(Some(handle))` for the caller to drop).
-    /// `Err(obj)` if this slot does not lend it (another connection, or not
-    /// leased).
-    #[inline]
-    pub(crate) fn give_back(&mut self, lease: Lease, obj: T, now: Instant) -> Result<Option<T>, T> {
-        if !self.is(lease.conn()) {
-            return Err(obj);
-        }
+    /// A lease gives the object back, after the core took the lease back
+    /// (the core's check of the lease is the only one: this slot holds its
+    /// connection). For a multiplexed connection the object is the lease's
+    /// handle, returned in `Ok(Some(handle))` for the caller to drop.
+    /// `Err(obj)` if this slot does not lend it (cannot happen while the
+    /// tables match the core).
+    #[inline(always)]
+    pub(crate) fn give_back(&mut self, obj: T, now: Instant) -> Result<Option<T>, T> {
         if self.multiplexed {
             if self.out == 0 {
                 return Err(obj);

@@ -139,6 +139,9 @@ pub struct Driver<'a, K, I: Io<K>> {
     pub(crate) timer: Timer,
     /// The error of the connect being reported, for the requests it fails.
     pub(crate) connect_error: Option<I::ConnectError>,
+    /// Head of the deferred wakes (tickets answered since the last
+    /// [`Driver::take_waker`]), threaded through the tickets; `NONE`: none.
+    pub(crate) wakes: u32,
 }
 
 impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
@@ -173,6 +176,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             settings,
             timer: Timer::new(),
             connect_error: None,
+            wakes: NONE,
         }
     }
 
@@ -232,6 +236,48 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     /// Wakes the timer task now (e.g. to see the pool being shut down).
     pub fn kick_timer(&mut self) {
         self.timer.kick();
+    }
+
+    /// Defers the wakes an input causes (a lease future's answer, the timer
+    /// task's kick) until the backend takes them with
+    /// [`Driver::take_waker`], so that it can wake them after releasing its
+    /// lock: a wake can be a system call (another thread unparked), which a
+    /// lock should not be held across. Off by default (every wake happens
+    /// in the input, as a `RefCell` backend wants). A backend that turns it
+    /// on takes every waker after each input before another thread can
+    /// take the lock.
+    pub fn defer_wakes(&mut self, on: bool) {
+        self.timer.defer = on;
+    }
+
+    /// A deferred wake waits to be taken ([`Driver::take_waker`]).
+    #[inline(always)]
+    pub fn has_wakes(&self) -> bool {
+        self.wakes != NONE || self.timer.wake_pending
+    }
+
+    /// The next deferred wake: the waker, taken out (wake it once the lock
+    /// is released). `None` when there is none left.
+    pub fn take_waker(&mut self) -> Option<Waker> {
+        if self.timer.wake_pending {
+            self.timer.wake_pending = false;
+            if let Some(w) = self.timer.waker.take() {
+                return Some(w);
+            }
+        }
+        while self.wakes != NONE {
+            let t = self.wakes as usize;
+            let ticket = self.tickets.get_mut(t)?;
+            self.wakes = ticket.wake_next;
+            ticket.listed = false;
+            ticket.wake_next = NONE;
+            // A ticket freed (its answer picked up) after it was listed has
+            // no waker, or a later request's: a spurious wake is harmless.
+            if let Some(w) = ticket.waker.take() {
+                return Some(w);
+            }
+        }
+        None
     }
 
     /// True while `conn`'s connect runs (the pool still wants it).

@@ -63,6 +63,7 @@ impl Returned {
 
 impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     /// Asks the core for a lease on `key` (see the core's `Pool::lease`).
+    #[inline(always)]
     pub fn lease(
         &mut self,
         key: &K,
@@ -78,53 +79,80 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     /// runs if none is free), then drains. A request granted at once gets its
     /// connection's object; a queued one its ticket, to poll with
     /// [`Driver::poll_answer`] (its answer may already be there).
+    ///
+    /// Inlined into the backend's lease (the warm path's only code outside
+    /// the core's `lease`; the rest is out of line).
+    #[inline(always)]
     pub fn lease_by<X>(
         &mut self,
         ask: impl FnOnce(&mut Pool<'a, K>) -> Result<LeaseOutcome, X>,
     ) -> Result<Started<I::Conn>, StartError<X>> {
-        if self.free == NONE {
-            let t = self.tickets.grow(Ticket::free(I::Note::default()));
-            match t {
-                Some(t) => self.free = t as u32,
-                None => return Err(StartError::NoTicket),
-            }
+        if self.free == NONE && !self.grow_tickets() {
+            return Err(StartError::NoTicket);
         }
-        let outcome = ask(&mut self.core);
-        let started = match outcome {
-            Ok(LeaseOutcome::Granted(lease)) => match self.lend(lease) {
-                Some(h) => Ok(Started::Granted(h)),
-                None => {
-                    let now = self.core.now();
-                    let _ = self.core.release(lease, Release::Discard, now);
-                    Ok(Started::Retry)
-                }
+        let started = match ask(&mut self.core) {
+            Ok(LeaseOutcome::Granted(lease)) => Ok(match self.lend(lease) {
+                Some(h) => Started::Granted(h),
+                None => self.not_lent(lease),
+            }),
+            Ok(LeaseOutcome::Queued(waiter)) => match self.queued(waiter) {
+                Some(ticket) => Ok(Started::Queued(ticket)),
+                None => Err(StartError::NoTicket),
             },
-            Ok(LeaseOutcome::Queued(waiter)) => {
-                let t = self.free;
-                match self.by_core.get_mut(waiter.index()) {
-                    Some(slot) => {
-                        let ticket = &mut self.tickets[t as usize];
-                        self.free = match ticket.state {
-                            State::Free { next } => next,
-                            _ => NONE,
-                        };
-                        ticket.state = State::Waiting(waiter);
-                        *slot = t;
-                        Ok(Started::Queued(TicketId(t)))
-                    }
-                    // The core has more waiter slots than `by_core` (tables
-                    // not sized as the core): withdraw.
-                    None => {
-                        let now = self.core.now();
-                        let _ = self.core.cancel(waiter, self.settings.cancel_policy, now);
-                        Err(StartError::NoTicket)
-                    }
-                }
-            }
             Err(e) => Err(StartError::Refused(e)),
         };
         self.pump();
         started
+    }
+
+    /// One more free ticket, if the answer table can grow.
+    #[cold]
+    #[inline(never)]
+    fn grow_tickets(&mut self) -> bool {
+        match self.tickets.grow(Ticket::free(I::Note::default())) {
+            Some(t) => {
+                self.free = t as u32;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A connection granted at once whose object is not in the table
+    /// (cannot happen while the tables match the core): back to the core as
+    /// discarded; the request asks again.
+    #[cold]
+    #[inline(never)]
+    fn not_lent(&mut self, lease: Lease) -> Started<I::Conn> {
+        let now = self.core.now();
+        let _ = self.core.release(lease, Release::Discard, now);
+        Started::Retry
+    }
+
+    /// A queued request takes the free ticket (the caller made sure there
+    /// is one).
+    #[inline(never)]
+    fn queued(&mut self, waiter: wharf_core::WaiterId) -> Option<TicketId> {
+        let t = self.free;
+        match self.by_core.get_mut(waiter.index()) {
+            Some(slot) => {
+                let ticket = &mut self.tickets[t as usize];
+                self.free = match ticket.state {
+                    State::Free { next } => next,
+                    _ => NONE,
+                };
+                ticket.state = State::Waiting(waiter);
+                *slot = t;
+                Some(TicketId(t))
+            }
+            // The core has more waiter slots than `by_core` (tables not
+            // sized as the core): withdraw.
+            None => {
+                let now = self.core.now();
+                let _ = self.core.cancel(waiter, self.settings.cancel_policy, now);
+                None
+            }
+        }
     }
 
     /// The answer to a queued request, once it is there (`waker` is woken
@@ -212,7 +240,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
 
     /// Moves a granted connection's object to its lease (a multiplexed
     /// connection's: a handle made by [`Io::share`]).
-    #[inline]
+    #[inline(always)]
     fn lend(&mut self, lease: Lease) -> Option<Handout<I::Conn>> {
         let io = &mut self.io;
         let now = self.core.now();
@@ -226,41 +254,83 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     /// table). An object that does not belong to a leased connection of this
     /// driver (a second release) is disposed of. A connection back for reuse
     /// is watched again ([`Io::watch`]).
+    ///
+    /// The lease is checked once, by the core's `release`; the object goes
+    /// into its slot only once the core took the lease back (before the
+    /// drain, which may close the connection with its object). Inlined into
+    /// the backend's release (the rest is out of line).
+    #[inline(always)]
     pub fn release(&mut self, lease: Lease, obj: I::Conn, how: Returned, now: Instant) {
+        let (release, reuse) = match how {
+            Returned::Reuse { keep_alive, tag } => (Release::Reuse { keep_alive, tag }, true),
+            Returned::Discard => (Release::Discard, false),
+            Returned::PeerClosed => return self.release_peer_closed(lease, obj, now),
+        };
+        if self.core.release(lease, release, now).is_err() {
+            return self.stale_release(obj);
+        }
         let conn = lease.conn();
         let Some(e) = self.conns.get_mut(conn.index()) else {
-            self.io.dispose(obj);
-            return;
+            return self.stale_release(obj);
         };
-        let exclusive = match e.give_back(lease, obj, now) {
+        if let Release::Reuse { keep_alive, tag } = release {
+            e.tag = tag;
+            e.keep_alive_until = keep_alive.map(|k| now + k);
+        }
+        let exclusive = match e.give_back(obj, now) {
             Ok(None) => true,
             Ok(Some(handle)) => {
                 drop(handle);
                 false
             }
-            Err(obj) => {
-                self.io.dispose(obj);
-                return;
-            }
+            Err(obj) => return self.stale_release(obj),
         };
-        let reuse = matches!(how, Returned::Reuse { .. });
-        let how = match how {
-            Returned::Reuse { keep_alive, tag } => {
-                e.tag = tag;
-                e.keep_alive_until = keep_alive.map(|k| now + k);
-                Release::Reuse { keep_alive, tag }
-            }
-            Returned::Discard => Release::Discard,
-            Returned::PeerClosed => {
-                // Marks it draining: it closes as `PeerClosed` as it comes back.
-                let _ = self.core.peer_closed(conn, now);
-                Release::REUSE
-            }
-        };
-        self.finish_release(lease, how, now);
+        self.pump();
         if exclusive && reuse {
             self.rewatch(conn, now);
         }
+    }
+
+    /// A release the core refused (a second release, a lease of another
+    /// pool): the object is disposed of. The core's clock moved (its
+    /// `release` moves time first), so its actions are drained.
+    #[cold]
+    #[inline(never)]
+    fn stale_release(&mut self, obj: I::Conn) {
+        self.io.dispose(obj);
+        self.pump();
+    }
+
+    /// `Returned::PeerClosed`: marks the connection draining, then gives it
+    /// back; it closes as `PeerClosed` as it comes back.
+    #[inline(never)]
+    fn release_peer_closed(&mut self, lease: Lease, obj: I::Conn, now: Instant) {
+        let conn = lease.conn();
+        let Some(e) = self.conns.get_mut(conn.index()) else {
+            return self.io.dispose(obj);
+        };
+        // The slot check before the core's: `peer_closed` names the
+        // connection, not the lease.
+        if !e.is(conn) {
+            return self.io.dispose(obj);
+        }
+        let multiplexed = e.multiplexed;
+        if let Err(obj) = e.give_back(obj, now) {
+            return self.io.dispose(obj);
+        }
+        let _ = self.core.peer_closed(conn, now);
+        if self.core.release(lease, Release::REUSE, now).is_err() {
+            // The core does not know the lease (cannot happen for a lease of
+            // this driver): do not keep its object.
+            if !multiplexed {
+                if let Some(e) = self.conns.get_mut(conn.index()) {
+                    if let Some(obj) = e.forget() {
+                        self.io.dispose(obj);
+                    }
+                }
+            }
+        }
+        self.pump();
     }
 
     /// The backend found the connection handed out dead (the peer closed it
@@ -288,19 +358,6 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             }
         }
         let _ = self.core.release(lease, Release::Discard, now);
-        self.pump();
-    }
-
-    fn finish_release(&mut self, lease: Lease, how: Release, now: Instant) {
-        if self.core.release(lease, how, now).is_err() {
-            // The core does not know the lease (cannot happen for a lease of
-            // this driver): do not keep its object.
-            if let Some(e) = self.conns.get_mut(lease.conn().index()) {
-                if let Some(obj) = e.forget() {
-                    self.io.dispose(obj);
-                }
-            }
-        }
         self.pump();
     }
 }

@@ -13,16 +13,24 @@
 //!   backend's serving code). `Connect`, `Validate` and `Close` go to [`Io`]
 //!   in the core's order (a close before the connect that replaces it);
 //!   `Granted` and `Failed` go to answer tickets, waking their futures
-//!   through [`core::task::Waker`].
+//!   through [`core::task::Waker`]: at once, or, for a backend whose lock
+//!   should not be held across a wake (a wake can unpark a thread), kept
+//!   for it to take and wake after releasing the lock
+//!   ([`Driver::defer_wakes`], [`Driver::take_waker`]).
 //! - **The answer table** ([`Ticket`]): one ticket per waiting lease request,
 //!   kept until its future picks the answer up (the core reuses its own
 //!   waiter slot as soon as the answer is polled).
 //! - **The connection table** ([`ConnEntry`]), indexed by `ConnId::index()`:
 //!   the object while idle, the tag and keep-alive it was last released
-//!   with, whether it is connecting, being validated or leased. Every slot
-//!   check compares the whole `ConnId` (index and generation), so a result
+//!   with, whether it is connecting, being validated or leased. Every
+//!   backend result (connected, connect failed, validated) is checked
+//!   against the slot's whole `ConnId` (index and generation), so a result
 //!   that comes back for a connection the pool has given up on is disposed
-//!   of, never mixed up with the slot's next connection.
+//!   of, never mixed up with the slot's next connection. A grant and a
+//!   release are checked once, by the core (its lease names the slot's
+//!   connection: the driver fills a slot at the core's `Connect` and empties
+//!   it at its `Close`); a release the core refuses (a second one) has its
+//!   object disposed of.
 //! - **The abandoned-grant rule.** A connection granted to a request whose
 //!   future was dropped goes back with the tag and remaining keep-alive it
 //!   had ([`Driver::cancel`]).

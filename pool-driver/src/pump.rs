@@ -11,7 +11,7 @@ use crate::tickets::{State, NONE};
 impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
     /// Drains the core's actions (after every input, until `None`), then
     /// applies the timer re-arm rule.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pump(&mut self) {
         if self.core.has_actions() {
             self.drain();
@@ -99,7 +99,7 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
 
     fn granted(&mut self, waiter: WaiterId, lease: Lease) {
         match self.ticket_of(waiter) {
-            Some(t) => self.tickets[t].answer(State::Granted(lease)),
+            Some(t) => self.answer(t, State::Granted(lease)),
             // Nobody waits for it (cannot happen: cancels go through the
             // core first): back as it was, like an abandoned grant.
             None => self.give_back_unused(lease, self.core.now()),
@@ -116,7 +116,25 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
         };
         let ticket = &mut self.tickets[t];
         self.io.failed(&mut ticket.note, &self.core);
-        ticket.answer(State::Failed(reason, error));
+        self.answer(t, State::Failed(reason, error));
+    }
+
+    /// Stores ticket `t`'s answer and wakes its future: at once, or, with
+    /// wakes deferred, by listing it for [`Driver::take_waker`].
+    fn answer(&mut self, t: usize, state: State<I::ConnectError>) {
+        let head = self.wakes;
+        let defer = self.timer.defer;
+        let ticket = &mut self.tickets[t];
+        ticket.state = state;
+        if !defer {
+            if let Some(w) = ticket.waker.take() {
+                w.wake();
+            }
+        } else if ticket.waker.is_some() && !ticket.listed {
+            ticket.listed = true;
+            ticket.wake_next = head;
+            self.wakes = t as u32;
+        }
     }
 
     /// The abandoned-grant rule: a connection granted to a request nobody

@@ -27,6 +27,10 @@ pub struct Ticket<E, N> {
     pub(crate) state: State<E>,
     pub(crate) waker: Option<Waker>,
     pub(crate) note: N,
+    /// In the driver's list of deferred wakes ([`Driver::defer_wakes`](crate::Driver::defer_wakes)).
+    pub(crate) listed: bool,
+    /// The next ticket in that list (`NONE`: the last).
+    pub(crate) wake_next: u32,
 }
 
 impl<E, N: Default> Ticket<E, N> {
@@ -36,6 +40,8 @@ impl<E, N: Default> Ticket<E, N> {
             state: State::Free { next: NONE },
             waker: None,
             note,
+            listed: false,
+            wake_next: NONE,
         }
     }
 
@@ -63,14 +69,6 @@ impl<E, N: Default> Ticket<E, N> {
                     core::mem::take(&mut self.note),
                 ))
             }
-        }
-    }
-
-    /// Stores the answer and wakes the future.
-    pub(crate) fn answer(&mut self, state: State<E>) {
-        self.state = state;
-        if let Some(w) = self.waker.take() {
-            w.wake();
         }
     }
 }

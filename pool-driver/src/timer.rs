@@ -13,7 +13,12 @@ pub(crate) struct Timer {
     armed: Instant,
     /// An earlier deadline appeared since the task armed.
     kicked: bool,
-    waker: Option<Waker>,
+    /// Kicked with wakes deferred: the waker is to be taken
+    /// ([`Driver::take_waker`](crate::Driver::take_waker)).
+    pub(crate) wake_pending: bool,
+    /// Wakes are deferred ([`Driver::defer_wakes`](crate::Driver::defer_wakes)).
+    pub(crate) defer: bool,
+    pub(crate) waker: Option<Waker>,
 }
 
 impl Timer {
@@ -21,6 +26,8 @@ impl Timer {
         Timer {
             armed: Instant::MAX,
             kicked: false,
+            wake_pending: false,
+            defer: false,
             waker: None,
         }
     }
@@ -40,7 +47,9 @@ impl Timer {
     /// Wakes the timer task whatever its deadline.
     pub(crate) fn kick(&mut self) {
         self.kicked = true;
-        if let Some(w) = self.waker.take() {
+        if self.defer {
+            self.wake_pending = self.waker.is_some();
+        } else if let Some(w) = self.waker.take() {
             w.wake();
         }
     }

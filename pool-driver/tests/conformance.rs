@@ -529,8 +529,8 @@ fn release_paths_discard_peer_closed_stale_and_detach() {
     let evs = events(&mut d);
     assert!(evs.contains(&Ev::Close(c1, CloseReason::Discarded, Some(1))));
     assert!(evs.contains(&Ev::Close(lb.conn(), CloseReason::PeerClosed, Some(2))));
-    // A second release of the same lease: the object is disposed of, the
-    // core is not touched.
+    // A second release of the same lease: the core refuses it (its one
+    // check of the lease), the object is disposed of, nothing else changes.
     let counters = *d.core().counters();
     d.release(la, Obj(3), Returned::REUSE, t(3));
     assert_eq!(events(&mut d), vec![Ev::Dispose(3)]);
@@ -546,6 +546,37 @@ fn release_paths_discard_peer_closed_stale_and_detach() {
     assert_eq!(evs[0], Ev::Close(cc, CloseReason::Discarded, None));
     assert_eq!(d.core().stats().connections, 0);
     check(&d, 4, &[4]);
+}
+
+#[test]
+fn a_stale_release_while_the_connection_is_leased_again_leaves_the_new_lease_alone() {
+    let mut d = driver(config(), Settings::default());
+    let ticket = queue(&mut d, "a", t(0));
+    d.connected(last_connect(&d), Obj(1), t(1)).unwrap();
+    let first = granted(answer(&mut d, ticket));
+    let stale = first.lease;
+    d.release(first.lease, first.conn, Returned::REUSE, t(2));
+    // The same connection, leased again: a new lease on the same slot.
+    let Ok(Started::Granted(second)) = d.lease(&"a", None, t(3), None) else {
+        panic!("the idle connection is granted at once")
+    };
+    assert_eq!(second.lease.conn(), stale.conn());
+    events(&mut d);
+    // The first lease given back a second time: the core refuses it, its
+    // object is disposed of and the slot stays lent to the second lease.
+    d.release(stale, Obj(9), Returned::REUSE, t(4));
+    assert_eq!(events(&mut d), vec![Ev::Dispose(9)]);
+    assert_eq!(d.core().stats().leased, 1);
+    // The second lease's release puts its object back, and it is reused.
+    d.release(second.lease, second.conn, Returned::REUSE, t(5));
+    assert!(events(&mut d).is_empty());
+    let Ok(Started::Granted(third)) = d.lease(&"a", None, t(6), None) else {
+        panic!("the idle connection is granted at once")
+    };
+    assert_eq!((third.conn.0, third.served), (1, 3));
+    d.release(third.lease, third.conn, Returned::REUSE, t(7));
+    // Objects 1 (idle) and 9 (disposed of).
+    check(&d, 2, &[]);
 }
 
 // ---------------------------------------------------------------- close ordering
@@ -650,6 +681,71 @@ fn the_timer_is_woken_only_when_the_next_deadline_moves_earlier() {
     d.cancel(a, t(60));
     d.cancel(b, t(60));
     check(&d, 0, &[]);
+}
+
+#[test]
+fn deferred_wakes_wait_for_take_waker_and_each_is_taken_once() {
+    let mut d = driver(config(), Settings::default());
+    d.defer_wakes(true);
+    let (tw, timer) = waker();
+    assert_eq!(d.arm_timer(), None);
+    assert!(d.poll_timer(&tw).is_pending());
+    // Two queued requests, their futures waiting.
+    let (wa, a_count) = waker();
+    let (wb, b_count) = waker();
+    let a = match d.lease(&"a", None, t(0), Some(t(500))) {
+        Ok(Started::Queued(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    let b = match d.lease(&"a", None, t(0), Some(t(500))) {
+        Ok(Started::Queued(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    // The first lease moved the deadline earlier: the timer's kick waits.
+    assert_eq!(timer.wakes(), 0);
+    assert!(d.has_wakes());
+    d.take_waker().expect("the timer's kick").wake();
+    assert_eq!(timer.wakes(), 1);
+    assert!(!d.has_wakes() && d.take_waker().is_none());
+    assert!(d.poll_timer(&tw).is_ready());
+    assert!(d.poll_answer(a, &wa).is_pending());
+    assert!(d.poll_answer(b, &wb).is_pending());
+    let conns: Vec<_> = events(&mut d)
+        .into_iter()
+        .filter_map(|e| match e {
+            Ev::Connect(c, _) => Some(c),
+            _ => None,
+        })
+        .collect();
+    // Both connects succeed: both answers are stored, no future woken yet.
+    d.connected(conns[0], Obj(1), t(1)).unwrap();
+    d.connected(conns[1], Obj(2), t(1)).unwrap();
+    assert_eq!((a_count.wakes(), b_count.wakes()), (0, 0));
+    assert!(d.has_wakes());
+    let mut taken = 0;
+    while let Some(w) = d.take_waker() {
+        w.wake();
+        taken += 1;
+    }
+    assert_eq!(taken, 2);
+    assert_eq!((a_count.wakes(), b_count.wakes()), (1, 1));
+    let ha = granted(answer(&mut d, a));
+    let hb = granted(answer(&mut d, b));
+    // A listed ticket whose answer was picked up before its wake was taken
+    // (its future polled again meanwhile) wakes nobody.
+    let (wc, c_count) = waker();
+    let c = match d.lease(&"a", None, t(2), None) {
+        Ok(Started::Queued(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    assert!(d.poll_answer(c, &wc).is_pending());
+    d.release(ha.lease, ha.conn, Returned::REUSE, t(3));
+    let hc = granted(answer(&mut d, c));
+    assert!(d.take_waker().is_none() && !d.has_wakes());
+    assert_eq!(c_count.wakes(), 0);
+    d.release(hb.lease, hb.conn, Returned::REUSE, t(4));
+    d.release(hc.lease, hc.conn, Returned::REUSE, t(5));
+    check(&d, 2, &[]);
 }
 
 // ---------------------------------------------------------------- answer table
