@@ -169,7 +169,10 @@ async fn idempotent_on_reused_connection_is_retried_once() {
     let mut first = [a.unwrap(), b.unwrap()];
     first.sort();
     assert_eq!(first, ["conn 1 req 1", "conn 2 req 1"]);
-    assert_eq!(client.pool().stats().idle, 2);
+    // Both connections idle before the third request (waited for, not read
+    // once: about 1 run in 20 under load read 1 here; the cause was not
+    // found, see the closing note of 2026-12-01).
+    until("both connections idle", || client.pool().stats().idle == 2).await;
     let e = text(&client, Method::GET, &url).await.unwrap_err();
     assert!(matches!(e, HttpError::Request { attempts: 2, .. }), "{e:?}");
     assert_eq!(client.stats().retried_reused, 1);
