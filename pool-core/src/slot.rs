@@ -9,6 +9,22 @@ use crate::time::Instant;
 /// "No index": list ends, free-list end, absent links.
 pub(crate) const NIL: u32 = u32::MAX;
 
+/// `tag()` / `set_tag()` over a slot's `tag_value` and `tagged` fields (an
+/// `Option<Tag>` kept as a value and a flag: 9 bytes instead of 16).
+macro_rules! tag_accessors {
+    () => {
+        #[inline(always)]
+        pub(crate) fn tag(&self) -> Option<Tag> {
+            self.tagged.then_some(Tag(self.tag_value))
+        }
+        #[inline(always)]
+        pub(crate) fn set_tag(&mut self, tag: Option<Tag>) {
+            self.tagged = tag.is_some();
+            self.tag_value = tag.map_or(0, |t| t.0);
+        }
+    };
+}
+
 /// Lifecycle of a connection slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ConnState {
@@ -152,15 +168,7 @@ impl ConnSlot {
             .saturating_sub(self.active)
             .min(self.remaining)
     }
-    #[inline(always)]
-    pub(crate) fn tag(&self) -> Option<Tag> {
-        self.tagged.then_some(Tag(self.tag_value))
-    }
-    #[inline(always)]
-    pub(crate) fn set_tag(&mut self, tag: Option<Tag>) {
-        self.tagged = tag.is_some();
-        self.tag_value = tag.map_or(0, |t| t.0);
-    }
+    tag_accessors!();
     /// Streams it can still take (0 unless available).
     #[inline]
     pub(crate) fn spare(&self) -> u32 {
@@ -206,15 +214,7 @@ pub struct WaiterSlot {
 }
 
 impl WaiterSlot {
-    #[inline(always)]
-    pub(crate) fn tag(&self) -> Option<Tag> {
-        self.tagged.then_some(Tag(self.tag_value))
-    }
-    #[inline(always)]
-    pub(crate) fn set_tag(&mut self, tag: Option<Tag>) {
-        self.tagged = tag.is_some();
-        self.tag_value = tag.map_or(0, |t| t.0);
-    }
+    tag_accessors!();
     /// The deadline, if it has one.
     #[inline(always)]
     pub(crate) fn deadline(&self) -> Option<Instant> {
