@@ -222,13 +222,17 @@ where
                 tokio::time::sleep(Duration::from_millis(seed % 400)).await;
                 let url = &urls[(t + i) % urls.len()];
                 let req = Request::get(url.as_str()).body(Body::empty()).unwrap();
+                // A failure is counted and printed (with `--nocapture`), so
+                // that a rare one says what it was.
                 match client.request(req).await {
                     Ok(r) if r.status() == 200 => {
-                        if r.into_body().bytes().await.is_err() {
+                        if let Err(e) = r.into_body().bytes().await {
+                            eprintln!("request {t}/{i}: body failed: {e:?}");
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    _ => {
+                    other => {
+                        eprintln!("request {t}/{i}: failed: {:?}", other.map(|r| r.status()));
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
