@@ -32,6 +32,7 @@
 //! assert_eq!(cluster.host(b.host), Some(&"10.0.0.2:80"));
 //! ```
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use crate::config::ratio_milli;
@@ -168,9 +169,9 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
 
     /// Removes a host; its route drains for deletion (busy connections finish,
     /// idle ones close, the route is freed when empty).
-    pub fn remove_host(
+    pub fn remove_host<I: Index>(
         &mut self,
-        pool: &mut Pool<'_, K>,
+        pool: &mut Pool<'_, K, I>,
         key: &K,
         now: Instant,
     ) -> Result<(), ClusterError> {
@@ -191,9 +192,9 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
     }
 
     /// Sets a host's health (forwarded to the pool with [`Pool::set_route_health`]).
-    pub fn set_health(
+    pub fn set_health<I: Index>(
         &mut self,
-        pool: &mut Pool<'_, K>,
+        pool: &mut Pool<'_, K, I>,
         key: &K,
         healthy: bool,
         now: Instant,
@@ -248,9 +249,9 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
 
     /// Leases through the cluster: predictive preconnect, then a host pick, then
     /// [`Pool::lease`] on that host's route.
-    pub fn lease(
+    pub fn lease<I: Index>(
         &mut self,
-        pool: &mut Pool<'_, K>,
+        pool: &mut Pool<'_, K, I>,
         tag: Option<Tag>,
         now: Instant,
         deadline: Option<Instant>,
@@ -270,7 +271,7 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
     }
 
     /// Cluster-wide `(pending, active, connecting_and_connected_capacity)`.
-    fn load(&self, pool: &Pool<'_, K>) -> (u64, u64, u64) {
+    fn load<I: Index>(&self, pool: &Pool<'_, K, I>) -> (u64, u64, u64) {
         let (mut p, mut a, mut c) = (0u64, 0u64, 0u64);
         for h in self.hosts[..self.len].iter().flatten() {
             let l = pool.route_load(&h.key);
@@ -281,7 +282,7 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
         (p, a, c)
     }
 
-    fn maybe_preconnect(&mut self, pool: &mut Pool<'_, K>, now: Instant) {
+    fn maybe_preconnect<I: Index>(&mut self, pool: &mut Pool<'_, K, I>, now: Instant) {
         if self.ratio_milli <= 1000 {
             return;
         }
@@ -301,7 +302,7 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
     }
 
     /// Picks the next host and stashes it for the next `choose`.
-    fn peek(&mut self, pool: &Pool<'_, K>) -> Option<usize> {
+    fn peek<I: Index>(&mut self, pool: &Pool<'_, K, I>) -> Option<usize> {
         if self.stashed == self.stash.len() {
             return None;
         }
@@ -311,7 +312,7 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
         Some(i)
     }
 
-    fn choose(&mut self, pool: &Pool<'_, K>) -> Option<usize> {
+    fn choose<I: Index>(&mut self, pool: &Pool<'_, K, I>) -> Option<usize> {
         if self.stashed > 0 {
             let i = self.stash[0];
             self.stash.copy_within(1.., 0);
@@ -322,7 +323,7 @@ impl<K: Eq + Hash + Clone, const HOSTS: usize> Cluster<K, HOSTS> {
     }
 
     /// The balancer's pick among healthy hosts (all hosts if none is healthy).
-    fn pick(&mut self, pool: &Pool<'_, K>) -> Option<usize> {
+    fn pick<I: Index>(&mut self, pool: &Pool<'_, K, I>) -> Option<usize> {
         let n = self.len;
         if n == 0 {
             return None;

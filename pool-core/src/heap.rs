@@ -6,22 +6,23 @@
 //! before its owner's real next deadline and re-keys lazily when one fires
 //! early; on the hot path nothing is moved.
 
+use crate::index::Index;
 use crate::slot::{HeapEntry, NIL};
 use crate::storage::Slots;
 use crate::time::Instant;
 
-pub(crate) struct Heap<'a> {
-    entries: Slots<'a, HeapEntry>,
-    pos: Slots<'a, u32>,
+pub(crate) struct Heap<'a, I> {
+    entries: Slots<'a, HeapEntry<I>>,
+    pos: Slots<'a, I>,
     len: usize,
     /// Deadline of the top entry (`Instant::MAX` when empty), kept in step
     /// with every change so the hot path reads one field.
     top_at: Instant,
 }
 
-impl<'a> Heap<'a> {
-    pub(crate) fn new(entries: Slots<'a, HeapEntry>, mut pos: Slots<'a, u32>) -> Self {
-        pos.iter_mut().for_each(|p| *p = NIL);
+impl<'a, I: Index> Heap<'a, I> {
+    pub(crate) fn new(entries: Slots<'a, HeapEntry<I>>, mut pos: Slots<'a, I>) -> Self {
+        pos.iter_mut().for_each(|p| *p = I::NIL);
         Heap {
             entries,
             pos,
@@ -64,7 +65,7 @@ impl<'a> Heap<'a> {
     }
 
     #[inline]
-    pub(crate) fn peek(&self) -> Option<HeapEntry> {
+    pub(crate) fn peek(&self) -> Option<HeapEntry<I>> {
         if self.len == 0 {
             None
         } else {
@@ -75,7 +76,7 @@ impl<'a> Heap<'a> {
     /// The owner's armed deadline, if it has an entry.
     #[inline]
     pub(crate) fn key_of(&self, owner: u32) -> Option<Instant> {
-        let p = self.pos[owner as usize];
+        let p = self.pos[owner as usize].get();
         if p == NIL {
             None
         } else {
@@ -88,7 +89,7 @@ impl<'a> Heap<'a> {
     /// sequence number, so comparing deadlines is enough.
     #[inline(always)]
     pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u32) {
-        let p = self.pos[owner as usize];
+        let p = self.pos[owner as usize].get();
         if (p != NIL && self.entries[p as usize].at <= at) || at == Instant::MAX {
             return;
         }
@@ -96,13 +97,17 @@ impl<'a> Heap<'a> {
     }
 
     fn set_inner(&mut self, owner: u32, at: Instant, seq: u32) {
-        let p = self.pos[owner as usize];
-        let e = HeapEntry { at, seq, owner };
+        let p = self.pos[owner as usize].get();
+        let e = HeapEntry {
+            at,
+            seq,
+            owner: I::new(owner),
+        };
         if p == NIL {
             let i = self.len;
             self.len += 1;
             self.entries[i] = e;
-            self.pos[owner as usize] = i as u32;
+            self.pos[owner as usize] = I::new(i as u32);
             self.up(i);
         } else {
             let i = p as usize;
@@ -117,12 +122,12 @@ impl<'a> Heap<'a> {
     }
 
     fn remove_inner(&mut self, owner: u32) {
-        let p = self.pos[owner as usize];
+        let p = self.pos[owner as usize].get();
         if p == NIL {
             return;
         }
         let i = p as usize;
-        self.pos[owner as usize] = NIL;
+        self.pos[owner as usize] = I::NIL;
         self.len -= 1;
         if i == self.len {
             return;
@@ -130,7 +135,7 @@ impl<'a> Heap<'a> {
         let last = self.entries[self.len];
         let old = self.entries[i];
         self.entries[i] = last;
-        self.pos[last.owner as usize] = i as u32;
+        self.pos[last.owner() as usize] = I::new(i as u32);
         if last.before(&old) {
             self.up(i);
         } else {
@@ -147,11 +152,11 @@ impl<'a> Heap<'a> {
                 break;
             }
             self.entries[i] = p;
-            self.pos[p.owner as usize] = i as u32;
+            self.pos[p.owner() as usize] = I::new(i as u32);
             i = parent;
         }
         self.entries[i] = e;
-        self.pos[e.owner as usize] = i as u32;
+        self.pos[e.owner() as usize] = I::new(i as u32);
     }
 
     fn down(&mut self, mut i: usize) {
@@ -172,11 +177,11 @@ impl<'a> Heap<'a> {
                 break;
             }
             self.entries[i] = ce;
-            self.pos[ce.owner as usize] = i as u32;
+            self.pos[ce.owner() as usize] = I::new(i as u32);
             i = c;
         }
         self.entries[i] = e;
-        self.pos[e.owner as usize] = i as u32;
+        self.pos[e.owner() as usize] = I::new(i as u32);
     }
 
     #[cfg(test)]
@@ -194,7 +199,7 @@ impl<'a> Heap<'a> {
         top == self.top_at
             && (0..self.len).all(|i| {
                 let e = self.entries[i];
-                self.pos[e.owner as usize] == i as u32
+                self.pos[e.owner() as usize].get() == i as u32
                     && (i == 0 || !e.before(&self.entries[(i - 1) / 2]))
             })
     }
@@ -204,10 +209,9 @@ impl<'a> Heap<'a> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pops_in_key_order_after_rekeys_and_removals() {
-        let mut e = [HeapEntry::EMPTY; 16];
-        let mut p = [0u32; 16];
+    fn pops_in_key_order<I: Index>() {
+        let mut e = [HeapEntry::<I>::EMPTY; 16];
+        let mut p = [I::ZERO; 16];
         let mut h = Heap::new(Slots::Borrowed(&mut e), Slots::Borrowed(&mut p));
         for o in 0..16u32 {
             h.set(o, Instant::from_micros(((o * 7) % 16) as u64), o);
@@ -221,11 +225,17 @@ mod tests {
         while let Some(top) = h.peek() {
             assert!(n == 0 || !top.before(&last));
             last = top;
-            h.remove(top.owner);
+            h.remove(top.owner());
             assert!(h.check());
             n += 1;
         }
         assert_eq!(n, 15);
         assert_eq!(h.len(), 0);
+    }
+
+    #[test]
+    fn pops_in_key_order_after_rekeys_and_removals() {
+        pops_in_key_order::<u32>();
+        pops_in_key_order::<u16>();
     }
 }

@@ -2,11 +2,12 @@
 //! state-checkable invariants of `pool-semantics.md` (numbered as there).
 //! O(slots); for tests, fuzzing and debugging, not the hot path.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use crate::list::List;
 use crate::pool::Pool;
-use crate::slot::{ConnState, RouteListKind, WaiterState, NIL};
+use crate::slot::{ConnState, RouteListKind, WaiterState};
 use crate::tables::walk;
 use crate::time::Instant;
 
@@ -39,7 +40,7 @@ macro_rules! ensure {
 }
 pub(crate) use ensure;
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Verifies every state-checkable invariant; returns the first that broke.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         // Each table's own bookkeeping: free lists, lists, counts, heaps.
@@ -55,7 +56,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             if matches!(c.state, ConnState::Free | ConnState::Closing) {
                 continue;
             }
-            let r = &self.routes[c.route as usize];
+            let r = &self.routes[c.route.get() as usize];
             ensure!(r.live(), 10, "connection on a dead route");
             if c.state == ConnState::Connecting {
                 ensure!(
@@ -126,8 +127,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
         // Leases.
         for l in self.leases.iter() {
-            if l.conn != NIL {
-                let c = &self.conns[l.conn as usize];
+            if l.conn != I::NIL {
+                let c = &self.conns[l.conn.get() as usize];
                 ensure!(
                     c.state == ConnState::Ready && c.active > 0,
                     11,
@@ -144,10 +145,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         // Waiters.
         for (i, w) in self.waiters.iter().enumerate() {
             match w.state {
-                WaiterState::Validating if w.conn != NIL => {
-                    let c = &self.conns[w.conn as usize];
+                WaiterState::Validating if w.conn != I::NIL => {
+                    let c = &self.conns[w.conn.get() as usize];
                     ensure!(
-                        c.state == ConnState::Validating && c.waiter == i as u32,
+                        c.state == ConnState::Validating && c.waiter.get() == i as u32,
                         9,
                         "validating waiter and connection disagree"
                     );
@@ -182,7 +183,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             let ri = ri as u32;
             let (mut alloc, mut ridle, mut ractive, mut spare) = (0u32, 0u32, 0u32, 0u64);
             for c in self.conns.iter() {
-                if c.route == ri && c.allocated() {
+                if c.route.get() == ri && c.allocated() {
                     alloc += 1;
                     ridle += c.in_lru as u32;
                     if c.state == ConnState::Ready {
@@ -199,7 +200,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             let guard_here = self
                 .conns
                 .iter()
-                .any(|c| c.route == ri && c.allocated() && c.guard);
+                .any(|c| c.route.get() == ri && c.allocated() && c.guard);
             ensure!(
                 alloc <= limit || r.over_limit || guard_here,
                 2,
@@ -209,14 +210,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 ensure!(ridle <= m, 13, "route idle exceeds max_idle_per_route");
             }
             let conns = &self.conns;
-            let on = |list: &List, kind: RouteListKind| {
+            let on = |list: &List<I>, kind: RouteListKind| {
                 walk(
                     list,
                     conns,
                     |c| c.rlink,
                     |c| {
                         let c = &conns[c as usize];
-                        c.route == ri && c.list == kind
+                        c.route.get() == ri && c.list == kind
                     },
                 )
             };
@@ -236,7 +237,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                     let w = &self.waiters[w as usize];
                     fifo &= w.seq > last_seq;
                     last_seq = w.seq;
-                    w.state == WaiterState::Queued && w.route == ri
+                    w.state == WaiterState::Queued && w.route.get() == ri
                 },
             );
             ensure!(queue_ok, 0, "waiter queue broken");
@@ -244,7 +245,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             let validating = self
                 .waiters
                 .iter()
-                .filter(|w| w.route == ri && w.state == WaiterState::Validating)
+                .filter(|w| w.route.get() == ri && w.state == WaiterState::Validating)
                 .count() as u32;
             ensure!(
                 validating == r.validating,

@@ -82,6 +82,7 @@ mod storage;
 mod time;
 
 mod hash;
+mod index;
 mod heap;
 mod list;
 mod slot;
@@ -93,6 +94,7 @@ pub use action::{Action, CloseReason, ConnectFailure, FailReason};
 pub use cluster::{Balancer, Cluster, ClusterError, ClusterLease};
 pub use config::{CancelPolicy, Config, ConfigError, ReusePolicy, RouteConfig};
 pub use error::{CancelError, ConnError, LeaseError, ReleaseError, RouteError};
+pub use index::Index;
 pub use handle::{ConnId, Lease, LeaseId, RouteId, Tag, WaiterId};
 pub use invariant::InvariantViolation;
 pub use pool::{

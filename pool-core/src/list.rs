@@ -4,108 +4,168 @@
 //! `M` picks the link field), so one slot can sit on several lists at once
 //! without any allocation. All operations are O(1).
 
+use crate::index::Index;
 use crate::slot::NIL;
 
-/// Previous/next indices of one list membership.
+/// Previous/next indices of one list membership, stored at the storage's
+/// index width `I` (read them with [`Link::prev`] and [`Link::next`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Link {
-    pub prev: u32,
-    pub next: u32,
+pub(crate) struct Link<I> {
+    pub(crate) p: I,
+    pub(crate) n: I,
 }
 
-impl Link {
-    pub(crate) const NONE: Link = Link {
-        prev: NIL,
-        next: NIL,
+impl<I: Index> Link<I> {
+    pub(crate) const NONE: Link<I> = Link {
+        p: I::NIL,
+        n: I::NIL,
     };
+    /// All zero bytes: only for all-zero storage, initialised before use.
+    pub(crate) const ZERO: Link<I> = Link {
+        p: I::ZERO,
+        n: I::ZERO,
+    };
+    #[inline(always)]
+    pub(crate) fn new(prev: u32, next: u32) -> Self {
+        Link {
+            p: I::new(prev),
+            n: I::new(next),
+        }
+    }
+    #[inline(always)]
+    pub(crate) fn prev(&self) -> u32 {
+        self.p.get()
+    }
+    #[inline(always)]
+    pub(crate) fn next(&self) -> u32 {
+        self.n.get()
+    }
+    #[inline(always)]
+    pub(crate) fn set_prev(&mut self, i: u32) {
+        self.p = I::new(i);
+    }
+    #[inline(always)]
+    pub(crate) fn set_next(&mut self, i: u32) {
+        self.n = I::new(i);
+    }
 }
 
-/// Head, tail and length of one list.
+/// Head, tail and length of one list, at the storage's index width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct List {
-    pub head: u32,
-    pub tail: u32,
-    pub len: u32,
+pub(crate) struct List<I> {
+    h: I,
+    t: I,
+    n: I,
 }
 
 /// Access to the link field for list kind `M`.
-pub(crate) trait Links<M> {
-    fn link(&mut self) -> &mut Link;
-    fn link_ref(&self) -> &Link;
+pub(crate) trait Links<M, I> {
+    fn link(&mut self) -> &mut Link<I>;
+    fn link_ref(&self) -> &Link<I>;
 }
 
-impl List {
-    pub(crate) const EMPTY: List = List {
-        head: NIL,
-        tail: NIL,
-        len: 0,
+impl<I: Index> List<I> {
+    pub(crate) const EMPTY: List<I> = List {
+        h: I::NIL,
+        t: I::NIL,
+        n: I::ZERO,
     };
+    /// All zero bytes: only for all-zero storage, initialised before use.
+    pub(crate) const ZERO: List<I> = List {
+        h: I::ZERO,
+        t: I::ZERO,
+        n: I::ZERO,
+    };
+
+    #[inline(always)]
+    pub(crate) fn head(&self) -> u32 {
+        self.h.get()
+    }
+    #[inline(always)]
+    pub(crate) fn tail(&self) -> u32 {
+        self.t.get()
+    }
+    #[inline(always)]
+    pub(crate) fn len(&self) -> u32 {
+        self.n.get()
+    }
 
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.n == I::ZERO
     }
 
     #[inline(always)]
-    pub(crate) fn push_back<M, T: Links<M>>(&mut self, s: &mut [T], i: u32) {
-        *s[i as usize].link() = Link {
-            prev: self.tail,
-            next: NIL,
-        };
-        if self.tail == NIL {
-            self.head = i;
+    pub(crate) fn push_back<M, T: Links<M, I>>(&mut self, s: &mut [T], i: u32) {
+        let tail = self.tail();
+        *s[i as usize].link() = Link::new(tail, NIL);
+        if tail == NIL {
+            self.h = I::new(i);
         } else {
-            s[self.tail as usize].link().next = i;
+            s[tail as usize].link().set_next(i);
         }
-        self.tail = i;
-        self.len += 1;
+        self.t = I::new(i);
+        self.n = I::new(self.len() + 1);
     }
 
     #[inline(always)]
-    pub(crate) fn push_front<M, T: Links<M>>(&mut self, s: &mut [T], i: u32) {
-        *s[i as usize].link() = Link {
-            prev: NIL,
-            next: self.head,
-        };
-        if self.head == NIL {
-            self.tail = i;
+    pub(crate) fn push_front<M, T: Links<M, I>>(&mut self, s: &mut [T], i: u32) {
+        let head = self.head();
+        *s[i as usize].link() = Link::new(NIL, head);
+        if head == NIL {
+            self.t = I::new(i);
         } else {
-            s[self.head as usize].link().prev = i;
+            s[head as usize].link().set_prev(i);
         }
-        self.head = i;
-        self.len += 1;
+        self.h = I::new(i);
+        self.n = I::new(self.len() + 1);
+    }
+
+    /// Removes the head, `i` (the caller read it from [`List::head`]).
+    #[inline(always)]
+    pub(crate) fn pop_head<M, T: Links<M, I>>(&mut self, s: &mut [T], i: u32) {
+        let next = s[i as usize].link_ref().n;
+        self.h = next;
+        if next.get() == NIL {
+            self.t = I::NIL;
+        } else {
+            s[next.get() as usize].link().p = I::NIL;
+        }
+        *s[i as usize].link() = Link::NONE;
+        self.n = I::new(self.len() - 1);
     }
 
     /// Inserts `i` before `at` (`at == NIL` appends).
-    pub(crate) fn insert_before<M, T: Links<M>>(&mut self, s: &mut [T], at: u32, i: u32) {
+    pub(crate) fn insert_before<M, T: Links<M, I>>(&mut self, s: &mut [T], at: u32, i: u32) {
         if at == NIL {
             return self.push_back(s, i);
         }
-        let prev = s[at as usize].link_ref().prev;
+        let prev = s[at as usize].link_ref().prev();
         if prev == NIL {
             return self.push_front(s, i);
         }
-        *s[i as usize].link() = Link { prev, next: at };
-        s[prev as usize].link().next = i;
-        s[at as usize].link().prev = i;
-        self.len += 1;
+        *s[i as usize].link() = Link::new(prev, at);
+        s[prev as usize].link().set_next(i);
+        s[at as usize].link().set_prev(i);
+        self.n = I::new(self.len() + 1);
     }
 
     #[inline(always)]
-    pub(crate) fn remove<M, T: Links<M>>(&mut self, s: &mut [T], i: u32) {
-        let Link { prev, next } = *s[i as usize].link_ref();
+    pub(crate) fn remove<M, T: Links<M, I>>(&mut self, s: &mut [T], i: u32) {
+        let l = *s[i as usize].link_ref();
+        let (prev, next) = (l.prev(), l.next());
         if prev == NIL {
-            self.head = next;
+            self.h = l.n;
         } else {
-            s[prev as usize].link().next = next;
+            s[prev as usize].link().n = l.n;
         }
         if next == NIL {
-            self.tail = prev;
+            self.t = l.p;
         } else {
-            s[next as usize].link().prev = prev;
+            s[next as usize].link().p = l.p;
         }
         *s[i as usize].link() = Link::NONE;
-        self.len -= 1;
+        self.n = I::new(self.len() - 1);
     }
 }
 
@@ -124,14 +184,14 @@ pub(crate) mod kind {
 }
 
 macro_rules! links {
-    ($t:ty, $m:ty, $f:ident) => {
-        impl Links<$m> for $t {
+    ($t:ident, $m:ty, $f:ident $(, $k:ident)?) => {
+        impl<$($k,)? I: Index> Links<$m, I> for $t<$($k,)? I> {
             #[inline(always)]
-            fn link(&mut self) -> &mut Link {
+            fn link(&mut self) -> &mut Link<I> {
                 &mut self.$f
             }
             #[inline(always)]
-            fn link_ref(&self) -> &Link {
+            fn link_ref(&self) -> &Link<I> {
                 &self.$f
             }
         }
@@ -143,23 +203,5 @@ links!(ConnSlot, kind::RouteList, rlink);
 links!(ConnSlot, kind::Lru, glink);
 links!(WaiterSlot, kind::Queue, qlink);
 
-impl<K> Links<kind::Blocked> for RouteSlot<K> {
-    #[inline(always)]
-    fn link(&mut self) -> &mut Link {
-        &mut self.blink
-    }
-    #[inline(always)]
-    fn link_ref(&self) -> &Link {
-        &self.blink
-    }
-}
-impl<K> Links<kind::AllRoutes> for RouteSlot<K> {
-    #[inline(always)]
-    fn link(&mut self) -> &mut Link {
-        &mut self.all
-    }
-    #[inline(always)]
-    fn link_ref(&self) -> &Link {
-        &self.all
-    }
-}
+links!(RouteSlot, kind::Blocked, blink, K);
+links!(RouteSlot, kind::AllRoutes, all, K);

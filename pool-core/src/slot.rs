@@ -3,6 +3,7 @@
 use crate::action::{CloseReason, FailReason};
 use crate::config::RouteOverrides;
 use crate::handle::{LeaseId, Tag};
+use crate::index::Index;
 use crate::list::{Link, List};
 use crate::time::Instant;
 
@@ -48,7 +49,7 @@ pub(crate) enum RouteListKind {
 
 /// One connection slot.
 #[derive(Clone, Copy, Debug)]
-pub struct ConnSlot {
+pub struct ConnSlot<I = u32> {
     pub(crate) gen: u32,
     pub(crate) state: ConnState,
     pub(crate) list: RouteListKind,
@@ -64,7 +65,7 @@ pub struct ConnSlot {
     pub(crate) kept: bool,
     /// Drain reason, then close reason.
     pub(crate) reason: CloseReason,
-    pub(crate) route: u32,
+    pub(crate) route: I,
     pub(crate) capacity: u32,
     pub(crate) active: u32,
     /// Leases it may still serve (`u32::MAX` = unlimited).
@@ -84,38 +85,33 @@ pub struct ConnSlot {
     /// its timer among those due at the same instant.
     pub(crate) seq: u32,
     /// The waiter a validation is for (`NIL` if none / gone).
-    pub(crate) waiter: u32,
+    pub(crate) waiter: I,
     /// Route list link (connecting, ready or busy list); free-list link when free.
-    pub(crate) rlink: Link,
+    pub(crate) rlink: Link<I>,
     /// Idle LRU link.
-    pub(crate) glink: Link,
+    pub(crate) glink: Link<I>,
     /// Action queue link.
-    pub(crate) alink: Link,
+    pub(crate) alink: Link<I>,
 }
 
-/// Links of all zeros: only for [`Storage::new`](crate::Storage::new), whose
-/// slots `Pool::new` initialises before use (so a `static` storage is all
-/// zero bytes and lands in `.bss`, costing no flash).
-const ZERO_LINK: Link = Link { prev: 0, next: 0 };
-const ZERO_LIST: List = List {
-    head: 0,
-    tail: 0,
-    len: 0,
-};
+// The `ZEROED` slots below are all zero bytes: only for
+// [`Storage::new`](crate::Storage::new), whose slots `Pool::new` initialises
+// before use (so a `static` storage is all zero bytes and lands in `.bss`,
+// costing no flash).
 
-impl ConnSlot {
-    /// All-zero bytes (see `ZERO_LINK`).
-    pub(crate) const ZEROED: ConnSlot = ConnSlot {
-        route: 0,
+impl<I: Index> ConnSlot<I> {
+    /// All-zero bytes.
+    pub(crate) const ZEROED: ConnSlot<I> = ConnSlot {
+        route: I::ZERO,
         validity: Instant::ZERO,
         expiry: Instant::ZERO,
-        waiter: 0,
-        rlink: ZERO_LINK,
-        glink: ZERO_LINK,
-        alink: ZERO_LINK,
+        waiter: I::ZERO,
+        rlink: Link::ZERO,
+        glink: Link::ZERO,
+        alink: Link::ZERO,
         ..ConnSlot::EMPTY
     };
-    pub(crate) const EMPTY: ConnSlot = ConnSlot {
+    pub(crate) const EMPTY: ConnSlot<I> = ConnSlot {
         gen: 0,
         state: ConnState::Free,
         list: RouteListKind::None,
@@ -125,7 +121,7 @@ impl ConnSlot {
         guard: false,
         kept: false,
         reason: CloseReason::Drained,
-        route: NIL,
+        route: I::NIL,
         capacity: 0,
         active: 0,
         remaining: 0,
@@ -136,7 +132,7 @@ impl ConnSlot {
         validity: Instant::MAX,
         expiry: Instant::MAX,
         seq: 0,
-        waiter: NIL,
+        waiter: I::NIL,
         rlink: Link::NONE,
         glink: Link::NONE,
         alink: Link::NONE,
@@ -194,49 +190,49 @@ pub(crate) enum WaiterState {
 
 /// One waiter slot.
 #[derive(Clone, Copy, Debug)]
-pub struct WaiterSlot {
+pub struct WaiterSlot<I = u32> {
     pub(crate) gen: u32,
     pub(crate) state: WaiterState,
-    pub(crate) route: u32,
+    pub(crate) route: I,
     /// The tag asked for, as in [`ConnSlot::tag_value`].
     pub(crate) tag_value: u64,
     pub(crate) tagged: bool,
     /// `Instant::MAX`: no deadline.
     pub(crate) deadline: Instant,
     pub(crate) seq: u64,
-    pub(crate) conn: u32,
+    pub(crate) conn: I,
     /// The lease of a `Granted` waiter (its connection is the lease slot's).
     pub(crate) lease: LeaseId,
     pub(crate) reason: FailReason,
     /// Route queue link; free-list link when free.
-    pub(crate) qlink: Link,
-    pub(crate) alink: Link,
+    pub(crate) qlink: Link<I>,
+    pub(crate) alink: Link<I>,
 }
 
-impl WaiterSlot {
+impl<I: Index> WaiterSlot<I> {
     tag_accessors!();
     /// The deadline, if it has one.
     #[inline(always)]
     pub(crate) fn deadline(&self) -> Option<Instant> {
         Some(self.deadline).filter(|&d| d != Instant::MAX)
     }
-    /// All-zero bytes (see `ZERO_LINK`).
-    pub(crate) const ZEROED: WaiterSlot = WaiterSlot {
-        route: 0,
-        conn: 0,
-        qlink: ZERO_LINK,
-        alink: ZERO_LINK,
+    /// All-zero bytes.
+    pub(crate) const ZEROED: WaiterSlot<I> = WaiterSlot {
+        route: I::ZERO,
+        conn: I::ZERO,
+        qlink: Link::ZERO,
+        alink: Link::ZERO,
         ..WaiterSlot::EMPTY
     };
-    pub(crate) const EMPTY: WaiterSlot = WaiterSlot {
+    pub(crate) const EMPTY: WaiterSlot<I> = WaiterSlot {
         gen: 0,
         state: WaiterState::Free,
-        route: NIL,
+        route: I::NIL,
         tag_value: 0,
         tagged: false,
         deadline: Instant::MAX,
         seq: 0,
-        conn: NIL,
+        conn: I::NIL,
         lease: LeaseId { index: NIL, gen: 0 },
         reason: FailReason::Timeout,
         qlink: Link::NONE,
@@ -246,40 +242,40 @@ impl WaiterSlot {
 
 /// One lease slot.
 #[derive(Clone, Copy, Debug)]
-pub struct LeaseSlot {
+pub struct LeaseSlot<I = u32> {
     pub(crate) gen: u32,
     /// The connection it runs on, `NIL` when free.
-    pub(crate) conn: u32,
-    pub(crate) next_free: u32,
+    pub(crate) conn: I,
+    pub(crate) next_free: I,
 }
 
-impl LeaseSlot {
-    /// All-zero bytes (see `ZERO_LINK`).
-    pub(crate) const ZEROED: LeaseSlot = LeaseSlot {
+impl<I: Index> LeaseSlot<I> {
+    /// All-zero bytes.
+    pub(crate) const ZEROED: LeaseSlot<I> = LeaseSlot {
         gen: 0,
-        conn: 0,
-        next_free: 0,
+        conn: I::ZERO,
+        next_free: I::ZERO,
     };
-    pub(crate) const EMPTY: LeaseSlot = LeaseSlot {
+    pub(crate) const EMPTY: LeaseSlot<I> = LeaseSlot {
         gen: 0,
-        conn: NIL,
-        next_free: NIL,
+        conn: I::NIL,
+        next_free: I::NIL,
     };
 }
 
 /// One route slot.
 #[derive(Debug)]
-pub struct RouteSlot<K> {
+pub struct RouteSlot<K, I = u32> {
     pub(crate) key: Option<K>,
     pub(crate) gen: u32,
     /// Next route in the same hash bucket; free-list link when free.
-    pub(crate) chain: u32,
+    pub(crate) chain: I,
     /// As [`ConnSlot::seq`].
     pub(crate) seq: u32,
     pub(crate) overrides: RouteOverrides,
-    pub(crate) connecting: List,
-    pub(crate) ready: List,
-    pub(crate) queue: List,
+    pub(crate) connecting: List<I>,
+    pub(crate) ready: List<I>,
+    pub(crate) queue: List<I>,
     /// Waiters bound to a validation.
     pub(crate) validating: u32,
     pub(crate) allocated: u32,
@@ -302,28 +298,28 @@ pub struct RouteSlot<K> {
     pub(crate) unhealthy: bool,
     pub(crate) connects: u64,
     pub(crate) grants: u64,
-    pub(crate) blink: Link,
-    pub(crate) all: Link,
-    pub(crate) alink: Link,
+    pub(crate) blink: Link<I>,
+    pub(crate) all: Link<I>,
+    pub(crate) alink: Link<I>,
 }
 
-impl<K> RouteSlot<K> {
-    /// All-zero bytes (see `ZERO_LINK`).
-    pub(crate) const ZEROED: RouteSlot<K> = RouteSlot {
-        chain: 0,
-        connecting: ZERO_LIST,
-        ready: ZERO_LIST,
-        queue: ZERO_LIST,
-        blink: ZERO_LINK,
-        all: ZERO_LINK,
-        alink: ZERO_LINK,
+impl<K, I: Index> RouteSlot<K, I> {
+    /// All-zero bytes.
+    pub(crate) const ZEROED: RouteSlot<K, I> = RouteSlot {
+        chain: I::ZERO,
+        connecting: List::ZERO,
+        ready: List::ZERO,
+        queue: List::ZERO,
+        blink: Link::ZERO,
+        all: Link::ZERO,
+        alink: Link::ZERO,
         overrides: RouteOverrides::ZEROED,
         ..RouteSlot::EMPTY
     };
-    pub(crate) const EMPTY: RouteSlot<K> = RouteSlot {
+    pub(crate) const EMPTY: RouteSlot<K, I> = RouteSlot {
         key: None,
         gen: 0,
-        chain: NIL,
+        chain: I::NIL,
         seq: 0,
         overrides: RouteOverrides::NONE,
         connecting: List::EMPTY,
@@ -367,28 +363,33 @@ impl<K> RouteSlot<K> {
 /// exact, so the heap's top is always the earliest deadline (16 bytes per
 /// entry instead of 24).
 #[derive(Clone, Copy, Debug)]
-pub struct HeapEntry {
+pub struct HeapEntry<I = u32> {
     pub(crate) at: Instant,
     pub(crate) seq: u32,
-    pub(crate) owner: u32,
+    pub(crate) owner: I,
 }
 
-impl HeapEntry {
-    /// All-zero bytes (see `ZERO_LINK`).
-    pub(crate) const ZEROED: HeapEntry = HeapEntry {
+impl<I: Index> HeapEntry<I> {
+    /// All-zero bytes.
+    pub(crate) const ZEROED: HeapEntry<I> = HeapEntry {
         at: Instant::ZERO,
         seq: 0,
-        owner: 0,
+        owner: I::ZERO,
     };
-    #[cfg(feature = "alloc")]
-    pub(crate) const EMPTY: HeapEntry = HeapEntry {
+    #[cfg(any(test, feature = "alloc"))]
+    pub(crate) const EMPTY: HeapEntry<I> = HeapEntry {
         at: Instant::ZERO,
         seq: 0,
-        owner: NIL,
+        owner: I::NIL,
     };
+    /// Its owner slot.
+    #[inline(always)]
+    pub(crate) fn owner(&self) -> u32 {
+        self.owner.get()
+    }
     /// Strictly before `other`.
     #[inline]
-    pub(crate) fn before(&self, other: &HeapEntry) -> bool {
+    pub(crate) fn before(&self, other: &HeapEntry<I>) -> bool {
         self.at < other.at || (self.at == other.at && (self.seq.wrapping_sub(other.seq) as i32) < 0)
     }
 }

@@ -11,6 +11,7 @@
 
 use core::ops::{Deref, DerefMut};
 
+use crate::index::Index;
 use crate::slot::{ConnSlot, HeapEntry, LeaseSlot, RouteSlot, WaiterSlot};
 
 /// A slice the pool either borrows or (with `alloc`) owns.
@@ -51,6 +52,10 @@ impl<T> DerefMut for Slots<'_, T> {
 /// at once, `WAITERS >= max_pending`, `LEASES` = leases in use at once
 /// (`CONNS` for HTTP/1).
 ///
+/// `I` is the index width ([`Index`]): `u32` by default, or `u16` when every
+/// count is at most 8,191 (checked when the storage is built: a larger
+/// count does not compile), which halves every link in every slot.
+///
 /// ```
 /// use wharf_core::{Config, Pool, Storage};
 /// let mut storage: Storage<u8, 4, 2, 8, 4> = Storage::new();
@@ -64,43 +69,55 @@ pub struct Storage<
     const ROUTES: usize,
     const WAITERS: usize,
     const LEASES: usize,
+    I: Index = u32,
 > {
-    pub(crate) conns: [ConnSlot; CONNS],
-    pub(crate) routes: [RouteSlot<K>; ROUTES],
-    pub(crate) buckets: [u32; ROUTES],
-    pub(crate) waiters: [WaiterSlot; WAITERS],
-    pub(crate) leases: [LeaseSlot; LEASES],
-    pub(crate) conn_heap: [HeapEntry; CONNS],
-    pub(crate) conn_pos: [u32; CONNS],
-    pub(crate) waiter_heap: [HeapEntry; WAITERS],
-    pub(crate) waiter_pos: [u32; WAITERS],
-    pub(crate) route_heap: [HeapEntry; ROUTES],
-    pub(crate) route_pos: [u32; ROUTES],
+    pub(crate) conns: [ConnSlot<I>; CONNS],
+    pub(crate) routes: [RouteSlot<K, I>; ROUTES],
+    pub(crate) buckets: [I; ROUTES],
+    pub(crate) waiters: [WaiterSlot<I>; WAITERS],
+    pub(crate) leases: [LeaseSlot<I>; LEASES],
+    pub(crate) conn_heap: [HeapEntry<I>; CONNS],
+    pub(crate) conn_pos: [I; CONNS],
+    pub(crate) waiter_heap: [HeapEntry<I>; WAITERS],
+    pub(crate) waiter_pos: [I; WAITERS],
+    pub(crate) route_heap: [HeapEntry<I>; ROUTES],
+    pub(crate) route_pos: [I; ROUTES],
 }
 
-impl<K, const C: usize, const R: usize, const W: usize, const L: usize> Storage<K, C, R, W, L> {
+impl<K, const C: usize, const R: usize, const W: usize, const L: usize, I: Index>
+    Storage<K, C, R, W, L, I>
+{
     /// Empty storage; `const`, so it can initialise a `static`. It is all zero
     /// bytes (`Pool::new` initialises every slot), so a `static` of it lands
     /// in `.bss` and costs no flash.
+    ///
+    /// A count beyond what the index width names (`I::MAX_SLOTS`) does not
+    /// compile.
     pub const fn new() -> Self {
+        const {
+            assert!(
+                C <= I::MAX_SLOTS && R <= I::MAX_SLOTS && W <= I::MAX_SLOTS && L <= I::MAX_SLOTS,
+                "a slot count exceeds what the storage's index type can name"
+            )
+        };
         Storage {
             conns: [ConnSlot::ZEROED; C],
             routes: [const { RouteSlot::ZEROED }; R],
-            buckets: [0; R],
+            buckets: [I::ZERO; R],
             waiters: [WaiterSlot::ZEROED; W],
             leases: [LeaseSlot::ZEROED; L],
             conn_heap: [HeapEntry::ZEROED; C],
-            conn_pos: [0; C],
+            conn_pos: [I::ZERO; C],
             waiter_heap: [HeapEntry::ZEROED; W],
-            waiter_pos: [0; W],
+            waiter_pos: [I::ZERO; W],
             route_heap: [HeapEntry::ZEROED; R],
-            route_pos: [0; R],
+            route_pos: [I::ZERO; R],
         }
     }
 }
 
-impl<K, const C: usize, const R: usize, const W: usize, const L: usize> Default
-    for Storage<K, C, R, W, L>
+impl<K, const C: usize, const R: usize, const W: usize, const L: usize, I: Index> Default
+    for Storage<K, C, R, W, L, I>
 {
     fn default() -> Self {
         Self::new()

@@ -6,6 +6,7 @@
 //! What the action *is* follows from the slot's state (a `Connecting` slot
 //! means `Connect`, a `Closing` one `Close`, a `Granted` waiter `Granted`, ...).
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
@@ -14,18 +15,20 @@ use crate::handle::ConnId;
 use crate::list::Link;
 use crate::slot::{ConnState, WaiterState, NIL};
 
-/// An entry of the action queue: slot kind in the top two bits, index below.
+/// An entry of the action queue: the slot kind in the two bits above the
+/// index (`Index::KIND_SHIFT`: 30 for `u32` indices, 13 for `u16`).
 pub(crate) type Entity = u32;
-pub(crate) const CONN: u32 = 0;
-pub(crate) const WAITER: u32 = 1 << 30;
-pub(crate) const ROUTE: u32 = 2 << 30;
-const INDEX: u32 = (1 << 30) - 1;
+// Entity kinds, in the bits above the index ([`Index::KIND_SHIFT`]: the
+// action links are stored at the storage's index width too).
+const CONN: u32 = 0;
+const WAITER: u32 = 1;
+const ROUTE: u32 = 2;
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     #[inline]
-    fn alink(&mut self, e: Entity) -> &mut Link {
-        let i = (e & INDEX) as usize;
-        match e & !INDEX {
+    fn alink(&mut self, e: Entity) -> &mut Link<I> {
+        let i = (e & Self::INDEX) as usize;
+        match e >> I::KIND_SHIFT {
             CONN => &mut self.conns[i].alink,
             WAITER => &mut self.waiters[i].alink,
             _ => &mut self.routes[i].alink,
@@ -34,19 +37,16 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     #[inline]
     pub(crate) fn act_queued(&mut self, e: Entity) -> bool {
-        self.act_head == e || self.alink(e).prev != NIL
+        self.act_head == e || self.alink(e).prev() != NIL
     }
 
     pub(crate) fn act_push(&mut self, e: Entity) {
         let tail = self.act_tail;
-        *self.alink(e) = Link {
-            prev: tail,
-            next: NIL,
-        };
+        *self.alink(e) = Link::new(tail, NIL);
         if tail == NIL {
             self.act_head = e;
         } else {
-            self.alink(tail).next = e;
+            self.alink(tail).set_next(e);
         }
         self.act_tail = e;
     }
@@ -55,16 +55,17 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if !self.act_queued(e) {
             return;
         }
-        let Link { prev, next } = *self.alink(e);
+        let l = *self.alink(e);
+        let (prev, next) = (l.prev(), l.next());
         if prev == NIL {
             self.act_head = next;
         } else {
-            self.alink(prev).next = next;
+            self.alink(prev).set_next(next);
         }
         if next == NIL {
             self.act_tail = prev;
         } else {
-            self.alink(next).prev = prev;
+            self.alink(next).set_prev(prev);
         }
         *self.alink(e) = Link::NONE;
     }
@@ -85,15 +86,15 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 return None;
             }
             self.act_remove(e);
-            let i = e & INDEX;
-            match e & !INDEX {
+            let i = e & Self::INDEX;
+            match e >> I::KIND_SHIFT {
                 CONN => {
                     let conn = self.conn_handle(i);
                     let c = &mut self.conns[i as usize];
                     match c.state {
                         ConnState::Connecting => {
                             c.delivered = true;
-                            let r = c.route;
+                            let r = c.route.get();
                             return Some(Action::Connect {
                                 conn,
                                 route: self.route_handle(r),
@@ -144,14 +145,16 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
     }
 
+    const INDEX: u32 = (1 << I::KIND_SHIFT) - 1;
+
     pub(crate) fn conn_entity(c: u32) -> Entity {
-        CONN | c
+        CONN << I::KIND_SHIFT | c
     }
     pub(crate) fn waiter_entity(w: u32) -> Entity {
-        WAITER | w
+        WAITER << I::KIND_SHIFT | w
     }
     pub(crate) fn route_entity(r: u32) -> Entity {
-        ROUTE | r
+        ROUTE << I::KIND_SHIFT | r
     }
 
     /// Slot index of a live connection handle.

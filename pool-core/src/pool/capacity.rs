@@ -2,6 +2,7 @@
 //! HttpClient's per-route shrink and cross-route eviction, the starvation
 //! guard, blocked routes waiting for total capacity, and min-idle warm-up.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
@@ -30,12 +31,12 @@ pub(crate) enum Created {
     No,
 }
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// `(demand, preconnect)` for route `r` (§3.2).
     pub(crate) fn should_connect(&self, r: u32) -> (bool, bool) {
         let s = &self.routes[r as usize];
-        let queued = s.queue.len as u64;
-        let connecting_capacity = s.connecting.len as u64 * self.cfg.connecting_capacity as u64;
+        let queued = s.queue.len() as u64;
+        let connecting_capacity = s.connecting.len() as u64 * self.cfg.connecting_capacity as u64;
         let demand = queued > connecting_capacity;
         if s.unhealthy {
             // Envoy: an unhealthy host gets no extra work.
@@ -55,18 +56,18 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// up with less capacity than assumed): the spare `c` provides is what
     /// the ratio asks for.
     pub(crate) fn preconnect_would_reopen(&self, c: u32) -> bool {
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         let s = &self.routes[r as usize];
         let ratio = self.ratio(r) as u64;
         if ratio <= 1000 || s.unhealthy || s.deleting || s.retrying || self.closed {
             return false;
         }
         let spare = s.spare - self.conns[c as usize].streams_left() as u64;
-        let (queued, active) = (s.queue.len as u64, s.active as u64);
+        let (queued, active) = (s.queue.len() as u64, s.active as u64);
         let room = self
             .cfg
             .max_idle_per_route
-            .is_none_or(|m| s.idle - 1 + s.connecting.len < m)
+            .is_none_or(|m| s.idle - 1 + s.connecting.len() < m)
             && self
                 .cfg
                 .max_idle
@@ -82,7 +83,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let s = &self.routes[r as usize];
         self.cfg
             .max_idle_per_route
-            .is_none_or(|m| s.idle + s.connecting.len < m)
+            .is_none_or(|m| s.idle + s.connecting.len() < m)
             && self
                 .cfg
                 .max_idle
@@ -119,9 +120,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 return Created::No;
             }
             while self.routes[r as usize].allocated >= self.limit(r) {
-                let mut c = self.routes[r as usize].ready.tail;
+                let mut c = self.routes[r as usize].ready.tail();
                 while c != NIL && !self.conns[c as usize].idle() {
-                    c = self.conns[c as usize].rlink.prev;
+                    c = self.conns[c as usize].rlink.prev();
                 }
                 if c == NIL {
                     break;
@@ -135,9 +136,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         // 2. Total limit: evict the least recently used idle connection.
         let mut guard = false;
         if self.conns.total >= self.cfg.max_total {
-            if demand && self.conns.lru.tail != NIL {
-                let v = self.conns.lru.tail;
-                let vr = self.conns[v as usize].route;
+            if demand && self.conns.lru.tail() != NIL {
+                let v = self.conns.lru.tail();
+                let vr = self.conns[v as usize].route.get();
                 self.close(v, CloseReason::Evicted);
                 if vr != r {
                     self.check_idle(vr);
@@ -179,7 +180,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         {
             let s = &mut self.conns[c as usize];
             s.state = ConnState::Connecting;
-            s.route = r;
+            s.route = I::new(r);
             s.delivered = false;
             s.draining = false;
             s.guard = guard;
@@ -191,7 +192,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             s.used = false;
             // While connecting, `tag` holds what the connect is for.
             s.set_tag(intent);
-            s.waiter = NIL;
+            s.waiter = I::NIL;
         }
         self.route_list_push(c, RouteListKind::Connecting, false);
         let rs = &mut self.routes[r as usize];
@@ -232,18 +233,18 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// the oldest waiter's (§3.3).
     fn connect_intent(&self, r: u32) -> Option<crate::Tag> {
         let s = &self.routes[r as usize];
-        let mut w = s.queue.head;
+        let mut w = s.queue.head();
         let oldest = self.waiters.get(w as usize).and_then(|ws| ws.tag());
         while w != NIL {
             let t = self.waiters[w as usize].tag();
-            let mut c = s.connecting.head;
+            let mut c = s.connecting.head();
             while c != NIL && self.conns[c as usize].tag() != t {
-                c = self.conns[c as usize].rlink.next;
+                c = self.conns[c as usize].rlink.next();
             }
             if c == NIL {
                 return t;
             }
-            w = self.waiters[w as usize].qlink.next;
+            w = self.waiters[w as usize].qlink.next();
         }
         oldest
     }
@@ -253,10 +254,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// `pass` (`NIL`: none) is passed over as if tried and blocked again: it
     /// goes to the back of the list (§3.1 step 2: its own turn comes after).
     pub(crate) fn unblock(&mut self, pass: u32) {
-        let mut tries = self.routes.blocked.len;
+        let mut tries = self.routes.blocked.len();
         while tries > 0 && self.room() {
             tries -= 1;
-            let b = self.routes.blocked.head;
+            let b = self.routes.blocked.head();
             self.routes
                 .blocked
                 .remove::<kind::Blocked, _>(&mut self.routes.slots, b);
@@ -299,10 +300,10 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if self.routes.blocked.is_empty() || self.conns.total < self.cfg.max_total {
             return None;
         }
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         let ours = self.oldest_waiter(r);
         let mine = self.routes[r as usize].allocated;
-        let mut b = self.routes.blocked.head;
+        let mut b = self.routes.blocked.head();
         while b != NIL {
             let s = &self.routes[b as usize];
             // Only toward an equal share: a route with no connection, or at
@@ -315,7 +316,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                     }
                 }
             }
-            b = s.blink.next;
+            b = s.blink.next();
         }
         None
     }
@@ -323,13 +324,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// The sequence number of the oldest waiter of the first route on the
     /// blocked list, other than `except`, that wants capacity.
     pub(crate) fn blocked_oldest(&self, except: u32) -> Option<u64> {
-        let mut b = self.routes.blocked.head;
+        let mut b = self.routes.blocked.head();
         while b != NIL {
             let s = &self.routes[b as usize];
             if b != except && self.wants_capacity(b) {
                 return self.oldest_waiter(b);
             }
-            b = s.blink.next;
+            b = s.blink.next();
         }
         None
     }
@@ -337,7 +338,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// The sequence number of `r`'s oldest queued waiter.
     #[inline]
     pub(crate) fn oldest_waiter(&self, r: u32) -> Option<u64> {
-        let w = self.routes[r as usize].queue.head;
+        let w = self.routes[r as usize].queue.head();
         (w != NIL).then(|| self.waiters[w as usize].seq)
     }
 
@@ -348,7 +349,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return;
         }
         let m = self.min_idle(r);
-        while self.routes[r as usize].idle + self.routes[r as usize].connecting.len < m {
+        while self.routes[r as usize].idle + self.routes[r as usize].connecting.len() < m {
             // Never warm past `max_idle`: the idle limit would close what
             // warm-up opens, forever.
             if self

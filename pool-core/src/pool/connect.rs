@@ -1,5 +1,6 @@
 //! Connection inputs from the backend: connect results, peer close, validation.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::{Pool, Validation};
@@ -9,7 +10,7 @@ use crate::handle::ConnId;
 use crate::slot::{ConnState, RouteListKind, NIL};
 use crate::time::Instant;
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     fn connecting_conn(&self, conn: ConnId) -> Result<u32, ConnError> {
         let c = self.live_conn(conn)?;
         let cs = &self.conns[c as usize];
@@ -53,7 +54,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return Err(ConnError::ZeroCapacity);
         }
         let capacity = capacity.min(Self::MAX_STREAMS);
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         self.route_list_remove(c);
         self.conns.connecting -= 1;
         let now = self.now;
@@ -130,7 +131,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// A failed connect of slot `c`: reported by the backend, or timed out by
     /// the core's own timer (`timer`), which alone asks the backend to abort it.
     pub(crate) fn connect_failure(&mut self, c: u32, reason: ConnectFailure, timer: bool) {
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         self.counters.connect_failures[reason as usize] += 1;
         if timer {
             self.close(c, CloseReason::ConnectTimeout);
@@ -172,7 +173,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             return Err(ConnError::ZeroCapacity);
         }
         let capacity = capacity.min(Self::MAX_STREAMS);
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         let cs = &self.conns[c as usize];
         let raised = capacity > cs.capacity;
         if cs.list == RouteListKind::Ready {
@@ -207,11 +208,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     pub fn peer_closed(&mut self, conn: ConnId, now: Instant) -> Result<(), ConnError> {
         self.advance(now);
         let c = self.live_conn(conn)?;
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         match self.conns[c as usize].state {
             ConnState::Connecting => return Err(ConnError::WrongState),
             ConnState::Validating => {
-                let w = self.conns[c as usize].waiter;
+                let w = self.conns[c as usize].waiter.get();
                 self.close(c, CloseReason::PeerClosed);
                 if w != NIL {
                     self.retry(w);
@@ -242,8 +243,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if cs.state != ConnState::Validating || !cs.delivered {
             return Err(ConnError::WrongState);
         }
-        let r = cs.route;
-        let w = cs.waiter;
+        let r = cs.route.get();
+        let w = cs.waiter.get();
         let now = self.now;
         match result {
             Validation::Stale => {
@@ -258,7 +259,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 cs.updated = now;
                 cs.kept = false;
                 cs.state = ConnState::Ready;
-                cs.waiter = NIL;
+                cs.waiter = I::NIL;
                 if cs.draining || cs.expiry.reached(now) {
                     let reason = if cs.draining {
                         cs.reason

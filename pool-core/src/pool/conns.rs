@@ -2,6 +2,7 @@
 //! and busy lists, the global idle LRU, attach (a lease on a connection),
 //! place/offer after a connection becomes available, draining and closing.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
@@ -11,12 +12,12 @@ use crate::handle::Lease;
 use crate::list::kind;
 use crate::slot::{ConnState, RouteListKind, NIL};
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Puts `c` on one of its route's lists; the ready list tracks spare capacity.
     /// `Busy` is a mark, not a list: the warm path stays at two list moves.
     #[inline(always)]
     pub(crate) fn route_list_push(&mut self, c: u32, which: RouteListKind, front: bool) {
-        let r = self.conns[c as usize].route as usize;
+        let r = self.conns[c as usize].route.get() as usize;
         let s = &mut self.routes[r];
         let list = match which {
             RouteListKind::Connecting => &mut s.connecting,
@@ -40,7 +41,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     #[inline(always)]
     pub(crate) fn route_list_remove(&mut self, c: u32) {
         let cs = &self.conns[c as usize];
-        let r = cs.route as usize;
+        let r = cs.route.get() as usize;
         let s = &mut self.routes[r];
         let list = match cs.list {
             RouteListKind::Connecting => &mut s.connecting,
@@ -61,7 +62,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     #[inline(always)]
     pub(crate) fn lru_remove(&mut self, c: u32) {
         if self.conns.lru_remove(c) {
-            let r = self.conns[c as usize].route as usize;
+            let r = self.conns[c as usize].route.get() as usize;
             self.routes[r].idle -= 1;
         }
     }
@@ -77,7 +78,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             self.route_list_push(c, RouteListKind::Ready, front);
             if self.conns[c as usize].active == 0 && !self.conns[c as usize].in_lru {
                 self.conns.lru_push(c);
-                let r = self.conns[c as usize].route as usize;
+                let r = self.conns[c as usize].route.get() as usize;
                 self.routes[r].idle += 1;
             }
         } else {
@@ -91,7 +92,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     pub(crate) fn attach(&mut self, c: u32) -> Lease {
         let id = self.leases.take(c);
         self.lru_remove(c);
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         if self.conns[c as usize].list == RouteListKind::Ready {
             self.routes[r as usize].spare -= 1;
         }
@@ -168,7 +169,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         self.lru_remove(c);
         self.route_list_remove(c);
         let cs = self.conns[c as usize];
-        let r = cs.route;
+        let r = cs.route.get();
         if cs.state == ConnState::Connecting {
             self.conns.connecting -= 1;
         }
@@ -197,14 +198,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Grants `c` to compatible queued waiters of its route, FIFO (§3.7).
     #[inline]
     pub(crate) fn offer(&mut self, c: u32) {
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         if self.routes[r as usize].queue.is_empty() {
             return;
         }
-        let mut w = self.routes[r as usize].queue.head;
+        let mut w = self.routes[r as usize].queue.head();
         let strict = self.cfg.strict_tags;
         while w != NIL && self.conns[c as usize].available() {
-            let next = self.waiters[w as usize].qlink.next;
+            let next = self.waiters[w as usize].qlink.next();
             let tag = self.conns[c as usize].tag();
             if tag == self.waiters[w as usize].tag() || (tag.is_none() && !strict) {
                 self.grant(c, w);
@@ -216,7 +217,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Idle limits and deleted routes after `place` + `offer` (§3.10).
     #[inline]
     pub(crate) fn after_available(&mut self, c: u32) {
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         if !self.routes[r as usize].deleting
             && self.cfg.max_idle_per_route.is_none()
             && self.cfg.max_idle.is_none()
@@ -235,8 +236,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         {
             self.close(c, CloseReason::IdleLimit);
         } else if self.cfg.max_idle.is_some_and(|m| self.conns.idle > m) {
-            let v = self.conns.lru.tail;
-            let vr = self.conns[v as usize].route;
+            let v = self.conns.lru.tail();
+            let vr = self.conns[v as usize].route.get();
             self.close(v, CloseReason::IdleLimit);
             if vr != r {
                 self.check_idle(vr);
@@ -248,7 +249,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// tag first, else (not strict) an untagged one.
     #[inline]
     pub(crate) fn find_conn(&self, r: u32, tag: Option<crate::Tag>) -> u32 {
-        let mut c = self.routes[r as usize].ready.head;
+        let mut c = self.routes[r as usize].ready.head();
         let mut untagged = NIL;
         let strict = self.cfg.strict_tags;
         while c != NIL {
@@ -262,7 +263,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                     return c;
                 }
             }
-            c = self.conns[c as usize].rlink.next;
+            c = self.conns[c as usize].rlink.next();
         }
         untagged
     }

@@ -1,5 +1,6 @@
 //! Drains and per-route configuration.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
@@ -29,7 +30,7 @@ pub enum DrainMode {
     DrainAndDelete,
 }
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Drains one route or all of them (§7). Unknown routes are ignored.
     pub fn drain(&mut self, scope: DrainScope<'_, K>, mode: DrainMode, now: Instant) {
         self.advance(now);
@@ -44,14 +45,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 if mode == DrainMode::DrainAndDelete {
                     self.closed = true;
                 }
-                let mut r = self.routes.all.head;
+                let mut r = self.routes.all.head();
                 while r != NIL {
                     self.drain_route(r, mode);
-                    r = self.routes[r as usize].all.next;
+                    r = self.routes[r as usize].all.next();
                 }
-                let mut r = self.routes.all.head;
+                let mut r = self.routes.all.head();
                 while r != NIL {
-                    let next = self.routes[r as usize].all.next;
+                    let next = self.routes[r as usize].all.next();
                     self.settle(r);
                     r = next;
                 }
@@ -70,9 +71,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
                 self.routes[r as usize].idle_mark = false;
             }
         }
-        let mut c = self.routes[r as usize].ready.head;
+        let mut c = self.routes[r as usize].ready.head();
         while c != NIL {
-            let next = self.conns[c as usize].rlink.next;
+            let next = self.conns[c as usize].rlink.next();
             if self.conns[c as usize].active == 0 {
                 self.close(c, CloseReason::Drained);
             } else if existing {
@@ -81,8 +82,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             c = next;
         }
         if self.routes[r as usize].queue.is_empty() {
-            while self.routes[r as usize].connecting.head != NIL {
-                let c = self.routes[r as usize].connecting.head;
+            while self.routes[r as usize].connecting.head() != NIL {
+                let c = self.routes[r as usize].connecting.head();
                 self.close(c, CloseReason::Drained);
             }
         }
@@ -90,7 +91,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             // Busy connections are on no list: scan the slots (drains are rare).
             for c in 0..self.conns.len() as u32 {
                 let cs = &self.conns[c as usize];
-                if cs.route == r && cs.list == RouteListKind::Busy && cs.allocated() {
+                if cs.route.get() == r && cs.list == RouteListKind::Busy && cs.allocated() {
                     self.start_draining(c, CloseReason::Drained);
                 }
             }
@@ -152,11 +153,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// Keys of the routes in the table, in creation order.
     pub fn routes(&self) -> impl Iterator<Item = &K> + '_ {
-        let mut r = self.routes.all.head;
+        let mut r = self.routes.all.head();
         core::iter::from_fn(move || {
             while r != NIL {
                 let s = &self.routes[r as usize];
-                r = s.all.next;
+                r = s.all.next();
                 if let Some(k) = s.key.as_ref() {
                     return Some(k);
                 }

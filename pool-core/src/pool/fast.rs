@@ -9,20 +9,21 @@
 //! the general path's (SEMANTICS §4, §5, §3.8, §3.9): these are the same
 //! transitions with the branches that cannot apply removed.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
 use crate::config::ReusePolicy;
 use crate::handle::{ConnId, Lease};
-use crate::list::{kind, Link};
+use crate::list::kind;
 use crate::slot::{ConnState, RouteListKind, NIL};
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Nothing that a grant or a release could trigger beyond itself: no
     /// preconnect or warm-up pool-wide, no blocked route, no idle limit.
     #[inline(always)]
     fn quiet(&self) -> bool {
-        self.plain_fast && self.routes.blocked.len == 0
+        self.plain_fast && self.routes.blocked.len() == 0
     }
 
     /// An untagged lease on route `r` served by its first ready connection,
@@ -43,8 +44,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             ..
         } = self;
         let rs = &mut routes.slots[r as usize];
-        let c = rs.ready.head;
-        if c == NIL || rs.queue.len != 0 || rs.deleting || rs.configured() {
+        let c = rs.ready.head();
+        if c == NIL || rs.queue.len() != 0 || rs.deleting || rs.configured() {
             return None;
         }
         let cs = &conns[c as usize];
@@ -57,20 +58,12 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let lease_id = leases.take(c);
         // Off the idle LRU and off the head of the ready list (busy: full).
         conns.lru_take(c);
-        let next = conns[c as usize].rlink.next;
-        rs.ready.head = next;
-        if next == NIL {
-            rs.ready.tail = NIL;
-        } else {
-            conns[next as usize].rlink.prev = NIL;
-        }
-        rs.ready.len -= 1;
+        rs.ready.pop_head::<kind::RouteList, _>(conns, c);
         rs.spare -= 1;
         rs.idle -= 1;
         rs.active += 1;
         rs.grants += 1;
         let cs = &mut conns[c as usize];
-        cs.rlink = Link::NONE;
         cs.list = RouteListKind::Busy;
         cs.active = 1;
         let reused = cs.used;
@@ -102,7 +95,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         let now = self.now;
         let cs = &self.conns[c as usize];
-        let r = cs.route;
+        let r = cs.route.get();
         let rs = &self.routes[r as usize];
         if cs.capacity != 1
             || cs.active != 1
@@ -110,7 +103,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             || cs.draining
             || cs.state != ConnState::Ready
             || cs.validity.reached(now)
-            || rs.queue.len != 0
+            || rs.queue.len() != 0
             || rs.deleting
             || rs.configured()
             // Not configured: its limit is the pool's (`limit(r)`).

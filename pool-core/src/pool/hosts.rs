@@ -1,6 +1,7 @@
 //! Route-level hooks for clusters: host health, load figures and Envoy's
 //! per-host `maybePreconnect(global_ratio)`.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::capacity::{Created, Purpose};
@@ -25,7 +26,7 @@ pub struct RouteLoad {
     pub healthy: bool,
 }
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Load figures of a route (zeros and healthy if it is not in the table).
     pub fn route_load(&self, key: &K) -> RouteLoad {
         match self.find_route(key) {
@@ -36,9 +37,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             Some(r) => {
                 let s = &self.routes[r as usize];
                 RouteLoad {
-                    queued: s.queue.len,
+                    queued: s.queue.len(),
                     active: s.active,
-                    connecting_capacity: s.connecting.len as u64
+                    connecting_capacity: s.connecting.len() as u64
                         * self.cfg.connecting_capacity as u64,
                     spare: s.spare,
                     healthy: !s.unhealthy,
@@ -107,9 +108,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if s.deleting {
             return Err(RouteError::Draining);
         }
-        let queued = s.queue.len as u64;
+        let queued = s.queue.len() as u64;
         let active = s.active as u64;
-        let cc = s.connecting.len as u64 * self.cfg.connecting_capacity as u64;
+        let cc = s.connecting.len() as u64 * self.cfg.connecting_capacity as u64;
         let should = if s.unhealthy {
             queued > cc
         } else {

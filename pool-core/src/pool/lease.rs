@@ -1,5 +1,6 @@
 //! `lease` and `cancel`.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::{Cancelled, LeaseOutcome, Pool};
@@ -10,7 +11,7 @@ use crate::slot::{WaiterState, NIL};
 use crate::time::Instant;
 use crate::CloseReason;
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Asks for a lease on route `key` (created on first use), optionally for
     /// connections tagged `tag`, waiting at most until `deadline` (§4).
     ///
@@ -115,7 +116,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             _ => return Err(CancelError::StaleWaiter),
         }
         let ws = self.waiters[w as usize];
-        let r = ws.route;
+        let r = ws.route.get();
         self.counters.cancels += 1;
         let withdrawn = match (ws.state, self.granted_lease(&ws)) {
             (WaiterState::Queued | WaiterState::Validating, _) => {
@@ -150,14 +151,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// remaining demand no longer needs it.
     fn close_excess(&mut self, r: u32) {
         let s = &self.routes[r as usize];
-        let c = s.connecting.head;
+        let c = s.connecting.head();
         if c == NIL {
             return;
         }
         let per = self.cfg.connecting_capacity as u64;
-        let cc = s.connecting.len as u64 * per;
+        let cc = s.connecting.len() as u64 * per;
         let active = s.active as u64;
-        if (s.queue.len as u64 + active) * self.ratio(r) as u64 <= (cc - per + active) * 1000 {
+        if (s.queue.len() as u64 + active) * self.ratio(r) as u64 <= (cc - per + active) * 1000 {
             self.close(c, CloseReason::Excess);
         }
     }

@@ -5,6 +5,7 @@
 //! connections close as their leases come back (§7), as a lowered route
 //! override does.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
@@ -12,7 +13,7 @@ use crate::config::ConfigError;
 use crate::slot::NIL;
 use crate::time::Instant;
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Sets `max_total` (1..= the storage's connection slots). Lowering it
     /// below the connections open closes nothing now: each one released while
     /// the pool is over the new limit closes (`CloseReason::TotalLimit`).
@@ -48,7 +49,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         }
         // A route whose own min_idle override exceeds the new default limit
         // (and has no limit override) would be refused by `set_route_config`.
-        let mut r = self.routes.all.head;
+        let mut r = self.routes.all.head();
         while r != NIL {
             let s = &self.routes[r as usize];
             if s.overrides.max_connections().is_none()
@@ -56,15 +57,15 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             {
                 return Err(ConfigError::MinIdleTooLarge);
             }
-            r = s.all.next;
+            r = s.all.next();
         }
         self.cfg.max_per_route = max_per_route;
-        let mut r = self.routes.all.head;
+        let mut r = self.routes.all.head();
         while r != NIL {
             if self.routes[r as usize].allocated > self.limit(r) {
                 self.routes[r as usize].over_limit = true;
             }
-            r = self.routes[r as usize].all.next;
+            r = self.routes[r as usize].all.next();
         }
         self.settle_all();
         Ok(())
@@ -72,9 +73,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// Settles every route, in creation order (after a limit changed).
     fn settle_all(&mut self) {
-        let mut r = self.routes.all.head;
+        let mut r = self.routes.all.head();
         while r != NIL {
-            let next = self.routes[r as usize].all.next;
+            let next = self.routes[r as usize].all.next();
             self.settle(r);
             r = next;
         }

@@ -29,6 +29,7 @@ use core::hash::Hash;
 use crate::config::{Config, ConfigError, Settings};
 use crate::handle::{ConnId, Lease, RouteId, Tag, WaiterId};
 use crate::heap::Heap;
+use crate::index::Index;
 use crate::slot::{ConnSlot, HeapEntry, LeaseSlot, RouteSlot, WaiterSlot, NIL};
 use crate::stats::{Counters, PoolStats, RouteStats};
 use crate::storage::{Slots, Storage};
@@ -99,12 +100,15 @@ pub enum Validation {
 
 /// The pool. See the [crate docs](crate) for how to drive it and
 /// `docs/SEMANTICS.md` for the exact rules.
-pub struct Pool<'a, K> {
+///
+/// `I` is the index width of its storage ([`Index`]): `u32` unless the
+/// [`Storage`] says `u16`.
+pub struct Pool<'a, K, I = u32> {
     /// The state, one table per kind of slot (`crate::tables`).
-    pub(crate) conns: Conns<'a>,
-    pub(crate) routes: Routes<'a, K>,
-    pub(crate) waiters: Waiters<'a>,
-    pub(crate) leases: Leases<'a>,
+    pub(crate) conns: Conns<'a, I>,
+    pub(crate) routes: Routes<'a, K, I>,
+    pub(crate) waiters: Waiters<'a, I>,
+    pub(crate) leases: Leases<'a, I>,
     pub(crate) cfg: Settings,
     pub(crate) now: Instant,
     pub(crate) seq: u64,
@@ -129,8 +133,6 @@ pub struct Pool<'a, K> {
     pub(crate) counters: Counters,
 }
 
-const MAX_SLOTS: usize = (1 << 30) - 1;
-
 /// Pools made so far in this program. Only loaded and stored (no
 /// compare-and-swap: it builds for `thumbv6m-none-eabi`): two pools made at the
 /// same instant on two threads may read the same count, but they are alive at
@@ -149,7 +151,7 @@ fn pool_identity(addr: usize) -> u32 {
     (x ^ (x >> 32)) as u32
 }
 
-impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
+impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
     /// Largest stream capacity of one connection (HTTP/2 servers commonly
     /// announce 100 to 1000); `connected` clamps larger values.
     pub const MAX_STREAMS: u32 = 1 << 16;
@@ -157,7 +159,7 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
     /// A pool over const-generic storage (firmware). Fails with a
     /// [`ConfigError`] if the configuration is invalid or does not fit.
     pub fn new<const C: usize, const R: usize, const W: usize, const L: usize>(
-        storage: &'a mut Storage<K, C, R, W, L>,
+        storage: &'a mut Storage<K, C, R, W, L, I>,
         config: Config,
     ) -> Result<Self, ConfigError> {
         let s = storage;
@@ -187,16 +189,16 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
 
     #[allow(clippy::type_complexity)]
     fn from_slots(
-        conns: Slots<'a, ConnSlot>,
-        routes: Slots<'a, RouteSlot<K>>,
-        buckets: Slots<'a, u32>,
-        waiters: Slots<'a, WaiterSlot>,
-        leases: Slots<'a, LeaseSlot>,
-        heaps: [(Slots<'a, HeapEntry>, Slots<'a, u32>); 3],
+        conns: Slots<'a, ConnSlot<I>>,
+        routes: Slots<'a, RouteSlot<K, I>>,
+        buckets: Slots<'a, I>,
+        waiters: Slots<'a, WaiterSlot<I>>,
+        leases: Slots<'a, LeaseSlot<I>>,
+        heaps: [(Slots<'a, HeapEntry<I>>, Slots<'a, I>); 3],
         config: Config,
     ) -> Result<Self, ConfigError> {
         let (nc, nr, nw, nl) = (conns.len(), routes.len(), waiters.len(), leases.len());
-        if nc == 0 || nr == 0 || nl == 0 || [nc, nr, nw, nl].iter().any(|&n| n > MAX_SLOTS) {
+        if nc == 0 || nr == 0 || nl == 0 || [nc, nr, nw, nl].iter().any(|&n| n > I::MAX_SLOTS) {
             return Err(ConfigError::BadStorage);
         }
         let cfg = config.validate(nc, nw, nl)?;
@@ -275,10 +277,10 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
         let s = &self.routes[r as usize];
         Some(RouteStats {
             connections: s.allocated,
-            connecting: s.connecting.len,
+            connecting: s.connecting.len(),
             idle: s.idle,
             leased: s.active,
-            pending: s.queue.len + s.validating,
+            pending: s.queue.len() + s.validating,
             limit: self.limit(r),
             connects: s.connects,
             grants: s.grants,
@@ -308,7 +310,7 @@ impl<'a, K: Eq + Hash + Clone> Pool<'a, K> {
     /// The route a live connection belongs to.
     pub fn route_of(&self, conn: ConnId) -> Option<RouteId> {
         let c = self.live_conn(conn).ok()?;
-        Some(self.route_handle(self.conns[c as usize].route))
+        Some(self.route_handle(self.conns[c as usize].route.get()))
     }
 
     /// True once the whole pool was drained with `DrainAndDelete`.
@@ -387,7 +389,7 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
             || leases == 0
             || [conns, routes, waiters, leases]
                 .iter()
-                .any(|&n| n > MAX_SLOTS)
+                .any(|&n| n > u32::MAX_SLOTS)
         {
             return Err(ConfigError::BadStorage);
         }
@@ -396,16 +398,16 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
         Self::from_slots(
             boxed(conns, || ConnSlot::EMPTY)?,
             boxed(routes, || RouteSlot::EMPTY)?,
-            boxed(routes, || NIL)?,
+            boxed(routes, || u32::NIL)?,
             boxed(waiters, || WaiterSlot::EMPTY)?,
             boxed(leases, || LeaseSlot::EMPTY)?,
             [
-                (boxed(conns, || HeapEntry::EMPTY)?, boxed(conns, || NIL)?),
+                (boxed(conns, || HeapEntry::EMPTY)?, boxed(conns, || u32::NIL)?),
                 (
                     boxed(waiters, || HeapEntry::EMPTY)?,
-                    boxed(waiters, || NIL)?,
+                    boxed(waiters, || u32::NIL)?,
                 ),
-                (boxed(routes, || HeapEntry::EMPTY)?, boxed(routes, || NIL)?),
+                (boxed(routes, || HeapEntry::EMPTY)?, boxed(routes, || u32::NIL)?),
             ],
             config,
         )

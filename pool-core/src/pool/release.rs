@@ -1,5 +1,6 @@
 //! `release`: a lease comes back.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::{Pool, Release};
@@ -9,7 +10,7 @@ use crate::handle::Lease;
 use crate::slot::RouteListKind;
 use crate::time::Instant;
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Gives a lease back (§5). `Reuse` keeps the connection for the next lease
     /// (first to a queued waiter of its route, FIFO); `Discard` closes it once
     /// its other leases end. A lease released twice, or unknown, is
@@ -50,7 +51,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     pub(crate) fn release_slot(&mut self, l: u32, how: Option<Release>) -> u32 {
         let c = self.leases.put(l);
 
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         let cs = &mut self.conns[c as usize];
         let before = cs.streams_left();
         cs.active -= 1;

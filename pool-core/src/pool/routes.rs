@@ -1,13 +1,14 @@
 //! The route table (a chained hash index threaded through the route slots),
 //! per-route settings, idle notices and `settle`, the step every input ends with.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
 use crate::action::{CloseReason, FailReason};
 use crate::slot::NIL;
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     #[inline]
     pub(crate) fn find_route(&self, key: &K) -> Option<u32> {
         self.routes.find(key)
@@ -119,8 +120,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             if s.queue.is_empty() {
                 // Nobody is left to use a connect in progress (Envoy's
                 // `DrainWhileConnecting`): it would only hold a slot.
-                while self.routes[r as usize].connecting.head != NIL {
-                    let c = self.routes[r as usize].connecting.head;
+                while self.routes[r as usize].connecting.head() != NIL {
+                    let c = self.routes[r as usize].connecting.head();
                     self.close(c, CloseReason::Drained);
                 }
             } else if s.allocated == 0 {

@@ -3,6 +3,7 @@
 //! before the real deadline and corrected lazily when they come due, so leases
 //! and releases never move heap entries.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
@@ -25,7 +26,7 @@ fn some(t: Instant) -> Option<Instant> {
     }
 }
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// The real next deadline of connection `c` (§2).
     #[inline]
     pub(crate) fn conn_deadline(&self, c: u32) -> Option<Instant> {
@@ -91,14 +92,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             ] {
                 if let Some(e) = e {
                     if e.at <= now
-                        && best.is_none_or(|(_, b): (Owner, crate::slot::HeapEntry)| e.before(&b))
+                        && best.is_none_or(|(_, b): (Owner, crate::slot::HeapEntry<I>)| e.before(&b))
                     {
                         best = Some((owner, e));
                     }
                 }
             }
             let Some((owner, e)) = best else { return };
-            let o = e.owner;
+            let o = e.owner();
             let real = match owner {
                 Owner::Conn => self
                     .conn_deadline(o)
@@ -138,7 +139,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     fn fire_conn(&mut self, c: u32) {
-        let r = self.conns[c as usize].route;
+        let r = self.conns[c as usize].route.get();
         let cs = &self.conns[c as usize];
         match cs.state {
             ConnState::Connecting => self.connect_failure(c, ConnectFailure::Timeout, true),
@@ -167,7 +168,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     }
 
     fn fire_waiter(&mut self, w: u32) {
-        let r = self.waiters[w as usize].route;
+        let r = self.waiters[w as usize].route.get();
         self.fail(w, FailReason::Timeout);
         self.settle(r);
     }

@@ -1,5 +1,6 @@
 //! Waiters: per-route FIFO queues, validations, grants and failures.
 
+use crate::index::Index;
 use core::hash::Hash;
 
 use super::Pool;
@@ -9,7 +10,7 @@ use crate::list::kind;
 use crate::slot::{ConnState, RouteListKind, WaiterState, NIL};
 use crate::time::Instant;
 
-impl<K: Eq + Hash + Clone> Pool<'_, K> {
+impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     #[inline]
     pub(crate) fn can_queue(&self) -> bool {
         self.waiters.can_queue(self.cfg.max_pending)
@@ -27,11 +28,11 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let seq = self.next_seq();
         let ws = &mut self.waiters[w as usize];
         ws.state = state;
-        ws.route = r;
+        ws.route = I::new(r);
         ws.set_tag(tag);
         ws.deadline = deadline.unwrap_or(Instant::MAX);
         ws.seq = seq;
-        ws.conn = NIL;
+        ws.conn = I::NIL;
         ws.lease.index = NIL;
         ws.qlink = crate::list::Link::NONE;
         self.touch_route(r);
@@ -56,7 +57,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// Takes waiter `w` out of its queue or validation; it stops being pending.
     pub(crate) fn unwait(&mut self, w: u32) {
         let ws = self.waiters[w as usize];
-        let r = ws.route as usize;
+        let r = ws.route.get() as usize;
         match ws.state {
             WaiterState::Queued => {
                 self.routes[r]
@@ -65,13 +66,13 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             }
             WaiterState::Validating => {
                 self.routes[r].validating -= 1;
-                if ws.conn != NIL {
-                    self.conns[ws.conn as usize].waiter = NIL;
+                if ws.conn != I::NIL {
+                    self.conns[ws.conn.get() as usize].waiter = I::NIL;
                 }
             }
             _ => return,
         }
-        self.waiters[w as usize].conn = NIL;
+        self.waiters[w as usize].conn = I::NIL;
         self.waiters.pending -= 1;
         self.waiters.timers.remove(w);
     }
@@ -93,14 +94,14 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
     /// The lease a `Granted` waiter holds (rebuilt from its lease slot: the
     /// waiter keeps only the lease's index and generation).
     #[inline]
-    pub(crate) fn granted_lease(&self, ws: &crate::slot::WaiterSlot) -> Option<crate::Lease> {
+    pub(crate) fn granted_lease(&self, ws: &crate::slot::WaiterSlot<I>) -> Option<crate::Lease> {
         let l = self.leases.get(ws.lease.index())?;
-        if ws.state != WaiterState::Granted || l.gen != ws.lease.gen || l.conn == NIL {
+        if ws.state != WaiterState::Granted || l.gen != ws.lease.gen || l.conn == I::NIL {
             return None;
         }
         Some(crate::Lease {
             id: ws.lease,
-            conn: self.conn_handle(l.conn),
+            conn: self.conn_handle(l.conn.get()),
             pool: self.id,
         })
     }
@@ -122,7 +123,7 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
 
     /// Fails every queued waiter of `r`, FIFO.
     pub(crate) fn fail_queue(&mut self, r: u32, reason: FailReason) {
-        while let Some(w) = Some(self.routes[r as usize].queue.head).filter(|&w| w != NIL) {
+        while let Some(w) = Some(self.routes[r as usize].queue.head()).filter(|&w| w != NIL) {
             self.fail(w, reason);
         }
     }
@@ -135,8 +136,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         let cs = &mut self.conns[c as usize];
         cs.state = ConnState::Validating;
         cs.delivered = false;
-        cs.waiter = w;
-        self.waiters[w as usize].conn = c;
+        cs.waiter = I::new(w);
+        self.waiters[w as usize].conn = I::new(c);
         self.counters.validations += 1;
         self.act_push(Self::conn_entity(c));
     }
@@ -146,8 +147,8 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
         if self.waiters[w as usize].state != WaiterState::Validating {
             return;
         }
-        self.waiters[w as usize].conn = NIL;
-        let r = self.waiters[w as usize].route;
+        self.waiters[w as usize].conn = I::NIL;
+        let r = self.waiters[w as usize].route.get();
         let c = self.find_conn(r, self.waiters[w as usize].tag());
         if c != NIL && self.needs_validation(c) {
             self.start_validation(c, w);
@@ -157,9 +158,9 @@ impl<K: Eq + Hash + Clone> Pool<'_, K> {
             self.routes[r as usize].validating -= 1;
             self.waiters[w as usize].state = WaiterState::Queued;
             let seq = self.waiters[w as usize].seq;
-            let mut at = self.routes[r as usize].queue.head;
+            let mut at = self.routes[r as usize].queue.head();
             while at != NIL && self.waiters[at as usize].seq < seq {
-                at = self.waiters[at as usize].qlink.next;
+                at = self.waiters[at as usize].qlink.next();
             }
             self.routes[r as usize]
                 .queue

@@ -3,19 +3,20 @@
 
 use super::{deref_slots, walk, walk_free};
 use crate::heap::Heap;
+use crate::index::Index;
 use crate::invariant::{ensure, InvariantViolation};
 use crate::list::{kind, List};
 use crate::slot::{ConnSlot, ConnState, RouteListKind, NIL};
 use crate::storage::Slots;
 
-pub(crate) struct Conns<'a> {
-    pub(crate) slots: Slots<'a, ConnSlot>,
+pub(crate) struct Conns<'a, I> {
+    pub(crate) slots: Slots<'a, ConnSlot<I>>,
     /// Head of the free list (`rlink.next` links of free slots).
     pub(crate) free: u32,
     /// Idle connections, front = most recently idle (`glink` links).
-    pub(crate) lru: List,
+    pub(crate) lru: List<I>,
     /// Connect timeouts, idle and keep-alive expiry, lifetimes.
-    pub(crate) timers: Heap<'a>,
+    pub(crate) timers: Heap<'a, I>,
     /// Open + connecting + validating connections.
     pub(crate) total: u32,
     pub(crate) connecting: u32,
@@ -29,15 +30,15 @@ pub(crate) struct Conns<'a> {
 
 deref_slots!(Conns, ConnSlot);
 
-impl<'a> Conns<'a> {
+impl<'a, I: Index> Conns<'a, I> {
     /// Every slot free; generations go on from what the storage held.
-    pub(crate) fn new(mut slots: Slots<'a, ConnSlot>, timers: Heap<'a>) -> Self {
+    pub(crate) fn new(mut slots: Slots<'a, ConnSlot<I>>, timers: Heap<'a, I>) -> Self {
         let n = slots.len();
         for (i, c) in slots.iter_mut().enumerate() {
             let gen = c.gen.wrapping_add(1);
             *c = ConnSlot::EMPTY;
             c.gen = gen;
-            c.rlink.next = if i + 1 < n { i as u32 + 1 } else { NIL };
+            c.rlink.set_next(if i + 1 < n { i as u32 + 1 } else { NIL });
         }
         Conns {
             slots,
@@ -58,7 +59,7 @@ impl<'a> Conns<'a> {
     pub(crate) fn take(&mut self) -> u32 {
         let c = self.free;
         if c != NIL {
-            self.free = self.slots[c as usize].rlink.next;
+            self.free = self.slots[c as usize].rlink.next();
         }
         c
     }
@@ -70,8 +71,8 @@ impl<'a> Conns<'a> {
         cs.gen = cs.gen.wrapping_add(1);
         cs.state = ConnState::Free;
         cs.list = RouteListKind::None;
-        cs.waiter = NIL;
-        cs.rlink.next = self.free;
+        cs.waiter = I::NIL;
+        cs.rlink.set_next(self.free);
         self.free = c;
     }
 
@@ -113,13 +114,13 @@ impl<'a> Conns<'a> {
             walk_free(
                 self.free,
                 s,
-                |c| c.rlink.next,
+                |c| c.rlink.next(),
                 |c| c.state == ConnState::Free
             ),
             0,
             "connection free list broken"
         );
-        let count = |f: &dyn Fn(&ConnSlot) -> bool| s.iter().filter(|c| f(c)).count() as u32;
+        let count = |f: &dyn Fn(&ConnSlot<I>) -> bool| s.iter().filter(|c| f(c)).count() as u32;
         ensure!(
             count(&|c| c.allocated()) == self.total,
             11,
@@ -148,7 +149,7 @@ impl<'a> Conns<'a> {
         );
         ensure!(
             count(&|c| c.state != ConnState::Free && c.in_lru) == self.idle
-                && self.idle == self.lru.len,
+                && self.idle == self.lru.len(),
             11,
             "idle count differs"
         );
@@ -169,9 +170,14 @@ mod tests {
 
     #[test]
     fn the_lru_and_the_free_list_are_checked() {
-        let mut s = [ConnSlot::EMPTY; 4];
+        lru_and_free_list_checked::<u32>();
+        lru_and_free_list_checked::<u16>();
+    }
+
+    fn lru_and_free_list_checked<I: Index>() {
+        let mut s = [ConnSlot::<I>::EMPTY; 4];
         let mut e = [HeapEntry::EMPTY; 4];
-        let mut p = [0u32; 4];
+        let mut p = [I::ZERO; 4];
         let heap = Heap::new(Slots::Borrowed(&mut e), Slots::Borrowed(&mut p));
         let mut t = Conns::new(Slots::Borrowed(&mut s), heap);
         assert!(t.check().is_ok());
@@ -181,7 +187,7 @@ mod tests {
         let cs = &mut t.slots[c as usize];
         cs.state = ConnState::Ready;
         cs.capacity = 1;
-        cs.route = 0;
+        cs.route = I::ZERO;
         t.total = 1;
         t.lru_push(c);
         assert!(t.check().is_ok());
@@ -200,7 +206,7 @@ mod tests {
         t.lru_push(c);
         // A free list that loops back to a slot in use.
         let f = t.free;
-        t.slots[f as usize].rlink.next = c;
+        t.slots[f as usize].rlink.set_next(c);
         assert_eq!(t.check().unwrap_err().what, "connection free list broken");
     }
 }

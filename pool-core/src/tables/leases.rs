@@ -2,12 +2,13 @@
 
 use super::{deref_slots, walk_free};
 use crate::handle::LeaseId;
+use crate::index::Index;
 use crate::invariant::{ensure, InvariantViolation};
 use crate::slot::{LeaseSlot, NIL};
 use crate::storage::Slots;
 
-pub(crate) struct Leases<'a> {
-    pub(crate) slots: Slots<'a, LeaseSlot>,
+pub(crate) struct Leases<'a, I> {
+    pub(crate) slots: Slots<'a, LeaseSlot<I>>,
     /// Head of the free list (`next_free` links), `NIL` when every slot is out.
     pub(crate) free: u32,
     /// Leases out (slots with a connection).
@@ -16,15 +17,15 @@ pub(crate) struct Leases<'a> {
 
 deref_slots!(Leases, LeaseSlot);
 
-impl<'a> Leases<'a> {
+impl<'a, I: Index> Leases<'a, I> {
     /// Every slot free; generations go on from what the storage held.
-    pub(crate) fn new(mut slots: Slots<'a, LeaseSlot>) -> Self {
+    pub(crate) fn new(mut slots: Slots<'a, LeaseSlot<I>>) -> Self {
         let n = slots.len();
         for (i, l) in slots.iter_mut().enumerate() {
             let gen = l.gen.wrapping_add(1);
             *l = LeaseSlot::EMPTY;
             l.gen = gen;
-            l.next_free = if i + 1 < n { i as u32 + 1 } else { NIL };
+            l.next_free = I::new(if i + 1 < n { i as u32 + 1 } else { NIL });
         }
         Leases {
             slots,
@@ -44,8 +45,8 @@ impl<'a> Leases<'a> {
     pub(crate) fn take(&mut self, c: u32) -> LeaseId {
         let l = self.free;
         let ls = &mut self.slots[l as usize];
-        self.free = ls.next_free;
-        ls.conn = c;
+        self.free = ls.next_free.get();
+        ls.conn = I::new(c);
         self.used += 1;
         LeaseId {
             index: l,
@@ -57,10 +58,10 @@ impl<'a> Leases<'a> {
     #[inline(always)]
     pub(crate) fn put(&mut self, l: u32) -> u32 {
         let ls = &mut self.slots[l as usize];
-        let c = ls.conn;
-        ls.conn = NIL;
+        let c = ls.conn.get();
+        ls.conn = I::NIL;
         ls.gen = ls.gen.wrapping_add(1);
-        ls.next_free = self.free;
+        ls.next_free = I::new(self.free);
         self.free = l;
         self.used -= 1;
         c
@@ -71,7 +72,7 @@ impl<'a> Leases<'a> {
     #[inline(always)]
     pub(crate) fn is_out(&self, id: LeaseId, c: u32) -> bool {
         match self.slots.get(id.index()) {
-            Some(ls) => ls.gen == id.gen && ls.conn == c,
+            Some(ls) => ls.gen == id.gen && ls.conn.get() == c,
             None => false,
         }
     }
@@ -79,11 +80,11 @@ impl<'a> Leases<'a> {
     /// The free list holds exactly the free slots; `used` counts the rest.
     pub(crate) fn check(&self) -> Result<(), InvariantViolation> {
         ensure!(
-            walk_free(self.free, &self.slots, |l| l.next_free, |l| l.conn == NIL),
+            walk_free(self.free, &self.slots, |l| l.next_free.get(), |l| l.conn == I::NIL),
             0,
             "lease free list broken"
         );
-        let out = self.slots.iter().filter(|l| l.conn != NIL).count() as u32;
+        let out = self.slots.iter().filter(|l| l.conn != I::NIL).count() as u32;
         ensure!(
             out == self.used,
             11,
@@ -99,7 +100,7 @@ mod tests {
 
     #[test]
     fn take_and_put_keep_the_free_list_and_the_count() {
-        let mut s = [LeaseSlot::EMPTY; 4];
+        let mut s = [LeaseSlot::<u32>::EMPTY; 4];
         let mut t = Leases::new(Slots::Borrowed(&mut s));
         assert!(t.check().is_ok());
         let a = t.take(7);
@@ -115,14 +116,14 @@ mod tests {
 
     #[test]
     fn check_finds_a_broken_free_list_and_a_wrong_count() {
-        let mut s = [LeaseSlot::EMPTY; 4];
+        let mut s = [LeaseSlot::<u16>::EMPTY; 4];
         let mut t = Leases::new(Slots::Borrowed(&mut s));
         t.take(1);
         // A free list that names a slot in use.
         let head = t.free;
         t.slots[head as usize].next_free = 0;
         assert_eq!(t.check().unwrap_err().what, "lease free list broken");
-        let mut s = [LeaseSlot::EMPTY; 4];
+        let mut s = [LeaseSlot::<u32>::EMPTY; 4];
         let mut t = Leases::new(Slots::Borrowed(&mut s));
         t.take(1);
         t.used = 2;

@@ -30,29 +30,29 @@ pub(crate) use waiters::Waiters;
 
 /// Walks `list` through `slots` by `link`, checking every back link, the
 /// tail, the length and `f` for each member.
-pub(crate) fn walk<T>(
-    list: &crate::list::List,
+pub(crate) fn walk<T, I: crate::index::Index>(
+    list: &crate::list::List<I>,
     slots: &[T],
-    link: impl Fn(&T) -> crate::list::Link,
+    link: impl Fn(&T) -> crate::list::Link<I>,
     mut f: impl FnMut(u32) -> bool,
 ) -> bool {
     use crate::slot::NIL;
     let mut n = 0;
     let mut prev = NIL;
-    let mut i = list.head;
+    let mut i = list.head();
     while i != NIL {
-        if i as usize >= slots.len() || n > list.len {
+        if i as usize >= slots.len() || n > list.len() {
             return false;
         }
         let l = link(&slots[i as usize]);
-        if l.prev != prev || !f(i) {
+        if l.prev() != prev || !f(i) {
             return false;
         }
         prev = i;
-        i = l.next;
+        i = l.next();
         n += 1;
     }
-    n == list.len && prev == list.tail
+    n == list.len() && prev == list.tail()
 }
 
 /// Walks a singly linked free list (`next` of each member), checking that it
@@ -80,17 +80,17 @@ pub(crate) fn walk_free<T>(
 }
 
 macro_rules! deref_slots {
-    ($table:ident, $slot:ty) => {
-        impl core::ops::Deref for $table<'_> {
-            type Target = [$slot];
+    ($table:ident, $slot:ident $(, $k:ident)?) => {
+        impl<$($k,)? I: crate::index::Index> core::ops::Deref for $table<'_, $($k,)? I> {
+            type Target = [$slot<$($k,)? I>];
             #[inline(always)]
-            fn deref(&self) -> &[$slot] {
+            fn deref(&self) -> &[$slot<$($k,)? I>] {
                 &self.slots
             }
         }
-        impl core::ops::DerefMut for $table<'_> {
+        impl<$($k,)? I: crate::index::Index> core::ops::DerefMut for $table<'_, $($k,)? I> {
             #[inline(always)]
-            fn deref_mut(&mut self) -> &mut [$slot] {
+            fn deref_mut(&mut self) -> &mut [$slot<$($k,)? I>] {
                 &mut self.slots
             }
         }

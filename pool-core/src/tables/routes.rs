@@ -4,53 +4,41 @@
 
 use core::hash::Hash;
 
-use super::{walk, walk_free};
+use super::{deref_slots, walk, walk_free};
 use crate::hash::RouteHasher;
 use crate::heap::Heap;
+use crate::index::Index;
 use crate::invariant::{ensure, InvariantViolation};
 use crate::list::{kind, List};
 use crate::slot::{RouteSlot, NIL};
 use crate::storage::Slots;
 
-pub(crate) struct Routes<'a, K> {
-    pub(crate) slots: Slots<'a, RouteSlot<K>>,
+pub(crate) struct Routes<'a, K, I> {
+    pub(crate) slots: Slots<'a, RouteSlot<K, I>>,
     /// Heads of the hash chains (`chain` links of live slots).
-    pub(crate) buckets: Slots<'a, u32>,
+    pub(crate) buckets: Slots<'a, I>,
     pub(crate) hasher: RouteHasher,
     /// Head of the free list (`chain` links of free slots).
     pub(crate) free: u32,
     /// Every live route, in creation order (`all` links).
-    pub(crate) all: List,
+    pub(crate) all: List<I>,
     /// Routes waiting for total capacity, in blocking order (`blink` links).
-    pub(crate) blocked: List,
+    pub(crate) blocked: List<I>,
     /// Retry backoffs.
-    pub(crate) timers: Heap<'a>,
+    pub(crate) timers: Heap<'a, I>,
     /// Live routes.
     pub(crate) count: u32,
 }
 
-impl<K> core::ops::Deref for Routes<'_, K> {
-    type Target = [RouteSlot<K>];
-    #[inline(always)]
-    fn deref(&self) -> &[RouteSlot<K>] {
-        &self.slots
-    }
-}
+deref_slots!(Routes, RouteSlot, K);
 
-impl<K> core::ops::DerefMut for Routes<'_, K> {
-    #[inline(always)]
-    fn deref_mut(&mut self) -> &mut [RouteSlot<K>] {
-        &mut self.slots
-    }
-}
-
-impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
+impl<'a, K: Eq + Hash + Clone, I: Index> Routes<'a, K, I> {
     /// Every slot free, the index empty; generations go on from what the
     /// storage held.
     pub(crate) fn new(
-        mut slots: Slots<'a, RouteSlot<K>>,
-        mut buckets: Slots<'a, u32>,
-        timers: Heap<'a>,
+        mut slots: Slots<'a, RouteSlot<K, I>>,
+        mut buckets: Slots<'a, I>,
+        timers: Heap<'a, I>,
         seed: u64,
     ) -> Self {
         let n = slots.len();
@@ -58,9 +46,9 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
             let gen = r.gen.wrapping_add(1);
             *r = RouteSlot::EMPTY;
             r.gen = gen;
-            r.chain = if i + 1 < n { i as u32 + 1 } else { NIL };
+            r.chain = I::new(if i + 1 < n { i as u32 + 1 } else { NIL });
         }
-        buckets.iter_mut().for_each(|b| *b = NIL);
+        buckets.iter_mut().for_each(|b| *b = I::NIL);
         Routes {
             slots,
             buckets,
@@ -75,13 +63,13 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
 
     #[inline]
     pub(crate) fn find(&self, key: &K) -> Option<u32> {
-        let mut i = self.buckets[self.hasher.bucket(key, self.buckets.len())];
+        let mut i = self.buckets[self.hasher.bucket(key, self.buckets.len())].get();
         while i != NIL {
             let s = &self.slots[i as usize];
             if s.key.as_ref() == Some(key) {
                 return Some(i);
             }
-            i = s.chain;
+            i = s.chain.get();
         }
         None
     }
@@ -94,7 +82,7 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
         }
         let b = self.hasher.bucket(key, self.buckets.len());
         let s = &mut self.slots[r as usize];
-        self.free = s.chain;
+        self.free = s.chain.get();
         let gen = s.gen;
         *s = RouteSlot::EMPTY;
         s.gen = gen;
@@ -102,7 +90,7 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
         s.seq = seq as u32;
         s.idle_mark = true;
         s.chain = self.buckets[b];
-        self.buckets[b] = r;
+        self.buckets[b] = I::new(r);
         self.all.push_back::<kind::AllRoutes, _>(&mut self.slots, r);
         self.count += 1;
         Some(r)
@@ -114,12 +102,12 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
         let key = self.slots[r as usize].key.take()?;
         let b = self.hasher.bucket(&key, self.buckets.len());
         let next = self.slots[r as usize].chain;
-        if self.buckets[b] == r {
+        if self.buckets[b].get() == r {
             self.buckets[b] = next;
         } else {
-            let mut i = self.buckets[b];
+            let mut i = self.buckets[b].get();
             while i != NIL {
-                let n = self.slots[i as usize].chain;
+                let n = self.slots[i as usize].chain.get();
                 if n == r {
                     self.slots[i as usize].chain = next;
                     break;
@@ -132,7 +120,7 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
         self.timers.remove(r);
         let s = &mut self.slots[r as usize];
         s.gen = s.gen.wrapping_add(1);
-        s.chain = self.free;
+        s.chain = I::new(self.free);
         self.free = r;
         self.count -= 1;
         Some(key)
@@ -151,7 +139,7 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
     /// Moves blocked route `r` to the front of the blocked list.
     #[inline]
     pub(crate) fn block_first(&mut self, r: u32) {
-        if self.slots[r as usize].blocked && self.blocked.head != r {
+        if self.slots[r as usize].blocked && self.blocked.head() != r {
             self.blocked.remove::<kind::Blocked, _>(&mut self.slots, r);
             self.blocked
                 .push_front::<kind::Blocked, _>(&mut self.slots, r);
@@ -174,7 +162,7 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
     pub(crate) fn check(&self) -> Result<(), InvariantViolation> {
         let s = &self.slots;
         ensure!(
-            walk_free(self.free, s, |r| r.chain, |r| !r.live()),
+            walk_free(self.free, s, |r| r.chain.get(), |r| !r.live()),
             0,
             "route free list broken"
         );
@@ -190,14 +178,14 @@ impl<'a, K: Eq + Hash + Clone> Routes<'a, K> {
             }
         }
         ensure!(
-            walk(&self.all, s, |r| r.all, |r| s[r as usize].live()) && self.all.len == live,
+            walk(&self.all, s, |r| r.all, |r| s[r as usize].live()) && self.all.len() == live,
             0,
             "list of routes broken"
         );
         let blocked = s.iter().filter(|r| r.blocked).count() as u32;
         ensure!(
             walk(&self.blocked, s, |r| r.blink, |r| s[r as usize].blocked)
-                && self.blocked.len == blocked,
+                && self.blocked.len() == blocked,
             0,
             "blocked list broken"
         );

@@ -2,31 +2,32 @@
 
 use super::{deref_slots, walk_free};
 use crate::heap::Heap;
+use crate::index::Index;
 use crate::invariant::{ensure, InvariantViolation};
 use crate::slot::{WaiterSlot, WaiterState, NIL};
 use crate::storage::Slots;
 
-pub(crate) struct Waiters<'a> {
-    pub(crate) slots: Slots<'a, WaiterSlot>,
+pub(crate) struct Waiters<'a, I> {
+    pub(crate) slots: Slots<'a, WaiterSlot<I>>,
     /// Head of the free list (`qlink.next` links of free slots).
     pub(crate) free: u32,
     /// Deadlines of waiting requests.
-    pub(crate) timers: Heap<'a>,
+    pub(crate) timers: Heap<'a, I>,
     /// Queued + validating waiters.
     pub(crate) pending: u32,
 }
 
 deref_slots!(Waiters, WaiterSlot);
 
-impl<'a> Waiters<'a> {
+impl<'a, I: Index> Waiters<'a, I> {
     /// Every slot free; generations go on from what the storage held.
-    pub(crate) fn new(mut slots: Slots<'a, WaiterSlot>, timers: Heap<'a>) -> Self {
+    pub(crate) fn new(mut slots: Slots<'a, WaiterSlot<I>>, timers: Heap<'a, I>) -> Self {
         let n = slots.len();
         for (i, w) in slots.iter_mut().enumerate() {
             let gen = w.gen.wrapping_add(1);
             *w = WaiterSlot::EMPTY;
             w.gen = gen;
-            w.qlink.next = if i + 1 < n { i as u32 + 1 } else { NIL };
+            w.qlink.set_next(if i + 1 < n { i as u32 + 1 } else { NIL });
         }
         Waiters {
             slots,
@@ -47,7 +48,7 @@ impl<'a> Waiters<'a> {
     #[inline]
     pub(crate) fn take(&mut self) -> u32 {
         let w = self.free;
-        self.free = self.slots[w as usize].qlink.next;
+        self.free = self.slots[w as usize].qlink.next();
         self.pending += 1;
         w
     }
@@ -59,8 +60,8 @@ impl<'a> Waiters<'a> {
         ws.gen = ws.gen.wrapping_add(1);
         ws.state = WaiterState::Free;
         ws.lease.index = NIL;
-        ws.conn = NIL;
-        ws.qlink.next = self.free;
+        ws.conn = I::NIL;
+        ws.qlink.set_next(self.free);
         self.free = w;
     }
 
@@ -71,7 +72,7 @@ impl<'a> Waiters<'a> {
             walk_free(
                 self.free,
                 &self.slots,
-                |w| w.qlink.next,
+                |w| w.qlink.next(),
                 |w| w.state == WaiterState::Free
             ),
             0,

@@ -20,7 +20,7 @@ use wharf_core::{
     Duration, Instant, Lease, LeaseOutcome, Pool, Release, ReusePolicy, RouteConfig, Tag,
     Validation, WaiterId,
 };
-use wharf_core::{Balancer, Cluster, ClusterError, LeaseError, Storage};
+use wharf_core::{Balancer, Cluster, ClusterError, Index, LeaseError, Storage};
 
 /// Route keys used by the harness on a pool without clusters (the storages
 /// [`Size::Small`], [`Size::Big`], [`Size::Tight`]).
@@ -292,8 +292,8 @@ struct ConnInfo {
 }
 
 /// Drives a core pool (and optionally the model) with [`Op`]s.
-pub struct Harness<'a> {
-    pub pool: Pool<'a, u8>,
+pub struct Harness<'a, I: Index = u32> {
+    pub pool: Pool<'a, u8, I>,
     pub model: Option<Model>,
     pub now: Instant,
     cfg: Config,
@@ -345,9 +345,9 @@ macro_rules! ensure {
     };
 }
 
-impl<'a> Harness<'a> {
+impl<'a, I: Index> Harness<'a, I> {
     /// `slots` must describe the storage behind `pool`.
-    pub fn new(pool: Pool<'a, u8>, cfg: Config, model: Option<Model>) -> Self {
+    pub fn new(pool: Pool<'a, u8, I>, cfg: Config, model: Option<Model>) -> Self {
         Harness {
             pool,
             model,
@@ -487,7 +487,7 @@ impl<'a> Harness<'a> {
 
     /// Takes up to two leases on route 0 of `pool` (a pool the harness does
     /// not drive otherwise), answering its connects at once.
-    pub fn leases_of(pool: &mut Pool<'_, u8>, now: Instant) -> Vec<Lease> {
+    pub fn leases_of<J: Index>(pool: &mut Pool<'_, u8, J>, now: Instant) -> Vec<Lease> {
         let mut out = Vec::new();
         for _ in 0..2 {
             if let Ok(LeaseOutcome::Granted(l)) = pool.lease(&0, None, now, None) {
@@ -1687,8 +1687,8 @@ impl<'a> Harness<'a> {
 }
 
 /// Run one whole sequence. `with_model` selects differential mode.
-pub fn run_sequence<'a>(
-    pool: Pool<'a, u8>,
+pub fn run_sequence<'a, I: Index>(
+    pool: Pool<'a, u8, I>,
     cfg: &Config,
     slots: Slots,
     model: Option<Model>,
@@ -1724,8 +1724,8 @@ pub struct Extra<'a> {
 
 /// [`run_sequence`] with leases of a pool built earlier in `pool`'s storage,
 /// a second pool (released by [`Op::ReleaseForeign`]) and clusters.
-pub fn run_sequence_with<'a>(
-    pool: Pool<'a, u8>,
+pub fn run_sequence_with<'a, I: Index>(
+    pool: Pool<'a, u8, I>,
     cfg: &Config,
     model: Option<Model>,
     ops: &[Op],
@@ -1751,7 +1751,7 @@ pub fn run_sequence_with<'a>(
     }
     // In the run to the end of time (core alone), whatever breaks only once
     // `now` reached `Instant::MAX` belongs to the `never` property (props.rs).
-    let at_the_end = |h: &Harness, e: String| {
+    let at_the_end = |h: &Harness<I>, e: String| {
         if h.end_of_time && h.pool.now() == Instant::MAX && !e.contains("property ") {
             format!("property never violated: when now reaches Instant::MAX: {e}")
         } else {
@@ -1846,8 +1846,10 @@ pub const SMALL: Slots = Slots {
     waiters: 4,
     leases: 4,
 };
-/// Larger storage: 8 connections, 4 routes, 10 waiters, 10 leases.
-pub type Big = Storage<u8, 8, 4, 10, 10>;
+/// Larger storage: 8 connections, 4 routes, 10 waiters, 10 leases, with
+/// 16-bit indices (every other storage has the default `u32`), so every
+/// sequence run exercises both index widths.
+pub type Big = Storage<u8, 8, 4, 10, 10, u16>;
 pub const BIG: Slots = Slots {
     conns: 8,
     routes: 4,
@@ -1865,8 +1867,8 @@ pub const HOSTS_SMALL: Slots = Slots {
     leases: 4,
 };
 /// Larger storage for clusters: 8 connections, 5 routes, 10 waiters, 10
-/// leases.
-pub type HostsBig = Storage<u8, 8, 5, 10, 10>;
+/// leases, 16-bit indices (as [`Big`]).
+pub type HostsBig = Storage<u8, 8, 5, 10, 10, u16>;
 pub const HOSTS_BIG: Slots = Slots {
     conns: 8,
     routes: 5,
@@ -2012,14 +2014,24 @@ fn run_storage(
         };
         Pool::new(&mut other_storage, cfg).expect("the other pool")
     });
-    let run = |pool: Pool<'_, u8>, earlier| {
+    // A generic function, not a closure: the storages differ in index width.
+    #[allow(clippy::too_many_arguments)]
+    fn run<I: Index>(
+        pool: Pool<'_, u8, I>,
+        earlier: Vec<Lease>,
+        other: Option<Pool<'_, u8>>,
+        ctx: (&Config, Slots, bool, bool, Size, &[ClusterSpec]),
+        ops: &[Op],
+        trace: bool,
+    ) -> (u64, Check) {
+        let (config, slots, with_model, end_of_time, size, clusters) = ctx;
         let c = pool.capacity();
         if (c.conns, c.routes, c.waiters, c.leases)
             != (slots.conns, slots.routes, slots.waiters, slots.leases)
         {
             return (0, Err(format!("Pool::capacity {c:?}, storage {slots:?}")));
         }
-        let model = with_model.then(|| Harness::model_for(&config, slots));
+        let model = with_model.then(|| Harness::<I>::model_for(config, slots));
         let extra = Extra {
             earlier,
             other,
@@ -2028,8 +2040,8 @@ fn run_storage(
             keys: size.keys(),
             clusters: clusters.to_vec(),
         };
-        run_sequence_with(pool, &config, model, ops, trace, extra)
-    };
+        run_sequence_with(pool, config, model, ops, trace, extra)
+    }
     macro_rules! run_in {
         ($storage:ty) => {{
             let mut storage: Box<$storage> = Box::new(Storage::new());
@@ -2050,11 +2062,15 @@ fn run_storage(
             let mut earlier = Vec::new();
             if foreign {
                 let mut p = Pool::new(&mut storage, config.clone()).expect("valid config");
-                earlier = Harness::leases_of(&mut p, start);
+                earlier = Harness::<u32>::leases_of(&mut p, start);
             }
             run(
                 Pool::new(&mut storage, config.clone()).expect("valid config"),
                 earlier,
+                other,
+                (&config, slots, with_model, end_of_time, size, clusters),
+                ops,
+                trace,
             )
         }};
     }

@@ -91,7 +91,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use wharf_core::{
-    Action, CloseReason, Config, ConnId, DrainMode, FailReason, Instant, Lease, LeaseError,
+    Action, CloseReason, Config, ConnId, DrainMode, FailReason, Index, Instant, Lease, LeaseError,
     LeaseOutcome, Pool, Release, Tag, Validation, WaiterId,
 };
 
@@ -305,7 +305,7 @@ impl Props {
     /// `B + O + 1` releases, `B` the routes ahead of its route on the blocked
     /// list (at most the route slots): overtakes by connections already in
     /// flight (one per connection slot) plus one per route ahead.
-    fn fairness_bound(&self, pool: &Pool<'_, u8>) -> usize {
+    fn fairness_bound<I: Index>(&self, pool: &Pool<'_, u8, I>) -> usize {
         OVERTAKES_PER_CONN_SLOT * self.conn_slots + pool.capacity().routes
     }
 
@@ -313,7 +313,7 @@ impl Props {
 
     /// Before an input. `timer_only`: the input is `handle_timeout` alone;
     /// `drained`: every earlier action was polled.
-    pub fn begin_input(&mut self, pool: &Pool<'_, u8>, timer_only: bool, drained: bool) {
+    pub fn begin_input<I: Index>(&mut self, pool: &Pool<'_, u8, I>, timer_only: bool, drained: bool) {
         self.window = Window {
             clean: drained,
             quiet_timer: timer_only && drained && pool.poll_timeout().is_none(),
@@ -356,7 +356,7 @@ impl Props {
         }
     }
 
-    pub fn on_release(&mut self, pool: &Pool<'_, u8>, lease: Lease, how: Release) {
+    pub fn on_release<I: Index>(&mut self, pool: &Pool<'_, u8, I>, lease: Lease, how: Release) {
         let now = pool.now();
         if let Some(c) = self.conns.get_mut(&lease.conn()) {
             c.active = c.active.saturating_sub(1);
@@ -382,7 +382,7 @@ impl Props {
 
     /// `tag`: the connection's tag (`connected_as`, or with strict tags the
     /// one its connect was made for; `None` otherwise).
-    pub fn on_connected(&mut self, pool: &Pool<'_, u8>, conn: ConnId, tag: Option<Tag>) {
+    pub fn on_connected<I: Index>(&mut self, pool: &Pool<'_, u8, I>, conn: ConnId, tag: Option<Tag>) {
         let now = pool.now();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = CS::Ready;
@@ -398,7 +398,7 @@ impl Props {
         }
     }
 
-    pub fn on_validated(&mut self, pool: &Pool<'_, u8>, conn: ConnId, result: Validation) {
+    pub fn on_validated<I: Index>(&mut self, pool: &Pool<'_, u8, I>, conn: ConnId, result: Validation) {
         let now = pool.now();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = CS::Ready;
@@ -408,7 +408,7 @@ impl Props {
         }
     }
 
-    pub fn on_drain(&mut self, pool: &Pool<'_, u8>, key: Option<u8>, mode: DrainMode) {
+    pub fn on_drain<I: Index>(&mut self, pool: &Pool<'_, u8, I>, key: Option<u8>, mode: DrainMode) {
         if mode != DrainMode::DrainAndDelete {
             return;
         }
@@ -449,7 +449,7 @@ impl Props {
     }
 
     /// Every polled action, in order.
-    pub fn on_action(&mut self, pool: &Pool<'_, u8>, a: &Action<u8>) -> Check {
+    pub fn on_action<I: Index>(&mut self, pool: &Pool<'_, u8, I>, a: &Action<u8>) -> Check {
         self.track_action(pool, a)?;
         if self.window.quiet_timer {
             violated!(
@@ -461,7 +461,7 @@ impl Props {
         Ok(())
     }
 
-    fn track_action(&mut self, pool: &Pool<'_, u8>, a: &Action<u8>) -> Check {
+    fn track_action<I: Index>(&mut self, pool: &Pool<'_, u8, I>, a: &Action<u8>) -> Check {
         let now = pool.now();
         if self.window.clean && self.evictions.log.len() < 64 {
             let what = match *a {
@@ -615,7 +615,7 @@ impl Props {
     /// Counts the grant of `conn` (which had no lease) to waiter `x` (queue
     /// number `xseq`) as an overtake of every older waiter of another route
     /// that could have been served instead.
-    fn overtake(&mut self, pool: &Pool<'_, u8>, xseq: u64, x: &W, conn: ConnId) -> Check {
+    fn overtake<I: Index>(&mut self, pool: &Pool<'_, u8, I>, xseq: u64, x: &W, conn: ConnId) -> Check {
         let bound = self.fairness_bound(pool);
         let mut eligible: HashMap<u8, bool> = HashMap::new();
         let older: Vec<u64> = self.waiters.range(..xseq).map(|(&s, _)| s).collect();
@@ -655,7 +655,7 @@ impl Props {
     /// Route `b` could get a connection of its own (below its limit, nothing
     /// connecting or validating, not being deleted): its waiters wait for the
     /// total or the slots, i.e. for other routes.
-    fn blocked_elsewhere(&self, pool: &Pool<'_, u8>, b: u8) -> bool {
+    fn blocked_elsewhere<I: Index>(&self, pool: &Pool<'_, u8, I>, b: u8) -> bool {
         if self.deleted.contains(&b) {
             return false;
         }
@@ -675,9 +675,9 @@ impl Props {
     }
 
     /// `Close(conn, reason)` was polled (and `c`, its record, marked closed).
-    fn eviction_close(
+    fn eviction_close<I: Index>(
         &mut self,
-        pool: &Pool<'_, u8>,
+        pool: &Pool<'_, u8, I>,
         conn: ConnId,
         c: &C,
         reason: CloseReason,
@@ -792,7 +792,7 @@ impl Props {
 
     /// After an input and the polling of its actions. `drained`: every action
     /// was polled.
-    pub fn end_input(&mut self, pool: &Pool<'_, u8>, drained: bool) -> Check {
+    pub fn end_input<I: Index>(&mut self, pool: &Pool<'_, u8, I>, drained: bool) -> Check {
         let n = self.conn_slots;
         let (connects, closes) = (self.window.connects, self.window.closes);
         if connects > CONNECTS_PER_INPUT_PER_CONN_SLOT * n {
@@ -849,7 +849,7 @@ impl Props {
 
     /// The liveness property at a quiet point (every action polled, no connect
     /// or validation outstanding).
-    pub fn check_liveness(&self, pool: &Pool<'_, u8>, when: &str) -> Check {
+    pub fn check_liveness<I: Index>(&self, pool: &Pool<'_, u8, I>, when: &str) -> Check {
         let ps = pool.stats();
         for w in self.waiters.values() {
             let compatible = self.conn_order.iter().find(|c| {
@@ -934,7 +934,7 @@ impl Props {
     }
 
     /// Ends the phase: the churn bound, then (at a quiet point) liveness.
-    pub fn end_phase(&mut self, pool: &Pool<'_, u8>, drained: bool, steps: usize) -> Check {
+    pub fn end_phase<I: Index>(&mut self, pool: &Pool<'_, u8, I>, drained: bool, steps: usize) -> Check {
         let bound = self.churn_bound();
         let Some(p) = self.phase.take() else {
             return Ok(());
