@@ -54,7 +54,7 @@ pub(crate) enum Job<'d, const H: usize> {
     },
 }
 
-impl<'d, const H: usize> Io<Route<H>> for Net<'d> {
+impl<'d, const H: usize> Io<Route<H>, u16> for Net<'d> {
     type Conn = PoolSocket<'d>;
     type ConnectError = ();
     type Note = ();

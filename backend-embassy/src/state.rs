@@ -28,11 +28,13 @@ use crate::options::Options;
 use crate::route::Route;
 
 /// The core pool type this backend drives, keyed by [`Route`] (runtime host
-/// names of at most `H` bytes).
-pub type CorePool<'d, const H: usize = 0> = wharf_core::Pool<'d, Route<H>>;
+/// names of at most `H` bytes), over storage with 16-bit indices (a board's
+/// pool has far fewer than 8,191 slots of each kind; a larger `State` does
+/// not compile).
+pub type CorePool<'d, const H: usize = 0> = wharf_core::Pool<'d, Route<H>, u16>;
 
 /// The driver, with the embassy-net sockets as its I/O.
-pub(crate) type Inner<'d, const H: usize> = Driver<'d, Route<H>, Net<'d>>;
+pub(crate) type Inner<'d, const H: usize> = Driver<'d, Route<H>, Net<'d>, u16>;
 
 /// What the pool handle, the leases and the runner share (single-threaded:
 /// the stack is `!Send`, so a `RefCell` is the lock, never held across an
@@ -115,7 +117,7 @@ pub struct State<
     const RX: usize,
     const H: usize = 0,
 > {
-    storage: Storage<Route<H>, N, R, W, N>,
+    storage: Storage<Route<H>, N, R, W, N, u16>,
     tickets: [Ticket<(), ()>; W],
     by_core: [u32; W],
     pending: [Option<ConnId>; N],

@@ -82,8 +82,8 @@ mod storage;
 mod time;
 
 mod hash;
-mod index;
 mod heap;
+mod index;
 mod list;
 mod slot;
 
@@ -94,8 +94,8 @@ pub use action::{Action, CloseReason, ConnectFailure, FailReason};
 pub use cluster::{Balancer, Cluster, ClusterError, ClusterLease};
 pub use config::{CancelPolicy, Config, ConfigError, ReusePolicy, RouteConfig};
 pub use error::{CancelError, ConnError, LeaseError, ReleaseError, RouteError};
-pub use index::Index;
 pub use handle::{ConnId, Lease, LeaseId, RouteId, Tag, WaiterId};
+pub use index::Index;
 pub use invariant::InvariantViolation;
 pub use pool::{
     Cancelled, DrainMode, DrainScope, LeaseOutcome, Pool, Release, RouteLoad, Validation,

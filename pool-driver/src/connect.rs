@@ -2,7 +2,7 @@
 
 use core::hash::Hash;
 
-use wharf_core::{ConnId, ConnectFailure, Instant, Validation};
+use wharf_core::{ConnId, ConnectFailure, Index, Instant, Validation};
 
 use crate::conns::Hold;
 use crate::driver::Driver;
@@ -15,7 +15,7 @@ use crate::io::Io;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Unwanted;
 
-impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
+impl<K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'_, K, I, Ix> {
     /// `conn`'s connect succeeded with `obj`, an exclusive connection (one
     /// lease at a time; the object moves into the lease). Waiting requests
     /// of its route are served; the idle object is watched ([`Io::watch`]).

@@ -5,7 +5,7 @@
 use core::hash::Hash;
 use core::task::{Poll, Waker};
 
-use wharf_core::{CancelPolicy, Instant, Pool};
+use wharf_core::{CancelPolicy, Index, Instant, Pool};
 
 use crate::conns::ConnEntry;
 use crate::io::Io;
@@ -127,8 +127,8 @@ impl<T, E, N: Default> Tables<'static, T, E, N> {
 /// let Ok(Started::Granted(again)) = driver.lease(&"db", None, Instant::from_millis(3), None) else { panic!() };
 /// assert_eq!((again.conn, again.served), (42, 2));
 /// ```
-pub struct Driver<'a, K, I: Io<K>> {
-    pub(crate) core: Pool<'a, K>,
+pub struct Driver<'a, K, I: Io<K, Ix>, Ix: Index = u32> {
+    pub(crate) core: Pool<'a, K, Ix>,
     pub(crate) conns: Table<'a, ConnEntry<I::Conn>>,
     pub(crate) tickets: Table<'a, Ticket<I::ConnectError, I::Note>>,
     pub(crate) by_core: Table<'a, u32>,
@@ -144,11 +144,11 @@ pub struct Driver<'a, K, I: Io<K>> {
     pub(crate) wakes: u32,
 }
 
-impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
+impl<'a, K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'a, K, I, Ix> {
     /// A driver around `core` (fresh: no input yet), over `tables`, doing its
     /// I/O through `io`. The tables are reset.
     pub fn new(
-        core: Pool<'a, K>,
+        core: Pool<'a, K, Ix>,
         tables: Tables<'a, I::Conn, I::ConnectError, I::Note>,
         io: I,
         settings: Settings,
@@ -182,7 +182,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
 
     /// The core, for reading (stats, counters, route keys, invariants).
     #[inline]
-    pub fn core(&self) -> &Pool<'a, K> {
+    pub fn core(&self) -> &Pool<'a, K, Ix> {
         &self.core
     }
 
@@ -206,7 +206,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     /// Any other input (drain, route configuration, cluster hosts and
     /// health, preconnect): `f` calls the core, then the driver drains its
     /// actions. `now` must be what `f` passes to the core.
-    pub fn input<R>(&mut self, f: impl FnOnce(&mut Pool<'a, K>) -> R) -> R {
+    pub fn input<R>(&mut self, f: impl FnOnce(&mut Pool<'a, K, Ix>) -> R) -> R {
         let r = f(&mut self.core);
         self.pump();
         r

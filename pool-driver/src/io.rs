@@ -1,6 +1,6 @@
 //! What a backend does for the driver: the [`Io`] trait.
 
-use wharf_core::{CloseReason, ConnId, Pool, Validation};
+use wharf_core::{CloseReason, ConnId, Index, Pool, Validation};
 
 /// The backend's side of the driver: sockets, tasks, buffers.
 ///
@@ -12,10 +12,12 @@ use wharf_core::{CloseReason, ConnId, Pool, Validation};
 /// [`Driver::connect_failed`](crate::Driver::connect_failed),
 /// [`Driver::validated`](crate::Driver::validated).
 ///
+/// `Ix` is the index width of the core's storage ([`wharf_core::Index`]).
+///
 /// Ordering guarantee: for one drain, a `close` is called before the `connect`
 /// that the core opens in its place (an eviction, a route limit), so a backend
 /// that performs its work in call order never holds both at once.
-pub trait Io<K> {
+pub trait Io<K, Ix: Index = u32> {
     /// The connection object (a TCP stream, a socket and its buffers, a
     /// client handle). While idle it lives in the driver's connection table;
     /// a lease holds it while leased.
@@ -47,7 +49,7 @@ pub trait Io<K> {
 
     /// A waiting lease request failed (its answer is stored; `note` is its
     /// note). Default: nothing.
-    fn failed(&mut self, note: &mut Self::Note, core: &Pool<'_, K>) {
+    fn failed(&mut self, note: &mut Self::Note, core: &Pool<'_, K, Ix>) {
         let _ = (note, core);
     }
 

@@ -4,7 +4,7 @@ use core::hash::Hash;
 use core::task::{Poll, Waker};
 
 use wharf_core::{
-    Cancelled, Duration, Instant, Lease, LeaseError, LeaseOutcome, Pool, Release, Tag,
+    Cancelled, Duration, Index, Instant, Lease, LeaseError, LeaseOutcome, Pool, Release, Tag,
 };
 
 use crate::conns::{Handout, Hold};
@@ -61,7 +61,7 @@ impl Returned {
     };
 }
 
-impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
+impl<'a, K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'a, K, I, Ix> {
     /// Asks the core for a lease on `key` (see the core's `Pool::lease`).
     #[inline(always)]
     pub fn lease(
@@ -85,7 +85,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     #[inline(always)]
     pub fn lease_by<X>(
         &mut self,
-        ask: impl FnOnce(&mut Pool<'a, K>) -> Result<LeaseOutcome, X>,
+        ask: impl FnOnce(&mut Pool<'a, K, Ix>) -> Result<LeaseOutcome, X>,
     ) -> Result<Started<I::Conn>, StartError<X>> {
         if self.free == NONE && !self.grow_tickets() {
             return Err(StartError::NoTicket);

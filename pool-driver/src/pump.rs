@@ -2,13 +2,13 @@
 
 use core::hash::Hash;
 
-use wharf_core::{Action, ConnectFailure, FailReason, Lease, Release, Validation, WaiterId};
+use wharf_core::{Action, ConnectFailure, FailReason, Index, Lease, Release, Validation, WaiterId};
 
 use crate::driver::Driver;
 use crate::io::{Checked, Io};
 use crate::tickets::{State, NONE};
 
-impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
+impl<K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'_, K, I, Ix> {
     /// Drains the core's actions (after every input, until `None`), then
     /// applies the timer re-arm rule.
     #[inline(always)]

@@ -4,7 +4,7 @@
 
 use core::hash::Hash;
 
-use wharf_core::{ConnError, ConnId, Instant};
+use wharf_core::{ConnError, ConnId, Index, Instant};
 
 use crate::driver::Driver;
 use crate::io::{ConnEvent, Io};
@@ -13,7 +13,7 @@ use crate::io::{ConnEvent, Io};
 /// reporting (a capacity flapping); the next wake asks again.
 const EVENTS_PER_WATCH: usize = 8;
 
-impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
+impl<K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'_, K, I, Ix> {
     /// The peer closed `conn` (FIN, RST, unexpected bytes) or shut it down
     /// gracefully (HTTP/2 GOAWAY), as the backend saw it: idle, it closes at
     /// once as `PeerClosed` (a waiter gets another connection); with leases

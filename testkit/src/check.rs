@@ -4,7 +4,7 @@
 use core::panic::Location;
 
 use wharf_core::{
-    Action, CloseReason, ConnId, Lease, LeaseError, LeaseOutcome, Pool, RouteId, WaiterId,
+    Action, CloseReason, ConnId, Index, Lease, LeaseError, LeaseOutcome, Pool, RouteId, WaiterId,
 };
 
 /// A failed check: where in the scenario, and what did not hold.
@@ -81,7 +81,7 @@ impl<K: Eq + core::hash::Hash + Clone> Acts<K> {
     /// Drains every action of `p`; more than the buffer holds is a failure at
     /// the caller's line.
     #[track_caller]
-    pub fn drain(p: &mut Pool<'_, K>) -> Result<Self, Failure> {
+    pub fn drain<I: Index>(p: &mut Pool<'_, K, I>) -> Result<Self, Failure> {
         let mut acts = Acts {
             a: [const { None }; MAX_ACTS],
             n: 0,
@@ -159,7 +159,9 @@ pub(crate) fn granted(o: Result<LeaseOutcome, LeaseError>) -> Result<Lease, Fail
 
 /// The pool's invariants hold.
 #[track_caller]
-pub(crate) fn invariants<K: Eq + core::hash::Hash + Clone>(p: &Pool<'_, K>) -> Outcome {
+pub(crate) fn invariants<K: Eq + core::hash::Hash + Clone, I: Index>(
+    p: &Pool<'_, K, I>,
+) -> Outcome {
     match p.check_invariants() {
         Ok(()) => Ok(()),
         Err(_) => Err(Failure::here("check_invariants")),

@@ -10,8 +10,10 @@ use wharf_core::{
 use crate::check::{granted, invariants, queued, Acts, Failure, Outcome};
 
 type Key = u32;
-type P<'a> = Pool<'a, Key>;
-type S = Storage<Key, 8, 4, 8, 8>;
+// 16-bit indices, as wharf-embassy's pools (the core's own behaviour tests
+// use the default `u32`; its model runs both).
+type P<'a> = Pool<'a, Key, u16>;
+type S = Storage<Key, 8, 4, 8, 8, u16>;
 
 const A: Key = 1;
 const B: Key = 2;
@@ -767,32 +769,40 @@ pub const SCENARIOS: &[Scenario] = &[
 
 /// RAM of the core's [`Storage`] on this target (key `u32`), and the cost of
 /// one more slot of each kind, measured with `size_of` (the slot types are
-/// private): `(base 8 conns/4 routes/8 waiters/8 leases, per conn, per route,
-/// per waiter, per lease)` in bytes. Per-slot costs are averaged over 16
-/// slots to hide alignment padding.
-pub fn storage_sizes() -> [(&'static str, usize); 5] {
+/// private): for each index width (`u16`, as wharf-embassy uses, then the
+/// default `u32`), `(base 8 conns/4 routes/8 waiters/8 leases, per conn, per
+/// route, per waiter, per lease)` in bytes. Per-slot costs are averaged over
+/// 16 slots to hide alignment padding.
+pub fn storage_sizes() -> [(&'static str, usize); 10] {
     use core::mem::size_of;
-    let base = size_of::<Storage<u32, 8, 4, 8, 8>>();
-    let per = |bigger: usize| (bigger - base) / 16;
-    [
-        ("Storage<u32, 8, 4, 8, 8>", base),
-        (
-            "per connection slot",
-            per(size_of::<Storage<u32, 24, 4, 8, 8>>()),
-        ),
-        (
-            "per route slot (u32 key)",
-            per(size_of::<Storage<u32, 8, 20, 8, 8>>()),
-        ),
-        (
-            "per waiter slot",
-            per(size_of::<Storage<u32, 8, 4, 24, 8>>()),
-        ),
-        (
-            "per lease slot",
-            per(size_of::<Storage<u32, 8, 4, 8, 24>>()),
-        ),
-    ]
+    macro_rules! sizes {
+        ($i:ty, $name:literal) => {{
+            let base = size_of::<Storage<u32, 8, 4, 8, 8, $i>>();
+            let per = |bigger: usize| (bigger - base) / 16;
+            [
+                (concat!("Storage<u32, 8, 4, 8, 8, ", $name, ">"), base),
+                (
+                    concat!("per connection slot (", $name, " indices)"),
+                    per(size_of::<Storage<u32, 24, 4, 8, 8, $i>>()),
+                ),
+                (
+                    concat!("per route slot (u32 key, ", $name, " indices)"),
+                    per(size_of::<Storage<u32, 8, 20, 8, 8, $i>>()),
+                ),
+                (
+                    concat!("per waiter slot (", $name, " indices)"),
+                    per(size_of::<Storage<u32, 8, 4, 24, 8, $i>>()),
+                ),
+                (
+                    concat!("per lease slot (", $name, " indices)"),
+                    per(size_of::<Storage<u32, 8, 4, 8, 24, $i>>()),
+                ),
+            ]
+        }};
+    }
+    let [a, b, c, d, e] = sizes!(u16, "u16");
+    let [f, g, h, i, j] = sizes!(u32, "u32");
+    [a, b, c, d, e, f, g, h, i, j]
 }
 
 /// Runs every scenario, reporting each through `report`; returns

@@ -402,12 +402,18 @@ impl<K: Eq + Hash + Clone> Pool<'static, K> {
             boxed(waiters, || WaiterSlot::EMPTY)?,
             boxed(leases, || LeaseSlot::EMPTY)?,
             [
-                (boxed(conns, || HeapEntry::EMPTY)?, boxed(conns, || u32::NIL)?),
+                (
+                    boxed(conns, || HeapEntry::EMPTY)?,
+                    boxed(conns, || u32::NIL)?,
+                ),
                 (
                     boxed(waiters, || HeapEntry::EMPTY)?,
                     boxed(waiters, || u32::NIL)?,
                 ),
-                (boxed(routes, || HeapEntry::EMPTY)?, boxed(routes, || u32::NIL)?),
+                (
+                    boxed(routes, || HeapEntry::EMPTY)?,
+                    boxed(routes, || u32::NIL)?,
+                ),
             ],
             config,
         )

@@ -92,7 +92,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             ] {
                 if let Some(e) = e {
                     if e.at <= now
-                        && best.is_none_or(|(_, b): (Owner, crate::slot::HeapEntry<I>)| e.before(&b))
+                        && best
+                            .is_none_or(|(_, b): (Owner, crate::slot::HeapEntry<I>)| e.before(&b))
                     {
                         best = Some((owner, e));
                     }

@@ -80,7 +80,12 @@ impl<'a, I: Index> Leases<'a, I> {
     /// The free list holds exactly the free slots; `used` counts the rest.
     pub(crate) fn check(&self) -> Result<(), InvariantViolation> {
         ensure!(
-            walk_free(self.free, &self.slots, |l| l.next_free.get(), |l| l.conn == I::NIL),
+            walk_free(
+                self.free,
+                &self.slots,
+                |l| l.next_free.get(),
+                |l| l.conn == I::NIL
+            ),
             0,
             "lease free list broken"
         );

@@ -313,7 +313,12 @@ impl Props {
 
     /// Before an input. `timer_only`: the input is `handle_timeout` alone;
     /// `drained`: every earlier action was polled.
-    pub fn begin_input<I: Index>(&mut self, pool: &Pool<'_, u8, I>, timer_only: bool, drained: bool) {
+    pub fn begin_input<I: Index>(
+        &mut self,
+        pool: &Pool<'_, u8, I>,
+        timer_only: bool,
+        drained: bool,
+    ) {
         self.window = Window {
             clean: drained,
             quiet_timer: timer_only && drained && pool.poll_timeout().is_none(),
@@ -382,7 +387,12 @@ impl Props {
 
     /// `tag`: the connection's tag (`connected_as`, or with strict tags the
     /// one its connect was made for; `None` otherwise).
-    pub fn on_connected<I: Index>(&mut self, pool: &Pool<'_, u8, I>, conn: ConnId, tag: Option<Tag>) {
+    pub fn on_connected<I: Index>(
+        &mut self,
+        pool: &Pool<'_, u8, I>,
+        conn: ConnId,
+        tag: Option<Tag>,
+    ) {
         let now = pool.now();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = CS::Ready;
@@ -398,7 +408,12 @@ impl Props {
         }
     }
 
-    pub fn on_validated<I: Index>(&mut self, pool: &Pool<'_, u8, I>, conn: ConnId, result: Validation) {
+    pub fn on_validated<I: Index>(
+        &mut self,
+        pool: &Pool<'_, u8, I>,
+        conn: ConnId,
+        result: Validation,
+    ) {
         let now = pool.now();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = CS::Ready;
@@ -615,7 +630,13 @@ impl Props {
     /// Counts the grant of `conn` (which had no lease) to waiter `x` (queue
     /// number `xseq`) as an overtake of every older waiter of another route
     /// that could have been served instead.
-    fn overtake<I: Index>(&mut self, pool: &Pool<'_, u8, I>, xseq: u64, x: &W, conn: ConnId) -> Check {
+    fn overtake<I: Index>(
+        &mut self,
+        pool: &Pool<'_, u8, I>,
+        xseq: u64,
+        x: &W,
+        conn: ConnId,
+    ) -> Check {
         let bound = self.fairness_bound(pool);
         let mut eligible: HashMap<u8, bool> = HashMap::new();
         let older: Vec<u64> = self.waiters.range(..xseq).map(|(&s, _)| s).collect();
@@ -934,7 +955,12 @@ impl Props {
     }
 
     /// Ends the phase: the churn bound, then (at a quiet point) liveness.
-    pub fn end_phase<I: Index>(&mut self, pool: &Pool<'_, u8, I>, drained: bool, steps: usize) -> Check {
+    pub fn end_phase<I: Index>(
+        &mut self,
+        pool: &Pool<'_, u8, I>,
+        drained: bool,
+        steps: usize,
+    ) -> Check {
         let bound = self.churn_bound();
         let Some(p) = self.phase.take() else {
             return Ok(());
