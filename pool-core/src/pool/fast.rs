@@ -23,7 +23,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// preconnect or warm-up pool-wide, no blocked route, no idle limit.
     #[inline(always)]
     fn quiet(&self) -> bool {
-        self.plain_fast && self.routes.blocked.len() == 0
+        self.plain_fast && self.routes.blocked.is_empty()
     }
 
     /// An untagged lease on route `r` served by its first ready connection,
@@ -45,7 +45,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         } = self;
         let rs = &mut routes.slots[r as usize];
         let c = rs.ready.head();
-        if c == NIL || rs.queue.len() != 0 || rs.deleting || rs.configured() {
+        if c == NIL || !rs.queue.is_empty() || rs.deleting || rs.configured() {
             return None;
         }
         let cs = &conns[c as usize];
@@ -103,7 +103,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             || cs.draining
             || cs.state != ConnState::Ready
             || cs.validity.reached(now)
-            || rs.queue.len() != 0
+            || !rs.queue.is_empty()
             || rs.deleting
             || rs.configured()
             // Not configured: its limit is the pool's (`limit(r)`).
