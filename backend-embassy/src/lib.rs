@@ -26,6 +26,10 @@
 //!   ([`Route::host`]), or a name known at run time copied into the route
 //!   ([`Route::name`], a `heapless::String<H>`, no heap; `H` is the last
 //!   parameter of [`State`], default 0; [`NameTooLong`] when it does not fit).
+//! - Shutdown: [`Pool::close`] refuses new leases ([`Error::Closed`]),
+//!   closes idle connections at once and completes when every leased one
+//!   came back and every socket is closed (the runner sends the FINs);
+//!   [`Pool::is_closed`]. As `wharf-tokio`'s `close` and `is_closed`.
 //! - Feature `nal`: `nal::PooledConnect`, `embedded-nal-async`'s
 //!   `TcpConnect` over the pool, for protocol crates written against it
 //!   (reqwless, ...): each connect is a pooled lease, dropped connections go

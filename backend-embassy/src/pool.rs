@@ -181,6 +181,33 @@ impl<'d, const H: usize> Pool<'d, H> {
         inner.input(|core| core.drain(scope, mode, now));
     }
 
+    /// Graceful shutdown: new leases fail with [`Error::Closed`], idle and
+    /// connecting connections close now, and the future completes once every
+    /// leased connection was given back and every socket slot is free again
+    /// (its close, FIN or reset, done by the runner, which must keep running
+    /// meanwhile). Calling it again, or after a drain of all routes for
+    /// deletion, waits the same way; up to four tasks wait in it without
+    /// extra wake-ups.
+    pub async fn close(&self) {
+        self.drain(None, DrainMode::DrainAndDelete);
+        core::future::poll_fn(|cx| {
+            let mut inner = self.shared.inner.borrow_mut();
+            let s = inner.core().stats();
+            if s.connections == 0 && s.closing == 0 && inner.io().quiet() {
+                return core::task::Poll::Ready(());
+            }
+            inner.io_mut().close_wakers.register(cx.waker());
+            core::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// True once the pool was closed ([`Pool::close`] or a drain of all
+    /// routes for deletion).
+    pub fn is_closed(&self) -> bool {
+        self.shared.inner.borrow().core().is_closed()
+    }
+
     /// Runs `f` on the core pool (diagnostics: `check_invariants`, stats).
     pub fn inspect<T>(&self, f: impl FnOnce(&CorePool<'d, H>) -> T) -> T {
         f(self.shared.inner.borrow().core())

@@ -139,6 +139,7 @@ impl<'d> Net<'d> {
     /// Slot `j`'s socket has been dropped: hand it to the oldest pending connect.
     pub(crate) fn slot_freed(&mut self, j: usize) {
         self.slots[j].state = SlotState::Free;
+        self.close_wakers.wake();
         if self.bufs.is_lent(j) {
             return;
         }
@@ -146,6 +147,12 @@ impl<'d> Net<'d> {
             self.pending.rotate_left(1);
             self.assign(j, conn);
         }
+    }
+
+    /// No socket in use and no connect waiting for one.
+    pub(crate) fn quiet(&self) -> bool {
+        self.slots.iter().all(|s| s.state == SlotState::Free)
+            && self.pending.iter().all(Option::is_none)
     }
 
     /// A connect the pool gave up on: dropped if it had not started, else

@@ -21,6 +21,7 @@ use core::task::Waker;
 
 use embassy_net::tcp::TcpSocket;
 use embassy_net::Stack;
+use embassy_sync::waitqueue::MultiWakerRegistration;
 use wharf_core::{Config, ConfigError, ConnId, Storage};
 use wharf_driver::{ConnEntry, Driver, Settings, Tables, Ticket};
 
@@ -91,6 +92,10 @@ pub(crate) struct Net<'d> {
     /// The runner's waker, registered as the receive waker of every idle
     /// socket (the idle watch, `sockets.rs`).
     pub watch_waker: Option<Waker>,
+    /// The tasks in [`Pool::close`](crate::Pool::close), woken when a
+    /// socket slot becomes free (more than four at once are all woken when
+    /// a fifth registers, and register again).
+    pub close_wakers: MultiWakerRegistration<4>,
 }
 
 /// Everything a pool needs, sized by const generics: `N` connection slots
@@ -266,6 +271,7 @@ impl<
             pending,
             bufs: buffers,
             watch_waker: None,
+            close_wakers: MultiWakerRegistration::new(),
         };
         let settings = Settings {
             cancel_policy: opts.cancel_policy,
