@@ -272,3 +272,142 @@ fn warm_up_never_fights_the_idle_limit() {
     assert_eq!(p.counters().closes_for(CloseReason::IdleLimit), 0);
     assert_eq!(p.counters().connects, 3);
 }
+
+#[test]
+fn storage_beyond_what_u32_indices_name_is_refused_before_allocating() {
+    let cfg = Config {
+        max_total: 1,
+        ..Config::default()
+    };
+    let too_many = 1usize << 30;
+    for cap in [
+        Capacity {
+            conns: too_many,
+            routes: 1,
+            waiters: 1,
+            leases: 1,
+        },
+        Capacity {
+            conns: 1,
+            routes: too_many,
+            waiters: 1,
+            leases: 1,
+        },
+        Capacity {
+            conns: 1,
+            routes: 1,
+            waiters: too_many,
+            leases: 1,
+        },
+        Capacity {
+            conns: 1,
+            routes: 1,
+            waiters: 1,
+            leases: too_many,
+        },
+    ] {
+        assert_eq!(
+            Pool::<u8>::with_capacity(cap, cfg.clone()).err(),
+            Some(ConfigError::BadStorage),
+            "{cap:?}"
+        );
+    }
+}
+
+/// Every slot of a `u16` storage at its largest (8,191 of each kind) is
+/// used at once: connections and routes up to index 8,190 connect and
+/// grant, 8,191 waiters queue and are granted by releases, then every
+/// connection closes and every route goes idle. The action queue
+/// links these slots with their kind in the bits above the index, so an
+/// index that reached those bits would answer the wrong slot.
+#[test]
+fn a_u16_storage_at_its_largest_serves_every_slot() {
+    const N: usize = 8191;
+    assert_eq!(<u16 as Index>::MAX_SLOTS, N);
+    // About 2.6 MB of storage: built on a thread with room for it.
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(|| {
+            let mut storage: Box<Storage<u16, N, N, N, N, u16>> = Box::new(Storage::new());
+            let cfg = Config {
+                max_total: N as u32,
+                max_per_route: 1,
+                max_pending: Some(N as u32),
+                validate_after_inactivity: None,
+                ..Config::default()
+            };
+            let mut p = Pool::new(&mut storage, cfg).unwrap();
+            let t = Instant::ZERO;
+            let mut conns = std::collections::HashMap::new();
+            for k in 0..N as u16 {
+                assert!(matches!(
+                    p.lease(&k, None, t, None).unwrap(),
+                    LeaseOutcome::Queued(_)
+                ));
+                let Some(Action::Connect { conn, route }) = p.poll_action() else {
+                    panic!("no connect for route {k}")
+                };
+                assert_eq!(p.route_key(route), Some(&k));
+                assert_eq!(p.poll_action(), None);
+                conns.insert(k, conn);
+            }
+            let mut leases = Vec::new();
+            for k in 0..N as u16 {
+                p.connected(conns[&k], 1, t).unwrap();
+                let Some(Action::Granted { lease, .. }) = p.poll_action() else {
+                    panic!("no grant on route {k}")
+                };
+                assert_eq!(lease.conn(), conns[&k]);
+                leases.push((k, lease));
+            }
+            assert_eq!(p.stats().connections, N as u32);
+            let mut waiters = Vec::new();
+            for k in 0..N as u16 {
+                let LeaseOutcome::Queued(w) = p.lease(&k, None, t, None).unwrap() else {
+                    panic!("route {k} is at its limit: the lease waits")
+                };
+                waiters.push(w);
+            }
+            assert_eq!(p.poll_action(), None);
+            p.check_invariants().unwrap();
+            let mut granted = Vec::new();
+            for (i, (k, lease)) in leases.into_iter().enumerate() {
+                p.release(lease, Release::REUSE, t).unwrap();
+                let Some(Action::Granted { waiter, lease }) = p.poll_action() else {
+                    panic!("the release on route {k} granted nothing")
+                };
+                assert_eq!((waiter, lease.conn()), (waiters[i], conns[&k]));
+                assert_eq!(p.poll_action(), None);
+                granted.push((k, lease));
+            }
+            assert_eq!(p.stats().leased, N as u32);
+            p.check_invariants().unwrap();
+            // Every connection discarded: each closes and its route goes
+            // idle (route slots up to 8,190 in the action queue).
+            for (k, lease) in granted {
+                p.release(lease, Release::Discard, t).unwrap();
+                let mut closed = false;
+                let mut idle = false;
+                while let Some(a) = p.poll_action() {
+                    match a {
+                        Action::Close { conn, .. } => {
+                            assert_eq!(conn, conns[&k]);
+                            closed = true;
+                        }
+                        Action::RouteIdle { key, .. } => {
+                            assert_eq!(key, k);
+                            idle = true;
+                        }
+                        other => panic!("route {k}: {other:?}"),
+                    }
+                }
+                assert!(closed && idle, "route {k}: closed {closed}, idle {idle}");
+            }
+            let s = p.stats();
+            assert_eq!((s.connections, s.routes), (0, 0), "{s:?}");
+            p.check_invariants().unwrap();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
