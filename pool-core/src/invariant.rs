@@ -78,12 +78,12 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 // the list checks below verify.
                 ensure!(c.capacity >= 1, 5, "zero stream capacity");
                 ensure!(
-                    c.remaining != 0 || c.draining,
+                    c.remaining != 0 || c.draining(),
                     5,
                     "no leases left but not draining"
                 );
                 ensure!(
-                    !(c.draining && c.active == 0),
+                    !(c.draining() && c.active == 0),
                     6,
                     "draining connection with no lease left open"
                 );
@@ -106,7 +106,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     if let Some(t) = self.cfg.idle_timeout {
                         // Or kept for `min_idle` (§2).
                         ensure!(
-                            !(c.updated + t).reached(now) || c.kept,
+                            !(c.updated + t).reached(now) || c.kept(),
                             7,
                             "idle-timed-out connection kept"
                         );
@@ -185,7 +185,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             for c in self.conns.iter() {
                 if c.route.get() == ri && c.allocated() {
                     alloc += 1;
-                    ridle += c.in_lru as u32;
+                    ridle += c.in_lru() as u32;
                     if c.state == ConnState::Ready {
                         ractive += c.active;
                         spare += c.spare() as u64;
@@ -200,7 +200,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             let guard_here = self
                 .conns
                 .iter()
-                .any(|c| c.route.get() == ri && c.allocated() && c.guard);
+                .any(|c| c.route.get() == ri && c.allocated() && c.guard());
             ensure!(
                 alloc <= limit || r.over_limit || guard_here,
                 2,

@@ -16,15 +16,42 @@ macro_rules! tag_accessors {
     () => {
         #[inline(always)]
         pub(crate) fn tag(&self) -> Option<Tag> {
-            self.tagged.then_some(Tag(self.tag_value))
+            self.tagged().then_some(Tag(self.tag_value))
         }
         #[inline(always)]
         pub(crate) fn set_tag(&mut self, tag: Option<Tag>) {
-            self.tagged = tag.is_some();
+            self.set_tagged(tag.is_some());
             self.tag_value = tag.map_or(0, |t| t.0);
         }
     };
 }
+
+/// A getter and a setter for one bit of a connection slot's `flags`.
+macro_rules! flag {
+    ($get:ident, $set:ident, $bit:expr) => {
+        #[inline(always)]
+        pub(crate) fn $get(&self) -> bool {
+            self.flags & $bit != 0
+        }
+        #[inline(always)]
+        pub(crate) fn $set(&mut self, on: bool) {
+            if on {
+                self.flags |= $bit;
+            } else {
+                self.flags &= !$bit;
+            }
+        }
+    };
+}
+
+// The bits of `ConnSlot::flags`.
+const DRAINING: u8 = 1;
+const DELIVERED: u8 = 1 << 1;
+const IN_LRU: u8 = 1 << 2;
+const GUARD: u8 = 1 << 3;
+const KEPT: u8 = 1 << 4;
+const USED: u8 = 1 << 5;
+const TAGGED: u8 = 1 << 6;
 
 /// Lifecycle of a connection slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,16 +80,15 @@ pub struct ConnSlot<I = u32> {
     pub(crate) gen: u32,
     pub(crate) state: ConnState,
     pub(crate) list: RouteListKind,
-    /// Never handed out again; closes when `active` reaches 0.
-    pub(crate) draining: bool,
-    /// Its `Connect` (or `Validate`) action was polled.
-    pub(crate) delivered: bool,
-    pub(crate) in_lru: bool,
-    /// Counted as a starvation-guard connection.
-    pub(crate) guard: bool,
-    /// Idle and kept for `min_idle`: its idle timeout no longer counts until
-    /// `updated` is next set (SEMANTICS §2).
-    pub(crate) kept: bool,
+    /// Seven flags, one bit each, read and written through their accessors:
+    /// `draining` (never handed out again; closes when `active` reaches 0),
+    /// `delivered` (its `Connect` or `Validate` action was polled),
+    /// `in_lru`, `guard` (counted as a starvation-guard connection), `kept`
+    /// (idle and kept for `min_idle`: its idle timeout no longer counts until
+    /// `updated` is next set, SEMANTICS §2), `used` (it served a lease
+    /// already: the next one is a reuse) and `tagged` (`tag_value` holds its
+    /// tag).
+    pub(crate) flags: u8,
     /// Drain reason, then close reason.
     pub(crate) reason: CloseReason,
     pub(crate) route: I,
@@ -70,11 +96,8 @@ pub struct ConnSlot<I = u32> {
     pub(crate) active: u32,
     /// Leases it may still serve (`u32::MAX` = unlimited).
     pub(crate) remaining: u32,
-    /// It served a lease already (the next one is a reuse).
-    pub(crate) used: bool,
-    /// The tag (`Option<Tag>` kept as a value and a flag: 9 bytes, not 16).
+    /// The tag, when `tagged` (`Option<Tag>` kept as a value and a flag).
     pub(crate) tag_value: u64,
-    pub(crate) tagged: bool,
     pub(crate) updated: Instant,
     pub(crate) validity: Instant,
     /// Ready or validating: when it expires (keep-alive or lifetime, the
@@ -115,19 +138,13 @@ impl<I: Index> ConnSlot<I> {
         gen: 0,
         state: ConnState::Free,
         list: RouteListKind::None,
-        draining: false,
-        delivered: false,
-        in_lru: false,
-        guard: false,
-        kept: false,
+        flags: 0,
         reason: CloseReason::Drained,
         route: I::NIL,
         capacity: 0,
         active: 0,
         remaining: 0,
-        used: false,
         tag_value: 0,
-        tagged: false,
         updated: Instant::ZERO,
         validity: Instant::MAX,
         expiry: Instant::MAX,
@@ -141,7 +158,7 @@ impl<I: Index> ConnSlot<I> {
     /// Ready, not draining, with a free stream.
     #[inline]
     pub(crate) fn available(&self) -> bool {
-        self.state == ConnState::Ready && !self.draining && self.active < self.capacity
+        self.state == ConnState::Ready && !self.draining() && self.active < self.capacity
     }
     /// Available with no lease.
     #[inline]
@@ -165,6 +182,13 @@ impl<I: Index> ConnSlot<I> {
             .min(self.remaining)
     }
     tag_accessors!();
+    flag!(draining, set_draining, DRAINING);
+    flag!(delivered, set_delivered, DELIVERED);
+    flag!(in_lru, set_in_lru, IN_LRU);
+    flag!(guard, set_guard, GUARD);
+    flag!(kept, set_kept, KEPT);
+    flag!(used, set_used, USED);
+    flag!(tagged, set_tagged, TAGGED);
     /// Streams it can still take (0 unless available).
     #[inline]
     pub(crate) fn spare(&self) -> u32 {
@@ -211,6 +235,14 @@ pub struct WaiterSlot<I = u32> {
 
 impl<I: Index> WaiterSlot<I> {
     tag_accessors!();
+    #[inline(always)]
+    pub(crate) fn tagged(&self) -> bool {
+        self.tagged
+    }
+    #[inline(always)]
+    pub(crate) fn set_tagged(&mut self, on: bool) {
+        self.tagged = on;
+    }
     /// The deadline, if it has one.
     #[inline(always)]
     pub(crate) fn deadline(&self) -> Option<Instant> {

@@ -93,7 +93,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     let c = &mut self.conns[i as usize];
                     match c.state {
                         ConnState::Connecting => {
-                            c.delivered = true;
+                            c.set_delivered(true);
                             let r = c.route.get();
                             return Some(Action::Connect {
                                 conn,
@@ -101,7 +101,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                             });
                         }
                         ConnState::Validating => {
-                            c.delivered = true;
+                            c.set_delivered(true);
                             return Some(Action::Validate { conn });
                         }
                         ConnState::Closing => {

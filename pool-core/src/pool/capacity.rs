@@ -181,15 +181,15 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             let s = &mut self.conns[c as usize];
             s.state = ConnState::Connecting;
             s.route = I::new(r);
-            s.delivered = false;
-            s.draining = false;
-            s.guard = guard;
-            s.kept = false;
+            s.set_delivered(false);
+            s.set_draining(false);
+            s.set_guard(guard);
+            s.set_kept(false);
             s.seq = seq as u32;
             s.expiry = deadline;
             s.capacity = 0;
             s.active = 0;
-            s.used = false;
+            s.set_used(false);
             // While connecting, `tag` holds what the connect is for.
             s.set_tag(intent);
             s.waiter = I::NIL;

@@ -14,7 +14,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     fn connecting_conn(&self, conn: ConnId) -> Result<u32, ConnError> {
         let c = self.live_conn(conn)?;
         let cs = &self.conns[c as usize];
-        if cs.state != ConnState::Connecting || !cs.delivered {
+        if cs.state != ConnState::Connecting || !cs.delivered() {
             return Err(ConnError::WrongState);
         }
         Ok(c)
@@ -68,7 +68,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         cs.capacity = capacity;
         cs.active = 0;
         cs.remaining = remaining;
-        cs.used = false;
+        cs.set_used(false);
         cs.set_tag(tag);
         cs.updated = now;
         cs.validity = validity;
@@ -240,7 +240,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         self.advance(now);
         let c = self.live_conn(conn)?;
         let cs = &self.conns[c as usize];
-        if cs.state != ConnState::Validating || !cs.delivered {
+        if cs.state != ConnState::Validating || !cs.delivered() {
             return Err(ConnError::WrongState);
         }
         let r = cs.route.get();
@@ -257,11 +257,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             Validation::Alive => {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
-                cs.kept = false;
+                cs.set_kept(false);
                 cs.state = ConnState::Ready;
                 cs.waiter = I::NIL;
-                if cs.draining || cs.expiry.reached(now) {
-                    let reason = if cs.draining {
+                if cs.draining() || cs.expiry.reached(now) {
+                    let reason = if cs.draining() {
                         cs.reason
                     } else {
                         CloseReason::Expired

@@ -76,7 +76,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if cs.available() {
             let front = self.cfg.reuse == ReusePolicy::Lifo;
             self.route_list_push(c, RouteListKind::Ready, front);
-            if self.conns[c as usize].active == 0 && !self.conns[c as usize].in_lru {
+            if self.conns[c as usize].active == 0 && !self.conns[c as usize].in_lru() {
                 self.conns.lru_push(c);
                 let r = self.conns[c as usize].route.get() as usize;
                 self.routes[r].idle += 1;
@@ -98,8 +98,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         }
         let cs = &mut self.conns[c as usize];
         cs.active += 1;
-        let reused = cs.used;
-        cs.used = true;
+        let reused = cs.used();
+        cs.set_used(true);
         let mut drained = false;
         if cs.remaining != u32::MAX {
             cs.remaining -= 1;
@@ -131,10 +131,10 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
 
     /// Never hand `c` out again; it closes when its last lease ends (§3.12).
     pub(crate) fn start_draining(&mut self, c: u32, reason: CloseReason) {
-        if self.conns[c as usize].draining {
+        if self.conns[c as usize].draining() {
             return;
         }
-        self.conns[c as usize].draining = true;
+        self.conns[c as usize].set_draining(true);
         self.conns[c as usize].reason = reason;
         self.lru_remove(c);
         if self.conns[c as usize].list == RouteListKind::Ready {
@@ -149,7 +149,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         self.conns.timers.remove(c);
         let e = Self::conn_entity(c);
         let cs = &self.conns[c as usize];
-        if cs.state == ConnState::Connecting && !cs.delivered {
+        if cs.state == ConnState::Connecting && !cs.delivered() {
             self.act_remove(e);
             self.free_conn_slot(c);
             return;
@@ -174,7 +174,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             self.conns.connecting -= 1;
         }
         if cs.allocated() {
-            if cs.guard {
+            if cs.guard() {
                 self.conns.guards -= 1;
             }
             self.conns.total -= 1;
@@ -188,7 +188,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 s.over_limit = false;
             }
         }
-        self.conns[c as usize].guard = false;
+        self.conns[c as usize].set_guard(false);
     }
 
     pub(crate) fn free_conn_slot(&mut self, c: u32) {

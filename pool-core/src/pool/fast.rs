@@ -49,7 +49,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             return None;
         }
         let cs = &conns[c as usize];
-        if cs.tagged || cs.capacity != 1 || !cs.in_lru {
+        if cs.tagged() || cs.capacity != 1 || !cs.in_lru() {
             return None;
         }
         if validate.is_some_and(|v| (cs.updated + v).reached(now)) {
@@ -66,8 +66,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let cs = &mut conns[c as usize];
         cs.list = RouteListKind::Busy;
         cs.active = 1;
-        let reused = cs.used;
-        cs.used = true;
+        let reused = cs.used();
+        cs.set_used(true);
         let conn = ConnId {
             index: c,
             gen: cs.gen,
@@ -99,8 +99,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let rs = &self.routes[r as usize];
         if cs.capacity != 1
             || cs.active != 1
-            || (cs.tagged && self.cfg.strict_tags)
-            || cs.draining
+            || (cs.tagged() && self.cfg.strict_tags)
+            || cs.draining()
             || cs.state != ConnState::Ready
             || cs.validity.reached(now)
             || !rs.queue.is_empty()
@@ -123,8 +123,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let cs = &mut conns[c as usize];
         cs.active = 0;
         cs.updated = now;
-        cs.kept = false;
-        cs.tagged = false;
+        cs.set_kept(false);
+        cs.set_tagged(false);
         cs.tag_value = 0;
         cs.expiry = cs.validity;
         cs.list = RouteListKind::Ready;

@@ -68,7 +68,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             Some(Release::Reuse { keep_alive, tag }) => {
                 let cs = &mut self.conns[c as usize];
                 cs.updated = now;
-                cs.kept = false;
+                cs.set_kept(false);
                 if !self.cfg.strict_tags {
                     // Strict tags are fixed at connect (§4).
                     cs.set_tag(tag);
@@ -80,7 +80,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             }
         }
         let cs = &self.conns[c as usize];
-        if cs.draining {
+        if cs.draining() {
             if cs.active == 0 {
                 self.close(c, cs.reason);
             }

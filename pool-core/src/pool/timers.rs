@@ -35,12 +35,12 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             ConnState::Connecting => some(cs.expiry),
             ConnState::Ready if cs.idle() => {
                 let idle = match self.cfg.idle_timeout {
-                    Some(t) if !cs.kept => cs.updated + t,
+                    Some(t) if !cs.kept() => cs.updated + t,
                     _ => Instant::MAX,
                 };
                 some(cs.expiry.min(idle))
             }
-            ConnState::Ready if !cs.draining && cs.active > 0 => some(cs.validity),
+            ConnState::Ready if !cs.draining() && cs.active > 0 => some(cs.validity),
             _ => None,
         }
     }
@@ -153,7 +153,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     // The idle timeout never takes a route below `min_idle`
                     // or below what its preconnect ratio provisions (warm-up
                     // or preconnect would only reopen it): kept (§2).
-                    self.conns[c as usize].kept = true;
+                    self.conns[c as usize].set_kept(true);
                     self.rearm_conn(c);
                 } else {
                     self.close(c, CloseReason::IdleTimeout);

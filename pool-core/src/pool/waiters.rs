@@ -135,7 +135,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         self.route_list_push(c, RouteListKind::Busy, false);
         let cs = &mut self.conns[c as usize];
         cs.state = ConnState::Validating;
-        cs.delivered = false;
+        cs.set_delivered(false);
         cs.waiter = I::new(w);
         self.waiters[w as usize].conn = I::new(c);
         self.counters.validations += 1;

@@ -82,7 +82,7 @@ impl<'a, I: Index> Conns<'a, I> {
         // One slice for the whole move (`Slots` derefs through a match).
         let s = &mut *self.slots;
         self.lru.push_front::<kind::Lru, _>(s, c);
-        s[c as usize].in_lru = true;
+        s[c as usize].set_in_lru(true);
         self.idle += 1;
     }
 
@@ -91,14 +91,14 @@ impl<'a, I: Index> Conns<'a, I> {
     pub(crate) fn lru_take(&mut self, c: u32) {
         let s = &mut *self.slots;
         self.lru.remove::<kind::Lru, _>(s, c);
-        s[c as usize].in_lru = false;
+        s[c as usize].set_in_lru(false);
         self.idle -= 1;
     }
 
     /// `c` is no longer idle; returns whether it was.
     #[inline(always)]
     pub(crate) fn lru_remove(&mut self, c: u32) -> bool {
-        if !self.slots[c as usize].in_lru {
+        if !self.slots[c as usize].in_lru() {
             return false;
         }
         self.lru_take(c);
@@ -137,24 +137,24 @@ impl<'a, I: Index> Conns<'a, I> {
             "closing count differs"
         );
         ensure!(
-            count(&|c| c.allocated() && c.guard) == self.guards,
+            count(&|c| c.allocated() && c.guard()) == self.guards,
             11,
             "guard count differs"
         );
         ensure!(
             s.iter()
-                .all(|c| c.state == ConnState::Free || c.in_lru == c.idle()),
+                .all(|c| c.state == ConnState::Free || c.in_lru() == c.idle()),
             8,
             "idle LRU membership differs from idleness"
         );
         ensure!(
-            count(&|c| c.state != ConnState::Free && c.in_lru) == self.idle
+            count(&|c| c.state != ConnState::Free && c.in_lru()) == self.idle
                 && self.idle == self.lru.len(),
             11,
             "idle count differs"
         );
         ensure!(
-            walk(&self.lru, s, |c| c.glink, |c| s[c as usize].in_lru),
+            walk(&self.lru, s, |c| c.glink, |c| s[c as usize].in_lru()),
             8,
             "idle LRU broken"
         );
