@@ -202,7 +202,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 .iter()
                 .any(|c| c.route.get() == ri && c.allocated() && c.guard());
             ensure!(
-                alloc <= limit || r.over_limit || guard_here,
+                alloc <= limit || r.over_limit() || guard_here,
                 2,
                 "route exceeds its limit"
             );
@@ -254,12 +254,12 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             );
             let empty = alloc == 0 && r.queue.is_empty() && r.validating == 0;
             ensure!(
-                !empty || r.idle_mark,
+                !empty || r.idle_mark(),
                 15,
                 "empty route without an idle notice"
             );
-            ensure!(empty || !r.idle_mark, 15, "idle notice on a route in use");
-            if r.deleting {
+            ensure!(empty || !r.idle_mark(), 15, "idle notice on a route in use");
+            if r.deleting() {
                 ensure!(r.idle == 0, 14, "idle connection kept on a deleted route");
             }
         }

@@ -26,7 +26,7 @@ macro_rules! tag_accessors {
     };
 }
 
-/// A getter and a setter for one bit of a connection slot's `flags`.
+/// A getter and a setter for one bit of a slot's `flags`.
 macro_rules! flag {
     ($get:ident, $set:ident, $bit:expr) => {
         #[inline(always)]
@@ -52,6 +52,14 @@ const GUARD: u8 = 1 << 3;
 const KEPT: u8 = 1 << 4;
 const USED: u8 = 1 << 5;
 const TAGGED: u8 = 1 << 6;
+
+// The bits of `RouteSlot::flags`.
+const R_DELETING: u8 = 1;
+const R_BLOCKED: u8 = 1 << 1;
+const R_IDLE_MARK: u8 = 1 << 2;
+const R_OVER_LIMIT: u8 = 1 << 3;
+const R_RETRYING: u8 = 1 << 4;
+const R_UNHEALTHY: u8 = 1 << 5;
 
 /// Lifecycle of a connection slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,19 +323,15 @@ pub struct RouteSlot<K, I = u32> {
     pub(crate) active: u32,
     /// Sum of `streams_left()` over the ready list.
     pub(crate) spare: u64,
-    pub(crate) deleting: bool,
-    pub(crate) blocked: bool,
-    /// A `RouteIdle` notice is outstanding (queued or delivered while still idle).
-    pub(crate) idle_mark: bool,
-    /// Created past its limit after the limit was lowered: may exceed it until back under.
-    pub(crate) over_limit: bool,
-    /// In a connect-failure backoff until `retry_until` (`Option<Instant>`
-    /// as a flag and a value: 9 bytes, not 16; a backoff that saturates to
-    /// `Instant::MAX` never ends).
-    pub(crate) retrying: bool,
+    /// Six flags, one bit each, through their accessors: `deleting`,
+    /// `blocked` (on the blocked list), `idle_mark` (a `RouteIdle` notice is
+    /// outstanding: queued, or delivered while still idle), `over_limit`
+    /// (created past its limit after the limit was lowered: may exceed it
+    /// until back under), `retrying` (in a connect-failure backoff until
+    /// `retry_until`; a backoff that saturates to `Instant::MAX` never ends)
+    /// and `unhealthy` (host health, clusters: it connects only for demand).
+    pub(crate) flags: u8,
     pub(crate) retry_until: Instant,
-    /// Host health (clusters): an unhealthy route connects only for demand.
-    pub(crate) unhealthy: bool,
     pub(crate) connects: u64,
     pub(crate) grants: u64,
     pub(crate) blink: Link<I>,
@@ -362,13 +366,8 @@ impl<K, I: Index> RouteSlot<K, I> {
         idle: 0,
         active: 0,
         spare: 0,
-        deleting: false,
-        blocked: false,
-        idle_mark: false,
-        over_limit: false,
-        retrying: false,
+        flags: 0,
         retry_until: Instant::MAX,
-        unhealthy: false,
         connects: 0,
         grants: 0,
         blink: Link::NONE,
@@ -376,13 +375,27 @@ impl<K, I: Index> RouteSlot<K, I> {
         alink: Link::NONE,
     };
 
+    flag!(deleting, set_deleting, R_DELETING);
+    flag!(blocked, set_blocked, R_BLOCKED);
+    flag!(idle_mark, set_idle_mark, R_IDLE_MARK);
+    flag!(over_limit, set_over_limit, R_OVER_LIMIT);
+    flag!(retrying, set_retrying, R_RETRYING);
+    flag!(unhealthy, set_unhealthy, R_UNHEALTHY);
+
     pub(crate) fn live(&self) -> bool {
         self.key.is_some()
     }
 
+    /// Neither deleting nor [`configured`](Self::configured): one test of
+    /// the flags for the warm path.
+    #[inline(always)]
+    pub(crate) fn plain(&self) -> bool {
+        self.flags & (R_DELETING | R_UNHEALTHY) == 0 && self.overrides.is_empty()
+    }
+
     /// Carries settings that outlive its connections (kept when idle).
     pub(crate) fn configured(&self) -> bool {
-        !self.overrides.is_empty() || self.unhealthy
+        !self.overrides.is_empty() || self.unhealthy()
     }
 }
 

@@ -131,7 +131,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 _ => {
                     let route = self.route_handle(i);
                     let s = &self.routes[i as usize];
-                    let key = if s.deleting || !s.configured() {
+                    let key = if s.deleting() || !s.configured() {
                         self.free_route(i)
                     } else {
                         s.key.clone()

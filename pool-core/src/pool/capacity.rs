@@ -38,14 +38,14 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let queued = s.queue.len() as u64;
         let connecting_capacity = s.connecting.len() as u64 * self.cfg.connecting_capacity as u64;
         let demand = queued > connecting_capacity;
-        if s.unhealthy {
+        if s.unhealthy() {
             // Envoy: an unhealthy host gets no extra work.
             return (demand, false);
         }
         let ratio = self.ratio(r) as u64;
         let active = s.active as u64;
         let pre = ratio > 1000
-            && !s.retrying
+            && !s.retrying()
             && (queued + active) * ratio > (connecting_capacity + s.spare + active) * 1000
             && self.idle_room(r);
         (demand, pre)
@@ -59,7 +59,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let r = self.conns[c as usize].route.get();
         let s = &self.routes[r as usize];
         let ratio = self.ratio(r) as u64;
-        if ratio <= 1000 || s.unhealthy || s.deleting || s.retrying || self.closed {
+        if ratio <= 1000 || s.unhealthy() || s.deleting() || s.retrying() || self.closed {
             return false;
         }
         let spare = s.spare - self.conns[c as usize].streams_left() as u64;
@@ -92,7 +92,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
 
     /// Envoy's `tryCreateNewConnections`: at most 3 connects per trigger.
     pub(crate) fn try_create(&mut self, r: u32) {
-        if self.closed || !self.routes[r as usize].live() || self.routes[r as usize].deleting {
+        if self.closed || !self.routes[r as usize].live() || self.routes[r as usize].deleting() {
             return;
         }
         for _ in 0..3 {
@@ -261,7 +261,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             self.routes
                 .blocked
                 .remove::<kind::Blocked, _>(&mut self.routes.slots, b);
-            self.routes[b as usize].blocked = false;
+            self.routes[b as usize].set_blocked(false);
             // A route with no demand left is only taken off: the room is for
             // routes that wait for it (§3.4).
             if self.wants_capacity(b) {
@@ -269,7 +269,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     self.routes
                         .blocked
                         .push_back::<kind::Blocked, _>(&mut self.routes.slots, b);
-                    self.routes[b as usize].blocked = true;
+                    self.routes[b as usize].set_blocked(true);
                 } else {
                     self.try_create(b);
                 }
@@ -285,7 +285,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     pub(crate) fn wants_capacity(&self, b: u32) -> bool {
         let s = &self.routes[b as usize];
         s.live()
-            && !s.deleting
+            && !s.deleting()
             && !self.closed
             && s.allocated < self.limit(b)
             && self.should_connect(b).0
@@ -345,7 +345,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Min-idle warm-up (§3.5).
     pub(crate) fn warm(&mut self, r: u32) {
         let s = &self.routes[r as usize];
-        if self.closed || !s.live() || s.deleting || s.unhealthy || s.retrying {
+        if self.closed || !s.live() || s.deleting() || s.unhealthy() || s.retrying() {
             return;
         }
         let m = self.min_idle(r);

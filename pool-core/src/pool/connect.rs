@@ -144,7 +144,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if !self.cfg.retry_backoff.is_zero() {
             let until = self.now + self.cfg.retry_backoff;
             let seq = self.routes[r as usize].seq;
-            self.routes[r as usize].retrying = true;
+            self.routes[r as usize].set_retrying(true);
             self.routes[r as usize].retry_until = until;
             self.routes.timers.arm(r, until, seq);
         }

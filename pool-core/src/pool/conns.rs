@@ -185,7 +185,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             let s = &mut self.routes[r as usize];
             s.allocated -= 1;
             if s.allocated <= limit {
-                s.over_limit = false;
+                s.set_over_limit(false);
             }
         }
         self.conns[c as usize].set_guard(false);
@@ -218,7 +218,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     #[inline]
     pub(crate) fn after_available(&mut self, c: u32) {
         let r = self.conns[c as usize].route.get();
-        if !self.routes[r as usize].deleting
+        if !self.routes[r as usize].deleting()
             && self.cfg.max_idle_per_route.is_none()
             && self.cfg.max_idle.is_none()
         {
@@ -227,7 +227,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if !self.conns[c as usize].idle() {
             return;
         }
-        if self.routes[r as usize].deleting {
+        if self.routes[r as usize].deleting() {
             self.close(c, CloseReason::Drained);
         } else if self
             .cfg

@@ -66,9 +66,9 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             // Deletion always ends with a `RouteIdle` that frees the slot, even
             // for a route that was idle (configured but unused, or notified).
             let s = &mut self.routes[r as usize];
-            s.deleting = true;
-            if s.idle_mark && !self.act_queued(Self::route_entity(r)) {
-                self.routes[r as usize].idle_mark = false;
+            s.set_deleting(true);
+            if s.idle_mark() && !self.act_queued(Self::route_entity(r)) {
+                self.routes[r as usize].set_idle_mark(false);
             }
         }
         let mut c = self.routes[r as usize].ready.head();
@@ -115,12 +115,12 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             None if self.closed => return Err(RouteError::Draining),
             None => self.create_route(key).ok_or(RouteError::RouteTableFull)?,
         };
-        if self.routes[r as usize].deleting {
+        if self.routes[r as usize].deleting() {
             return Err(RouteError::Draining);
         }
         self.routes[r as usize].overrides = ov;
         if self.routes[r as usize].allocated > self.limit(r) {
-            self.routes[r as usize].over_limit = true;
+            self.routes[r as usize].set_over_limit(true);
         }
         if self.forget_if_unused(r) {
             return Ok(());

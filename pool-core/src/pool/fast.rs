@@ -45,7 +45,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         } = self;
         let rs = &mut routes.slots[r as usize];
         let c = rs.ready.head();
-        if c == NIL || !rs.queue.is_empty() || rs.deleting || rs.configured() {
+        if c == NIL || !rs.queue.is_empty() || !rs.plain() {
             return None;
         }
         let cs = &conns[c as usize];
@@ -104,8 +104,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             || cs.state != ConnState::Ready
             || cs.validity.reached(now)
             || !rs.queue.is_empty()
-            || rs.deleting
-            || rs.configured()
+            || !rs.plain()
             // Not configured: its limit is the pool's (`limit(r)`).
             || rs.allocated > self.cfg.max_per_route
         {

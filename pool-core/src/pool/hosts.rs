@@ -42,7 +42,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     connecting_capacity: s.connecting.len() as u64
                         * self.cfg.connecting_capacity as u64,
                     spare: s.spare,
-                    healthy: !s.unhealthy,
+                    healthy: !s.unhealthy(),
                 }
             }
         }
@@ -68,8 +68,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             None if self.closed => return Err(RouteError::Draining),
             None => self.create_route(key).ok_or(RouteError::RouteTableFull)?,
         };
-        let fell = !healthy && !self.routes[r as usize].unhealthy;
-        self.routes[r as usize].unhealthy = !healthy;
+        let fell = !healthy && !self.routes[r as usize].unhealthy();
+        self.routes[r as usize].set_unhealthy(!healthy);
         if fell && self.cfg.close_on_unhealthy {
             // Envoy's `close_connections_on_host_health_failure`: idle ones
             // close, busy ones drain (§12).
@@ -105,13 +105,13 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             None => self.create_route(key).ok_or(RouteError::RouteTableFull)?,
         };
         let s = &self.routes[r as usize];
-        if s.deleting {
+        if s.deleting() {
             return Err(RouteError::Draining);
         }
         let queued = s.queue.len() as u64;
         let active = s.active as u64;
         let cc = s.connecting.len() as u64 * self.cfg.connecting_capacity as u64;
-        let should = if s.unhealthy {
+        let should = if s.unhealthy() {
             queued > cc
         } else {
             (queued + active + 1) * ratio > (cc + active) * 1000

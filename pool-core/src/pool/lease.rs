@@ -66,7 +66,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 self.create_route(key).ok_or(LeaseError::RouteTableFull)?
             }
         };
-        if self.routes[r as usize].deleting {
+        if self.routes[r as usize].deleting() {
             return Err(LeaseError::Draining);
         }
         let c = self.find_conn(r, tag);

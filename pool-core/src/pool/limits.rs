@@ -63,7 +63,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let mut r = self.routes.all.head();
         while r != NIL {
             if self.routes[r as usize].allocated > self.limit(r) {
-                self.routes[r as usize].over_limit = true;
+                self.routes[r as usize].set_over_limit(true);
             }
             r = self.routes[r as usize].all.next();
         }

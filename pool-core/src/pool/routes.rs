@@ -61,7 +61,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     pub(crate) fn forget_if_unused(&mut self, r: u32) -> bool {
         let s = &self.routes[r as usize];
         let unused = !s.configured()
-            && s.idle_mark
+            && s.idle_mark()
             && s.allocated == 0
             && s.queue.is_empty()
             && s.validating == 0;
@@ -75,8 +75,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Something is being added to route `r`: it is no longer idle.
     #[inline]
     pub(crate) fn touch_route(&mut self, r: u32) {
-        if self.routes[r as usize].idle_mark {
-            self.routes[r as usize].idle_mark = false;
+        if self.routes[r as usize].idle_mark() {
+            self.routes[r as usize].set_idle_mark(false);
             self.act_remove(Self::route_entity(r));
         }
     }
@@ -84,11 +84,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// Queues `RouteIdle` if `r` has no connection and no waiter (§3.6).
     pub(crate) fn check_idle(&mut self, r: u32) {
         let s = &self.routes[r as usize];
-        if !s.live() || s.idle_mark {
+        if !s.live() || s.idle_mark() {
             return;
         }
         if s.allocated == 0 && s.queue.is_empty() && s.validating == 0 {
-            self.routes[r as usize].idle_mark = true;
+            self.routes[r as usize].set_idle_mark(true);
             self.act_push(Self::route_entity(r));
         }
     }
@@ -102,7 +102,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if self.plain
             && s.queue.is_empty()
             && s.allocated > 0
-            && !s.deleting
+            && !s.deleting()
             && !s.configured()
             && self.routes.blocked.is_empty()
         {
@@ -116,7 +116,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             return;
         }
         let s = &self.routes[r as usize];
-        if s.deleting {
+        if s.deleting() {
             if s.queue.is_empty() {
                 // Nobody is left to use a connect in progress (Envoy's
                 // `DrainWhileConnecting`): it would only hold a slot.

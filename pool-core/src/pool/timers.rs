@@ -111,7 +111,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 Owner::Route => {
                     let s = &self.routes[o as usize];
                     if s.live() {
-                        s.retrying.then_some((s.retry_until, s.seq))
+                        s.retrying().then_some((s.retry_until, s.seq))
                     } else {
                         None
                     }
@@ -175,7 +175,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     }
 
     fn fire_route(&mut self, r: u32) {
-        self.routes[r as usize].retrying = false;
+        self.routes[r as usize].set_retrying(false);
         self.settle(r);
     }
 }

@@ -88,7 +88,7 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Routes<'a, K, I> {
         s.gen = gen;
         s.key = Some(key.clone());
         s.seq = seq as u32;
-        s.idle_mark = true;
+        s.set_idle_mark(true);
         s.chain = self.buckets[b];
         self.buckets[b] = I::new(r);
         self.all.push_back::<kind::AllRoutes, _>(&mut self.slots, r);
@@ -129,8 +129,8 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Routes<'a, K, I> {
     /// Appends `r` to the blocked list (if not on it).
     #[inline]
     pub(crate) fn block(&mut self, r: u32) {
-        if !self.slots[r as usize].blocked {
-            self.slots[r as usize].blocked = true;
+        if !self.slots[r as usize].blocked() {
+            self.slots[r as usize].set_blocked(true);
             self.blocked
                 .push_back::<kind::Blocked, _>(&mut self.slots, r);
         }
@@ -139,7 +139,7 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Routes<'a, K, I> {
     /// Moves blocked route `r` to the front of the blocked list.
     #[inline]
     pub(crate) fn block_first(&mut self, r: u32) {
-        if self.slots[r as usize].blocked && self.blocked.head() != r {
+        if self.slots[r as usize].blocked() && self.blocked.head() != r {
             self.blocked.remove::<kind::Blocked, _>(&mut self.slots, r);
             self.blocked
                 .push_front::<kind::Blocked, _>(&mut self.slots, r);
@@ -149,9 +149,9 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Routes<'a, K, I> {
     /// Takes `r` off the blocked list (if on it).
     #[inline]
     pub(crate) fn unblock_one(&mut self, r: u32) {
-        if self.slots[r as usize].blocked {
+        if self.slots[r as usize].blocked() {
             self.blocked.remove::<kind::Blocked, _>(&mut self.slots, r);
-            self.slots[r as usize].blocked = false;
+            self.slots[r as usize].set_blocked(false);
         }
     }
 
@@ -182,9 +182,9 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Routes<'a, K, I> {
             0,
             "list of routes broken"
         );
-        let blocked = s.iter().filter(|r| r.blocked).count() as u32;
+        let blocked = s.iter().filter(|r| r.blocked()).count() as u32;
         ensure!(
-            walk(&self.blocked, s, |r| r.blink, |r| s[r as usize].blocked)
+            walk(&self.blocked, s, |r| r.blink, |r| s[r as usize].blocked())
                 && self.blocked.len() == blocked,
             0,
             "blocked list broken"
