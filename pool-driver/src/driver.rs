@@ -142,6 +142,9 @@ pub struct Driver<'a, K, I: Io<K>> {
     /// Head of the deferred wakes (tickets answered since the last
     /// [`Driver::take_waker`]), threaded through the tickets; `NONE`: none.
     pub(crate) wakes: u32,
+    /// The connection whose `connected` input is being drained: a grant of
+    /// it then is straight from its connect (not a reuse).
+    pub(crate) arriving: Option<wharf_core::ConnId>,
 }
 
 impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
@@ -177,6 +180,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             timer: Timer::new(),
             connect_error: None,
             wakes: NONE,
+            arriving: None,
         }
     }
 
