@@ -144,7 +144,6 @@ impl<T> ConnEntry<T> {
             lease,
             conn,
             tag: self.tag,
-            served: self.served,
             reused,
             idle: now.saturating_duration_since(self.idle_since),
         })
@@ -188,7 +187,8 @@ impl<T> ConnEntry<T> {
 
 /// A connection handed to a lease: the core's lease, the object (for a
 /// multiplexed connection, the lease's own handle), the tag it was last
-/// released with, and how many leases it has served (this one included).
+/// released with, whether it is a reuse, and how long it was idle. (How many
+/// leases it served: [`Driver::served`](crate::Driver::served).)
 #[derive(Debug)]
 pub struct Handout<T> {
     /// The core's lease (give it back with the object).
@@ -197,10 +197,8 @@ pub struct Handout<T> {
     pub conn: T,
     /// The connection's tag as last released (the lease starts with it).
     pub tag: Option<Tag>,
-    /// Leases served by this connection, this one included.
-    pub served: u32,
     /// The connection is reused: it was not handed straight from its connect
-    /// to this lease. It served a lease before (`served > 1`), or it sat
+    /// to this lease. It served a lease before, or it sat
     /// idle in the pool before this hand-out (connected when no request
     /// took it, e.g. for warm-up or for a request another connection
     /// served; or a grant of it was abandoned), so it may have gone stale

@@ -125,7 +125,8 @@ impl<T, E, N: Default> Tables<'static, T, E, N> {
 /// // Back for reuse; the next lease gets it at once.
 /// driver.release(h.lease, h.conn, wharf_driver::Returned::REUSE, Instant::from_millis(2));
 /// let Ok(Started::Granted(again)) = driver.lease(&"db", None, Instant::from_millis(3), None) else { panic!() };
-/// assert_eq!((again.conn, again.served), (42, 2));
+/// assert_eq!((again.conn, again.reused), (42, true));
+/// assert_eq!(driver.served(again.lease.conn()), 2);
 /// ```
 pub struct Driver<'a, K, I: Io<K>> {
     pub(crate) core: Pool<'a, K>,
@@ -282,6 +283,15 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             }
         }
         None
+    }
+
+    /// Leases handed out on `conn` so far (0 for a connection the driver
+    /// does not hold).
+    pub fn served(&self, conn: wharf_core::ConnId) -> u32 {
+        self.conns
+            .get(conn.index())
+            .filter(|e| e.is(conn))
+            .map_or(0, |e| e.served)
     }
 
     /// True while `conn`'s connect runs (the pool still wants it).
