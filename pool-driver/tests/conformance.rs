@@ -1032,3 +1032,174 @@ fn a_multiplexed_connection_lends_handles_up_to_its_capacity_and_follows_its_wat
     );
     d.core().check_invariants().unwrap();
 }
+
+// ---------------------------------------------------------------- hand-off
+
+/// The handout handed off for `ticket` (the fake kept it).
+fn handed(d: &mut D, ticket: wharf_driver::TicketId) -> wharf_driver::Handout<Obj> {
+    d.io_mut()
+        .take_handed(ticket)
+        .expect("the grant was handed off")
+}
+
+#[test]
+fn a_handed_off_grant_keeps_its_ticket_until_its_lease_comes_back() {
+    // One answer ticket: while it is taken, every lease is refused.
+    let mut d = fixed_driver(config(), 1);
+    d.io_mut().take_hand_offs = true;
+    let (w, count) = waker();
+    let ticket = queue(&mut d, "a", t(0));
+    assert!(d.poll_answer(ticket, &w).is_pending());
+    let conn = last_connect(&d);
+    d.connected(conn, Obj(1), t(1)).unwrap();
+    assert_eq!(
+        count.wakes(),
+        1,
+        "the future is woken for a handed-off grant"
+    );
+    assert!(
+        d.poll_answer(ticket, &w).is_pending(),
+        "the answer is the backend's, not the ticket's"
+    );
+    let h = handed(&mut d, ticket);
+    assert_eq!((h.conn.0, h.reused, h.lease.conn()), (1, false, conn));
+    assert_eq!(d.core().stats().leased, 1);
+    // A cancel of a handed-off ticket leaves it alone.
+    d.cancel(ticket, t(2));
+    assert_eq!(d.core().stats().leased, 1);
+    assert!(matches!(
+        d.lease(&"a", None, t(3), None),
+        Err(StartError::NoTicket)
+    ));
+    // The lease comes back: the ticket is free, the next lease is granted.
+    d.release(h.lease, h.conn, Returned::REUSE, t(4));
+    let Ok(Started::Granted(h)) = d.lease(&"a", None, t(5), None) else {
+        panic!("the ticket was freed at the release")
+    };
+    assert_eq!((h.conn.0, h.reused), (1, true));
+    d.release(h.lease, h.conn, Returned::REUSE, t(6));
+    check(&d, 1, &[]);
+}
+
+#[test]
+fn a_release_hands_the_connection_to_the_next_waiter_in_order() {
+    let cfg = Config {
+        max_per_route: 1,
+        ..config()
+    };
+    let mut d = driver(cfg, Settings::default());
+    d.io_mut().take_hand_offs = true;
+    let first = queue(&mut d, "a", t(0));
+    let second = queue(&mut d, "a", t(0));
+    let third = queue(&mut d, "a", t(0));
+    d.connected(last_connect(&d), Obj(1), t(1)).unwrap();
+    let h = handed(&mut d, first);
+    assert!(d.io().handed.is_empty(), "one connection, one grant");
+    d.release(h.lease, h.conn, Returned::REUSE, t(2));
+    let h = handed(&mut d, second);
+    assert_eq!((h.conn.0, d.served(h.lease.conn())), (1, 2));
+    // Discarded: the third waiter gets a new connection, granted at its
+    // connect (handed off too).
+    d.release(h.lease, h.conn, Returned::Discard, t(3));
+    assert!(d.io().handed.is_empty());
+    d.connected(last_connect(&d), Obj(2), t(4)).unwrap();
+    let h = handed(&mut d, third);
+    assert_eq!((h.conn.0, h.reused), (2, false));
+    d.release(h.lease, h.conn, Returned::REUSE, t(5));
+    check(&d, 2, &[]);
+}
+
+#[test]
+fn a_handed_off_grant_given_back_unused_keeps_its_tag_keep_alive_and_idle_time() {
+    let mut d = driver(config(), Settings::default());
+    d.io_mut().take_hand_offs = true;
+    let ticket = queue(&mut d, "a", t(0));
+    d.connected(last_connect(&d), Obj(1), t(1)).unwrap();
+    let holder = handed(&mut d, ticket);
+    let conn = holder.lease.conn();
+    let waiting = match d.lease(&"a", Some(Tag(7)), t(2), None) {
+        Ok(Started::Queued(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    let pending_connect = last_connect(&d);
+    let back = Returned::Reuse {
+        keep_alive: Some(Duration::from_millis(50)),
+        tag: Some(Tag(7)),
+    };
+    // Released at 10: handed off to the waiting request, whose future is
+    // dropped at 20 before it took it.
+    d.release(holder.lease, holder.conn, back, t(10));
+    let h = handed(&mut d, waiting);
+    assert_eq!((h.conn.0, d.served(conn)), (1, 2));
+    d.give_back_handed(waiting, h, t(20));
+    assert_eq!(d.core().stats().leased, 0);
+    assert_eq!(d.served(conn), 1, "the abandoned grant served nothing");
+    assert_eq!(d.core().route_stats(&"a").unwrap().idle, 1);
+    let _ = d.connect_failed(pending_connect, ConnectFailure::Local, "x", t(21));
+    // Its tag stayed (an untagged request does not get it), and its idle
+    // time runs from the release at 10, not from the give-back.
+    match d.lease(&"a", None, t(22), None) {
+        Ok(Started::Queued(tk)) => d.cancel(tk, t(23)),
+        other => panic!("the tagged connection went to an untagged lease: {other:?}"),
+    }
+    let Ok(Started::Granted(h)) = d.lease(&"a", Some(Tag(7)), t(30), None) else {
+        panic!("the tagged request gets it at once")
+    };
+    assert_eq!((h.idle, h.reused), (Duration::from_millis(20), true));
+    // Its keep-alive stayed: 50 ms from the release at 10.
+    d.release(
+        h.lease,
+        h.conn,
+        Returned::Reuse {
+            keep_alive: Some(Duration::from_millis(30)),
+            tag: Some(Tag(7)),
+        },
+        t(30),
+    );
+    events(&mut d);
+    d.handle_timeout(t(59));
+    assert!(!events(&mut d)
+        .iter()
+        .any(|e| matches!(e, Ev::Close(c, _, _) if *c == conn)));
+    d.handle_timeout(t(60));
+    assert!(events(&mut d).contains(&Ev::Close(conn, CloseReason::Expired, Some(1))));
+    check(&d, 1, &[]);
+}
+
+#[test]
+fn a_handed_off_grant_found_dead_closes_and_frees_its_ticket() {
+    let mut d = fixed_driver(config(), 1);
+    d.io_mut().take_hand_offs = true;
+    let ticket = queue(&mut d, "a", t(0));
+    let conn = last_connect(&d);
+    d.connected(conn, Obj(1), t(1)).unwrap();
+    let h = handed(&mut d, ticket);
+    events(&mut d);
+    d.dead_at_handout(h, t(2));
+    assert!(events(&mut d).contains(&Ev::Close(conn, CloseReason::PeerClosed, Some(1))));
+    // The one ticket is free again.
+    let again = queue(&mut d, "a", t(3));
+    d.cancel(again, t(4));
+    // And a detached one frees it too.
+    let ticket = queue(&mut d, "a", t(5));
+    d.connected(last_connect(&d), Obj(2), t(6)).unwrap();
+    let h = handed(&mut d, ticket);
+    d.detach(h.lease, t(7));
+    let again = queue(&mut d, "a", t(8));
+    d.cancel(again, t(9));
+    check(&d, 2, &[2]);
+}
+
+#[test]
+fn a_multiplexed_grant_is_not_handed_off() {
+    let mut d = driver(config(), Settings::default());
+    d.io_mut().take_hand_offs = true;
+    let ticket = queue(&mut d, "a", t(0));
+    d.connected_multiplexed(last_connect(&d), Obj(1), 4, t(1))
+        .unwrap();
+    assert!(d.io().handed.is_empty());
+    let h = granted(answer(&mut d, ticket));
+    assert_eq!(h.conn.0, 1001, "a handle, through the ticket");
+    d.release(h.lease, h.conn, Returned::REUSE, t(2));
+    check(&d, 1, &[]);
+}
