@@ -351,7 +351,13 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
                 }
                 self.state = State::Waiting { ticket };
                 self.queued = true;
-                return self.poll_ticket(g, ticket, cx);
+                match g.driver.poll_answer(ticket, cx.waker()) {
+                    Poll::Ready(a) => self.answered(g, a),
+                    Poll::Pending => {
+                        shared.finish(g);
+                        return Poll::Pending;
+                    }
+                }
             }
             Ok(Started::Retry) => {
                 let tries = g.driver.handout_tries();
@@ -364,43 +370,6 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
                 Some(Err(e))
             }
         })
-    }
-
-    /// The answer on `ticket`, the lock held (released here): the grant
-    /// handed off to it (it may have come since the caller last looked), or
-    /// the ticket's answer; `Pending` with the waker kept.
-    fn poll_ticket(
-        &mut self,
-        mut g: parking_lot::MutexGuard<'_, Inner<K, C>>,
-        ticket: TicketId,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<LeaseResult<K, C>>> {
-        let shared = self.shared;
-        if let Some(h) = shared.take_handed(ticket) {
-            shared.finish(g);
-            return Poll::Ready(self.take(h));
-        }
-        match g.driver.poll_answer(ticket, cx.waker()) {
-            Poll::Ready(a) => Poll::Ready(self.answered(g, a)),
-            Poll::Pending => {
-                shared.finish(g);
-                Poll::Pending
-            }
-        }
-    }
-
-    /// A grant handed off to this future's ticket, taken (the lock is not
-    /// held): checked at hand-out like any other. The ticket is the
-    /// lease's from here (freed when it comes back): never withdrawn.
-    #[inline]
-    fn take(&mut self, h: Handout<C::Conn>) -> Option<LeaseResult<K, C>> {
-        self.state = State::Done;
-        #[cfg(feature = "tracing")]
-        if h.reused && tracing::enabled!(tracing::Level::TRACE) {
-            let g = self.shared.lock();
-            trace::reuse(&*self.shared.connector, &g.driver, h.lease.conn());
-        }
-        self.hand_out_or_retry(h)
     }
 
     /// Completes with `r` (the lease-wait metric recorded).
@@ -446,15 +415,10 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
                     }
                 }
                 State::Waiting { ticket } => {
-                    // A grant handed off is taken without the pool's lock.
-                    if let Some(h) = shared.take_handed(ticket) {
-                        self.take(h)
-                    } else {
-                        let g = shared.lock();
-                        match self.poll_ticket(g, ticket, cx) {
-                            Poll::Ready(done) => done,
-                            Poll::Pending => return Poll::Pending,
-                        }
+                    let mut g = shared.lock();
+                    match g.driver.poll_answer(ticket, cx.waker()) {
+                        Poll::Ready(a) => self.answered(g, a),
+                        Poll::Pending => return Poll::Pending,
                     }
                 }
                 State::Done => panic!("LeaseFuture polled after completion"),
@@ -518,13 +482,7 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
     fn withdraw(&mut self, ticket: TicketId) {
         let now = self.shared.now();
         let mut g = self.shared.lock();
-        // Under the lock a hand-off slot cannot fill: a grant handed off
-        // before it goes back (the abandoned-grant rule), else the request
-        // is withdrawn.
-        match self.shared.take_handed(ticket) {
-            Some(h) => g.driver.give_back_handed(ticket, h, now),
-            None => g.driver.cancel(ticket, now),
-        }
+        g.driver.cancel(ticket, now);
         self.shared.finish(g);
     }
 }

@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use wharf_core::{CloseReason, ConnId, Duration, Instant, Pool, RouteId, Tag, Validation};
-use wharf_driver::{Checked, ConnEvent, Driver, Handout, Io, TicketId};
+use wharf_driver::{Checked, ConnEvent, Driver, Io};
 
 use crate::clock::Clock;
 use crate::cluster_table::ClusterTable;
@@ -116,18 +116,6 @@ impl Wake for SlotWaker {
     }
 }
 
-/// Where a grant to a waiting lease future waits for it, one slot per answer
-/// ticket (the driver's hand-off, [`Io::hand_off`]): filled under the pool's
-/// lock when a release or a connect grants a queued request an exclusive
-/// connection, emptied by the future's next poll without the pool's lock
-/// (or under it, when the future is dropped first). Each slot's own lock is
-/// only ever wanted by the one granting thread and the one future.
-pub(crate) type HandSlot<T> = parking_lot::Mutex<Option<Handout<T>>>;
-
-/// The hand-off slots, indexed by ticket (the tickets the answer table
-/// starts with; a ticket added later is answered through the ticket).
-pub(crate) type HandSlots<T> = Arc<Vec<HandSlot<T>>>;
-
 /// The driver's I/O on tokio: everything is queued as [`Op`]s and run by
 /// [`Shared::flush`] once the lock is released.
 pub(crate) struct TokioIo<K: RouteKey, C: Connector<K>> {
@@ -143,8 +131,6 @@ pub(crate) struct TokioIo<K: RouteKey, C: Connector<K>> {
     wakers: Vec<Waker>,
     /// The routes the metrics report (feature `metrics`; empty otherwise).
     pub metric_routes: metrics::Routes<K>,
-    /// Where grants are handed to waiting futures.
-    handed: HandSlots<C::Conn>,
 }
 
 impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
@@ -217,23 +203,6 @@ impl<K: RouteKey, C: Connector<K>> Io<K> for TokioIo<K, C> {
     fn share(&mut self, obj: &C::Conn) -> Option<C::Conn> {
         self.connector.share(obj)
     }
-
-    const HANDS_OFF: bool = true;
-
-    #[inline]
-    fn hand_off(&mut self, ticket: TicketId, h: Handout<C::Conn>) -> Result<(), Handout<C::Conn>> {
-        match self.handed.get(ticket.index()) {
-            Some(slot) => {
-                let mut slot = slot.lock();
-                // Empty: a ticket's slot is emptied before the ticket is
-                // freed (the future takes it, or gives it back).
-                debug_assert!(slot.is_none(), "a hand-off slot filled twice");
-                *slot = Some(h);
-                Ok(())
-            }
-            None => Err(h),
-        }
-    }
 }
 
 /// The state under the lock.
@@ -260,8 +229,6 @@ pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
     /// timeout times out ([`Clock::lease_wait`]).
     pub lease_wait: Option<Duration>,
     pub watch: Arc<Watch>,
-    /// Grants handed to waiting lease futures (shared with [`TokioIo`]).
-    handed: HandSlots<C::Conn>,
     /// The highest `max_total` a live change may set (connection slots - 2).
     pub max_total_ceiling: u32,
     /// The seed the core was built with.
@@ -310,9 +277,6 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
         })?;
         let mut ops = VecDeque::new();
         ops.try_reserve_exact(2 * conns + 8).ok()?;
-        // One slot per ticket the answer table starts with.
-        let handed: HandSlots<C::Conn> =
-            Arc::new(try_vec(waiters + conns, |_| parking_lot::Mutex::new(None))?);
         let io = TokioIo {
             connector: connector.clone(),
             ops,
@@ -321,7 +285,6 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             aborts: try_vec(conns, |_| None)?,
             wakers,
             metric_routes: metrics::Routes::default(),
-            handed: handed.clone(),
         };
         let tables = wharf_driver::Tables::with_capacity(conns, waiters);
         let id = next_pool_id();
@@ -346,7 +309,6 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             tasks: AtomicUsize::new(0),
             lease_wait,
             watch,
-            handed,
             max_total_ceiling,
             seed,
             strict_tags: false,
@@ -357,14 +319,6 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, Inner<K, C>> {
         self.inner.lock()
-    }
-
-    /// The grant handed off to the future waiting on `ticket`, taken out
-    /// (without the pool's lock). Filled only under the pool's lock: with
-    /// it held, an empty slot stays empty.
-    #[inline]
-    pub fn take_handed(&self, ticket: TicketId) -> Option<Handout<C::Conn>> {
-        self.handed.get(ticket.index())?.lock().take()
     }
 
     /// The core's clock: microseconds since the pool was built (read it

@@ -14,7 +14,7 @@ use wharf_core::{ConnId, Storage};
 use wharf_driver::{ConnEntry, Ticket};
 
 use crate::connector::{Connector, RouteKey};
-use crate::runtime::{HandSlot, Host, Op};
+use crate::runtime::{Host, Op};
 
 /// Slot counts of one pool.
 #[derive(Clone, Copy, Debug)]
@@ -58,12 +58,6 @@ fn backend_conn_bytes<K: RouteKey, C: Connector<K>>() -> usize {
         + 2 * size_of::<Op<K, C::Conn>>()
 }
 
-/// This backend's state per answer ticket (one per waiter and connection
-/// slot): the hand-off slot.
-fn backend_ticket_bytes<K: RouteKey, C: Connector<K>>(s: Slots) -> usize {
-    size_of::<HandSlot<C::Conn>>().saturating_mul(s.waiters.saturating_add(s.conns))
-}
-
 /// Every byte the pool allocates at build for `s` (saturating).
 pub(crate) fn build_bytes<K: RouteKey, C: Connector<K>>(s: Slots) -> usize {
     let [conn, route, waiter, lease] = core_slot_bytes::<K>();
@@ -73,7 +67,6 @@ pub(crate) fn build_bytes<K: RouteKey, C: Connector<K>>(s: Slots) -> usize {
         .saturating_add(waiter.saturating_mul(s.waiters))
         .saturating_add(lease.saturating_mul(s.leases))
         .saturating_add(driver_bytes::<K, C>(s))
-        .saturating_add(backend_ticket_bytes::<K, C>(s))
 }
 
 /// Whether `bytes` can be allocated now (the driver's tables are allocated

@@ -46,10 +46,6 @@ pub struct ConnEntry<T> {
     /// (no request was granted it at its connect), or a grant of it was
     /// abandoned. Its next lease is a reuse, whatever it served.
     pub(crate) pooled: bool,
-    /// The answer ticket of a grant handed off on it
-    /// ([`Io::hand_off`](crate::Io::hand_off)), freed when the lease comes
-    /// back; `NONE` otherwise.
-    pub(crate) handed: u32,
     /// When it last came into the table idle (connected, released).
     pub(crate) idle_since: Instant,
     /// Multiplexed: the object stays here and leases get handles.
@@ -67,7 +63,6 @@ impl<T> ConnEntry<T> {
         keep_alive_until: None,
         served: 0,
         pooled: false,
-        handed: crate::tickets::NONE,
         idle_since: Instant::ZERO,
         multiplexed: false,
         out: 0,
@@ -152,14 +147,6 @@ impl<T> ConnEntry<T> {
             reused,
             idle: now.saturating_duration_since(self.idle_since),
         })
-    }
-
-    /// Undoes [`ConnEntry::lend`] of an exclusive connection whose handout
-    /// was not taken: the object back in the table, as if never lent.
-    pub(crate) fn unlend(&mut self, obj: T) {
-        debug_assert!(!self.multiplexed && matches!(self.hold, Hold::Lent));
-        self.hold = Hold::Here(obj);
-        self.served = self.served.saturating_sub(1);
     }
 
     /// A lease gives the object back, after the core took the lease back

@@ -2,9 +2,6 @@
 
 use wharf_core::{CloseReason, ConnId, Pool, Validation};
 
-use crate::conns::Handout;
-use crate::tickets::TicketId;
-
 /// The backend's side of the driver: sockets, tasks, buffers.
 ///
 /// The driver calls these methods while it drains the core, under the
@@ -88,36 +85,6 @@ pub trait Io<K> {
     fn share(&mut self, conn_obj: &Self::Conn) -> Option<Self::Conn> {
         let _ = conn_obj;
         None
-    }
-
-    /// Whether this backend takes grants through [`Io::hand_off`]. Default:
-    /// no (grants wait in the ticket for [`Driver::poll_answer`](crate::Driver::poll_answer)).
-    const HANDS_OFF: bool = false;
-
-    /// With [`Io::HANDS_OFF`]: a waiting request (`ticket`) is granted an
-    /// exclusive connection, already lent (the object is out of the table):
-    /// keep `handout` where the request's future finds it without the
-    /// backend's lock (a slot per ticket), and answer `Ok`; or answer
-    /// `Err(handout)` (no room: the grant waits in the ticket as usual).
-    /// Called under the backend's lock while the driver drains; the future
-    /// is woken as for any answer.
-    ///
-    /// After `Ok` the ticket is the backend's to resolve, exactly once: its
-    /// future takes the handout and makes its lease from it (the ticket is
-    /// freed when that lease comes back: [`Driver::release`](crate::Driver::release),
-    /// [`Driver::dead_at_handout`](crate::Driver::dead_at_handout),
-    /// [`Driver::detach`](crate::Driver::detach)), or, dropped first, gives
-    /// it back with [`Driver::give_back_handed`](crate::Driver::give_back_handed)
-    /// (never [`Driver::cancel`](crate::Driver::cancel), which leaves such
-    /// a ticket alone). [`Driver::poll_answer`](crate::Driver::poll_answer)
-    /// stays pending on it. Default: `Err` (never called).
-    fn hand_off(
-        &mut self,
-        ticket: TicketId,
-        handout: Handout<Self::Conn>,
-    ) -> Result<(), Handout<Self::Conn>> {
-        let _ = ticket;
-        Err(handout)
     }
 }
 

@@ -194,8 +194,6 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     /// A waiting lease future was dropped: withdraws its request, or, if a
     /// connection was granted to it meanwhile, gives that back with the tag
     /// and keep-alive it had (the abandoned-grant rule). The ticket is freed.
-    /// A ticket whose grant was handed off ([`Io::hand_off`]) is left alone:
-    /// see [`Driver::give_back_handed`].
     pub fn cancel(&mut self, ticket: TicketId, now: Instant) {
         let Some(t) = self.tickets.get_mut(ticket.index()) else {
             return;
@@ -205,12 +203,6 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             State::Free { next } => {
                 // Not taken (a second cancel): leave it as it was.
                 t.state = State::Free { next };
-                return;
-            }
-            State::Handed => {
-                // The backend holds the grant: it gives it back with
-                // `give_back_handed`, or its lease comes back.
-                t.state = State::Handed;
                 return;
             }
             State::Waiting(waiter) => {
@@ -232,62 +224,12 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
         self.pump();
     }
 
-    pub(crate) fn free_ticket(&mut self, t: u32) {
+    fn free_ticket(&mut self, t: u32) {
         if let Some(ticket) = self.tickets.get_mut(t as usize) {
             ticket.state = State::Free { next: self.free };
             ticket.waker = None;
             ticket.note = I::Note::default();
             self.free = t;
-        }
-    }
-
-    /// The lease of a handed-off grant on `conn` came back: its ticket is
-    /// freed.
-    #[cold]
-    #[inline(never)]
-    fn handed_back(&mut self, conn: wharf_core::ConnId) {
-        let handed = match self.conns.get_mut(conn.index()) {
-            Some(e) => core::mem::replace(&mut e.handed, NONE),
-            None => NONE,
-        };
-        if handed != NONE {
-            self.free_handed(handed);
-        }
-    }
-
-    /// A waiting lease future whose grant was handed off
-    /// ([`Io::hand_off`]) was dropped before it took the handout: the
-    /// abandoned-grant rule, as [`Driver::cancel`] applies to a grant in a
-    /// ticket. The object goes back into the table as if it had never left
-    /// (its idle time and served count as they were), the lease goes back to
-    /// the core with the tag and the keep-alive left of its last release,
-    /// and the ticket is freed.
-    pub fn give_back_handed(&mut self, ticket: TicketId, handout: Handout<I::Conn>, now: Instant) {
-        let Handout {
-            lease, conn: obj, ..
-        } = handout;
-        let conn = lease.conn();
-        let mine = match self.conns.get_mut(conn.index()) {
-            Some(e) if e.is(conn) && e.handed == ticket.0 && matches!(e.hold, Hold::Lent) => {
-                e.unlend(obj);
-                // It sits in the pool: its next lease is a reuse.
-                e.pooled = true;
-                e.handed = NONE;
-                true
-            }
-            _ => {
-                // Not this driver's hand-off (cannot happen): not kept.
-                self.io.dispose(obj);
-                false
-            }
-        };
-        self.free_handed(ticket.0);
-        if mine {
-            self.give_back_unused(lease, now);
-        }
-        self.pump();
-        if mine {
-            self.rewatch(conn, now);
         }
     }
 
@@ -299,7 +241,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
     /// Moves a granted connection's object to its lease (a multiplexed
     /// connection's: a handle made by [`Io::share`]).
     #[inline(always)]
-    pub(crate) fn lend(&mut self, lease: Lease) -> Option<Handout<I::Conn>> {
+    fn lend(&mut self, lease: Lease) -> Option<Handout<I::Conn>> {
         let io = &mut self.io;
         let now = self.core.now();
         self.conns
@@ -335,7 +277,6 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             e.tag = tag;
             e.keep_alive_until = keep_alive.map(|k| now + k);
         }
-        let handed = e.handed;
         let exclusive = match e.give_back(obj, now) {
             Ok(None) => true,
             Ok(Some(handle)) => {
@@ -344,10 +285,6 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
             }
             Err(obj) => return self.stale_release(obj),
         };
-        if handed != NONE {
-            // Before the drain, which may hand the connection off again.
-            self.handed_back(conn);
-        }
         self.pump();
         if exclusive && reuse {
             self.rewatch(conn, now);
@@ -381,7 +318,6 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
         if let Err(obj) = e.give_back(obj, now) {
             return self.io.dispose(obj);
         }
-        self.handed_back(conn);
         let _ = self.core.peer_closed(conn, now);
         if self.core.release(lease, Release::REUSE, now).is_err() {
             // The core does not know the lease (cannot happen for a lease of
@@ -418,7 +354,6 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K>> Driver<'a, K, I> {
                     e.out = e.out.saturating_sub(1);
                 } else if matches!(e.hold, Hold::Lent) {
                     e.hold = Hold::Vacant;
-                    self.handed_back(lease.conn());
                 }
             }
         }

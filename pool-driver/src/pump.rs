@@ -105,56 +105,10 @@ impl<K: Eq + Hash + Clone, I: Io<K>> Driver<'_, K, I> {
             }
         }
         match self.ticket_of(waiter) {
-            Some(t) => {
-                let state = if I::HANDS_OFF {
-                    self.hand_off(t, lease)
-                } else {
-                    State::Granted(lease)
-                };
-                self.answer(t, state)
-            }
+            Some(t) => self.answer(t, State::Granted(lease)),
             // Nobody waits for it (cannot happen: cancels go through the
             // core first): back as it was, like an abandoned grant.
             None => self.give_back_unused(lease, self.core.now()),
-        }
-    }
-
-    /// [`Io::hand_off`] of a grant of an exclusive connection: lent now and
-    /// handed to the backend, or (multiplexed, not lent, refused) left in
-    /// the ticket.
-    #[inline(never)]
-    fn hand_off(&mut self, t: usize, lease: Lease) -> State<I::ConnectError> {
-        let index = lease.conn().index();
-        match self.conns.get(index) {
-            Some(e) if !e.multiplexed && e.handed == NONE => {}
-            _ => return State::Granted(lease),
-        }
-        let Some(h) = self.lend(lease) else {
-            return State::Granted(lease);
-        };
-        match self.io.hand_off(crate::TicketId(t as u32), h) {
-            Ok(()) => {
-                if let Some(e) = self.conns.get_mut(index) {
-                    e.handed = t as u32;
-                }
-                State::Handed
-            }
-            Err(h) => {
-                if let Some(e) = self.conns.get_mut(index) {
-                    e.unlend(h.conn);
-                }
-                State::Granted(lease)
-            }
-        }
-    }
-
-    /// Frees ticket `t` if it is a handed-off one (its lease came back).
-    pub(crate) fn free_handed(&mut self, t: u32) {
-        if matches!(
-            self.tickets.get(t as usize).map(|k| &k.state),
-            Some(State::Handed)
-        ) {
-            self.free_ticket(t);
         }
     }
 

@@ -15,16 +15,9 @@ pub(crate) const NONE: u32 = u32::MAX;
 
 #[derive(Debug)]
 pub(crate) enum State<E> {
-    Free {
-        next: u32,
-    },
+    Free { next: u32 },
     Waiting(WaiterId),
     Granted(Lease),
-    /// The grant was handed off ([`Io::hand_off`](crate::Io::hand_off)): the
-    /// backend holds the handout for the future; the ticket stays taken
-    /// until the lease comes back (its connection's entry names it) or the
-    /// backend gives the handout back unused.
-    Handed,
     Failed(FailReason, Option<E>),
 }
 
@@ -62,9 +55,6 @@ impl<E, N: Default> Ticket<E, N> {
                 }
                 None
             }
-            // The answer is the backend's (it takes it from its own slot);
-            // a wake comes only if it is answered again, which it is not.
-            State::Handed => None,
             State::Free { .. } => Some(Answered::Nothing),
             State::Granted(lease) => Some(Answered::Granted(lease)),
             State::Failed(..) => {

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
 
 use wharf_core::{CloseReason, Config, ConnId, Instant, Pool, Validation};
-use wharf_driver::{
-    Answer, Checked, ConnEvent, Driver, Handout, Io, Settings, Started, Tables, TicketId,
-};
+use wharf_driver::{Answer, Checked, ConnEvent, Driver, Io, Settings, Started, Tables, TicketId};
 
 pub type Key = &'static str;
 
@@ -54,19 +52,6 @@ pub struct Fake {
     pub seen: std::collections::BTreeMap<u32, ConnEvent>,
     /// Handles made by `share` (object `n`'s are `1000 * k + n`).
     pub shared: u32,
-    /// `hand_off` takes grants (else it refuses them: they wait in the
-    /// ticket, the driver's path without hand-off).
-    pub take_hand_offs: bool,
-    /// The grants handed off, by ticket, until the test takes them.
-    pub handed: Vec<(TicketId, Handout<Obj>)>,
-}
-
-impl Fake {
-    /// The handout given for `ticket` (taken out).
-    pub fn take_handed(&mut self, ticket: TicketId) -> Option<Handout<Obj>> {
-        let i = self.handed.iter().position(|(t, _)| *t == ticket)?;
-        Some(self.handed.remove(i).1)
-    }
 }
 
 impl Fake {
@@ -127,14 +112,6 @@ impl Io<Key> for Fake {
         self.shared += 1;
         Some(Obj(1000 * self.shared + obj.0))
     }
-    const HANDS_OFF: bool = true;
-    fn hand_off(&mut self, ticket: TicketId, h: Handout<Obj>) -> Result<(), Handout<Obj>> {
-        if !self.take_hand_offs {
-            return Err(h);
-        }
-        self.handed.push((ticket, h));
-        Ok(())
-    }
 }
 
 pub type D = Driver<'static, Key, Fake>;
@@ -165,8 +142,6 @@ fn fake() -> Fake {
         watched: Vec::new(),
         seen: Default::default(),
         shared: 0,
-        take_hand_offs: false,
-        handed: Vec::new(),
     }
 }
 
