@@ -26,7 +26,7 @@ use crate::runtime::Shared;
 ///
 /// What belongs to the pool is reached through associated functions
 /// (`Lease::discard(&mut lease)`, `Lease::id(&lease)`, `Lease::route(&lease)`,
-/// `Lease::set_keep_alive`, `Lease::set_tag`, `Lease::tag`,
+/// `Lease::is_reused`, `Lease::set_keep_alive`, `Lease::set_tag`, `Lease::tag`,
 /// `Lease::detach(lease)`), as with std's smart pointers, so none of them
 /// shadows a method of the connection.
 pub struct Lease<K: RouteKey, C: Connector<K>> {
@@ -36,6 +36,7 @@ pub struct Lease<K: RouteKey, C: Connector<K>> {
     keep_alive: Option<Duration>,
     tag: Option<Tag>,
     discard: bool,
+    reused: bool,
 }
 
 impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
@@ -48,6 +49,7 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
             keep_alive: None,
             tag: h.tag,
             discard: false,
+            reused: h.reused,
         }
     }
 
@@ -80,6 +82,16 @@ impl<K: RouteKey, C: Connector<K>> Lease<K, C> {
         if !this.shared.strict_tags {
             this.tag = tag;
         }
+    }
+
+    /// True when the connection is reused: it was not handed straight from
+    /// its connect to this lease. It served a lease before, or it sat idle
+    /// in the pool before this hand-out (connected for warm-up, or for a
+    /// request another connection served, or given back unused), so the
+    /// server may have closed it while it was idle, as with any connection
+    /// taken from the idle pool.
+    pub fn is_reused(this: &Self) -> bool {
+        this.reused
     }
 
     /// The tag the connection goes back with.

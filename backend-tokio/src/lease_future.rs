@@ -298,13 +298,8 @@ impl<'a, K: RouteKey, C: Connector<K>> LeaseFuture<'a, K, C> {
         self.state = State::Done;
         match answer {
             Answer::Granted(h) => {
-                if h.served > 1 {
-                    trace::reuse(
-                        &*shared.connector,
-                        g.driver.core(),
-                        h.lease.conn(),
-                        h.served,
-                    );
+                if h.reused {
+                    trace::reuse(&*shared.connector, &g.driver, h.lease.conn());
                 }
                 shared.finish(g);
                 self.hand_out_or_retry(h)
@@ -344,9 +339,8 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
         let shared = self.shared;
         Poll::Ready(match r {
             Ok(Started::Granted(h)) => {
-                if h.served > 1 {
-                    let core = g.driver.core();
-                    trace::reuse(&*shared.connector, core, h.lease.conn(), h.served);
+                if h.reused {
+                    trace::reuse(&*shared.connector, &g.driver, h.lease.conn());
                 }
                 shared.finish(g);
                 self.hand_out_or_retry(h)
@@ -454,9 +448,8 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
             let r = g.driver.lease(key, this.tag, now, deadline);
             match r {
                 Ok(Started::Granted(h)) => {
-                    if h.served > 1 {
-                        let core = g.driver.core();
-                        trace::reuse(&*shared.connector, core, h.lease.conn(), h.served);
+                    if h.reused {
+                        trace::reuse(&*shared.connector, &g.driver, h.lease.conn());
                     }
                     shared.finish(g);
                     match this.hand_out(h) {

@@ -44,15 +44,15 @@ pub(crate) fn connect_failed<K: RouteKey, C: Connector<K>>(
 }
 
 #[inline]
-pub(crate) fn reuse<K: RouteKey, C: Connector<K>>(
+pub(crate) fn reuse<K: RouteKey, C: Connector<K>, I: wharf_driver::Io<K>>(
     connector: &C,
-    core: &Pool<'_, K>,
+    driver: &wharf_driver::Driver<'_, K, I>,
     conn: ConnId,
-    served: u32,
 ) {
     #[cfg(feature = "tracing")]
     if tracing::enabled!(tracing::Level::TRACE) {
-        tracing::trace!(route = %route_of(connector, core, conn), conn = conn.index(), served, "reuse");
+        let served = driver.served(conn);
+        tracing::trace!(route = %route_of(connector, driver.core(), conn), conn = conn.index(), served, "reuse");
     }
 }
 

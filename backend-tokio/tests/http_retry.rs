@@ -10,17 +10,24 @@
 //!   response byte is retried once (and only once; the control with the
 //!   rule off fails);
 //! - not retried: a response that had started (a byte came), and a fresh
-//!   connection (Go's rule asks for a reused one).
+//!   connection (Go's rule asks for a reused one);
+//! - "reused" includes a connection that never served a request but sat
+//!   idle in the pool (opened for a request another connection served, or
+//!   for warm-up): the server closing it as the request comes is retried
+//!   (the control with the rule off fails).
 #![cfg(feature = "http")]
 
 mod http_util;
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Method, Request};
-use http_util::{flaky_server, until, within, Blind, Then};
+use http_util::{flaky_server, scripted_server, until, within, Blind, Reply, Then};
 use wharf_test_servers::{Http1Server, Http2Server};
 use wharf_tokio::http::{Body, Client, HttpError};
+use wharf_tokio::{Lease, RouteConfig};
 
 async fn text<C>(client: &Client<C>, method: Method, url: &str) -> Result<String, HttpError>
 where
@@ -217,4 +224,100 @@ async fn started_response_or_fresh_connection_is_not_retried() {
     assert!(matches!(e, HttpError::Request { attempts: 1, .. }), "{e:?}");
     assert_eq!((counts.conns(), counts.requests()), (1, 1));
     assert_eq!(client.stats().retried_reused, 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn never_used_idle_connection_is_reused_and_retried() {
+    // Connection 1 opened for a lease held here; a request queues behind it
+    // and its own connect (connection 2) starts; connection 1 comes back
+    // and serves that request (current-thread runtime: connection 2's
+    // connect task has not run yet). Connection 2 then lands with no
+    // request left: idle, never used. The server's script: the 1st request
+    // answered with `Connection: close` (connection 1 leaves), the 2nd read
+    // and closed without a byte (connection 2: closed by the server as the
+    // request came, as an idle timeout crossing it), the rest answered.
+    for rule in [true, false] {
+        let (addr, script) = scripted_server(&[Reply::AnswerClose, Reply::Close]).await;
+        let client = Client::builder()
+            .max_per_host(2)
+            .retry_idempotent(rule)
+            .build()
+            .unwrap();
+        let url = format!("http://{addr}/");
+        let route = client
+            .route(&Request::get(url.as_str()).body(()).unwrap())
+            .unwrap();
+        let held = within("lease", client.pool().lease(&route)).await.unwrap();
+        assert!(!Lease::is_reused(&held), "straight from its connect");
+        let mut queued = std::pin::pin!(text(&client, Method::GET, &url));
+        let first = std::future::poll_fn(|cx| Poll::Ready(queued.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "the request waits for a connection");
+        assert_eq!(client.pool().stats().connecting, 1, "its connect started");
+        drop(held);
+        assert_eq!(queued.await.unwrap(), "conn 1 req 1");
+        until("connection 2 idle, connection 1 closed", || {
+            let s = client.pool().stats();
+            (s.idle, s.connections, s.connecting) == (1, 1, 0)
+        })
+        .await;
+        assert_eq!((script.counts.conns(), script.counts.requests()), (2, 1));
+        let r = text(&client, Method::GET, &url).await;
+        let st = client.stats();
+        if rule {
+            assert_eq!(r.unwrap(), "conn 3 req 1", "retried on a new connection");
+            assert_eq!((st.retried_reused, st.failed), (1, 0));
+        } else {
+            assert!(
+                matches!(r, Err(HttpError::Request { attempts: 1, .. })),
+                "the control: no retry, the request fails: {r:?}"
+            );
+            assert_eq!((st.retried_reused, st.failed), (0, 1));
+        }
+        let per_conn = if rule { vec![1, 1, 1] } else { vec![1, 1] };
+        until("the server read every request", || {
+            script.per_conn() == per_conn
+        })
+        .await;
+        assert_eq!(st.http1_connections, per_conn.len() as u64);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmed_up_connection_is_reused_and_retried() {
+    // A connection opened for warm-up (min idle 1) serves no request until
+    // one comes; the server closes it as that request comes.
+    for rule in [true, false] {
+        let (addr, script) = scripted_server(&[Reply::Close]).await;
+        let client = Client::builder().retry_idempotent(rule).build().unwrap();
+        let url = format!("http://{addr}/");
+        let route = client
+            .route(&Request::get(url.as_str()).body(()).unwrap())
+            .unwrap();
+        let warm = RouteConfig {
+            min_idle: Some(1),
+            ..RouteConfig::default()
+        };
+        client.pool().set_route_config(&route, warm).unwrap();
+        until("the warm-up connection idle", || {
+            client.pool().stats().idle == 1
+        })
+        .await;
+        let r = text(&client, Method::GET, &url).await;
+        let st = client.stats();
+        if rule {
+            let body = r.unwrap();
+            assert!(body.ends_with(" req 1") && body != "conn 1 req 1", "{body}");
+            assert_eq!((st.retried_reused, st.failed), (1, 0));
+            until("both requests read", || script.counts.requests() == 2).await;
+        } else {
+            assert!(
+                matches!(r, Err(HttpError::Request { attempts: 1, .. })),
+                "the control: no retry, the request fails: {r:?}"
+            );
+            assert_eq!((st.retried_reused, st.failed), (0, 1));
+        }
+        // The warm-up connection got exactly the one request it failed.
+        assert_eq!(script.per_conn()[0], 1);
+        assert_eq!(script.counts.requests(), if rule { 2 } else { 1 });
+    }
 }

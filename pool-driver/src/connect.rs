@@ -58,10 +58,15 @@ impl<K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'_, K, I, Ix> {
         entry.multiplexed = multiplexed.is_some();
         entry.out = 0;
         entry.idle_since = now;
+        // In the pool idle, unless a request is granted it in this drain
+        // (`granted`: straight from its connect).
+        entry.pooled = true;
         let accepted = self.core.connected(conn, multiplexed.unwrap_or(1), now);
         // Refused when its connect timed out at this very instant: the drain
         // delivers its `Close` with the object.
+        self.arriving = Some(conn);
         self.pump();
+        self.arriving = None;
         if accepted.is_err() {
             if let Some(e) = self.conns.get_mut(conn.index()) {
                 if e.is(conn) {

@@ -42,6 +42,10 @@ pub struct ConnEntry<T> {
     pub(crate) keep_alive_until: Option<Instant>,
     /// Leases handed out on it.
     pub(crate) served: u32,
+    /// It sat in the pool with no lease since its connect: it came in idle
+    /// (no request was granted it at its connect), or a grant of it was
+    /// abandoned. Its next lease is a reuse, whatever it served.
+    pub(crate) pooled: bool,
     /// When it last came into the table idle (connected, released).
     pub(crate) idle_since: Instant,
     /// Multiplexed: the object stays here and leases get handles.
@@ -58,6 +62,7 @@ impl<T> ConnEntry<T> {
         tag: None,
         keep_alive_until: None,
         served: 0,
+        pooled: false,
         idle_since: Instant::ZERO,
         multiplexed: false,
         out: 0,
@@ -133,12 +138,13 @@ impl<T> ConnEntry<T> {
                 }
             }
         };
+        let reused = self.served > 0 || self.pooled;
         self.served = self.served.saturating_add(1);
         Some(Handout {
             lease,
             conn,
             tag: self.tag,
-            served: self.served,
+            reused,
             idle: now.saturating_duration_since(self.idle_since),
         })
     }
@@ -181,7 +187,8 @@ impl<T> ConnEntry<T> {
 
 /// A connection handed to a lease: the core's lease, the object (for a
 /// multiplexed connection, the lease's own handle), the tag it was last
-/// released with, and how many leases it has served (this one included).
+/// released with, whether it is a reuse, and how long it was idle. (How many
+/// leases it served: [`Driver::served`](crate::Driver::served).)
 #[derive(Debug)]
 pub struct Handout<T> {
     /// The core's lease (give it back with the object).
@@ -190,8 +197,14 @@ pub struct Handout<T> {
     pub conn: T,
     /// The connection's tag as last released (the lease starts with it).
     pub tag: Option<Tag>,
-    /// Leases served by this connection, this one included (> 1 = reuse).
-    pub served: u32,
+    /// The connection is reused: it was not handed straight from its connect
+    /// to this lease. It served a lease before, or it sat
+    /// idle in the pool before this hand-out (connected when no request
+    /// took it, e.g. for warm-up or for a request another connection
+    /// served; or a grant of it was abandoned), so it may have gone stale
+    /// while idle exactly like one that served (Go's `Transport` and
+    /// OkHttp count any connection taken from the idle pool as reused).
+    pub reused: bool,
     /// How long it was idle before this hand-out (since its connect or its
     /// last release; for a multiplexed connection, since its last lease
     /// came back), as the driver's clock saw it.

@@ -125,7 +125,8 @@ impl<T, E, N: Default> Tables<'static, T, E, N> {
 /// // Back for reuse; the next lease gets it at once.
 /// driver.release(h.lease, h.conn, wharf_driver::Returned::REUSE, Instant::from_millis(2));
 /// let Ok(Started::Granted(again)) = driver.lease(&"db", None, Instant::from_millis(3), None) else { panic!() };
-/// assert_eq!((again.conn, again.served), (42, 2));
+/// assert_eq!((again.conn, again.reused), (42, true));
+/// assert_eq!(driver.served(again.lease.conn()), 2);
 /// ```
 pub struct Driver<'a, K, I: Io<K, Ix>, Ix: Index = u32> {
     pub(crate) core: Pool<'a, K, Ix>,
@@ -142,6 +143,9 @@ pub struct Driver<'a, K, I: Io<K, Ix>, Ix: Index = u32> {
     /// Head of the deferred wakes (tickets answered since the last
     /// [`Driver::take_waker`]), threaded through the tickets; `NONE`: none.
     pub(crate) wakes: u32,
+    /// The connection whose `connected` input is being drained: a grant of
+    /// it then is straight from its connect (not a reuse).
+    pub(crate) arriving: Option<wharf_core::ConnId>,
 }
 
 impl<'a, K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'a, K, I, Ix> {
@@ -177,6 +181,7 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'a, K, I, Ix> {
             timer: Timer::new(),
             connect_error: None,
             wakes: NONE,
+            arriving: None,
         }
     }
 
@@ -278,6 +283,15 @@ impl<'a, K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'a, K, I, Ix> {
             }
         }
         None
+    }
+
+    /// Leases handed out on `conn` so far (0 for a connection the driver
+    /// does not hold).
+    pub fn served(&self, conn: wharf_core::ConnId) -> u32 {
+        self.conns
+            .get(conn.index())
+            .filter(|e| e.is(conn))
+            .map_or(0, |e| e.served)
     }
 
     /// True while `conn`'s connect runs (the pool still wants it).

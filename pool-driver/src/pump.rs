@@ -98,6 +98,12 @@ impl<K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'_, K, I, Ix> {
     }
 
     fn granted(&mut self, waiter: WaiterId, lease: Lease) {
+        if self.arriving == Some(lease.conn()) {
+            // Granted at its connect: it never sat idle.
+            if let Some(e) = self.conns.get_mut(lease.conn().index()) {
+                e.pooled = false;
+            }
+        }
         match self.ticket_of(waiter) {
             Some(t) => self.answer(t, State::Granted(lease)),
             // Nobody waits for it (cannot happen: cancels go through the
@@ -141,8 +147,12 @@ impl<K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'_, K, I, Ix> {
     /// picks up goes back to the core with the tag and the keep-alive left of
     /// its last release (its object never left the table).
     pub(crate) fn give_back_unused(&mut self, lease: Lease, now: wharf_core::Instant) {
-        let (keep_alive, tag) = match self.conns.get(lease.conn().index()) {
-            Some(e) if e.is(lease.conn()) => e.as_released(now),
+        let (keep_alive, tag) = match self.conns.get_mut(lease.conn().index()) {
+            Some(e) if e.is(lease.conn()) => {
+                // It sits in the pool: its next lease is a reuse.
+                e.pooled = true;
+                e.as_released(now)
+            }
             _ => (None, None),
         };
         let _ = self

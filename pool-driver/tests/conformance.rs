@@ -47,19 +47,84 @@ fn a_queued_request_gets_the_new_connection_then_it_is_reused() {
     d.connected(conn, Obj(1), t(1)).unwrap();
     assert_eq!(count.wakes(), 1, "the waiting future is woken once");
     let h = granted(answer(&mut d, ticket));
-    assert_eq!((h.conn.0, h.served, h.tag), (1, 1, None));
+    assert_eq!((h.conn.0, d.served(h.lease.conn()), h.tag), (1, 1, None));
     assert_eq!(h.lease.conn(), conn);
     d.release(h.lease, h.conn, Returned::REUSE, t(2));
 
     let Ok(Started::Granted(h)) = d.lease(&"a", None, t(3), None) else {
         panic!("an idle connection is granted at once")
     };
-    assert_eq!((h.conn.0, h.served), (1, 2));
+    assert_eq!((h.conn.0, d.served(h.lease.conn())), (1, 2));
     assert_eq!(d.core().counters().reuses, 1);
     check(&d, 1, &[1]);
     d.release(h.lease, h.conn, Returned::REUSE, t(4));
     check(&d, 1, &[]);
     assert!(events(&mut d).is_empty(), "no I/O on the warm path");
+}
+
+#[test]
+fn a_handout_is_a_reuse_unless_straight_from_its_connect() {
+    let mut d = driver(config(), Settings::default());
+    // Granted at its connect to the request it was opened for: fresh.
+    let w1 = queue(&mut d, "a", t(0));
+    let w2 = queue(&mut d, "a", t(0));
+    let (c1, c2) = (d.io().connects[0], d.io().connects[1]);
+    d.connected(c1, Obj(1), t(1)).unwrap();
+    let h1 = granted(answer(&mut d, w1));
+    assert_eq!(
+        (h1.conn.0, d.served(h1.lease.conn()), h1.reused),
+        (1, 1, false)
+    );
+    // It goes back and serves the second request before that one's own
+    // connect lands: a reuse (it served before).
+    d.release(h1.lease, h1.conn, Returned::REUSE, t(2));
+    let h2 = granted(answer(&mut d, w2));
+    assert_eq!(
+        (h2.conn.0, d.served(h2.lease.conn()), h2.reused),
+        (1, 2, true)
+    );
+    // The second connection lands with no request left: it sits idle, so
+    // its first lease is a reuse although it never served one.
+    d.connected(c2, Obj(2), t(3)).unwrap();
+    assert_eq!(d.core().stats().idle, 1);
+    let Ok(Started::Granted(h3)) = d.lease(&"a", None, t(4), None) else {
+        panic!("the idle connection is granted at once")
+    };
+    assert_eq!(
+        (h3.conn.0, d.served(h3.lease.conn()), h3.reused),
+        (2, 1, true)
+    );
+    d.release(h2.lease, h2.conn, Returned::REUSE, t(5));
+    d.release(h3.lease, h3.conn, Returned::REUSE, t(5));
+
+    // A grant at its connect whose future was dropped before it looked
+    // (the abandoned-grant rule): back in the pool, its next lease is a
+    // reuse.
+    let w = queue(&mut d, "b", t(6));
+    d.connected(last_connect(&d), Obj(3), t(7)).unwrap();
+    d.cancel(w, t(8));
+    let Ok(Started::Granted(h)) = d.lease(&"b", None, t(9), None) else {
+        panic!("the abandoned connection is granted at once")
+    };
+    assert_eq!((h.conn.0, d.served(h.lease.conn()), h.reused), (3, 1, true));
+    d.release(h.lease, h.conn, Returned::REUSE, t(10));
+
+    // Warm-up: connected with no request at all.
+    d.input(|core| {
+        let warm = wharf_core::RouteConfig {
+            min_idle: Some(1),
+            ..Default::default()
+        };
+        core.set_route_config(&"c", warm, t(11))
+    })
+    .unwrap();
+    d.connected(last_connect(&d), Obj(4), t(12)).unwrap();
+    let Ok(Started::Granted(h)) = d.lease(&"c", None, t(13), None) else {
+        panic!("the warmed-up connection is granted at once")
+    };
+    assert_eq!((h.conn.0, d.served(h.lease.conn()), h.reused), (4, 1, true));
+    d.release(h.lease, h.conn, Returned::REUSE, t(14));
+    check(&d, 4, &[]);
 }
 
 #[test]
@@ -573,7 +638,7 @@ fn a_stale_release_while_the_connection_is_leased_again_leaves_the_new_lease_alo
     let Ok(Started::Granted(third)) = d.lease(&"a", None, t(6), None) else {
         panic!("the idle connection is granted at once")
     };
-    assert_eq!((third.conn.0, third.served), (1, 3));
+    assert_eq!((third.conn.0, d.served(third.lease.conn())), (1, 3));
     d.release(third.lease, third.conn, Returned::REUSE, t(7));
     // Objects 1 (idle) and 9 (disposed of).
     check(&d, 2, &[]);

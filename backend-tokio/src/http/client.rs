@@ -30,7 +30,9 @@ pub type HttpLease<C = HttpConnector> = Lease<HttpRoute, C>;
 pub struct RequestInfo {
     /// Time spent waiting for a connection (the last attempt's).
     pub pool_wait: Duration,
-    /// The connection had served a request before.
+    /// The connection was reused (the last attempt's): it had served a
+    /// request before, or it sat idle in the pool before this request (it
+    /// was not handed straight from its connect to this request).
     pub reused: bool,
     /// Attempts made (1 = not retried).
     pub attempts: u32,
@@ -104,7 +106,9 @@ struct Shared {
 ///   the last stream of its GOAWAY: RFC 9113 §8.7), when its body can be
 ///   sent again. An idempotent request (`GET`, `HEAD`, `OPTIONS`, `TRACE`,
 ///   `PUT`, `DELETE`, or one with an `Idempotency-Key` header) with an
-///   empty or buffered body, sent on a reused connection that closed
+///   empty or buffered body, sent on a reused connection (one that served
+///   a request before, or sat idle in the pool before this request: any
+///   connection not handed straight from its connect to it) that closed
 ///   before any byte of the response (HTTP/2: that closed or was shut down
 ///   before the response head), is retried once
 ///   ([`retry_idempotent`](ClientBuilder::retry_idempotent), Go's rule). A
@@ -403,7 +407,10 @@ impl<C: HttpConnect> Client<C> {
             let pool_wait = t0.elapsed();
             let h2 = lease.is_h2();
             prepare(&mut req, route, h2);
-            let reused = lease.state.start_request();
+            // Reused (retry-eligible): it served a request, or it sat idle
+            // in the pool before this hand-out (as stale as a used one).
+            let served_before = lease.state.start_request();
+            let reused = served_before || Lease::is_reused(&lease);
             // A copy to send again, if a retry after sending may be due.
             let replay = if req.body().is_replayable()
                 && ((h2 && unsent_left > 0) || (reused && idempotent && reused_left > 0))
@@ -718,8 +725,9 @@ impl ClientBuilder {
         self
     }
     /// Retry once an idempotent request with a replayable body whose reused
-    /// connection closed before any response byte (Go's rule; HTTP/2: the
-    /// connection closed or was shut down before the response head).
+    /// connection (it served a request before, or sat idle in the pool)
+    /// closed before any response byte (Go's rule; HTTP/2: the connection
+    /// closed or was shut down before the response head).
     pub fn retry_idempotent(mut self, on: bool) -> Self {
         self.retry_reused = on;
         self

@@ -169,7 +169,9 @@ impl ConnState {
         }
     }
 
-    /// A request starts on the connection; `true` if it served one before.
+    /// A request starts on the connection; `true` if it served one before
+    /// (the client also counts a connection that sat idle in the pool as
+    /// reused: [`Lease::is_reused`](crate::Lease::is_reused)).
     pub(crate) fn start_request(&self) -> bool {
         self.requests.fetch_add(1, Ordering::Relaxed) > 0
     }

@@ -136,6 +136,97 @@ async fn serve(
     Ok(())
 }
 
+/// What the scripted server does with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `200`, body `conn <n> req <m>`, keep-alive.
+    Answer,
+    /// The same with `Connection: close`, then closes.
+    AnswerClose,
+    /// Reads the request, then closes (FIN) without a byte of response: a
+    /// server that closed the connection as the request came (an idle
+    /// timeout crossing it on the wire), deterministically.
+    Close,
+}
+
+/// Counts of the scripted server, per connection.
+#[derive(Default, Debug)]
+pub struct Script {
+    pub counts: Counts,
+    /// Requests read per connection (index: connection number - 1).
+    pub per_conn: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Script {
+    pub fn per_conn(&self) -> Vec<usize> {
+        self.per_conn.lock().unwrap().clone()
+    }
+}
+
+/// A raw HTTP/1.1 server that does `script[g - 1]` with the `g`-th request
+/// it reads (over all its connections), and answers every request after the
+/// script ([`Reply::Answer`]).
+pub async fn scripted_server(script: &[Reply]) -> (SocketAddr, Arc<Script>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(Script::default());
+    let script: Arc<[Reply]> = script.into();
+    let st = state.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let n = st.counts.conns.fetch_add(1, Ordering::SeqCst) + 1;
+            st.per_conn.lock().unwrap().push(0);
+            let (st, script) = (st.clone(), script.clone());
+            tokio::spawn(async move {
+                let _ = serve_script(s, n, &script, &st).await;
+            });
+        }
+    });
+    (addr, state)
+}
+
+async fn serve_script(
+    mut s: TcpStream,
+    conn: usize,
+    script: &[Reply],
+    st: &Script,
+) -> io::Result<()> {
+    let mut buf = Vec::new();
+    for req in 1.. {
+        if !read_request(&mut s, &mut buf).await? {
+            return Ok(());
+        }
+        st.per_conn.lock().unwrap()[conn - 1] += 1;
+        let g = st.counts.requests.fetch_add(1, Ordering::SeqCst);
+        let reply = script.get(g).copied().unwrap_or(Reply::Answer);
+        if reply == Reply::Close {
+            s.shutdown().await?;
+            let mut sink = [0u8; 256];
+            while s.read(&mut sink).await? > 0 {}
+            return Ok(());
+        }
+        let body = format!("conn {conn} req {req}");
+        let close = if reply == Reply::AnswerClose {
+            "connection: close\r\n"
+        } else {
+            ""
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-conn-id: {conn}\r\n{close}\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(body.as_bytes()).await?;
+        if reply == Reply::AnswerClose {
+            s.shutdown().await?;
+            let mut sink = [0u8; 256];
+            while s.read(&mut sink).await? > 0 {}
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// Reads one request (head and `content-length` body); false at EOF.
 async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
     loop {
