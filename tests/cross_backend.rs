@@ -2,7 +2,7 @@
 //!
 //! The same scripted scenario (leases on two routes under per-route and total
 //! limits, FIFO waiters, reuse of an idle connection, a connect failure
-//! delivered to a waiting lease, a lease timeout, a drain) runs three times:
+//! delivered to a waiting lease, a lease timeout, a drain) runs four times:
 //!
 //! - on the core directly (`wharf::Pool`, virtual time; the connects the
 //!   core asks for complete when the scenario waits for a lease, refused on
@@ -13,14 +13,28 @@
 //! - on `wharf-embassy` over two embassy-net stacks joined in memory
 //!   (`backend-embassy/tests/common`): echo servers for `A` and `B` on the
 //!   server stack, no listener for `F` (the server stack answers a RST); a
-//!   close is what the server sees (FIN or RST from the connection's port).
+//!   close is what the server sees (FIN or RST from the connection's port);
+//! - on `wharf-tokio` with its `TcpConnector` over real TCP sockets on
+//!   loopback (127.0.0.1): echo servers for `A` and `B` (tokio
+//!   `TcpListener`s on ephemeral ports, each accepted connection echoing
+//!   until it ends), and for `F` a port bound but not listening, kept bound
+//!   for the run, so the kernel refuses its connects (`ConnectionRefused`,
+//!   which the default classification makes `Remote`); a close is what the
+//!   server sees (FIN: a read returned 0, or RST: `ConnectionReset`, from the
+//!   connection's client port), as in the embassy run. It is the tokio run
+//!   with the scripted connector replaced by the real one: connects, the
+//!   hand-out and release checks, idle watching and the close all go
+//!   through the kernel's sockets.
 //!
 //! Each run writes an [`Event`] log through the public API only: grants
 //! (lease number, route, connection), failures (the error's kind), closes
-//! (the connection the transport saw closing, with the reason the pool's
-//! counters gained in the same step), gauges, and the final counters.
+//! (the connection the transport saw closing, `Closed` for a FIN and `Reset`
+//! for a RST, with the reason the pool's counters gained in the same step;
+//! the core and the scripted connector have no wire, so their closes are
+//! `Closed`), gauges, and the final counters. Every close of the scenario
+//! is a graceful one (an eviction, a drain), so a RST is a difference.
 //! Connection ids are renumbered in order of first sight (`conn: 1` is the
-//! first connection any lease got). The three logs must equal [`expected`],
+//! first connection any lease got). The four logs must equal [`expected`],
 //! the scenario's sequence written out once; when one does not, the test
 //! prints the sequences side by side and marks the first difference.
 //!
@@ -30,19 +44,36 @@
 //!   (`ConnectError::ConnectionReset`) as `ConnectFailure::Local` instead of
 //!   `Remote`: core and tokio "as expected", embassy's first difference at #18,
 //!   `Failed { lease: 7, error: ConnectFailed(Local) }`, and its final
-//!   counters `connect_failures: [0, 1, 0]` instead of `[0, 0, 1]`;
+//!   counters `connect_failures: [0, 1, 0]` instead of `[0, 0, 1]` (run
+//!   before the tokio-tcp run existed; the change is in embassy's code only);
 //! - `backend-tokio/src/pool.rs`'s `Pool::drain` passing
 //!   `DrainMode::DrainExisting` to the core whatever the caller asked: core
 //!   and embassy "as expected", tokio's first difference at #25,
 //!   `Granted { lease: 9, route: A, conn: 4 }` instead of
 //!   `Failed { lease: 9, error: Closed }`, then its last gauges (a connection
-//!   still leased) and counters (5 connects).
+//!   still leased) and counters (5 connects); re-run with the tokio-tcp run:
+//!   tokio-tcp the same as tokio, difference for difference;
+//! - `backend-tokio/src/connector.rs`'s `TcpConnector::connect_addr`
+//!   wrapping the connect error as `io::ErrorKind::Other` (the refusal kept
+//!   only as the inner error): core, tokio and embassy "as expected",
+//!   tokio-tcp's first difference at #18, `Failed { lease: 7, error:
+//!   Other("ConnectFailed { .., reason: Local, .. }") }` (the default
+//!   classification no longer sees a refusal), and its final counters
+//!   `connect_failures: [0, 1, 0]`;
+//! - `backend-tokio/src/connector.rs`'s `tcp_close` setting `SO_LINGER` to
+//!   zero and dropping the stream instead of shutting its write side down
+//!   (a RST where a FIN is due): core, tokio and embassy "as expected",
+//!   tokio-tcp's first difference at #17, `Reset { conn: 3, reason: Evicted }`
+//!   instead of `Closed { .. }`, and the same at the two drain closes (#24,
+//!   #28). Before closes were told apart by FIN and RST this change passed.
 //!
 //! The steps are awaited one after the other, so the order is deterministic;
-//! the embassy run uses real time (embassy-time's std driver), the tokio run
+//! the embassy run uses real time (embassy-time's std driver), the tokio runs
 //! tokio's real clock, the core virtual time. The one timed wait is a 300 ms
 //! lease timeout, far from anything else that happens (connects on the host
-//! link take a few milliseconds; the connect timeout is 5 s).
+//! link take a few milliseconds, on loopback less; the connect timeout is
+//! 5 s). The waits for a close the server has not seen yet are bounded (2 s)
+//! and only end early: a close that never comes shows as `Unpaired`.
 
 // The embassy backend's host setup (two stacks, the in-memory link, the test
 // servers), shared rather than copied; it allows its own dead code.
@@ -137,15 +168,20 @@ enum Event {
         lease: u32,
         ok: bool,
     },
-    /// The transport saw the connection close, and the pool counted a close
-    /// for this reason in the same step.
+    /// The transport saw the connection close gracefully (FIN), and the pool
+    /// counted a close for this reason in the same step.
     Closed {
+        conn: u32,
+        reason: CloseReason,
+    },
+    /// As `Closed`, but the transport saw the connection reset (RST).
+    Reset {
         conn: u32,
         reason: CloseReason,
     },
     /// Closes seen and reasons counted in one step that do not pair up.
     Unpaired {
-        conns: Vec<u32>,
+        conns: Vec<(u32, Ended)>,
         reasons: Vec<CloseReason>,
     },
     Gauges {
@@ -155,6 +191,14 @@ enum Event {
         pending: u32,
     },
     Totals(Totals),
+}
+
+/// How the transport saw a connection end. The core and the scripted
+/// connector have no wire: the close the pool asked for counts as `Fin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ended {
+    Fin,
+    Rst,
 }
 
 /// The final counters that must agree.
@@ -191,8 +235,8 @@ trait Backend {
     fn drain(&mut self);
     /// Waits (bounded) until the transport saw `closes` closes in all, and
     /// returns the connections it saw close since the last call (`None`: a
-    /// connection no lease got).
-    async fn settle(&mut self, closes: u64) -> Vec<Option<ConnId>>;
+    /// connection no lease got), each with how it ended.
+    async fn settle(&mut self, closes: u64) -> Vec<(Option<ConnId>, Ended)>;
     fn stats(&self) -> PoolStats;
     fn counters(&self) -> Counters;
 }
@@ -377,7 +421,8 @@ impl Recorder {
         let total: u64 = now.closes.iter().sum();
         let seen = b.settle(total).await;
         let now = b.counters();
-        let mut conns: Vec<u32> = seen.into_iter().map(|c| self.conn(c)).collect();
+        let mut conns: Vec<(u32, Ended)> =
+            seen.into_iter().map(|(c, e)| (self.conn(c), e)).collect();
         conns.sort_unstable();
         let mut reasons = Vec::new();
         for reason in CloseReason::ALL {
@@ -387,8 +432,11 @@ impl Recorder {
         self.counters = now;
         let one_reason = reasons.windows(2).all(|w| w[0] == w[1]);
         if conns.len() == reasons.len() && one_reason {
-            for (conn, reason) in conns.into_iter().zip(reasons) {
-                self.events.push(Event::Closed { conn, reason });
+            for ((conn, ended), reason) in conns.into_iter().zip(reasons) {
+                self.events.push(match ended {
+                    Ended::Fin => Event::Closed { conn, reason },
+                    Ended::Rst => Event::Reset { conn, reason },
+                });
             }
         } else {
             self.events.push(Event::Unpaired { conns, reasons });
@@ -519,7 +567,7 @@ fn check(expected: &[Event], runs: &[(&str, Vec<Event>)]) {
     panic!("{out}");
 }
 
-/// The test: the scenario on the three backends, one after the other.
+/// The test: the scenario on the four runs, one after the other.
 #[tokio::test(flavor = "current_thread")]
 async fn the_same_scenario_gives_the_same_sequence_on_core_tokio_and_embassy() {
     let t0 = std::time::Instant::now();
@@ -529,18 +577,26 @@ async fn the_same_scenario_gives_the_same_sequence_on_core_tokio_and_embassy() {
     let t2 = std::time::Instant::now();
     let embassy = embassy_run::run().await;
     let t3 = std::time::Instant::now();
+    let tokio_tcp = tcp_run::run().await;
+    let t4 = std::time::Instant::now();
     eprintln!(
-        "cross-backend scenario: core {:?}, tokio {:?}, embassy {:?}",
+        "cross-backend scenario: core {:?}, tokio {:?}, embassy {:?}, tokio-tcp {:?}",
         t1 - t0,
         t2 - t1,
-        t3 - t2
+        t3 - t2,
+        t4 - t3
     );
     for e in &core {
         eprintln!("  {e:?}");
     }
     check(
         &expected(),
-        &[("core", core), ("tokio", tokio), ("embassy", embassy)],
+        &[
+            ("core", core),
+            ("tokio", tokio),
+            ("embassy", embassy),
+            ("tokio-tcp", tokio_tcp),
+        ],
     );
 }
 
@@ -713,8 +769,11 @@ mod core_run {
             self.pump();
         }
 
-        async fn settle(&mut self, _closes: u64) -> Vec<Option<ConnId>> {
-            self.closed.drain(..).map(Some).collect()
+        async fn settle(&mut self, _closes: u64) -> Vec<(Option<ConnId>, Ended)> {
+            self.closed
+                .drain(..)
+                .map(|c| (Some(c), Ended::Fin))
+                .collect()
         }
 
         fn stats(&self) -> PoolStats {
@@ -883,7 +942,7 @@ mod tokio_run {
             self.pool.drain(None, DrainMode::DrainAndDelete);
         }
 
-        async fn settle(&mut self, closes: u64) -> Vec<Option<ConnId>> {
+        async fn settle(&mut self, closes: u64) -> Vec<(Option<ConnId>, Ended)> {
             let closed = self.pool.connector().closed.clone();
             for _ in 0..2000 {
                 if closed.lock().unwrap().len() as u64 >= closes {
@@ -894,7 +953,7 @@ mod tokio_run {
             let closed = closed.lock().unwrap();
             let new = closed[self.seen..]
                 .iter()
-                .map(|s| self.by_serial.get(s).copied())
+                .map(|s| (self.by_serial.get(s).copied(), Ended::Fin))
                 .collect();
             self.seen = closed.len();
             new
@@ -1075,7 +1134,7 @@ mod embassy_run {
             self.pool.drain(None, DrainMode::DrainAndDelete);
         }
 
-        async fn settle(&mut self, closes: u64) -> Vec<Option<ConnId>> {
+        async fn settle(&mut self, closes: u64) -> Vec<(Option<ConnId>, Ended)> {
             let ended = |e: &Ev| matches!(e, Ev::Fin(_) | Ev::Rst(_));
             common::eventually(2000, || {
                 self.log.events().iter().filter(|e| ended(e)).count() as u64 >= closes
@@ -1085,7 +1144,258 @@ mod embassy_run {
             let new = events[self.seen..]
                 .iter()
                 .filter_map(|e| match e {
-                    Ev::Fin(p) | Ev::Rst(p) => Some(self.by_port.get(p).copied()),
+                    Ev::Fin(p) => Some((self.by_port.get(p).copied(), Ended::Fin)),
+                    Ev::Rst(p) => Some((self.by_port.get(p).copied(), Ended::Rst)),
+                    _ => None,
+                })
+                .collect();
+            self.seen = events.len();
+            new
+        }
+
+        fn stats(&self) -> PoolStats {
+            self.pool.stats()
+        }
+
+        fn counters(&self) -> Counters {
+            self.pool.counters()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. wharf-tokio over real TCP sockets on loopback.
+// ---------------------------------------------------------------------------
+
+mod tcp_run {
+    use super::*;
+    use common::Ev;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+    use tokio::task::JoinHandle;
+    use wharf_tokio::{Error, Lease, LeaseOptions, Pool, TcpConnector};
+
+    /// What the servers saw, in order (the embassy run's observations).
+    type ServerLog = Arc<Mutex<Vec<Ev>>>;
+
+    /// Accepts connections on `listener`, each served by its own task.
+    async fn server(listener: TcpListener, log: ServerLog) {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            log.lock().unwrap().push(Ev::Accepted(peer.port()));
+            tokio::spawn(echo_until_end(stream, peer.port(), log.clone()));
+        }
+    }
+
+    /// Echoes until the client ends the connection and records how: FIN
+    /// (a read returned 0) or RST (a read or write failed with
+    /// `ConnectionReset`). Any other error records nothing, so the run's
+    /// bounded wait for the close gives up and the step shows `Unpaired`.
+    async fn echo_until_end(mut stream: TcpStream, port: u16, log: ServerLog) {
+        let mut buf = [0u8; 256];
+        let reset = |e: &io::Error| e.kind() == io::ErrorKind::ConnectionReset;
+        let end = loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break Ev::Fin(port),
+                Ok(n) => match stream.write_all(&buf[..n]).await {
+                    Ok(()) => {}
+                    Err(e) if reset(&e) => break Ev::Rst(port),
+                    Err(_) => return,
+                },
+                Err(e) if reset(&e) => break Ev::Rst(port),
+                Err(_) => return,
+            }
+        };
+        log.lock().unwrap().push(end);
+    }
+
+    type TcpLease = Lease<SocketAddr, TcpConnector>;
+    type LeaseFut = Pin<Box<dyn Future<Output = Result<TcpLease, Error>>>>;
+
+    struct TcpRun {
+        pool: Pool<SocketAddr, TcpConnector>,
+        /// The scenario's routes' addresses: `A`, `B`, `F`.
+        addrs: [SocketAddr; 3],
+        log: ServerLog,
+        pending: HashMap<u32, LeaseFut>,
+        leases: HashMap<u32, TcpLease>,
+        /// The connection's local (client) port -> the core's connection id.
+        by_port: HashMap<u16, ConnId>,
+        /// Server events looked at so far.
+        seen: usize,
+    }
+
+    pub async fn run() -> Vec<Event> {
+        let log = ServerLog::default();
+        let listen = || TcpListener::bind("127.0.0.1:0");
+        let (a, b) = (listen().await.unwrap(), listen().await.unwrap());
+        // F: a port bound but not listening, kept bound for the whole run,
+        // so the kernel refuses every connect to it (RST:
+        // `ConnectionRefused`) and nothing else can take the port meanwhile.
+        let f = TcpSocket::new_v4().unwrap();
+        f.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addrs = [
+            a.local_addr().unwrap(),
+            b.local_addr().unwrap(),
+            f.local_addr().unwrap(),
+        ];
+        let servers: [JoinHandle<()>; 2] = [
+            tokio::spawn(server(a, log.clone())),
+            tokio::spawn(server(b, log.clone())),
+        ];
+        let c = config();
+        let std_dur = |d: Option<wharf::Duration>| d.map(Duration::from);
+        let pool = Pool::builder(TcpConnector::new())
+            .max_total(c.max_total)
+            .max_per_route(c.max_per_route)
+            .connect_timeout(std_dur(c.connect_timeout))
+            .idle_timeout(std_dur(c.idle_timeout))
+            .max_lifetime(std_dur(c.max_lifetime))
+            .validate_after_inactivity(std_dur(c.validate_after_inactivity))
+            .lease_timeout(None)
+            .build()
+            .expect("valid config");
+        let mut run = TcpRun {
+            pool,
+            addrs,
+            log,
+            pending: HashMap::new(),
+            leases: HashMap::new(),
+            by_port: HashMap::new(),
+            seen: 0,
+        };
+        let events = scenario(&mut run).await;
+        run.pool.check_invariants().expect("core invariants");
+        for s in servers {
+            s.abort();
+        }
+        drop(f);
+        events
+    }
+
+    /// Writes `msg` and reads it back: true if the echo came back whole.
+    async fn echo(stream: &mut TcpStream, msg: &[u8]) -> bool {
+        if stream.write_all(msg).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while got < msg.len() {
+            match stream.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got += n,
+            }
+        }
+        &buf[..got] == msg
+    }
+
+    impl TcpRun {
+        fn addr(&self, rt: Rt) -> SocketAddr {
+            self.addrs[rt as usize]
+        }
+
+        fn rt_of(&self, addr: SocketAddr) -> Rt {
+            match self.addrs.iter().position(|&a| a == addr) {
+                Some(0) => A,
+                Some(1) => B,
+                Some(2) => F,
+                _ => panic!("not a route of the scenario: {addr}"),
+            }
+        }
+
+        async fn outcome(&mut self, n: u32, r: Result<TcpLease, Error>) -> Outcome {
+            match r {
+                Ok(mut lease) => {
+                    let conn = Lease::id(&lease).conn();
+                    let addr = Lease::route(&lease).expect("a leased connection has a route");
+                    let route = self.rt_of(addr);
+                    let port = lease.local_addr().expect("connected").port();
+                    self.by_port.insert(port, conn);
+                    assert!(echo(&mut lease, b"granted").await, "lease {n}: no echo");
+                    self.leases.insert(n, lease);
+                    Ok((route, conn))
+                }
+                Err(Error::Timeout { .. }) => Err(Fail::Timeout),
+                Err(Error::Closed { .. }) => Err(Fail::Closed),
+                Err(Error::Draining { .. }) => Err(Fail::Draining),
+                Err(Error::Overflow { .. }) => Err(Fail::Overflow),
+                // The kernel's refusal arrives typed.
+                Err(Error::ConnectFailed {
+                    reason,
+                    source: Some(e),
+                    ..
+                }) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    Err(Fail::ConnectFailed(reason))
+                }
+                Err(e) => Err(Fail::Other(format!("{e:?}"))),
+            }
+        }
+    }
+
+    impl Backend for TcpRun {
+        fn start(&mut self, n: u32, rt: Rt, timeout_ms: Option<u64>) {
+            let pool = self.pool.clone();
+            let addr = self.addr(rt);
+            let mut opts = LeaseOptions::new();
+            if let Some(ms) = timeout_ms {
+                opts = opts.timeout(Duration::from_millis(ms));
+            }
+            let mut fut: LeaseFut = Box::pin(async move { pool.lease_with(&addr, opts).await });
+            if let Poll::Ready(r) = poll_once(&mut fut) {
+                // Answered at its first poll: kept for `poll` / `wait`.
+                fut = Box::pin(std::future::ready(r));
+            }
+            self.pending.insert(n, fut);
+        }
+
+        async fn poll(&mut self, n: u32) -> Option<Outcome> {
+            let fut = self.pending.get_mut(&n).expect("a started lease");
+            match poll_once(fut) {
+                Poll::Pending => None,
+                Poll::Ready(r) => {
+                    self.pending.remove(&n);
+                    Some(self.outcome(n, r).await)
+                }
+            }
+        }
+
+        async fn wait(&mut self, n: u32) -> Outcome {
+            let fut = self.pending.remove(&n).expect("a started lease");
+            let r = fut.await;
+            self.outcome(n, r).await
+        }
+
+        async fn use_lease(&mut self, n: u32) -> bool {
+            let lease = self.leases.get_mut(&n).expect("a granted lease");
+            echo(lease, b"still here").await
+        }
+
+        fn release(&mut self, n: u32) {
+            drop(self.leases.remove(&n).expect("a granted lease"));
+        }
+
+        fn drain(&mut self) {
+            self.pool.drain(None, DrainMode::DrainAndDelete);
+        }
+
+        async fn settle(&mut self, closes: u64) -> Vec<(Option<ConnId>, Ended)> {
+            let ended = |e: &Ev| matches!(e, Ev::Fin(_) | Ev::Rst(_));
+            for _ in 0..400 {
+                if self.log.lock().unwrap().iter().filter(|e| ended(e)).count() as u64 >= closes {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let events = self.log.lock().unwrap().clone();
+            let new = events[self.seen..]
+                .iter()
+                .filter_map(|e| match e {
+                    Ev::Fin(p) => Some((self.by_port.get(p).copied(), Ended::Fin)),
+                    Ev::Rst(p) => Some((self.by_port.get(p).copied(), Ended::Rst)),
                     _ => None,
                 })
                 .collect();
