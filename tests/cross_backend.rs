@@ -569,7 +569,7 @@ fn check(expected: &[Event], runs: &[(&str, Vec<Event>)]) {
 
 /// The test: the scenario on the four runs, one after the other.
 #[tokio::test(flavor = "current_thread")]
-async fn the_same_scenario_gives_the_same_sequence_on_core_tokio_and_embassy() {
+async fn the_same_scenario_gives_the_same_sequence_on_core_tokio_tcp_and_embassy() {
     let t0 = std::time::Instant::now();
     let core = core_run::run().await;
     let t1 = std::time::Instant::now();
