@@ -97,3 +97,53 @@ macro_rules! deref_slots {
     };
 }
 pub(crate) use deref_slots;
+
+#[cfg(test)]
+mod tests {
+    use super::walk;
+    use crate::list::{kind, List};
+    use crate::slot::ConnSlot;
+
+    /// Slots 0, 2 and 3 on a list threaded through the LRU links.
+    fn three() -> ([ConnSlot<u16>; 4], List<u16>) {
+        let mut s = [ConnSlot::<u16>::EMPTY; 4];
+        let mut l = List::EMPTY;
+        for i in [0, 2, 3] {
+            l.push_back::<kind::Lru, _>(&mut s, i);
+        }
+        (s, l)
+    }
+
+    fn walks(s: &[ConnSlot<u16>], l: &List<u16>) -> bool {
+        walk(l, s, |c| c.glink, |_| true)
+    }
+
+    #[test]
+    fn walk_checks_members_back_links_length_and_tail() {
+        let (s, l) = three();
+        assert!(walks(&s, &l));
+        assert!(!walk(&l, &s, |c| c.glink, |i| i != 2), "a member refused");
+        // A back link that names another slot.
+        let (mut s, l) = three();
+        s[2].glink.set_prev(3);
+        assert!(!walks(&s, &l), "back link");
+        // A forward link that skips a member: the length differs, the tail
+        // is right.
+        let (mut s, l) = three();
+        s[0].glink.set_next(3);
+        s[3].glink.set_prev(0);
+        assert!(!walks(&s, &l), "skipped member");
+        // The last member links on: a cycle back to the head.
+        let (mut s, l) = three();
+        s[3].glink.set_next(0);
+        assert!(!walks(&s, &l), "cycle");
+        // A link past the slots.
+        let (mut s, l) = three();
+        s[3].glink.set_next(9);
+        assert!(!walks(&s, &l), "past the slots");
+        // The list ends early: the length and the tail differ.
+        let (mut s, l) = three();
+        s[2].glink.set_next(crate::slot::NIL);
+        assert!(!walks(&s, &l), "ends early");
+    }
+}

@@ -299,3 +299,47 @@ fn connection_with_active_leases_is_not_validated() {
     quiet(&mut p);
     assert_eq!(p.counters().validations, 0);
 }
+
+/// §7.1: a waiter that retries after a stale validation goes back into the
+/// queue by age, here into its middle: between an older waiter (which had
+/// retried from its own stale validation) and a younger one.
+#[test]
+fn validating_waiter_that_retries_goes_back_between_older_and_younger_waiters() {
+    let mut st = Store::new();
+    let mut p = pool(&mut st, validating());
+    let l1 = open(&mut p, A, t(0));
+    let l2 = open(&mut p, A, t(0));
+    put_back(&mut p, l1, t(10));
+    put_back(&mut p, l2, t(10));
+    // Both idle past the threshold: w0 and w1 are each bound to a validation.
+    let w0 = queued(p.lease(&A, None, t(5000), None));
+    let w1 = queued(p.lease(&A, None, t(5000), None));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    let (c0, c1) = (validate_of(&v[0]), validate_of(&v[1]));
+    // w2 waits in the queue: the route is at its limit.
+    let w2 = lease_wait(&mut p, A, None, t(5001));
+    // w0's connection is stale: w0 re-enters the queue ahead of w2, and a
+    // connect starts for it.
+    p.validated(c0, Validation::Stale, t(5002)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(c0, CloseReason::Stale));
+    let c3 = connect_of(&v[1]);
+    // w1's too: it re-enters between w0 (older) and w2 (younger).
+    p.validated(c1, Validation::Stale, t(5003)).unwrap();
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], close(c1, CloseReason::Stale));
+    let c4 = connect_of(&v[1]);
+    assert_eq!(p.stats().pending, 3);
+    // Answered oldest first: w0, w1, then w2 when a lease comes back.
+    let v = connect(&mut p, c3, 1, t(5004));
+    let g0 = single_grant(&v, w0);
+    let v = connect(&mut p, c4, 1, t(5005));
+    assert_eq!(single_grant(&v, w1).conn(), c4);
+    assert_eq!(p.stats().pending, 1);
+    let v = release(&mut p, g0, Release::REUSE, t(5006));
+    assert_eq!(single_grant(&v, w2).conn(), c3);
+    assert_eq!(p.stats().pending, 0);
+}
