@@ -118,6 +118,30 @@ mod tests {
         walk(l, s, |c| c.glink, |_| true)
     }
 
+    /// A free list over `next` links (`NIL` = 255 here), free = odd values.
+    fn walks_free(head: u32, next: &[u32]) -> bool {
+        super::walk_free(
+            head,
+            next,
+            |&n| if n == 255 { crate::slot::NIL } else { n / 2 },
+            |&n| n % 2 == 1 || n == 255,
+        )
+    }
+
+    #[test]
+    fn walk_free_visits_exactly_the_free_slots_once() {
+        // Slots 0 and 2 free (odd or 255), 1 in use (even: 4); links: n / 2.
+        // 0 -> 1 -> end would pass through slot 1 (in use).
+        assert!(walks_free(0, &[5, 4, 255]), "0 -> 2 -> end");
+        assert!(!walks_free(0, &[3, 4, 255]), "0 -> 1 (in use)");
+        assert!(
+            !walks_free(0, &[255, 4, 255]),
+            "slot 2 free but not on the list"
+        );
+        assert!(!walks_free(0, &[5, 4, 1]), "0 -> 2 -> 0: a cycle");
+        assert!(!walks_free(7, &[5, 4, 255]), "a head past the slots");
+    }
+
     #[test]
     fn walk_checks_members_back_links_length_and_tail() {
         let (s, l) = three();
