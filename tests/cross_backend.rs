@@ -604,6 +604,65 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
 }
 
+/// A `wharf-tokio` pool over `connector` with the scenario's [`config`] (the
+/// scripted and the TCP runs).
+fn tokio_pool<K: wharf_tokio::RouteKey, C: wharf_tokio::Connector<K>>(
+    connector: C,
+) -> wharf_tokio::Pool<K, C> {
+    let c = config();
+    let std_dur = |d: Option<wharf::Duration>| d.map(std::time::Duration::from);
+    wharf_tokio::Pool::builder(connector)
+        .max_total(c.max_total)
+        .max_per_route(c.max_per_route)
+        .connect_timeout(std_dur(c.connect_timeout))
+        .idle_timeout(std_dur(c.idle_timeout))
+        .max_lifetime(std_dur(c.max_lifetime))
+        .validate_after_inactivity(std_dur(c.validate_after_inactivity))
+        .lease_timeout(None)
+        .build()
+        .expect("valid config")
+}
+
+/// The lease futures a run started and has not seen answered, by lease
+/// number: what `start`, `poll` and `wait` of the tokio and embassy runs do
+/// with them.
+struct Pending<'a, T> {
+    futs: HashMap<u32, Pin<Box<dyn Future<Output = T> + 'a>>>,
+}
+
+impl<'a, T: 'a> Pending<'a, T> {
+    fn new() -> Self {
+        Pending {
+            futs: HashMap::new(),
+        }
+    }
+
+    /// Starts lease `n`, polled once now (an answer at the first poll is
+    /// kept for `poll` / `wait`).
+    fn start(&mut self, n: u32, fut: impl Future<Output = T> + 'a) {
+        let mut fut: Pin<Box<dyn Future<Output = T> + 'a>> = Box::pin(fut);
+        if let Poll::Ready(r) = poll_once(&mut fut) {
+            fut = Box::pin(std::future::ready(r));
+        }
+        self.futs.insert(n, fut);
+    }
+
+    /// Lease `n`'s answer, if it has come by this poll.
+    fn poll(&mut self, n: u32) -> Option<T> {
+        let fut = self.futs.get_mut(&n).expect("a started lease");
+        let Poll::Ready(r) = poll_once(fut) else {
+            return None;
+        };
+        self.futs.remove(&n);
+        Some(r)
+    }
+
+    /// Waits for lease `n`'s answer.
+    async fn wait(&mut self, n: u32) -> T {
+        self.futs.remove(&n).expect("a started lease").await
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 1. The core, driven by hand (sans-I/O): connects answered at once (route F
 //    refused), time advanced to the core's next deadline when a lease waits.
@@ -830,11 +889,9 @@ mod tokio_run {
         }
     }
 
-    type LeaseFut = Pin<Box<dyn Future<Output = Result<Lease<Rt, Scripted>, Error>>>>;
-
     struct TokioRun {
         pool: Pool<Rt, Scripted>,
-        pending: HashMap<u32, LeaseFut>,
+        pending: Pending<'static, Result<Lease<Rt, Scripted>, Error>>,
         leases: HashMap<u32, Lease<Rt, Scripted>>,
         /// Connection serial -> the core's connection id (seen at grant).
         by_serial: HashMap<u64, ConnId>,
@@ -842,21 +899,10 @@ mod tokio_run {
     }
 
     pub async fn run() -> Vec<Event> {
-        let c = config();
-        let std_dur = |d: Option<wharf::Duration>| d.map(Duration::from);
-        let pool = Pool::builder(Scripted::default())
-            .max_total(c.max_total)
-            .max_per_route(c.max_per_route)
-            .connect_timeout(std_dur(c.connect_timeout))
-            .idle_timeout(std_dur(c.idle_timeout))
-            .max_lifetime(std_dur(c.max_lifetime))
-            .validate_after_inactivity(std_dur(c.validate_after_inactivity))
-            .lease_timeout(None)
-            .build()
-            .expect("valid config");
+        let pool = tokio_pool(Scripted::default());
         let mut run = TokioRun {
             pool,
-            pending: HashMap::new(),
+            pending: Pending::new(),
             leases: HashMap::new(),
             by_serial: HashMap::new(),
             seen: 0,
@@ -900,32 +946,17 @@ mod tokio_run {
             if let Some(ms) = timeout_ms {
                 opts = opts.timeout(Duration::from_millis(ms));
             }
-            let mut fut: LeaseFut = Box::pin(async move { pool.lease_with(&route, opts).await });
-            match poll_once(&mut fut) {
-                Poll::Pending => {
-                    self.pending.insert(n, fut);
-                }
-                Poll::Ready(r) => {
-                    // Answered at its first poll: kept for `poll` / `wait`.
-                    self.pending.insert(n, Box::pin(std::future::ready(r)));
-                }
-            }
+            self.pending
+                .start(n, async move { pool.lease_with(&route, opts).await });
         }
 
         async fn poll(&mut self, n: u32) -> Option<Outcome> {
-            let fut = self.pending.get_mut(&n).expect("a started lease");
-            match poll_once(fut) {
-                Poll::Pending => None,
-                Poll::Ready(r) => {
-                    self.pending.remove(&n);
-                    Some(self.outcome(n, r))
-                }
-            }
+            let r = self.pending.poll(n)?;
+            Some(self.outcome(n, r))
         }
 
         async fn wait(&mut self, n: u32) -> Outcome {
-            let fut = self.pending.remove(&n).expect("a started lease");
-            let r = fut.await;
+            let r = self.pending.wait(n).await;
             self.outcome(n, r)
         }
 
@@ -1008,12 +1039,10 @@ mod embassy_run {
         }
     }
 
-    type LeaseFut<'d> = Pin<Box<dyn Future<Output = Result<Lease<'d>, Error>> + 'd>>;
-
     struct EmbassyRun<'d, 'l> {
         pool: Pool<'d>,
         log: &'l Log,
-        pending: HashMap<u32, LeaseFut<'d>>,
+        pending: Pending<'d, Result<Lease<'d>, Error>>,
         leases: HashMap<u32, Lease<'d>>,
         /// The connection's local port -> the core's connection id.
         by_port: HashMap<u16, ConnId>,
@@ -1034,7 +1063,7 @@ mod embassy_run {
             let mut run = EmbassyRun {
                 pool,
                 log: &log,
-                pending: HashMap::new(),
+                pending: Pending::new(),
                 leases: HashMap::new(),
                 by_port: HashMap::new(),
                 seen: 0,
@@ -1094,30 +1123,19 @@ mod embassy_run {
                 timeout: timeout_ms.map(wharf::Duration::from_millis),
                 ..LeaseOptions::default()
             };
-            let mut fut: LeaseFut<'_> = Box::pin(async move {
+            self.pending.start(n, async move {
                 let route = route(rt);
                 pool.lease_with(&route, opts).await
             });
-            if let Poll::Ready(r) = poll_once(&mut fut) {
-                fut = Box::pin(std::future::ready(r));
-            }
-            self.pending.insert(n, fut);
         }
 
         async fn poll(&mut self, n: u32) -> Option<Outcome> {
-            let fut = self.pending.get_mut(&n).expect("a started lease");
-            match poll_once(fut) {
-                Poll::Pending => None,
-                Poll::Ready(r) => {
-                    self.pending.remove(&n);
-                    Some(self.outcome(n, r).await)
-                }
-            }
+            let r = self.pending.poll(n)?;
+            Some(self.outcome(n, r).await)
         }
 
         async fn wait(&mut self, n: u32) -> Outcome {
-            let fut = self.pending.remove(&n).expect("a started lease");
-            let r = fut.await;
+            let r = self.pending.wait(n).await;
             self.outcome(n, r).await
         }
 
@@ -1214,14 +1232,13 @@ mod tcp_run {
     }
 
     type TcpLease = Lease<SocketAddr, TcpConnector>;
-    type LeaseFut = Pin<Box<dyn Future<Output = Result<TcpLease, Error>>>>;
 
     struct TcpRun {
         pool: Pool<SocketAddr, TcpConnector>,
         /// The scenario's routes' addresses: `A`, `B`, `F`.
         addrs: [SocketAddr; 3],
         log: ServerLog,
-        pending: HashMap<u32, LeaseFut>,
+        pending: Pending<'static, Result<TcpLease, Error>>,
         leases: HashMap<u32, TcpLease>,
         /// The connection's local (client) port -> the core's connection id.
         by_port: HashMap<u16, ConnId>,
@@ -1247,23 +1264,12 @@ mod tcp_run {
             tokio::spawn(server(a, log.clone())),
             tokio::spawn(server(b, log.clone())),
         ];
-        let c = config();
-        let std_dur = |d: Option<wharf::Duration>| d.map(Duration::from);
-        let pool = Pool::builder(TcpConnector::new())
-            .max_total(c.max_total)
-            .max_per_route(c.max_per_route)
-            .connect_timeout(std_dur(c.connect_timeout))
-            .idle_timeout(std_dur(c.idle_timeout))
-            .max_lifetime(std_dur(c.max_lifetime))
-            .validate_after_inactivity(std_dur(c.validate_after_inactivity))
-            .lease_timeout(None)
-            .build()
-            .expect("valid config");
+        let pool = tokio_pool(TcpConnector::new());
         let mut run = TcpRun {
             pool,
             addrs,
             log,
-            pending: HashMap::new(),
+            pending: Pending::new(),
             leases: HashMap::new(),
             by_port: HashMap::new(),
             seen: 0,
@@ -1344,28 +1350,17 @@ mod tcp_run {
             if let Some(ms) = timeout_ms {
                 opts = opts.timeout(Duration::from_millis(ms));
             }
-            let mut fut: LeaseFut = Box::pin(async move { pool.lease_with(&addr, opts).await });
-            if let Poll::Ready(r) = poll_once(&mut fut) {
-                // Answered at its first poll: kept for `poll` / `wait`.
-                fut = Box::pin(std::future::ready(r));
-            }
-            self.pending.insert(n, fut);
+            self.pending
+                .start(n, async move { pool.lease_with(&addr, opts).await });
         }
 
         async fn poll(&mut self, n: u32) -> Option<Outcome> {
-            let fut = self.pending.get_mut(&n).expect("a started lease");
-            match poll_once(fut) {
-                Poll::Pending => None,
-                Poll::Ready(r) => {
-                    self.pending.remove(&n);
-                    Some(self.outcome(n, r).await)
-                }
-            }
+            let r = self.pending.poll(n)?;
+            Some(self.outcome(n, r).await)
         }
 
         async fn wait(&mut self, n: u32) -> Outcome {
-            let fut = self.pending.remove(&n).expect("a started lease");
-            let r = fut.await;
+            let r = self.pending.wait(n).await;
             self.outcome(n, r).await
         }
 
