@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use common::{eventually, server, Log, Mode, SERVER};
+use common::{echo, eventually, server, Log, Mode, SERVER};
 use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_time::{Duration, Instant, Timer};
-use embedded_io_async::{Read, Write};
 use wharf_embassy::{CloseReason, Config, Error, Options, Pool, Route, State};
 
 type TestState = State<4, 8, 4, 1024, 1024>;
@@ -33,19 +32,6 @@ fn config() -> Config {
 
 fn route() -> Route {
     Route::ip(SERVER, 7030)
-}
-
-async fn echo(lease: &mut wharf_embassy::Lease<'_>, msg: &[u8]) {
-    lease.write_all(msg).await.unwrap();
-    lease.flush().await.unwrap();
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < msg.len() {
-        match lease.read(&mut buf[got..]).await {
-            Ok(0) | Err(_) => panic!("the echo server closed the connection"),
-            Ok(n) => got += n,
-        }
-    }
 }
 
 /// A waker that only records that it was woken.

@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{eventually, polled_every, server, Log, Mode, SERVER};
+use common::{echo, eventually, polled_every, server, Log, Mode, SERVER};
 use embassy_futures::join::join4;
 use embassy_futures::select::{select3, Either3};
 use embassy_time::Timer;
-use embedded_io_async::{Read, Write};
 use wharf_embassy::{
     Balancer, CloseReason, ClusterError, ClusterHandle, ClusterSlot, Config, Duration, Error,
     Lease, LeaseOptions, Pool, Route, State,
@@ -58,20 +57,6 @@ fn port(lease: &mut Lease<'_>) -> u16 {
 fn assert_on(lease: &mut Lease<'_>, i: usize) {
     assert_eq!(lease.route(), host(i));
     assert_eq!(port(lease), PORTS[i]);
-}
-
-/// Writes `msg` and reads the echo back.
-async fn echo(lease: &mut Lease<'_>, msg: &[u8]) {
-    lease.write_all(msg).await.unwrap();
-    lease.flush().await.unwrap();
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < msg.len() {
-        let n = lease.read(&mut buf[got..]).await.unwrap();
-        assert!(n > 0, "server closed before echoing");
-        got += n;
-    }
-    assert_eq!(&buf[..got], msg);
 }
 
 fn check(pool: &Pool<'_>) {

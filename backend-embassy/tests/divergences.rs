@@ -6,11 +6,10 @@ mod common;
 
 use std::vec::Vec;
 
-use common::{eventually, server, Log, Mode, BLACKHOLE, SERVER};
+use common::{echo, eventually, server, Log, Mode, BLACKHOLE, SERVER};
 use embassy_futures::join::join;
 use embassy_futures::select::{select3, Either3};
 use embassy_time::Timer;
-use embedded_io_async::{Read, Write};
 use wharf_embassy::{
     CancelPolicy, CloseReason, Config, ConnectFailure, Duration, Error, LeaseOptions, Options,
     Pool, Route, State, Tag,
@@ -30,18 +29,6 @@ fn config() -> Config {
 
 fn route(port: u16) -> Route {
     Route::ip(SERVER, port)
-}
-
-async fn echo(lease: &mut wharf_embassy::Lease<'_>, msg: &[u8]) {
-    lease.write_all(msg).await.unwrap();
-    lease.flush().await.unwrap();
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < msg.len() {
-        let n = lease.read(&mut buf[got..]).await.unwrap();
-        assert!(n > 0, "server closed before echoing");
-        got += n;
-    }
 }
 
 /// Runs `$test` with a pool (config `$cfg`, options `$opts`) over the client

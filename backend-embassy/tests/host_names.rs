@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::{dns_server, server, DnsLog, Log, Mode, SERVER};
+use common::{dns_server, echo, server, DnsLog, Log, Mode, SERVER};
 use embassy_futures::join::join;
 use embassy_futures::select::{select3, Either3};
-use embedded_io_async::{Read, Write};
 use wharf_embassy::{Config, ConnectFailure, Duration, Error, NameTooLong, Pool, Route, State};
 
 /// Route keys hold host names of up to 32 bytes.
@@ -25,18 +24,6 @@ fn config() -> Config {
         validate_after_inactivity: None,
         ..Config::default()
     }
-}
-
-async fn echo(lease: &mut wharf_embassy::Lease<'_, NAME>, msg: &[u8]) {
-    lease.write_all(msg).await.unwrap();
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < msg.len() {
-        let n = lease.read(&mut buf[got..]).await.unwrap();
-        assert!(n > 0, "server closed before echoing");
-        got += n;
-    }
-    assert_eq!(&buf[..got], msg);
 }
 
 /// Runs `$test` with a pool whose routes hold names of up to `NAME` bytes,

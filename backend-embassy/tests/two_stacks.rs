@@ -7,11 +7,11 @@ mod common;
 use core::cell::RefCell;
 use std::vec::Vec;
 
-use common::{eventually, server, Log, Mode, BLACKHOLE, SERVER};
+use common::{echo, eventually, server, Log, Mode, BLACKHOLE, SERVER};
 use embassy_futures::join::{join, join4};
 use embassy_futures::select::{select3, Either3};
 use embassy_time::{Duration as EDuration, Instant as EInstant, Timer};
-use embedded_io_async::{Read, Write};
+use embedded_io_async::Read;
 use wharf_embassy::{
     CloseReason, Config, ConnectFailure, Duration, Error, LeaseOptions, Pool, Route, State, Tag,
 };
@@ -32,20 +32,6 @@ fn config() -> Config {
 
 fn route(port: u16) -> Route {
     Route::ip(SERVER, port)
-}
-
-/// Writes `msg` and reads the echo back.
-async fn echo(lease: &mut wharf_embassy::Lease<'_>, msg: &[u8]) {
-    lease.write_all(msg).await.unwrap();
-    lease.flush().await.unwrap();
-    let mut buf = [0u8; 64];
-    let mut got = 0;
-    while got < msg.len() {
-        let n = lease.read(&mut buf[got..]).await.unwrap();
-        assert!(n > 0, "server closed before echoing");
-        got += n;
-    }
-    assert_eq!(&buf[..got], msg);
 }
 
 fn check(pool: &Pool<'_>) {

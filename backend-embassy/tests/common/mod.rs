@@ -14,13 +14,28 @@ use embassy_futures::join::join_array;
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StaticConfigV4};
 use embassy_net_driver_channel::{RxRunner, TxRunner};
-use embedded_io_async::Write;
+use embedded_io_async::{Read, Write};
 
 pub const MTU: usize = 1514;
 pub const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
 pub const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
 /// Routed to the server stack, which drops it: no answer ever.
 pub const BLACKHOLE: Ipv4Address = Ipv4Address::new(10, 0, 0, 3);
+
+/// Writes `msg` on a pooled connection and reads the echo back (panics if
+/// the server closes first or echoes something else).
+pub async fn echo<const H: usize>(lease: &mut wharf_embassy::Lease<'_, H>, msg: &[u8]) {
+    lease.write_all(msg).await.unwrap();
+    lease.flush().await.unwrap();
+    let mut buf = [0u8; 64];
+    let mut got = 0;
+    while got < msg.len() {
+        let n = lease.read(&mut buf[got..]).await.unwrap();
+        assert!(n > 0, "server closed before echoing");
+        got += n;
+    }
+    assert_eq!(&buf[..got], msg);
+}
 
 /// A static IPv4 configuration without a DNS server.
 pub fn ip_config(addr: Ipv4Address) -> embassy_net::Config {
