@@ -207,7 +207,9 @@ pub enum ConfigError {
     ZeroConnectingCapacity,
     /// `max_leases_per_conn` is `Some(0)`.
     ZeroMaxLeasesPerConn,
-    /// A storage with no connection, route or lease slot, or more than 2^30 of any.
+    /// A storage with no connection, route or lease slot, or more of any kind
+    /// than its index width names (2^30 - 1 for `u32`; a `u16` [`Storage`](crate::Storage)
+    /// past 8,191 does not compile).
     BadStorage,
     /// `max_pending` is 0 and `min_idle_per_route` is 0: a lease could never
     /// wait for a connect and nothing opens connections ahead, so no lease
@@ -234,7 +236,9 @@ impl core::fmt::Display for ConfigError {
             ConfigError::MinIdleTooLarge => "min idle exceeds the route or idle limit",
             ConfigError::ZeroConnectingCapacity => "connecting_capacity must be in 1..=65536",
             ConfigError::ZeroMaxLeasesPerConn => "max_leases_per_conn must be at least 1",
-            ConfigError::BadStorage => "storage needs 1..=2^30 connection, route and lease slots",
+            ConfigError::BadStorage => {
+                "storage needs 1..=2^30-1 connection, route and lease slots (u16 indices: 8191)"
+            }
             ConfigError::NeverServes => {
                 "max_pending is 0 and min_idle_per_route is 0: no lease could ever be served \
                  (a lease cannot wait for a connect and nothing opens connections ahead)"
