@@ -1470,3 +1470,42 @@ fn preconnect_on_an_idle_unhealthy_host_opens_none() {
     quiet(&mut p);
     assert_eq!(p.stats().connecting, 0);
 }
+
+/// §3.3, §9: a route freed while on the blocked list leaves it, so its slot
+/// can serve a new route (kills `Routes::unblock_one` replaced by `()`: the
+/// reused slot would stay linked on the blocked list, unmarked).
+#[test]
+fn a_blocked_route_that_goes_idle_leaves_the_blocked_list_when_freed() {
+    let mut st = Store::new();
+    let mut p = pool(
+        &mut st,
+        Config {
+            max_total: 1,
+            max_per_route: 1,
+            ..cfg()
+        },
+    );
+    let a = open(&mut p, A, t(0));
+    // B waits for total capacity: blocked (A's only connection is leased).
+    let w = queued(p.lease(&B, None, t(1), Some(t(100))));
+    quiet(&mut p);
+    // Its deadline passes: it fails, B has nothing left and goes idle.
+    p.handle_timeout(t(100));
+    let v = acts(&mut p);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(v[0], failed(w, FailReason::Timeout));
+    assert!(matches!(v[1], Action::RouteIdle { key: B, .. }), "{v:?}");
+    assert_eq!(p.stats().routes, 1, "B's slot is free");
+    // A new route takes B's slot; nothing is blocked any more.
+    let wc = queued(p.lease(&C, None, t(101), None));
+    quiet(&mut p);
+    let v = release(&mut p, a, Release::REUSE, t(102));
+    // A's idle connection makes room for C (evicted), C connects (on B's
+    // old slot), and A, now empty, goes idle.
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert_eq!(v[0], close(a.conn(), CloseReason::Evicted));
+    let c = connect_of(&v[1]);
+    assert!(matches!(v[2], Action::RouteIdle { key: A, .. }), "{v:?}");
+    let v = connect(&mut p, c, 1, t(103));
+    assert_eq!(single_grant(&v, wc).conn(), c);
+}
