@@ -193,3 +193,49 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Routes<'a, K, I> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slot::HeapEntry;
+
+    fn checked<I: Index>() {
+        let mut s = [const { RouteSlot::<u8, I>::EMPTY }; 4];
+        let mut b = [I::ZERO; 4];
+        let mut e = [HeapEntry::<I>::EMPTY; 4];
+        let mut p = [I::ZERO; 4];
+        let heap = Heap::new(Slots::Borrowed(&mut e), Slots::Borrowed(&mut p));
+        let mut t = Routes::new(Slots::Borrowed(&mut s), Slots::Borrowed(&mut b), heap, 7);
+        assert!(t.check().is_ok());
+        let r = t.insert(&1, 1).unwrap();
+        let q = t.insert(&2, 2).unwrap();
+        t.block(r);
+        t.block(q);
+        t.block_first(q);
+        assert_eq!(t.blocked.head(), q);
+        assert!(t.check().is_ok());
+        // Marked blocked without being on the list.
+        t.unblock_one(r);
+        t.slots[r as usize].set_blocked(true);
+        assert_eq!(t.check().unwrap_err().what, "blocked list broken");
+        t.slots[r as usize].set_blocked(false);
+        assert!(t.check().is_ok());
+        // A key that the index does not find.
+        t.slots[q as usize].key = Some(9);
+        assert_eq!(t.check().unwrap_err().what, "route not found by its key");
+        t.slots[q as usize].key = Some(2);
+        // Removed: its slot goes back on the free list, off the blocked list.
+        assert_eq!(t.remove(q), Some(2));
+        assert!(t.check().is_ok());
+        assert_eq!((t.count, t.blocked.len()), (1, 0));
+        // A free list that names a live route.
+        t.free = r;
+        assert_eq!(t.check().unwrap_err().what, "route free list broken");
+    }
+
+    #[test]
+    fn check_finds_broken_lists_and_lost_keys() {
+        checked::<u32>();
+        checked::<u16>();
+    }
+}

@@ -88,3 +88,28 @@ impl<'a, I: Index> Waiters<'a, I> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slot::HeapEntry;
+
+    #[test]
+    fn check_finds_a_broken_free_list_and_a_wrong_count() {
+        let mut s = [WaiterSlot::<u16>::EMPTY; 4];
+        let mut e = [HeapEntry::<u16>::EMPTY; 4];
+        let mut p = [0u16; 4];
+        let heap = Heap::new(Slots::Borrowed(&mut e), Slots::Borrowed(&mut p));
+        let mut t = Waiters::new(Slots::Borrowed(&mut s), heap);
+        assert!(t.check().is_ok());
+        let w = t.take();
+        t.slots[w as usize].state = WaiterState::Queued;
+        assert!(t.check().is_ok());
+        t.pending = 2;
+        assert_eq!(t.check().unwrap_err().what, "pending count differs");
+        t.pending = 1;
+        // The free list names the queued waiter.
+        t.slots[t.free as usize].qlink.set_next(w);
+        assert_eq!(t.check().unwrap_err().what, "waiter free list broken");
+    }
+}
