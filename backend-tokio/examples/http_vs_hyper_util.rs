@@ -24,6 +24,8 @@
 //! ```text
 //! cargo run --release -p wharf-tokio --features http --example http_vs_hyper_util
 //! cargo run --release -p wharf-tokio --features http --example http_vs_hyper_util -- --rounds 3 --secs 0.2
+//! # instructions per request: one client, one cell, rounds of a fixed count
+//! valgrind --tool=callgrind target/release/examples/http_vs_hyper_util --only wharf --cell h2:1 --rounds 1 --requests 20000
 //! ```
 
 use std::collections::HashSet;
@@ -215,17 +217,46 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// `concurrency` tasks send requests for `secs`; returns the requests done.
-async fn round(client: &AnyClient, url: &str, concurrency: usize, secs: f64) -> (u64, Duration) {
+/// How long a round runs.
+#[derive(Clone, Copy, Debug)]
+enum Length {
+    /// For this many seconds.
+    Secs(f64),
+    /// Until exactly this many requests were sent (for instruction counts:
+    /// two runs of different counts, the difference per request).
+    Requests(u64),
+}
+
+/// `concurrency` tasks send requests for the round's length; returns the
+/// requests done.
+async fn round(
+    client: &AnyClient,
+    url: &str,
+    concurrency: usize,
+    length: Length,
+) -> (u64, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    // Count mode: each request takes a ticket first; none past the count.
+    let tickets = Arc::new(AtomicU64::new(0));
+    let limit = match length {
+        Length::Secs(_) => u64::MAX,
+        Length::Requests(n) => n,
+    };
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, stop, done) =
-            (client.clone(), url.to_string(), stop.clone(), done.clone());
+        let (client, url, stop, done, tickets) = (
+            client.clone(),
+            url.to_string(),
+            stop.clone(),
+            done.clone(),
+            tickets.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed)
+                && (limit == u64::MAX || tickets.fetch_add(1, Ordering::Relaxed) < limit)
+            {
                 if let Err(e) = client.get(&url).await {
                     panic!("request failed: {e}");
                 }
@@ -233,8 +264,10 @@ async fn round(client: &AnyClient, url: &str, concurrency: usize, secs: f64) -> 
             }
         }));
     }
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    stop.store(true, Ordering::Relaxed);
+    if let Length::Secs(secs) = length {
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        stop.store(true, Ordering::Relaxed);
+    }
     for t in tasks {
         t.await.unwrap();
     }
@@ -279,11 +312,20 @@ async fn main() {
     // one cell.
     let only = arg_str("--only");
     let cell = arg_str("--cell");
+    // For instruction counts (callgrind): `--requests N` makes each timed
+    // round exactly N requests (and the warm-up `--warmup W`, 1000 by
+    // default) instead of `--secs` seconds.
+    let requests_per_round = arg_str("--requests").and_then(|v| v.parse::<u64>().ok());
+    let warmup = arg("--warmup", 1000.0) as u64;
     let server = server().await;
     let url = format!("http://{}/", server.addr);
     println!(
-        "Wharf HTTP client vs hyper-util legacy Client, one local hyper server ({}), {rounds} rounds of {secs} s per client and cell, median",
-        server.addr
+        "Wharf HTTP client vs hyper-util legacy Client, one local hyper server ({}), {rounds} rounds of {} per client and cell, median",
+        server.addr,
+        match requests_per_round {
+            Some(n) => format!("{n} requests"),
+            None => format!("{secs} s"),
+        }
     );
     println!();
     println!("| protocol | concurrent | client | requests/s (median) | min - max | CPU µs/request (median) | requests | connections | reuse |");
@@ -310,7 +352,11 @@ async fn main() {
                     continue;
                 }
                 // Warm-up (counted in requests and connections, not timed).
-                let (n, _) = round(c, &url, concurrency, (secs / 5.0).max(0.05)).await;
+                let warm = match requests_per_round {
+                    Some(_) => Length::Requests(warmup),
+                    None => Length::Secs((secs / 5.0).max(0.05)),
+                };
+                let (n, _) = round(c, &url, concurrency, warm).await;
                 requests[i] += n;
             }
             for r in 0..rounds {
@@ -321,7 +367,11 @@ async fn main() {
                         continue;
                     }
                     let cpu0 = cpu_time();
-                    let (n, took) = round(&clients[i].1, &url, concurrency, secs).await;
+                    let length = match requests_per_round {
+                        Some(n) => Length::Requests(n),
+                        None => Length::Secs(secs),
+                    };
+                    let (n, took) = round(&clients[i].1, &url, concurrency, length).await;
                     if let (Some(a), Some(b)) = (cpu0, cpu_time()) {
                         cpu_us[i].push((b - a).as_secs_f64() * 1e6 / n.max(1) as f64);
                     }

@@ -28,7 +28,9 @@ pub type HttpLease<C = HttpConnector> = Lease<HttpRoute, C>;
 /// ([`ResponseBody::info`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestInfo {
-    /// Time spent waiting for a connection (the last attempt's).
+    /// Time spent waiting for a connection (the last attempt's): zero when
+    /// the pool granted one at once (no clock read), else from the first
+    /// poll of the lease to the connection.
     pub pool_wait: Duration,
     /// The connection was reused (the last attempt's): it had served a
     /// request before, or it sat idle in the pool before this request (it
@@ -402,9 +404,8 @@ impl<C: HttpConnect> Client<C> {
         let mut reused_left = u32::from(sh.retry_reused);
         loop {
             attempts += 1;
-            let t0 = std::time::Instant::now();
-            let lease = self.pool.lease(route).await?;
-            let pool_wait = t0.elapsed();
+            let (lease, pool_wait) = lease_timed(self.pool.lease(route)).await;
+            let lease = lease?;
             let h2 = lease.is_h2();
             prepare(&mut req, route, h2);
             // Reused (retry-eligible): it served a request, or it sat idle
@@ -421,7 +422,11 @@ impl<C: HttpConnect> Client<C> {
             };
             let streams = if h2 {
                 let n = lease.state.stream_open();
-                sh.max_streams.fetch_max(n, Ordering::Relaxed);
+                // A write only for a new peak (the counter's cache line is
+                // shared by every request of the client).
+                if n > sh.max_streams.load(Ordering::Relaxed) {
+                    sh.max_streams.fetch_max(n, Ordering::Relaxed);
+                }
                 n
             } else {
                 1
@@ -503,6 +508,24 @@ impl<C: HttpConnect> Client<C> {
             }
         }
     }
+}
+
+/// Awaits a lease and the time it waited: zero, without a clock read, when
+/// it was granted (or refused) at its first poll; otherwise from that first
+/// poll to the answer.
+async fn lease_timed<F: std::future::Future + Unpin>(mut fut: F) -> (F::Output, Duration) {
+    let mut t0 = None;
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut fut).poll(cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready((
+            r,
+            t0.map_or(Duration::ZERO, |t: std::time::Instant| t.elapsed()),
+        )),
+        std::task::Poll::Pending => {
+            t0.get_or_insert_with(std::time::Instant::now);
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 #[cold]

@@ -183,7 +183,10 @@ impl ConnState {
     /// HTTP/2: a stream of this client opens; the number in use now.
     pub(crate) fn stream_open(&self) -> u32 {
         let n = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        self.peak.fetch_max(n, Ordering::AcqRel);
+        // A write only for a new peak.
+        if n > self.peak.load(Ordering::Acquire) {
+            self.peak.fetch_max(n, Ordering::AcqRel);
+        }
         n
     }
 
