@@ -18,7 +18,13 @@
 //!
 //! Prints `{"pool":..,"size":..,"tasks":..,"ops_per_s":..,"ctx_switches_per_2^20":..}`
 //! per row, then
-//! `{"min_ratio_vs_best_peer": min over configurations of wharf / max(deadpool, bb8)}`.
+//! `{"min_ratio_vs_best_peer": min over configurations of wharf / max(deadpool, bb8),
+//! "uncooperative": the same for wharf-uncooperative}`.
+//!
+//! `wharf` is the pool as built by default: its lease future spends tokio's
+//! cooperative budget, as deadpool's semaphore does (a task yields every
+//! 128 gets); `wharf-uncooperative` is built with `cooperative(false)` and,
+//! as bb8's warm `get`, never yields.
 
 use std::convert::Infallible;
 use std::io;
@@ -104,8 +110,9 @@ where
     (per_task * tasks) as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn wharf(size: u32, tasks: usize) -> f64 {
+async fn wharf(size: u32, tasks: usize, cooperative: bool) -> f64 {
     let pool = Pool::builder(NoopConnector)
+        .cooperative(cooperative)
         .max_total(size)
         .max_per_route(size)
         .max_pending(1024)
@@ -210,7 +217,8 @@ fn main() {
         let ops = match pool {
             Some("deadpool") => rt.block_on(deadpool(size, tasks)),
             Some("bb8") => rt.block_on(bb8(size, tasks)),
-            _ => rt.block_on(wharf(size, tasks)),
+            Some("wharf-uncooperative") => rt.block_on(wharf(size, tasks, false)),
+            _ => rt.block_on(wharf(size, tasks, true)),
         };
         println!(
             r#"{{"pool":"{}","size":{size},"tasks":{tasks},"ops_per_s":{ops:.0}}}"#,
@@ -218,16 +226,18 @@ fn main() {
         );
         return;
     }
-    let names = ["wharf", "deadpool", "bb8"];
+    let names = ["wharf", "deadpool", "bb8", "wharf-uncooperative"];
     let mut min_ratio = f64::INFINITY;
+    let mut min_ratio_uncoop = f64::INFINITY;
     for (size, tasks) in CONFIGS {
-        let mut ops: [Vec<f64>; 3] = Default::default();
-        let mut switches = [0u64; 3];
+        let mut ops: [Vec<f64>; 4] = Default::default();
+        let mut switches = [0u64; 4];
         for _ in 0..rounds() {
             for (i, name) in names.iter().enumerate() {
                 let before = context_switches();
                 let r = match *name {
-                    "wharf" => rt.block_on(wharf(size, tasks)),
+                    "wharf" => rt.block_on(wharf(size, tasks, true)),
+                    "wharf-uncooperative" => rt.block_on(wharf(size, tasks, false)),
                     "deadpool" => rt.block_on(deadpool(size, tasks)),
                     _ => rt.block_on(bb8(size, tasks)),
                 };
@@ -245,6 +255,9 @@ fn main() {
             );
         }
         min_ratio = min_ratio.min(med[0] / med[1].max(med[2]));
+        min_ratio_uncoop = min_ratio_uncoop.min(med[3] / med[1].max(med[2]));
     }
-    println!(r#"{{"min_ratio_vs_best_peer":{min_ratio:.2}}}"#);
+    println!(
+        r#"{{"min_ratio_vs_best_peer":{min_ratio:.2},"uncooperative":{min_ratio_uncoop:.2}}}"#
+    );
 }

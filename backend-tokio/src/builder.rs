@@ -56,6 +56,7 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
 /// | `seed` | random, per pool |
 /// | `max_total_ceiling` | `max_total` |
 /// | `max_storage` | 1 GiB |
+/// | `cooperative` | on |
 ///
 /// ## What each setting may be, and what `build` refuses
 ///
@@ -108,6 +109,7 @@ pub struct Builder<K: RouteKey, C: Connector<K>> {
     seed: Option<u64>,
     max_total_ceiling: Option<u32>,
     max_storage: usize,
+    cooperative: bool,
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     metrics_name: String,
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -147,6 +149,7 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
             seed: None,
             max_total_ceiling: None,
             max_storage: DEFAULT_MAX_STORAGE,
+            cooperative: true,
             metrics_name: String::from("default"),
             metrics_interval: Some(Duration::from_secs(1)),
         }
@@ -302,6 +305,24 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         self.config.strict_tags = on;
         self
     }
+    /// Whether a lease future spends tokio's cooperative budget (on by
+    /// default), as tokio's semaphores, channels and sockets do: each poll
+    /// spends one unit, and a task whose budget is spent gets `Pending` and
+    /// is polled again after it yielded. A lease granted at once never
+    /// waits, so without the budget a task that only leases and releases in
+    /// a loop never yields: it starves the other tasks and timers of its
+    /// worker (with every worker in such a loop, the runtime's timers stop).
+    ///
+    /// Off, a lease costs about 28 instructions less and a task in such a
+    /// loop stays on its worker (no yield every 128 leases, which on a
+    /// multi-thread runtime can move the task between workers: context
+    /// switches); bb8's warm `get` spends no budget, deadpool's does
+    /// (docs/PERFORMANCE.md has both). Turn it off only when every task
+    /// that leases also awaits something that yields (a socket does).
+    pub fn cooperative(mut self, on: bool) -> Self {
+        self.cooperative = on;
+        self
+    }
     /// Closes a host's idle connections and drains its busy ones when it is
     /// marked unhealthy ([`Pool::set_route_health`],
     /// [`Pool::set_host_health`]), as Envoy's
@@ -448,6 +469,7 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         )))?;
         let mut shared = shared;
         shared.strict_tags = strict_tags;
+        shared.cooperative = self.cooperative;
         #[cfg(feature = "metrics")]
         {
             shared.metrics = crate::metrics::Metrics::new(&self.metrics_name);

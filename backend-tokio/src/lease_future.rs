@@ -435,7 +435,28 @@ impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // tokio's cooperative budget, as its semaphores, channels and
+        // sockets spend it: a lease granted at once is progress that never
+        // returns `Pending`, so a task that only leases and releases would
+        // otherwise never yield and starve its worker's other tasks and
+        // timers. With the budget spent the poll returns `Pending` (tokio
+        // wakes the task once it has yielded); outside a runtime there is
+        // no budget and this costs nothing. Every poll spends one unit,
+        // also one that then waits (`made_progress` at once: a poll that
+        // waits is rare, and the lease's result is not moved through a
+        // check of its own).
         let this = self.get_mut();
+        if this.shared.cooperative {
+            std::task::ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+        }
+        this.poll_lease(cx)
+    }
+}
+
+impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
+    #[inline(always)]
+    fn poll_lease(&mut self, cx: &mut Context<'_>) -> Poll<LeaseResult<K, C>> {
+        let this = self;
         // The warm path: the first poll of a route lease, granted at once.
         // One clock read, before the lock; the lock covers the driver's
         // lease (the core's, the object out of its slot) and nothing else.

@@ -236,6 +236,9 @@ pub(crate) struct Shared<K: RouteKey, C: Connector<K>> {
     /// Strict tags: a connection's tag is fixed at connect (a lease's tag is
     /// the one it asked for).
     pub strict_tags: bool,
+    /// Lease futures spend tokio's cooperative budget
+    /// ([`Builder::cooperative`](crate::Builder::cooperative)).
+    pub cooperative: bool,
     /// The `metrics` facade's handles (feature `metrics`; empty otherwise).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub metrics: metrics::Metrics<K>,
@@ -312,6 +315,7 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             max_total_ceiling,
             seed,
             strict_tags: false,
+            cooperative: true,
             metrics: metrics::Metrics::new("default"),
         })
     }
