@@ -1,23 +1,28 @@
 //! One pool logic on a board and on a server, as an executable check.
 //!
 //! The same scripted scenario (leases on two routes under per-route and total
-//! limits, FIFO waiters, reuse of an idle connection, a connect failure
-//! delivered to a waiting lease, a lease timeout, a drain) runs four times:
+//! limits, FIFO waiters, reuse of an idle connection, the server closing an
+//! idle connection, a connect failure delivered to a waiting lease, an
+//! eviction, a lease timeout, a drain) runs four times:
 //!
 //! - on the core directly (`wharf::Pool`, virtual time; the connects the
 //!   core asks for complete when the scenario waits for a lease, refused on
-//!   route `F`);
+//!   route `F`; the server's close is the input a backend's idle watch
+//!   gives, `peer_closed`);
 //! - on `wharf-tokio` with a scripted connector (route `F` refuses its
 //!   connects with `ConnectionRefused`; its `close` records which connection
-//!   the pool closed);
+//!   the pool closed; its `poll_event` reports `PeerClosed` for the
+//!   connections the server-close step marks, and wakes the pool's waker);
 //! - on `wharf-embassy` over two embassy-net stacks joined in memory
 //!   (`backend-embassy/tests/common`): echo servers for `A` and `B` on the
 //!   server stack, no listener for `F` (the server stack answers a RST); a
 //!   close is what the server sees (FIN or RST from the connection's port);
+//!   `B`'s server closes a connection idle for [`SERVER_IDLE_CLOSE_MS`];
 //! - on `wharf-tokio` with its `TcpConnector` over real TCP sockets on
 //!   loopback (127.0.0.1): echo servers for `A` and `B` (tokio
 //!   `TcpListener`s on ephemeral ports, each accepted connection echoing
-//!   until it ends), and for `F` a port bound but not listening, kept bound
+//!   until it ends, `B`'s closing one idle for [`SERVER_IDLE_CLOSE_MS`]),
+//!   and for `F` a port bound but not listening, kept bound
 //!   for the run, so the kernel refuses its connects (`ConnectionRefused`,
 //!   which the default classification makes `Remote`); a close is what the
 //!   server sees (FIN: a read returned 0, or RST: `ConnectionReset`, from the
@@ -39,7 +44,15 @@
 //! prints the sequences side by side and marks the first difference.
 //!
 //! Shown to fail (each change made by hand, the test run, then reverted; no
-//! such change is committed):
+//! such change is committed; the step numbers and lease numbers of the
+//! first four are from before the server-close step, which added 4 steps
+//! before #16 and renumbered leases 7-9 to 8-10):
+//! - no idle watch in `TcpConnector` (`poll_event` always `Pending`), and
+//!   separately none in wharf-embassy (`sockets.rs`'s `watch` always
+//!   `None`): the other three runs "as expected", the changed run's first
+//!   difference at #16, `Unpaired { conns: [(3, Server)], reasons: [] }`
+//!   instead of `ServerClosed { conn: 3, reason: PeerClosed }` (the server
+//!   closed it and the pool did not notice while it was idle);
 //! - `backend-embassy/src/runner.rs` classifying a reset connect
 //!   (`ConnectError::ConnectionReset`) as `ConnectFailure::Local` instead of
 //!   `Remote`: core and tokio "as expected", embassy's first difference at #18,
@@ -110,6 +123,12 @@ use Rt::{A, B, F};
 /// The lease timeout of the one lease that times out.
 const LEASE_TIMEOUT_MS: u64 = 300;
 
+/// How long B's servers (embassy and TCP runs) let a connection sit idle
+/// before closing it: far longer than any gap between two uses of B's
+/// connections before the server-close step (a few milliseconds), and the
+/// only wait of that step.
+const SERVER_IDLE_CLOSE_MS: u64 = 250;
+
 /// The pool's settings, the same for the three runs: 3 connections in all,
 /// 2 per route; no timers but the connect timeout (no idle timeout, no
 /// lifetime, no validation), so nothing closes unless the scenario says so.
@@ -179,6 +198,12 @@ enum Event {
         conn: u32,
         reason: CloseReason,
     },
+    /// The server closed the connection first (it was idle), and the pool
+    /// counted a close for this reason in the same step.
+    ServerClosed {
+        conn: u32,
+        reason: CloseReason,
+    },
     /// Closes seen and reasons counted in one step that do not pair up.
     Unpaired {
         conns: Vec<(u32, Ended)>,
@@ -199,6 +224,9 @@ enum Event {
 enum Ended {
     Fin,
     Rst,
+    /// The server closed it (the core and the scripted connector: the close
+    /// the scenario's server-close step made).
+    Server,
 }
 
 /// The final counters that must agree.
@@ -233,6 +261,11 @@ trait Backend {
     fn release(&mut self, n: u32);
     /// Drains every route for deletion (the pool closes).
     fn drain(&mut self);
+    /// The server of `route` closes its idle connection (each run in its
+    /// own way: an input of the core, the scripted connector's event, a
+    /// server that closes connections idle for [`SERVER_IDLE_CLOSE_MS`]);
+    /// returns once the pool counted a `PeerClosed` close (bounded wait).
+    async fn server_close(&mut self, route: Rt);
     /// Waits (bounded) until the transport saw `closes` closes in all, and
     /// returns the connections it saw close since the last call (`None`: a
     /// connection no lease got), each with how it ended.
@@ -271,22 +304,30 @@ async fn scenario(b: &mut impl Backend) -> Vec<Event> {
     r.release(b, 6).await;
     r.gauges(b);
 
+    // The server closes B's idle connection: the pool sees it while it is
+    // idle (idle watching), closes its side and never hands it out; the
+    // next lease on B connects anew.
+    r.server_close(b, B).await;
+    r.gauges(b);
+    r.lease(b, 7, B).await;
+    r.release(b, 7).await;
+
     // A connect failure delivered to the waiting lease: F is new, the pool
     // is full (A 2 leased, B 1 idle), so B's idle connection is evicted to
-    // make room; lease 7 waits for F's connect, which is refused.
-    r.start(b, 7, F, None).await;
-    r.finish(b, 7).await;
+    // make room; lease 8 waits for F's connect, which is refused.
+    r.start(b, 8, F, None).await;
+    r.finish(b, 8).await;
     r.gauges(b);
 
     // A lease timeout: A is at its limit and nothing comes back in time.
-    r.start(b, 8, A, Some(LEASE_TIMEOUT_MS)).await;
-    r.finish(b, 8).await;
+    r.start(b, 9, A, Some(LEASE_TIMEOUT_MS)).await;
+    r.finish(b, 9).await;
 
     // Drain: the idle connection closes, the lease out still works and its
     // connection closes when it comes back, new leases are refused.
     r.release(b, 5).await;
     r.drain(b).await;
-    r.lease(b, 9, A).await;
+    r.lease(b, 10, A).await;
     r.use_lease(b, 4).await;
     r.release(b, 4).await;
     r.gauges(b);
@@ -322,19 +363,26 @@ fn expected() -> Vec<Event> {
         granted(6, B, 3),
         Released { lease: 6 },
         gauges(3, 1, 2, 0),
-        Waiting { lease: 7 },
-        Closed {
+        ServerClosed {
             conn: 3,
+            reason: CloseReason::PeerClosed,
+        },
+        gauges(2, 0, 2, 0),
+        granted(7, B, 4),
+        Released { lease: 7 },
+        Waiting { lease: 8 },
+        Closed {
+            conn: 4,
             reason: CloseReason::Evicted,
         },
         Failed {
-            lease: 7,
+            lease: 8,
             error: Fail::ConnectFailed(ConnectFailure::Remote),
         },
         gauges(2, 0, 2, 0),
-        Waiting { lease: 8 },
+        Waiting { lease: 9 },
         Failed {
-            lease: 8,
+            lease: 9,
             error: Fail::Timeout,
         },
         Released { lease: 5 },
@@ -344,7 +392,7 @@ fn expected() -> Vec<Event> {
             reason: CloseReason::Drained,
         },
         Failed {
-            lease: 9,
+            lease: 10,
             error: Fail::Closed,
         },
         Used { lease: 4, ok: true },
@@ -355,16 +403,20 @@ fn expected() -> Vec<Event> {
         },
         gauges(0, 0, 0, 0),
         Totals(crate::Totals {
-            connects: 4,
-            connected: 3,
+            connects: 5,
+            connected: 4,
             connect_failures: [0, 0, 1],
-            grants: 6,
+            grants: 7,
             reuses: 3,
-            queued: 7,
+            queued: 8,
             timeouts: 1,
             cancels: 0,
             overflows: 0,
-            closes: vec![(CloseReason::Evicted, 1), (CloseReason::Drained, 2)],
+            closes: vec![
+                (CloseReason::Evicted, 1),
+                (CloseReason::PeerClosed, 1),
+                (CloseReason::Drained, 2),
+            ],
         }),
     ]
 }
@@ -436,6 +488,7 @@ impl Recorder {
                 self.events.push(match ended {
                     Ended::Fin => Event::Closed { conn, reason },
                     Ended::Rst => Event::Reset { conn, reason },
+                    Ended::Server => Event::ServerClosed { conn, reason },
                 });
             }
         } else {
@@ -487,6 +540,11 @@ impl Recorder {
     async fn drain(&mut self, b: &mut impl Backend) {
         b.drain();
         self.events.push(Event::Drain);
+        self.step_end(b).await;
+    }
+
+    async fn server_close(&mut self, b: &mut impl Backend, route: Rt) {
+        b.server_close(route).await;
         self.step_end(b).await;
     }
 
@@ -682,6 +740,7 @@ mod core_run {
             leases: HashMap::new(),
             connecting: Vec::new(),
             closed: Vec::new(),
+            released: HashMap::new(),
         };
         scenario(&mut run).await
     }
@@ -694,7 +753,11 @@ mod core_run {
         leases: HashMap<u32, wharf::Lease>,
         /// Connects asked for and not answered yet.
         connecting: Vec<(ConnId, Rt)>,
-        closed: Vec<ConnId>,
+        /// Closes asked for since the last `settle`; a `PeerClosed` one is
+        /// the server-close step's (the core has no wire).
+        closed: Vec<(ConnId, Ended)>,
+        /// The connection each route's last release gave back.
+        released: HashMap<Rt, ConnId>,
     }
 
     fn failed(r: FailReason) -> Fail {
@@ -717,6 +780,14 @@ mod core_run {
     }
 
     impl CoreRun<'_> {
+        fn route_of_conn(&self, conn: ConnId) -> Rt {
+            self.pool
+                .route_of(conn)
+                .and_then(|r| self.pool.route_key(r))
+                .copied()
+                .expect("a leased connection has a route")
+        }
+
         fn granted(&mut self, n: u32, lease: wharf::Lease) {
             let route = self
                 .pool
@@ -746,7 +817,13 @@ mod core_run {
                         let n = self.waiters.remove(&waiter).expect("a known waiter");
                         self.answers.insert(n, Err(failed(reason)));
                     }
-                    Action::Close { conn, .. } => self.closed.push(conn),
+                    Action::Close { conn, reason } => self.closed.push((
+                        conn,
+                        match reason {
+                            CloseReason::PeerClosed => Ended::Server,
+                            _ => Ended::Fin,
+                        },
+                    )),
                     Action::Validate { conn } => panic!("validation of {conn:?} (none set)"),
                     Action::RouteIdle { .. } => {}
                 }
@@ -816,9 +893,11 @@ mod core_run {
 
         fn release(&mut self, n: u32) {
             let l = self.leases.remove(&n).expect("a granted lease");
+            let route = self.route_of_conn(l.conn());
             self.pool
                 .release(l, Release::REUSE, self.now)
                 .expect("a live lease");
+            self.released.insert(route, l.conn());
             self.pump();
         }
 
@@ -828,11 +907,18 @@ mod core_run {
             self.pump();
         }
 
+        async fn server_close(&mut self, route: Rt) {
+            // The backend's idle watch would report this: the input it
+            // gives the core.
+            let conn = self.released[&route];
+            self.pool
+                .peer_closed(conn, self.now)
+                .expect("the route's idle connection");
+            self.pump();
+        }
+
         async fn settle(&mut self, _closes: u64) -> Vec<(Option<ConnId>, Ended)> {
-            self.closed
-                .drain(..)
-                .map(|c| (Some(c), Ended::Fin))
-                .collect()
+            self.closed.drain(..).map(|(c, e)| (Some(c), e)).collect()
         }
 
         fn stats(&self) -> PoolStats {
@@ -852,7 +938,7 @@ mod core_run {
 mod tokio_run {
     use super::*;
     use std::time::Duration;
-    use wharf_tokio::{Connector, Error, Lease, LeaseOptions, Pool};
+    use wharf_tokio::{ConnEvent, Connector, Error, Lease, LeaseOptions, Pool};
 
     /// A scripted connection: a serial number.
     pub struct Conn {
@@ -861,11 +947,39 @@ mod tokio_run {
 
     /// Connects take 5 ms; route `F` refuses them (`ConnectionRefused`, which
     /// the default classification makes `Remote`). `close` records the
-    /// serial of every connection the pool closes.
+    /// serial of every connection the pool closes. The server-close step
+    /// marks a route's connections closed by the server: `poll_event`
+    /// reports `PeerClosed` for them (and wakes the waker the pool left).
     #[derive(Default)]
     pub struct Scripted {
         next: AtomicU64,
         closed: Arc<Mutex<Vec<u64>>>,
+        /// Connection serial -> its route.
+        routes: Mutex<HashMap<u64, Rt>>,
+        /// Serials the server closed.
+        server_closed: Mutex<std::collections::HashSet<u64>>,
+        /// The waker `poll_event` was last given, by serial.
+        wakers: Mutex<HashMap<u64, Waker>>,
+    }
+
+    impl Scripted {
+        /// The server closes every connection of `route` it has.
+        fn server_close(&self, route: Rt) {
+            let serials: Vec<u64> = self
+                .routes
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|&(_, &r)| r == route)
+                .map(|(&s, _)| s)
+                .collect();
+            for s in serials {
+                self.server_closed.lock().unwrap().insert(s);
+                if let Some(w) = self.wakers.lock().unwrap().remove(&s) {
+                    w.wake();
+                }
+            }
+        }
     }
 
     impl Connector<Rt> for Scripted {
@@ -878,12 +992,25 @@ mod tokio_run {
                     io::ErrorKind::ConnectionRefused,
                     "scripted: nobody listens on F",
                 )),
-                _ => Ok(Conn {
-                    serial: self.next.fetch_add(1, Ordering::SeqCst),
-                }),
+                _ => {
+                    let serial = self.next.fetch_add(1, Ordering::SeqCst);
+                    self.routes.lock().unwrap().insert(serial, *route);
+                    Ok(Conn { serial })
+                }
             }
         }
+        fn poll_event(&self, conn: &mut Conn, cx: &mut Context<'_>) -> Poll<ConnEvent> {
+            if self.server_closed.lock().unwrap().contains(&conn.serial) {
+                return Poll::Ready(ConnEvent::PeerClosed);
+            }
+            self.wakers
+                .lock()
+                .unwrap()
+                .insert(conn.serial, cx.waker().clone());
+            Poll::Pending
+        }
         fn close(&self, conn: Conn) -> impl Future<Output = ()> + Send + 'static {
+            self.routes.lock().unwrap().remove(&conn.serial);
             self.closed.lock().unwrap().push(conn.serial);
             async {}
         }
@@ -973,6 +1100,17 @@ mod tokio_run {
             self.pool.drain(None, DrainMode::DrainAndDelete);
         }
 
+        async fn server_close(&mut self, route: Rt) {
+            let before = self.pool.counters().closes_for(CloseReason::PeerClosed);
+            self.pool.connector().server_close(route);
+            for _ in 0..2000 {
+                if self.pool.counters().closes_for(CloseReason::PeerClosed) > before {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+
         async fn settle(&mut self, closes: u64) -> Vec<(Option<ConnId>, Ended)> {
             let closed = self.pool.connector().closed.clone();
             for _ in 0..2000 {
@@ -982,9 +1120,16 @@ mod tokio_run {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let closed = closed.lock().unwrap();
+            let by_server = self.pool.connector().server_closed.lock().unwrap();
             let new = closed[self.seen..]
                 .iter()
-                .map(|s| (self.by_serial.get(s).copied(), Ended::Fin))
+                .map(|s| {
+                    let ended = match by_server.contains(s) {
+                        true => Ended::Server,
+                        false => Ended::Fin,
+                    };
+                    (self.by_serial.get(s).copied(), ended)
+                })
                 .collect();
             self.seen = closed.len();
             new
@@ -1058,7 +1203,12 @@ mod embassy_run {
             let (pool, mut runner) = wharf_embassy::new(client, state, config()).unwrap();
             let servers = join(
                 server(server_stack, PORT_A, Mode::Echo, &log),
-                server(server_stack, PORT_B, Mode::Echo, &log),
+                server(
+                    server_stack,
+                    PORT_B,
+                    Mode::IdleClose(SERVER_IDLE_CLOSE_MS),
+                    &log,
+                ),
             );
             let mut run = EmbassyRun {
                 pool,
@@ -1152,8 +1302,17 @@ mod embassy_run {
             self.pool.drain(None, DrainMode::DrainAndDelete);
         }
 
+        async fn server_close(&mut self, _route: Rt) {
+            // B's server closes a connection idle for SERVER_IDLE_CLOSE_MS.
+            let before = self.pool.counters().closes_for(CloseReason::PeerClosed);
+            common::eventually(SERVER_IDLE_CLOSE_MS + 2000, || {
+                self.pool.counters().closes_for(CloseReason::PeerClosed) > before
+            })
+            .await;
+        }
+
         async fn settle(&mut self, closes: u64) -> Vec<(Option<ConnId>, Ended)> {
-            let ended = |e: &Ev| matches!(e, Ev::Fin(_) | Ev::Rst(_));
+            let ended = |e: &Ev| matches!(e, Ev::Fin(_) | Ev::Rst(_) | Ev::IdleClosed(_));
             common::eventually(2000, || {
                 self.log.events().iter().filter(|e| ended(e)).count() as u64 >= closes
             })
@@ -1164,6 +1323,7 @@ mod embassy_run {
                 .filter_map(|e| match e {
                     Ev::Fin(p) => Some((self.by_port.get(p).copied(), Ended::Fin)),
                     Ev::Rst(p) => Some((self.by_port.get(p).copied(), Ended::Rst)),
+                    Ev::IdleClosed(p) => Some((self.by_port.get(p).copied(), Ended::Server)),
                     _ => None,
                 })
                 .collect();
@@ -1198,14 +1358,15 @@ mod tcp_run {
     /// What the servers saw, in order (the embassy run's observations).
     type ServerLog = Arc<Mutex<Vec<Ev>>>;
 
-    /// Accepts connections on `listener`, each served by its own task.
-    async fn server(listener: TcpListener, log: ServerLog) {
+    /// Accepts connections on `listener`, each served by its own task;
+    /// with `idle_close`, a connection idle that long is closed.
+    async fn server(listener: TcpListener, log: ServerLog, idle_close: Option<Duration>) {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
             log.lock().unwrap().push(Ev::Accepted(peer.port()));
-            tokio::spawn(echo_until_end(stream, peer.port(), log.clone()));
+            tokio::spawn(echo_until_end(stream, peer.port(), log.clone(), idle_close));
         }
     }
 
@@ -1213,11 +1374,26 @@ mod tcp_run {
     /// (a read returned 0) or RST (a read or write failed with
     /// `ConnectionReset`). Any other error records nothing, so the run's
     /// bounded wait for the close gives up and the step shows `Unpaired`.
-    async fn echo_until_end(mut stream: TcpStream, port: u16, log: ServerLog) {
+    /// With `idle_close`, a connection with nothing to read for that long
+    /// is closed by the server (FIN: nothing unread, so no RST) and
+    /// recorded as `IdleClosed`.
+    async fn echo_until_end(
+        mut stream: TcpStream,
+        port: u16,
+        log: ServerLog,
+        idle_close: Option<Duration>,
+    ) {
         let mut buf = [0u8; 256];
         let reset = |e: &io::Error| e.kind() == io::ErrorKind::ConnectionReset;
         let end = loop {
-            match stream.read(&mut buf).await {
+            let read = match idle_close {
+                Some(idle) => match tokio::time::timeout(idle, stream.read(&mut buf)).await {
+                    Ok(r) => r,
+                    Err(_) => break Ev::IdleClosed(port),
+                },
+                None => stream.read(&mut buf).await,
+            };
+            match read {
                 Ok(0) => break Ev::Fin(port),
                 Ok(n) => match stream.write_all(&buf[..n]).await {
                     Ok(()) => {}
@@ -1260,9 +1436,10 @@ mod tcp_run {
             b.local_addr().unwrap(),
             f.local_addr().unwrap(),
         ];
+        let idle_close = Duration::from_millis(SERVER_IDLE_CLOSE_MS);
         let servers: [JoinHandle<()>; 2] = [
-            tokio::spawn(server(a, log.clone())),
-            tokio::spawn(server(b, log.clone())),
+            tokio::spawn(server(a, log.clone(), None)),
+            tokio::spawn(server(b, log.clone(), Some(idle_close))),
         ];
         let pool = tokio_pool(TcpConnector::new());
         let mut run = TcpRun {
@@ -1377,8 +1554,19 @@ mod tcp_run {
             self.pool.drain(None, DrainMode::DrainAndDelete);
         }
 
+        async fn server_close(&mut self, _route: Rt) {
+            // B's server closes a connection idle for SERVER_IDLE_CLOSE_MS.
+            let before = self.pool.counters().closes_for(CloseReason::PeerClosed);
+            for _ in 0..(SERVER_IDLE_CLOSE_MS + 2000) / 5 {
+                if self.pool.counters().closes_for(CloseReason::PeerClosed) > before {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+
         async fn settle(&mut self, closes: u64) -> Vec<(Option<ConnId>, Ended)> {
-            let ended = |e: &Ev| matches!(e, Ev::Fin(_) | Ev::Rst(_));
+            let ended = |e: &Ev| matches!(e, Ev::Fin(_) | Ev::Rst(_) | Ev::IdleClosed(_));
             for _ in 0..400 {
                 if self.log.lock().unwrap().iter().filter(|e| ended(e)).count() as u64 >= closes {
                     break;
@@ -1391,6 +1579,7 @@ mod tcp_run {
                 .filter_map(|e| match e {
                     Ev::Fin(p) => Some((self.by_port.get(p).copied(), Ended::Fin)),
                     Ev::Rst(p) => Some((self.by_port.get(p).copied(), Ended::Rst)),
+                    Ev::IdleClosed(p) => Some((self.by_port.get(p).copied(), Ended::Server)),
                     _ => None,
                 })
                 .collect();
