@@ -46,6 +46,18 @@ impl<K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static> RouteKey for K {
 ///     }
 /// }
 /// ```
+///
+/// # Panics in the connector
+///
+/// A connect, stale check or close future that panics is a bug in the
+/// connector, and the pool contains it to that one step (the panic hook
+/// still prints it): a connect that panics fails as a `Local` connect
+/// failure with no `source` (its slot is free again and the leases waiting
+/// for it are answered), a stale check that panics counts as stale (the
+/// connection is closed, the lease gets another), and a close that panics
+/// counts as done (`Pool::close` still completes). The synchronous checks
+/// (`is_broken`, `is_dead_at_handout`, `poll_event`, `multiplexed`,
+/// `share`) run inside the pool's operations and must not panic.
 pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
     /// The connection object a lease hands out (by `Deref`/`DerefMut`).
     type Conn: Send + 'static;

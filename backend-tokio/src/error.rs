@@ -44,7 +44,8 @@ pub enum Error<E = io::Error> {
         /// [`classify`](crate::Connector::classify) said.
         reason: ConnectFailure,
         /// The connector's error, typed; `None` when the pool's own connect
-        /// timeout fired (the connector had not answered).
+        /// timeout fired (the connector had not answered) or the connector's
+        /// connect panicked (a `Local` failure).
         source: Option<Arc<E>>,
     },
     /// Every connection handed out to the lease was found closed by the

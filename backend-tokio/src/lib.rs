@@ -320,6 +320,7 @@ mod pool;
 mod runtime;
 mod sizing;
 mod trace;
+mod unwind;
 
 pub use builder::{Builder, DEFAULT_MAX_STORAGE};
 pub use cluster::MAX_CLUSTER_HOSTS;

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ use crate::cluster_table::ClusterTable;
 use crate::connector::{Connector, RouteKey};
 use crate::metrics;
 use crate::trace;
+use crate::unwind::{CatchUnwind, Panicked};
 
 /// `n` values made by `f`, or `None` when the memory cannot be had (an
 /// allocation that fails is a typed error at build, never an abort).
@@ -447,13 +448,16 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
 
     /// Closes a connection object: polls the connector's close once and
     /// spawns the rest only if it is not done.
+    /// A close that panics ends there (the object was the connector's to
+    /// close): the caller of the first poll does not unwind, and a spawned
+    /// close still counts as finished for `close().await`.
     fn close_obj(self: &Arc<Self>, obj: C::Conn) {
-        let mut fut = Box::pin(self.connector.close(obj));
-        if noop_poll(fut.as_mut()).is_pending() {
+        let mut fut = CatchUnwind(Box::pin(self.connector.close(obj)));
+        if noop_poll(Pin::new(&mut fut)).is_pending() {
             self.tasks.fetch_add(1, Ordering::AcqRel);
             let me = self.clone();
             self.rt.spawn(async move {
-                fut.await;
+                let _ = fut.await;
                 me.tasks.fetch_sub(1, Ordering::AcqRel);
                 me.closed.notify_waiters();
             });
@@ -504,7 +508,7 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
     key: K,
     tag: Option<Tag>,
 ) {
-    let result = shared.connector.connect_as(&key, tag).await;
+    let result = CatchUnwind(pin!(shared.connector.connect_as(&key, tag))).await;
     let now = shared.now();
     let mut g = shared.lock();
     if let Some(slot) = g.driver.io_mut().aborts.get_mut(conn.index()) {
@@ -513,7 +517,7 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
         }
     }
     match result {
-        Ok(obj) => {
+        Ok(Ok(obj)) => {
             let accepted = match shared.connector.multiplexed(&obj) {
                 Some(capacity) => g.driver.connected_multiplexed(conn, obj, capacity, now),
                 None => g.driver.connected(conn, obj, now),
@@ -522,7 +526,7 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
                 trace::connected(&*shared.connector, &key, conn);
             }
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             // The connector's classification stands (a `TimedOut` error is a
             // timeout, as the pool's own connect timeout).
             let reason = shared.connector.classify(&e);
@@ -531,6 +535,21 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
                 .connect_failed(conn, reason, Arc::new(e), now)
                 .is_ok()
             {
+                g.driver.io_mut().closed_some = true;
+            }
+        }
+        // The connector panicked: a local failure with no error to hand
+        // on (the leases waiting for it get `source: None`).
+        Err(Panicked) => {
+            let reason = wharf_core::ConnectFailure::Local;
+            trace::connect_failed(
+                &*shared.connector,
+                &key,
+                conn,
+                reason,
+                &"the connector panicked",
+            );
+            if g.driver.connect_lost(conn, reason, now).is_ok() {
                 g.driver.io_mut().closed_some = true;
             }
         }
@@ -543,10 +562,11 @@ async fn validate_task<K: RouteKey, C: Connector<K>>(
     conn: ConnId,
     mut obj: C::Conn,
 ) {
-    let stale = {
-        let fut = pin!(shared.connector.is_stale(&mut obj));
-        fut.await
-    };
+    // A check that panics counts as stale: the connection is closed, not
+    // reused, and the lease that waited for it gets another.
+    let stale = CatchUnwind(pin!(shared.connector.is_stale(&mut obj)))
+        .await
+        .unwrap_or(true);
     let now = shared.now();
     let mut g = shared.lock();
     trace::validated(&*shared.connector, g.driver.core(), conn, stale);

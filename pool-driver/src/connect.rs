@@ -92,13 +92,38 @@ impl<K: Eq + Hash + Clone, I: Io<K, Ix>, Ix: Index> Driver<'_, K, I, Ix> {
         error: I::ConnectError,
         now: Instant,
     ) -> Result<(), Unwanted> {
+        self.fail_connect(conn, reason, Some(error), now)
+    }
+
+    /// `conn`'s connect ended with nothing to report: the backend's connect
+    /// task panicked (a bug in the connector) or was dropped without an
+    /// answer. It fails as `reason` exactly as
+    /// [`connect_failed`](Driver::connect_failed), and the requests queued
+    /// on the route get no error (`None`), so the slot is freed and nobody
+    /// waits for an answer that will not come.
+    pub fn connect_lost(
+        &mut self,
+        conn: ConnId,
+        reason: ConnectFailure,
+        now: Instant,
+    ) -> Result<(), Unwanted> {
+        self.fail_connect(conn, reason, None, now)
+    }
+
+    fn fail_connect(
+        &mut self,
+        conn: ConnId,
+        reason: ConnectFailure,
+        error: Option<I::ConnectError>,
+        now: Instant,
+    ) -> Result<(), Unwanted> {
         match self.conns.get_mut(conn.index()) {
             Some(e) if e.is(conn) && matches!(e.hold, Hold::Connecting) => {
                 e.forget();
             }
             _ => return Err(Unwanted),
         }
-        self.connect_error = Some(error);
+        self.connect_error = error;
         let _ = self.core.connect_failed(conn, reason, now);
         self.pump();
         self.connect_error = None;

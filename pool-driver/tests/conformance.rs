@@ -388,6 +388,32 @@ fn every_kind_of_connect_failure_is_kept_as_the_backend_reports_it() {
 }
 
 #[test]
+fn a_lost_connect_fails_every_request_without_an_error_and_frees_the_slot() {
+    // One connect for the route's two requests.
+    let cfg = Config {
+        max_per_route: 1,
+        ..config()
+    };
+    let mut d = driver(cfg, Settings::default());
+    let a = queue(&mut d, "a", t(0));
+    let b = queue(&mut d, "a", t(0));
+    let conn = last_connect(&d);
+    d.connect_lost(conn, ConnectFailure::Local, t(1)).unwrap();
+    for ticket in [a, b] {
+        let (r, error, note) = failed(answer(&mut d, ticket));
+        assert_eq!(r, FailReason::ConnectFailed(ConnectFailure::Local));
+        assert_eq!(error, None, "a lost connect has no error to hand on");
+        assert_eq!(note, 1);
+    }
+    assert_eq!(d.core().stats().connecting, 0);
+    // Once only: a second report, or a result after it, is unwanted.
+    assert!(d.connect_lost(conn, ConnectFailure::Local, t(2)).is_err());
+    assert!(d.connected(conn, Obj(1), t(3)).is_err());
+    // The late object was disposed of, not kept.
+    check(&d, 1, &[]);
+}
+
+#[test]
 fn the_cores_connect_timeout_aborts_the_connect_and_late_results_are_disposed_of() {
     let mut d = driver(config(), Settings::default());
     let ticket = queue(&mut d, "a", t(0));
