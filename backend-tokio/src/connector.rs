@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use wharf_core::{ConnectFailure, Tag};
+use wharf_core::{CloseReason, ConnectFailure, Tag};
 use wharf_driver::ConnEvent;
 
 /// The bounds a route key needs: hashable, cloneable (the core keeps one copy
@@ -185,6 +185,23 @@ pub trait Connector<K: fmt::Debug>: Send + Sync + 'static {
     /// and spawns it only if it is not finished then. Default: drop it.
     fn close(&self, conn: Self::Conn) -> impl Future<Output = ()> + Send + 'static {
         async move { drop(conn) }
+    }
+
+    /// Closes a connection the pool held, for `reason` (the reason the
+    /// pool's [`counters`](crate::Pool::counters) count it under, and its
+    /// `tracing` close event names): the place to log or count closes per
+    /// connection. The pool calls this for every connection it closes, and
+    /// [`close`](Connector::close) only for objects it disposes of without
+    /// a reason (a connect's result that came after the pool gave the
+    /// connect up, a connection of a pool that was dropped). Polled as
+    /// `close` is. Default: [`close`](Connector::close).
+    fn close_for(
+        &self,
+        conn: Self::Conn,
+        reason: CloseReason,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let _ = reason;
+        self.close(conn)
     }
 
     /// Classifies a connect error (the core's [`ConnectFailure`]); the pool

@@ -23,7 +23,7 @@ use crate::cluster_table::ClusterTable;
 use crate::connector::{Connector, RouteKey};
 use crate::metrics;
 use crate::trace;
-use crate::unwind::{CatchUnwind, Panicked};
+use crate::unwind::{guarded, CatchUnwind, Panicked};
 
 /// `n` values made by `f`, or `None` when the memory cannot be had (an
 /// allocation that fails is a typed error at build, never an abort).
@@ -439,9 +439,9 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
             }
             Op::Close { conn, obj, reason } => {
                 trace::close(conn, reason);
-                self.close_obj(obj);
+                self.close_obj(|| self.connector.close_for(obj, reason));
             }
-            Op::Dispose(obj) => self.close_obj(obj),
+            Op::Dispose(obj) => self.close_obj(|| self.connector.close(obj)),
             Op::Abort(abort) => abort.abort(),
         }
     }
@@ -451,8 +451,14 @@ impl<K: RouteKey, C: Connector<K>> Shared<K, C> {
     /// A close that panics ends there (the object was the connector's to
     /// close): the caller of the first poll does not unwind, and a spawned
     /// close still counts as finished for `close().await`.
-    fn close_obj(self: &Arc<Self>, obj: C::Conn) {
-        let mut fut = CatchUnwind(Box::pin(self.connector.close(obj)));
+    fn close_obj<F: Future<Output = ()> + Send + 'static>(
+        self: &Arc<Self>,
+        close: impl FnOnce() -> F,
+    ) {
+        let Ok(fut) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(close)) else {
+            return;
+        };
+        let mut fut = CatchUnwind(Box::pin(fut));
         if noop_poll(Pin::new(&mut fut)).is_pending() {
             self.tasks.fetch_add(1, Ordering::AcqRel);
             let me = self.clone();
@@ -508,7 +514,7 @@ async fn connect_task<K: RouteKey, C: Connector<K>>(
     key: K,
     tag: Option<Tag>,
 ) {
-    let result = CatchUnwind(pin!(shared.connector.connect_as(&key, tag))).await;
+    let result = guarded(|| shared.connector.connect_as(&key, tag)).await;
     let now = shared.now();
     let mut g = shared.lock();
     if let Some(slot) = g.driver.io_mut().aborts.get_mut(conn.index()) {
@@ -564,7 +570,7 @@ async fn validate_task<K: RouteKey, C: Connector<K>>(
 ) {
     // A check that panics counts as stale: the connection is closed, not
     // reused, and the lease that waited for it gets another.
-    let stale = CatchUnwind(pin!(shared.connector.is_stale(&mut obj)))
+    let stale = guarded(|| shared.connector.is_stale(&mut obj))
         .await
         .unwrap_or(true);
     let now = shared.now();

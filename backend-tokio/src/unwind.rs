@@ -18,6 +18,14 @@ use std::task::{Context, Poll};
 /// The future panicked; it is not polled again.
 pub(crate) struct Panicked;
 
+/// Makes the future (`f` is the connector's method: a hand-written one may
+/// panic before it returns its future) and polls it, a panic in either
+/// turned into `Err(Panicked)`.
+pub(crate) async fn guarded<F: Future>(f: impl FnOnce() -> F) -> Result<F::Output, Panicked> {
+    let fut = catch_unwind(AssertUnwindSafe(f)).map_err(|_| Panicked)?;
+    CatchUnwind(std::pin::pin!(fut)).await
+}
+
 /// Polls `F`, turning a panic into `Err(Panicked)`.
 ///
 /// Unwind safety: the future is dropped without being polled again, and the
