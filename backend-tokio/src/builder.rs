@@ -305,20 +305,22 @@ impl<K: RouteKey, C: Connector<K>> Builder<K, C> {
         self.config.strict_tags = on;
         self
     }
-    /// Whether a lease future spends tokio's cooperative budget (on by
-    /// default), as tokio's semaphores, channels and sockets do: each poll
-    /// spends one unit, and a task whose budget is spent gets `Pending` and
-    /// is polled again after it yielded. A lease granted at once never
-    /// waits, so without the budget a task that only leases and releases in
-    /// a loop never yields: it starves the other tasks and timers of its
-    /// worker (with every worker in such a loop, the runtime's timers stop).
+    /// Whether lease futures spend tokio's cooperative budget (on by
+    /// default): one unit per 128 lease polls on a thread. A task whose
+    /// budget is spent gets `Pending` and is polled again after it yielded.
+    /// A lease granted at once never waits, so without the budget a task
+    /// that only leases and releases in a loop never yields: it starves the
+    /// other tasks and timers of its worker for good (with every worker in
+    /// such a loop, the runtime's timers stop). With it, such a loop yields
+    /// within 16,384 leases (~1.5 ms); a task that also does I/O yields as
+    /// its sockets spend the budget.
     ///
-    /// Off, a lease costs about 28 instructions less and a task in such a
-    /// loop stays on its worker (no yield every 128 leases, which on a
-    /// multi-thread runtime can move the task between workers: context
-    /// switches); bb8's warm `get` spends no budget, deadpool's does
-    /// (docs/PERFORMANCE.md has both). Turn it off only when every task
-    /// that leases also awaits something that yields (a socket does).
+    /// Off, a get + drop costs about 6 instructions less and a task in such
+    /// a loop stays on its worker (no yields: on a multi-thread runtime a
+    /// yield can move the task between workers); bb8's warm `get` spends no
+    /// budget, deadpool's a unit per `get` (docs/PERFORMANCE.md measures
+    /// all three). Turn it off only when every task that leases also awaits
+    /// something that yields.
     pub fn cooperative(mut self, on: bool) -> Self {
         self.cooperative = on;
         self

@@ -430,24 +430,53 @@ impl<K: RouteKey, C: Connector<K>> LeaseFuture<'_, K, C> {
     }
 }
 
+thread_local! {
+    /// Lease polls on this thread (counted for [`spend_budget`]).
+    static POLLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// One unit of tokio's cooperative budget per [`BUDGET_EVERY`] lease polls
+/// on a thread.
+///
+/// A lease granted at once never returns `Pending`, so a task that only
+/// leases and releases would never yield: it would starve its worker's
+/// other tasks and timers for good. Spending budget bounds that: once the
+/// task's budget (128 units per task poll) is spent, a lease poll returns
+/// `Pending` and tokio polls the task again after it yielded. A unit per
+/// poll, as tokio's channels spend it, makes such a loop yield every 128
+/// leases, and on a multi-thread runtime every yield wakes an idle worker
+/// to steal the task (about one context switch per yield, 8,192 per 2^20
+/// leases, and the two workers then contend on the pool's lock; measured
+/// in docs/PERFORMANCE.md). A unit per [`BUDGET_EVERY`] polls bounds the
+/// starvation at 128 x [`BUDGET_EVERY`] leases (16,384: ~1.5 ms of a
+/// worker at ~90 ns per get + drop) and yields 64 times per 2^20 leases. A
+/// task whose budget its sockets spent yields at its next counted poll.
+#[inline(always)]
+fn spend_budget(cx: &mut Context<'_>) -> Poll<()> {
+    let n = POLLS.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n
+    });
+    if n % BUDGET_EVERY != 0 {
+        return Poll::Ready(());
+    }
+    // `made_progress` at once: the unit stays spent whether this poll
+    // completes or waits.
+    tokio::task::coop::poll_proceed(cx).map(|p| p.made_progress())
+}
+
+/// Lease polls per unit of tokio's budget ([`spend_budget`]).
+const BUDGET_EVERY: u32 = 128;
+
 impl<K: RouteKey, C: Connector<K>> Future for LeaseFuture<'_, K, C> {
     type Output = Result<Lease<K, C>, Error<C::Error>>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // tokio's cooperative budget, as its semaphores, channels and
-        // sockets spend it: a lease granted at once is progress that never
-        // returns `Pending`, so a task that only leases and releases would
-        // otherwise never yield and starve its worker's other tasks and
-        // timers. With the budget spent the poll returns `Pending` (tokio
-        // wakes the task once it has yielded); outside a runtime there is
-        // no budget and this costs nothing. Every poll spends one unit,
-        // also one that then waits (`made_progress` at once: a poll that
-        // waits is rare, and the lease's result is not moved through a
-        // check of its own).
         let this = self.get_mut();
         if this.shared.cooperative {
-            std::task::ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+            std::task::ready!(spend_budget(cx));
         }
         this.poll_lease(cx)
     }
