@@ -96,6 +96,19 @@ impl<'a, I: Index> Heap<'a, I> {
         self.set(owner, at, seq);
     }
 
+    /// Whether [`Heap::arm`] would move anything (then [`Heap::set`] does
+    /// what it would).
+    #[inline(always)]
+    pub(crate) fn arm_moves(&self, owner: u32, at: Instant) -> bool {
+        match self.pos.get(owner as usize).map(|p| p.get()) {
+            Some(p) => match self.entries.get(p as usize) {
+                Some(e) => e.at > at,
+                None => at != Instant::MAX,
+            },
+            None => at != Instant::MAX,
+        }
+    }
+
     fn set_inner(&mut self, owner: u32, at: Instant, seq: u32) {
         let p = self.pos[owner as usize].get();
         let e = HeapEntry {

@@ -122,7 +122,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             "connections exceed max_total"
         );
         if let Some(m) = self.cfg.max_idle {
-            ensure!(self.conns.idle <= m, 13, "idle connections exceed max_idle");
+            ensure!(
+                self.conns.idle() <= m,
+                13,
+                "idle connections exceed max_idle"
+            );
         }
 
         // Leases.

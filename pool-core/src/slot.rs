@@ -197,6 +197,19 @@ impl<I: Index> ConnSlot<I> {
     flag!(kept, set_kept, KEPT);
     flag!(used, set_used, USED);
     flag!(tagged, set_tagged, TAGGED);
+    /// On the idle LRU and untagged (one test of the flags for the warm
+    /// path).
+    #[inline(always)]
+    pub(crate) fn untagged_idle(&self) -> bool {
+        self.flags & (IN_LRU | TAGGED) == IN_LRU
+    }
+    /// Not draining, and not tagged if tags are strict (`strict`): one test
+    /// of the flags for the warm release.
+    #[inline(always)]
+    pub(crate) fn reusable(&self, strict: bool) -> bool {
+        let mask = DRAINING | if strict { TAGGED } else { 0 };
+        self.flags & mask == 0
+    }
     /// Streams it can still take (0 unless available).
     #[inline]
     pub(crate) fn spare(&self) -> u32 {

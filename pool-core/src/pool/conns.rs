@@ -235,7 +235,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             .is_some_and(|m| self.routes[r as usize].idle > m)
         {
             self.close(c, CloseReason::IdleLimit);
-        } else if self.cfg.max_idle.is_some_and(|m| self.conns.idle > m) {
+        } else if self.cfg.max_idle.is_some_and(|m| self.conns.idle() > m) {
             let v = self.conns.lru.tail();
             let vr = self.conns[v as usize].route.get();
             self.close(v, CloseReason::IdleLimit);

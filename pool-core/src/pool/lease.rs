@@ -28,6 +28,23 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         now: Instant,
         deadline: Option<Instant>,
     ) -> Result<LeaseOutcome, LeaseError> {
+        if tag.is_none() {
+            if let Some(lease) = self.lease_fast(key, now) {
+                return Ok(LeaseOutcome::Granted(lease));
+            }
+        }
+        self.lease_general(key, tag, now, deadline)
+    }
+
+    /// `lease` from the start when the warm path (`fast.rs`) does not apply.
+    #[inline(never)]
+    fn lease_general(
+        &mut self,
+        key: &K,
+        tag: Option<Tag>,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<LeaseOutcome, LeaseError> {
         self.advance(now);
         if self.closed {
             return Err(LeaseError::Closed);
@@ -35,16 +52,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         // `Instant::MAX` means never (§2).
         let deadline = deadline.filter(|&d| d != Instant::MAX);
         let r = self.find_route(key);
-        if let (Some(r), None) = (r, tag) {
-            if let Some(lease) = self.lease_fast(r) {
-                return Ok(LeaseOutcome::Granted(lease));
-            }
-        }
         self.lease_slow(key, r, tag, deadline)
     }
 
     /// Every lease the warm path does not take (§4).
-    #[inline(never)]
+    #[inline]
     fn lease_slow(
         &mut self,
         key: &K,

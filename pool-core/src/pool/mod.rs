@@ -262,7 +262,7 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
         PoolStats {
             connections: self.conns.total,
             connecting: self.conns.connecting,
-            idle: self.conns.idle,
+            idle: self.conns.idle(),
             leased: self.leases.used,
             pending: self.waiters.pending,
             closing: self.conns.closing,

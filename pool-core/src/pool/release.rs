@@ -3,6 +3,7 @@
 use crate::index::Index;
 use core::hash::Hash;
 
+use super::fast::Fast;
 use super::{Pool, Release};
 use crate::action::CloseReason;
 use crate::error::ReleaseError;
@@ -21,27 +22,36 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         how: Release,
         now: Instant,
     ) -> Result<(), ReleaseError> {
+        if how == Release::REUSE {
+            match self.release_fast(&lease, now) {
+                Fast::Done => return Ok(()),
+                Fast::Arm(c, at, seq) => return self.release_arm(c, at, seq),
+                Fast::General => {}
+            }
+        }
+        self.release_general(lease, how, now)
+    }
+
+    /// `release` from the start when the warm path (`fast.rs`) does not
+    /// apply (§5).
+    #[inline(never)]
+    fn release_general(
+        &mut self,
+        lease: Lease,
+        how: Release,
+        now: Instant,
+    ) -> Result<(), ReleaseError> {
         self.advance(now);
         if lease.pool != self.id {
             return Err(ReleaseError::ForeignLease);
         }
-        let l = lease.id.index;
         let c = lease.conn.index;
         if !self.leases.is_out(lease.id, c) || self.conns[c as usize].gen != lease.conn.gen {
             return Err(ReleaseError::StaleLease);
         }
-        if how == Release::REUSE && self.release_fast(l, lease.conn.index) {
-            return Ok(());
-        }
-        self.release_slow(l, how);
-        Ok(())
-    }
-
-    /// Every release the warm path does not take (§5).
-    #[inline(never)]
-    fn release_slow(&mut self, l: u32, how: Release) {
-        let r = self.release_slot(l, Some(how));
+        let r = self.release_slot(lease.id.index, Some(how));
         self.settle(r);
+        Ok(())
     }
 
     /// Frees lease slot `l` and files its connection as `how` says (`None`:
