@@ -48,6 +48,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         self.routes.check()?;
         self.waiters.check()?;
         self.leases.check()?;
+        ensure!(
+            self.warm == (self.plain_fast && !self.closed && !self.over_total),
+            0,
+            "warm-path flag out of date"
+        );
         // What ties them together and the rules (numbered as in
         // `pool-semantics.md`).
         let now = self.now;
@@ -255,6 +260,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 validating == r.validating,
                 11,
                 "route validating count differs"
+            );
+            ensure!(
+                r.overridden() != r.overrides.is_empty(),
+                0,
+                "route override flag differs from its overrides"
             );
             let empty = alloc == 0 && r.queue.is_empty() && r.validating == 0;
             ensure!(

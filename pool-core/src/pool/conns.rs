@@ -180,6 +180,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             self.conns.total -= 1;
             if self.conns.total - self.conns.guards <= self.cfg.max_total {
                 self.over_total = false;
+                self.set_warm();
             }
             let limit = self.limit(r);
             let s = &mut self.routes[r as usize];

@@ -6,7 +6,8 @@
 //! Each function checks that the general path would do exactly this and
 //! nothing more, then does only the writes that the general path would do;
 //! otherwise it returns `None`/`false` having changed nothing, and the general
-//! path (`lease_general`, `release_general`) runs from the start. The rules
+//! path (`lease_general`, `release_general`) runs from the start (time
+//! already moved to `now`). The rules
 //! are the general path's (SEMANTICS §4, §5, §3.8, §3.9): these are the same
 //! transitions with the branches that cannot apply removed.
 //!
@@ -38,14 +39,17 @@ pub(crate) enum Fast {
 }
 
 impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
-    /// The `now` that `advance(now)` would move to, if it would fire
-    /// nothing, and nothing a grant or a release could trigger beyond
-    /// itself applies: no preconnect or warm-up pool-wide, no blocked route,
-    /// no idle limit.
+    /// `advance(now)`'s first step (time moves to `now`, never backwards),
+    /// then whether it would fire nothing and nothing a grant or a release
+    /// could trigger beyond itself applies: no preconnect or warm-up
+    /// pool-wide, no blocked route, no idle limit, the pool not closed and
+    /// not over a lowered `max_total` (`warm`). The general path's
+    /// `advance(self.now)` then does what `advance(now)` would.
     #[inline(always)]
-    fn quiet_at(&self, now: Instant) -> Option<Instant> {
+    fn quiet_at(&mut self, now: Instant) -> Option<Instant> {
         let now = now.max(self.now);
-        if self.next_due() <= now || !self.plain_fast || !self.routes.blocked.is_empty() {
+        self.now = now;
+        if self.next_due() <= now || !self.warm || !self.routes.blocked.is_empty() {
             return None;
         }
         Some(now)
@@ -59,7 +63,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     pub(crate) fn lease_fast(&mut self, key: &K, now: Instant) -> Option<Lease> {
         let now = self.quiet_at(now)?;
         // A free lease slot is the `get_mut` below (`NIL` is past the slice).
-        if self.closed || self.leases.used >= self.cfg.max_leases {
+        if self.leases.used >= self.cfg.max_leases {
             return None;
         }
         let r = self.routes.find(key)? as usize;
@@ -75,7 +79,6 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     used,
                 },
             counters,
-            now: now_field,
             ..
         } = self;
         let cslots: &mut [ConnSlot<I>] = slots;
@@ -97,7 +100,6 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let l = *free;
         let ls = lslots.get_mut(l as usize)?;
         // Committed: from here on every write is the general path's.
-        *now_field = now;
         *free = ls.next_free.get();
         ls.conn = I::new(c);
         *used += 1;
@@ -137,7 +139,9 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         cs.list = RouteListKind::Busy;
         cs.active = 1;
         counters.grants += 1;
-        counters.reuses += reused as u64;
+        if reused {
+            counters.reuses += 1;
+        }
         // No `rearm_conn(c)` (the general path's, with a lifetime): leased,
         // its deadline is `validity`, and idle it was armed no later than
         // `expiry` (<= `validity`), so `arm` would move nothing (the
@@ -158,7 +162,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let Some(now) = self.quiet_at(now) else {
             return Fast::General;
         };
-        if lease.pool != self.id || self.over_total {
+        if lease.pool != self.id {
             return Fast::General;
         }
         let strict = self.cfg.strict_tags;
@@ -176,7 +180,6 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     free,
                     used,
                 },
-            now: now_field,
             ..
         } = self;
         let (l, c) = (lease.id.index, lease.conn.index);
@@ -196,8 +199,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             return Fast::General;
         };
         let upto = now.after_by_one();
-        if cs.capacity != 1
-            || cs.active != 1
+        if !cs.one_stream_one_lease()
             || !cs.reusable(strict)
             || cs.state != ConnState::Ready
             || cs.validity < upto
@@ -215,7 +217,6 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         let seq = cs.seq;
         let validity = cs.validity;
         // Committed. The lease slot.
-        *now_field = now;
         ls.conn = I::NIL;
         ls.gen = ls.gen.wrapping_add(1);
         ls.next_free = I::new(*free);

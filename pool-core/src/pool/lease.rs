@@ -21,6 +21,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// before `now` means "do not wait": granted if a connection is ready now,
     /// else `Err(Timeout)`, and nothing changes. `Some(Instant::MAX)` is the
     /// same as `None` (no deadline).
+    #[inline(always)]
     pub fn lease(
         &mut self,
         key: &K,
@@ -32,20 +33,22 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             if let Some(lease) = self.lease_fast(key, now) {
                 return Ok(LeaseOutcome::Granted(lease));
             }
+        } else if now > self.now {
+            self.now = now;
         }
-        self.lease_general(key, tag, now, deadline)
+        self.lease_general(key, tag, deadline)
     }
 
-    /// `lease` from the start when the warm path (`fast.rs`) does not apply.
+    /// `lease` from the start when the warm path (`fast.rs`) does not apply
+    /// (which moved time to `now` already).
     #[inline(never)]
     fn lease_general(
         &mut self,
         key: &K,
         tag: Option<Tag>,
-        now: Instant,
         deadline: Option<Instant>,
     ) -> Result<LeaseOutcome, LeaseError> {
-        self.advance(now);
+        self.advance(self.now);
         if self.closed {
             return Err(LeaseError::Closed);
         }

@@ -127,9 +127,12 @@ pub struct Pool<'a, K, I = u32> {
     pub(crate) rng: u64,
     /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
     pub(crate) plain: bool,
-    /// `plain`, and no idle limit and no per-connection lease limit: the warm
-    /// path (`fast.rs`) applies whenever no route is blocked.
+    /// `plain`, and no idle limit and no per-connection lease limit.
     pub(crate) plain_fast: bool,
+    /// `plain_fast`, not `closed` and not `over_total` (kept by
+    /// [`Pool::set_warm`] where either changes): the warm path (`fast.rs`)
+    /// applies whenever no route is blocked and no timer is due.
+    pub(crate) warm: bool,
     pub(crate) counters: Counters,
 }
 
@@ -229,6 +232,7 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
             rng,
             plain,
             plain_fast,
+            warm: plain_fast,
             counters: Counters::default(),
         })
     }
@@ -321,6 +325,12 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
     /// The latest `now` seen.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// Recomputes `warm` after `closed` or `over_total` changed.
+    #[inline]
+    pub(crate) fn set_warm(&mut self) {
+        self.warm = self.plain_fast && !self.closed && !self.over_total;
     }
 
     #[inline]

@@ -16,6 +16,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// (first to a queued waiter of its route, FIFO); `Discard` closes it once
     /// its other leases end. A lease released twice, or unknown, is
     /// `Err(StaleLease)` and changes nothing.
+    #[inline(always)]
     pub fn release(
         &mut self,
         lease: Lease,
@@ -28,20 +29,17 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 Fast::Arm(c, at, seq) => return self.release_arm(c, at, seq),
                 Fast::General => {}
             }
+        } else if now > self.now {
+            self.now = now;
         }
-        self.release_general(lease, how, now)
+        self.release_general(lease, how)
     }
 
     /// `release` from the start when the warm path (`fast.rs`) does not
-    /// apply (§5).
+    /// apply (§5); time moved to `now` already.
     #[inline(never)]
-    fn release_general(
-        &mut self,
-        lease: Lease,
-        how: Release,
-        now: Instant,
-    ) -> Result<(), ReleaseError> {
-        self.advance(now);
+    fn release_general(&mut self, lease: Lease, how: Release) -> Result<(), ReleaseError> {
+        self.advance(self.now);
         if lease.pool != self.id {
             return Err(ReleaseError::ForeignLease);
         }
