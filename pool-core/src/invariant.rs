@@ -49,7 +49,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         self.waiters.check()?;
         self.leases.check()?;
         ensure!(
-            self.warm == (self.plain_fast && !self.closed && !self.over_total),
+            self.warm == (self.plain_fast() && !self.closed && !self.over_total),
             0,
             "warm-path flag out of date"
         );

@@ -49,7 +49,13 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     fn quiet_at(&mut self, now: Instant) -> Option<Instant> {
         let now = now.max(self.now);
         self.now = now;
-        if self.next_due() <= now || !self.warm || !self.routes.blocked.is_empty() {
+        // `next_due() > now`, each heap's top compared on its own.
+        if self.conns.timers.top_at() <= now
+            || self.waiters.timers.top_at() <= now
+            || self.routes.timers.top_at() <= now
+            || !self.warm
+            || !self.routes.blocked.is_empty()
+        {
             return None;
         }
         Some(now)
