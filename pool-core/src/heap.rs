@@ -38,13 +38,16 @@ impl<'a, I: Index> Heap<'a, I> {
     }
 
     /// Inserts or re-keys `owner`. A deadline of `Instant::MAX` means never:
-    /// the owner gets no entry (SEMANTICS §2).
+    /// the owner gets no entry (SEMANTICS §2). `due` is the pool's lower
+    /// bound of the earliest deadline over all its heaps (`Pool::due`): it
+    /// is lowered to `at`, so no entry is ever earlier than it.
     #[inline(never)]
-    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u32) {
+    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u32, due: &mut Instant) {
         if at == Instant::MAX {
             self.remove(owner);
             return;
         }
+        *due = (*due).min(at);
         self.set_inner(owner, at, seq);
         self.retop();
     }
@@ -87,13 +90,14 @@ impl<'a, I: Index> Heap<'a, I> {
     /// Makes sure `owner` fires no later than `(at, seq)`; `Instant::MAX`
     /// (never) arms nothing. An owner's entries always carry the owner's own
     /// sequence number, so comparing deadlines is enough.
+    /// `due` as in [`Heap::set`].
     #[inline(always)]
-    pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u32) {
+    pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u32, due: &mut Instant) {
         let p = self.pos[owner as usize].get();
         if (p != NIL && self.entries[p as usize].at <= at) || at == Instant::MAX {
             return;
         }
-        self.set(owner, at, seq);
+        self.set(owner, at, seq, due);
     }
 
     /// Whether [`Heap::arm`] would move anything (then [`Heap::set`] does
@@ -226,11 +230,13 @@ mod tests {
         let mut e = [HeapEntry::<I>::EMPTY; 16];
         let mut p = [I::ZERO; 16];
         let mut h = Heap::new(Slots::Borrowed(&mut e), Slots::Borrowed(&mut p));
+        let mut due = Instant::MAX;
         for o in 0..16u32 {
-            h.set(o, Instant::from_micros(((o * 7) % 16) as u64), o);
+            h.set(o, Instant::from_micros(((o * 7) % 16) as u64), o, &mut due);
         }
-        h.set(3, Instant::from_micros(100), 3);
-        h.arm(4, Instant::from_micros(0), 0);
+        h.set(3, Instant::from_micros(100), 3, &mut due);
+        h.arm(4, Instant::from_micros(0), 0, &mut due);
+        assert_eq!(due, Instant::ZERO);
         h.remove(9);
         assert!(h.check());
         let mut last = HeapEntry::EMPTY;

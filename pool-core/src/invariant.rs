@@ -49,6 +49,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         self.waiters.check()?;
         self.leases.check()?;
         ensure!(
+            self.due <= self.next_due(),
+            0,
+            "a timer is armed before the pool's due bound"
+        );
+        ensure!(
             self.warm == (self.plain_fast() && !self.closed && !self.over_total),
             0,
             "warm-path flag out of date"

@@ -49,13 +49,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     fn quiet_at(&mut self, now: Instant) -> Option<Instant> {
         let now = now.max(self.now);
         self.now = now;
-        // `next_due() > now`, each heap's top compared on its own.
-        if self.conns.timers.top_at() <= now
-            || self.waiters.timers.top_at() <= now
-            || self.routes.timers.top_at() <= now
-            || !self.warm
-            || !self.routes.blocked.is_empty()
-        {
+        // `due` <= `next_due()`: nothing due at `due > now`.
+        if self.due <= now || !self.warm || !self.routes.blocked.is_empty() {
             return None;
         }
         Some(now)
@@ -283,7 +278,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         at: Instant,
         seq: u32,
     ) -> Result<(), crate::error::ReleaseError> {
-        self.conns.timers.set(c, at, seq);
+        self.conns.timers.set(c, at, seq, &mut self.due);
         Ok(())
     }
 }

@@ -111,6 +111,10 @@ pub struct Pool<'a, K, I = u32> {
     pub(crate) leases: Leases<'a, I>,
     pub(crate) cfg: Settings,
     pub(crate) now: Instant,
+    /// No timer is due before it: at or before [`Pool::next_due`], exact
+    /// after each `advance` and lowered by every arming (`Heap::set`), so
+    /// the warm path reads one field instead of three heap tops.
+    pub(crate) due: Instant,
     pub(crate) seq: u64,
     /// The action queue (`actions.rs`), threaded through the three tables.
     pub(crate) act_head: u32,
@@ -217,6 +221,7 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
             leases: Leases::new(leases),
             cfg,
             now: Instant::ZERO,
+            due: Instant::MAX,
             seq: 0,
             act_head: NIL,
             act_tail: NIL,

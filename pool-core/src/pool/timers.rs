@@ -48,7 +48,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     #[inline]
     pub(crate) fn rearm_conn(&mut self, c: u32) {
         if let Some(t) = self.conn_deadline(c) {
-            self.conns.timers.arm(c, t, self.conns[c as usize].seq);
+            let seq = self.conns[c as usize].seq;
+            self.conns.timers.arm(c, t, seq, &mut self.due);
         }
     }
 
@@ -70,6 +71,9 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if self.next_due() <= self.now {
             self.fire_due();
         }
+        // Exact again (removals since the last advance may have left it
+        // early); arming lowers it (`Heap::set`) until the next advance.
+        self.due = self.next_due();
     }
 
     #[inline]
@@ -126,7 +130,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 None => heap.remove(o),
                 // An owner's entry carries its own sequence number: the
                 // deadline alone says whether it fired early.
-                Some(k) if k.0 > e.at => heap.set(o, k.0, k.1),
+                Some(k) if k.0 > e.at => heap.set(o, k.0, k.1, &mut self.due),
                 Some(_) => {
                     heap.remove(o);
                     match owner {
