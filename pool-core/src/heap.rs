@@ -15,9 +15,6 @@ pub(crate) struct Heap<'a, I> {
     entries: Slots<'a, HeapEntry<I>>,
     pos: Slots<'a, I>,
     len: usize,
-    /// Deadline of the top entry (`Instant::MAX` when empty), kept in step
-    /// with every change so the hot path reads one field.
-    top_at: Instant,
 }
 
 impl<'a, I: Index> Heap<'a, I> {
@@ -27,14 +24,17 @@ impl<'a, I: Index> Heap<'a, I> {
             entries,
             pos,
             len: 0,
-            top_at: Instant::MAX,
         }
     }
 
-    /// The earliest deadline, `Instant::MAX` when empty.
-    #[inline(always)]
+    /// The earliest deadline, `Instant::MAX` when empty (the warm path
+    /// reads the pool's bound instead, `Pool::due`).
+    #[inline]
     pub(crate) fn top_at(&self) -> Instant {
-        self.top_at
+        match self.len {
+            0 => Instant::MAX,
+            _ => self.entries.first().map_or(Instant::MAX, |e| e.at),
+        }
     }
 
     /// Inserts or re-keys `owner`. A deadline of `Instant::MAX` means never:
@@ -49,22 +49,11 @@ impl<'a, I: Index> Heap<'a, I> {
         }
         *due = (*due).min(at);
         self.set_inner(owner, at, seq);
-        self.retop();
     }
 
     /// Removes `owner`'s entry if it has one.
     pub(crate) fn remove(&mut self, owner: u32) {
         self.remove_inner(owner);
-        self.retop();
-    }
-
-    #[inline]
-    fn retop(&mut self) {
-        self.top_at = if self.len == 0 {
-            Instant::MAX
-        } else {
-            self.entries[0].at
-        };
     }
 
     #[inline]
@@ -208,17 +197,11 @@ impl<'a, I: Index> Heap<'a, I> {
 
     /// Checks the heap property and the position index.
     pub(crate) fn check(&self) -> bool {
-        let top = if self.len == 0 {
-            Instant::MAX
-        } else {
-            self.entries[0].at
-        };
-        top == self.top_at
-            && (0..self.len).all(|i| {
-                let e = self.entries[i];
-                self.pos[e.owner() as usize].get() == i as u32
-                    && (i == 0 || !e.before(&self.entries[(i - 1) / 2]))
-            })
+        (0..self.len).all(|i| {
+            let e = self.entries[i];
+            self.pos[e.owner() as usize].get() == i as u32
+                && (i == 0 || !e.before(&self.entries[(i - 1) / 2]))
+        })
     }
 }
 

@@ -5,18 +5,20 @@
 //!
 //! Each function checks that the general path would do exactly this and
 //! nothing more, then does only the writes that the general path would do;
-//! otherwise it returns `None`/`false` having changed nothing, and the general
-//! path (`lease_general`, `release_general`) runs from the start (time
-//! already moved to `now`). The rules
-//! are the general path's (SEMANTICS §4, §5, §3.8, §3.9): these are the same
+//! otherwise it returns `None`/`Fast::General` having changed nothing but the
+//! time (moved to `now`, as `advance` does first), and the general path
+//! (`lease_general`, `release_general`) runs from the start. The rules are
+//! the general path's (SEMANTICS §4, §5, §3.8, §3.9): these are the same
 //! transitions with the branches that cannot apply removed.
 //!
-//! Both are written for the instruction count: they call nothing on the
-//! common path (so `lease` and `release` need few registers and no stack
-//! frame beyond them), take each slot slice once into a local (a store
-//! through a slot cannot then make the compiler reload the slice), and read
-//! a list neighbour through `get_mut`, whose bounds check is also the test
-//! for "no neighbour" (`NIL` is past every slice).
+//! Both are written for the instruction count (docs/PERFORMANCE.md, "The
+//! core"): they call nothing on the common path (`lease` and `release`,
+//! inlined into the caller with `alloc`, then need no call of their own),
+//! take each slot slice once into a local (a store through a slot cannot
+//! then make the compiler reload the slice), read a list neighbour through
+//! `get_mut`, whose bounds check is also the test for "no neighbour" (`NIL`
+//! is past every slice), and read one bound for the three timer heaps
+//! (`Pool::due`).
 
 use crate::index::Index;
 use core::hash::Hash;
@@ -93,7 +95,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if !cs.untagged_idle() || cs.capacity != 1 {
             return None;
         }
-        // `reached(now)` as one comparison (`Instant::before_or_at`).
+        // `t.reached(now)` as one comparison, `t < upto` (`after_by_one`).
         let upto = now.after_by_one();
         if validate.is_some_and(|v| (cs.updated + v) < upto) {
             return None;
@@ -156,8 +158,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
 
     /// `release(lease, Release::REUSE, now)` of the only lease of a
     /// single-stream connection that goes back idle with nothing else to do,
-    /// `advance(now)` and the lease's checks included; returns false (having
-    /// changed nothing) when the general path must run.
+    /// `advance(now)` and the lease's checks included; `Fast::General`
+    /// (having changed nothing but the time) when the general path must run.
     #[inline(always)]
     pub(crate) fn release_fast(&mut self, lease: &Lease, now: Instant) -> Fast {
         let Some(now) = self.quiet_at(now) else {

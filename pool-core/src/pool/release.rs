@@ -18,8 +18,9 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// `Err(StaleLease)` and changes nothing.
     // Inlined into the caller where the `alloc` feature says "server" (the
     // warm path then runs without a call or the result through memory:
-    // about 20 instructions per call); a hint only for firmware, where the
-    // copy would cost about 0.7 KB of flash per call site.
+    // about 20 instructions per call in `scale`); a hint only for firmware,
+    // where forcing it cost the firmware example 1.5 KB of flash
+    // (docs/PERFORMANCE.md, "The core").
     #[cfg_attr(feature = "alloc", inline(always))]
     #[cfg_attr(not(feature = "alloc"), inline)]
     pub fn release(

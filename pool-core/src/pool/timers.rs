@@ -68,12 +68,15 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if now > self.now {
             self.now = now;
         }
-        if self.next_due() <= self.now {
-            self.fire_due();
+        // `due` is at or before `next_due()`: past it, nothing is due.
+        if self.due <= self.now {
+            if self.next_due() <= self.now {
+                self.fire_due();
+            }
+            // Exact again (removals may have left it early); arming lowers
+            // it (`Heap::set`) until then.
+            self.due = self.next_due();
         }
-        // Exact again (removals since the last advance may have left it
-        // early); arming lowers it (`Heap::set`) until the next advance.
-        self.due = self.next_due();
     }
 
     #[inline]
