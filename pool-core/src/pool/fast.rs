@@ -70,8 +70,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             return None;
         }
         let r = self.routes.find(key)? as usize;
-        let validate = self.cfg.validate_after;
-        let pool = self.id;
+        // Settings and the pool's identity read where used (held in
+        // registers across the commit they would be spilled).
         let Pool {
             conns: Conns { slots, lru, .. },
             routes,
@@ -82,6 +82,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     used,
                 },
             counters,
+            cfg,
+            id: pool,
             ..
         } = self;
         let cslots: &mut [ConnSlot<I>] = slots;
@@ -97,7 +99,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         }
         // `t.reached(now)` as one comparison, `t < upto` (`after_by_one`).
         let upto = now.after_by_one();
-        if validate.is_some_and(|v| (cs.updated + v) < upto) {
+        if cfg.validate_after.is_some_and(|v| (cs.updated + v) < upto) {
             return None;
         }
         let l = *free;
@@ -113,8 +115,6 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         // Off the idle LRU and off the head of the ready list (busy: full).
         let (lp, ln) = (cs.glink.prev(), cs.glink.next());
         let rn = cs.rlink.next();
-        let gen = cs.gen;
-        let reused = cs.used();
         match cslots.get_mut(lp as usize) {
             Some(p) => p.glink.set_next(ln),
             None => lru.set_head(ln),
@@ -135,6 +135,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         rs.active += 1;
         rs.grants += 1;
         let cs = &mut cslots[c as usize];
+        let reused = cs.used();
         cs.glink = crate::list::Link::NONE;
         cs.rlink = crate::list::Link::NONE;
         cs.set_in_lru(false);
@@ -149,10 +150,15 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         // its deadline is `validity`, and idle it was armed no later than
         // `expiry` (<= `validity`), so `arm` would move nothing (the
         // armed-deadline invariant, `check_invariants`).
+        // The connection's generation read last (a load, not a value held
+        // across the commit).
         Some(Lease {
             id,
-            conn: ConnId { index: c, gen },
-            pool,
+            conn: ConnId {
+                index: c,
+                gen: cs.gen,
+            },
+            pool: *pool,
         })
     }
 
@@ -168,10 +174,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if lease.pool != self.id {
             return Fast::General;
         }
-        let strict = self.cfg.strict_tags;
-        let max_per_route = self.cfg.max_per_route;
-        let front = self.cfg.reuse == ReusePolicy::Lifo;
-        let idle_timeout = self.cfg.idle_timeout;
+        // Settings read where used (see `lease_fast`).
         let Pool {
             conns: Conns {
                 slots, lru, timers, ..
@@ -183,6 +186,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                     free,
                     used,
                 },
+            cfg,
             ..
         } = self;
         let (l, c) = (lease.id.index, lease.conn.index);
@@ -203,22 +207,16 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         };
         let upto = now.after_by_one();
         if !cs.one_stream_one_lease()
-            || !cs.reusable(strict)
+            || !cs.reusable(cfg.strict_tags)
             || cs.state != ConnState::Ready
             || cs.validity < upto
             || !rs.queue.is_empty()
             || !rs.plain()
             // Not configured: its limit is the pool's (`limit(r)`).
-            || rs.allocated > max_per_route
+            || rs.allocated > cfg.max_per_route
         {
             return Fast::General;
         }
-        let deadline = match idle_timeout {
-            Some(t) => cs.validity.min(now + t),
-            None => cs.validity,
-        };
-        let seq = cs.seq;
-        let validity = cs.validity;
         // Committed. The lease slot.
         ls.conn = I::NIL;
         ls.gen = ls.gen.wrapping_add(1);
@@ -226,7 +224,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         *free = l;
         *used -= 1;
         // Front (LIFO) or back (FIFO) of the ready list, front of the LRU.
-        let rlink = if front {
+        let rlink = if cfg.reuse == ReusePolicy::Lifo {
             let h = rs.ready.head();
             match cslots.get_mut(h as usize) {
                 Some(n) => n.rlink.set_prev(c),
@@ -263,10 +261,17 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         cs.set_tagged(false);
         cs.set_in_lru(true);
         cs.tag_value = 0;
+        let validity = cs.validity;
         cs.expiry = validity;
         cs.list = RouteListKind::Ready;
+        // Its idle deadline (`conn_deadline`: idle, not kept, expiry =
+        // validity).
+        let deadline = match cfg.idle_timeout {
+            Some(t) => validity.min(now + t),
+            None => validity,
+        };
         if timers.arm_moves(c, deadline) {
-            return Fast::Arm(c, deadline, seq);
+            return Fast::Arm(c, deadline, cs.seq);
         }
         Fast::Done
     }
