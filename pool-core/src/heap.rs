@@ -15,9 +15,6 @@ pub(crate) struct Heap<'a, I> {
     entries: Slots<'a, HeapEntry<I>>,
     pos: Slots<'a, I>,
     len: usize,
-    /// Deadline of the top entry (`Instant::MAX` when empty), kept in step
-    /// with every change so the hot path reads one field.
-    top_at: Instant,
 }
 
 impl<'a, I: Index> Heap<'a, I> {
@@ -27,41 +24,36 @@ impl<'a, I: Index> Heap<'a, I> {
             entries,
             pos,
             len: 0,
-            top_at: Instant::MAX,
         }
     }
 
-    /// The earliest deadline, `Instant::MAX` when empty.
-    #[inline(always)]
+    /// The earliest deadline, `Instant::MAX` when empty (the warm path
+    /// reads the pool's bound instead, `Pool::due`).
+    #[inline]
     pub(crate) fn top_at(&self) -> Instant {
-        self.top_at
+        match self.len {
+            0 => Instant::MAX,
+            _ => self.entries.first().map_or(Instant::MAX, |e| e.at),
+        }
     }
 
     /// Inserts or re-keys `owner`. A deadline of `Instant::MAX` means never:
-    /// the owner gets no entry (SEMANTICS §2).
+    /// the owner gets no entry (SEMANTICS §2). `due` is the pool's lower
+    /// bound of the earliest deadline over all its heaps (`Pool::due`): it
+    /// is lowered to `at`, so no entry is ever earlier than it.
     #[inline(never)]
-    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u32) {
+    pub(crate) fn set(&mut self, owner: u32, at: Instant, seq: u32, due: &mut Instant) {
         if at == Instant::MAX {
             self.remove(owner);
             return;
         }
+        *due = (*due).min(at);
         self.set_inner(owner, at, seq);
-        self.retop();
     }
 
     /// Removes `owner`'s entry if it has one.
     pub(crate) fn remove(&mut self, owner: u32) {
         self.remove_inner(owner);
-        self.retop();
-    }
-
-    #[inline]
-    fn retop(&mut self) {
-        self.top_at = if self.len == 0 {
-            Instant::MAX
-        } else {
-            self.entries[0].at
-        };
     }
 
     #[inline]
@@ -87,13 +79,27 @@ impl<'a, I: Index> Heap<'a, I> {
     /// Makes sure `owner` fires no later than `(at, seq)`; `Instant::MAX`
     /// (never) arms nothing. An owner's entries always carry the owner's own
     /// sequence number, so comparing deadlines is enough.
+    /// `due` as in [`Heap::set`].
     #[inline(always)]
-    pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u32) {
+    pub(crate) fn arm(&mut self, owner: u32, at: Instant, seq: u32, due: &mut Instant) {
         let p = self.pos[owner as usize].get();
         if (p != NIL && self.entries[p as usize].at <= at) || at == Instant::MAX {
             return;
         }
-        self.set(owner, at, seq);
+        self.set(owner, at, seq, due);
+    }
+
+    /// Whether [`Heap::arm`] would move anything (then [`Heap::set`] does
+    /// what it would).
+    #[inline(always)]
+    pub(crate) fn arm_moves(&self, owner: u32, at: Instant) -> bool {
+        match self.pos.get(owner as usize).map(|p| p.get()) {
+            Some(p) => match self.entries.get(p as usize) {
+                Some(e) => e.at > at,
+                None => at != Instant::MAX,
+            },
+            None => at != Instant::MAX,
+        }
     }
 
     fn set_inner(&mut self, owner: u32, at: Instant, seq: u32) {
@@ -191,17 +197,11 @@ impl<'a, I: Index> Heap<'a, I> {
 
     /// Checks the heap property and the position index.
     pub(crate) fn check(&self) -> bool {
-        let top = if self.len == 0 {
-            Instant::MAX
-        } else {
-            self.entries[0].at
-        };
-        top == self.top_at
-            && (0..self.len).all(|i| {
-                let e = self.entries[i];
-                self.pos[e.owner() as usize].get() == i as u32
-                    && (i == 0 || !e.before(&self.entries[(i - 1) / 2]))
-            })
+        (0..self.len).all(|i| {
+            let e = self.entries[i];
+            self.pos[e.owner() as usize].get() == i as u32
+                && (i == 0 || !e.before(&self.entries[(i - 1) / 2]))
+        })
     }
 }
 
@@ -213,11 +213,13 @@ mod tests {
         let mut e = [HeapEntry::<I>::EMPTY; 16];
         let mut p = [I::ZERO; 16];
         let mut h = Heap::new(Slots::Borrowed(&mut e), Slots::Borrowed(&mut p));
+        let mut due = Instant::MAX;
         for o in 0..16u32 {
-            h.set(o, Instant::from_micros(((o * 7) % 16) as u64), o);
+            h.set(o, Instant::from_micros(((o * 7) % 16) as u64), o, &mut due);
         }
-        h.set(3, Instant::from_micros(100), 3);
-        h.arm(4, Instant::from_micros(0), 0);
+        h.set(3, Instant::from_micros(100), 3, &mut due);
+        h.arm(4, Instant::from_micros(0), 0, &mut due);
+        assert_eq!(due, Instant::ZERO);
         h.remove(9);
         assert!(h.check());
         let mut last = HeapEntry::EMPTY;

@@ -48,6 +48,16 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         self.routes.check()?;
         self.waiters.check()?;
         self.leases.check()?;
+        ensure!(
+            self.due <= self.next_due(),
+            0,
+            "a timer is armed before the pool's due bound"
+        );
+        ensure!(
+            self.warm == (self.plain_fast() && !self.closed && !self.over_total),
+            0,
+            "warm-path flag out of date"
+        );
         // What ties them together and the rules (numbered as in
         // `pool-semantics.md`).
         let now = self.now;
@@ -122,7 +132,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             "connections exceed max_total"
         );
         if let Some(m) = self.cfg.max_idle {
-            ensure!(self.conns.idle <= m, 13, "idle connections exceed max_idle");
+            ensure!(
+                self.conns.idle() <= m,
+                13,
+                "idle connections exceed max_idle"
+            );
         }
 
         // Leases.
@@ -251,6 +265,11 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 validating == r.validating,
                 11,
                 "route validating count differs"
+            );
+            ensure!(
+                r.overridden() != r.overrides.is_empty(),
+                0,
+                "route override flag differs from its overrides"
             );
             let empty = alloc == 0 && r.queue.is_empty() && r.validating == 0;
             ensure!(

@@ -90,6 +90,25 @@ impl<I: Index> List<I> {
         self.n.get()
     }
 
+    #[inline(always)]
+    pub(crate) fn set_head(&mut self, i: u32) {
+        self.h = I::new(i);
+    }
+    #[inline(always)]
+    pub(crate) fn set_tail(&mut self, i: u32) {
+        self.t = I::new(i);
+    }
+    /// One member more (the caller linked it).
+    #[inline(always)]
+    pub(crate) fn inc(&mut self) {
+        self.n = I::new(self.len() + 1);
+    }
+    /// One member fewer (the caller unlinked it).
+    #[inline(always)]
+    pub(crate) fn dec(&mut self) {
+        self.n = I::new(self.len() - 1);
+    }
+
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.n == I::ZERO
@@ -119,20 +138,6 @@ impl<I: Index> List<I> {
         }
         self.h = I::new(i);
         self.n = I::new(self.len() + 1);
-    }
-
-    /// Removes the head, `i` (the caller read it from [`List::head`]).
-    #[inline(always)]
-    pub(crate) fn pop_head<M, T: Links<M, I>>(&mut self, s: &mut [T], i: u32) {
-        let next = s[i as usize].link_ref().n;
-        self.h = next;
-        if next.get() == NIL {
-            self.t = I::NIL;
-        } else {
-            s[next.get() as usize].link().p = I::NIL;
-        }
-        *s[i as usize].link() = Link::NONE;
-        self.n = I::new(self.len() - 1);
     }
 
     /// Inserts `i` before `at` (`at == NIL` appends).

@@ -60,6 +60,7 @@ const R_IDLE_MARK: u8 = 1 << 2;
 const R_OVER_LIMIT: u8 = 1 << 3;
 const R_RETRYING: u8 = 1 << 4;
 const R_UNHEALTHY: u8 = 1 << 5;
+const R_OVERRIDDEN: u8 = 1 << 6;
 
 /// Lifecycle of a connection slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +198,24 @@ impl<I: Index> ConnSlot<I> {
     flag!(kept, set_kept, KEPT);
     flag!(used, set_used, USED);
     flag!(tagged, set_tagged, TAGGED);
+    /// On the idle LRU and untagged (one test of the flags for the warm
+    /// path).
+    #[inline(always)]
+    pub(crate) fn untagged_idle(&self) -> bool {
+        self.flags & (IN_LRU | TAGGED) == IN_LRU
+    }
+    /// Capacity 1 and one lease (one comparison of the two adjacent fields).
+    #[inline(always)]
+    pub(crate) fn one_stream_one_lease(&self) -> bool {
+        (self.capacity as u64 | (self.active as u64) << 32) == (1 | 1 << 32)
+    }
+    /// Not draining, and not tagged if tags are strict (`strict`): one test
+    /// of the flags for the warm release.
+    #[inline(always)]
+    pub(crate) fn reusable(&self, strict: bool) -> bool {
+        let mask = DRAINING | if strict { TAGGED } else { 0 };
+        self.flags & mask == 0
+    }
     /// Streams it can still take (0 unless available).
     #[inline]
     pub(crate) fn spare(&self) -> u32 {
@@ -323,13 +342,15 @@ pub struct RouteSlot<K, I = u32> {
     pub(crate) active: u32,
     /// Sum of `streams_left()` over the ready list.
     pub(crate) spare: u64,
-    /// Six flags, one bit each, through their accessors: `deleting`,
+    /// Seven flags, one bit each, through their accessors: `deleting`,
     /// `blocked` (on the blocked list), `idle_mark` (a `RouteIdle` notice is
     /// outstanding: queued, or delivered while still idle), `over_limit`
     /// (created past its limit after the limit was lowered: may exceed it
     /// until back under), `retrying` (in a connect-failure backoff until
     /// `retry_until`; a backoff that saturates to `Instant::MAX` never ends)
-    /// and `unhealthy` (host health, clusters: it connects only for demand).
+    /// `unhealthy` (host health, clusters: it connects only for demand) and
+    /// `overridden` (`overrides` is not empty: set with it, by
+    /// [`RouteSlot::set_overrides`], so the warm path tests one byte).
     pub(crate) flags: u8,
     pub(crate) retry_until: Instant,
     pub(crate) connects: u64,
@@ -381,6 +402,14 @@ impl<K, I: Index> RouteSlot<K, I> {
     flag!(over_limit, set_over_limit, R_OVER_LIMIT);
     flag!(retrying, set_retrying, R_RETRYING);
     flag!(unhealthy, set_unhealthy, R_UNHEALTHY);
+    flag!(overridden, set_overridden, R_OVERRIDDEN);
+
+    /// Sets the overrides and the flag that says whether there are any.
+    #[inline]
+    pub(crate) fn set_overrides(&mut self, ov: RouteOverrides) {
+        self.overrides = ov;
+        self.set_overridden(!ov.is_empty());
+    }
 
     pub(crate) fn live(&self) -> bool {
         self.key.is_some()
@@ -390,7 +419,7 @@ impl<K, I: Index> RouteSlot<K, I> {
     /// the flags for the warm path.
     #[inline(always)]
     pub(crate) fn plain(&self) -> bool {
-        self.flags & (R_DELETING | R_UNHEALTHY) == 0 && self.overrides.is_empty()
+        self.flags & (R_DELETING | R_UNHEALTHY | R_OVERRIDDEN) == 0
     }
 
     /// Carries settings that outlive its connections (kept when idle).

@@ -72,6 +72,16 @@ impl Instant {
         self.micros != u64::MAX && self.micros <= now.micros
     }
 
+    /// The instant after `self` (saturating): `t.reached(now)` is
+    /// `t < now.after_by_one()`, one comparison (for `now` < `MAX` both say
+    /// `t <= now`; for `now` = `MAX` both say `t != MAX`).
+    #[inline(always)]
+    pub(crate) fn after_by_one(self) -> Instant {
+        Instant {
+            micros: self.micros.saturating_add(1),
+        }
+    }
+
     /// `self + d`, saturating at [`Instant::MAX`].
     pub const fn saturating_add(self, d: Duration) -> Instant {
         Instant {

@@ -71,7 +71,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             && self
                 .cfg
                 .max_idle
-                .is_none_or(|m| self.conns.idle - 1 + self.conns.connecting < m);
+                .is_none_or(|m| self.conns.idle() - 1 + self.conns.connecting < m);
         room && (queued + active) * ratio > (spare + active) * 1000
     }
 
@@ -87,7 +87,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             && self
                 .cfg
                 .max_idle
-                .is_none_or(|m| self.conns.idle + self.conns.connecting < m)
+                .is_none_or(|m| self.conns.idle() + self.conns.connecting < m)
     }
 
     /// Envoy's `tryCreateNewConnections`: at most 3 connects per trigger.
@@ -355,7 +355,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             if self
                 .cfg
                 .max_idle
-                .is_some_and(|x| self.conns.idle + self.conns.connecting >= x)
+                .is_some_and(|x| self.conns.idle() + self.conns.connecting >= x)
             {
                 return;
             }

@@ -146,7 +146,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             let seq = self.routes[r as usize].seq;
             self.routes[r as usize].set_retrying(true);
             self.routes[r as usize].retry_until = until;
-            self.routes.timers.arm(r, until, seq);
+            self.routes.timers.arm(r, until, seq, &mut self.due);
         }
         self.settle(r);
     }

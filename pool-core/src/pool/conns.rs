@@ -180,6 +180,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             self.conns.total -= 1;
             if self.conns.total - self.conns.guards <= self.cfg.max_total {
                 self.over_total = false;
+                self.set_warm();
             }
             let limit = self.limit(r);
             let s = &mut self.routes[r as usize];
@@ -235,7 +236,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             .is_some_and(|m| self.routes[r as usize].idle > m)
         {
             self.close(c, CloseReason::IdleLimit);
-        } else if self.cfg.max_idle.is_some_and(|m| self.conns.idle > m) {
+        } else if self.cfg.max_idle.is_some_and(|m| self.conns.idle() > m) {
             let v = self.conns.lru.tail();
             let vr = self.conns[v as usize].route.get();
             self.close(v, CloseReason::IdleLimit);

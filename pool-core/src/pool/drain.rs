@@ -44,6 +44,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             DrainScope::All => {
                 if mode == DrainMode::DrainAndDelete {
                     self.closed = true;
+                    self.set_warm();
                 }
                 let mut r = self.routes.all.head();
                 while r != NIL {
@@ -118,7 +119,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if self.routes[r as usize].deleting() {
             return Err(RouteError::Draining);
         }
-        self.routes[r as usize].overrides = ov;
+        self.routes[r as usize].set_overrides(ov);
         if self.routes[r as usize].allocated > self.limit(r) {
             self.routes[r as usize].set_over_limit(true);
         }

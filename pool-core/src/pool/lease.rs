@@ -21,6 +21,13 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// before `now` means "do not wait": granted if a connection is ready now,
     /// else `Err(Timeout)`, and nothing changes. `Some(Instant::MAX)` is the
     /// same as `None` (no deadline).
+    // Inlined into the caller where the `alloc` feature says "server" (the
+    // warm path then runs without a call or the result through memory:
+    // about 20 instructions per call in `scale`); a hint only for firmware,
+    // where forcing it cost the firmware example 1.5 KB of flash
+    // (docs/PERFORMANCE.md, "The core").
+    #[cfg_attr(feature = "alloc", inline(always))]
+    #[cfg_attr(not(feature = "alloc"), inline)]
     pub fn lease(
         &mut self,
         key: &K,
@@ -28,23 +35,37 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         now: Instant,
         deadline: Option<Instant>,
     ) -> Result<LeaseOutcome, LeaseError> {
-        self.advance(now);
+        if tag.is_none() {
+            if let Some(lease) = self.lease_fast(key, now) {
+                return Ok(LeaseOutcome::Granted(lease));
+            }
+        } else if now > self.now {
+            self.now = now;
+        }
+        self.lease_general(key, tag, deadline)
+    }
+
+    /// `lease` from the start when the warm path (`fast.rs`) does not apply
+    /// (which moved time to `now` already).
+    #[inline(never)]
+    fn lease_general(
+        &mut self,
+        key: &K,
+        tag: Option<Tag>,
+        deadline: Option<Instant>,
+    ) -> Result<LeaseOutcome, LeaseError> {
+        self.advance(self.now);
         if self.closed {
             return Err(LeaseError::Closed);
         }
         // `Instant::MAX` means never (§2).
         let deadline = deadline.filter(|&d| d != Instant::MAX);
         let r = self.find_route(key);
-        if let (Some(r), None) = (r, tag) {
-            if let Some(lease) = self.lease_fast(r) {
-                return Ok(LeaseOutcome::Granted(lease));
-            }
-        }
         self.lease_slow(key, r, tag, deadline)
     }
 
     /// Every lease the warm path does not take (§4).
-    #[inline(never)]
+    #[inline]
     fn lease_slow(
         &mut self,
         key: &K,

@@ -27,6 +27,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         }
         self.cfg.max_total = max_total;
         self.over_total = self.conns.total - self.conns.guards > max_total;
+        self.set_warm();
         self.settle_all();
         Ok(())
     }

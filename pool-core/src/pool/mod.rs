@@ -111,6 +111,10 @@ pub struct Pool<'a, K, I = u32> {
     pub(crate) leases: Leases<'a, I>,
     pub(crate) cfg: Settings,
     pub(crate) now: Instant,
+    /// No timer is due before it: at or before [`Pool::next_due`], exact
+    /// after each `advance` and lowered by every arming (`Heap::set`), so
+    /// the warm path reads one field instead of three heap tops.
+    pub(crate) due: Instant,
     pub(crate) seq: u64,
     /// The action queue (`actions.rs`), threaded through the three tables.
     pub(crate) act_head: u32,
@@ -127,9 +131,10 @@ pub struct Pool<'a, K, I = u32> {
     pub(crate) rng: u64,
     /// No pool-wide preconnect ratio and no warm-up: `settle` has a fast path.
     pub(crate) plain: bool,
-    /// `plain`, and no idle limit and no per-connection lease limit: the warm
-    /// path (`fast.rs`) applies whenever no route is blocked.
-    pub(crate) plain_fast: bool,
+    /// [`Pool::plain_fast`], not `closed` and not `over_total` (kept by
+    /// [`Pool::set_warm`] where either changes): the warm path (`fast.rs`)
+    /// applies whenever no route is blocked and no timer is due.
+    pub(crate) warm: bool,
     pub(crate) counters: Counters,
 }
 
@@ -209,17 +214,14 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
         let [ch, wh, rh] = heaps;
         let rng = crate::hash::splitmix(cfg.seed ^ 0x6a09_e667_f3bc_c909);
         let plain = cfg.ratio_milli <= 1000 && cfg.min_idle == 0;
-        let plain_fast = plain
-            && cfg.max_idle.is_none()
-            && cfg.max_idle_per_route.is_none()
-            && cfg.max_leases_per_conn.is_none();
-        Ok(Pool {
+        let mut pool = Pool {
             conns: Conns::new(conns, Heap::new(ch.0, ch.1)),
             routes: Routes::new(routes, buckets, Heap::new(rh.0, rh.1), cfg.seed),
             waiters: Waiters::new(waiters, Heap::new(wh.0, wh.1)),
             leases: Leases::new(leases),
             cfg,
             now: Instant::ZERO,
+            due: Instant::MAX,
             seq: 0,
             act_head: NIL,
             act_tail: NIL,
@@ -228,9 +230,11 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
             id,
             rng,
             plain,
-            plain_fast,
+            warm: false,
             counters: Counters::default(),
-        })
+        };
+        pool.set_warm();
+        Ok(pool)
     }
 
     /// Processes every timer due at `now`: waiter deadlines, connect timeouts,
@@ -262,7 +266,7 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
         PoolStats {
             connections: self.conns.total,
             connecting: self.conns.connecting,
-            idle: self.conns.idle,
+            idle: self.conns.idle(),
             leased: self.leases.used,
             pending: self.waiters.pending,
             closing: self.conns.closing,
@@ -321,6 +325,21 @@ impl<'a, K: Eq + Hash + Clone, I: Index> Pool<'a, K, I> {
     /// The latest `now` seen.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// `plain`, and no idle limit and no per-connection lease limit (the
+    /// settings the warm path leaves out; fixed at construction).
+    pub(crate) fn plain_fast(&self) -> bool {
+        self.plain
+            && self.cfg.max_idle.is_none()
+            && self.cfg.max_idle_per_route.is_none()
+            && self.cfg.max_leases_per_conn.is_none()
+    }
+
+    /// Recomputes `warm` after `closed` or `over_total` changed.
+    #[inline]
+    pub(crate) fn set_warm(&mut self) {
+        self.warm = self.plain_fast() && !self.closed && !self.over_total;
     }
 
     #[inline]

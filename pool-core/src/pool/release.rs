@@ -3,6 +3,7 @@
 use crate::index::Index;
 use core::hash::Hash;
 
+use super::fast::Fast;
 use super::{Pool, Release};
 use crate::action::CloseReason;
 use crate::error::ReleaseError;
@@ -15,33 +16,46 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     /// (first to a queued waiter of its route, FIFO); `Discard` closes it once
     /// its other leases end. A lease released twice, or unknown, is
     /// `Err(StaleLease)` and changes nothing.
+    // Inlined into the caller where the `alloc` feature says "server" (the
+    // warm path then runs without a call or the result through memory:
+    // about 20 instructions per call in `scale`); a hint only for firmware,
+    // where forcing it cost the firmware example 1.5 KB of flash
+    // (docs/PERFORMANCE.md, "The core").
+    #[cfg_attr(feature = "alloc", inline(always))]
+    #[cfg_attr(not(feature = "alloc"), inline)]
     pub fn release(
         &mut self,
         lease: Lease,
         how: Release,
         now: Instant,
     ) -> Result<(), ReleaseError> {
-        self.advance(now);
+        if how == Release::REUSE {
+            match self.release_fast(&lease, now) {
+                Fast::Done => return Ok(()),
+                Fast::Arm(c, at, seq) => return self.release_arm(c, at, seq),
+                Fast::General => {}
+            }
+        } else if now > self.now {
+            self.now = now;
+        }
+        self.release_general(lease, how)
+    }
+
+    /// `release` from the start when the warm path (`fast.rs`) does not
+    /// apply (§5); time moved to `now` already.
+    #[inline(never)]
+    fn release_general(&mut self, lease: Lease, how: Release) -> Result<(), ReleaseError> {
+        self.advance(self.now);
         if lease.pool != self.id {
             return Err(ReleaseError::ForeignLease);
         }
-        let l = lease.id.index;
         let c = lease.conn.index;
         if !self.leases.is_out(lease.id, c) || self.conns[c as usize].gen != lease.conn.gen {
             return Err(ReleaseError::StaleLease);
         }
-        if how == Release::REUSE && self.release_fast(l, lease.conn.index) {
-            return Ok(());
-        }
-        self.release_slow(l, how);
-        Ok(())
-    }
-
-    /// Every release the warm path does not take (§5).
-    #[inline(never)]
-    fn release_slow(&mut self, l: u32, how: Release) {
-        let r = self.release_slot(l, Some(how));
+        let r = self.release_slot(lease.id.index, Some(how));
         self.settle(r);
+        Ok(())
     }
 
     /// Frees lease slot `l` and files its connection as `how` says (`None`:

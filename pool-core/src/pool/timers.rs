@@ -48,7 +48,8 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
     #[inline]
     pub(crate) fn rearm_conn(&mut self, c: u32) {
         if let Some(t) = self.conn_deadline(c) {
-            self.conns.timers.arm(c, t, self.conns[c as usize].seq);
+            let seq = self.conns[c as usize].seq;
+            self.conns.timers.arm(c, t, seq, &mut self.due);
         }
     }
 
@@ -67,8 +68,14 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
         if now > self.now {
             self.now = now;
         }
-        if self.next_due() <= self.now {
-            self.fire_due();
+        // `due` is at or before `next_due()`: past it, nothing is due.
+        if self.due <= self.now {
+            if self.next_due() <= self.now {
+                self.fire_due();
+            }
+            // Exact again (removals may have left it early); arming lowers
+            // it (`Heap::set`) until then.
+            self.due = self.next_due();
         }
     }
 
@@ -126,7 +133,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
                 None => heap.remove(o),
                 // An owner's entry carries its own sequence number: the
                 // deadline alone says whether it fired early.
-                Some(k) if k.0 > e.at => heap.set(o, k.0, k.1),
+                Some(k) if k.0 > e.at => heap.set(o, k.0, k.1, &mut self.due),
                 Some(_) => {
                     heap.remove(o);
                     match owner {

@@ -45,7 +45,7 @@ impl<K: Eq + Hash + Clone, I: Index> Pool<'_, K, I> {
             self.routes[r as usize].validating += 1;
         }
         if let Some(d) = deadline {
-            self.waiters.timers.arm(w, d, seq as u32);
+            self.waiters.timers.arm(w, d, seq as u32, &mut self.due);
         }
         w
     }

@@ -20,8 +20,6 @@ pub(crate) struct Conns<'a, I> {
     /// Open + connecting + validating connections.
     pub(crate) total: u32,
     pub(crate) connecting: u32,
-    /// Idle connections (the LRU's length).
-    pub(crate) idle: u32,
     /// Closed, their `Close` not polled yet (their slots are still held).
     pub(crate) closing: u32,
     /// Starvation-guard connections among `total`.
@@ -47,10 +45,16 @@ impl<'a, I: Index> Conns<'a, I> {
             timers,
             total: 0,
             connecting: 0,
-            idle: 0,
             closing: 0,
             guards: 0,
         }
+    }
+
+    /// Idle connections: the LRU's length (kept by the list, not counted
+    /// apart).
+    #[inline(always)]
+    pub(crate) fn idle(&self) -> u32 {
+        self.lru.len()
     }
 
     /// Takes a free slot (`NIL` if none: every slot is held, some by
@@ -83,7 +87,6 @@ impl<'a, I: Index> Conns<'a, I> {
         let s = &mut *self.slots;
         self.lru.push_front::<kind::Lru, _>(s, c);
         s[c as usize].set_in_lru(true);
-        self.idle += 1;
     }
 
     /// Idle `c` (on the LRU) is leased: off the LRU.
@@ -92,7 +95,6 @@ impl<'a, I: Index> Conns<'a, I> {
         let s = &mut *self.slots;
         self.lru.remove::<kind::Lru, _>(s, c);
         s[c as usize].set_in_lru(false);
-        self.idle -= 1;
     }
 
     /// `c` is no longer idle; returns whether it was.
@@ -148,8 +150,7 @@ impl<'a, I: Index> Conns<'a, I> {
             "idle LRU membership differs from idleness"
         );
         ensure!(
-            count(&|c| c.state != ConnState::Free && c.in_lru()) == self.idle
-                && self.idle == self.lru.len(),
+            count(&|c| c.state != ConnState::Free && c.in_lru()) == self.idle(),
             11,
             "idle count differs"
         );
