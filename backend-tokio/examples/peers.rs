@@ -12,6 +12,10 @@
 //! pool is set up for the same work: no check on checkout, no timeouts armed
 //! on the fast path.
 //!
+//! Each pool makes its connections before the timed loop
+//! (`WHARF_PEERS_COLD=1`: it does not, see [`warm`]); `WHARF_PEERS_COUNTERS=1`
+//! prints Wharf's grants and queued leases of each run to stderr.
+//!
 //! For profiling: `WHARF_PEERS_ONLY=wharf:8:1` runs one pool and one
 //! configuration, `WHARF_PEERS_OPS=65536` fewer operations (e.g. under
 //! `valgrind --tool=callgrind`).
@@ -120,14 +124,26 @@ async fn wharf(size: u32, tasks: usize, cooperative: bool) -> f64 {
         .idle_timeout(None)
         .build()
         .expect("pool");
-    drive(tasks, move || {
+    if warm() {
+        let mut held = Vec::new();
+        for _ in 0..size {
+            held.push(pool.lease(&0).await.expect("lease"));
+        }
+    }
+    let counted = pool.clone();
+    let ops = drive(tasks, move || {
         let pool = pool.clone();
         async move {
             let lease = pool.lease(&0).await.expect("lease");
             std::hint::black_box(*lease);
         }
     })
-    .await
+    .await;
+    if std::env::var_os("WHARF_PEERS_COUNTERS").is_some() {
+        let c = counted.counters();
+        eprintln!("wharf counters: grants {} queued {}", c.grants, c.queued);
+    }
+    ops
 }
 
 async fn deadpool(size: u32, tasks: usize) -> f64 {
@@ -136,6 +152,12 @@ async fn deadpool(size: u32, tasks: usize) -> f64 {
             .max_size(size as usize)
             .build()
             .expect("pool");
+    if warm() {
+        let mut held = Vec::new();
+        for _ in 0..size {
+            held.push(pool.get().await.map_err(|_| ()).expect("get"));
+        }
+    }
     drive(tasks, move || {
         let pool = pool.clone();
         async move {
@@ -154,6 +176,12 @@ async fn bb8(size: u32, tasks: usize) -> f64 {
         .build(Bb8Manager)
         .await
         .expect("pool");
+    if warm() {
+        let mut held = Vec::new();
+        for _ in 0..size {
+            held.push(pool.get().await.expect("get"));
+        }
+    }
     drive(tasks, move || {
         let pool = pool.clone();
         async move {
@@ -186,6 +214,20 @@ fn context_switches() -> u64 {
         }
     }
     n
+}
+
+/// Every pool makes its `size` connections before the timed loop (each
+/// connection leased and held, then all dropped), unless `WHARF_PEERS_COLD`
+/// is set: the loop then measures the steady state, not how a pool starts
+/// under a load that saturates it. Cold, 32 tasks that arrive while Wharf's
+/// first connections are being made queue FIFO, each release hands its
+/// connection to the oldest waiter, and the load (every task leases again at
+/// once) keeps the queue from ever draining: a FIFO hand-off convoy, every
+/// get queued (docs/PERFORMANCE.md). deadpool's fair semaphore queues the
+/// same way; bb8 lets a running task take an idle connection before a
+/// woken waiter does.
+fn warm() -> bool {
+    std::env::var_os("WHARF_PEERS_COLD").is_none()
 }
 
 /// Rounds per configuration: each round runs the three pools one after the
