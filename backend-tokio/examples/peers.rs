@@ -223,9 +223,9 @@ fn context_switches() -> u64 {
 /// first connections are being made queue FIFO, each release hands its
 /// connection to the oldest waiter, and the load (every task leases again at
 /// once) keeps the queue from ever draining: a FIFO hand-off convoy, every
-/// get queued (docs/PERFORMANCE.md). deadpool's fair semaphore queues the
-/// same way; bb8 lets a running task take an idle connection before a
-/// woken waiter does.
+/// get queued (docs/PERFORMANCE.md). deadpool's semaphore also serves
+/// waiters in FIFO order; bb8 lets a running task take an idle connection
+/// before a woken waiter does.
 fn warm() -> bool {
     std::env::var_os("WHARF_PEERS_COLD").is_none()
 }
