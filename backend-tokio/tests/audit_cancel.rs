@@ -112,3 +112,44 @@ async fn h2_dropped_stream_frees_the_only_stream() {
     assert_eq!(server.stats().accepted, 1);
     server.release_held(3);
 }
+
+/// A request waits for the only connection while the request on it is
+/// abandoned mid-response: the waiter must not be handed that connection
+/// (hyper closes it: the waiter's request could not be sent). With the
+/// retries of unsent requests off, it would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_abandoned_connection_is_not_handed_to_a_waiter() {
+    for round in 0..5 {
+        let server = Http1Server::builder().start().await;
+        let client = Client::builder()
+            .max_per_host(1)
+            .retry_unsent(0)
+            .build()
+            .unwrap();
+        let held = {
+            let (client, url) = (client.clone(), server.url("/hold"));
+            tokio::spawn(async move { client.get(&url).await.map(|_| ()) })
+        };
+        server
+            .wait_for("the request is held", |s| s.held == 1)
+            .await;
+        let waiter = {
+            let (client, url) = (client.clone(), server.url("/"));
+            tokio::spawn(async move {
+                let r = client.get(&url).await?;
+                r.into_body().bytes().await
+            })
+        };
+        http_util::until("the waiter waits", || client.pool().stats().pending == 1).await;
+        held.abort();
+        let r = within("the waiter", waiter).await.unwrap();
+        assert!(r.is_ok(), "round {round}: the waiter failed: {r:?}");
+        let s = client.stats();
+        assert_eq!(
+            (s.requests, s.failed, s.http1_connections),
+            (2, 0, 2),
+            "{s:?}"
+        );
+        server.release_held(1);
+    }
+}

@@ -432,18 +432,26 @@ impl<C: HttpConnect> Client<C> {
                 1
             };
             // From here the stream count is given back with `held`.
-            let mut held = Held { lease, h2 };
+            let mut held = Held {
+                lease,
+                h2,
+                in_flight: false,
+            };
             let bytes_before = held.lease.state.bytes();
             // HTTP/1: a request saying `Connection: close` ends its
             // connection after the response (hyper closes it).
             let asked_close = !h2 && has_token(req.headers(), "close");
             let outcome = match &mut held.lease.sender {
                 Sender::H1(s) => match s.ready().await {
-                    Ok(()) => sent(s.try_send_request(req).await),
+                    Ok(()) => {
+                        held.in_flight = true;
+                        sent(s.try_send_request(req).await)
+                    }
                     Err(e) => Outcome::Unsent(req, e),
                 },
                 Sender::H2(s) => sent(s.try_send_request(req).await),
             };
+            held.in_flight = false;
             match outcome {
                 Outcome::Response(resp) => {
                     let info = RequestInfo {
