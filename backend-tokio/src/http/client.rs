@@ -359,7 +359,10 @@ impl<C: HttpConnect> Client<C> {
     }
 
     /// Graceful shutdown of the pool: new requests fail, idle connections
-    /// close now, the others when their response bodies are done.
+    /// close now, the others when their response bodies are done. Requests
+    /// already waiting for a connection are served by the connections
+    /// still out as they come back (no new connection is made), or fail
+    /// when their route has none left ([`Pool::close`]).
     pub async fn close(&self) {
         self.pool.close().await
     }
