@@ -587,6 +587,7 @@ fn respond<C: HttpConnect>(
 /// | `max_total` | 25 connections |
 /// | `max_per_host` | 5 connections per route |
 /// | `max_pending` | 1024 requests waiting for a connection |
+/// | `max_routes` | `max_total + 64` routes known at once |
 /// | `pool_timeout` | 30 s (waiting for a connection) |
 /// | `connect_timeout` | 5 s (TCP, TLS and the HTTP handshake) |
 /// | `request_timeout` | none (as hyper-util, reqwest and Go's `http.Client`: a timer per request costs ~3% of a loopback request; set one to bound a server that never answers) |
@@ -603,6 +604,7 @@ pub struct ClientBuilder {
     max_total: u32,
     max_per_host: u32,
     max_pending: u32,
+    max_routes: Option<usize>,
     pool_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
@@ -648,6 +650,7 @@ impl ClientBuilder {
             max_total: 25,
             max_per_host: 5,
             max_pending: 1024,
+            max_routes: None,
             pool_timeout: Some(Duration::from_secs(30)),
             connect_timeout: Some(Duration::from_secs(5)),
             request_timeout: None,
@@ -685,6 +688,16 @@ impl ClientBuilder {
     /// fail at once ([`Error::Overflow`](crate::Error::Overflow)).
     pub fn max_pending(mut self, n: u32) -> Self {
         self.max_pending = n;
+        self
+    }
+    /// Routes (scheme, host, port, protocol, TLS identity) known at once:
+    /// a route takes a slot while it has a connection or a request waiting,
+    /// and a request to a new route when every slot is taken fails at once
+    /// ([`Error::RouteTableFull`](crate::Error::RouteTableFull)). Default
+    /// `max_total + 64`: every connection on a route of its own, and 64
+    /// routes more whose requests wait (slots are allocated at build).
+    pub fn max_routes(mut self, n: usize) -> Self {
+        self.max_routes = Some(n);
         self
     }
     /// How long a request waits for a connection (`None`: no limit but the
@@ -834,6 +847,10 @@ impl ClientBuilder {
             .max_total(self.max_total)
             .max_per_route(self.max_per_host)
             .max_pending(self.max_pending)
+            .max_routes(
+                self.max_routes
+                    .unwrap_or_else(|| (self.max_total as usize).saturating_add(64)),
+            )
             .lease_timeout(self.pool_timeout)
             .connect_timeout(self.connect_timeout)
             .idle_timeout(self.idle_timeout)
