@@ -1,0 +1,216 @@
+//! Audit: servers that refuse, hang, and close connections on their own,
+//! checked from outside:
+//! - a refused port: every request fails `ConnectFailed`, a handful of
+//!   connects for many requests, and no connect at all once nobody asks (no
+//!   spin); warm-up against it is paced by the retry backoff;
+//! - a connect abandoned by its request (request timeout) still ends by
+//!   the connect timeout and gives its slot back: with `max_total(1)` the
+//!   next request to a good server is served;
+//! - HTTP/1.1 servers that close after a few requests (with and without
+//!   `Connection: close`) or when idle, under concurrency, with GETs and
+//!   POSTs carrying ids: the server never sees a request twice, every
+//!   answer the client got is the server's answer to that request, GETs
+//!   never fail, a POST fails only as `HttpError::Request` (sent, not
+//!   retried).
+#![cfg(feature = "http")]
+
+mod http_util;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_util::within;
+use wharf_test_servers::{HangingConnect, Http1Server, RefusedPort};
+use wharf_tokio::http::{Body, Client, HttpError};
+use wharf_tokio::{ConnectFailure, Pool, RouteConfig, TcpConnector};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_port_fails_requests_without_spinning() {
+    let refused = RefusedPort::new();
+    let url = format!("http://{}/", refused.addr());
+    let client = Client::builder().max_per_host(4).build().unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.get(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for t in tasks {
+        match within("a request", t).await.unwrap() {
+            Err(HttpError::Pool(wharf_tokio::Error::ConnectFailed { reason, .. })) => {
+                assert_eq!(reason, ConnectFailure::Remote)
+            }
+            other => panic!("a request to a refused port: {other:?}"),
+        }
+    }
+    let c = client.pool().counters();
+    assert!(
+        (1..=50).contains(&c.connects),
+        "one connect serves the failure of every waiter: {c:?}"
+    );
+    let before = c.connects;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        client.pool().counters().connects,
+        before,
+        "no connect without demand"
+    );
+    let p = client.pool().stats();
+    assert_eq!((p.connections, p.pending, p.leased), (0, 0, 0), "{p:?}");
+    let s = client.stats();
+    assert_eq!((s.requests, s.failed), (50, 50));
+}
+
+/// Warm-up (`min_idle`) against a refused port: the retry backoff paces
+/// the connects (1 per backoff per missing connection, not a loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_against_a_refused_port_is_paced_by_the_backoff() {
+    let refused = RefusedPort::new();
+    let route = (String::from("127.0.0.1"), refused.addr().port());
+    let pool = Pool::builder(TcpConnector::new())
+        .retry_backoff(Duration::from_millis(100))
+        .route(
+            route.clone(),
+            RouteConfig {
+                min_idle: Some(2),
+                ..RouteConfig::default()
+            },
+        )
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let c = pool.counters();
+    // 1 s / 100 ms = 10 backoffs, 2 connections each at most, plus slack
+    // for a late timer: a busy loop would make thousands.
+    assert!(c.connects >= 2, "warm-up tried: {c:?}");
+    assert!(c.connects <= 2 * (10 + 3), "paced by the backoff: {c:?}");
+    assert_eq!(c.connect_failures_for(ConnectFailure::Remote), c.connects);
+    within("close", pool.close()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_connect_gives_its_slot_back() {
+    let hang = HangingConnect::new().await;
+    let server = Http1Server::builder().start().await;
+    let client = Client::builder()
+        .max_total(1)
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let hung = format!("http://{}/", hang.addr());
+    let r = tokio::time::timeout(Duration::from_millis(100), client.get(&hung)).await;
+    assert!(r.is_err(), "the connect hangs");
+    // The only connection slot is the hanging connect's until its timeout.
+    let r = within("a request to a good server", client.get(&server.url("/"))).await;
+    let r = r.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(r.status(), 200);
+    r.into_body().bytes().await.unwrap();
+    let c = client.pool().counters();
+    assert_eq!(c.connect_failures_for(ConnectFailure::Timeout), 1, "{c:?}");
+    assert_eq!(server.stats().accepted, 1);
+}
+
+/// Ids the server saw, with the count of each.
+type Seen = Arc<Mutex<HashMap<String, u32>>>;
+
+async fn ids_under_server_closes(server: wharf_test_servers::HttpServer, seen: Seen) {
+    let client = Client::builder().max_per_host(4).build().unwrap();
+    let url = server.url("/id");
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..40u64 {
+                if (t + i) % 7 == 0 {
+                    tokio::time::sleep(Duration::from_millis(30 + (i % 3) * 10)).await;
+                }
+                let id = format!("{t}-{i}");
+                let method = if i % 2 == 0 {
+                    Method::GET
+                } else {
+                    Method::POST
+                };
+                let req = Request::builder()
+                    .method(method.clone())
+                    .uri(url.as_str())
+                    .header("x-id", id.as_str())
+                    .body(Body::from(id.clone()))
+                    .unwrap();
+                let r = match client.request(req).await {
+                    Ok(r) => r.into_body().bytes().await.map(Some),
+                    Err(e) => Err(e),
+                };
+                out.push((id, method, r));
+            }
+            out
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        for (id, method, r) in within("a task", t).await.unwrap() {
+            match r {
+                Ok(Some(body)) => {
+                    assert_eq!(body, Bytes::from(id.clone()), "the answer to {id}");
+                    ok += 1;
+                }
+                Ok(None) => unreachable!(),
+                Err(HttpError::Request { attempts: 1, .. }) if method == Method::POST => {}
+                Err(e) => panic!("{method} {id}: {e:?}"),
+            }
+        }
+    }
+    let seen = seen.lock().unwrap();
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "requests the server saw twice: {twice:?}");
+    assert!(
+        ok >= seen.len() - 8 * 40 / 2,
+        "{ok} answers, {} seen",
+        seen.len()
+    );
+    assert!(ok <= seen.len(), "{ok} answers, {} seen", seen.len());
+    assert!(ok >= 8 * 40 / 2, "every GET answered: {ok}");
+}
+
+fn id_server(seen: &Seen) -> wharf_test_servers::HttpServerBuilder {
+    let seen = seen.clone();
+    Http1Server::builder().handler(move |req, _| {
+        (req.uri().path() == "/id").then(|| {
+            let id = req.headers()["x-id"].to_str().unwrap().to_string();
+            assert_eq!(req.body(), &Bytes::from(id.clone()), "body of {id}");
+            *seen.lock().unwrap().entry(id.clone()).or_default() += 1;
+            http::Response::new(Bytes::from(id))
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_close_after_n_requests() {
+    let seen = Seen::default();
+    let server = id_server(&seen).max_requests_per_conn(3).start().await;
+    ids_under_server_closes(server, seen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_after_n_requests_without_saying_so() {
+    let seen = Seen::default();
+    let server = id_server(&seen)
+        .max_requests_per_conn(3)
+        .close_without_header()
+        .start()
+        .await;
+    ids_under_server_closes(server, seen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_close_at_the_pauses() {
+    let seen = Seen::default();
+    let server = id_server(&seen)
+        .idle_timeout(Duration::from_millis(30))
+        .start()
+        .await;
+    ids_under_server_closes(server, seen).await;
+}
