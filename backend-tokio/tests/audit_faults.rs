@@ -150,6 +150,7 @@ async fn ids_under_server_closes(server: wharf_test_servers::HttpServer, seen: S
         }));
     }
     let mut ok = 0;
+    let mut failed = 0;
     for t in tasks {
         for (id, method, r) in within("a task", t).await.unwrap() {
             match r {
@@ -158,11 +159,20 @@ async fn ids_under_server_closes(server: wharf_test_servers::HttpServer, seen: S
                     ok += 1;
                 }
                 Ok(None) => unreachable!(),
-                Err(HttpError::Request { attempts: 1, .. }) if method == Method::POST => {}
+                Err(HttpError::Request { attempts: 1, .. }) if method == Method::POST => {
+                    failed += 1
+                }
                 Err(e) => panic!("{method} {id}: {e:?}"),
             }
         }
     }
+    // The counters agree with what happened and with the server.
+    let c = client.stats();
+    assert_eq!((c.requests, c.failed), (8 * 40, failed), "{c:?}");
+    let s = server.stats();
+    assert_eq!(c.http1_connections, s.accepted, "{c:?} {s:?}");
+    let p = client.pool().counters();
+    assert_eq!(p.connected, s.accepted, "{p:?}");
     let seen = seen.lock().unwrap();
     let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
     assert!(twice.is_empty(), "requests the server saw twice: {twice:?}");
