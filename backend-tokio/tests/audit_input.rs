@@ -152,6 +152,19 @@ async fn zero_limits_and_timeouts_are_config_errors() {
             Client::builder().preconnect_ratio(f32::NAN).build(),
         ),
     ];
+    let mut cases = cases;
+    cases.push((
+        "max_total(u32::MAX)",
+        Client::builder().max_total(u32::MAX).build(),
+    ));
+    cases.push((
+        "max_routes(0)",
+        Client::builder().max_routes(0).build(),
+    ));
+    cases.push((
+        "max_routes(usize::MAX)",
+        Client::builder().max_routes(usize::MAX).build(),
+    ));
     for (what, r) in cases {
         match r {
             Err(HttpError::Config { .. }) => {}
@@ -184,6 +197,10 @@ async fn unbounded_durations_serve() {
         r.into_body().bytes().await.unwrap();
     }
     assert_eq!(client.stats().http1_connections, 1);
+    // The largest stream cap: a client that serves.
+    let client = Client::builder().h2_max_streams(u32::MAX).build().unwrap();
+    let r = within("a request", client.get(&server.url("/"))).await.unwrap();
+    r.into_body().bytes().await.unwrap();
     // Zero request timeout: an answer, not a panic.
     let client = Client::builder()
         .request_timeout(Duration::ZERO)
