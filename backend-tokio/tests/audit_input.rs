@@ -157,10 +157,7 @@ async fn zero_limits_and_timeouts_are_config_errors() {
         "max_total(u32::MAX)",
         Client::builder().max_total(u32::MAX).build(),
     ));
-    cases.push((
-        "max_routes(0)",
-        Client::builder().max_routes(0).build(),
-    ));
+    cases.push(("max_routes(0)", Client::builder().max_routes(0).build()));
     cases.push((
         "max_routes(usize::MAX)",
         Client::builder().max_routes(usize::MAX).build(),
@@ -197,9 +194,34 @@ async fn unbounded_durations_serve() {
         r.into_body().bytes().await.unwrap();
     }
     assert_eq!(client.stats().http1_connections, 1);
+    // A request that waits with an unbounded pool timeout waits, and is
+    // served (the deadline saturates, it does not wrap).
+    let client = Client::builder()
+        .max_per_host(1)
+        .pool_timeout(Duration::MAX)
+        .request_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let held = {
+        let (client, url) = (client.clone(), server.url("/hold"));
+        tokio::spawn(async move { client.get(&url).await?.into_body().bytes().await })
+    };
+    server.wait_for("held", |s| s.held == 1).await;
+    let waiter = {
+        let (client, url) = (client.clone(), server.url("/"));
+        tokio::spawn(async move { client.get(&url).await?.into_body().bytes().await })
+    };
+    http_util::until("the waiter waits", || client.pool().stats().pending == 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "{:?}", client.pool().stats());
+    server.release_held(1);
+    within("held", held).await.unwrap().unwrap();
+    within("the waiter", waiter).await.unwrap().unwrap();
     // The largest stream cap: a client that serves.
     let client = Client::builder().h2_max_streams(u32::MAX).build().unwrap();
-    let r = within("a request", client.get(&server.url("/"))).await.unwrap();
+    let r = within("a request", client.get(&server.url("/")))
+        .await
+        .unwrap();
     r.into_body().bytes().await.unwrap();
     // Zero request timeout: an answer, not a panic.
     let client = Client::builder()
