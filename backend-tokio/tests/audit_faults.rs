@@ -224,3 +224,36 @@ async fn idle_close_at_the_pauses() {
         .await;
     ids_under_server_closes(server, seen).await;
 }
+
+/// The server's idle timeout is the client's: each pause ends as both
+/// close (or not) the connection. GETs never fail (the watch, the hand-out
+/// check, or the retry of an idempotent request on a reused connection);
+/// the server never sees a request twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeouts_equal_on_both_sides() {
+    let seen = Seen::default();
+    let server = id_server(&seen)
+        .idle_timeout(Duration::from_millis(60))
+        .start()
+        .await;
+    let client = Client::builder()
+        .idle_timeout(Duration::from_millis(60))
+        .build()
+        .unwrap();
+    let url = server.url("/id");
+    for i in 0..25u64 {
+        tokio::time::sleep(Duration::from_millis(56 + i % 9)).await;
+        let id = format!("g{i}");
+        let req = Request::get(url.as_str())
+            .header("x-id", id.as_str())
+            .body(Body::from(id.clone()))
+            .unwrap();
+        let r = within("a request", client.request(req)).await;
+        let r = r.unwrap_or_else(|e| panic!("GET {id}: {e:?}"));
+        assert_eq!(r.into_body().bytes().await.unwrap(), Bytes::from(id));
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 25);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    assert_eq!(client.stats().failed, 0);
+}
