@@ -217,3 +217,43 @@ async fn close_while_requests_wait() {
     let p = client.pool().stats();
     assert_eq!((p.leased, p.pending, p.connections), (0, 0, 0), "{p:?}");
 }
+
+/// `max_requests_per_connection` on HTTP/2 under concurrency: no connection
+/// serves more streams than that, every request is answered once, and each
+/// used-up connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_connection_with_concurrent_streams() {
+    let server = Http2Server::builder()
+        .response_delay(Duration::from_millis(5))
+        .start()
+        .await;
+    let client = Client::builder()
+        .max_per_host(2)
+        .http2_prior_knowledge(true)
+        .max_requests_per_connection(3)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..30).map(|_| get(&client, &server, "/")).collect();
+    for t in tasks {
+        within("a request", t).await.unwrap().unwrap();
+    }
+    let s = server.stats();
+    assert_eq!(s.requests, 30, "{s:?}");
+    assert!(
+        s.max_requests_per_conn() <= 3,
+        "{:?}",
+        s.requests_per_conn()
+    );
+    assert!(s.accepted >= 10, "{s:?}");
+    let c = client.stats();
+    assert_eq!((c.requests, c.failed), (30, 0), "{c:?}");
+    server
+        .wait_for("the used-up connections closed", |s| {
+            s.conns
+                .iter()
+                .filter(|c| c.requests == 3 && c.is_open())
+                .count()
+                == 0
+        })
+        .await;
+}
