@@ -323,19 +323,26 @@ impl<C: HttpConnect> Client<C> {
         r
     }
 
-    /// `GET uri`.
+    /// `GET uri`. A `uri` that does not parse fails with
+    /// [`HttpError::InvalidRequest`], counted in [`ClientStats`] as a
+    /// request that failed (as [`request`](Client::request) counts one).
     pub async fn get(&self, uri: &str) -> Result<Response<ResponseBody<C>>, HttpError> {
-        let uri: Uri = uri.parse().map_err(|_| HttpError::InvalidRequest {
-            uri: uri.to_string(),
-            reason: "not a valid URI",
-        })?;
-        self.request(Request::get(uri).body(Body::empty()).map_err(|_| {
-            HttpError::InvalidRequest {
-                uri: String::new(),
-                reason: "not a valid request",
+        let req = match uri.parse::<Uri>() {
+            Ok(u) => Request::get(u).body(Body::empty()).ok(),
+            Err(_) => None,
+        };
+        match req {
+            Some(req) => self.request(req).await,
+            None => {
+                let sh = &*self.shared;
+                sh.requests.fetch_add(1, Ordering::Relaxed);
+                sh.failed.fetch_add(1, Ordering::Relaxed);
+                Err(HttpError::InvalidRequest {
+                    uri: uri.to_string(),
+                    reason: "not a valid URI",
+                })
             }
-        })?)
-        .await
+        }
     }
 
     /// The pool under the client (gauges, counters, per-route settings,
