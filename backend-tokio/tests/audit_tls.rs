@@ -3,7 +3,8 @@
 //!   at the TLS step, remote, one connect per request (no retry loop);
 //! - `https://` to a plaintext HTTP/1.1 server: the TLS step, no hang;
 //! - a server that accepts and never speaks: the connect timeout covers
-//!   the TLS handshake (`ConnectFailure::Timeout`);
+//!   the TLS handshake and the wait for HTTP/2 SETTINGS
+//!   (`ConnectFailure::Timeout`);
 //! - HTTP/2 with prior knowledge to an HTTP/1.1 server: the handshake
 //!   step, no hang; the route serves again once asked properly.
 #![cfg(feature = "rustls")]
@@ -97,6 +98,26 @@ async fn a_silent_server_is_bounded_by_the_connect_timeout() {
     let c = client.pool().counters();
     assert_eq!(c.connect_failures_for(ConnectFailure::Timeout), 1, "{c:?}");
     assert_eq!(client.pool().stats().connections, 0);
+    // HTTP/2 with prior knowledge: the connect waits for the server's
+    // SETTINGS, within the same bound.
+    let h2c = Client::builder()
+        .http2_prior_knowledge(true)
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let e = within(
+        "an h2c request",
+        h2c.get(&format!("http://127.0.0.1:{port}/")),
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        HttpError::Pool(wharf_tokio::Error::ConnectFailed { reason, .. }) => {
+            assert_eq!(*reason, ConnectFailure::Timeout, "{e:?}")
+        }
+        other => panic!("a silent h2c server: {other:?}"),
+    }
+    assert_eq!(h2c.pool().stats().connections, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
