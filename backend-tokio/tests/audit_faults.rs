@@ -257,3 +257,17 @@ async fn idle_timeouts_equal_on_both_sides() {
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
     assert_eq!(client.stats().failed, 0);
 }
+
+/// `localhost` resolves to `::1` and `127.0.0.1`; a server on `127.0.0.1`
+/// only is reached (every address in turn), with one pool connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_tries_every_address() {
+    let server = Http1Server::builder().start().await;
+    let client = Client::builder().build().unwrap();
+    let url = format!("http://localhost:{}/", server.addr().port());
+    let r = within("a request", client.get(&url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.into_body().bytes().await.unwrap();
+    let c = client.pool().counters();
+    assert_eq!((c.connects, c.connected), (1, 1), "{c:?}");
+}
