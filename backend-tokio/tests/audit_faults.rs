@@ -10,8 +10,8 @@
 //!   `Connection: close`) or when idle, under concurrency, with GETs and
 //!   POSTs carrying ids: the server never sees a request twice, every
 //!   answer the client got is the server's answer to that request, GETs
-//!   never fail, a POST fails only as `HttpError::Request` (sent, not
-//!   retried).
+//!   never fail, a POST fails only as `HttpError::Request` (sent, so not
+//!   sent again).
 #![cfg(feature = "http")]
 
 mod http_util;
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request};
-use http_util::within;
+use http_util::{until, within};
 use wharf_test_servers::{HangingConnect, Http1Server, RefusedPort};
 use wharf_tokio::http::{Body, Client, HttpError};
 use wharf_tokio::{ConnectFailure, Pool, RouteConfig, TcpConnector};
@@ -87,7 +87,9 @@ async fn warm_up_against_a_refused_port_is_paced_by_the_backoff() {
     // for a late timer: a busy loop would make thousands.
     assert!(c.connects >= 2, "warm-up tried: {c:?}");
     assert!(c.connects <= 2 * (10 + 3), "paced by the backoff: {c:?}");
-    assert_eq!(c.connect_failures_for(ConnectFailure::Remote), c.connects);
+    // Every connect failed, but the (at most 2) still under way.
+    let failed = c.connect_failures_for(ConnectFailure::Remote);
+    assert!(failed <= c.connects && c.connects - failed <= 2, "{c:?}");
     within("close", pool.close()).await;
 }
 
@@ -159,20 +161,34 @@ async fn ids_under_server_closes(server: wharf_test_servers::HttpServer, seen: S
                     ok += 1;
                 }
                 Ok(None) => unreachable!(),
-                Err(HttpError::Request { attempts: 1, .. }) if method == Method::POST => {
-                    failed += 1
-                }
+                // Sent, and its connection closed before the answer (the
+                // documented race): not sent again (the server's count
+                // below). Earlier attempts may have been refused unsent.
+                Err(HttpError::Request { .. }) if method == Method::POST => failed += 1,
                 Err(e) => panic!("{method} {id}: {e:?}"),
             }
         }
     }
-    // The counters agree with what happened and with the server.
+    // The counters agree with what happened and with the server, once no
+    // connect is under way (one whose request another connection served
+    // finishes on its own).
+    until("no connect under way", || {
+        client.pool().stats().connecting == 0
+    })
+    .await;
     let c = client.stats();
     assert_eq!((c.requests, c.failed), (8 * 40, failed), "{c:?}");
-    let s = server.stats();
-    assert_eq!(c.http1_connections, s.accepted, "{c:?} {s:?}");
     let p = client.pool().counters();
-    assert_eq!(p.connected, s.accepted, "{p:?}");
+    assert_eq!(p.connected, c.http1_connections, "{p:?} {c:?}");
+    // (The server may accept a connection a moment after the client's
+    // connect completed.)
+    let opened = c.http1_connections;
+    let s = server
+        .wait_for("the server accepted what the client opened", |s| {
+            s.accepted >= opened
+        })
+        .await;
+    assert_eq!(s.accepted, opened, "{c:?}");
     let seen = seen.lock().unwrap();
     let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
     assert!(twice.is_empty(), "requests the server saw twice: {twice:?}");
