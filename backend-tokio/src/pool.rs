@@ -211,9 +211,16 @@ impl<K: RouteKey, C: Connector<K>> Pool<K, C> {
         shared.finish(g);
     }
 
-    /// Graceful shutdown: new leases fail with [`Error::Closed`], idle and
-    /// connecting connections close now, and the future completes once every
-    /// leased connection was given back and closed.
+    /// Graceful shutdown: new leases fail with [`Error::Closed`], idle
+    /// connections close now, and the future completes once every leased
+    /// connection was given back and closed.
+    ///
+    /// Leases already waiting are not failed at once: no new connection is
+    /// made for them, but a connection of their route given back (or a
+    /// stream of it, or a connect already under way) still serves them,
+    /// oldest first; once their route has no connection left they fail with
+    /// [`Error::Draining`] (or at their lease timeout). Connecting
+    /// connections close now when no lease waits on their route.
     pub async fn close(&self) {
         self.drain(None, DrainMode::DrainAndDelete);
         let shared = &self.handle.shared;

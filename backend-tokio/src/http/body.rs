@@ -177,12 +177,20 @@ impl http_body::Body for Body {
 pub(crate) struct Held<C: HttpConnect> {
     pub(crate) lease: HttpLease<C>,
     pub(crate) h2: bool,
+    /// HTTP/1: a request was handed to hyper and its response head has not
+    /// come. Dropped so (the request future was dropped: a timeout, a
+    /// caller that gave up), the connection is closed, not reused: hyper
+    /// ends it (its response is still on the way), so it would fail the
+    /// next request given it.
+    pub(crate) in_flight: bool,
 }
 
 impl<C: HttpConnect> Drop for Held<C> {
     fn drop(&mut self) {
         if self.h2 {
             self.lease.state.stream_closed();
+        } else if self.in_flight {
+            Lease::discard(&mut self.lease);
         }
     }
 }

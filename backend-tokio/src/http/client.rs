@@ -323,19 +323,26 @@ impl<C: HttpConnect> Client<C> {
         r
     }
 
-    /// `GET uri`.
+    /// `GET uri`. A `uri` that does not parse fails with
+    /// [`HttpError::InvalidRequest`], counted in [`ClientStats`] as a
+    /// request that failed (as [`request`](Client::request) counts one).
     pub async fn get(&self, uri: &str) -> Result<Response<ResponseBody<C>>, HttpError> {
-        let uri: Uri = uri.parse().map_err(|_| HttpError::InvalidRequest {
-            uri: uri.to_string(),
-            reason: "not a valid URI",
-        })?;
-        self.request(Request::get(uri).body(Body::empty()).map_err(|_| {
-            HttpError::InvalidRequest {
-                uri: String::new(),
-                reason: "not a valid request",
+        let req = match uri.parse::<Uri>() {
+            Ok(u) => Request::get(u).body(Body::empty()).ok(),
+            Err(_) => None,
+        };
+        match req {
+            Some(req) => self.request(req).await,
+            None => {
+                let sh = &*self.shared;
+                sh.requests.fetch_add(1, Ordering::Relaxed);
+                sh.failed.fetch_add(1, Ordering::Relaxed);
+                Err(HttpError::InvalidRequest {
+                    uri: uri.to_string(),
+                    reason: "not a valid URI",
+                })
             }
-        })?)
-        .await
+        }
     }
 
     /// The pool under the client (gauges, counters, per-route settings,
@@ -359,7 +366,10 @@ impl<C: HttpConnect> Client<C> {
     }
 
     /// Graceful shutdown of the pool: new requests fail, idle connections
-    /// close now, the others when their response bodies are done.
+    /// close now, the others when their response bodies are done. Requests
+    /// already waiting for a connection are served by the connections
+    /// still out as they come back (no new connection is made), or fail
+    /// when their route has none left ([`Pool::close`]).
     pub async fn close(&self) {
         self.pool.close().await
     }
@@ -432,18 +442,26 @@ impl<C: HttpConnect> Client<C> {
                 1
             };
             // From here the stream count is given back with `held`.
-            let mut held = Held { lease, h2 };
+            let mut held = Held {
+                lease,
+                h2,
+                in_flight: false,
+            };
             let bytes_before = held.lease.state.bytes();
             // HTTP/1: a request saying `Connection: close` ends its
             // connection after the response (hyper closes it).
             let asked_close = !h2 && has_token(req.headers(), "close");
             let outcome = match &mut held.lease.sender {
                 Sender::H1(s) => match s.ready().await {
-                    Ok(()) => sent(s.try_send_request(req).await),
+                    Ok(()) => {
+                        held.in_flight = true;
+                        sent(s.try_send_request(req).await)
+                    }
                     Err(e) => Outcome::Unsent(req, e),
                 },
                 Sender::H2(s) => sent(s.try_send_request(req).await),
             };
+            held.in_flight = false;
             match outcome {
                 Outcome::Response(resp) => {
                     let info = RequestInfo {
@@ -576,6 +594,7 @@ fn respond<C: HttpConnect>(
 /// | `max_total` | 25 connections |
 /// | `max_per_host` | 5 connections per route |
 /// | `max_pending` | 1024 requests waiting for a connection |
+/// | `max_routes` | `max_total + 64` routes known at once |
 /// | `pool_timeout` | 30 s (waiting for a connection) |
 /// | `connect_timeout` | 5 s (TCP, TLS and the HTTP handshake) |
 /// | `request_timeout` | none (as hyper-util, reqwest and Go's `http.Client`: a timer per request costs ~3% of a loopback request; set one to bound a server that never answers) |
@@ -592,6 +611,7 @@ pub struct ClientBuilder {
     max_total: u32,
     max_per_host: u32,
     max_pending: u32,
+    max_routes: Option<usize>,
     pool_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
@@ -637,6 +657,7 @@ impl ClientBuilder {
             max_total: 25,
             max_per_host: 5,
             max_pending: 1024,
+            max_routes: None,
             pool_timeout: Some(Duration::from_secs(30)),
             connect_timeout: Some(Duration::from_secs(5)),
             request_timeout: None,
@@ -674,6 +695,16 @@ impl ClientBuilder {
     /// fail at once ([`Error::Overflow`](crate::Error::Overflow)).
     pub fn max_pending(mut self, n: u32) -> Self {
         self.max_pending = n;
+        self
+    }
+    /// Routes (scheme, host, port, protocol, TLS identity) known at once:
+    /// a route takes a slot while it has a connection or a request waiting,
+    /// and a request to a new route when every slot is taken fails at once
+    /// ([`Error::RouteTableFull`](crate::Error::RouteTableFull)). Default
+    /// `max_total + 64`: every connection on a route of its own, and 64
+    /// routes more whose requests wait (slots are allocated at build).
+    pub fn max_routes(mut self, n: usize) -> Self {
+        self.max_routes = Some(n);
         self
     }
     /// How long a request waits for a connection (`None`: no limit but the
@@ -823,6 +854,10 @@ impl ClientBuilder {
             .max_total(self.max_total)
             .max_per_route(self.max_per_host)
             .max_pending(self.max_pending)
+            .max_routes(
+                self.max_routes
+                    .unwrap_or_else(|| (self.max_total as usize).saturating_add(64)),
+            )
             .lease_timeout(self.pool_timeout)
             .connect_timeout(self.connect_timeout)
             .idle_timeout(self.idle_timeout)

@@ -38,7 +38,11 @@ pub enum Protocol {
 /// assert_eq!(HttpRoute::http("::1", 80).unwrap().host(), "::1");
 /// assert!(HttpRoute::http("not a host", 80).is_none());
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Two routes are equal when their scheme, host (without case), port,
+/// protocol, server name and identity are: `http://h/` and `http://h:80/`
+/// are one route (each request still sends its own authority as `Host`).
+#[derive(Clone)]
 pub struct HttpRoute {
     pub(crate) tls: bool,
     pub(crate) authority: Authority,
@@ -119,7 +123,23 @@ impl HttpRoute {
         if auth.host().is_empty() {
             return Err("the URI has no host");
         }
-        let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // What follows the host: `:port`, `:` or nothing (the scheme's
+        // default port); a port that is not a `u16` is refused, not
+        // replaced by the default.
+        let hostport = auth.as_str().rsplit('@').next().unwrap_or_default();
+        let port = match hostport.get(auth.host().len()..).unwrap_or_default() {
+            "" | ":" => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or("the URI's port is not valid")?,
+        };
         let authority = if auth.as_str().contains('@') {
             authority(auth.host(), port).ok_or("the URI has no valid host")?
         } else {
@@ -212,14 +232,33 @@ impl HttpRoute {
     }
 }
 
-/// As the derived hash, but the authority (compared without case) is
-/// lowercased in 16-byte chunks rather than hashed a byte at a time.
+/// By scheme, host (without case), port, protocol, server name and
+/// identity: not by the authority's text, whose port may be written or
+/// left to the scheme's default.
+impl PartialEq for HttpRoute {
+    fn eq(&self, other: &Self) -> bool {
+        self.tls == other.tls
+            && self.port == other.port
+            && self.protocol == other.protocol
+            && self
+                .authority
+                .host()
+                .eq_ignore_ascii_case(other.authority.host())
+            && self.server_name == other.server_name
+            && self.identity == other.identity
+    }
+}
+
+impl Eq for HttpRoute {}
+
+/// As [`PartialEq`]: the host (compared without case) is lowercased in
+/// 16-byte chunks rather than hashed a byte at a time.
 impl Hash for HttpRoute {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.tls.hash(state);
         self.port.hash(state);
         self.protocol.hash(state);
-        let a = self.authority.as_str().as_bytes();
+        let a = self.authority.host().as_bytes();
         state.write_usize(a.len());
         for chunk in a.chunks(16) {
             let mut buf = [0u8; 16];

@@ -80,7 +80,8 @@ struct State {
     tracker: Arc<Tracker>,
     live: Mutex<Vec<Arc<Entry>>>,
     seq: AtomicU64,
-    /// When the server closed each connection for being idle, by its id.
+    /// When the server closed each connection for being idle (just after its
+    /// socket was closed), by its id.
     idle_closed: Mutex<std::collections::HashMap<u64, tokio::time::Instant>>,
 }
 
@@ -265,12 +266,17 @@ async fn serve(st: Arc<State>, e: Arc<Entry>, id: u64) {
                 if st.opts.idle_reset {
                     let _ = socket2::SockRef::from(&e.stream).set_linger(Some(Duration::ZERO));
                 }
+                st.retire(&e);
+                // The last reference: FIN (or RST) now. The time of the
+                // close is read after it: read before, a hand-out check run
+                // between the two (it could not see a close not yet made)
+                // would look like one that missed it.
+                drop(e);
                 st.idle_closed
                     .lock()
                     .unwrap()
                     .insert(id, tokio::time::Instant::now());
-                st.retire(&e);
-                return; // the last reference drops here: FIN (or RST)
+                return;
             }
             Err(_) => break,
             Ok(n) => n,
