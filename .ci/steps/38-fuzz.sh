@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../fuzz"
 export CARGO_TERM_COLOR=never
-secs="${WHARF_FUZZ_SECS:-30}"
+secs="${WHARF_FUZZ_SECS:-20}"
 host=x86_64-unknown-linux-gnu
 # --target keeps the flags off build scripts (a build script linked with
 # sanitizer-coverage and no libFuzzer does not link).
